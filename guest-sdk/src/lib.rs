@@ -1,0 +1,104 @@
+//! # cairn-sdk
+//!
+//! Write a stateful stream operator for [Cairn](https://github.com/) in Rust, build it with
+//! `cargo build --target wasm32-wasip2 --release`, and run it with `cairn run`.
+//!
+//! An operator is a type implementing [`Operator`], exported with [`export!`]. Its state lives
+//! in the host (see [`state`]), so it survives crashes through the host's checkpoints: keep
+//! nothing in the operator value that must outlive a restart except what [`Operator::init`]
+//! derives from the configuration.
+//!
+//! ```
+//! use cairn_sdk::{Config, Error, Event, Operator, Output, state};
+//!
+//! struct Counter;
+//!
+//! impl Operator for Counter {
+//!     fn init(_config: &Config) -> Result<Self, Error> {
+//!         Ok(Counter)
+//!     }
+//!
+//!     fn on_event(&mut self, event: Event, out: &mut Output) -> Result<(), Error> {
+//!         let n: u64 = state::get_as(&event.key)?.unwrap_or(0) + 1;
+//!         state::set_as(&event.key, &n)?;
+//!         out.emit_json(event.key, event.ts, &serde_json::json!({ "count": n }))
+//!     }
+//! }
+//!
+//! cairn_sdk::export!(Counter);
+//! ```
+
+mod error;
+mod event;
+pub mod log;
+mod operator;
+pub mod state;
+
+pub use error::Error;
+pub use event::{Config, Event, Output};
+pub use operator::Operator;
+
+/// Re-exported so that operators and the [`export!`] macro use the same serde as the SDK.
+pub use serde;
+/// Re-exported for operators that read or write JSON values.
+pub use serde_json;
+
+/// The bindings generated from Cairn's WIT world. Not part of the stable API: use the
+/// wrappers of this crate instead.
+#[doc(hidden)]
+pub mod __bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "operator",
+        pub_export_macro: true,
+        export_macro_name: "__export_operator_world",
+        default_bindings_module: "cairn_sdk::__bindings",
+    });
+}
+
+#[doc(hidden)]
+pub mod __rt;
+
+/// Export a type implementing [`Operator`] as the component's `operator` world.
+///
+/// Use it once per plugin crate, at the top level of `lib.rs`:
+/// `cairn_sdk::export!(MyOperator);`
+#[macro_export]
+macro_rules! export {
+    ($ty:ty) => {
+        const _: () = {
+            struct __CairnExport;
+
+            ::std::thread_local! {
+                static __CAIRN_INSTANCE: ::std::cell::RefCell<::std::option::Option<$ty>> =
+                    const { ::std::cell::RefCell::new(::std::option::Option::None) };
+            }
+
+            impl $crate::__bindings::Guest for __CairnExport {
+                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                    __CAIRN_INSTANCE.with(|slot| $crate::__rt::init::<$ty>(slot, config))
+                }
+
+                fn process(
+                    batch: ::std::vec::Vec<$crate::__bindings::cairn::operator::types::Event>,
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<$crate::__bindings::cairn::operator::types::Event>,
+                    ::std::string::String,
+                > {
+                    __CAIRN_INSTANCE.with(|slot| $crate::__rt::process::<$ty>(slot, batch))
+                }
+
+                fn on_watermark(
+                    watermark: i64,
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<$crate::__bindings::cairn::operator::types::Event>,
+                    ::std::string::String,
+                > {
+                    __CAIRN_INSTANCE.with(|slot| $crate::__rt::on_watermark::<$ty>(slot, watermark))
+                }
+            }
+
+    $crate::__bindings::__export_operator_world!(__CairnExport with_types_in $crate::__bindings);
+        };
+    };
+}

@@ -1,0 +1,193 @@
+//! The operator's key-value state, private to this operator instance and checkpointed by the
+//! host. Every write belongs to the current batch: if the batch fails, the host discards it.
+//!
+//! Keys are strings, values bytes; [`get_as`] and [`set_as`] store any serde type as JSON,
+//! which is also how `cairn checkpoints show` displays values.
+//!
+//! Compiled for a native target (unit tests of an operator), the same functions work on an
+//! in-memory map private to the current thread, so operators can be tested without wasm.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+
+/// Why the host refused a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateError {
+    /// A sandbox quota would be exceeded; the text names the limit and its value.
+    QuotaExceeded(String),
+    /// The key or value is not acceptable.
+    Invalid(String),
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::QuotaExceeded(m) => write!(f, "state quota exceeded: {m}"),
+            StateError::Invalid(m) => write!(f, "invalid state access: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// The value stored under `key`.
+pub fn get(key: &str) -> Option<Vec<u8>> {
+    backend::get(key)
+}
+
+/// Store `value` under `key`.
+pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
+    backend::set(key, value)
+}
+
+/// Delete `key`; returns whether it existed.
+pub fn remove(key: &str) -> bool {
+    backend::remove(key)
+}
+
+/// Whether `key` holds a value.
+pub fn exists(key: &str) -> bool {
+    backend::exists(key)
+}
+
+/// Up to `limit` keys starting with `prefix`, in byte order, strictly after `start_after`.
+pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
+    backend::list_keys(prefix, start_after, limit)
+}
+
+/// Every key starting with `prefix`, in byte order (pages through the host in chunks).
+pub fn keys_with_prefix(prefix: &str) -> Vec<String> {
+    const PAGE: u32 = 1024;
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = list_keys(prefix, after.as_deref(), PAGE);
+        let done = page.len() < PAGE as usize;
+        after = page.last().cloned();
+        all.extend(page);
+        if done {
+            return all;
+        }
+    }
+}
+
+/// The value under `key` decoded from JSON.
+pub fn get_as<T: DeserializeOwned>(key: &str) -> Result<Option<T>, Error> {
+    match get(key) {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::msg(format_args!(
+                "state key {key:?} does not hold the expected JSON: {e}"
+            ))
+        }),
+    }
+}
+
+/// Store `value` under `key` as JSON.
+pub fn set_as<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), Error> {
+    let bytes = serde_json::to_vec(value)?;
+    set(key, &bytes)?;
+    Ok(())
+}
+
+#[cfg(target_arch = "wasm32")]
+mod backend {
+    use super::StateError;
+    use crate::__bindings::cairn::operator::state as host;
+    use crate::__bindings::cairn::operator::types::StateError as WitStateError;
+
+    fn convert(e: WitStateError) -> StateError {
+        match e {
+            WitStateError::QuotaExceeded(m) => StateError::QuotaExceeded(m),
+            WitStateError::Invalid(m) => StateError::Invalid(m),
+        }
+    }
+
+    pub fn get(key: &str) -> Option<Vec<u8>> {
+        host::get(key)
+    }
+    pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
+        host::set(key, value).map_err(convert)
+    }
+    pub fn remove(key: &str) -> bool {
+        host::remove(key)
+    }
+    pub fn exists(key: &str) -> bool {
+        host::exists(key)
+    }
+    pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
+        host::list_keys(prefix, start_after, limit)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod backend {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::ops::Bound;
+
+    use super::StateError;
+
+    thread_local! {
+        static MAP: RefCell<BTreeMap<String, Vec<u8>>> = const { RefCell::new(BTreeMap::new()) };
+    }
+
+    /// Replace the native state (used by the testing harness).
+    pub fn reset(entries: BTreeMap<String, Vec<u8>>) {
+        MAP.with(|m| *m.borrow_mut() = entries);
+    }
+
+    /// A copy of the native state.
+    pub fn snapshot() -> BTreeMap<String, Vec<u8>> {
+        MAP.with(|m| m.borrow().clone())
+    }
+
+    pub fn get(key: &str) -> Option<Vec<u8>> {
+        MAP.with(|m| m.borrow().get(key).cloned())
+    }
+    pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
+        MAP.with(|m| m.borrow_mut().insert(key.to_string(), value.to_vec()));
+        Ok(())
+    }
+    pub fn remove(key: &str) -> bool {
+        MAP.with(|m| m.borrow_mut().remove(key).is_some())
+    }
+    pub fn exists(key: &str) -> bool {
+        MAP.with(|m| m.borrow().contains_key(key))
+    }
+    pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
+        MAP.with(|m| {
+            let m = m.borrow();
+            let lower = match start_after {
+                Some(after) if after >= prefix => Bound::Excluded(after.to_string()),
+                _ => Bound::Included(prefix.to_string()),
+            };
+            m.range((lower, Bound::Unbounded))
+                .map(|(k, _)| k)
+                .take_while(|k| k.starts_with(prefix))
+                .take(limit as usize)
+                .cloned()
+                .collect()
+        })
+    }
+}
+
+/// Access to the in-memory state used when an operator runs natively (unit tests).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native {
+    use std::collections::BTreeMap;
+
+    /// Replace this thread's state with `entries`.
+    pub fn reset(entries: BTreeMap<String, Vec<u8>>) {
+        super::backend::reset(entries)
+    }
+
+    /// A copy of this thread's state.
+    pub fn snapshot() -> BTreeMap<String, Vec<u8>> {
+        super::backend::snapshot()
+    }
+}

@@ -1,0 +1,28 @@
+//! # cairn
+//!
+//! Host for stateful stream operators compiled to WebAssembly components.
+//!
+//! ```no_run
+//! use cairn::{Engine, Event, Plugin};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let engine = Engine::new()?;
+//! let plugin = Plugin::load(&engine, "dist/plugins/counter.wasm")?;
+//! let mut op = plugin.operator().config("{}").build()?;
+//! let out = op.process(&[Event { key: "a".into(), ts: 1, value: b"{}".to_vec() }])?;
+//! assert_eq!(out[0].value, br#"{"count":1}"#);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod engine;
+pub mod plugin;
+pub mod runtime;
+pub mod sandbox;
+pub mod state;
+
+pub use engine::{Engine, EngineOptions};
+pub use plugin::bindings::Event;
+pub use plugin::{CallError, LoadError, OperatorBuilder, OperatorInstance, Plugin};
+pub use sandbox::Limits;
+pub use state::StateHolder;

@@ -1,0 +1,285 @@
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap};
+
+use super::bindings::{Event, Operator};
+use super::host::StoreData;
+use super::{CallError, Plugin};
+use crate::engine::Engine;
+use crate::sandbox::{Limiter, Limits, no_authority_wasi};
+use crate::state::{StateHolder, StateQuotas};
+
+/// Builds an [`OperatorInstance`]: configuration, limits and a name.
+#[derive(Debug, Clone)]
+pub struct OperatorBuilder {
+    plugin: Plugin,
+    name: Option<String>,
+    config: String,
+    limits: Limits,
+}
+
+impl OperatorBuilder {
+    pub(crate) fn new(plugin: Plugin) -> Self {
+        Self {
+            plugin,
+            name: None,
+            config: "{}".into(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// The operator's configuration, a JSON text passed to its `init`.
+    pub fn config(mut self, json: impl Into<String>) -> Self {
+        self.config = json.into();
+        self
+    }
+
+    /// The operator's limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The name used in logs, errors and checkpoints (default: the plugin's name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Instantiate the plugin and call its `init` with the configuration.
+    pub fn build(self) -> Result<OperatorInstance, CallError> {
+        self.build_with_state(StateHolder::new())
+    }
+
+    /// Like [`OperatorBuilder::build`], starting from restored state.
+    pub fn build_with_state(self, mut state: StateHolder) -> Result<OperatorInstance, CallError> {
+        let name: Arc<str> = self.name.as_deref().unwrap_or(self.plugin.name()).into();
+        state.set_quotas(quotas(&self.limits));
+        let (store, bindings) = instantiate(&self.plugin, &name, &self.limits, state)?;
+        let mut op = OperatorInstance {
+            plugin: self.plugin,
+            name,
+            config: self.config,
+            limits: self.limits,
+            store,
+            bindings,
+            live: true,
+        };
+        op.init()?;
+        Ok(op)
+    }
+}
+
+fn quotas(limits: &Limits) -> StateQuotas {
+    StateQuotas {
+        max_keys: limits.max_keys,
+        max_state_bytes: limits.max_state_bytes,
+        max_value_bytes: limits.max_value_bytes,
+    }
+}
+
+fn instantiate(
+    plugin: &Plugin,
+    name: &Arc<str>,
+    limits: &Limits,
+    state: StateHolder,
+) -> Result<(Store<StoreData>, Operator), CallError> {
+    let engine = &plugin.inner.engine;
+    let data = StoreData {
+        wasi: no_authority_wasi(name),
+        table: ResourceTable::new(),
+        limiter: Limiter::new(limits.memory_bytes, limits.table_elements),
+        state,
+        plugin: name.clone(),
+    };
+    let mut store = Store::new(engine.wasmtime(), data);
+    store.limiter(|d| &mut d.limiter);
+    store.set_epoch_deadline(Engine::ticks_for(limits.timeout));
+    if engine.options().fuel {
+        let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+    }
+    match plugin.inner.pre.instantiate(&mut store) {
+        Ok(bindings) => Ok((store, bindings)),
+        Err(e) => {
+            let mem = store.data().limiter.memory_denied;
+            Err(if mem {
+                CallError::Memory {
+                    plugin: name.to_string(),
+                    call: "instantiate",
+                    limit: limits.memory_bytes,
+                }
+            } else {
+                CallError::Instantiate {
+                    plugin: name.to_string(),
+                    message: format!("{e:#}"),
+                }
+            })
+        }
+    }
+}
+
+/// One running operator: a plugin instance in its own store, with its own state.
+///
+/// Every call is a transaction on the state: if the plugin traps, runs out of a limit or
+/// returns an error, the call's writes are discarded and the instance is replaced by a fresh
+/// one (re-initialised with the same configuration) before the next call.
+pub struct OperatorInstance {
+    plugin: Plugin,
+    name: Arc<str>,
+    config: String,
+    limits: Limits,
+    store: Store<StoreData>,
+    bindings: Operator,
+    live: bool,
+}
+
+impl std::fmt::Debug for OperatorInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorInstance")
+            .field("name", &self.name)
+            .field("plugin", &self.plugin)
+            .finish()
+    }
+}
+
+impl OperatorInstance {
+    /// The operator's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The plugin it runs.
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// Its configuration text.
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+
+    /// Its limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Its state.
+    pub fn state(&self) -> &StateHolder {
+        &self.store.data().state
+    }
+
+    /// Its state, mutably (checkpointing takes deltas from it).
+    pub fn state_mut(&mut self) -> &mut StateHolder {
+        &mut self.store.data_mut().state
+    }
+
+    /// Replace the state (restore) and re-run `init`.
+    pub fn restore_state(&mut self, mut state: StateHolder) -> Result<(), CallError> {
+        state.set_quotas(quotas(&self.limits));
+        self.store.data_mut().state = state;
+        self.live = false;
+        self.ensure_live()
+    }
+
+    fn init(&mut self) -> Result<(), CallError> {
+        let config = std::mem::take(&mut self.config);
+        let r = self.call("init", |b, s| {
+            b.call_init(s, &config).map(|r| r.map(|()| Vec::new()))
+        });
+        self.config = config;
+        r.map(|_| ())
+    }
+
+    fn ensure_live(&mut self) -> Result<(), CallError> {
+        if self.live {
+            return Ok(());
+        }
+        let state = std::mem::take(&mut self.store.data_mut().state);
+        let (store, bindings) = instantiate(&self.plugin, &self.name, &self.limits, state)?;
+        self.store = store;
+        self.bindings = bindings;
+        self.live = true;
+        self.init()
+    }
+
+    /// Process one batch; returns the events the operator emitted.
+    pub fn process(&mut self, batch: &[Event]) -> Result<Vec<Event>, CallError> {
+        self.ensure_live()?;
+        self.call("process", |b, s| b.call_process(s, batch))
+    }
+
+    /// Tell the operator event time reached `watermark`; returns the events it emitted.
+    pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<Event>, CallError> {
+        self.ensure_live()?;
+        self.call("on-watermark", |b, s| b.call_on_watermark(s, watermark))
+    }
+
+    fn call(
+        &mut self,
+        call: &'static str,
+        f: impl FnOnce(&Operator, &mut Store<StoreData>) -> wasmtime::Result<Result<Vec<Event>, String>>,
+    ) -> Result<Vec<Event>, CallError> {
+        self.store
+            .set_epoch_deadline(Engine::ticks_for(self.limits.timeout));
+        if self.plugin.inner.engine.options().fuel {
+            let _ = self.store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX));
+        }
+        {
+            let data = self.store.data_mut();
+            data.limiter.reset();
+            data.state.begin();
+        }
+        let result = f(&self.bindings, &mut self.store);
+        match result {
+            Ok(Ok(out)) => {
+                self.store.data_mut().state.commit();
+                Ok(out)
+            }
+            Ok(Err(message)) => {
+                self.fail();
+                Err(CallError::Guest {
+                    plugin: self.name.to_string(),
+                    call,
+                    message,
+                })
+            }
+            Err(err) => {
+                self.fail();
+                Err(self.classify(call, err))
+            }
+        }
+    }
+
+    fn fail(&mut self) {
+        self.store.data_mut().state.rollback();
+        self.live = false;
+    }
+
+    fn classify(&self, call: &'static str, err: wasmtime::Error) -> CallError {
+        let plugin = self.name.to_string();
+        let data = self.store.data();
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => CallError::Timeout {
+                plugin,
+                call,
+                timeout: self.limits.timeout,
+            },
+            Some(Trap::OutOfFuel) => CallError::OutOfFuel {
+                plugin,
+                call,
+                fuel: self.limits.fuel.unwrap_or(u64::MAX),
+            },
+            _ if data.limiter.memory_denied || data.limiter.table_denied => CallError::Memory {
+                plugin,
+                call,
+                limit: self.limits.memory_bytes,
+            },
+            _ => CallError::Trap {
+                plugin,
+                call,
+                message: format!("{err:?}"),
+            },
+        }
+    }
+}

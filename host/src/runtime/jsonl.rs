@@ -1,0 +1,120 @@
+//! JSON Lines <-> events: `{"key": "sensor-1", "ts": 1700000000000, "value": <any JSON>}`.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::Event;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineIn<'a> {
+    key: String,
+    #[serde(default)]
+    ts: Option<i64>,
+    #[serde(borrow, default)]
+    value: Option<&'a RawValue>,
+}
+
+/// Parse one line into an event. `line_no` (1-based) is the event time when `ts` is absent.
+/// The event's value is the exact JSON text of `value` (`null` when absent).
+pub fn parse_line(line: &[u8], line_no: u64) -> Result<Event, String> {
+    let parsed: LineIn<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    Ok(Event {
+        key: parsed.key,
+        ts: parsed.ts.unwrap_or(line_no as i64),
+        value: parsed
+            .value
+            .map(|v| v.get().as_bytes().to_vec())
+            .unwrap_or_else(|| b"null".to_vec()),
+    })
+}
+
+/// Append `event` as one JSON line (with its newline) to `out`. The value is written as JSON
+/// when its bytes are JSON, as a JSON string when they are other UTF-8 text, and as an array
+/// of byte numbers otherwise.
+pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"key\":");
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &event.key);
+    out.extend_from_slice(b",\"ts\":");
+    out.extend_from_slice(event.ts.to_string().as_bytes());
+    out.extend_from_slice(b",\"value\":");
+    let v = &event.value;
+    match serde_json::from_slice::<serde::de::IgnoredAny>(v) {
+        Ok(_) if !v.iter().any(|&b| b == b'\n' || b == b'\r') => out.extend_from_slice(v),
+        Ok(_) => {
+            // Valid JSON spread over lines: re-encode compactly to keep one event per line.
+            match serde_json::from_slice::<serde_json::Value>(v) {
+                Ok(value) => {
+                    let _ = serde_json::to_writer(&mut *out, &value);
+                }
+                Err(_) => out.extend_from_slice(b"null"),
+            }
+        }
+        Err(_) => match std::str::from_utf8(v) {
+            Ok(text) => {
+                let _ = serde_json::to_writer(&mut *out, text);
+            }
+            Err(_) => {
+                let _ = serde_json::to_writer(&mut *out, v);
+            }
+        },
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(e: &Event) -> String {
+        let mut v = Vec::new();
+        encode_event(e, &mut v);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn value_is_exact_json_text() {
+        let e = parse_line(br#"{"key":"s","ts":5,"value": {"a": [1, 2.50]} }"#, 1).unwrap();
+        assert_eq!(e.value, br#"{"a": [1, 2.50]}"#);
+        assert_eq!(e.ts, 5);
+        assert_eq!(enc(&e), "{\"key\":\"s\",\"ts\":5,\"value\":{\"a\": [1, 2.50]}}\n");
+    }
+
+    #[test]
+    fn missing_ts_is_line_number_and_missing_value_is_null() {
+        let e = parse_line(br#"{"key":"s"}"#, 42).unwrap();
+        assert_eq!((e.ts, e.value.as_slice()), (42, &b"null"[..]));
+    }
+
+    #[test]
+    fn bad_lines_are_rejected() {
+        assert!(parse_line(b"{\"key\": 3}", 1).is_err());
+        assert!(parse_line(b"{\"ts\": 3}", 1).is_err());
+        assert!(parse_line(b"not json", 1).is_err());
+        assert!(parse_line(b"{\"key\":\"a\",\"ts\":\"x\"}", 1).is_err());
+        assert!(parse_line(b"{\"key\":\"a\",\"extra\":1}", 1).is_err());
+    }
+
+    #[test]
+    fn non_json_values_become_strings_or_bytes() {
+        let e = Event {
+            key: "k\"".into(),
+            ts: -1,
+            value: b"hi there".to_vec(),
+        };
+        assert_eq!(enc(&e), "{\"key\":\"k\\\"\",\"ts\":-1,\"value\":\"hi there\"}\n");
+        let e = Event {
+            key: "k".into(),
+            ts: 0,
+            value: vec![0xff, 1],
+        };
+        assert_eq!(enc(&e), "{\"key\":\"k\",\"ts\":0,\"value\":[255,1]}\n");
+        let e = Event {
+            key: "k".into(),
+            ts: 0,
+            value: b"{\n\"a\": 1}".to_vec(),
+        };
+        assert_eq!(enc(&e), "{\"key\":\"k\",\"ts\":0,\"value\":{\"a\":1}}\n");
+    }
+}

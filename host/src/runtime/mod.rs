@@ -1,0 +1,14 @@
+//! The pipeline: a JSON Lines source, a chain of operators, a JSON Lines sink, and the loop
+//! that drives them in batches, advancing the watermark.
+
+mod jsonl;
+mod pipeline;
+mod run;
+mod sink;
+mod source;
+
+pub use jsonl::{encode_event, parse_line};
+pub use pipeline::Pipeline;
+pub use run::{RunError, RunOptions, RunStats, run};
+pub use sink::{JsonlSink, SinkError};
+pub use source::{JsonlSource, SourceError};

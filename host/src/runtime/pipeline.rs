@@ -1,0 +1,50 @@
+use crate::{CallError, Event, OperatorInstance};
+
+/// A chain of operators: each one's output is the next one's input.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    operators: Vec<OperatorInstance>,
+}
+
+impl Pipeline {
+    /// A pipeline of `operators`, in order.
+    pub fn new(operators: Vec<OperatorInstance>) -> Self {
+        Self { operators }
+    }
+
+    /// The operators, in order.
+    pub fn operators(&self) -> &[OperatorInstance] {
+        &self.operators
+    }
+
+    /// The operators, mutably (checkpoints take their state deltas).
+    pub fn operators_mut(&mut self) -> &mut [OperatorInstance] {
+        &mut self.operators
+    }
+
+    /// Run one batch through every operator; returns the last operator's output.
+    pub fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Event>, CallError> {
+        let mut events = batch;
+        for op in &mut self.operators {
+            if events.is_empty() {
+                break;
+            }
+            events = op.process(&events)?;
+        }
+        Ok(events)
+    }
+
+    /// Advance event time to `watermark` in every operator. What operator `i` emits on the
+    /// watermark is processed by the operators after it before they see the watermark.
+    pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<Event>, CallError> {
+        let mut carried: Vec<Event> = Vec::new();
+        for op in &mut self.operators {
+            if !carried.is_empty() {
+                carried = op.process(&carried)?;
+            }
+            let mut emitted = op.on_watermark(watermark)?;
+            carried.append(&mut emitted);
+        }
+        Ok(carried)
+    }
+}

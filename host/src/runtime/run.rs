@@ -1,0 +1,113 @@
+use thiserror::Error;
+
+use super::{JsonlSink, JsonlSource, Pipeline, SinkError, SourceError};
+use crate::{CallError, Event};
+
+/// Why a run stopped early.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// Reading the input failed or a line was malformed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Writing the output failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// An operator failed.
+    #[error(transparent)]
+    Operator(#[from] CallError),
+}
+
+/// How a run batches events.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Events per `process` call.
+    pub batch_size: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { batch_size: 256 }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Events read.
+    pub events_in: u64,
+    /// Events written.
+    pub events_out: u64,
+    /// `process` batches.
+    pub batches: u64,
+    /// Highest event time seen (the watermark), if any event was seen.
+    pub watermark: Option<i64>,
+}
+
+/// Read every event of `source`, run it through `pipeline` in batches and write the results
+/// to `sink`. After each batch the watermark (the highest ts seen) is advanced if it moved.
+///
+/// A malformed line stops the run with an error naming the line, after the events before it
+/// were processed and written: nothing is lost and nothing is written past the last good event.
+pub fn run(
+    pipeline: &mut Pipeline,
+    source: &mut JsonlSource,
+    sink: &mut JsonlSink,
+    options: &RunOptions,
+) -> Result<RunStats, RunError> {
+    let mut stats = RunStats::default();
+    let batch_size = options.batch_size.max(1);
+    loop {
+        let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
+        let mut failure = None;
+        while batch.len() < batch_size {
+            match source.next_event() {
+                Ok(Some(e)) => batch.push(e),
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let done = batch.len() < batch_size;
+        if !batch.is_empty() {
+            process_batch(pipeline, sink, batch, &mut stats)?;
+        }
+        if let Some(e) = failure {
+            sink.flush()?;
+            return Err(e.into());
+        }
+        if done {
+            sink.flush()?;
+            return Ok(stats);
+        }
+    }
+}
+
+/// Process one batch: run it, write its output, advance the watermark.
+pub(crate) fn process_batch(
+    pipeline: &mut Pipeline,
+    sink: &mut JsonlSink,
+    batch: Vec<Event>,
+    stats: &mut RunStats,
+) -> Result<(), RunError> {
+    let max_ts = batch.iter().map(|e| e.ts).max();
+    stats.events_in += batch.len() as u64;
+    stats.batches += 1;
+    let out = pipeline.process(batch)?;
+    for e in &out {
+        sink.write_event(e)?;
+    }
+    stats.events_out += out.len() as u64;
+    if let Some(ts) = max_ts
+        && stats.watermark.is_none_or(|w| ts > w)
+    {
+        stats.watermark = Some(ts);
+        let out = pipeline.on_watermark(ts)?;
+        for e in &out {
+            sink.write_event(e)?;
+        }
+        stats.events_out += out.len() as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+
+use thiserror::Error;
+
+use super::jsonl::parse_line;
+use crate::Event;
+
+/// A failure reading the input.
+#[derive(Debug, Error)]
+pub enum SourceError {
+    /// The input could not be opened or read.
+    #[error("could not read input {input}: {source}")]
+    Io {
+        /// The input's name.
+        input: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A line is not an event.
+    #[error(
+        "input {input}, line {line}: {message}; each line must be a JSON object \
+         {{\"key\": \"<string>\", \"ts\": <integer ms, optional>, \"value\": <any JSON>}}. \
+         Events before this line were processed and written; fix the line and run again"
+    )]
+    Malformed {
+        /// The input's name.
+        input: String,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Events from a JSON Lines file or stdin, tracking the byte offset just past the last line
+/// read (recorded in checkpoints so a restart resumes exactly there).
+pub struct JsonlSource {
+    reader: Box<dyn BufRead + Send>,
+    name: String,
+    offset: u64,
+    line: u64,
+    buf: Vec<u8>,
+    seekable: bool,
+}
+
+impl JsonlSource {
+    /// Open `path` (`-` for stdin).
+    pub fn open(path: &str) -> Result<Self, SourceError> {
+        Self::open_at(path, 0, 0)
+    }
+
+    /// Open `path` positioned at byte `offset`, which is the start of line `line + 1`.
+    /// stdin cannot be positioned: an offset other than 0 is an error for it.
+    pub fn open_at(path: &str, offset: u64, line: u64) -> Result<Self, SourceError> {
+        let io_err = |source| SourceError::Io {
+            input: path.to_string(),
+            source,
+        };
+        if path == "-" {
+            if offset != 0 {
+                return Err(io_err(io::Error::other(
+                    "stdin cannot be repositioned to resume from a checkpoint; pass the input as a file",
+                )));
+            }
+            return Ok(Self::from_reader("stdin", Box::new(BufReader::new(io::stdin()))));
+        }
+        let mut file = File::open(path).map_err(io_err)?;
+        if offset > 0 {
+            let len = file.metadata().map_err(io_err)?.len();
+            if offset > len {
+                return Err(io_err(io::Error::other(format!(
+                    "the checkpoint says {offset} bytes were consumed but the file has only {len}; \
+                     was the input replaced?"
+                ))));
+            }
+            file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
+        }
+        let mut src = Self::from_reader(path, Box::new(BufReader::with_capacity(1 << 16, file)));
+        src.offset = offset;
+        src.line = line;
+        src.seekable = true;
+        Ok(src)
+    }
+
+    /// Events from any reader; `name` is used in errors.
+    pub fn from_reader(name: &str, reader: Box<dyn BufRead + Send>) -> Self {
+        Self {
+            reader,
+            name: name.to_string(),
+            offset: 0,
+            line: 0,
+            buf: Vec::with_capacity(256),
+            seekable: false,
+        }
+    }
+
+    /// The input's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Bytes consumed so far (whole lines only).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Lines consumed so far.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Whether the source is a file that can be resumed at an offset.
+    pub fn is_seekable(&self) -> bool {
+        self.seekable
+    }
+
+    /// The next event, or `None` at end of input. Blank lines are skipped. A malformed line is
+    /// an error; the offset then still points at its start, so nothing is lost.
+    pub fn next_event(&mut self) -> Result<Option<Event>, SourceError> {
+        loop {
+            self.buf.clear();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|source| SourceError::Io {
+                    input: self.name.clone(),
+                    source,
+                })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let line_no = self.line + 1;
+            let text = trim(&self.buf);
+            if text.is_empty() {
+                self.line = line_no;
+                self.offset += n as u64;
+                continue;
+            }
+            let event = parse_line(text, line_no).map_err(|message| SourceError::Malformed {
+                input: self.name.clone(),
+                line: line_no,
+                message,
+            })?;
+            self.line = line_no;
+            self.offset += n as u64;
+            return Ok(Some(event));
+        }
+    }
+}
+
+fn trim(mut b: &[u8]) -> &[u8] {
+    while let [rest @ .., last] = b
+        && last.is_ascii_whitespace()
+    {
+        b = rest;
+    }
+    while let [first, rest @ ..] = b
+        && first.is_ascii_whitespace()
+    {
+        b = rest;
+    }
+    b
+}

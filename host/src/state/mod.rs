@@ -1,0 +1,6 @@
+//! Operator state: a key-value map with dirty/deleted tracking for incremental checkpoints
+//! and a per-batch transaction. Knows nothing of WASM or storage.
+
+mod holder;
+
+pub use holder::{StateDelta, StateError, StateHolder, StateQuotas};

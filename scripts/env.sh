@@ -1,0 +1,19 @@
+# Shared setup for the scripts: toolchain check, wasm target, target dir.
+# Sourced, not run.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo not found; install Rust with rustup (https://rustup.rs) and run again" >&2
+  exit 1
+fi
+# rust-toolchain.toml pins the toolchain; make sure it and the wasm target are installed.
+if command -v rustup >/dev/null 2>&1; then
+  TOOLCHAIN="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
+  if ! rustup target list --installed --toolchain "$TOOLCHAIN" 2>/dev/null | grep -qx wasm32-wasip2; then
+    echo "==> installing Rust $TOOLCHAIN with the wasm32-wasip2 target" >&2
+    rustup toolchain install "$TOOLCHAIN" --profile minimal --component rustfmt,clippy >&2
+    rustup target add wasm32-wasip2 --toolchain "$TOOLCHAIN" >&2
+  fi
+fi
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"

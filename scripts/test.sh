@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run every test: build the plugins (the tests load the real .wasm files), then the
+# workspace's tests in release mode (wasmtime is too slow unoptimised).
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+bash scripts/build-plugins.sh
+echo "==> cargo test --release --workspace" >&2
+cargo test --release --workspace "$@"
