@@ -1,1 +1,130 @@
+//! Helpers for Cairn's end-to-end tests: where the built plugins and the `cairn` binary are,
+//! running the CLI, writing inputs.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// `dist/plugins/<name>.wasm`, which `scripts/build-plugins.sh` writes (the test command runs it).
+pub fn plugin(name: &str) -> PathBuf {
+    let p = repo_root().join("dist/plugins").join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash scripts/build-plugins.sh` (scripts/test.sh does) before the tests",
+        p.display()
+    );
+    p
+}
+
+/// The `cairn` binary of the same build as this test (target/<profile>/cairn).
+pub fn cairn_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test-binary>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let bin = dir.join("cairn");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --release -p cairn` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A `cairn` command with logs limited to warnings.
+pub fn cairn() -> Command {
+    let mut c = Command::new(cairn_bin());
+    c.env("CAIRN_LOG", "warn");
+    c
+}
+
+/// Run `cairn` with `args`, feeding `stdin`; returns its output (whatever the exit status).
+pub fn run_cairn(args: &[&str], stdin: &[u8]) -> Result<Output> {
+    let mut child = cairn()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("could not start cairn")?;
+    let mut input = child.stdin.take().context("no stdin")?;
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().context("cairn did not finish")?;
+    let _ = writer.join();
+    Ok(out)
+}
+
+/// Run `cairn` with `args` and fail with its stderr unless it succeeds.
+pub fn run_ok(args: &[&str]) -> Result<Output> {
+    let out = run_cairn(args, b"")?;
+    if !out.status.success() {
+        bail!(
+            "cairn {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
+/// A JSON Lines input of `n` events over `keys` keys, deterministic, with timestamps that
+/// go up (with some disorder when `disorder` is non-zero).
+pub fn synthetic_input(n: usize, keys: usize, disorder: i64) -> String {
+    let mut s = String::with_capacity(n * 60);
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for i in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let key = (x % keys as u64) as usize;
+        let jitter = if disorder > 0 {
+            (x >> 20) as i64 % disorder
+        } else {
+            0
+        };
+        let ts = 1_700_000_000_000 + (i as i64) * 10 - jitter;
+        s.push_str(&format!(
+            "{{\"key\":\"k{key}\",\"ts\":{ts},\"value\":{{\"n\":{i},\"x\":{}}}}}\n",
+            (x >> 40) % 1000
+        ));
+    }
+    s
+}
+
+/// What the counter plugin must output for `input`, computed independently.
+pub fn expected_counts(input: &str) -> Result<String> {
+    let mut counts = std::collections::HashMap::<String, u64>::new();
+    let mut out = String::new();
+    for (i, line) in input.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("line {}", i + 1))?;
+        let key = v["key"].as_str().context("key")?.to_string();
+        let ts = v["ts"].as_i64().unwrap_or(i as i64 + 1);
+        let n = counts.entry(key.clone()).or_default();
+        *n += 1;
+        out.push_str(&format!(
+            "{{\"key\":{},\"ts\":{ts},\"value\":{{\"count\":{n}}}}}\n",
+            serde_json::to_string(&key)?
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,273 @@
+//! The foundation: the real counter.wasm through the library and the CLI, and every load
+//! error with its message.
+
+use std::fs;
+
+use anyhow::Result;
+use cairn::{Engine, Event, LoadError, Plugin};
+use cairn_tests::{expected_counts, plugin, run_cairn, run_ok};
+
+fn ev(key: &str, ts: i64) -> Event {
+    Event {
+        key: key.into(),
+        ts,
+        value: b"{}".to_vec(),
+    }
+}
+
+#[test]
+fn library_runs_counter_and_keeps_state_per_key() -> Result<()> {
+    let engine = Engine::new()?;
+    let plugin = Plugin::load(&engine, plugin("counter"))?;
+    assert_eq!(plugin.name(), "counter");
+    let mut op = plugin.operator().build()?;
+    let out = op.process(&[ev("a", 1), ev("b", 2), ev("a", 3)])?;
+    let got: Vec<(String, i64, String)> = out
+        .into_iter()
+        .map(|e| (e.key, e.ts, String::from_utf8(e.value).unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a".into(), 1, r#"{"count":1}"#.into()),
+            ("b".into(), 2, r#"{"count":1}"#.into()),
+            ("a".into(), 3, r#"{"count":2}"#.into()),
+        ]
+    );
+    let out = op.process(&[ev("a", 4)])?;
+    assert_eq!(out[0].value, br#"{"count":3}"#);
+    assert_eq!(op.state().get("a"), Some(&b"3"[..]));
+    assert_eq!(op.state().get("b"), Some(&b"1"[..]));
+    assert_eq!(op.state().len(), 2);
+    // A second instance has its own state.
+    let mut other = plugin.operator().name("counter-2").build()?;
+    assert_eq!(other.process(&[ev("a", 9)])?[0].value, br#"{"count":1}"#);
+    Ok(())
+}
+
+#[test]
+fn cli_run_writes_counts_to_a_file() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = cairn_tests::repo_root().join("examples/sensors.jsonl");
+    let output = dir.path().join("out.jsonl");
+    let counter = plugin("counter");
+    run_ok(&[
+        "run",
+        "--plugin",
+        counter.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ])?;
+    let got = fs::read_to_string(&output)?;
+    assert_eq!(got, expected_counts(&fs::read_to_string(&input)?)?);
+    assert!(got.starts_with("{\"key\":\"sensor-1\",\"ts\":1700000000000,\"value\":{\"count\":1}}\n"));
+    Ok(())
+}
+
+#[test]
+fn cli_run_works_with_pipes_and_small_batches() -> Result<()> {
+    let input = cairn_tests::synthetic_input(5000, 37, 0);
+    let counter = plugin("counter");
+    for batch in ["1", "7", "256"] {
+        let out = run_cairn(
+            &[
+                "run",
+                "--plugin",
+                counter.to_str().unwrap(),
+                "--input",
+                "-",
+                "--output",
+                "-",
+                "--batch-size",
+                batch,
+            ],
+            input.as_bytes(),
+        )?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8(out.stdout)?,
+            expected_counts(&input)?,
+            "batch size {batch}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn missing_ts_defaults_to_line_number_and_blank_lines_are_skipped() -> Result<()> {
+    let counter = plugin("counter");
+    let input = "{\"key\":\"a\"}\n\n{\"key\":\"a\",\"value\":[1,2]}\n";
+    let out = run_cairn(
+        &[
+            "run",
+            "--plugin",
+            counter.to_str().unwrap(),
+            "--input",
+            "-",
+            "--output",
+            "-",
+        ],
+        input.as_bytes(),
+    )?;
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout)?,
+        "{\"key\":\"a\",\"ts\":1,\"value\":{\"count\":1}}\n{\"key\":\"a\",\"ts\":3,\"value\":{\"count\":2}}\n"
+    );
+    Ok(())
+}
+
+#[test]
+fn malformed_line_is_an_error_naming_it_and_nothing_is_written_past_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let good = "{\"key\":\"a\",\"ts\":1,\"value\":1}\n{\"key\":\"b\",\"ts\":2,\"value\":2}\n";
+    let input = format!("{good}{{\"key\": \"c\", \"ts\": oops}}\n{{\"key\":\"d\",\"ts\":4,\"value\":4}}\n");
+    let in_path = dir.path().join("in.jsonl");
+    let out_path = dir.path().join("out.jsonl");
+    fs::write(&in_path, &input)?;
+    let counter = plugin("counter");
+    let out = run_cairn(
+        &[
+            "run",
+            "--plugin",
+            counter.to_str().unwrap(),
+            "--input",
+            in_path.to_str().unwrap(),
+            "--output",
+            out_path.to_str().unwrap(),
+        ],
+        b"",
+    )?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains(in_path.to_str().unwrap()), "{err}");
+    assert_eq!(fs::read_to_string(&out_path)?, expected_counts(good)?);
+    Ok(())
+}
+
+#[test]
+fn bad_config_is_refused_before_anything_runs() -> Result<()> {
+    let counter = plugin("counter");
+    let out = run_cairn(
+        &[
+            "run",
+            "--plugin",
+            counter.to_str().unwrap(),
+            "--input",
+            "-",
+            "--output",
+            "-",
+            "--config",
+            "{nope",
+        ],
+        b"{\"key\":\"a\"}\n",
+    )?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config is not valid JSON"));
+    assert!(out.stdout.is_empty());
+    Ok(())
+}
+
+fn load_err(bytes: Option<&[u8]>) -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("p.wasm");
+    if let Some(b) = bytes {
+        fs::write(&path, b)?;
+    }
+    let engine = Engine::new()?;
+    let err = Plugin::load(&engine, &path).expect_err("loading must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(path.to_str().unwrap()),
+        "message must name the file: {msg}"
+    );
+    // The CLI reports the same message and fails.
+    let out = run_cairn(
+        &[
+            "run",
+            "--plugin",
+            path.to_str().unwrap(),
+            "--input",
+            "-",
+            "--output",
+            "-",
+        ],
+        b"",
+    )?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&msg),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = matches!(err, LoadError::NotFound { .. });
+    Ok(msg)
+}
+
+#[test]
+fn load_errors_are_distinct_and_say_what_to_do() -> Result<()> {
+    let missing = load_err(None)?;
+    assert!(
+        missing.contains("does not exist") && missing.contains("build-plugins.sh"),
+        "{missing}"
+    );
+
+    let random = load_err(Some(b"\x7fELF this is not wasm at all"))?;
+    assert!(random.contains("is not a WebAssembly file"), "{random}");
+    let empty = load_err(Some(b""))?;
+    assert!(empty.contains("is not a WebAssembly file"), "{empty}");
+
+    // The smallest valid core module.
+    let core = load_err(Some(b"\0asm\x01\0\0\0"))?;
+    assert!(
+        core.contains("core WebAssembly module, not a component") && core.contains("wasm32-wasip2"),
+        "{core}"
+    );
+
+    // The smallest valid component: fits no world.
+    let other = load_err(Some(b"\0asm\x0d\0\x01\0"))?;
+    assert!(
+        other.contains("does not fit Cairn's world cairn:operator/operator@0.1.0"),
+        "{other}"
+    );
+    for export in ["init", "process", "on-watermark"] {
+        assert!(other.contains(&format!("missing export `{export}`")), "{other}");
+    }
+
+    // A component header with garbage after it.
+    let broken = load_err(Some(b"\0asm\x0d\0\x01\0\x07\x99garbage"))?;
+    assert!(
+        broken.contains("is not a valid WebAssembly component"),
+        "{broken}"
+    );
+    Ok(())
+}
+
+#[test]
+fn inspect_reports_world_fit() -> Result<()> {
+    let counter = plugin("counter");
+    let out = run_ok(&["inspect", counter.to_str().unwrap()])?;
+    let text = String::from_utf8(out.stdout)?;
+    for needle in [
+        "component",
+        "cairn:operator/state@0.1.0",
+        "  init",
+        "  process",
+        "  on-watermark",
+        "fits world cairn:operator/operator@0.1.0: yes",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+
+    let dir = tempfile::tempdir()?;
+    let core = dir.path().join("core.wasm");
+    fs::write(&core, b"\0asm\x01\0\0\0")?;
+    let out = run_cairn(&["inspect", core.to_str().unwrap()], b"")?;
+    assert!(!out.status.success());
+    let text = String::from_utf8(out.stdout)?;
+    assert!(text.contains("core module") && text.contains(": no"), "{text}");
+    Ok(())
+}
