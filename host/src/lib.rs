@@ -15,11 +15,13 @@
 //! # }
 //! ```
 
+pub mod checkpoint;
 pub mod engine;
 pub mod plugin;
 pub mod runtime;
 pub mod sandbox;
 pub mod state;
+pub mod store;
 
 pub use engine::{Engine, EngineOptions};
 pub use plugin::bindings::Event;

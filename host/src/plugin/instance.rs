@@ -47,6 +47,21 @@ impl OperatorBuilder {
         self
     }
 
+    /// The operator's name: the one given, or the plugin's.
+    pub fn name_or_plugin(&self) -> &str {
+        self.name.as_deref().unwrap_or(self.plugin.name())
+    }
+
+    /// The plugin.
+    pub fn plugin_ref(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// The configuration text.
+    pub fn config_ref(&self) -> &str {
+        &self.config
+    }
+
     /// Instantiate the plugin and call its `init` with the configuration.
     pub fn build(self) -> Result<OperatorInstance, CallError> {
         self.build_with_state(StateHolder::new())
@@ -215,6 +230,24 @@ impl OperatorInstance {
         self.call("on-watermark", |b, s| b.call_on_watermark(s, watermark))
     }
 
+    /// Open a batch transaction spanning several calls (e.g. `process` then `on-watermark`):
+    /// the calls then neither commit nor roll back on their own; a failing call still rolls
+    /// back everything since this point.
+    pub fn begin_batch(&mut self) {
+        self.store.data_mut().state.begin();
+    }
+
+    /// Keep the writes since [`OperatorInstance::begin_batch`].
+    pub fn commit_batch(&mut self) {
+        self.store.data_mut().state.commit();
+    }
+
+    /// Discard the writes since [`OperatorInstance::begin_batch`] (e.g. because a later
+    /// operator of the pipeline failed).
+    pub fn rollback_batch(&mut self) {
+        self.store.data_mut().state.rollback();
+    }
+
     fn call(
         &mut self,
         call: &'static str,
@@ -225,15 +258,19 @@ impl OperatorInstance {
         if self.plugin.inner.engine.options().fuel {
             let _ = self.store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX));
         }
-        {
+        let owned = {
             let data = self.store.data_mut();
             data.limiter.reset();
+            let outer = data.state.in_transaction();
             data.state.begin();
-        }
+            !outer
+        };
         let result = f(&self.bindings, &mut self.store);
         match result {
             Ok(Ok(out)) => {
-                self.store.data_mut().state.commit();
+                if owned {
+                    self.store.data_mut().state.commit();
+                }
                 Ok(out)
             }
             Ok(Err(message)) => {

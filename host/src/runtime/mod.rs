@@ -1,12 +1,14 @@
 //! The pipeline: a JSON Lines source, a chain of operators, a JSON Lines sink, and the loop
 //! that drives them in batches, advancing the watermark.
 
+mod job;
 mod jsonl;
 mod pipeline;
 mod run;
 mod sink;
 mod source;
 
+pub use job::{CheckpointSpec, JobError, JobReport, JobSpec, Triggers, run_job};
 pub use jsonl::{encode_event, parse_line};
 pub use pipeline::Pipeline;
 pub use run::{RunError, RunOptions, RunStats, run};

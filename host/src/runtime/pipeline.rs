@@ -22,6 +22,32 @@ impl Pipeline {
         &mut self.operators
     }
 
+    /// Run one batch through every operator and then advance event time, as one transaction:
+    /// if any call fails, every operator's writes for this batch are rolled back.
+    pub fn process_batch(
+        &mut self,
+        batch: Vec<Event>,
+        watermark: Option<i64>,
+    ) -> Result<Vec<Event>, CallError> {
+        for op in &mut self.operators {
+            op.begin_batch();
+        }
+        let result = self.process(batch).and_then(|mut out| {
+            if let Some(w) = watermark {
+                out.append(&mut self.on_watermark(w)?);
+            }
+            Ok(out)
+        });
+        for op in &mut self.operators {
+            if result.is_ok() {
+                op.commit_batch();
+            } else {
+                op.rollback_batch();
+            }
+        }
+        result
+    }
+
     /// Run one batch through every operator; returns the last operator's output.
     pub fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Event>, CallError> {
         let mut events = batch;

@@ -84,7 +84,8 @@ pub fn run(
     }
 }
 
-/// Process one batch: run it, write its output, advance the watermark.
+/// Process one batch as one transaction across the pipeline (process, then the watermark if
+/// it advanced), then write its output. On failure nothing of the batch is kept or written.
 pub(crate) fn process_batch(
     pipeline: &mut Pipeline,
     sink: &mut JsonlSink,
@@ -92,22 +93,17 @@ pub(crate) fn process_batch(
     stats: &mut RunStats,
 ) -> Result<(), RunError> {
     let max_ts = batch.iter().map(|e| e.ts).max();
-    stats.events_in += batch.len() as u64;
-    stats.batches += 1;
-    let out = pipeline.process(batch)?;
+    let n = batch.len() as u64;
+    let advanced = max_ts.filter(|&ts| stats.watermark.is_none_or(|w| ts > w));
+    let out = pipeline.process_batch(batch, advanced)?;
     for e in &out {
         sink.write_event(e)?;
     }
+    stats.events_in += n;
+    stats.batches += 1;
     stats.events_out += out.len() as u64;
-    if let Some(ts) = max_ts
-        && stats.watermark.is_none_or(|w| ts > w)
-    {
-        stats.watermark = Some(ts);
-        let out = pipeline.on_watermark(ts)?;
-        for e in &out {
-            sink.write_event(e)?;
-        }
-        stats.events_out += out.len() as u64;
+    if advanced.is_some() {
+        stats.watermark = advanced;
     }
     Ok(())
 }

@@ -102,6 +102,15 @@ impl JsonlSink {
         self.written == 0
     }
 
+    /// A second handle to the output file (for a background fsync before a checkpoint
+    /// commits); `None` for stdout or a writer.
+    pub fn file_handle(&self) -> Option<File> {
+        match &self.target {
+            Target::File(w) => w.get_ref().try_clone().ok(),
+            Target::Stream(_) => None,
+        }
+    }
+
     /// Whether the sink is a file that can be truncated on recovery.
     pub fn is_file(&self) -> bool {
         matches!(self.target, Target::File(_))

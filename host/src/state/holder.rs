@@ -45,6 +45,7 @@ impl Default for StateQuotas {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateDelta {
     /// Keys written since the previous checkpoint, with their value now; sorted by key.
+    #[serde(with = "entries_serde")]
     pub sets: Vec<(String, Vec<u8>)>,
     /// Keys removed since the previous checkpoint; sorted.
     pub deletes: Vec<String>,
@@ -54,6 +55,21 @@ impl StateDelta {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
         self.sets.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// Values as byte strings (one copy) rather than sequences of numbers.
+mod entries_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    pub fn serialize<S: Serializer>(sets: &[(String, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(sets.iter().map(|(k, v)| (k, Bytes::new(v))))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
+        let v = Vec::<(String, ByteBuf)>::deserialize(d)?;
+        Ok(v.into_iter().map(|(k, b)| (k, b.into_vec())).collect())
     }
 }
 

@@ -1,0 +1,382 @@
+//! Taking checkpoints: the synchronous cut on the processing thread and the background
+//! writer that encodes, commits and applies retention.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::codec::Placement;
+use super::{CheckpointData, CheckpointError, Codec, HostState, Kind, OperatorSnapshot};
+use crate::runtime::Pipeline;
+use crate::store::{CheckpointId, CheckpointStore};
+
+/// How checkpoints are chained and retained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    /// A full checkpoint after this many deltas (0 = every checkpoint is full).
+    pub full_every: u32,
+    /// How many restorable checkpoints to keep (at least 1); bases they need are kept too.
+    pub max_retained: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            full_every: 10,
+            max_retained: 3,
+        }
+    }
+}
+
+/// A committed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// Its id.
+    pub id: CheckpointId,
+    /// Full or delta.
+    pub kind: Kind,
+    /// Stored bytes.
+    pub bytes: usize,
+    /// Keys written or removed, over all operators.
+    pub keys: usize,
+    /// Time from the cut to the commit (off the processing thread).
+    pub write_time: Duration,
+    /// Checkpoints deleted by retention.
+    pub deleted: Vec<CheckpointId>,
+}
+
+/// Where the chain continues after a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The restored checkpoint.
+    pub id: CheckpointId,
+    /// Its chain's full checkpoint.
+    pub base: CheckpointId,
+    /// Deltas in its chain after the base.
+    pub deltas: u32,
+    /// Whether it was the newest checkpoint (otherwise the next checkpoint is full, so the
+    /// newer ones are not mixed into a chain that skips them).
+    pub was_latest: bool,
+}
+
+struct Job {
+    at: Placement,
+    data: CheckpointData,
+    output: Option<File>,
+    keys: usize,
+}
+
+/// Takes checkpoints of a pipeline. The cut (taking each operator's delta or snapshot and the
+/// host's position) happens on the calling thread; encoding, compression, the output fsync and
+/// the store commit happen on a background thread. At most one checkpoint is in flight.
+pub struct Checkpointer {
+    config: CheckpointConfig,
+    store_name: String,
+    next_id: CheckpointId,
+    /// (id, base, deltas since base) of the newest checkpoint this chain builds on.
+    parent: Option<(CheckpointId, CheckpointId, u32)>,
+    force_full: bool,
+    in_flight: Option<(Placement, Instant)>,
+    jobs: Option<SyncSender<Job>>,
+    done: Receiver<Result<CommitInfo, CheckpointError>>,
+    writer: Option<JoinHandle<()>>,
+    last_pause: Duration,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Checkpointer {
+    /// Start checkpointing into `store`. `resume` is the checkpoint the pipeline was restored
+    /// from, if any. Reads the headers of existing checkpoints (for ids and retention).
+    pub fn start(
+        store: Box<dyn CheckpointStore>,
+        codec: Codec,
+        config: CheckpointConfig,
+        resume: Option<ResumePoint>,
+    ) -> Result<Self, CheckpointError> {
+        let store_name = store.describe();
+        let ids = store.list()?;
+        let mut index = BTreeMap::new();
+        for &id in &ids {
+            if let Some(bytes) = store.get(id)?
+                && let Ok(h) = codec.verify(id, &bytes)
+            {
+                index.insert(id, h.parent);
+            }
+        }
+        let next_id = ids
+            .last()
+            .map(|m| m + 1)
+            .unwrap_or(1)
+            .max(resume.map(|r| r.id + 1).unwrap_or(1));
+        let (jobs_tx, jobs_rx) = sync_channel::<Job>(1);
+        let (done_tx, done_rx) = sync_channel(1);
+        let max_retained = config.max_retained.max(1);
+        let writer = std::thread::Builder::new()
+            .name("cairn-checkpoint".into())
+            .spawn(move || {
+                let mut w = Writer {
+                    store,
+                    codec,
+                    index,
+                    max_retained,
+                };
+                for job in jobs_rx {
+                    let r = w.write(job);
+                    if done_tx.send(r).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| CheckpointError::Encode {
+                id: next_id,
+                message: format!("could not start the writer thread: {e}"),
+            })?;
+        Ok(Self {
+            config,
+            store_name,
+            next_id,
+            parent: resume.map(|r| (r.id, r.base, r.deltas)),
+            force_full: resume.is_some_and(|r| !r.was_latest),
+            in_flight: None,
+            jobs: Some(jobs_tx),
+            done: done_rx,
+            writer: Some(writer),
+            last_pause: Duration::ZERO,
+        })
+    }
+
+    /// The store's URL.
+    pub fn store_name(&self) -> &str {
+        &self.store_name
+    }
+
+    /// Whether a checkpoint is being written.
+    pub fn busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// How long the last cut held the processing thread.
+    pub fn last_pause(&self) -> Duration {
+        self.last_pause
+    }
+
+    fn finish(&mut self, r: Result<CommitInfo, CheckpointError>) -> Result<CommitInfo, CheckpointError> {
+        let Some((at, _)) = self.in_flight.take() else {
+            return r;
+        };
+        match &r {
+            Ok(info) => {
+                tracing::debug!(id = info.id, kind = %info.kind, bytes = info.bytes, keys = info.keys,
+                    write_ms = info.write_time.as_secs_f64() * 1e3, "checkpoint committed");
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "checkpoint {} failed: {e}; processing goes on and the next checkpoint will be full",
+                    at.id
+                );
+                self.force_full = true;
+                self.parent = None;
+            }
+        }
+        r
+    }
+
+    /// The result of the checkpoint in flight, if it has finished (non-blocking).
+    pub fn poll(&mut self) -> Option<Result<CommitInfo, CheckpointError>> {
+        self.in_flight?;
+        match self.done.try_recv() {
+            Ok(r) => Some(self.finish(r)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(self.finish(Err(CheckpointError::WriterGone))),
+        }
+    }
+
+    /// Wait for the checkpoint in flight, if any.
+    pub fn wait(&mut self) -> Option<Result<CommitInfo, CheckpointError>> {
+        self.in_flight?;
+        let r = self.done.recv().unwrap_or(Err(CheckpointError::WriterGone));
+        Some(self.finish(r))
+    }
+
+    /// Take a checkpoint of `pipeline` at `host`'s position unless one is still being written
+    /// (then returns `Ok(None)`: try again later; changes keep accumulating). `output` is a
+    /// handle to the output file, fsynced before the checkpoint is committed.
+    pub fn begin(
+        &mut self,
+        host: HostState,
+        pipeline: &mut Pipeline,
+        output: Option<File>,
+    ) -> Result<Option<Placement>, CheckpointError> {
+        if self.in_flight.is_some() && self.poll().is_none() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let id = self.next_id;
+        let at = match self.parent {
+            Some((parent, base, deltas)) if !self.force_full && deltas < self.config.full_every => {
+                Placement {
+                    id,
+                    kind: Kind::Delta,
+                    base,
+                    parent: Some(parent),
+                }
+            }
+            _ => Placement {
+                id,
+                kind: Kind::Full,
+                base: id,
+                parent: None,
+            },
+        };
+        let mut keys = 0;
+        let operators = pipeline
+            .operators_mut()
+            .iter_mut()
+            .map(|op| {
+                let plugin_digest = op.plugin().digest_hex();
+                let name = op.name().to_string();
+                let config = op.config().to_string();
+                let state = if at.kind == Kind::Full {
+                    let s = op.state().snapshot();
+                    op.state_mut().clear_changes();
+                    s
+                } else {
+                    op.state_mut().take_delta()
+                };
+                keys += state.sets.len() + state.deletes.len();
+                OperatorSnapshot {
+                    name,
+                    partition: 0,
+                    plugin_digest,
+                    config,
+                    state,
+                }
+            })
+            .collect();
+        let job = Job {
+            at,
+            data: CheckpointData { host, operators },
+            output,
+            keys,
+        };
+        let jobs = self.jobs.as_ref().ok_or(CheckpointError::WriterGone)?;
+        jobs.send(job).map_err(|_| CheckpointError::WriterGone)?;
+        self.next_id += 1;
+        self.force_full = false;
+        self.parent = Some(match at.kind {
+            Kind::Full => (id, id, 0),
+            Kind::Delta => (id, at.base, self.parent.map(|p| p.2).unwrap_or(0) + 1),
+        });
+        self.in_flight = Some((at, started));
+        self.last_pause = started.elapsed();
+        Ok(Some(at))
+    }
+
+    /// Take a checkpoint and wait for it to be committed (end of input, shutdown).
+    pub fn checkpoint_now(
+        &mut self,
+        host: HostState,
+        pipeline: &mut Pipeline,
+        output: Option<File>,
+    ) -> Result<CommitInfo, CheckpointError> {
+        if let Some(Err(e)) = self.wait() {
+            tracing::warn!("previous checkpoint failed: {e}");
+        }
+        self.begin(host, pipeline, output)?;
+        self.wait().unwrap_or(Err(CheckpointError::WriterGone))
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+struct Writer {
+    store: Box<dyn CheckpointStore>,
+    codec: Codec,
+    /// Valid checkpoints: id -> parent.
+    index: BTreeMap<CheckpointId, Option<CheckpointId>>,
+    max_retained: usize,
+}
+
+impl Writer {
+    fn write(&mut self, job: Job) -> Result<CommitInfo, CheckpointError> {
+        let started = Instant::now();
+        let id = job.at.id;
+        if let Some(f) = &job.output {
+            f.sync_data().map_err(|e| CheckpointError::OutputSync {
+                id,
+                message: e.to_string(),
+            })?;
+        }
+        let bytes = self
+            .codec
+            .encode(job.at, now_ms(), &job.data)
+            .map_err(|message| CheckpointError::Encode { id, message })?;
+        drop(job.data);
+        self.store.commit(id, &bytes)?;
+        self.index.insert(id, job.at.parent);
+        let deleted = self.retain(id);
+        Ok(CommitInfo {
+            id,
+            kind: job.at.kind,
+            bytes: bytes.len(),
+            keys: job.keys,
+            write_time: started.elapsed(),
+            deleted,
+        })
+    }
+
+    /// Keep the newest `max_retained` checkpoints and every checkpoint their chains need.
+    fn retain(&mut self, newest: CheckpointId) -> Vec<CheckpointId> {
+        let mut needed = BTreeSet::new();
+        for &id in self
+            .index
+            .range(..=newest)
+            .rev()
+            .map(|(id, _)| id)
+            .take(self.max_retained)
+        {
+            let mut cur = Some(id);
+            while let Some(c) = cur {
+                if !needed.insert(c) {
+                    break;
+                }
+                cur = self.index.get(&c).copied().flatten();
+            }
+        }
+        let mut deleted = Vec::new();
+        let listed = match self.store.list() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("retention skipped: {e}");
+                return deleted;
+            }
+        };
+        for id in listed {
+            if id < newest && !needed.contains(&id) {
+                match self.store.delete(id) {
+                    Ok(()) => {
+                        self.index.remove(&id);
+                        deleted.push(id);
+                    }
+                    Err(e) => tracing::warn!("retention could not delete checkpoint {id}: {e}"),
+                }
+            }
+        }
+        deleted
+    }
+}

@@ -1,0 +1,362 @@
+//! A checkpointed run: restore, resume the input and output where the checkpoint left them,
+//! process with checkpoint triggers, and take a final checkpoint on every way out.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use super::run::process_batch;
+use super::{JsonlSink, JsonlSource, Pipeline, RunError, RunStats};
+use crate::checkpoint::{
+    CheckpointConfig, CheckpointError, Checkpointer, Codec, CommitInfo, HostState, Restored, restore,
+};
+use crate::store::{CheckpointId, CheckpointStore};
+use crate::{CallError, Event, OperatorBuilder};
+
+/// Why a job stopped with an error.
+#[derive(Debug, Error)]
+pub enum JobError {
+    /// Processing failed (input, output or an operator).
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// Restoring or taking a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// An operator could not be started.
+    #[error(transparent)]
+    Operator(#[from] CallError),
+    /// The checkpoint does not match the job as configured now.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// When to checkpoint, besides end of input and shutdown.
+#[derive(Debug, Clone, Default)]
+pub struct Triggers {
+    /// Every this long (checked between batches).
+    pub interval: Option<Duration>,
+    /// Every this many input events (checked between batches).
+    pub every_events: Option<u64>,
+}
+
+/// Checkpointing settings of a job.
+pub struct CheckpointSpec {
+    /// Where checkpoints go.
+    pub store: Box<dyn CheckpointStore>,
+    /// How they are encoded.
+    pub codec: Codec,
+    /// Chaining and retention.
+    pub config: CheckpointConfig,
+    /// When to take them.
+    pub triggers: Triggers,
+    /// Restore this checkpoint instead of the newest.
+    pub restore_from: Option<CheckpointId>,
+    /// Resume even if a plugin or its configuration changed since the checkpoint.
+    pub accept_plugin_change: bool,
+}
+
+/// A job: input, operators, output, and optionally checkpoints.
+pub struct JobSpec {
+    /// The job's name (recorded in checkpoints).
+    pub name: String,
+    /// Input file or `-`.
+    pub input: String,
+    /// Output file or `-`.
+    pub output: String,
+    /// The operators, in order.
+    pub operators: Vec<OperatorBuilder>,
+    /// Events per batch.
+    pub batch_size: usize,
+    /// Checkpointing; `None` keeps no checkpoints.
+    pub checkpoint: Option<CheckpointSpec>,
+    /// Set (e.g. by SIGINT/SIGTERM) to stop after the current batch with a final checkpoint.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What a job did.
+#[derive(Debug, Clone, Default)]
+pub struct JobReport {
+    /// Counters over the job's whole life (including before a restore).
+    pub stats: RunStats,
+    /// The checkpoint restored at start.
+    pub restored_from: Option<CheckpointId>,
+    /// Checkpoints committed by this run.
+    pub checkpoints: Vec<CommitInfo>,
+    /// Whether the run stopped on request rather than at end of input.
+    pub stopped: bool,
+    /// Longest pause of the processing thread for a checkpoint cut.
+    pub max_pause: Duration,
+}
+
+fn short(d: &str) -> &str {
+    &d[..d.len().min(12)]
+}
+
+fn build_operators(
+    builders: Vec<OperatorBuilder>,
+    restored: Option<&mut Restored>,
+    accept_change: bool,
+) -> Result<Vec<crate::OperatorInstance>, JobError> {
+    let Some(restored) = restored else {
+        return builders
+            .into_iter()
+            .map(|b| b.build().map_err(JobError::from))
+            .collect();
+    };
+    let names: Vec<String> = builders.iter().map(|b| b.name_or_plugin().to_string()).collect();
+    let saved: Vec<String> = restored.operators.iter().map(|o| o.name.clone()).collect();
+    if names != saved {
+        return Err(JobError::Mismatch(format!(
+            "checkpoint {} holds operators {saved:?} but the job now has {names:?}; run with the same \
+             operators, or use a new --store",
+            restored.id
+        )));
+    }
+    let mut ops = Vec::new();
+    for (b, saved) in builders.into_iter().zip(restored.operators.iter_mut()) {
+        let digest = b.plugin_ref().digest_hex();
+        if !accept_change {
+            if digest != saved.plugin_digest {
+                return Err(JobError::Mismatch(format!(
+                    "operator `{}`: the plugin changed since checkpoint {} (digest {}… then, {}… now); its \
+                     state may not fit the new code. Pass --accept-plugin-change to resume with it anyway, \
+                     or use a new --store to start over",
+                    saved.name,
+                    restored.id,
+                    short(&saved.plugin_digest),
+                    short(&digest)
+                )));
+            }
+            if b.config_ref() != saved.config {
+                return Err(JobError::Mismatch(format!(
+                    "operator `{}`: the configuration changed since checkpoint {} ({} then, {} now). Pass \
+                     --accept-plugin-change to resume with the new one anyway, or use a new --store",
+                    saved.name,
+                    restored.id,
+                    saved.config,
+                    b.config_ref()
+                )));
+            }
+        }
+        let state = std::mem::take(&mut saved.state);
+        ops.push(b.build_with_state(state)?);
+    }
+    Ok(ops)
+}
+
+struct Ckpt {
+    checkpointer: Checkpointer,
+    triggers: Triggers,
+    last_at: Instant,
+    events_at_last: u64,
+    committed: Vec<CommitInfo>,
+    max_pause: Duration,
+}
+
+impl Ckpt {
+    fn record(&mut self, r: Option<Result<CommitInfo, CheckpointError>>) {
+        if let Some(Ok(info)) = r {
+            self.committed.push(info);
+        }
+    }
+}
+
+fn host_state(
+    job: &str,
+    source: &JsonlSource,
+    offset: (u64, u64),
+    sink: &JsonlSink,
+    stats: &RunStats,
+) -> HostState {
+    HostState {
+        job: job.to_string(),
+        input: source.name().to_string(),
+        input_offset: offset.0,
+        input_line: offset.1,
+        output_len: sink.len(),
+        events_in: stats.events_in,
+        events_out: stats.events_out,
+        batches: stats.batches,
+        watermark: stats.watermark,
+    }
+}
+
+/// Run a job to the end of its input (or until `stop` is set), checkpointing as configured.
+///
+/// With checkpoints, the newest restorable checkpoint (or `restore_from`) is restored first:
+/// operator state, counters and watermark come back, the output is truncated to the length the
+/// checkpoint recorded and the input is read from the recorded offset, so a job killed at any
+/// moment and run again produces exactly the output of an uninterrupted run.
+///
+/// On every way out a final checkpoint is taken at a consistent position: at end of input, on
+/// `stop`, before a malformed line (so a fixed input resumes there), and before a failed batch
+/// (whose state writes were rolled back).
+pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
+    let JobSpec {
+        name,
+        input,
+        output,
+        operators,
+        batch_size,
+        checkpoint,
+        stop,
+    } = spec;
+    let mut report = JobReport::default();
+    let (mut ckpt, mut restored) = match checkpoint {
+        None => (None, None),
+        Some(c) => {
+            let restored = restore(c.store.as_ref(), &c.codec, c.restore_from)?;
+            let resume = restored.as_ref().map(Restored::resume_point);
+            let accept = c.accept_plugin_change;
+            let checkpointer = Checkpointer::start(c.store, c.codec, c.config, resume)?;
+            (
+                Some((
+                    Ckpt {
+                        checkpointer,
+                        triggers: c.triggers,
+                        last_at: Instant::now(),
+                        events_at_last: 0,
+                        committed: Vec::new(),
+                        max_pause: Duration::ZERO,
+                    },
+                    accept,
+                )),
+                restored,
+            )
+        }
+    };
+    let accept = ckpt.as_ref().is_some_and(|c| c.1);
+    let mut ckpt = ckpt.take().map(|c| c.0);
+    let ops = build_operators(operators, restored.as_mut(), accept)?;
+    let mut pipeline = Pipeline::new(ops);
+    let (mut source, mut sink, mut stats) = match &restored {
+        Some(r) => {
+            let h = &r.host;
+            if h.input != input {
+                tracing::warn!(
+                    "checkpoint {} was taken reading {:?}; now reading {:?} from byte {}",
+                    r.id,
+                    h.input,
+                    input,
+                    h.input_offset
+                );
+            }
+            tracing::info!(
+                checkpoint = r.id,
+                input_offset = h.input_offset,
+                output_len = h.output_len,
+                events_in = h.events_in,
+                "resuming from checkpoint"
+            );
+            report.restored_from = Some(r.id);
+            (
+                JsonlSource::open_at(&input, h.input_offset, h.input_line).map_err(RunError::from)?,
+                JsonlSink::open_at(&output, h.output_len).map_err(RunError::from)?,
+                RunStats {
+                    events_in: h.events_in,
+                    events_out: h.events_out,
+                    batches: h.batches,
+                    watermark: h.watermark,
+                },
+            )
+        }
+        None => (
+            JsonlSource::open(&input).map_err(RunError::from)?,
+            JsonlSink::create(&output).map_err(RunError::from)?,
+            RunStats::default(),
+        ),
+    };
+    drop(restored);
+    if let Some(c) = &mut ckpt {
+        c.events_at_last = stats.events_in;
+    }
+    let batch_size = batch_size.max(1);
+
+    // Take a final checkpoint at `pos` unless nothing changed since the last one.
+    let finish = |ckpt: &mut Option<Ckpt>,
+                  pipeline: &mut Pipeline,
+                  source: &JsonlSource,
+                  sink: &mut JsonlSink,
+                  stats: &RunStats,
+                  pos: (u64, u64)|
+     -> Result<(), JobError> {
+        sink.flush().map_err(RunError::from)?;
+        let Some(c) = ckpt else { return Ok(()) };
+        let r = c.checkpointer.wait();
+        c.record(r);
+        let dirty = pipeline.operators().iter().any(|o| o.state().dirty_len() > 0);
+        if stats.events_in == c.events_at_last && !dirty {
+            return Ok(());
+        }
+        let host = host_state(&name, source, pos, sink, stats);
+        let info = c
+            .checkpointer
+            .checkpoint_now(host, pipeline, sink.file_handle())?;
+        c.committed.push(info);
+        Ok(())
+    };
+
+    loop {
+        let pos = (source.offset(), source.line());
+        let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
+        let mut failure = None;
+        while batch.len() < batch_size {
+            match source.next_event() {
+                Ok(Some(e)) => batch.push(e),
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let at_end = batch.len() < batch_size;
+        if !batch.is_empty()
+            && let Err(e) = process_batch(&mut pipeline, &mut sink, batch, &mut stats)
+        {
+            // The batch was rolled back: checkpoint the position before it, then stop.
+            finish(&mut ckpt, &mut pipeline, &source, &mut sink, &stats, pos)?;
+            return Err(e.into());
+        }
+        if let Some(e) = failure {
+            let pos = (source.offset(), source.line());
+            finish(&mut ckpt, &mut pipeline, &source, &mut sink, &stats, pos)?;
+            return Err(RunError::from(e).into());
+        }
+        let pos = (source.offset(), source.line());
+        if at_end || stop.load(Ordering::Relaxed) {
+            report.stopped = !at_end;
+            finish(&mut ckpt, &mut pipeline, &source, &mut sink, &stats, pos)?;
+            break;
+        }
+        if let Some(c) = &mut ckpt {
+            let r = c.checkpointer.poll();
+            c.record(r);
+            let due_events = c
+                .triggers
+                .every_events
+                .is_some_and(|n| stats.events_in - c.events_at_last >= n);
+            let due_time = c.triggers.interval.is_some_and(|d| c.last_at.elapsed() >= d);
+            if (due_events || due_time) && !c.checkpointer.busy() {
+                sink.flush().map_err(RunError::from)?;
+                let host = host_state(&name, &source, pos, &sink, &stats);
+                if c.checkpointer
+                    .begin(host, &mut pipeline, sink.file_handle())?
+                    .is_some()
+                {
+                    c.events_at_last = stats.events_in;
+                    c.last_at = Instant::now();
+                    c.max_pause = c.max_pause.max(c.checkpointer.last_pause());
+                }
+            }
+        }
+    }
+    report.stats = stats;
+    if let Some(c) = ckpt {
+        report.checkpoints = c.committed;
+        report.max_pause = c.max_pause;
+    }
+    Ok(report)
+}
