@@ -1,5 +1,6 @@
 //! Commands of the `cairn` binary.
 
+mod checkpoints;
 mod inspect;
 mod run;
 
@@ -22,10 +23,17 @@ enum Command {
     Run(run::RunArgs),
     /// Show what a WebAssembly file imports and exports, and whether it fits Cairn's world.
     Inspect(inspect::InspectArgs),
+    /// List, show and verify the checkpoints of a store.
+    Checkpoints(checkpoints::CheckpointsArgs),
 }
 
 /// Parse the command line, run the command, and turn an error into a message and exit code 1.
 pub fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`cairn checkpoints show … | head`) like other CLI tools.
+    // SAFETY: setting a signal disposition to the default before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
@@ -35,6 +43,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Inspect(args) => inspect::inspect(args),
+        Command::Checkpoints(args) => checkpoints::checkpoints(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,202 @@
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use cairn::checkpoint::{Codec, describe, restore};
+use cairn::store;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Debug, Args)]
+pub struct CheckpointsArgs {
+    #[command(subcommand)]
+    command: CheckpointsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckpointsCommand {
+    /// List the store's checkpoints: id, kind, base, size, time, offsets.
+    List {
+        /// The store (memory:, file:<dir>).
+        #[arg(long)]
+        store: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the restored state of every operator at a checkpoint.
+    Show {
+        /// A checkpoint id, or `latest`.
+        id: String,
+        /// The store.
+        #[arg(long)]
+        store: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every checkpoint of the store (integrity and chain); exits 1 on any damage.
+    Verify {
+        /// The store.
+        #[arg(long)]
+        store: String,
+    },
+}
+
+pub fn checkpoints(args: CheckpointsArgs) -> Result<ExitCode> {
+    match args.command {
+        CheckpointsCommand::List { store, json } => list(&store, json),
+        CheckpointsCommand::Show { id, store, json } => show(&id, &store, json),
+        CheckpointsCommand::Verify { store } => verify(&store),
+    }
+}
+
+fn time_text(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+fn list(url: &str, as_json: bool) -> Result<ExitCode> {
+    let store = store::open(url)?;
+    let codec = Codec::plain();
+    let latest = store.latest()?;
+    let mut rows = Vec::new();
+    for id in store.list()? {
+        rows.push(match describe(store.as_ref(), &codec, id) {
+            Ok((h, d, size)) => json!({
+                "id": id, "kind": h.kind, "base": h.base, "parent": h.parent, "size": size,
+                "created": time_text(h.created_ms), "input_offset": d.host.input_offset,
+                "output_len": d.host.output_len, "events_in": d.host.events_in,
+                "latest": latest == Some(id),
+            }),
+            Err(e) => json!({ "id": id, "error": e.to_string() }),
+        });
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no checkpoints in {url}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>6} {:<5} {:>6} {:>10} {:<20} {:>12} {:>12} {:>10}",
+        "id", "kind", "base", "bytes", "created", "input_off", "output_len", "events_in"
+    );
+    let txt = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for r in rows {
+        if let Some(err) = r.get("error") {
+            println!("{:>6} DAMAGED: {}", txt(&r["id"]), txt(err));
+            continue;
+        }
+        println!(
+            "{:>6} {:<5} {:>6} {:>10} {:<20} {:>12} {:>12} {:>10}{}",
+            txt(&r["id"]),
+            txt(&r["kind"]),
+            txt(&r["base"]),
+            txt(&r["size"]),
+            txt(&r["created"]),
+            txt(&r["input_offset"]),
+            txt(&r["output_len"]),
+            txt(&r["events_in"]),
+            if r["latest"] == json!(true) { "  (latest)" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A state value as JSON when it is JSON, as a string when it is text, as bytes otherwise.
+fn value_json(v: &[u8]) -> Value {
+    if let Ok(j) = serde_json::from_slice::<Value>(v) {
+        return j;
+    }
+    match std::str::from_utf8(v) {
+        Ok(s) => Value::String(s.to_string()),
+        Err(_) => json!({ "bytes": v }),
+    }
+}
+
+fn show(id: &str, url: &str, as_json: bool) -> Result<ExitCode> {
+    let store = store::open(url)?;
+    let codec = Codec::plain();
+    let at = match id {
+        "latest" => None,
+        n => Some(n.parse::<u64>().with_context(|| format!("{n:?} is not a checkpoint id (a number, or `latest`)"))?),
+    };
+    let Some(r) = restore(store.as_ref(), &codec, at)? else {
+        bail!("no checkpoints in {url}");
+    };
+    let operators: Vec<Value> = r
+        .operators
+        .iter()
+        .map(|o| {
+            let state: serde_json::Map<String, Value> =
+                o.state.iter().map(|(k, v)| (k.to_string(), value_json(v))).collect();
+            json!({
+                "name": o.name, "partition": o.partition, "plugin_digest": o.plugin_digest,
+                "config": o.config, "keys": o.state.len(), "state": state,
+            })
+        })
+        .collect();
+    let doc = json!({
+        "id": r.id, "kind": r.header.kind, "chain": r.chain, "created": time_text(r.header.created_ms),
+        "host": r.host, "operators": operators,
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "checkpoint {} ({}, chain {:?}), created {}",
+        r.id,
+        r.header.kind,
+        r.chain,
+        time_text(r.header.created_ms)
+    );
+    let h = &r.host;
+    println!(
+        "job {:?}: input {:?} at byte {} (line {}), output at {} bytes, {} events in, {} out, watermark {:?}",
+        h.job, h.input, h.input_offset, h.input_line, h.output_len, h.events_in, h.events_out, h.watermark
+    );
+    for o in &operators {
+        let digest = o["plugin_digest"].as_str().unwrap_or_default();
+        println!(
+            "operator {} (partition {}, plugin {}…), {} keys:",
+            o["name"],
+            o["partition"],
+            &digest[..12.min(digest.len())],
+            o["keys"]
+        );
+        if let Some(m) = o["state"].as_object() {
+            for (k, v) in m {
+                println!("  {k} = {v}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(url: &str) -> Result<ExitCode> {
+    let store = store::open(url)?;
+    let codec = Codec::plain();
+    let ids = store.list()?;
+    let mut bad = 0;
+    for &id in &ids {
+        match cairn::checkpoint::restore::load_chain(store.as_ref(), &codec, id) {
+            Ok(r) => println!("checkpoint {id}: ok ({}, chain {:?})", r.header.kind, r.chain),
+            Err(e) => {
+                bad += 1;
+                println!("checkpoint {id}: DAMAGED: {e}");
+            }
+        }
+    }
+    if bad > 0 {
+        println!("{bad} of {} checkpoints in {url} are damaged", ids.len());
+        Ok(ExitCode::FAILURE)
+    } else {
+        println!("all {} checkpoints in {url} are valid", ids.len());
+        Ok(ExitCode::SUCCESS)
+    }
+}
