@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::codec::Placement;
 use super::{CheckpointData, CheckpointError, Codec, HostState, Kind, OperatorSnapshot};
-use crate::runtime::Pipeline;
+use crate::state::StateHolder;
 use crate::store::{CheckpointId, CheckpointStore};
 
 /// How checkpoints are chained and retained.
@@ -45,6 +45,18 @@ pub struct CommitInfo {
     pub write_time: Duration,
     /// Checkpoints deleted by retention.
     pub deleted: Vec<CheckpointId>,
+}
+
+/// One operator as the checkpoint cut sees it: identity and a handle on its state.
+pub struct OperatorPart<'a> {
+    /// Name within the job.
+    pub name: &'a str,
+    /// SHA-256 of its plugin, hex.
+    pub plugin_digest: String,
+    /// Its configuration text.
+    pub config: &'a str,
+    /// Its state (the cut takes the delta or a snapshot from it).
+    pub state: &'a mut StateHolder,
 }
 
 /// Where the chain continues after a restore.
@@ -212,7 +224,7 @@ impl Checkpointer {
     pub fn begin(
         &mut self,
         host: HostState,
-        pipeline: &mut Pipeline,
+        operators: Vec<OperatorPart<'_>>,
         output: Option<File>,
     ) -> Result<Option<Placement>, CheckpointError> {
         if self.in_flight.is_some() && self.poll().is_none() {
@@ -237,26 +249,22 @@ impl Checkpointer {
             },
         };
         let mut keys = 0;
-        let operators = pipeline
-            .operators_mut()
-            .iter_mut()
+        let operators = operators
+            .into_iter()
             .map(|op| {
-                let plugin_digest = op.plugin().digest_hex();
-                let name = op.name().to_string();
-                let config = op.config().to_string();
                 let state = if at.kind == Kind::Full {
-                    let s = op.state().snapshot();
-                    op.state_mut().clear_changes();
+                    let s = op.state.snapshot();
+                    op.state.clear_changes();
                     s
                 } else {
-                    op.state_mut().take_delta()
+                    op.state.take_delta()
                 };
                 keys += state.sets.len() + state.deletes.len();
                 OperatorSnapshot {
-                    name,
+                    name: op.name.to_string(),
                     partition: 0,
-                    plugin_digest,
-                    config,
+                    plugin_digest: op.plugin_digest,
+                    config: op.config.to_string(),
                     state,
                 }
             })
@@ -284,13 +292,13 @@ impl Checkpointer {
     pub fn checkpoint_now(
         &mut self,
         host: HostState,
-        pipeline: &mut Pipeline,
+        operators: Vec<OperatorPart<'_>>,
         output: Option<File>,
     ) -> Result<CommitInfo, CheckpointError> {
         if let Some(Err(e)) = self.wait() {
             tracing::warn!("previous checkpoint failed: {e}");
         }
-        self.begin(host, pipeline, output)?;
+        self.begin(host, operators, output)?;
         self.wait().unwrap_or(Err(CheckpointError::WriterGone))
     }
 }

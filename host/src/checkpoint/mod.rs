@@ -18,6 +18,6 @@ pub mod restore;
 pub use codec::Codec;
 pub use error::{CheckpointError, Damage};
 pub use format::{Header, Kind};
-pub use manager::{CheckpointConfig, Checkpointer, CommitInfo};
+pub use manager::{CheckpointConfig, Checkpointer, CommitInfo, OperatorPart, ResumePoint};
 pub use model::{CheckpointData, HostState, OperatorSnapshot};
 pub use restore::{Restored, RestoredOperator, describe, restore};

@@ -51,7 +51,8 @@ pub fn checkpoints(args: CheckpointsArgs) -> Result<ExitCode> {
 }
 
 fn time_text(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
 }
 
 fn list(url: &str, as_json: bool) -> Result<ExitCode> {
@@ -101,7 +102,11 @@ fn list(url: &str, as_json: bool) -> Result<ExitCode> {
             txt(&r["input_offset"]),
             txt(&r["output_len"]),
             txt(&r["events_in"]),
-            if r["latest"] == json!(true) { "  (latest)" } else { "" }
+            if r["latest"] == json!(true) {
+                "  (latest)"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -123,7 +128,10 @@ fn show(id: &str, url: &str, as_json: bool) -> Result<ExitCode> {
     let codec = Codec::plain();
     let at = match id {
         "latest" => None,
-        n => Some(n.parse::<u64>().with_context(|| format!("{n:?} is not a checkpoint id (a number, or `latest`)"))?),
+        n => Some(
+            n.parse::<u64>()
+                .with_context(|| format!("{n:?} is not a checkpoint id (a number, or `latest`)"))?,
+        ),
     };
     let Some(r) = restore(store.as_ref(), &codec, at)? else {
         bail!("no checkpoints in {url}");
@@ -132,8 +140,11 @@ fn show(id: &str, url: &str, as_json: bool) -> Result<ExitCode> {
         .operators
         .iter()
         .map(|o| {
-            let state: serde_json::Map<String, Value> =
-                o.state.iter().map(|(k, v)| (k.to_string(), value_json(v))).collect();
+            let state: serde_json::Map<String, Value> = o
+                .state
+                .iter()
+                .map(|(k, v)| (k.to_string(), value_json(v)))
+                .collect();
             json!({
                 "name": o.name, "partition": o.partition, "plugin_digest": o.plugin_digest,
                 "config": o.config, "keys": o.state.len(), "state": state,

@@ -103,14 +103,15 @@ fn checkpoint_spec(args: &CheckpointArgs) -> Result<Option<CheckpointSpec>> {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let config = read_config(&args.config)?;
-    let checkpoint = checkpoint_spec(&args.checkpoint)?;
-    let engine = Engine::new()?;
-    let plugin = Plugin::load(&engine, &args.plugin)?;
+    // First, so that a signal during start-up also ends in a clean stop.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("could not install the signal handler")?;
     }
+    let config = read_config(&args.config)?;
+    let checkpoint = checkpoint_spec(&args.checkpoint)?;
+    let engine = Engine::new()?;
+    let plugin = Plugin::load(&engine, &args.plugin)?;
     let spec = JobSpec {
         name: args.name,
         input: args.input.clone(),

@@ -189,6 +189,16 @@ impl OperatorInstance {
         &mut self.store.data_mut().state
     }
 
+    /// The operator as a checkpoint cut sees it.
+    pub fn checkpoint_part(&mut self) -> crate::checkpoint::OperatorPart<'_> {
+        crate::checkpoint::OperatorPart {
+            name: &self.name,
+            plugin_digest: self.plugin.digest_hex(),
+            config: &self.config,
+            state: &mut self.store.data_mut().state,
+        }
+    }
+
     /// Replace the state (restore) and re-run `init`.
     pub fn restore_state(&mut self, mut state: StateHolder) -> Result<(), CallError> {
         state.set_quotas(quotas(&self.limits));

@@ -293,7 +293,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         let host = host_state(&name, source, pos, sink, stats);
         let info = c
             .checkpointer
-            .checkpoint_now(host, pipeline, sink.file_handle())?;
+            .checkpoint_now(host, pipeline.checkpoint_parts(), sink.file_handle())?;
         c.committed.push(info);
         Ok(())
     };
@@ -339,11 +339,15 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 .every_events
                 .is_some_and(|n| stats.events_in - c.events_at_last >= n);
             let due_time = c.triggers.interval.is_some_and(|d| c.last_at.elapsed() >= d);
-            if (due_events || due_time) && !c.checkpointer.busy() {
+            if due_events || due_time {
+                // At most one checkpoint in flight: if the previous one is still being written,
+                // wait for it (backpressure), so checkpoints land where the triggers say.
+                let r = c.checkpointer.wait();
+                c.record(r);
                 sink.flush().map_err(RunError::from)?;
                 let host = host_state(&name, &source, pos, &sink, &stats);
                 if c.checkpointer
-                    .begin(host, &mut pipeline, sink.file_handle())?
+                    .begin(host, pipeline.checkpoint_parts(), sink.file_handle())?
                     .is_some()
                 {
                     c.events_at_last = stats.events_in;

@@ -22,6 +22,14 @@ impl Pipeline {
         &mut self.operators
     }
 
+    /// Every operator as a checkpoint cut sees it.
+    pub fn checkpoint_parts(&mut self) -> Vec<crate::checkpoint::OperatorPart<'_>> {
+        self.operators
+            .iter_mut()
+            .map(OperatorInstance::checkpoint_part)
+            .collect()
+    }
+
     /// Run one batch through every operator and then advance event time, as one transaction:
     /// if any call fails, every operator's writes for this batch are rolled back.
     pub fn process_batch(
