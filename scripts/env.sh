@@ -17,3 +17,18 @@ if command -v rustup >/dev/null 2>&1; then
   fi
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+# Install a Debian package if `check` (a command) fails. Uses sudo when not root.
+need_apt() {
+  local check="$1"; shift
+  if eval "$check" >/dev/null 2>&1; then return 0; fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: $* is needed and apt-get is not available; install it with your package manager" >&2
+    exit 1
+  fi
+  local SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  echo "==> installing $* (apt-get)" >&2
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}

@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+pub mod redis;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -127,4 +129,21 @@ pub fn expected_counts(input: &str) -> Result<String> {
         ));
     }
     Ok(out)
+}
+
+/// `cairn run --plugin <plugin> --input <input> --output <output> <extra…>` as owned strings.
+pub fn run_args(plugin: &Path, input: &Path, output: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ["run", "--plugin"].iter().map(|s| s.to_string()).collect();
+    v.push(plugin.display().to_string());
+    v.push("--input".into());
+    v.push(input.display().to_string());
+    v.push("--output".into());
+    v.push(output.display().to_string());
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// Borrow owned arguments for [`run_cairn`] / [`run_ok`].
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

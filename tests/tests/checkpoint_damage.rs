@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use cairn_tests::{expected_counts, plugin, run_cairn, run_ok, synthetic_input};
+use cairn_tests::{expected_counts, plugin, run_args, run_cairn, run_ok, strs, synthetic_input};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -59,27 +59,21 @@ impl Fixture {
     }
 
     fn run(&self) -> Result<std::process::Output> {
-        let counter = plugin("counter");
+        let store = self.store();
+        let extra = [
+            "--store",
+            store.as_str(),
+            "--checkpoint-every",
+            "500",
+            "--full-every",
+            "3",
+            "--max-retained",
+            "20",
+            "--batch-size",
+            "100",
+        ];
         run_cairn(
-            &[
-                "run",
-                "--plugin",
-                counter.to_str().unwrap_or_default(),
-                "--input",
-                self.input.to_str().unwrap_or_default(),
-                "--output",
-                self.output.to_str().unwrap_or_default(),
-                "--store",
-                &self.store(),
-                "--checkpoint-every",
-                "500",
-                "--full-every",
-                "3",
-                "--max-retained",
-                "20",
-                "--batch-size",
-                "100",
-            ],
+            &strs(&run_args(&plugin("counter"), &self.input, &self.output, &extra)),
             b"",
         )
     }
@@ -223,22 +217,16 @@ fn point_in_time_restore_resumes_from_the_chosen_checkpoint() -> Result<()> {
     let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
     assert_eq!(doc["chain"], serde_json::json!([1, 2, 3]));
     assert_eq!(doc["host"]["events_in"], 1500);
-    let counter = plugin("counter");
-    let out = run_ok(&[
-        "run",
-        "--plugin",
-        counter.to_str().unwrap_or_default(),
-        "--input",
-        f.input.to_str().unwrap_or_default(),
-        "--output",
-        f.output.to_str().unwrap_or_default(),
+    let store = f.store();
+    let extra = [
         "--store",
-        &f.store(),
+        store.as_str(),
         "--restore-from",
         "3",
         "--checkpoint-every",
         "700",
-    ])?;
+    ];
+    let out = run_ok(&strs(&run_args(&plugin("counter"), &f.input, &f.output, &extra)))?;
     assert!(out.status.success());
     assert_eq!(fs::read_to_string(&f.output)?, f.expected);
     // Restoring an older checkpoint starts a new chain with a full checkpoint (7), so the
@@ -262,34 +250,20 @@ fn changed_plugin_is_refused_unless_accepted() -> Result<()> {
         .unwrap_or(Path::new("."))
         .join("counter.wasm");
     fs::write(&changed, bytes)?;
+    let store = f.store();
     let args = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = [
-            "run",
-            "--plugin",
-            changed.to_str().unwrap_or_default(),
-            "--input",
-            f.input.to_str().unwrap_or_default(),
-            "--output",
-            f.output.to_str().unwrap_or_default(),
-            "--store",
-            &f.store(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
+        let mut all = vec!["--store", store.as_str()];
+        all.extend_from_slice(extra);
+        run_args(&changed, &f.input, &f.output, &all)
     };
-    let a = args(&[]);
-    let out = run_cairn(&a.iter().map(String::as_str).collect::<Vec<_>>(), b"")?;
+    let out = run_cairn(&strs(&args(&[])), b"")?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
         err.contains("the plugin changed since checkpoint 6") && err.contains("--accept-plugin-change"),
         "{err}"
     );
-    let a = args(&["--accept-plugin-change"]);
-    run_ok(&a.iter().map(String::as_str).collect::<Vec<_>>())?;
+    run_ok(&strs(&args(&["--accept-plugin-change"])))?;
     assert_eq!(fs::read_to_string(&f.output)?, f.expected);
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, ensure};
-use cairn_tests::{cairn, expected_counts, plugin, run_ok, synthetic_input};
+use cairn_tests::{cairn, expected_counts, plugin, run_args, run_ok, strs, synthetic_input};
 
 /// The tests of this file time their kills and signals: run them one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -35,15 +35,8 @@ fn sigkill_at_random_moments_and_restart_gives_identical_output() -> Result<()> 
     let counter = plugin("counter");
     let out_ref = dir.path().join("ref.jsonl");
     let out = dir.path().join("out.jsonl");
-    let args = |output: &std::path::Path, store: &str| -> Vec<String> {
-        [
-            "run",
-            "--plugin",
-            counter.to_str().unwrap_or_default(),
-            "--input",
-            input.to_str().unwrap_or_default(),
-            "--output",
-            output.to_str().unwrap_or_default(),
+    let args = |input: &std::path::Path, output: &std::path::Path, store: &str| -> Vec<String> {
+        let extra = [
             "--store",
             store,
             "--checkpoint-every",
@@ -54,17 +47,14 @@ fn sigkill_at_random_moments_and_restart_gives_identical_output() -> Result<()> 
             "4",
             "--max-retained",
             "2",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ];
+        run_args(&counter, input, output, &extra)
     };
 
     // The uninterrupted run, with the same settings; its duration calibrates the kill delays.
     let started = Instant::now();
     let ref_store = format!("file:{}", dir.path().join("ref-store").display());
-    let a = args(&out_ref, &ref_store);
-    run_ok(&a.iter().map(String::as_str).collect::<Vec<_>>())?;
+    run_ok(&strs(&args(&input, &out_ref, &ref_store)))?;
     let full_run = started.elapsed();
     let reference = fs::read_to_string(&out_ref)?;
     assert_eq!(
@@ -80,9 +70,11 @@ fn sigkill_at_random_moments_and_restart_gives_identical_output() -> Result<()> 
     for i in 0..3 {
         let started = Instant::now();
         let empty_store = format!("file:{}", dir.path().join(format!("empty-store-{i}")).display());
-        let mut a = args(&dir.path().join("empty-out.jsonl"), &empty_store);
-        a[4] = empty.to_string_lossy().into_owned();
-        run_ok(&a.iter().map(String::as_str).collect::<Vec<_>>())?;
+        run_ok(&strs(&args(
+            &empty,
+            &dir.path().join("empty-out.jsonl"),
+            &empty_store,
+        )))?;
         startup = startup.max(started.elapsed());
     }
 
@@ -93,7 +85,7 @@ fn sigkill_at_random_moments_and_restart_gives_identical_output() -> Result<()> 
     eprintln!("kill schedule seed: {seed}; uninterrupted run took {full_run:?}, start-up {startup:?}");
     let mut rng = Rng(seed);
     let store = format!("file:{}", dir.path().join("store").display());
-    let a = args(&out, &store);
+    let a = args(&input, &out, &store);
     // Kills land anywhere from start-up (restore) to well into processing, but each
     // incarnation gets at most ~1/30 of the work done, so 30 kills hardly ever finish the job.
     let work = full_run.saturating_sub(startup).as_micros() as u64;
@@ -136,7 +128,7 @@ fn sigkill_at_random_moments_and_restart_gives_identical_output() -> Result<()> 
     );
 
     // Let it finish.
-    run_ok(&a.iter().map(String::as_str).collect::<Vec<_>>())?;
+    run_ok(&strs(&a))?;
     let got = fs::read_to_string(&out)?;
     assert!(
         got == reference,
@@ -157,24 +149,17 @@ fn sigterm_finishes_the_batch_checkpoints_and_exits_zero() -> Result<()> {
     fs::write(&input, &input_text)?;
     let out = dir.path().join("out.jsonl");
     let store = format!("file:{}", dir.path().join("store").display());
-    let counter = plugin("counter");
-    let a = [
-        "run",
-        "--plugin",
-        counter.to_str().unwrap_or_default(),
-        "--input",
-        input.to_str().unwrap_or_default(),
-        "--output",
-        out.to_str().unwrap_or_default(),
+    let extra = [
         "--store",
-        &store,
+        store.as_str(),
         "--checkpoint-interval",
         "1h",
         "--batch-size",
         "4",
     ];
+    let a = run_args(&plugin("counter"), &input, &out, &extra);
     let child = cairn()
-        .args(a)
+        .args(&a)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -202,7 +187,7 @@ fn sigterm_finishes_the_batch_checkpoints_and_exits_zero() -> Result<()> {
     let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
     assert_eq!(doc["host"]["output_len"].as_u64(), Some(partial.len() as u64));
     // Resume to the end.
-    run_ok(&a)?;
+    run_ok(&strs(&a))?;
     assert_eq!(fs::read_to_string(&out)?, expected);
     Ok(())
 }

@@ -1,5 +1,11 @@
-//! Checkpoint bytes <-> [`CheckpointData`]: bincode, then LZ4, then (unencrypted) a CRC32.
+//! Checkpoint bytes <-> [`CheckpointData`]: bincode, then LZ4, then either a CRC32 or
+//! AES-256-GCM (fresh random nonce, the header as associated data).
 
+use std::borrow::Cow;
+
+use aes_gcm::Aes256Gcm;
+
+use super::crypto::{EncryptionKey, fresh_nonce, open, seal_with};
 use super::format::{FLAG_ENCRYPTED, FLAG_LZ4, HEADER_LEN, Header, Kind, VERSION};
 use super::{CheckpointData, Damage};
 use crate::store::CheckpointId;
@@ -11,10 +17,18 @@ fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// Encodes and decodes checkpoint bytes.
-#[derive(Debug, Clone, Default)]
+/// Encodes and decodes checkpoint bytes, with or without encryption.
+#[derive(Clone, Default)]
 pub struct Codec {
-    _private: (),
+    cipher: Option<Aes256Gcm>,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec")
+            .field("encrypted", &self.cipher.is_some())
+            .finish()
+    }
 }
 
 /// Where a checkpoint sits in its chain.
@@ -36,11 +50,28 @@ impl Codec {
         Self::default()
     }
 
+    /// A codec that encrypts with `key` and reads only checkpoints encrypted with it.
+    pub fn encrypted(key: &EncryptionKey) -> Self {
+        Self {
+            cipher: Some(key.cipher()),
+        }
+    }
+
+    /// A codec for an optional key.
+    pub fn with_key(key: Option<&EncryptionKey>) -> Self {
+        key.map(Self::encrypted).unwrap_or_default()
+    }
+
+    /// Whether it encrypts.
+    pub fn is_encrypted(&self) -> bool {
+        self.cipher.is_some()
+    }
+
     /// Serialize, compress and frame `data`.
     pub fn encode(&self, at: Placement, created_ms: u64, data: &CheckpointData) -> Result<Vec<u8>, String> {
         let raw = bincode::serde::encode_to_vec(data, bincode_config()).map_err(|e| e.to_string())?;
         let compressed = lz4_flex::block::compress(&raw);
-        let header = Header {
+        let mut header = Header {
             version: VERSION,
             kind: at.kind,
             flags: FLAG_LZ4,
@@ -52,16 +83,33 @@ impl Codec {
             payload_len: compressed.len() as u64,
             nonce: [0; 12],
         };
-        let mut out = Vec::with_capacity(HEADER_LEN + compressed.len() + 4);
-        out.extend_from_slice(&header.encode());
-        out.extend_from_slice(&compressed);
-        out.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
-        Ok(out)
+        match &self.cipher {
+            None => {
+                let mut out = Vec::with_capacity(HEADER_LEN + compressed.len() + 4);
+                out.extend_from_slice(&header.encode());
+                out.extend_from_slice(&compressed);
+                out.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
+                Ok(out)
+            }
+            Some(cipher) => {
+                header.flags |= FLAG_ENCRYPTED;
+                header.payload_len += 16; // the GCM tag
+                // The nonce is part of the associated data: draw it first, then seal.
+                let nonce = fresh_nonce()?;
+                header.nonce = nonce;
+                let aad = header.encode();
+                let ct = seal_with(cipher, &nonce, &aad, &compressed)?;
+                let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
+                out.extend_from_slice(&aad);
+                out.extend_from_slice(&ct);
+                Ok(out)
+            }
+        }
     }
 
-    /// Check the framing and integrity of `bytes` (stored as checkpoint `id`) and return its
-    /// header, without decoding the payload.
-    pub fn verify(&self, id: CheckpointId, bytes: &[u8]) -> Result<Header, Damage> {
+    /// Check framing and integrity (decrypting if encrypted); returns the header and the
+    /// compressed payload.
+    fn open_payload<'a>(&self, id: CheckpointId, bytes: &'a [u8]) -> Result<(Header, Cow<'a, [u8]>), Damage> {
         let header = Header::decode(bytes)?;
         if header.sequence != id {
             return Err(Damage::WrongId {
@@ -82,29 +130,43 @@ impl Codec {
                 bytes.len()
             )));
         }
-        if header.flags & FLAG_ENCRYPTED != 0 {
-            return Err(Damage::NeedsKey);
-        }
         let end = HEADER_LEN + header.payload_len as usize;
         let payload = &bytes[HEADER_LEN..end];
-        let stored = u32::from_le_bytes([bytes[end], bytes[end + 1], bytes[end + 2], bytes[end + 3]]);
-        let computed = crc32fast::hash(payload);
-        if stored != computed {
-            return Err(Damage::PayloadChecksum { stored, computed });
+        match (&self.cipher, header.encrypted()) {
+            (None, true) => Err(Damage::NeedsKey),
+            (Some(_), false) => Err(Damage::Unencrypted),
+            (Some(cipher), true) => match open(cipher, &header.nonce, &bytes[..HEADER_LEN], payload) {
+                Some(plain) => Ok((header, Cow::Owned(plain))),
+                None => Err(Damage::Decrypt),
+            },
+            (None, false) => {
+                let stored = u32::from_le_bytes([bytes[end], bytes[end + 1], bytes[end + 2], bytes[end + 3]]);
+                let computed = crc32fast::hash(payload);
+                if stored != computed {
+                    return Err(Damage::PayloadChecksum { stored, computed });
+                }
+                Ok((header, Cow::Borrowed(payload)))
+            }
         }
-        Ok(header)
+    }
+
+    /// Check the framing and integrity of `bytes` (stored as checkpoint `id`) and return its
+    /// header, without decoding the payload. Encrypted checkpoints are authenticated.
+    pub fn verify(&self, id: CheckpointId, bytes: &[u8]) -> Result<Header, Damage> {
+        self.open_payload(id, bytes).map(|(h, _)| h)
     }
 
     /// Verify and decode checkpoint `id`.
     pub fn decode(&self, id: CheckpointId, bytes: &[u8]) -> Result<(Header, CheckpointData), Damage> {
-        let header = self.verify(id, bytes)?;
-        if header.raw_len > MAX_RAW_LEN || header.raw_len > header.payload_len.saturating_mul(256) + 64 {
+        let (header, payload) = self.open_payload(id, bytes)?;
+        let payload_len = payload.len() as u64;
+        if header.raw_len > MAX_RAW_LEN || header.raw_len > payload_len.saturating_mul(256) + 64 {
             return Err(Damage::InvalidHeader(format!(
                 "uncompressed length {} is impossible for {} stored bytes",
-                header.raw_len, header.payload_len
+                header.raw_len, payload_len
             )));
         }
-        let payload = &bytes[HEADER_LEN..HEADER_LEN + header.payload_len as usize];
+        let payload = &payload[..];
         let raw = if header.flags & FLAG_LZ4 != 0 {
             lz4_flex::block::decompress(payload, header.raw_len as usize)
                 .map_err(|e| Damage::Decompress(e.to_string()))?
@@ -124,5 +186,112 @@ impl Codec {
             return Err(Damage::Decode(format!("{} trailing bytes", raw.len() - used)));
         }
         Ok((header, data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::checkpoint::{HostState, OperatorSnapshot};
+    use crate::state::StateDelta;
+
+    fn data() -> impl Strategy<Value = CheckpointData> {
+        let entries =
+            proptest::collection::vec((".{0,12}", proptest::collection::vec(any::<u8>(), 0..64)), 0..40);
+        let deletes = proptest::collection::vec(".{0,12}", 0..10);
+        let op = (".{0,8}", any::<u32>(), entries, deletes).prop_map(|(name, partition, sets, deletes)| {
+            OperatorSnapshot {
+                name,
+                partition,
+                plugin_digest: "ab".repeat(32),
+                config: "{\"x\":1}".into(),
+                state: StateDelta { sets, deletes },
+            }
+        });
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<Option<i64>>(),
+            proptest::collection::vec(op, 0..4),
+        )
+            .prop_map(|(off, len, wm, operators)| CheckpointData {
+                host: HostState {
+                    job: "j".into(),
+                    input: "in.jsonl".into(),
+                    input_offset: off,
+                    output_len: len,
+                    watermark: wm,
+                    ..HostState::default()
+                },
+                operators,
+            })
+    }
+
+    fn placement(id: u64, delta: bool) -> Placement {
+        if delta {
+            Placement {
+                id,
+                kind: Kind::Delta,
+                base: 1,
+                parent: Some(id - 1),
+            }
+        } else {
+            Placement {
+                id,
+                kind: Kind::Full,
+                base: id,
+                parent: None,
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips_plain_and_encrypted(d in data(), id in 2u64..1000, delta in any::<bool>(), ms in any::<u64>()) {
+            let key = EncryptionKey::from_bytes([9; 32]);
+            for codec in [Codec::plain(), Codec::encrypted(&key)] {
+                let bytes = codec.encode(placement(id, delta), ms, &d).unwrap();
+                let (h, back) = codec.decode(id, &bytes).unwrap();
+                prop_assert_eq!(&back, &d);
+                prop_assert_eq!(h.sequence, id);
+                prop_assert_eq!(h.created_ms, ms);
+                prop_assert_eq!(h.encrypted(), codec.is_encrypted());
+            }
+        }
+
+        #[test]
+        fn any_flipped_bit_is_detected(d in data(), at in any::<prop::sample::Index>(), bit in 0u8..8, enc in any::<bool>()) {
+            let codec = if enc { Codec::encrypted(&EncryptionKey::from_bytes([3; 32])) } else { Codec::plain() };
+            let mut bytes = codec.encode(placement(5, true), 0, &d).unwrap();
+            let i = at.index(bytes.len());
+            bytes[i] ^= 1 << bit;
+            prop_assert!(codec.decode(5, &bytes).is_err());
+        }
+
+        #[test]
+        fn truncation_is_detected(d in data(), cut in 1usize..100) {
+            let codec = Codec::plain();
+            let bytes = codec.encode(placement(5, false), 0, &d).unwrap();
+            let keep = bytes.len().saturating_sub(cut);
+            let err = codec.decode(5, &bytes[..keep]).unwrap_err();
+            prop_assert!(matches!(err, Damage::Truncated { .. }), "{:?}", err);
+        }
+    }
+
+    #[test]
+    fn wrong_key_and_missing_key_are_distinct() {
+        let d = CheckpointData::default();
+        let a = Codec::encrypted(&EncryptionKey::from_bytes([1; 32]));
+        let b = Codec::encrypted(&EncryptionKey::from_bytes([2; 32]));
+        let bytes = a.encode(placement(1, false), 0, &d).unwrap();
+        assert_eq!(b.decode(1, &bytes).unwrap_err(), Damage::Decrypt);
+        assert_eq!(Codec::plain().decode(1, &bytes).unwrap_err(), Damage::NeedsKey);
+        let plain = Codec::plain().encode(placement(1, false), 0, &d).unwrap();
+        assert_eq!(a.decode(1, &plain).unwrap_err(), Damage::Unencrypted);
+        // Two encryptions of the same data use different nonces.
+        let again = a.encode(placement(1, false), 0, &d).unwrap();
+        assert_ne!(bytes[64..76], again[64..76]);
     }
 }

@@ -335,7 +335,16 @@ impl Writer {
             .encode(job.at, now_ms(), &job.data)
             .map_err(|message| CheckpointError::Encode { id, message })?;
         drop(job.data);
-        self.store.commit(id, &bytes)?;
+        let mut chain = Vec::new();
+        let mut cur = job.at.parent;
+        while let Some(p) = cur {
+            if chain.len() > self.index.len() {
+                break;
+            }
+            chain.push(p);
+            cur = self.index.get(&p).copied().flatten();
+        }
+        self.store.commit(id, &bytes, &chain)?;
         self.index.insert(id, job.at.parent);
         let deleted = self.retain(id);
         Ok(CommitInfo {

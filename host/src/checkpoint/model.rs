@@ -16,6 +16,8 @@ pub struct HostState {
     pub input_line: u64,
     /// Output bytes written.
     pub output_len: u64,
+    /// Dead-letter file bytes written (0 without one).
+    pub dead_letter_len: u64,
     /// Events read.
     pub events_in: u64,
     /// Events written.

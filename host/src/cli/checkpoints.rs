@@ -1,9 +1,10 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use cairn::checkpoint::{Codec, describe, restore};
-use cairn::store;
+use cairn::checkpoint::{copy_store, describe, restore};
 use clap::{Args, Subcommand};
+
+use super::store_args::StoreArgs;
 use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
@@ -16,9 +17,8 @@ pub struct CheckpointsArgs {
 enum CheckpointsCommand {
     /// List the store's checkpoints: id, kind, base, size, time, offsets.
     List {
-        /// The store (memory:, file:<dir>).
-        #[arg(long)]
-        store: String,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -27,18 +27,26 @@ enum CheckpointsCommand {
     Show {
         /// A checkpoint id, or `latest`.
         id: String,
-        /// The store.
-        #[arg(long)]
-        store: String,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Check every checkpoint of the store (integrity and chain); exits 1 on any damage.
     Verify {
-        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Copy every committed checkpoint (byte for byte, encryption kept) into an empty store,
+    /// e.g. from file: to redis://, so the job can resume there.
+    Copy {
+        /// The source store.
         #[arg(long)]
-        store: String,
+        from: String,
+        /// The destination store (must hold no checkpoints).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -47,6 +55,7 @@ pub fn checkpoints(args: CheckpointsArgs) -> Result<ExitCode> {
         CheckpointsCommand::List { store, json } => list(&store, json),
         CheckpointsCommand::Show { id, store, json } => show(&id, &store, json),
         CheckpointsCommand::Verify { store } => verify(&store),
+        CheckpointsCommand::Copy { from, to } => copy(&from, &to),
     }
 }
 
@@ -55,9 +64,9 @@ fn time_text(ms: u64) -> String {
         .to_string()
 }
 
-fn list(url: &str, as_json: bool) -> Result<ExitCode> {
-    let store = store::open(url)?;
-    let codec = Codec::plain();
+fn list(args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
+    let url = &args.store;
+    let (store, codec) = args.open()?;
     let latest = store.latest()?;
     let mut rows = Vec::new();
     for id in store.list()? {
@@ -123,9 +132,9 @@ fn value_json(v: &[u8]) -> Value {
     }
 }
 
-fn show(id: &str, url: &str, as_json: bool) -> Result<ExitCode> {
-    let store = store::open(url)?;
-    let codec = Codec::plain();
+fn show(id: &str, args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
+    let url = &args.store;
+    let (store, codec) = args.open()?;
     let at = match id {
         "latest" => None,
         n => Some(
@@ -189,9 +198,9 @@ fn show(id: &str, url: &str, as_json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(url: &str) -> Result<ExitCode> {
-    let store = store::open(url)?;
-    let codec = Codec::plain();
+fn verify(args: &StoreArgs) -> Result<ExitCode> {
+    let url = &args.store;
+    let (store, codec) = args.open()?;
     let ids = store.list()?;
     let mut bad = 0;
     for &id in &ids {
@@ -210,4 +219,12 @@ fn verify(url: &str) -> Result<ExitCode> {
         println!("all {} checkpoints in {url} are valid", ids.len());
         Ok(ExitCode::SUCCESS)
     }
+}
+
+fn copy(from: &str, to: &str) -> Result<ExitCode> {
+    let src = cairn::store::open(from)?;
+    let mut dst = cairn::store::open(to)?;
+    let ids = copy_store(src.as_ref(), dst.as_mut())?;
+    println!("copied {} checkpoints from {from} to {to}: {ids:?}", ids.len());
+    Ok(ExitCode::SUCCESS)
 }

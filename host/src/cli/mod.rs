@@ -3,6 +3,7 @@
 mod checkpoints;
 mod inspect;
 mod run;
+mod store_args;
 
 use std::process::ExitCode;
 
@@ -20,7 +21,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an operator over a JSON Lines input, writing its output as JSON Lines.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Show what a WebAssembly file imports and exports, and whether it fits Cairn's world.
     Inspect(inspect::InspectArgs),
     /// List, show and verify the checkpoints of a store.
@@ -41,7 +42,7 @@ pub fn main() -> ExitCode {
         .with_target(false)
         .init();
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Checkpoints(args) => checkpoints::checkpoints(args),
     };

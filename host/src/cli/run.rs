@@ -5,10 +5,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cairn::checkpoint::{CheckpointConfig, Codec};
-use cairn::runtime::{CheckpointSpec, JobSpec, Triggers, run_job};
-use cairn::{Engine, Plugin, store};
+use cairn::checkpoint::{CheckpointConfig, open_store};
+use cairn::runtime::{CheckpointSpec, ErrorPolicy, JobSpec, Triggers, run_job};
+use cairn::{Engine, EngineOptions, Limits, Plugin};
 use clap::Args;
+
+use super::store_args::KeyArgs;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -32,14 +34,81 @@ pub struct RunArgs {
     name: String,
     #[command(flatten)]
     checkpoint: CheckpointArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// What to do when the operator fails a batch: `fail` (stop with the error after a final
+    /// checkpoint) or `skip` (retry the batch event by event; failing events go to --dead-letter).
+    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
+    on_error: String,
+    /// With --on-error skip: the JSON Lines file that receives each failing event and its error.
+    #[arg(long)]
+    dead_letter: Option<String>,
+}
+
+/// The sandbox's limits for the operator.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Deadline of one call into the plugin (e.g. 10s, 250ms).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Fuel (about one unit per wasm instruction) per call; unbounded when absent.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Maximum linear memory of the plugin (e.g. 256MiB, 64M, 1G).
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    memory_limit: u64,
+    /// Maximum total bytes of the operator's state (keys + values).
+    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+    max_state_bytes: u64,
+    /// Maximum number of keys in the operator's state.
+    #[arg(long, default_value_t = 10_000_000)]
+    max_keys: u64,
+    /// Maximum size of one state value.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    max_value_bytes: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits::default()
+            .with_timeout(self.timeout)
+            .with_fuel(self.fuel)
+            .with_memory_bytes(self.memory_limit as usize)
+            .with_state_quotas(self.max_keys, self.max_state_bytes, self.max_value_bytes)
+    }
+}
+
+/// A byte size: a number with an optional unit (B, K/KB/KiB, M/MB/MiB, G/GB/GiB; powers of 1024).
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 256MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?}; use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[derive(Debug, Args)]
 pub struct CheckpointArgs {
-    /// Keep checkpoints here (memory:, file:<dir>) and resume from them. Without it a run keeps
-    /// no checkpoints.
+    /// Keep checkpoints here and resume from them: memory:, file:<dir>, rocksdb:<dir>,
+    /// redis://<host>:<port>[/<db>][?prefix=<p>&ttl=<secs>]. Without it a run keeps no checkpoints.
     #[arg(long)]
     store: Option<String>,
+    #[command(flatten)]
+    key: KeyArgs,
     /// Checkpoint at this interval (e.g. 10s, 500ms). Default 10s when no trigger is given.
     #[arg(long, value_parser = humantime::parse_duration)]
     checkpoint_interval: Option<Duration>,
@@ -79,9 +148,12 @@ fn checkpoint_spec(args: &CheckpointArgs) -> Result<Option<CheckpointSpec>> {
         if args.restore_from.is_some() {
             bail!("--restore-from needs --store: the store that holds the checkpoint");
         }
+        if args.key.encryption_key_env.is_some() || args.key.passphrase_env.is_some() {
+            bail!("an encryption key was given without --store: there is nothing to encrypt");
+        }
         return Ok(None);
     };
-    let store = store::open(url)?;
+    let (store, codec) = open_store(url, &args.key.source()?)?;
     let mut triggers = Triggers {
         interval: args.checkpoint_interval,
         every_events: args.checkpoint_every,
@@ -91,7 +163,7 @@ fn checkpoint_spec(args: &CheckpointArgs) -> Result<Option<CheckpointSpec>> {
     }
     Ok(Some(CheckpointSpec {
         store,
-        codec: Codec::plain(),
+        codec,
         config: CheckpointConfig {
             full_every: args.full_every,
             max_retained: args.max_retained,
@@ -109,20 +181,38 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         signal_hook::flag::register(sig, stop.clone()).context("could not install the signal handler")?;
     }
     let config = read_config(&args.config)?;
+    let on_error = match (args.on_error.as_str(), &args.dead_letter) {
+        ("skip", Some(file)) => ErrorPolicy::Skip {
+            dead_letter: file.clone(),
+        },
+        ("skip", None) => bail!("--on-error skip needs --dead-letter <file> to keep the events it skips"),
+        (_, Some(_)) => bail!("--dead-letter is only used with --on-error skip"),
+        _ => ErrorPolicy::Fail,
+    };
     let checkpoint = checkpoint_spec(&args.checkpoint)?;
-    let engine = Engine::new()?;
+    let engine = Engine::with_options(EngineOptions {
+        fuel: args.limits.fuel.is_some(),
+    })?;
     let plugin = Plugin::load(&engine, &args.plugin)?;
     let spec = JobSpec {
         name: args.name,
         input: args.input.clone(),
         output: args.output.clone(),
-        operators: vec![plugin.operator().config(config)],
+        operators: vec![plugin.operator().config(config).limits(args.limits.limits())],
         batch_size: args.batch_size,
         checkpoint,
         stop,
+        on_error,
     };
     let report = run_job(spec)?;
     let last = report.checkpoints.last().map(|c| c.id);
+    if report.dead_lettered > 0 {
+        tracing::warn!(
+            "{} events failed and went to {}",
+            report.dead_lettered,
+            args.dead_letter.as_deref().unwrap_or("the dead-letter file")
+        );
+    }
     tracing::info!(
         events_in = report.stats.events_in,
         events_out = report.stats.events_out,

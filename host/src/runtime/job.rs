@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::run::process_batch;
+use super::run::{process_batch, read_batch};
 use super::{JsonlSink, JsonlSource, Pipeline, RunError, RunStats};
 use crate::checkpoint::{
     CheckpointConfig, CheckpointError, Checkpointer, Codec, CommitInfo, HostState, Restored, restore,
@@ -39,6 +39,20 @@ pub struct Triggers {
     pub interval: Option<Duration>,
     /// Every this many input events (checked between batches).
     pub every_events: Option<u64>,
+}
+
+/// What to do when an operator fails a batch (trap, timeout, limit, error value).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ErrorPolicy {
+    /// Stop with the error, after a final checkpoint at the position before the batch.
+    #[default]
+    Fail,
+    /// Retry the batch's events one at a time; each event that still fails goes to the
+    /// dead-letter file with its error, and processing continues.
+    Skip {
+        /// The dead-letter file (JSON Lines).
+        dead_letter: String,
+    },
 }
 
 /// Checkpointing settings of a job.
@@ -73,6 +87,8 @@ pub struct JobSpec {
     pub checkpoint: Option<CheckpointSpec>,
     /// Set (e.g. by SIGINT/SIGTERM) to stop after the current batch with a final checkpoint.
     pub stop: Arc<AtomicBool>,
+    /// What to do when an operator fails.
+    pub on_error: ErrorPolicy,
 }
 
 /// What a job did.
@@ -88,6 +104,8 @@ pub struct JobReport {
     pub stopped: bool,
     /// Longest pause of the processing thread for a checkpoint cut.
     pub max_pause: Duration,
+    /// Events sent to the dead-letter file by this run.
+    pub dead_lettered: u64,
 }
 
 fn short(d: &str) -> &str {
@@ -168,6 +186,7 @@ fn host_state(
     source: &JsonlSource,
     offset: (u64, u64),
     sink: &JsonlSink,
+    dead: Option<&JsonlSink>,
     stats: &RunStats,
 ) -> HostState {
     HostState {
@@ -176,6 +195,7 @@ fn host_state(
         input_offset: offset.0,
         input_line: offset.1,
         output_len: sink.len(),
+        dead_letter_len: dead.map(JsonlSink::len).unwrap_or(0),
         events_in: stats.events_in,
         events_out: stats.events_out,
         batches: stats.batches,
@@ -202,6 +222,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         batch_size,
         checkpoint,
         stop,
+        on_error,
     } = spec;
     let mut report = JobReport::default();
     let (mut ckpt, mut restored) = match checkpoint {
@@ -268,6 +289,13 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             RunStats::default(),
         ),
     };
+    let mut dead = match &on_error {
+        ErrorPolicy::Fail => None,
+        ErrorPolicy::Skip { dead_letter } => {
+            let len = restored.as_ref().map(|r| r.host.dead_letter_len).unwrap_or(0);
+            Some(JsonlSink::open_at(dead_letter, len).map_err(RunError::from)?)
+        }
+    };
     drop(restored);
     if let Some(c) = &mut ckpt {
         c.events_at_last = stats.events_in;
@@ -279,10 +307,14 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                   pipeline: &mut Pipeline,
                   source: &JsonlSource,
                   sink: &mut JsonlSink,
+                  dead: &mut Option<JsonlSink>,
                   stats: &RunStats,
                   pos: (u64, u64)|
      -> Result<(), JobError> {
         sink.flush().map_err(RunError::from)?;
+        if let Some(d) = dead {
+            d.sync().map_err(RunError::from)?;
+        }
         let Some(c) = ckpt else { return Ok(()) };
         let r = c.checkpointer.wait();
         c.record(r);
@@ -290,7 +322,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         if stats.events_in == c.events_at_last && !dirty {
             return Ok(());
         }
-        let host = host_state(&name, source, pos, sink, stats);
+        let host = host_state(&name, source, pos, sink, dead.as_ref(), stats);
         let info = c
             .checkpointer
             .checkpoint_now(host, pipeline.checkpoint_parts(), sink.file_handle())?;
@@ -300,35 +332,59 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
 
     loop {
         let pos = (source.offset(), source.line());
-        let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
-        let mut failure = None;
-        while batch.len() < batch_size {
-            match source.next_event() {
-                Ok(Some(e)) => batch.push(e),
-                Ok(None) => break,
+        let (batch, failure) = read_batch(&mut source, batch_size);
+        let at_end = batch.len() < batch_size;
+        if !batch.is_empty() {
+            let kept = dead.as_ref().map(|_| batch.clone());
+            match process_batch(&mut pipeline, &mut sink, batch, &mut stats) {
+                Ok(()) => {}
+                Err(RunError::Operator(e)) if dead.is_some() => {
+                    tracing::warn!("{e}; retrying the batch's events one at a time (--on-error skip)");
+                    let events = kept.unwrap_or_default();
+                    if let Some(d) = &mut dead {
+                        report.dead_lettered += isolate(&mut pipeline, &mut sink, d, events, &mut stats)?;
+                    }
+                }
                 Err(e) => {
-                    failure = Some(e);
-                    break;
+                    // The batch was rolled back: checkpoint the position before it, then stop.
+                    finish(
+                        &mut ckpt,
+                        &mut pipeline,
+                        &source,
+                        &mut sink,
+                        &mut dead,
+                        &stats,
+                        pos,
+                    )?;
+                    return Err(e.into());
                 }
             }
         }
-        let at_end = batch.len() < batch_size;
-        if !batch.is_empty()
-            && let Err(e) = process_batch(&mut pipeline, &mut sink, batch, &mut stats)
-        {
-            // The batch was rolled back: checkpoint the position before it, then stop.
-            finish(&mut ckpt, &mut pipeline, &source, &mut sink, &stats, pos)?;
-            return Err(e.into());
-        }
         if let Some(e) = failure {
             let pos = (source.offset(), source.line());
-            finish(&mut ckpt, &mut pipeline, &source, &mut sink, &stats, pos)?;
+            finish(
+                &mut ckpt,
+                &mut pipeline,
+                &source,
+                &mut sink,
+                &mut dead,
+                &stats,
+                pos,
+            )?;
             return Err(RunError::from(e).into());
         }
         let pos = (source.offset(), source.line());
         if at_end || stop.load(Ordering::Relaxed) {
             report.stopped = !at_end;
-            finish(&mut ckpt, &mut pipeline, &source, &mut sink, &stats, pos)?;
+            finish(
+                &mut ckpt,
+                &mut pipeline,
+                &source,
+                &mut sink,
+                &mut dead,
+                &stats,
+                pos,
+            )?;
             break;
         }
         if let Some(c) = &mut ckpt {
@@ -345,7 +401,10 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 let r = c.checkpointer.wait();
                 c.record(r);
                 sink.flush().map_err(RunError::from)?;
-                let host = host_state(&name, &source, pos, &sink, &stats);
+                if let Some(d) = &mut dead {
+                    d.sync().map_err(RunError::from)?;
+                }
+                let host = host_state(&name, &source, pos, &sink, dead.as_ref(), &stats);
                 if c.checkpointer
                     .begin(host, pipeline.checkpoint_parts(), sink.file_handle())?
                     .is_some()
@@ -363,4 +422,29 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         report.max_pause = c.max_pause;
     }
     Ok(report)
+}
+
+/// Process `events` one at a time after their batch failed; each event that fails on its
+/// own goes to the dead-letter sink with its error. Returns how many were dead-lettered.
+fn isolate(
+    pipeline: &mut Pipeline,
+    sink: &mut JsonlSink,
+    dead: &mut JsonlSink,
+    events: Vec<Event>,
+    stats: &mut RunStats,
+) -> Result<u64, RunError> {
+    let mut n = 0;
+    for event in events {
+        match process_batch(pipeline, sink, vec![event.clone()], stats) {
+            Ok(()) => {}
+            Err(RunError::Operator(e)) => {
+                dead.write_dead_letter(&event, &e.to_string())?;
+                stats.events_in += 1;
+                stats.batches += 1;
+                n += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }

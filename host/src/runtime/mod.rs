@@ -8,7 +8,7 @@ mod run;
 mod sink;
 mod source;
 
-pub use job::{CheckpointSpec, JobError, JobReport, JobSpec, Triggers, run_job};
+pub use job::{CheckpointSpec, ErrorPolicy, JobError, JobReport, JobSpec, Triggers, run_job};
 pub use jsonl::{encode_event, parse_line};
 pub use pipeline::Pipeline;
 pub use run::{RunError, RunOptions, RunStats, run};

@@ -57,18 +57,7 @@ pub fn run(
     let mut stats = RunStats::default();
     let batch_size = options.batch_size.max(1);
     loop {
-        let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
-        let mut failure = None;
-        while batch.len() < batch_size {
-            match source.next_event() {
-                Ok(Some(e)) => batch.push(e),
-                Ok(None) => break,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
+        let (batch, failure) = read_batch(source, batch_size);
         let done = batch.len() < batch_size;
         if !batch.is_empty() {
             process_batch(pipeline, sink, batch, &mut stats)?;
@@ -82,6 +71,20 @@ pub fn run(
             return Ok(stats);
         }
     }
+}
+
+/// Read up to `batch_size` events; a read error ends the batch early and is returned beside
+/// the events read before it (which must still be processed: nothing before a bad line is lost).
+pub(crate) fn read_batch(source: &mut JsonlSource, batch_size: usize) -> (Vec<Event>, Option<SourceError>) {
+    let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
+    while batch.len() < batch_size {
+        match source.next_event() {
+            Ok(Some(e)) => batch.push(e),
+            Ok(None) => break,
+            Err(e) => return (batch, Some(e)),
+        }
+    }
+    (batch, None)
 }
 
 /// Process one batch as one transaction across the pipeline (process, then the watermark if

@@ -64,7 +64,7 @@ impl JsonlSink {
         if actual < len {
             return Err(err(io::Error::other(format!(
                 "the checkpoint says {len} bytes were written but the file has only {actual}; \
-                 was the output replaced or truncated?"
+                 was the output replaced or truncated? Restore it, or start over with a new --store"
             ))));
         }
         file.set_len(len).map_err(err)?;
@@ -125,9 +125,28 @@ impl JsonlSink {
 
     /// Write one event as a JSON line.
     pub fn write_event(&mut self, event: &Event) -> Result<(), SinkError> {
+        self.write_line(|line| encode_event(event, line))
+    }
+
+    /// Write one event that an operator could not process, with the error, as a JSON line
+    /// `{"error": "...", "event": {"key": ..., "ts": ..., "value": ...}}`.
+    pub fn write_dead_letter(&mut self, event: &Event, error: &str) -> Result<(), SinkError> {
+        self.write_line(|line| {
+            line.extend_from_slice(b"{\"error\":");
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *line, error);
+            line.extend_from_slice(b",\"event\":");
+            encode_event(event, line);
+            line.pop(); // the event's newline
+            line.extend_from_slice(b"}\n");
+        })
+    }
+
+    /// Build one line in the reused buffer with `fill`, then write it.
+    fn write_line(&mut self, fill: impl FnOnce(&mut Vec<u8>)) -> Result<(), SinkError> {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        encode_event(event, &mut line);
+        fill(&mut line);
         let r = self.writer().write_all(&line);
         self.written += line.len() as u64;
         self.line = line;

@@ -71,7 +71,7 @@ impl JsonlSource {
             if offset > len {
                 return Err(io_err(io::Error::other(format!(
                     "the checkpoint says {offset} bytes were consumed but the file has only {len}; \
-                     was the input replaced?"
+                     was the input replaced? Use the original input, or start over with a new --store"
                 ))));
             }
             file.seek(SeekFrom::Start(offset)).map_err(io_err)?;

@@ -89,7 +89,7 @@ impl CheckpointStore for FileStore {
         self.url.clone()
     }
 
-    fn commit(&mut self, id: CheckpointId, bytes: &[u8]) -> Result<(), StoreError> {
+    fn commit(&mut self, id: CheckpointId, bytes: &[u8], _chain: &[CheckpointId]) -> Result<(), StoreError> {
         self.write_atomic(&format!("{PREFIX}{id:020}{SUFFIX}"), bytes)?;
         self.write_atomic(LATEST, format!("{id}\n").as_bytes())
     }

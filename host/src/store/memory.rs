@@ -39,7 +39,7 @@ impl CheckpointStore for MemoryStore {
         "memory:".into()
     }
 
-    fn commit(&mut self, id: CheckpointId, bytes: &[u8]) -> Result<(), StoreError> {
+    fn commit(&mut self, id: CheckpointId, bytes: &[u8], _chain: &[CheckpointId]) -> Result<(), StoreError> {
         let mut g = self.lock();
         g.checkpoints.insert(id, bytes.to_vec());
         g.latest = Some(id);

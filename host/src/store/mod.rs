@@ -3,12 +3,18 @@
 
 mod file;
 mod memory;
+mod redis;
+#[cfg(feature = "rocksdb")]
+mod rocks;
 mod url;
 
 use thiserror::Error;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
+#[cfg(feature = "rocksdb")]
+pub use rocks::RocksStore;
 pub use url::{StoreUrl, open};
 
 /// A checkpoint id: its sequence number, increasing within a store namespace.
@@ -58,8 +64,10 @@ impl StoreError {
 pub trait CheckpointStore: Send {
     /// The URL the store was opened from (for messages).
     fn describe(&self) -> String;
-    /// Store checkpoint `id` and then point "latest" at it, atomically.
-    fn commit(&mut self, id: CheckpointId, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Store checkpoint `id` and then point "latest" at it, atomically. `chain` lists the
+    /// checkpoints `id` needs to be restored (its base and earlier deltas): a store that
+    /// expires entries keeps them alive at least as long as `id`.
+    fn commit(&mut self, id: CheckpointId, bytes: &[u8], chain: &[CheckpointId]) -> Result<(), StoreError>;
     /// The bytes of checkpoint `id`, if present.
     fn get(&self, id: CheckpointId) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every checkpoint id present, ascending.

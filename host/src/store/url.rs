@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use super::{CheckpointStore, FileStore, MemoryStore, StoreError};
+use super::{CheckpointStore, FileStore, MemoryStore, RedisStore, StoreError};
 
 /// A parsed store URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,6 +9,17 @@ pub enum StoreUrl {
     Memory,
     /// `file:<dir>`
     File(PathBuf),
+    /// `rocksdb:<dir>`
+    Rocks(PathBuf),
+    /// `redis://<host>:<port>[/<db>][?prefix=<p>&ttl=<secs>]`
+    Redis {
+        /// `redis://<host>:<port>[/<db>]`, as the client takes it.
+        server: String,
+        /// Key prefix (default `cairn`).
+        prefix: String,
+        /// Expiry of checkpoints, seconds.
+        ttl: Option<u64>,
+    },
 }
 
 impl std::str::FromStr for StoreUrl {
@@ -22,12 +33,63 @@ impl std::str::FromStr for StoreUrl {
         if url == "memory:" {
             return Ok(StoreUrl::Memory);
         }
-        if let Some(dir) = url.strip_prefix("file:") {
-            let dir = dir.strip_prefix("//").unwrap_or(dir);
-            if dir.is_empty() {
-                return Err(bad("file: needs a directory, e.g. file:./checkpoints"));
+        for (scheme, rocks) in [("file:", false), ("rocksdb:", true)] {
+            if let Some(dir) = url.strip_prefix(scheme) {
+                let dir = dir.strip_prefix("//").unwrap_or(dir);
+                if dir.is_empty() {
+                    return Err(bad(&format!(
+                        "{scheme} needs a directory, e.g. {scheme}./checkpoints"
+                    )));
+                }
+                let dir = PathBuf::from(dir);
+                return Ok(if rocks {
+                    StoreUrl::Rocks(dir)
+                } else {
+                    StoreUrl::File(dir)
+                });
             }
-            return Ok(StoreUrl::File(PathBuf::from(dir)));
+        }
+        if let Some(rest) = url.strip_prefix("redis://") {
+            let (server, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let (hostport, db) = server.split_once('/').unwrap_or((server, ""));
+            let Some((host, port)) = hostport.rsplit_once(':') else {
+                return Err(bad(
+                    "redis:// needs a host and a port, e.g. redis://127.0.0.1:6379/0",
+                ));
+            };
+            if host.is_empty() || port.parse::<u16>().is_err() {
+                return Err(bad(
+                    "redis:// needs a host and a numeric port, e.g. redis://127.0.0.1:6379/0",
+                ));
+            }
+            if !db.is_empty() && db.parse::<u32>().is_err() {
+                return Err(bad("the Redis database after the slash must be a number"));
+            }
+            let mut prefix = "cairn".to_string();
+            let mut ttl = None;
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                match pair.split_once('=') {
+                    Some(("prefix", p)) if !p.is_empty() => prefix = p.to_string(),
+                    Some(("ttl", t)) => {
+                        ttl = Some(
+                            t.parse::<u64>()
+                                .ok()
+                                .filter(|&t| t > 0)
+                                .ok_or_else(|| bad("ttl must be a positive number of seconds"))?,
+                        )
+                    }
+                    _ => {
+                        return Err(bad(&format!(
+                            "unknown query parameter {pair:?} (known: prefix, ttl)"
+                        )));
+                    }
+                }
+            }
+            return Ok(StoreUrl::Redis {
+                server: format!("redis://{server}"),
+                prefix,
+                ttl,
+            });
         }
         Err(bad("unknown scheme"))
     }
@@ -38,5 +100,73 @@ pub fn open(url: &str) -> Result<Box<dyn CheckpointStore>, StoreError> {
     Ok(match url.parse::<StoreUrl>()? {
         StoreUrl::Memory => Box::new(MemoryStore::new()),
         StoreUrl::File(dir) => Box::new(FileStore::open(dir)?),
+        StoreUrl::Redis { server, prefix, ttl } => Box::new(RedisStore::open(url, &server, &prefix, ttl)?),
+        #[cfg(feature = "rocksdb")]
+        StoreUrl::Rocks(dir) => Box::new(super::RocksStore::open(dir)?),
+        #[cfg(not(feature = "rocksdb"))]
+        StoreUrl::Rocks(_) => {
+            return Err(StoreError::BadUrl {
+                url: url.to_string(),
+                reason: "this cairn was built without RocksDB support; rebuild it with \
+                         `cargo build --release -p cairn --features rocksdb`"
+                    .into(),
+            });
+        }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        assert_eq!("memory:".parse::<StoreUrl>().unwrap(), StoreUrl::Memory);
+        assert_eq!(
+            "file:/tmp/x".parse::<StoreUrl>().unwrap(),
+            StoreUrl::File("/tmp/x".into())
+        );
+        assert_eq!(
+            "rocksdb:./db".parse::<StoreUrl>().unwrap(),
+            StoreUrl::Rocks("./db".into())
+        );
+        assert_eq!(
+            "redis://127.0.0.1:6380/2?prefix=demo&ttl=60"
+                .parse::<StoreUrl>()
+                .unwrap(),
+            StoreUrl::Redis {
+                server: "redis://127.0.0.1:6380/2".into(),
+                prefix: "demo".into(),
+                ttl: Some(60)
+            }
+        );
+        assert_eq!(
+            "redis://localhost:6379".parse::<StoreUrl>().unwrap(),
+            StoreUrl::Redis {
+                server: "redis://localhost:6379".into(),
+                prefix: "cairn".into(),
+                ttl: None
+            }
+        );
+    }
+
+    #[test]
+    fn bad_urls_list_the_accepted_forms() {
+        for bad in [
+            "s3://bucket",
+            "file:",
+            "redis://host",
+            "redis://h:port",
+            "redis://h:1/x",
+            "redis://h:1?ttl=0",
+            "redis://h:1?foo=1",
+            "memory",
+        ] {
+            let e = bad.parse::<StoreUrl>().unwrap_err().to_string();
+            assert!(
+                e.contains("accepted forms: memory:, file:<dir>, rocksdb:<dir>, redis://"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

@@ -1,0 +1,225 @@
+//! Checkpoint cost at 1M keys with 1% dirty: delta vs full (time and bytes), the
+//! processing-thread pause of a cut, and restore time. Prints a summary table with ratios at
+//! the end (`bash scripts/bench.sh`).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cairn::checkpoint::{CheckpointConfig, Checkpointer, Codec, HostState, OperatorPart, restore};
+use cairn::state::StateHolder;
+use cairn::store::{CheckpointStore, FileStore, MemoryStore};
+use criterion::{Criterion, criterion_group};
+
+const KEYS: usize = 1_000_000;
+const DIRTY: usize = KEYS / 100;
+
+static SAMPLES: Mutex<BTreeMap<&'static str, Vec<f64>>> = Mutex::new(BTreeMap::new());
+static BYTES: Mutex<BTreeMap<&'static str, usize>> = Mutex::new(BTreeMap::new());
+
+fn record(name: &'static str, d: Duration) {
+    SAMPLES
+        .lock()
+        .unwrap()
+        .entry(name)
+        .or_default()
+        .push(d.as_secs_f64());
+}
+
+fn key(i: usize) -> String {
+    format!("sensor-{i:07}")
+}
+
+fn value(i: usize, round: usize) -> Vec<u8> {
+    format!("{{\"count\":{},\"sum\":{}.5}}", i % 977 + round, i * 3 + round).into_bytes()
+}
+
+fn big_state() -> StateHolder {
+    let mut s = StateHolder::new();
+    for i in 0..KEYS {
+        s.set(&key(i), value(i, 0)).unwrap();
+    }
+    s.clear_changes();
+    s
+}
+
+/// Touch 1% of the keys (a different stripe each round).
+fn touch(s: &mut StateHolder, round: usize) {
+    let start = (round * 7919) % 100;
+    for j in 0..DIRTY {
+        let i = (j * 100 + start) % KEYS;
+        s.set(&key(i), value(i, round + 1)).unwrap();
+    }
+}
+
+fn part(state: &mut StateHolder) -> Vec<OperatorPart<'_>> {
+    vec![OperatorPart {
+        name: "bench",
+        plugin_digest: "00".into(),
+        config: "{}",
+        state,
+    }]
+}
+
+fn checkpointer(store: Box<dyn CheckpointStore>, full_every: u32) -> Checkpointer {
+    Checkpointer::start(
+        store,
+        Codec::plain(),
+        CheckpointConfig {
+            full_every,
+            max_retained: 2,
+        },
+        None,
+    )
+    .unwrap()
+}
+
+fn bench_checkpoints(c: &mut Criterion) {
+    let mut state = big_state();
+    let mut round = 0;
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("checkpoint_1M_keys_1pct_dirty");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4));
+
+    for (label, full_every, store_kind) in [
+        ("delta (file store)", u32::MAX, "file"),
+        ("full (file store)", 0, "file"),
+        ("delta (encode only, memory store)", u32::MAX, "memory"),
+        ("full (encode only, memory store)", 0, "memory"),
+    ] {
+        let store: Box<dyn CheckpointStore> = if store_kind == "file" {
+            Box::new(FileStore::open(dir.path().join(label.replace([' ', '(', ')', ','], "_"))).unwrap())
+        } else {
+            Box::new(MemoryStore::new())
+        };
+        let mut ck = checkpointer(store, full_every);
+        // The chain starts with a full; later ones are deltas when full_every allows.
+        ck.checkpoint_now(HostState::default(), part(&mut state), None)
+            .unwrap();
+        g.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    round += 1;
+                    touch(&mut state, round);
+                    let t = Instant::now();
+                    let info = ck
+                        .checkpoint_now(HostState::default(), part(&mut state), None)
+                        .unwrap();
+                    let d = t.elapsed();
+                    total += d;
+                    record(label, d);
+                    BYTES.lock().unwrap().insert(label, info.bytes);
+                }
+                total
+            })
+        });
+    }
+
+    // The processing-thread pause: only the cut (delta taken, job handed to the writer).
+    let mut ck = checkpointer(Box::new(MemoryStore::new()), u32::MAX);
+    ck.checkpoint_now(HostState::default(), part(&mut state), None)
+        .unwrap();
+    g.bench_function("pause: cut of a 10k-key delta", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                touch(&mut state, round);
+                let t = Instant::now();
+                ck.begin(HostState::default(), part(&mut state), None).unwrap();
+                let d = t.elapsed();
+                ck.wait().unwrap().unwrap();
+                total += d;
+                record("pause: cut of a 10k-key delta", d);
+            }
+            total
+        })
+    });
+
+    // Restore of the newest checkpoint: full base (1M keys) + deltas.
+    let store = MemoryStore::new();
+    let mut ck = checkpointer(Box::new(store.clone()), 3);
+    for _ in 0..4 {
+        round += 1;
+        touch(&mut state, round);
+        ck.checkpoint_now(HostState::default(), part(&mut state), None)
+            .unwrap();
+    }
+    drop(ck);
+    g.bench_function("restore 1M keys (full + 3 deltas)", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let r = restore(&store, &Codec::plain(), None).unwrap().unwrap();
+                let d = t.elapsed();
+                assert_eq!(r.operators[0].state.len(), KEYS);
+                total += d;
+                record("restore 1M keys (full + 3 deltas)", d);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+fn ms(s: f64) -> String {
+    format!("{:.3} ms", s * 1e3)
+}
+
+fn summary() {
+    let samples = SAMPLES.lock().unwrap();
+    let bytes = BYTES.lock().unwrap();
+    let m = |k: &str| samples.get(k).map(|v| median(v)).unwrap_or(f64::NAN);
+    let b = |k: &str| bytes.get(k).copied().unwrap_or(0);
+    println!();
+    println!("== checkpoint summary: {KEYS} keys, {DIRTY} dirty (1%), medians ==");
+    println!("| measure | delta | full | delta / full |");
+    println!("|---|---|---|---|");
+    for (what, d, f) in [
+        (
+            "time, file store (encode + fsync + rename)",
+            "delta (file store)",
+            "full (file store)",
+        ),
+        (
+            "time, memory store (encode only)",
+            "delta (encode only, memory store)",
+            "full (encode only, memory store)",
+        ),
+    ] {
+        println!(
+            "| {what} | {} | {} | {:.2}% |",
+            ms(m(d)),
+            ms(m(f)),
+            100.0 * m(d) / m(f)
+        );
+    }
+    let (bd, bf) = (b("delta (file store)"), b("full (file store)"));
+    println!("| bytes | {bd} | {bf} | {:.2}% |", 100.0 * bd as f64 / bf as f64);
+    println!(
+        "| processing-thread pause, 10k dirty keys | {} | | |",
+        ms(m("pause: cut of a 10k-key delta"))
+    );
+    println!(
+        "| restore, 1M keys (full + 3 deltas) | | {} | |",
+        ms(m("restore 1M keys (full + 3 deltas)"))
+    );
+}
+
+criterion_group!(benches, bench_checkpoints);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    summary();
+}
