@@ -30,13 +30,19 @@
 
 mod error;
 mod event;
+pub mod key;
 pub mod log;
 mod operator;
 pub mod state;
+pub mod stats;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+mod typed;
 
 pub use error::Error;
 pub use event::{Config, Event, Output};
 pub use operator::Operator;
+pub use typed::{MapKey, MapState, ValueState};
 
 /// Re-exported so that operators and the [`export!`] macro use the same serde as the SDK.
 pub use serde;

@@ -59,6 +59,21 @@ pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<Str
     backend::list_keys(prefix, start_after, limit)
 }
 
+/// The values of many keys at once (one call to the host), in the same order.
+pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
+    backend::get_many(keys)
+}
+
+/// Store many entries at once (one call to the host); stops at the first refusal.
+pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), StateError> {
+    backend::set_many(entries)
+}
+
+/// Remove many keys at once (one call to the host); returns how many existed.
+pub fn remove_many(keys: &[String]) -> u32 {
+    backend::remove_many(keys)
+}
+
 /// Every key starting with `prefix`, in byte order (pages through the host in chunks).
 pub fn keys_with_prefix(prefix: &str) -> Vec<String> {
     const PAGE: u32 = 1024;
@@ -122,6 +137,15 @@ mod backend {
     pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
         host::list_keys(prefix, start_after, limit)
     }
+    pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
+        host::get_many(keys)
+    }
+    pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), StateError> {
+        host::set_many(entries).map_err(convert)
+    }
+    pub fn remove_many(keys: &[String]) -> u32 {
+        host::remove_many(keys)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -158,6 +182,18 @@ mod backend {
     }
     pub fn exists(key: &str) -> bool {
         MAP.with(|m| m.borrow().contains_key(key))
+    }
+    pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
+        keys.iter().map(|k| get(k)).collect()
+    }
+    pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), StateError> {
+        for (k, v) in entries {
+            set(k, v)?;
+        }
+        Ok(())
+    }
+    pub fn remove_many(keys: &[String]) -> u32 {
+        keys.iter().filter(|k| remove(k)).count() as u32
     }
     pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
         MAP.with(|m| {

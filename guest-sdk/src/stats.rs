@@ -1,0 +1,116 @@
+//! Numeric aggregates shared by operators: count, sum, min, max, average and standard
+//! deviation, updated one value at a time (Welford's algorithm, stable for long streams).
+
+use serde::{Deserialize, Serialize};
+
+/// A running aggregate of numbers; serializable so it can live in state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Number of values.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+    /// Smallest value (`None` before the first).
+    pub min: Option<f64>,
+    /// Largest value.
+    pub max: Option<f64>,
+    /// Running mean.
+    pub mean: f64,
+    /// Sum of squared differences from the mean (Welford's M2).
+    pub m2: f64,
+}
+
+/// What operators emit for a [`Stats`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Number of values.
+    pub count: u64,
+    /// Sum.
+    pub sum: f64,
+    /// Minimum.
+    pub min: Option<f64>,
+    /// Maximum.
+    pub max: Option<f64>,
+    /// Average (`None` when empty).
+    pub avg: Option<f64>,
+    /// Population standard deviation (`None` when empty).
+    pub stddev: Option<f64>,
+}
+
+impl Stats {
+    /// Add one value.
+    pub fn add(&mut self, x: f64) {
+        self.count += 1;
+        self.sum += x;
+        self.min = Some(self.min.map_or(x, |m| m.min(x)));
+        self.max = Some(self.max.map_or(x, |m| m.max(x)));
+        let delta = x - self.mean;
+        self.mean += delta / self.count as f64;
+        self.m2 += delta * (x - self.mean);
+    }
+
+    /// The figures to emit.
+    pub fn summary(&self) -> Summary {
+        let n = self.count;
+        Summary {
+            count: n,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+            avg: (n > 0).then_some(self.mean),
+            stddev: (n > 0).then(|| (self.m2 / n as f64).max(0.0).sqrt()),
+        }
+    }
+}
+
+/// The number at `path` in a JSON value: a field name, a dotted path (`"a.b"`), or `""` for
+/// the value itself. Numbers and numeric strings count; anything else is `None`.
+pub fn number_at(value: &serde_json::Value, path: &str) -> Option<f64> {
+    let v = value_at(value, path)?;
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The JSON value at `path` (see [`number_at`]).
+pub fn value_at<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    if path.is_empty() {
+        return Some(value);
+    }
+    path.split('.').try_fold(value, |v, part| match v {
+        serde_json::Value::Object(m) => m.get(part),
+        serde_json::Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn welford_matches_the_two_pass_formula() {
+        let xs = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0];
+        let mut s = Stats::default();
+        xs.iter().for_each(|&x| s.add(x));
+        let sum = s.summary();
+        assert_eq!(
+            (sum.count, sum.sum, sum.min, sum.max),
+            (8, 40.0, Some(2.0), Some(9.0))
+        );
+        assert_eq!(sum.avg, Some(5.0));
+        assert!((sum.stddev.unwrap() - 2.0).abs() < 1e-12);
+        assert_eq!(Stats::default().summary().avg, None);
+    }
+
+    #[test]
+    fn paths() {
+        let v = serde_json::json!({"a": {"b": [1, "2.5"]}, "t": 3});
+        assert_eq!(number_at(&v, "t"), Some(3.0));
+        assert_eq!(number_at(&v, "a.b.1"), Some(2.5));
+        assert_eq!(number_at(&v, "a.x"), None);
+        assert_eq!(number_at(&serde_json::json!(4), ""), Some(4.0));
+    }
+}

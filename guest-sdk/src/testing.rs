@@ -1,0 +1,121 @@
+//! Run an operator natively, without building wasm: feed events and watermarks, check what it
+//! emits and what it keeps in state. State is the in-memory map of [`crate::state`] (private to
+//! the test's thread), and each call is a transaction like in the host: if the operator
+//! returns an error, the call's state writes are undone.
+//!
+//! ```
+//! use cairn_sdk::testing::Harness;
+//! use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState};
+//!
+//! struct Sum;
+//! impl Operator for Sum {
+//!     fn init(_: &Config) -> Result<Self, Error> { Ok(Sum) }
+//!     fn on_event(&mut self, e: Event, out: &mut Output) -> Result<(), Error> {
+//!         let x: f64 = e.value_json()?;
+//!         let total = ValueState::<f64>::new(e.key.clone()).update(|t| t.unwrap_or(0.0) + x)?;
+//!         out.emit_json(e.key, e.ts, &total)
+//!     }
+//! }
+//!
+//! let mut h = Harness::<Sum>::new("{}")?;
+//! h.send("a", 1, 2.5)?;
+//! let out = h.send("a", 2, 1.0)?;
+//! assert_eq!(out[0].value_json::<f64>()?, 3.5);
+//! assert_eq!(h.state_json("a"), Some(serde_json::json!(3.5)));
+//! # Ok::<(), cairn_sdk::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Config, Error, Event, Operator, Output, state};
+
+/// An operator under test with its own (thread-local) state.
+pub struct Harness<O: Operator> {
+    op: O,
+    config: String,
+}
+
+impl<O: Operator> Harness<O> {
+    /// Start with empty state and `config` (JSON text).
+    pub fn new(config: &str) -> Result<Self, Error> {
+        Self::with_state(config, BTreeMap::new())
+    }
+
+    /// Start with the given state (e.g. what a previous harness left, to test restarts).
+    pub fn with_state(config: &str, entries: BTreeMap<String, Vec<u8>>) -> Result<Self, Error> {
+        state::native::reset(entries);
+        let op = O::init(&Config::new(config))?;
+        Ok(Self {
+            op,
+            config: config.to_string(),
+        })
+    }
+
+    /// Simulate a restart: a fresh operator from the same configuration, same state.
+    pub fn restart(self) -> Result<Self, Error> {
+        let entries = state::native::snapshot();
+        Self::with_state(&self.config, entries)
+    }
+
+    fn transaction(
+        &mut self,
+        f: impl FnOnce(&mut O, &mut Output) -> Result<(), Error>,
+    ) -> Result<Vec<Event>, Error> {
+        let before = state::native::snapshot();
+        let mut out = Output::new();
+        match f(&mut self.op, &mut out) {
+            Ok(()) => Ok(out.take()),
+            Err(e) => {
+                state::native::reset(before);
+                Err(e)
+            }
+        }
+    }
+
+    /// Process a batch of events; returns what the operator emitted.
+    pub fn batch(&mut self, events: Vec<Event>) -> Result<Vec<Event>, Error> {
+        self.transaction(|op, out| op.on_batch(events, out))
+    }
+
+    /// Process one event whose value is `value` as JSON.
+    pub fn send<T: Serialize>(&mut self, key: &str, ts: i64, value: T) -> Result<Vec<Event>, Error> {
+        let e = Event::json(key, ts, &value)?;
+        self.batch(vec![e])
+    }
+
+    /// Advance event time to `watermark`; returns what the operator emitted.
+    pub fn watermark(&mut self, watermark: i64) -> Result<Vec<Event>, Error> {
+        self.transaction(|op, out| op.on_watermark(watermark, out))
+    }
+
+    /// The whole state.
+    pub fn state(&self) -> BTreeMap<String, Vec<u8>> {
+        state::native::snapshot()
+    }
+
+    /// The value under `key` as JSON, if it is JSON.
+    pub fn state_json(&self, key: &str) -> Option<serde_json::Value> {
+        state::get(key).and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// The value under `key` decoded as `T`.
+    pub fn state_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        state::get_as(key)
+    }
+
+    /// The operator itself.
+    pub fn operator(&mut self) -> &mut O {
+        &mut self.op
+    }
+}
+
+/// The values of `events` decoded as JSON (for compact assertions).
+pub fn values(events: &[Event]) -> Vec<serde_json::Value> {
+    events
+        .iter()
+        .map(|e| serde_json::from_slice(&e.value).unwrap_or(serde_json::Value::Null))
+        .collect()
+}

@@ -1,0 +1,189 @@
+//! Typed views over the key-value state: one value ([`ValueState`]) and a map under a prefix
+//! ([`MapState`]). Values are stored as JSON (readable in `cairn checkpoints show`); map keys
+//! are encoded so that iteration follows their natural order (numbers numerically).
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Error, key, state};
+
+/// A single typed value under one state key.
+///
+/// ```
+/// use cairn_sdk::ValueState;
+/// # cairn_sdk::state::native::reset(Default::default());
+/// let total: ValueState<u64> = ValueState::new("total");
+/// total.update(|t| t.unwrap_or(0) + 5)?;
+/// assert_eq!(total.get()?, Some(5));
+/// # Ok::<(), cairn_sdk::Error>(())
+/// ```
+pub struct ValueState<T> {
+    key: String,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> ValueState<T> {
+    /// The value stored under `key`.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            _t: PhantomData,
+        }
+    }
+
+    /// The state key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The value, if set.
+    pub fn get(&self) -> Result<Option<T>, Error> {
+        state::get_as(&self.key)
+    }
+
+    /// The value, or `T::default()`.
+    pub fn get_or_default(&self) -> Result<T, Error>
+    where
+        T: Default,
+    {
+        Ok(self.get()?.unwrap_or_default())
+    }
+
+    /// Store the value.
+    pub fn set(&self, value: &T) -> Result<(), Error> {
+        state::set_as(&self.key, value)
+    }
+
+    /// Remove the value; returns whether it was set.
+    pub fn clear(&self) -> bool {
+        state::remove(&self.key)
+    }
+
+    /// Replace the value with `f(old)` and return the new one.
+    pub fn update(&self, f: impl FnOnce(Option<T>) -> T) -> Result<T, Error> {
+        let new = f(self.get()?);
+        self.set(&new)?;
+        Ok(new)
+    }
+}
+
+/// A key type of a [`MapState`]: how it becomes part of a state key and back, preserving order.
+pub trait MapKey: Sized {
+    /// Encode (the result must sort like `self`).
+    fn encode(&self) -> String;
+    /// Decode what [`MapKey::encode`] produced.
+    fn decode(text: &str) -> Option<Self>;
+}
+
+impl MapKey for String {
+    fn encode(&self) -> String {
+        key::escape(self)
+    }
+    fn decode(text: &str) -> Option<Self> {
+        key::unescape(text)
+    }
+}
+
+impl MapKey for i64 {
+    fn encode(&self) -> String {
+        key::ordered_i64(*self)
+    }
+    fn decode(text: &str) -> Option<Self> {
+        key::parse_ordered_i64(text)
+    }
+}
+
+impl MapKey for u64 {
+    fn encode(&self) -> String {
+        format!("{self:016x}")
+    }
+    fn decode(text: &str) -> Option<Self> {
+        u64::from_str_radix(text, 16).ok()
+    }
+}
+
+/// A typed map stored as one state key per entry under a prefix, iterable in key order.
+///
+/// ```
+/// use cairn_sdk::MapState;
+/// # cairn_sdk::state::native::reset(Default::default());
+/// let windows: MapState<i64, f64> = MapState::new("win/sensor-1");
+/// windows.insert(&60_000, &1.5)?;
+/// windows.insert(&0, &2.0)?;
+/// assert_eq!(windows.entries()?, vec![(0, 2.0), (60_000, 1.5)]);
+/// # Ok::<(), cairn_sdk::Error>(())
+/// ```
+pub struct MapState<K, V> {
+    prefix: String,
+    _t: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: MapKey, V: Serialize + DeserializeOwned> MapState<K, V> {
+    /// The map under `prefix` (a `/` is appended to separate entries).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        let mut prefix = prefix.into();
+        prefix.push('/');
+        Self {
+            prefix,
+            _t: PhantomData,
+        }
+    }
+
+    fn full(&self, k: &K) -> String {
+        format!("{}{}", self.prefix, k.encode())
+    }
+
+    /// The value under `k`.
+    pub fn get(&self, k: &K) -> Result<Option<V>, Error> {
+        state::get_as(&self.full(k))
+    }
+
+    /// Store `v` under `k`.
+    pub fn insert(&self, k: &K, v: &V) -> Result<(), Error> {
+        state::set_as(&self.full(k), v)
+    }
+
+    /// Remove `k`; returns whether it was present.
+    pub fn remove(&self, k: &K) -> bool {
+        state::remove(&self.full(k))
+    }
+
+    /// Whether `k` is present.
+    pub fn contains(&self, k: &K) -> bool {
+        state::exists(&self.full(k))
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> Vec<K> {
+        state::keys_with_prefix(&self.prefix)
+            .iter()
+            .filter_map(|full| K::decode(&full[self.prefix.len()..]))
+            .collect()
+    }
+
+    /// Every entry, in key order (fetched with one batch call).
+    pub fn entries(&self) -> Result<Vec<(K, V)>, Error> {
+        let fulls = state::keys_with_prefix(&self.prefix);
+        let values = state::get_many(&fulls);
+        let mut out = Vec::with_capacity(fulls.len());
+        for (full, value) in fulls.iter().zip(values) {
+            let (Some(k), Some(bytes)) = (K::decode(&full[self.prefix.len()..]), value) else {
+                continue;
+            };
+            let v = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::msg(format_args!(
+                    "state key {full:?} does not hold the expected JSON: {e}"
+                ))
+            })?;
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Remove every entry; returns how many there were.
+    pub fn clear(&self) -> u32 {
+        state::remove_many(&state::keys_with_prefix(&self.prefix))
+    }
+}
