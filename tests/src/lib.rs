@@ -147,3 +147,126 @@ pub fn run_args(plugin: &Path, input: &Path, output: &Path, extra: &[&str]) -> V
 pub fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Exactly-once under SIGKILL: runs `cairn run <op_args> --input <input_text> --output …
+/// --store file:… <ckpt_args>` once uninterrupted (the reference), then again while killing it
+/// with SIGKILL `kills` times at random moments (from start-up to well into processing),
+/// restarting it after each kill, and lets the last restart finish. Fails unless the final
+/// output is byte-identical to the reference, the kills landed at `min_distinct` or more
+/// different output lengths, and `checkpoints verify` passes. Returns the reference output.
+pub fn sigkill_exactly_once(
+    op_args: &[&str],
+    input_text: &str,
+    ckpt_args: &[&str],
+    kills: usize,
+    min_distinct: usize,
+) -> Result<String> {
+    use std::time::{Duration, Instant, SystemTime};
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, input_text)?;
+    let args = |input: &Path, output: &Path, store: &str| -> Vec<String> {
+        let mut v: Vec<String> = vec!["run".into()];
+        v.extend(op_args.iter().map(|s| s.to_string()));
+        for (flag, val) in [
+            ("--input", input.display().to_string()),
+            ("--output", output.display().to_string()),
+        ] {
+            v.push(flag.into());
+            v.push(val);
+        }
+        v.push("--store".into());
+        v.push(store.into());
+        v.extend(ckpt_args.iter().map(|s| s.to_string()));
+        v
+    };
+    let store_of = |name: &str| format!("file:{}", dir.path().join(name).display());
+
+    let started = Instant::now();
+    let out_ref = dir.path().join("ref.jsonl");
+    run_ok(&strs(&args(&input, &out_ref, &store_of("ref-store"))))?;
+    let full_run = started.elapsed();
+    let reference = std::fs::read_to_string(&out_ref)?;
+
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "")?;
+    let mut startup = Duration::ZERO;
+    for i in 0..3 {
+        let t = Instant::now();
+        run_ok(&strs(&args(
+            &empty,
+            &dir.path().join("empty-out.jsonl"),
+            &store_of(&format!("e{i}")),
+        )))?;
+        startup = startup.max(t.elapsed());
+    }
+
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)?
+        .as_nanos() as u64
+        | 1;
+    let mut rng = XorShift(seed);
+    let out = dir.path().join("out.jsonl");
+    let store = store_of("store");
+    let a = args(&input, &out, &store);
+    // Each incarnation gets at most ~1/(kills + 10) of the work done before it is killed.
+    let work = full_run.saturating_sub(startup).as_micros() as u64;
+    let mut max_delay = startup.as_micros() as u64 * 13 / 10 + (work / (kills as u64 + 10)).max(2_000);
+    let mut sizes = Vec::new();
+    while sizes.len() < kills {
+        let mut child = cairn()
+            .args(&a)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        std::thread::sleep(Duration::from_micros(500 + rng.below(max_delay)));
+        if let Some(status) = child.try_wait()? {
+            anyhow::ensure!(
+                status.success(),
+                "an incarnation failed on its own: {status} (seed {seed})"
+            );
+            break;
+        }
+        child.kill()?;
+        child.wait()?;
+        let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        // No progress (the machine is busier than when calibrating): allow more time.
+        if sizes.last() == Some(&size) {
+            max_delay = max_delay * 3 / 2;
+        }
+        sizes.push(size);
+    }
+    eprintln!("seed {seed}: run {full_run:?}, start-up {startup:?}; output length at each kill: {sizes:?}");
+    anyhow::ensure!(
+        sizes.len() >= kills * 2 / 3,
+        "only {} kills landed before the run finished (seed {seed})",
+        sizes.len()
+    );
+    let mut distinct = sizes.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    anyhow::ensure!(
+        distinct.len() >= min_distinct,
+        "kills did not land mid-run: {sizes:?} (seed {seed})"
+    );
+    run_ok(&strs(&a))?;
+    let got = std::fs::read_to_string(&out)?;
+    anyhow::ensure!(
+        got == reference,
+        "output after {} SIGKILLs differs from the uninterrupted run (seed {seed})",
+        sizes.len()
+    );
+    run_ok(&["checkpoints", "verify", "--store", &store])?;
+    Ok(reference)
+}

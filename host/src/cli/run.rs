@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cairn::checkpoint::{CheckpointConfig, open_store};
-use cairn::runtime::{CheckpointSpec, ErrorPolicy, JobSpec, Triggers, run_job};
+use cairn::runtime::{CheckpointSpec, ErrorPolicy, JobSpec, PipelineSpec, Triggers, parse_size, run_job};
 use cairn::{Engine, EngineOptions, Limits, Plugin};
 use clap::Args;
 
@@ -15,8 +15,12 @@ use super::store_args::KeyArgs;
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The operator: a .wasm component built with cairn-sdk.
+    #[arg(long, required_unless_present = "pipeline", conflicts_with = "pipeline")]
+    plugin: Option<PathBuf>,
+    /// A pipeline file (TOML) chaining several operators, each with its plugin, config and
+    /// limits; replaces --plugin, --config and the limit flags.
     #[arg(long)]
-    plugin: PathBuf,
+    pipeline: Option<PathBuf>,
     /// JSON Lines input file, or `-` for stdin.
     #[arg(long)]
     input: String,
@@ -24,14 +28,14 @@ pub struct RunArgs {
     #[arg(long)]
     output: String,
     /// The operator's configuration: a JSON text, or `@file.json`.
-    #[arg(long, default_value = "{}")]
+    #[arg(long, default_value = "{}", conflicts_with = "pipeline")]
     config: String,
-    /// Events per call into the operator.
-    #[arg(long, default_value_t = 256)]
-    batch_size: usize,
-    /// The job's name, recorded in its checkpoints.
-    #[arg(long, default_value = "default")]
-    name: String,
+    /// Events per call into the operator [default: 256, or the pipeline file's batch_size].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// The job's name, recorded in its checkpoints [default: the pipeline's name, or "default"].
+    #[arg(long)]
+    name: Option<String>,
     #[command(flatten)]
     checkpoint: CheckpointArgs,
     #[command(flatten)]
@@ -76,29 +80,6 @@ impl LimitArgs {
             .with_memory_bytes(self.memory_limit as usize)
             .with_state_quotas(self.max_keys, self.max_state_bytes, self.max_value_bytes)
     }
-}
-
-/// A byte size: a number with an optional unit (B, K/KB/KiB, M/MB/MiB, G/GB/GiB; powers of 1024).
-pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 256MiB"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {text:?}; use B, KiB, MiB or GiB"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[derive(Debug, Args)]
@@ -190,16 +171,39 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         _ => ErrorPolicy::Fail,
     };
     let checkpoint = checkpoint_spec(&args.checkpoint)?;
-    let engine = Engine::with_options(EngineOptions {
-        fuel: args.limits.fuel.is_some(),
-    })?;
-    let plugin = Plugin::load(&engine, &args.plugin)?;
+    let (operators, shown, name, batch) = match (&args.pipeline, &args.plugin) {
+        (Some(file), _) => {
+            let spec = PipelineSpec::load(file)?;
+            let engine = spec.engine()?;
+            let ops = spec.builders(&engine)?;
+            let shown = ops
+                .iter()
+                .map(|o| o.name_or_plugin().to_string())
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            (ops, shown, spec.name.clone(), spec.batch_size)
+        }
+        (None, Some(plugin_path)) => {
+            let engine = Engine::with_options(EngineOptions {
+                fuel: args.limits.fuel.is_some(),
+            })?;
+            let plugin = Plugin::load(&engine, plugin_path)?;
+            let shown = plugin.name().to_string();
+            (
+                vec![plugin.operator().config(config).limits(args.limits.limits())],
+                shown,
+                None,
+                None,
+            )
+        }
+        (None, None) => bail!("pass --plugin <file.wasm> or --pipeline <file.toml>"),
+    };
     let spec = JobSpec {
-        name: args.name,
+        name: args.name.clone().or(name).unwrap_or_else(|| "default".into()),
         input: args.input.clone(),
         output: args.output.clone(),
-        operators: vec![plugin.operator().config(config).limits(args.limits.limits())],
-        batch_size: args.batch_size,
+        operators,
+        batch_size: args.batch_size.or(batch).unwrap_or(256),
         checkpoint,
         stop,
         on_error,
@@ -221,7 +225,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         last_checkpoint = last,
         "{} -> {} -> {}: {}",
         args.input,
-        plugin.name(),
+        shown,
         args.output,
         if report.stopped {
             "stopped on signal"

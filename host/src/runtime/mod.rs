@@ -7,6 +7,7 @@ mod pipeline;
 mod run;
 mod sink;
 mod source;
+mod spec;
 
 pub use job::{CheckpointSpec, ErrorPolicy, JobError, JobReport, JobSpec, Triggers, run_job};
 pub use jsonl::{encode_event, parse_line};
@@ -14,3 +15,4 @@ pub use pipeline::Pipeline;
 pub use run::{RunError, RunOptions, RunStats, run};
 pub use sink::{JsonlSink, SinkError};
 pub use source::{JsonlSource, SourceError};
+pub use spec::{OperatorSpec, PipelineSpec, SpecError, parse_size};
