@@ -271,3 +271,62 @@ fn inspect_reports_world_fit() -> Result<()> {
     assert!(text.contains("core module") && text.contains(": no"), "{text}");
     Ok(())
 }
+
+#[test]
+fn cairn_new_scaffolds_a_plugin_that_tests_builds_and_runs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = run_ok(&["new", "my-sum", "--dir", dir.path().to_str().unwrap()])?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created plugin crate"));
+    let root = dir.path().join("my-sum");
+    // Its own target dir (inside ours, so dependencies are reused across runs) avoids waiting on
+    // the lock of the build that runs this test.
+    let target = cairn_tests::cairn_bin()
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("scaffold"))
+        .unwrap_or_else(|| dir.path().join("target"));
+    let cargo = |args: &[&str]| -> Result<()> {
+        let st = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(args)
+            .current_dir(&root)
+            .env("CARGO_TARGET_DIR", &target)
+            .status()?;
+        anyhow::ensure!(
+            st.success(),
+            "cargo {} failed in the scaffolded crate",
+            args.join(" ")
+        );
+        Ok(())
+    };
+    cargo(&["test", "--release", "--quiet"])?;
+    cargo(&["build", "--target", "wasm32-wasip2", "--release", "--quiet"])?;
+    let wasm = target.join("wasm32-wasip2/release/my_sum.wasm");
+    let input = dir.path().join("in.jsonl");
+    fs::write(
+        &input,
+        "{\"key\":\"a\",\"ts\":1,\"value\":{\"temp\":1.5}}\n{\"key\":\"a\",\"ts\":2,\"value\":{\"temp\":2}}\n",
+    )?;
+    let out = run_ok(&[
+        "run",
+        "--plugin",
+        wasm.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        "-",
+        "--config",
+        "{\"field\": \"temp\"}",
+    ])?;
+    assert_eq!(
+        String::from_utf8(out.stdout)?,
+        "{\"key\":\"a\",\"ts\":1,\"value\":{\"sum\":1.5}}\n{\"key\":\"a\",\"ts\":2,\"value\":{\"sum\":3.5}}\n"
+    );
+    // Refusals.
+    let again = run_cairn(&["new", "my-sum", "--dir", dir.path().to_str().unwrap()], b"")?;
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let bad = run_cairn(&["new", "Bad Name", "--dir", dir.path().to_str().unwrap()], b"")?;
+    assert!(
+        !bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a valid plugin name")
+    );
+    Ok(())
+}

@@ -2,6 +2,7 @@
 
 mod checkpoints;
 mod inspect;
+mod new;
 mod run;
 mod store_args;
 
@@ -26,6 +27,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// List, show and verify the checkpoints of a store.
     Checkpoints(checkpoints::CheckpointsArgs),
+    /// Create a new plugin crate (an operator with a native test) ready to build for wasm32-wasip2.
+    New(new::NewArgs),
 }
 
 /// Parse the command line, run the command, and turn an error into a message and exit code 1.
@@ -45,6 +48,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Checkpoints(args) => checkpoints::checkpoints(args),
+        Command::New(args) => new::new(args),
     };
     match result {
         Ok(code) => code,
