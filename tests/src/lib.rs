@@ -220,32 +220,48 @@ pub fn sigkill_exactly_once(
     let out = dir.path().join("out.jsonl");
     let store = store_of("store");
     let a = args(&input, &out, &store);
-    // Each incarnation gets at most ~1/(kills + 10) of the work done before it is killed.
-    let work = full_run.saturating_sub(startup).as_micros() as u64;
-    let mut max_delay = startup.as_micros() as u64 * 13 / 10 + (work / (kills as u64 + 10)).max(2_000);
+    // Kill moments are chosen by progress, not by the clock, so that a busy or idle machine
+    // makes no difference: a quarter of the kills land during start-up (restore, truncation),
+    // the others once the output has grown by a random amount past where it stood, at most
+    // about 1/(kills + 5) of the whole output on average.
+    let total = reference.len() as u64;
+    let chunk = (total / (kills as u64 + 5)).max(1);
     let mut sizes = Vec::new();
     while sizes.len() < kills {
+        let at_spawn = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
         let mut child = cairn()
             .args(&a)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        std::thread::sleep(Duration::from_micros(500 + rng.below(max_delay)));
-        if let Some(status) = child.try_wait()? {
-            anyhow::ensure!(
-                status.success(),
-                "an incarnation failed on its own: {status} (seed {seed})"
-            );
+        let early = rng.below(4) == 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let target = at_spawn + 1 + rng.below(2 * chunk);
+        let wait_startup = Duration::from_micros(rng.below(startup.as_micros() as u64 + 1));
+        let spawned = Instant::now();
+        let finished = loop {
+            if let Some(status) = child.try_wait()? {
+                anyhow::ensure!(
+                    status.success(),
+                    "an incarnation failed on its own: {status} (seed {seed})"
+                );
+                break true;
+            }
+            let len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            if (early && spawned.elapsed() >= wait_startup)
+                || (!early && len >= target)
+                || Instant::now() > deadline
+            {
+                break false;
+            }
+            std::thread::sleep(Duration::from_micros(300));
+        };
+        if finished {
             break;
         }
         child.kill()?;
         child.wait()?;
-        let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
-        // No progress (the machine is busier than when calibrating): allow more time.
-        if sizes.last() == Some(&size) {
-            max_delay = max_delay * 3 / 2;
-        }
-        sizes.push(size);
+        sizes.push(std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0));
     }
     eprintln!("seed {seed}: run {full_run:?}, start-up {startup:?}; output length at each kill: {sizes:?}");
     anyhow::ensure!(

@@ -157,7 +157,7 @@ fn reference_windows(
         let mut assigned = false;
         let mut start = ts.div_euclid(slide) * slide;
         while start > ts - size {
-            if !wm.is_some_and(|w| start + size + lateness <= w) {
+            if wm.is_none_or(|w| start + size + lateness > w) {
                 windows.entry((k.clone(), start)).or_default().push(x);
                 assigned = true;
             }
