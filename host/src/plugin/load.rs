@@ -77,10 +77,16 @@ pub(crate) fn compile(engine: &Engine, shown: &str, bytes: &[u8]) -> Result<Comp
         Preamble::CoreModule => return Err(LoadError::CoreModule { path: shown.into() }),
         Preamble::Component => {}
     }
-    Component::new(engine.wasmtime(), bytes).map_err(|e| LoadError::Invalid {
-        path: shown.into(),
-        message: format!("{e:#}"),
-    })
+    engine
+        .compile_component(bytes)
+        .map(|(c, outcome)| {
+            tracing::debug!(plugin = shown, ?outcome, "component ready");
+            c
+        })
+        .map_err(|e| LoadError::Invalid {
+            path: shown.into(),
+            message: format!("{e:#}"),
+        })
 }
 
 /// Problems that keep `component` from fitting the world, named one by one.

@@ -1,11 +1,15 @@
 //! The wasmtime engine shared by every plugin of a process, with the epoch ticker that
 //! enforces call deadlines.
 
+mod cache;
+
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use thiserror::Error;
+
+pub use cache::{CacheOutcome, ComponentCache};
 
 /// How often the epoch advances; call deadlines are rounded up to a multiple of it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -34,6 +38,7 @@ pub struct EngineOptions {
 pub struct Engine {
     inner: wasmtime::Engine,
     options: EngineOptions,
+    cache: Option<ComponentCache>,
     _ticker: Arc<TickerGuard>,
 }
 
@@ -69,8 +74,47 @@ impl Engine {
         Ok(Self {
             inner,
             options,
+            cache: ComponentCache::default_location(),
             _ticker: Arc::new(TickerGuard),
         })
+    }
+
+    /// Use `cache` for compiled components (`None`: always compile).
+    pub fn with_cache(mut self, cache: Option<ComponentCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The component cache in use.
+    pub fn cache(&self) -> Option<&ComponentCache> {
+        self.cache.as_ref()
+    }
+
+    /// A short hash of everything that changes compiled code: wasmtime's version, the target,
+    /// and the engine settings.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = format!(
+            "wasmtime-48.0.8;{};{};fuel={};epoch=1;opt=speed",
+            std::env::consts::ARCH,
+            std::env::consts::OS,
+            self.options.fuel
+        );
+        hex::encode(&Sha256::digest(text.as_bytes())[..8])
+    }
+
+    /// Compile a component, through the cache when there is one.
+    pub fn compile_component(
+        &self,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(wasmtime::component::Component, CacheOutcome)> {
+        match &self.cache {
+            Some(c) => c.load(self, bytes),
+            None => Ok((
+                wasmtime::component::Component::new(&self.inner, bytes)?,
+                CacheOutcome::Disabled,
+            )),
+        }
     }
 
     /// The underlying wasmtime engine.

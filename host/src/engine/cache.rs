@@ -1,0 +1,118 @@
+//! Precompiled components on disk, so that a plugin's second start skips compilation.
+//!
+//! An artifact is stored as `<sha256 of the component>-<engine fingerprint>.cwasm` with a
+//! trailing CRC32 of its bytes. The fingerprint covers the wasmtime version and every engine
+//! setting that changes compiled code, so an artifact from another engine or version is never
+//! looked up; wasmtime also checks compatibility when loading. A damaged or incompatible
+//! artifact is deleted and the component recompiled. The directory is created private (0700):
+//! loading an artifact runs its machine code, so only this user may write there.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::Engine;
+
+/// Where artifacts live.
+#[derive(Debug, Clone)]
+pub struct ComponentCache {
+    dir: PathBuf,
+}
+
+/// How a component was obtained (for logs and benches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded a precompiled artifact.
+    Hit,
+    /// Compiled and stored.
+    Miss,
+    /// Compiled without a cache.
+    Disabled,
+}
+
+impl ComponentCache {
+    /// The cache in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The default location: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn/components`, else
+    /// `$HOME/.cache/cairn/components`; `None` when `CAIRN_CACHE=off` or no location is known.
+    pub fn default_location() -> Option<Self> {
+        if std::env::var("CAIRN_CACHE").is_ok_and(|v| v == "off") {
+            return None;
+        }
+        if let Some(d) = std::env::var_os("CAIRN_CACHE_DIR") {
+            return Some(Self::new(d));
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+        Some(Self::new(base.join("cairn/components")))
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_for(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
+        let digest = hex::encode(Sha256::digest(bytes));
+        self.dir.join(format!("{digest}-{}.cwasm", engine.fingerprint()))
+    }
+
+    /// Load `bytes` as a component through the cache.
+    pub fn load(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<(Component, CacheOutcome)> {
+        let path = self.path_for(engine, bytes);
+        if let Ok(stored) = fs::read(&path) {
+            if let Some(c) = Self::check(engine, &stored) {
+                return Ok((c, CacheOutcome::Hit));
+            }
+            tracing::debug!("discarding damaged or incompatible artifact {}", path.display());
+            let _ = fs::remove_file(&path);
+        }
+        let component = Component::new(engine.wasmtime(), bytes)?;
+        if let Err(e) = self.store(&path, &component) {
+            tracing::debug!(
+                "could not cache the compiled component in {}: {e}",
+                self.dir.display()
+            );
+        }
+        Ok((component, CacheOutcome::Miss))
+    }
+
+    fn check(engine: &Engine, stored: &[u8]) -> Option<Component> {
+        let (artifact, crc) = stored.split_at_checked(stored.len().checked_sub(4)?)?;
+        if crc32fast::hash(artifact).to_le_bytes() != crc {
+            return None;
+        }
+        // SAFETY: the artifact was written by `store` below into a directory only this user can
+        // write, under a name that binds it to the component's bytes and this engine's settings,
+        // and its checksum matches; wasmtime additionally rejects artifacts from an
+        // incompatible engine or version.
+        unsafe { Component::deserialize(engine.wasmtime(), artifact) }.ok()
+    }
+
+    fn store(&self, path: &Path, component: &Component) -> std::io::Result<()> {
+        create_private_dir(&self.dir)?;
+        let mut artifact = component.serialize().map_err(std::io::Error::other)?;
+        let crc = crc32fast::hash(&artifact);
+        artifact.extend_from_slice(&crc.to_le_bytes());
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&artifact)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
