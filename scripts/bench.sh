@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# Run the criterion benches (release) and print their summary tables with ratios.
+# Run the criterion benches (release) and print their summary tables with ratios:
+#   runtime    — WASM vs native per event, state call cost, empty call, cold start (cache vs compile)
+#   checkpoint — delta vs full at 1M keys / 1% dirty, processing-thread pause, restore time
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-echo "==> cargo bench -p cairn --bench checkpoint" >&2
-cargo bench -p cairn --bench checkpoint -- "$@"
+bash scripts/build-plugins.sh
+for b in runtime checkpoint; do
+  echo "==> cargo bench -p cairn --bench $b" >&2
+  cargo bench -p cairn --bench "$b" -- "$@"
+done

@@ -1,0 +1,55 @@
+//! Bench fixture: for each event, makes `n` state calls of one kind (`get-hit`, `get-miss`,
+//! `set`, or `none`), so the bench can derive the cost of one guest→host state call.
+
+use cairn_sdk::{Config, Error, Event, Operator, Output, state};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Settings {
+    op: String,
+    n: u32,
+}
+
+struct Probe {
+    op: String,
+    n: u32,
+    keys: Vec<String>,
+}
+
+impl Operator for Probe {
+    fn init(config: &Config) -> Result<Self, Error> {
+        let s: Settings = config.parse()?;
+        let keys: Vec<String> = (0..s.n).map(|i| format!("key-{i:08}")).collect();
+        if s.op == "get-hit" {
+            for k in &keys {
+                state::set(k, b"12345")?;
+            }
+        }
+        Ok(Probe {
+            op: s.op,
+            n: s.n,
+            keys,
+        })
+    }
+
+    fn on_event(&mut self, _event: Event, _out: &mut Output) -> Result<(), Error> {
+        let mut found = 0usize;
+        match self.op.as_str() {
+            "get-hit" | "get-miss" => {
+                for k in &self.keys {
+                    found += state::get(k).map_or(0, |v| v.len());
+                }
+            }
+            "set" => {
+                for k in &self.keys {
+                    state::set(k, b"12345")?;
+                }
+            }
+            _ => {}
+        }
+        std::hint::black_box((found, self.n));
+        Ok(())
+    }
+}
+
+cairn_sdk::export!(Probe);
