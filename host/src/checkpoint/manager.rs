@@ -330,11 +330,17 @@ impl Writer {
                 message: e.to_string(),
             })?;
         }
+        let mut data = job.data;
+        // Deltas are taken unsorted on the processing thread; sort here for stable bytes.
+        for op in &mut data.operators {
+            op.state.sets.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            op.state.deletes.sort_unstable();
+        }
         let bytes = self
             .codec
-            .encode(job.at, now_ms(), &job.data)
+            .encode(job.at, now_ms(), &data)
             .map_err(|message| CheckpointError::Encode { id, message })?;
-        drop(job.data);
+        drop(data);
         let mut chain = Vec::new();
         let mut cur = job.at.parent;
         while let Some(p) = cur {

@@ -1,5 +1,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -44,10 +45,11 @@ impl Default for StateQuotas {
 /// removed. Applying it to the state of the previous checkpoint gives the current state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateDelta {
-    /// Keys written since the previous checkpoint, with their value now; sorted by key.
+    /// Keys written since the previous checkpoint, with their value now (in no particular
+    /// order; the checkpoint writer sorts them off the processing thread).
     #[serde(with = "entries_serde")]
     pub sets: Vec<(String, Vec<u8>)>,
-    /// Keys removed since the previous checkpoint; sorted.
+    /// Keys removed since the previous checkpoint.
     pub deletes: Vec<String>,
 }
 
@@ -75,7 +77,7 @@ mod entries_serde {
 
 #[derive(Debug)]
 struct Undo {
-    value: Option<Vec<u8>>,
+    value: Option<Arc<[u8]>>,
     dirty: bool,
     deleted: bool,
 }
@@ -84,14 +86,17 @@ struct Undo {
 /// open batch's undo log.
 ///
 /// `set` marks a key dirty, `remove` marks it deleted; [`StateHolder::take_delta`] hands both
-/// to the checkpoint and clears them. Between [`StateHolder::begin`] and
+/// to the checkpoint and clears them. Values are shared (`Arc`) between the map, the dirty set
+/// and the undo log, so taking a delta never searches the map and recording an undo never
+/// copies a value. Between [`StateHolder::begin`] and
 /// [`StateHolder::commit`]/[`StateHolder::rollback`] the first write of each key records its
 /// previous value and flags, so a failed batch leaves no trace, not even in the dirty sets.
 #[derive(Debug, Default)]
 pub struct StateHolder {
-    map: BTreeMap<String, Vec<u8>>,
+    map: BTreeMap<String, Arc<[u8]>>,
     bytes: u64,
-    dirty: HashSet<String>,
+    /// Keys set since the last checkpoint, with their current value.
+    dirty: HashMap<String, Arc<[u8]>>,
     deleted: HashSet<String>,
     undo: Option<HashMap<String, Undo>>,
     quotas: StateQuotas,
@@ -122,7 +127,7 @@ impl StateHolder {
 
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.map.get(key).map(Vec::as_slice)
+        self.map.get(key).map(|v| &**v)
     }
 
     /// Whether `key` holds a value.
@@ -147,7 +152,7 @@ impl StateHolder {
 
     /// Every entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.map.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+        self.map.iter().map(|(k, v)| (k.as_str(), &**v))
     }
 
     /// Number of keys changed since the last checkpoint.
@@ -163,7 +168,7 @@ impl StateHolder {
                 key.to_owned(),
                 Undo {
                     value: self.map.get(key).cloned(),
-                    dirty: self.dirty.contains(key),
+                    dirty: self.dirty.contains_key(key),
                     deleted: self.deleted.contains(key),
                 },
             );
@@ -199,15 +204,20 @@ impl StateHolder {
         }
         self.record_undo(key);
         self.bytes = new_total;
+        let value: Arc<[u8]> = value.into();
         if let Some(slot) = self.map.get_mut(key) {
+            *slot = value.clone();
+        } else {
+            self.map.insert(key.to_owned(), value.clone());
+        }
+        if let Some(slot) = self.dirty.get_mut(key) {
             *slot = value;
         } else {
-            self.map.insert(key.to_owned(), value);
+            self.dirty.insert(key.to_owned(), value);
         }
-        if !self.dirty.contains(key) {
-            self.dirty.insert(key.to_owned());
+        if !self.deleted.is_empty() {
+            self.deleted.remove(key);
         }
-        self.deleted.remove(key);
         Ok(())
     }
 
@@ -262,14 +272,19 @@ impl StateHolder {
             if let Some(cur) = self.map.remove(&key) {
                 self.bytes -= entry_bytes(&key, &cur);
             }
-            if let Some(v) = u.value {
-                self.bytes += entry_bytes(&key, &v);
-                self.map.insert(key.clone(), v);
-            }
-            if u.dirty {
-                self.dirty.insert(key.clone());
-            } else {
-                self.dirty.remove(&key);
+            match u.value {
+                Some(v) => {
+                    self.bytes += entry_bytes(&key, &v);
+                    if u.dirty {
+                        self.dirty.insert(key.clone(), v.clone());
+                    } else {
+                        self.dirty.remove(&key);
+                    }
+                    self.map.insert(key.clone(), v);
+                }
+                None => {
+                    self.dirty.remove(&key);
+                }
             }
             if u.deleted {
                 self.deleted.insert(key);
@@ -287,21 +302,15 @@ impl StateHolder {
     /// The changes since the last checkpoint, clearing the dirty and deleted sets. Call it
     /// between batches (not inside a transaction).
     pub fn take_delta(&mut self) -> StateDelta {
-        let mut sets: Vec<(String, Vec<u8>)> = self
-            .dirty
-            .drain()
-            .filter_map(|k| self.map.get(&k).map(|v| (k, v.clone())))
-            .collect();
-        sets.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut deletes: Vec<String> = self.deleted.drain().collect();
-        deletes.sort_unstable();
+        let sets: Vec<(String, Vec<u8>)> = self.dirty.drain().map(|(k, v)| (k, v.to_vec())).collect();
+        let deletes: Vec<String> = self.deleted.drain().collect();
         StateDelta { sets, deletes }
     }
 
     /// Every entry, as a delta from empty state; does not touch the dirty sets.
     pub fn snapshot(&self) -> StateDelta {
         StateDelta {
-            sets: self.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            sets: self.map.iter().map(|(k, v)| (k.clone(), v.to_vec())).collect(),
             deletes: Vec::new(),
         }
     }
@@ -321,7 +330,7 @@ impl StateHolder {
         }
         for (key, value) in delta.sets {
             self.bytes += entry_bytes(&key, &value);
-            if let Some(old) = self.map.insert(key.clone(), value) {
+            if let Some(old) = self.map.insert(key.clone(), value.into()) {
                 self.bytes -= entry_bytes(&key, &old);
             }
         }
