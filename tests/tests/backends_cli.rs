@@ -79,7 +79,8 @@ fn redis_killed_mid_run_fails_checkpoints_clearly_and_processing_goes_on() -> Re
     let mut redis = RedisServer::start()?;
     let job = Job::new(300_000)?;
     let store = redis.url("killed");
-    let a = job.args(&store, &["--batch-size", "4", "--checkpoint-every", "2000"]);
+    // Small batches keep the run going well past the outage below.
+    let a = job.args(&store, &["--batch-size", "1", "--checkpoint-every", "2000"]);
     let child = cairn()
         .args(&a)
         .stdout(Stdio::null())

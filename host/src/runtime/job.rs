@@ -171,12 +171,19 @@ struct Ckpt {
     events_at_last: u64,
     committed: Vec<CommitInfo>,
     max_pause: Duration,
+    /// The newest checkpoint attempt failed: what it covered is not saved anywhere.
+    unsaved: bool,
 }
 
 impl Ckpt {
     fn record(&mut self, r: Option<Result<CommitInfo, CheckpointError>>) {
-        if let Some(Ok(info)) = r {
-            self.committed.push(info);
+        match r {
+            Some(Ok(info)) => {
+                self.committed.push(info);
+                self.unsaved = false;
+            }
+            Some(Err(_)) => self.unsaved = true,
+            None => {}
         }
     }
 }
@@ -241,6 +248,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                         events_at_last: 0,
                         committed: Vec::new(),
                         max_pause: Duration::ZERO,
+                        unsaved: false,
                     },
                     accept,
                 )),
@@ -319,7 +327,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         let r = c.checkpointer.wait();
         c.record(r);
         let dirty = pipeline.operators().iter().any(|o| o.state().dirty_len() > 0);
-        if stats.events_in == c.events_at_last && !dirty {
+        if stats.events_in == c.events_at_last && !dirty && !c.unsaved {
             return Ok(());
         }
         let host = host_state(&name, source, pos, sink, dead.as_ref(), stats);
