@@ -18,6 +18,10 @@ struct LineIn<'a> {
 /// Parse one line into an event. `line_no` (1-based) is the event time when `ts` is absent.
 /// The event's value is the exact JSON text of `value` (`null` when absent).
 pub fn parse_line(line: &[u8], line_no: u64) -> Result<Event, String> {
+    // serde would also accept `["key", ts, value]` for a struct; only objects are events.
+    if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err("expected a JSON object".into());
+    }
     let parsed: LineIn<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     Ok(Event {
         key: parsed.key,
@@ -94,6 +98,14 @@ mod tests {
         assert!(parse_line(b"not json", 1).is_err());
         assert!(parse_line(b"{\"key\":\"a\",\"ts\":\"x\"}", 1).is_err());
         assert!(parse_line(b"{\"key\":\"a\",\"extra\":1}", 1).is_err());
+    }
+
+    #[test]
+    fn arrays_are_not_events_and_huge_numbers_pass_through_verbatim() {
+        // Found by the jsonl_parse fuzz target.
+        assert!(parse_line(b"[\"'\",0,\t[\t99999999992047e81007777]]\t", 1).is_err());
+        let e = parse_line(br#"{"key":"k","value":[1e81007777]}"#, 1).unwrap();
+        assert_eq!(enc(&e), "{\"key\":\"k\",\"ts\":1,\"value\":[1e81007777]}\n");
     }
 
     #[test]
