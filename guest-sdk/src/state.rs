@@ -7,7 +7,7 @@
 //! Compiled for a native target (unit tests of an operator), the same functions work on an
 //! in-memory map private to the current thread, so operators can be tested without wasm.
 //!
-//! Within one `process` or `on-watermark` call, reads are cached and writes are buffered and
+//! Within one `process` or `on-watermark` call, writes are buffered (reads see them) and
 //! sent to the host in bulk (when the call ends, every 1024 writes, and before a listing).
 //! The host sees all of them within the same call, so a failed batch is still rolled back as
 //! a whole. One consequence: a quota refusal (`StateError::QuotaExceeded`) may be reported by a
@@ -130,8 +130,8 @@ pub fn set_as<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), Error> 
 
 #[cfg(target_arch = "wasm32")]
 mod backend {
-    //! Calls into the host, with a per-batch buffer: inside `process` and `on-watermark`, reads
-    //! are cached and writes are collected, then sent in bulk (`set-many`, `remove-many`) when
+    //! Calls into the host, with a per-batch buffer: inside `process` and `on-watermark`,
+    //! prefetched values are cached and writes are collected, then sent in bulk (`set-many`, `remove-many`) when
     //! the call ends, when the buffer holds `FLUSH_AT` writes, or before a key listing. The
     //! host still sees every write inside the same call, so its transaction (rollback on
     //! failure) and dirty tracking are unchanged; a quota refusal surfaces at the flush and
@@ -150,7 +150,7 @@ mod backend {
     struct Buffer {
         /// Pending writes: `Some` = set, `None` = remove.
         writes: HashMap<String, Option<Vec<u8>>>,
-        /// What the host holds (or held before the pending writes), for keys read this call.
+        /// What the host holds, for keys prefetched or flushed this call.
         reads: HashMap<String, Option<Vec<u8>>>,
     }
 
@@ -250,9 +250,8 @@ mod backend {
         if let Some(v) = known(key) {
             return v;
         }
-        let v = host::get(key);
-        remember(key, &v);
-        v
+        // Not cached: a single read is cheaper without keeping a copy (prefetch fills the cache).
+        host::get(key)
     }
     pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
         if buffering() {
