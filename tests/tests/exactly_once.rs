@@ -10,6 +10,18 @@ use cairn_tests::{
     cairn, expected_counts, plugin, run_args, run_ok, sigkill_exactly_once, strs, synthetic_input,
 };
 
+/// Frequent checkpoints, small batches, short chains: many cut points for the kills to hit.
+const CKPT: [&str; 8] = [
+    "--checkpoint-every",
+    "1000",
+    "--batch-size",
+    "8",
+    "--full-every",
+    "4",
+    "--max-retained",
+    "2",
+];
+
 /// The tests of this file time their kills and signals: run them one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -18,20 +30,10 @@ fn sigkill_at_random_moments_and_restart_gives_identical_output() -> Result<()> 
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let input = synthetic_input(300_000, 5_000, 0);
     let counter = plugin("counter");
-    let ckpt = [
-        "--checkpoint-every",
-        "1000",
-        "--batch-size",
-        "8",
-        "--full-every",
-        "4",
-        "--max-retained",
-        "2",
-    ];
     let reference = sigkill_exactly_once(
         &["--plugin", counter.to_str().unwrap_or_default()],
         &input,
-        &ckpt,
+        &CKPT,
         30,
         10,
     )?;
@@ -59,20 +61,10 @@ fn a_two_operator_pipeline_is_exactly_once_under_sigkill() -> Result<()> {
         ),
     )?;
     let input = synthetic_input(200_000, 2_000, 0);
-    let ckpt = [
-        "--checkpoint-every",
-        "1000",
-        "--batch-size",
-        "8",
-        "--full-every",
-        "4",
-        "--max-retained",
-        "2",
-    ];
     let reference = sigkill_exactly_once(
         &["--pipeline", pipeline.to_str().unwrap_or_default()],
         &input,
-        &ckpt,
+        &CKPT,
         25,
         8,
     )?;

@@ -259,8 +259,8 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     let accept = ckpt.as_ref().is_some_and(|c| c.1);
     let mut ckpt = ckpt.take().map(|c| c.0);
     let ops = build_operators(operators, restored.as_mut(), accept)?;
-    let mut pipeline = Pipeline::new(ops);
-    let (mut source, mut sink, mut stats) = match &restored {
+    let pipeline = Pipeline::new(ops);
+    let (source, sink, stats) = match &restored {
         Some(r) => {
             let h = &r.host;
             if h.input != input {
@@ -297,7 +297,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             RunStats::default(),
         ),
     };
-    let mut dead = match &on_error {
+    let dead = match &on_error {
         ErrorPolicy::Fail => None,
         ErrorPolicy::Skip { dead_letter } => {
             let len = restored.as_ref().map(|r| r.host.dead_letter_len).unwrap_or(0);
@@ -309,90 +309,42 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         c.events_at_last = stats.events_in;
     }
     let batch_size = batch_size.max(1);
-
-    // Take a final checkpoint at `pos` unless nothing changed since the last one.
-    let finish = |ckpt: &mut Option<Ckpt>,
-                  pipeline: &mut Pipeline,
-                  source: &JsonlSource,
-                  sink: &mut JsonlSink,
-                  dead: &mut Option<JsonlSink>,
-                  stats: &RunStats,
-                  pos: (u64, u64)|
-     -> Result<(), JobError> {
-        sink.flush().map_err(RunError::from)?;
-        if let Some(d) = dead {
-            d.sync().map_err(RunError::from)?;
-        }
-        let Some(c) = ckpt else { return Ok(()) };
-        let r = c.checkpointer.wait();
-        c.record(r);
-        let dirty = pipeline.operators().iter().any(|o| o.state().dirty_len() > 0);
-        if stats.events_in == c.events_at_last && !dirty && !c.unsaved {
-            return Ok(());
-        }
-        let host = host_state(&name, source, pos, sink, dead.as_ref(), stats);
-        let info = c
-            .checkpointer
-            .checkpoint_now(host, pipeline.checkpoint_parts(), sink.file_handle())?;
-        c.committed.push(info);
-        Ok(())
+    let mut live = Live {
+        name,
+        pipeline,
+        source,
+        sink,
+        dead,
+        stats,
     };
 
     loop {
-        let pos = (source.offset(), source.line());
-        let (batch, failure) = read_batch(&mut source, batch_size);
+        let pos = live.position();
+        let (batch, failure) = read_batch(&mut live.source, batch_size);
         let at_end = batch.len() < batch_size;
         if !batch.is_empty() {
-            let kept = dead.as_ref().map(|_| batch.clone());
-            match process_batch(&mut pipeline, &mut sink, batch, &mut stats) {
+            let kept = live.dead.as_ref().map(|_| batch.clone());
+            match process_batch(&mut live.pipeline, &mut live.sink, batch, &mut live.stats) {
                 Ok(()) => {}
-                Err(RunError::Operator(e)) if dead.is_some() => {
+                Err(RunError::Operator(e)) if live.dead.is_some() => {
                     tracing::warn!("{e}; retrying the batch's events one at a time (--on-error skip)");
-                    let events = kept.unwrap_or_default();
-                    if let Some(d) = &mut dead {
-                        report.dead_lettered += isolate(&mut pipeline, &mut sink, d, events, &mut stats)?;
-                    }
+                    report.dead_lettered += live.isolate(kept.unwrap_or_default())?;
                 }
                 Err(e) => {
                     // The batch was rolled back: checkpoint the position before it, then stop.
-                    finish(
-                        &mut ckpt,
-                        &mut pipeline,
-                        &source,
-                        &mut sink,
-                        &mut dead,
-                        &stats,
-                        pos,
-                    )?;
+                    live.finish(&mut ckpt, pos)?;
                     return Err(e.into());
                 }
             }
         }
         if let Some(e) = failure {
-            let pos = (source.offset(), source.line());
-            finish(
-                &mut ckpt,
-                &mut pipeline,
-                &source,
-                &mut sink,
-                &mut dead,
-                &stats,
-                pos,
-            )?;
+            // The bad line is not consumed: a fixed input resumes exactly there.
+            live.finish(&mut ckpt, live.position())?;
             return Err(RunError::from(e).into());
         }
-        let pos = (source.offset(), source.line());
         if at_end || stop.load(Ordering::Relaxed) {
             report.stopped = !at_end;
-            finish(
-                &mut ckpt,
-                &mut pipeline,
-                &source,
-                &mut sink,
-                &mut dead,
-                &stats,
-                pos,
-            )?;
+            live.finish(&mut ckpt, live.position())?;
             break;
         }
         if let Some(c) = &mut ckpt {
@@ -401,35 +353,94 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             let due_events = c
                 .triggers
                 .every_events
-                .is_some_and(|n| stats.events_in - c.events_at_last >= n);
+                .is_some_and(|n| live.stats.events_in - c.events_at_last >= n);
             let due_time = c.triggers.interval.is_some_and(|d| c.last_at.elapsed() >= d);
             if due_events || due_time {
                 // At most one checkpoint in flight: if the previous one is still being written,
                 // wait for it (backpressure), so checkpoints land where the triggers say.
                 let r = c.checkpointer.wait();
                 c.record(r);
-                sink.flush().map_err(RunError::from)?;
-                if let Some(d) = &mut dead {
-                    d.sync().map_err(RunError::from)?;
-                }
-                let host = host_state(&name, &source, pos, &sink, dead.as_ref(), &stats);
+                let host = live.cut(live.position())?;
                 if c.checkpointer
-                    .begin(host, pipeline.checkpoint_parts(), sink.file_handle())?
+                    .begin(host, live.pipeline.checkpoint_parts(), live.sink.file_handle())?
                     .is_some()
                 {
-                    c.events_at_last = stats.events_in;
+                    c.events_at_last = live.stats.events_in;
                     c.last_at = Instant::now();
                     c.max_pause = c.max_pause.max(c.checkpointer.last_pause());
                 }
             }
         }
     }
-    report.stats = stats;
+    report.stats = live.stats;
     if let Some(c) = ckpt {
         report.checkpoints = c.committed;
         report.max_pause = c.max_pause;
     }
     Ok(report)
+}
+
+/// What a running job works on.
+struct Live {
+    name: String,
+    pipeline: Pipeline,
+    source: JsonlSource,
+    sink: JsonlSink,
+    dead: Option<JsonlSink>,
+    stats: RunStats,
+}
+
+impl Live {
+    /// Input bytes and lines consumed.
+    fn position(&self) -> (u64, u64) {
+        (self.source.offset(), self.source.line())
+    }
+
+    /// Make the outputs' bytes visible (flushed; the dead-letter file synced) and describe
+    /// the host's side of a checkpoint at input position `pos`.
+    fn cut(&mut self, pos: (u64, u64)) -> Result<HostState, RunError> {
+        self.sink.flush()?;
+        if let Some(d) = &mut self.dead {
+            d.sync()?;
+        }
+        Ok(host_state(
+            &self.name,
+            &self.source,
+            pos,
+            &self.sink,
+            self.dead.as_ref(),
+            &self.stats,
+        ))
+    }
+
+    /// Take a final checkpoint at `pos` (waiting for it) unless nothing changed since the last
+    /// committed one.
+    fn finish(&mut self, ckpt: &mut Option<Ckpt>, pos: (u64, u64)) -> Result<(), JobError> {
+        let host = self.cut(pos)?;
+        let Some(c) = ckpt else { return Ok(()) };
+        let r = c.checkpointer.wait();
+        c.record(r);
+        let dirty = self
+            .pipeline
+            .operators()
+            .iter()
+            .any(|o| o.state().dirty_len() > 0);
+        if self.stats.events_in == c.events_at_last && !dirty && !c.unsaved {
+            return Ok(());
+        }
+        let info =
+            c.checkpointer
+                .checkpoint_now(host, self.pipeline.checkpoint_parts(), self.sink.file_handle())?;
+        c.committed.push(info);
+        Ok(())
+    }
+
+    /// After a failed batch: process its events one at a time; each event that fails on its
+    /// own goes to the dead-letter file. Returns how many did.
+    fn isolate(&mut self, events: Vec<Event>) -> Result<u64, RunError> {
+        let Some(dead) = &mut self.dead else { return Ok(0) };
+        isolate(&mut self.pipeline, &mut self.sink, dead, events, &mut self.stats)
+    }
 }
 
 /// Process `events` one at a time after their batch failed; each event that fails on its
