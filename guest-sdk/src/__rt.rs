@@ -37,15 +37,7 @@ fn with_op<T: Operator>(
         .as_mut()
         .ok_or_else(|| "operator called before init".to_string())?;
     let mut out = Output::new();
-    crate::state::__batch::begin();
-    if let Err(e) = f(op, &mut out) {
-        crate::state::__batch::abandon();
-        return Err(e.to_string());
-    }
-    crate::state::__batch::end().map_err(|e| format!("state error: {e}"))?;
-    if let Some(e) = crate::state::__batch::take_failure() {
-        return Err(format!("state error: {e}"));
-    }
+    f(op, &mut out).map_err(|e| e.to_string())?;
     Ok(out.take().into_iter().map(to_wit).collect())
 }
 

@@ -18,16 +18,6 @@ impl Operator for Counter {
         Ok(Counter)
     }
 
-    fn on_batch(&mut self, batch: Vec<Event>, out: &mut Output) -> Result<(), Error> {
-        // One host call for all the batch's counts; the gets below are then served locally.
-        let keys: Vec<String> = batch.iter().map(|e| e.key.clone()).collect();
-        state::prefetch(&keys);
-        for event in batch {
-            self.on_event(event, out)?;
-        }
-        Ok(())
-    }
-
     fn on_event(&mut self, event: Event, out: &mut Output) -> Result<(), Error> {
         let count = state::get_as::<u64>(&event.key)?.unwrap_or(0) + 1;
         state::set_as(&event.key, &count)?;
