@@ -232,32 +232,25 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         on_error,
     } = spec;
     let mut report = JobReport::default();
+    let accept = checkpoint.as_ref().is_some_and(|c| c.accept_plugin_change);
     let (mut ckpt, mut restored) = match checkpoint {
         None => (None, None),
         Some(c) => {
             let restored = restore(c.store.as_ref(), &c.codec, c.restore_from)?;
             let resume = restored.as_ref().map(Restored::resume_point);
-            let accept = c.accept_plugin_change;
             let checkpointer = Checkpointer::start(c.store, c.codec, c.config, resume)?;
-            (
-                Some((
-                    Ckpt {
-                        checkpointer,
-                        triggers: c.triggers,
-                        last_at: Instant::now(),
-                        events_at_last: 0,
-                        committed: Vec::new(),
-                        max_pause: Duration::ZERO,
-                        unsaved: false,
-                    },
-                    accept,
-                )),
-                restored,
-            )
+            let ckpt = Ckpt {
+                checkpointer,
+                triggers: c.triggers,
+                last_at: Instant::now(),
+                events_at_last: 0,
+                committed: Vec::new(),
+                max_pause: Duration::ZERO,
+                unsaved: false,
+            };
+            (Some(ckpt), restored)
         }
     };
-    let accept = ckpt.as_ref().is_some_and(|c| c.1);
-    let mut ckpt = ckpt.take().map(|c| c.0);
     let ops = build_operators(operators, restored.as_mut(), accept)?;
     let pipeline = Pipeline::new(ops);
     let (source, sink, stats) = match &restored {
