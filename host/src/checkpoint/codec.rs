@@ -207,7 +207,10 @@ mod tests {
                 partition,
                 plugin_digest: "ab".repeat(32),
                 config: "{\"x\":1}".into(),
-                state: StateDelta { sets, deletes },
+                state: StateDelta {
+                    sets: sets.into_iter().map(|(k, v)| (k, v.into())).collect(),
+                    deletes,
+                },
             }
         });
         (

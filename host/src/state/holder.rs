@@ -41,6 +41,10 @@ impl Default for StateQuotas {
     }
 }
 
+/// A stored value: shared, so the map, the dirty set, the undo log and a checkpoint in flight
+/// hold the same bytes without copying them.
+pub type Value = Arc<[u8]>;
+
 /// The changes since the previous checkpoint: keys set (with their current value) and keys
 /// removed. Applying it to the state of the previous checkpoint gives the current state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +52,7 @@ pub struct StateDelta {
     /// Keys written since the previous checkpoint, with their value now (in no particular
     /// order; the checkpoint writer sorts them off the processing thread).
     #[serde(with = "entries_serde")]
-    pub sets: Vec<(String, Vec<u8>)>,
+    pub sets: Vec<(String, Value)>,
     /// Keys removed since the previous checkpoint.
     pub deletes: Vec<String>,
 }
@@ -65,13 +69,17 @@ mod entries_serde {
     use serde::{Deserialize, Deserializer, Serializer};
     use serde_bytes::{ByteBuf, Bytes};
 
-    pub fn serialize<S: Serializer>(sets: &[(String, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+    use super::Value;
+
+    pub fn serialize<S: Serializer>(sets: &[(String, Value)], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(sets.iter().map(|(k, v)| (k, Bytes::new(v))))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Value)>, D::Error> {
         let v = Vec::<(String, ByteBuf)>::deserialize(d)?;
-        Ok(v.into_iter().map(|(k, b)| (k, b.into_vec())).collect())
+        Ok(v.into_iter()
+            .map(|(k, b)| (k, Value::from(b.into_vec())))
+            .collect())
     }
 }
 
@@ -302,7 +310,7 @@ impl StateHolder {
     /// The changes since the last checkpoint, clearing the dirty and deleted sets. Call it
     /// between batches (not inside a transaction).
     pub fn take_delta(&mut self) -> StateDelta {
-        let sets: Vec<(String, Vec<u8>)> = self.dirty.drain().map(|(k, v)| (k, v.to_vec())).collect();
+        let sets: Vec<(String, Value)> = self.dirty.drain().collect();
         let deletes: Vec<String> = self.deleted.drain().collect();
         StateDelta { sets, deletes }
     }
@@ -310,7 +318,7 @@ impl StateHolder {
     /// Every entry, as a delta from empty state; does not touch the dirty sets.
     pub fn snapshot(&self) -> StateDelta {
         StateDelta {
-            sets: self.map.iter().map(|(k, v)| (k.clone(), v.to_vec())).collect(),
+            sets: self.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             deletes: Vec::new(),
         }
     }
@@ -323,15 +331,22 @@ impl StateHolder {
 
     /// Apply a checkpoint delta (restore path): no quotas, no dirty tracking.
     pub fn apply(&mut self, delta: StateDelta) {
+        if self.map.is_empty() && delta.deletes.is_empty() {
+            // Restoring a full checkpoint: its entries come sorted, so the map is bulk-built.
+            self.bytes = delta.sets.iter().map(|(k, v)| entry_bytes(k, v)).sum();
+            self.map = delta.sets.into_iter().collect();
+            return;
+        }
         for key in delta.deletes {
             if let Some(old) = self.map.remove(&key) {
                 self.bytes -= entry_bytes(&key, &old);
             }
         }
         for (key, value) in delta.sets {
-            self.bytes += entry_bytes(&key, &value);
-            if let Some(old) = self.map.insert(key.clone(), value.into()) {
-                self.bytes -= entry_bytes(&key, &old);
+            let key_len = key.len() as u64;
+            self.bytes += key_len + value.len() as u64;
+            if let Some(old) = self.map.insert(key, value) {
+                self.bytes -= key_len + old.len() as u64;
             }
         }
     }

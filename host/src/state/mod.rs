@@ -3,4 +3,4 @@
 
 mod holder;
 
-pub use holder::{StateDelta, StateError, StateHolder, StateQuotas};
+pub use holder::{StateDelta, StateError, StateHolder, StateQuotas, Value};
