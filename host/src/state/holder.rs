@@ -43,7 +43,7 @@ impl Default for StateQuotas {
 
 /// A stored value: shared, so the map, the dirty set, the undo log and a checkpoint in flight
 /// hold the same bytes without copying them.
-pub type Value = Arc<[u8]>;
+pub type Value = Arc<Vec<u8>>;
 
 /// The changes since the previous checkpoint: keys set (with their current value) and keys
 /// removed. Applying it to the state of the previous checkpoint gives the current state.
@@ -78,14 +78,14 @@ mod entries_serde {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Value)>, D::Error> {
         let v = Vec::<(String, ByteBuf)>::deserialize(d)?;
         Ok(v.into_iter()
-            .map(|(k, b)| (k, Value::from(b.into_vec())))
+            .map(|(k, b)| (k, std::sync::Arc::new(b.into_vec())))
             .collect())
     }
 }
 
 #[derive(Debug)]
 struct Undo {
-    value: Option<Arc<[u8]>>,
+    value: Option<Value>,
     dirty: bool,
     deleted: bool,
 }
@@ -101,10 +101,10 @@ struct Undo {
 /// previous value and flags, so a failed batch leaves no trace, not even in the dirty sets.
 #[derive(Debug, Default)]
 pub struct StateHolder {
-    map: BTreeMap<String, Arc<[u8]>>,
+    map: BTreeMap<String, Value>,
     bytes: u64,
     /// Keys set since the last checkpoint, with their current value.
-    dirty: HashMap<String, Arc<[u8]>>,
+    dirty: HashMap<String, Value>,
     deleted: HashSet<String>,
     undo: Option<HashMap<String, Undo>>,
     quotas: StateQuotas,
@@ -135,7 +135,7 @@ impl StateHolder {
 
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.map.get(key).map(|v| &**v)
+        self.map.get(key).map(|v| v.as_slice())
     }
 
     /// Whether `key` holds a value.
@@ -160,7 +160,7 @@ impl StateHolder {
 
     /// Every entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.map.iter().map(|(k, v)| (k.as_str(), &**v))
+        self.map.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }
 
     /// Number of keys changed since the last checkpoint.
@@ -212,7 +212,7 @@ impl StateHolder {
         }
         self.record_undo(key);
         self.bytes = new_total;
-        let value: Arc<[u8]> = value.into();
+        let value: Value = Arc::new(value);
         if let Some(slot) = self.map.get_mut(key) {
             *slot = value.clone();
         } else {
