@@ -20,7 +20,7 @@ fn valid(codec: &Codec) -> Vec<u8> {
             plugin_digest: "00".into(),
             config: "{}".into(),
             state: StateDelta {
-                sets: vec![("a".into(), b"1"[..].into()), ("b".into(), vec![0; 40].into())],
+                sets: vec![("a".into(), b"1".to_vec().into()), ("b".into(), vec![0; 40].into())],
                 deletes: vec!["c".into()],
             },
         }],
