@@ -90,6 +90,45 @@ pub fn keys_with_prefix(prefix: &str) -> Vec<String> {
     }
 }
 
+/// A time index: entries `<prefix><ordered ts>/<tail>` (see [`crate::key::ordered_i64`]), for
+/// things that expire. Removes, in time order, every entry whose time is below `horizon` and
+/// calls `expired(tail)` for each (to remove what the entry stands for). Returns how many.
+///
+/// ```
+/// use cairn_sdk::{key, state};
+/// # state::native::reset(Default::default());
+/// state::set(&format!("exp/{}/a", key::ordered_i64(5)), b"")?;
+/// state::set(&format!("exp/{}/b", key::ordered_i64(50)), b"")?;
+/// let mut gone = Vec::new();
+/// assert_eq!(state::expire_before("exp/", 10, |tail| gone.push(tail.to_string()))?, 1);
+/// assert_eq!(gone, vec!["a"]);
+/// # Ok::<(), cairn_sdk::Error>(())
+/// ```
+pub fn expire_before(prefix: &str, horizon: i64, mut expired: impl FnMut(&str)) -> Result<u64, Error> {
+    const PAGE: u32 = 64;
+    let mut n = 0;
+    loop {
+        let page = list_keys(prefix, None, PAGE);
+        for idx in &page {
+            let rest = &idx[prefix.len()..];
+            let (t, tail) = rest
+                .split_once('/')
+                .ok_or_else(|| Error::msg(format_args!("malformed time index key {idx:?}")))?;
+            let t = crate::key::parse_ordered_i64(t)
+                .ok_or_else(|| Error::msg(format_args!("malformed time in index key {idx:?}")))?;
+            if t >= horizon {
+                return Ok(n);
+            }
+            expired(tail);
+            remove(idx);
+            n += 1;
+        }
+        if page.len() < PAGE as usize {
+            return Ok(n);
+        }
+    }
+}
+
 /// The value under `key` decoded from JSON.
 pub fn get_as<T: DeserializeOwned>(key: &str) -> Result<Option<T>, Error> {
     match get(key) {

@@ -64,24 +64,10 @@ impl Operator for Dedup {
         }
         // Forget ids older than the bound.
         let horizon = max.saturating_sub(self.within);
-        loop {
-            let page = state::list_keys("exp/", None, 64);
-            let mut expired = 0;
-            for idx in &page {
-                let rest = &idx["exp/".len()..];
-                let (t, tail) = rest.split_once('/').ok_or_else(|| Error::msg("bad expiry key"))?;
-                let t = key::parse_ordered_i64(t).ok_or_else(|| Error::msg("bad expiry time"))?;
-                if t >= horizon {
-                    break;
-                }
-                state::remove(&format!("seen/{tail}"));
-                state::remove(idx);
-                expired += 1;
-            }
-            if expired < 64 {
-                return Ok(());
-            }
-        }
+        state::expire_before("exp/", horizon, |tail| {
+            state::remove(&format!("seen/{tail}"));
+        })?;
+        Ok(())
     }
 }
 

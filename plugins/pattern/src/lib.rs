@@ -164,25 +164,10 @@ impl Operator for Pattern {
         }
         // Expire partials that no later event can complete.
         let max = ValueState::<i64>::new("max_ts").update(|m| m.map_or(ts, |m| m.max(ts)))?;
-        loop {
-            let page = state::list_keys("exp/", None, 64);
-            let mut expired = 0;
-            for idx in &page {
-                let rest = &idx["exp/".len()..];
-                let (deadline, tail) = rest.split_once('/').ok_or_else(|| Error::msg("bad expiry key"))?;
-                let deadline =
-                    key::parse_ordered_i64(deadline).ok_or_else(|| Error::msg("bad expiry time"))?;
-                if deadline >= max {
-                    break;
-                }
-                state::remove(&format!("pm/{tail}"));
-                state::remove(idx);
-                expired += 1;
-            }
-            if expired < 64 {
-                return Ok(());
-            }
-        }
+        state::expire_before("exp/", max, |tail| {
+            state::remove(&format!("pm/{tail}"));
+        })?;
+        Ok(())
     }
 }
 
