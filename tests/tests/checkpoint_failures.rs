@@ -1,0 +1,123 @@
+//! A checkpoint that fails in the background is never taken for a saved one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Result;
+use cairn::checkpoint::{CheckpointConfig, Codec};
+use cairn::runtime::{CheckpointSpec, ErrorPolicy, JobSpec, Triggers, run_job};
+use cairn::store::{CheckpointId, CheckpointStore, MemoryStore, StoreError};
+use cairn::{Engine, Plugin};
+use cairn_tests::{expected_counts, plugin, synthetic_input};
+
+/// The real memory store, with a switch that makes commits fail like an unreachable server.
+#[derive(Clone)]
+struct Flaky {
+    inner: MemoryStore,
+    down: Arc<AtomicBool>,
+}
+
+impl CheckpointStore for Flaky {
+    fn describe(&self) -> String {
+        "flaky-memory:".into()
+    }
+    fn commit(&mut self, id: CheckpointId, bytes: &[u8], chain: &[CheckpointId]) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend {
+                store: self.describe(),
+                action: format!("committing checkpoint {id}"),
+                message: "connection refused".into(),
+            });
+        }
+        self.inner.commit(id, bytes, chain)
+    }
+    fn get(&self, id: CheckpointId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(id)
+    }
+    fn list(&self) -> Result<Vec<CheckpointId>, StoreError> {
+        self.inner.list()
+    }
+    fn latest(&self) -> Result<Option<CheckpointId>, StoreError> {
+        self.inner.latest()
+    }
+    fn delete(&mut self, id: CheckpointId) -> Result<(), StoreError> {
+        self.inner.delete(id)
+    }
+    fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_meta(name)
+    }
+    fn put_meta(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_meta(name, bytes)
+    }
+}
+
+fn job(store: &Flaky, input: &std::path::Path, output: &std::path::Path, every: u64) -> Result<JobSpec> {
+    let engine = Engine::new()?;
+    let plugin = Plugin::load(&engine, plugin("counter"))?;
+    Ok(JobSpec {
+        name: "flaky".into(),
+        input: input.display().to_string(),
+        output: output.display().to_string(),
+        operators: vec![plugin.operator()],
+        batch_size: 100,
+        checkpoint: Some(CheckpointSpec {
+            store: Box::new(store.clone()),
+            codec: Codec::plain(),
+            config: CheckpointConfig::default(),
+            triggers: Triggers {
+                interval: None,
+                every_events: Some(every),
+            },
+            restore_from: None,
+            accept_plugin_change: false,
+        }),
+        stop: Arc::new(AtomicBool::new(false)),
+        on_error: ErrorPolicy::Fail,
+    })
+}
+
+#[test]
+fn a_run_whose_last_checkpoint_failed_does_not_end_as_if_saved() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let text = synthetic_input(1000, 10, 0);
+    let input = dir.path().join("in.jsonl");
+    let output = dir.path().join("out.jsonl");
+    std::fs::write(&input, &text)?;
+    let store = Flaky {
+        inner: MemoryStore::new(),
+        down: Arc::new(AtomicBool::new(true)),
+    };
+    // The trigger fires exactly at the last batch; that checkpoint fails in the background,
+    // and so does the final one: the run must report it, not end as if its state were saved.
+    let err = run_job(job(&store, &input, &output, 1000)?).expect_err("nothing could be saved");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("flaky-memory:") && msg.contains("connection refused"),
+        "{msg}"
+    );
+    assert!(store.inner.list()?.is_empty());
+    // With the store back, a re-run (nothing restored) produces the right output and saves it.
+    store.down.store(false, Ordering::SeqCst);
+    let report = run_job(job(&store, &input, &output, 1000)?)?;
+    assert_eq!(report.restored_from, None);
+    assert_eq!(std::fs::read_to_string(&output)?, expected_counts(&text)?);
+    assert!(!store.inner.list()?.is_empty());
+    // A failure in the middle: processing goes on, and the final checkpoint is full and covers
+    // everything.
+    let store2 = Flaky {
+        inner: MemoryStore::new(),
+        down: Arc::new(AtomicBool::new(true)),
+    };
+    let down = store2.down.clone();
+    let out2 = dir.path().join("out2.jsonl");
+    let spec = job(&store2, &input, &out2, 300)?;
+    let t = std::thread::spawn(move || run_job(spec));
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    down.store(false, Ordering::SeqCst);
+    let report = t.join().map_err(|_| anyhow::anyhow!("job thread panicked"))??;
+    let r = cairn::checkpoint::restore(&store2.inner, &Codec::plain(), None)?.expect("saved");
+    assert_eq!(r.host.events_in, 1000);
+    assert_eq!(report.stats.events_in, 1000);
+    assert_eq!(std::fs::read_to_string(&out2)?, expected_counts(&text)?);
+    Ok(())
+}
