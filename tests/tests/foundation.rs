@@ -2,10 +2,22 @@
 //! error with its message.
 
 use std::fs;
+use std::path::Path;
 
 use anyhow::Result;
 use cairn::{Engine, Event, LoadError, Plugin};
-use cairn_tests::{expected_counts, plugin, run_cairn, run_ok};
+use cairn_tests::{expected_counts, plugin, run_args, run_cairn, run_ok, strs};
+
+/// `cairn run --plugin <plugin> --input <input> --output <output> <extra…>` fed `stdin`.
+fn cli(
+    plugin: &Path,
+    input: &Path,
+    output: &Path,
+    extra: &[&str],
+    stdin: &[u8],
+) -> Result<std::process::Output> {
+    run_cairn(&strs(&run_args(plugin, input, output, extra)), stdin)
+}
 
 fn ev(key: &str, ts: i64) -> Event {
     Event {
@@ -51,15 +63,7 @@ fn cli_run_writes_counts_to_a_file() -> Result<()> {
     let input = cairn_tests::repo_root().join("examples/sensors.jsonl");
     let output = dir.path().join("out.jsonl");
     let counter = plugin("counter");
-    run_ok(&[
-        "run",
-        "--plugin",
-        counter.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ])?;
+    run_ok(&strs(&run_args(&counter, &input, &output, &[])))?;
     let got = fs::read_to_string(&output)?;
     assert_eq!(got, expected_counts(&fs::read_to_string(&input)?)?);
     assert!(got.starts_with("{\"key\":\"sensor-1\",\"ts\":1700000000000,\"value\":{\"count\":1}}\n"));
@@ -71,18 +75,11 @@ fn cli_run_works_with_pipes_and_small_batches() -> Result<()> {
     let input = cairn_tests::synthetic_input(5000, 37, 0);
     let counter = plugin("counter");
     for batch in ["1", "7", "256"] {
-        let out = run_cairn(
-            &[
-                "run",
-                "--plugin",
-                counter.to_str().unwrap(),
-                "--input",
-                "-",
-                "--output",
-                "-",
-                "--batch-size",
-                batch,
-            ],
+        let out = cli(
+            &counter,
+            Path::new("-"),
+            Path::new("-"),
+            &["--batch-size", batch],
             input.as_bytes(),
         )?;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -99,18 +96,7 @@ fn cli_run_works_with_pipes_and_small_batches() -> Result<()> {
 fn missing_ts_defaults_to_line_number_and_blank_lines_are_skipped() -> Result<()> {
     let counter = plugin("counter");
     let input = "{\"key\":\"a\"}\n\n{\"key\":\"a\",\"value\":[1,2]}\n";
-    let out = run_cairn(
-        &[
-            "run",
-            "--plugin",
-            counter.to_str().unwrap(),
-            "--input",
-            "-",
-            "--output",
-            "-",
-        ],
-        input.as_bytes(),
-    )?;
+    let out = cli(&counter, Path::new("-"), Path::new("-"), &[], input.as_bytes())?;
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8(out.stdout)?,
@@ -128,18 +114,7 @@ fn malformed_line_is_an_error_naming_it_and_nothing_is_written_past_it() -> Resu
     let out_path = dir.path().join("out.jsonl");
     fs::write(&in_path, &input)?;
     let counter = plugin("counter");
-    let out = run_cairn(
-        &[
-            "run",
-            "--plugin",
-            counter.to_str().unwrap(),
-            "--input",
-            in_path.to_str().unwrap(),
-            "--output",
-            out_path.to_str().unwrap(),
-        ],
-        b"",
-    )?;
+    let out = cli(&counter, &in_path, &out_path, &[], b"")?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3"), "{err}");
@@ -151,18 +126,11 @@ fn malformed_line_is_an_error_naming_it_and_nothing_is_written_past_it() -> Resu
 #[test]
 fn bad_config_is_refused_before_anything_runs() -> Result<()> {
     let counter = plugin("counter");
-    let out = run_cairn(
-        &[
-            "run",
-            "--plugin",
-            counter.to_str().unwrap(),
-            "--input",
-            "-",
-            "--output",
-            "-",
-            "--config",
-            "{nope",
-        ],
+    let out = cli(
+        &counter,
+        Path::new("-"),
+        Path::new("-"),
+        &["--config", "{nope"],
         b"{\"key\":\"a\"}\n",
     )?;
     assert!(!out.status.success());
@@ -185,18 +153,7 @@ fn load_err(bytes: Option<&[u8]>) -> Result<String> {
         "message must name the file: {msg}"
     );
     // The CLI reports the same message and fails.
-    let out = run_cairn(
-        &[
-            "run",
-            "--plugin",
-            path.to_str().unwrap(),
-            "--input",
-            "-",
-            "--output",
-            "-",
-        ],
-        b"",
-    )?;
+    let out = cli(&path, Path::new("-"), Path::new("-"), &[], b"")?;
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&msg),
@@ -306,17 +263,12 @@ fn cairn_new_scaffolds_a_plugin_that_tests_builds_and_runs() -> Result<()> {
         &input,
         "{\"key\":\"a\",\"ts\":1,\"value\":{\"temp\":1.5}}\n{\"key\":\"a\",\"ts\":2,\"value\":{\"temp\":2}}\n",
     )?;
-    let out = run_ok(&[
-        "run",
-        "--plugin",
-        wasm.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        "-",
-        "--config",
-        "{\"field\": \"temp\"}",
-    ])?;
+    let out = run_ok(&strs(&run_args(
+        &wasm,
+        &input,
+        Path::new("-"),
+        &["--config", "{\"field\": \"temp\"}"],
+    )))?;
     assert_eq!(
         String::from_utf8(out.stdout)?,
         "{\"key\":\"a\",\"ts\":1,\"value\":{\"sum\":1.5}}\n{\"key\":\"a\",\"ts\":2,\"value\":{\"sum\":3.5}}\n"
