@@ -208,8 +208,8 @@ mod tests {
                 plugin_digest: "ab".repeat(32),
                 config: "{\"x\":1}".into(),
                 state: StateDelta {
-                    sets: sets.into_iter().map(|(k, v)| (k, v.into())).collect(),
-                    deletes,
+                    sets: sets.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+                    deletes: deletes.into_iter().map(Into::into).collect(),
                 },
             }
         });

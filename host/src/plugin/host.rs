@@ -1,13 +1,20 @@
 //! The host side of the `state` and `log` interfaces, and the data each store carries.
+//!
+//! The state functions are registered by hand rather than through the generated trait: they
+//! read keys and values straight out of the guest's memory ([`WasmStr`], [`WasmList`]) instead
+//! of lifting them into fresh `String`s and `Vec`s, and return stored values (`Arc<[u8]>`)
+//! without copying them first. A get is then one UTF-8 check and one hash lookup; a set adds
+//! the one allocation that stores the value.
 
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, ResourceTable, WasmList, WasmStr};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::cairn::operator::{log, state, types};
+use super::bindings::cairn::operator::{log, types};
 use crate::sandbox::Limiter;
-use crate::state::{StateError, StateHolder};
+use crate::state::{Key, StateError, StateHolder, Value};
 
 /// What a plugin's store holds: its WASI context (granting nothing), its limits and its state.
 pub(crate) struct StoreData {
@@ -16,6 +23,8 @@ pub(crate) struct StoreData {
     pub limiter: Limiter,
     pub state: StateHolder,
     pub plugin: Arc<str>,
+    /// Reused buffer for a key while the state is borrowed mutably.
+    pub key_buf: String,
 }
 
 impl WasiView for StoreData {
@@ -35,44 +44,92 @@ fn to_wit(e: StateError) -> types::StateError {
     }
 }
 
-impl state::Host for StoreData {
-    fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.state.get(&key).map(<[u8]>::to_vec)
-    }
+type Store<'a> = StoreContextMut<'a, StoreData>;
 
-    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), types::StateError> {
-        self.state.set(&key, value).map_err(to_wit)
-    }
+/// Run `f` on the state with `key` copied out of guest memory into the reused key buffer.
+fn with_key<R>(
+    store: &mut Store<'_>,
+    key: &WasmStr,
+    f: impl FnOnce(&mut StateHolder, &str) -> R,
+) -> wasmtime::Result<R> {
+    let mut buf = std::mem::take(&mut store.data_mut().key_buf);
+    buf.clear();
+    buf.push_str(&key.to_str(&*store)?);
+    let data = store.data_mut();
+    let r = f(&mut data.state, &buf);
+    data.key_buf = buf;
+    Ok(r)
+}
 
-    fn remove(&mut self, key: String) -> bool {
-        self.state.remove(&key)
-    }
+/// Store one entry: the value is copied once, out of guest memory into its shared slot.
+fn set_one(store: &mut Store<'_>, key: &WasmStr, value: &WasmList<u8>) -> wasmtime::Result<Result<(), StateError>> {
+    let value = Value::from(value.as_le_slice(&*store));
+    with_key(store, key, |state, k| state.set(k, value))
+}
 
-    fn exists(&mut self, key: String) -> bool {
-        self.state.exists(&key)
-    }
+fn get_one(store: &Store<'_>, key: &WasmStr) -> wasmtime::Result<Option<Value>> {
+    let k = key.to_str(store)?;
+    Ok(store.data().state.get_value(&k).cloned())
+}
 
-    fn list_keys(&mut self, prefix: String, start_after: Option<String>, limit: u32) -> Vec<String> {
-        self.state
-            .list_keys(&prefix, start_after.as_deref(), limit as usize)
-    }
-
-    fn get_many(&mut self, keys: Vec<String>) -> Vec<Option<Vec<u8>>> {
-        keys.iter()
-            .map(|k| self.state.get(k).map(<[u8]>::to_vec))
-            .collect()
-    }
-
-    fn set_many(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), types::StateError> {
-        for (k, v) in entries {
-            self.state.set(&k, v).map_err(to_wit)?;
+/// Register the `state` interface.
+pub(crate) fn add_state_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    let mut i = linker.instance("cairn:operator/state@0.1.0")?;
+    i.func_wrap("get", |store: Store<'_>, (key,): (WasmStr,)| Ok((get_one(&store, &key)?,)))?;
+    i.func_wrap(
+        "set",
+        |mut store: Store<'_>, (key, value): (WasmStr, WasmList<u8>)| {
+            Ok((set_one(&mut store, &key, &value)?.map_err(to_wit),))
+        },
+    )?;
+    i.func_wrap("remove", |mut store: Store<'_>, (key,): (WasmStr,)| {
+        Ok((with_key(&mut store, &key, |s, k| s.remove(k))?,))
+    })?;
+    i.func_wrap("exists", |store: Store<'_>, (key,): (WasmStr,)| {
+        let k = key.to_str(&store)?;
+        Ok((store.data().state.exists(&k),))
+    })?;
+    i.func_wrap(
+        "list-keys",
+        |store: Store<'_>, (prefix, after, limit): (WasmStr, Option<WasmStr>, u32)| {
+            let prefix = prefix.to_str(&store)?;
+            let after = after.as_ref().map(|a| a.to_str(&store)).transpose()?;
+            let keys: Vec<Key> = store
+                .data()
+                .state
+                .list_keys(&prefix, after.as_deref(), limit as usize);
+            Ok((keys,))
+        },
+    )?;
+    i.func_wrap("get-many", |mut store: Store<'_>, (keys,): (WasmList<WasmStr>,)| {
+        let mut out = Vec::with_capacity(keys.len());
+        for n in 0..keys.len() {
+            let key = keys.get(&mut store, n).expect("index in range")?;
+            out.push(get_one(&store, &key)?);
         }
-        Ok(())
-    }
-
-    fn remove_many(&mut self, keys: Vec<String>) -> u32 {
-        keys.iter().filter(|k| self.state.remove(k)).count() as u32
-    }
+        Ok((out,))
+    })?;
+    i.func_wrap(
+        "set-many",
+        |mut store: Store<'_>, (entries,): (WasmList<(WasmStr, WasmList<u8>)>,)| {
+            for n in 0..entries.len() {
+                let (key, value) = entries.get(&mut store, n).expect("index in range")?;
+                if let Err(e) = set_one(&mut store, &key, &value)? {
+                    return Ok((Err(to_wit(e)),));
+                }
+            }
+            Ok((Ok(()),))
+        },
+    )?;
+    i.func_wrap("remove-many", |mut store: Store<'_>, (keys,): (WasmList<WasmStr>,)| {
+        let mut removed = 0u32;
+        for n in 0..keys.len() {
+            let key = keys.get(&mut store, n).expect("index in range")?;
+            removed += u32::from(with_key(&mut store, &key, |s, k| s.remove(k))?);
+        }
+        Ok((removed,))
+    })?;
+    Ok(())
 }
 
 impl log::Host for StoreData {

@@ -107,6 +107,7 @@ fn instantiate(
         limiter: Limiter::new(limits.memory_bytes, limits.table_elements),
         state,
         plugin: name.clone(),
+        key_buf: String::new(),
     };
     let mut store = Store::new(engine.wasmtime(), data);
     store.limiter(|d| &mut d.limiter);

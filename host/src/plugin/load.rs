@@ -4,7 +4,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 
-use super::bindings::{Operator, OperatorPre};
+use super::bindings::OperatorPre;
+use super::bindings::cairn::operator::{log, types};
 use super::host::StoreData;
 use super::{LoadError, OperatorBuilder, WORLD};
 use crate::engine::Engine;
@@ -111,7 +112,9 @@ pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Vec<Stri
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
     let mut linker = Linker::new(engine.wasmtime());
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    Operator::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |d| d)?;
+    types::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |d| d)?;
+    log::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |d| d)?;
+    super::host::add_state_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -1,7 +1,10 @@
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cell::OnceCell;
+use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -41,9 +44,12 @@ impl Default for StateQuotas {
     }
 }
 
-/// A stored value: shared, so the map, the dirty set, the undo log and a checkpoint in flight
-/// hold the same bytes without copying them.
-pub type Value = Arc<Vec<u8>>;
+/// A stored key: shared between the map, the ordered index, the change list, the undo log and
+/// a checkpoint in flight, so none of them copies it.
+pub type Key = Arc<str>;
+
+/// A stored value: shared the same way (one allocation, never copied after the write).
+pub type Value = Arc<[u8]>;
 
 /// The changes since the previous checkpoint: keys set (with their current value) and keys
 /// removed. Applying it to the state of the previous checkpoint gives the current state.
@@ -52,9 +58,10 @@ pub struct StateDelta {
     /// Keys written since the previous checkpoint, with their value now (in no particular
     /// order; the checkpoint writer sorts them off the processing thread).
     #[serde(with = "entries_serde")]
-    pub sets: Vec<(String, Value)>,
+    pub sets: Vec<(Key, Value)>,
     /// Keys removed since the previous checkpoint.
-    pub deletes: Vec<String>,
+    #[serde(with = "keys_serde")]
+    pub deletes: Vec<Key>,
 }
 
 impl StateDelta {
@@ -64,54 +71,170 @@ impl StateDelta {
     }
 }
 
+/// Keys and values decoded straight into their shared form: one allocation each, borrowing
+/// from the (decompressed) checkpoint bytes when the decoder allows it.
+struct KeyDe(Key);
+struct ValueDe(Value);
+
+impl<'de> Deserialize<'de> for KeyDe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = KeyDe;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a state key (string)")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<KeyDe, E> {
+                Ok(KeyDe(Key::from(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueDe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ValueDe;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a state value (bytes)")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<ValueDe, E> {
+                Ok(ValueDe(Value::from(b)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ValueDe, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    v.push(b);
+                }
+                Ok(ValueDe(Value::from(v)))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
 /// Values as byte strings (one copy) rather than sequences of numbers.
 mod entries_serde {
     use serde::{Deserialize, Deserializer, Serializer};
-    use serde_bytes::{ByteBuf, Bytes};
+    use serde_bytes::Bytes;
 
-    use super::Value;
+    use super::{Key, KeyDe, Value, ValueDe};
 
-    pub fn serialize<S: Serializer>(sets: &[(String, Value)], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(sets.iter().map(|(k, v)| (k, Bytes::new(v))))
+    pub fn serialize<S: Serializer>(sets: &[(Key, Value)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(sets.iter().map(|(k, v)| (&**k, Bytes::new(v))))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Value)>, D::Error> {
-        let v = Vec::<(String, ByteBuf)>::deserialize(d)?;
-        Ok(v.into_iter()
-            .map(|(k, b)| (k, std::sync::Arc::new(b.into_vec())))
-            .collect())
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Key, Value)>, D::Error> {
+        let v = Vec::<(KeyDe, ValueDe)>::deserialize(d)?;
+        Ok(v.into_iter().map(|(k, v)| (k.0, v.0)).collect())
     }
 }
 
+mod keys_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{Key, KeyDe};
+
+    pub fn serialize<S: Serializer>(keys: &[Key], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(keys.iter().map(|k| &**k))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Key>, D::Error> {
+        let v = Vec::<KeyDe>::deserialize(d)?;
+        Ok(v.into_iter().map(|k| k.0).collect())
+    }
+}
+
+/// One key's entry. A removed key stays as a tombstone (`value: None`) until the next
+/// checkpoint takes it, so the delta knows to delete it.
+#[derive(Debug)]
+struct Slot {
+    value: Option<Value>,
+    /// Changed since the last checkpoint (then the key is in `changed` exactly once).
+    dirty: bool,
+    /// The batch whose undo log already holds this key's previous entry.
+    epoch: u64,
+}
+
+/// What a key was before the open batch first wrote it: `None` when it had no entry at all.
 #[derive(Debug)]
 struct Undo {
-    value: Option<Value>,
-    dirty: bool,
-    deleted: bool,
+    key: Key,
+    prev: Option<(Option<Value>, bool)>,
 }
 
-/// One operator instance's state: the map, what changed since the last checkpoint, and the
+#[derive(Debug, Clone, Copy)]
+struct Txn {
+    epoch: u64,
+    changed_len: usize,
+}
+
+/// One operator instance's state: the entries, what changed since the last checkpoint, and the
 /// open batch's undo log.
 ///
-/// `set` marks a key dirty, `remove` marks it deleted; [`StateHolder::take_delta`] hands both
-/// to the checkpoint and clears them. Values are shared (`Arc`) between the map, the dirty set
-/// and the undo log, so taking a delta never searches the map and recording an undo never
-/// copies a value. Between [`StateHolder::begin`] and
+/// Point reads and writes are one hash lookup; an ordered index of the keys (for
+/// [`StateHolder::list_keys`]) is built on the first range query and kept up to date after.
+/// `set` and `remove` mark a key changed; [`StateHolder::take_delta`] hands the changes to the
+/// checkpoint and clears them. Keys and values are shared (`Arc`) between the map, the index,
+/// the change list, the undo log and a checkpoint in flight, so taking a delta never copies and
+/// recording an undo never copies a value. Between [`StateHolder::begin`] and
 /// [`StateHolder::commit`]/[`StateHolder::rollback`] the first write of each key records its
-/// previous value and flags, so a failed batch leaves no trace, not even in the dirty sets.
+/// previous entry, so a failed batch leaves no trace, not even in what counts as changed.
 #[derive(Debug, Default)]
 pub struct StateHolder {
-    map: BTreeMap<String, Value>,
+    slots: HashMap<Key, Slot>,
+    /// Ordered live keys; built on demand.
+    order: OnceCell<BTreeSet<Key>>,
+    /// Number of live (non-tombstone) keys.
+    live: usize,
     bytes: u64,
-    /// Keys set since the last checkpoint, with their current value.
-    dirty: HashMap<String, Value>,
-    deleted: HashSet<String>,
-    undo: Option<HashMap<String, Undo>>,
+    /// Keys whose `dirty` flag is set, each once.
+    changed: Vec<Key>,
+    undo: Vec<Undo>,
+    txn: Option<Txn>,
+    last_epoch: u64,
     quotas: StateQuotas,
 }
 
 fn entry_bytes(key: &str, value: &[u8]) -> u64 {
     (key.len() + value.len()) as u64
+}
+
+/// Check a write of `new` bytes (replacing `old` bytes, if the key is live) against the quotas.
+fn check_quotas(
+    q: &StateQuotas,
+    live: usize,
+    bytes: u64,
+    key: &str,
+    value_len: usize,
+    old: Option<u64>,
+    new: u64,
+) -> Result<(), StateError> {
+    if value_len as u64 > q.max_value_bytes {
+        return Err(StateError::QuotaExceeded {
+            limit: "max-value-bytes",
+            value: q.max_value_bytes,
+            detail: format!("value of {value_len} bytes for key {key:?}"),
+        });
+    }
+    if old.is_none() && live as u64 >= q.max_keys {
+        return Err(StateError::QuotaExceeded {
+            limit: "max-keys",
+            value: q.max_keys,
+            detail: format!("adding key {key:?}"),
+        });
+    }
+    let new_total = bytes - old.unwrap_or(0) + new;
+    if new_total > q.max_state_bytes && new_total > bytes {
+        return Err(StateError::QuotaExceeded {
+            limit: "max-state-bytes",
+            value: q.max_state_bytes,
+            detail: format!("state would hold {new_total} bytes"),
+        });
+    }
+    Ok(())
 }
 
 impl StateHolder {
@@ -133,24 +256,29 @@ impl StateHolder {
         self.quotas = quotas;
     }
 
+    /// The value under `key`, shared.
+    pub fn get_value(&self, key: &str) -> Option<&Value> {
+        self.slots.get(key).and_then(|s| s.value.as_ref())
+    }
+
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.map.get(key).map(|v| v.as_slice())
+        self.get_value(key).map(|v| &**v)
     }
 
     /// Whether `key` holds a value.
     pub fn exists(&self, key: &str) -> bool {
-        self.map.contains_key(key)
+        self.get_value(key).is_some()
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.live
     }
 
     /// Whether the state is empty.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.live == 0
     }
 
     /// Bytes of keys plus values.
@@ -160,98 +288,124 @@ impl StateHolder {
 
     /// Every entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.map.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+        let mut all: Vec<(&str, &[u8])> = self
+            .slots
+            .iter()
+            .filter_map(|(k, s)| s.value.as_deref().map(|v| (&**k, v)))
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all.into_iter()
     }
 
     /// Number of keys changed since the last checkpoint.
     pub fn dirty_len(&self) -> usize {
-        self.dirty.len() + self.deleted.len()
-    }
-
-    fn record_undo(&mut self, key: &str) {
-        if let Some(undo) = &mut self.undo
-            && !undo.contains_key(key)
-        {
-            undo.insert(
-                key.to_owned(),
-                Undo {
-                    value: self.map.get(key).cloned(),
-                    dirty: self.dirty.contains_key(key),
-                    deleted: self.deleted.contains(key),
-                },
-            );
-        }
+        self.changed.len()
     }
 
     /// Store `value` under `key`, subject to the quotas.
-    pub fn set(&mut self, key: &str, value: Vec<u8>) -> Result<(), StateError> {
-        let q = self.quotas;
-        if value.len() as u64 > q.max_value_bytes {
-            return Err(StateError::QuotaExceeded {
-                limit: "max-value-bytes",
-                value: q.max_value_bytes,
-                detail: format!("value of {} bytes for key {key:?}", value.len()),
-            });
-        }
-        let old = self.map.get(key);
-        let old_bytes = old.map(|v| entry_bytes(key, v)).unwrap_or(0);
-        let new_total = self.bytes - old_bytes + entry_bytes(key, &value);
-        if old.is_none() && self.map.len() as u64 >= q.max_keys {
-            return Err(StateError::QuotaExceeded {
-                limit: "max-keys",
-                value: q.max_keys,
-                detail: format!("adding key {key:?}"),
-            });
-        }
-        if new_total > q.max_state_bytes && new_total > self.bytes {
-            return Err(StateError::QuotaExceeded {
-                limit: "max-state-bytes",
-                value: q.max_state_bytes,
-                detail: format!("state would hold {new_total} bytes"),
-            });
-        }
-        self.record_undo(key);
-        self.bytes = new_total;
-        let value: Value = Arc::new(value);
-        if let Some(slot) = self.map.get_mut(key) {
-            *slot = value.clone();
+    pub fn set(&mut self, key: &str, value: impl Into<Value>) -> Result<(), StateError> {
+        let value = value.into();
+        let new = entry_bytes(key, &value);
+        let epoch = self.txn.map(|t| t.epoch);
+        if let Some((k, slot)) = self.slots.get_key_value_mut(key) {
+            let old = slot.value.as_ref().map(|v| entry_bytes(key, v));
+            check_quotas(&self.quotas, self.live, self.bytes, key, value.len(), old, new)?;
+            if let Some(epoch) = epoch
+                && slot.epoch != epoch
+            {
+                self.undo.push(Undo {
+                    key: k.clone(),
+                    prev: Some((slot.value.clone(), slot.dirty)),
+                });
+                slot.epoch = epoch;
+            }
+            if !slot.dirty {
+                slot.dirty = true;
+                self.changed.push(k.clone());
+            }
+            if old.is_none() {
+                self.live += 1;
+                if let Some(ix) = self.order.get_mut() {
+                    ix.insert(k.clone());
+                }
+            }
+            self.bytes = self.bytes - old.unwrap_or(0) + new;
+            slot.value = Some(value);
         } else {
-            self.map.insert(key.to_owned(), value.clone());
-        }
-        if let Some(slot) = self.dirty.get_mut(key) {
-            *slot = value;
-        } else {
-            self.dirty.insert(key.to_owned(), value);
-        }
-        if !self.deleted.is_empty() {
-            self.deleted.remove(key);
+            check_quotas(&self.quotas, self.live, self.bytes, key, value.len(), None, new)?;
+            let k = Key::from(key);
+            if epoch.is_some() {
+                self.undo.push(Undo {
+                    key: k.clone(),
+                    prev: None,
+                });
+            }
+            self.changed.push(k.clone());
+            if let Some(ix) = self.order.get_mut() {
+                ix.insert(k.clone());
+            }
+            self.live += 1;
+            self.bytes += new;
+            self.slots.insert(
+                k,
+                Slot {
+                    value: Some(value),
+                    dirty: true,
+                    epoch: epoch.unwrap_or(0),
+                },
+            );
         }
         Ok(())
     }
 
     /// Delete `key`; returns whether it existed.
     pub fn remove(&mut self, key: &str) -> bool {
-        if !self.map.contains_key(key) {
+        let Some((k, slot)) = self.slots.get_key_value_mut(key) else {
             return false;
+        };
+        let Some(old) = &slot.value else {
+            return false;
+        };
+        if let Some(t) = self.txn
+            && slot.epoch != t.epoch
+        {
+            self.undo.push(Undo {
+                key: k.clone(),
+                prev: Some((slot.value.clone(), slot.dirty)),
+            });
+            slot.epoch = t.epoch;
         }
-        self.record_undo(key);
-        if let Some(old) = self.map.remove(key) {
-            self.bytes -= entry_bytes(key, &old);
+        self.bytes -= entry_bytes(key, old);
+        self.live -= 1;
+        if let Some(ix) = self.order.get_mut() {
+            ix.remove(key);
         }
-        self.dirty.remove(key);
-        self.deleted.insert(key.to_owned());
+        if !slot.dirty {
+            slot.dirty = true;
+            self.changed.push(k.clone());
+        }
+        slot.value = None;
         true
     }
 
+    fn index(&self) -> &BTreeSet<Key> {
+        self.order.get_or_init(|| {
+            self.slots
+                .iter()
+                .filter(|(_, s)| s.value.is_some())
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+    }
+
     /// Up to `limit` keys starting with `prefix`, in byte order, strictly after `start_after`.
-    pub fn list_keys(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Vec<String> {
+    pub fn list_keys(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Vec<Key> {
         let lower = match start_after {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
         };
-        self.map
+        self.index()
             .range::<str, _>((lower, Bound::Unbounded))
-            .map(|(k, _)| k)
             .take_while(|k| k.starts_with(prefix))
             .take(limit)
             .cloned()
@@ -260,94 +414,150 @@ impl StateHolder {
 
     /// Open a batch transaction. Nested calls keep the outer one.
     pub fn begin(&mut self) {
-        if self.undo.is_none() {
-            self.undo = Some(HashMap::new());
+        if self.txn.is_none() {
+            self.last_epoch += 1;
+            self.txn = Some(Txn {
+                epoch: self.last_epoch,
+                changed_len: self.changed.len(),
+            });
         }
     }
 
     /// Keep the open batch's writes.
     pub fn commit(&mut self) {
-        self.undo = None;
+        self.txn = None;
+        self.undo.clear();
     }
 
-    /// Discard the open batch's writes: state, size and dirty/deleted sets are exactly what
-    /// they were at [`StateHolder::begin`].
+    /// Discard the open batch's writes: state, size and changes are exactly what they were at
+    /// [`StateHolder::begin`].
     pub fn rollback(&mut self) {
-        let Some(undo) = self.undo.take() else {
+        let Some(txn) = self.txn.take() else {
             return;
         };
-        for (key, u) in undo {
-            if let Some(cur) = self.map.remove(&key) {
-                self.bytes -= entry_bytes(&key, &cur);
+        for u in self.undo.drain(..).rev() {
+            let (cur, prev_value) = match u.prev {
+                None => (self.slots.remove(&*u.key).and_then(|s| s.value), None),
+                Some((value, dirty)) => {
+                    let slot = self
+                        .slots
+                        .get_mut(&*u.key)
+                        .expect("a key in the undo log has an entry");
+                    slot.dirty = dirty;
+                    slot.epoch = 0;
+                    (std::mem::replace(&mut slot.value, value.clone()), value)
+                }
+            };
+            if let Some(v) = &cur {
+                self.bytes -= entry_bytes(&u.key, v);
+                self.live -= 1;
             }
-            match u.value {
-                Some(v) => {
-                    self.bytes += entry_bytes(&key, &v);
-                    if u.dirty {
-                        self.dirty.insert(key.clone(), v.clone());
-                    } else {
-                        self.dirty.remove(&key);
+            if let Some(v) = &prev_value {
+                self.bytes += entry_bytes(&u.key, v);
+                self.live += 1;
+            }
+            if let Some(ix) = self.order.get_mut() {
+                match (cur.is_some(), prev_value.is_some()) {
+                    (true, false) => {
+                        ix.remove(&*u.key);
                     }
-                    self.map.insert(key.clone(), v);
+                    (false, true) => {
+                        ix.insert(u.key.clone());
+                    }
+                    _ => {}
                 }
-                None => {
-                    self.dirty.remove(&key);
-                }
-            }
-            if u.deleted {
-                self.deleted.insert(key);
-            } else {
-                self.deleted.remove(&key);
             }
         }
+        // Keys first changed inside the batch were appended after `changed_len`; their flags
+        // are back to clean.
+        self.changed.truncate(txn.changed_len);
     }
 
     /// Whether a batch transaction is open.
     pub fn in_transaction(&self) -> bool {
-        self.undo.is_some()
+        self.txn.is_some()
     }
 
-    /// The changes since the last checkpoint, clearing the dirty and deleted sets. Call it
-    /// between batches (not inside a transaction).
+    /// The changes since the last checkpoint, clearing them. Call it between batches (not
+    /// inside a transaction).
     pub fn take_delta(&mut self) -> StateDelta {
-        let sets: Vec<(String, Value)> = self.dirty.drain().collect();
-        let deletes: Vec<String> = self.deleted.drain().collect();
-        StateDelta { sets, deletes }
+        let mut delta = StateDelta::default();
+        for key in self.changed.drain(..) {
+            if let EntryRef::Occupied(mut e) = self.slots.entry_ref(&*key) {
+                match &e.get().value {
+                    Some(v) => {
+                        delta.sets.push((key, v.clone()));
+                        e.get_mut().dirty = false;
+                    }
+                    None => {
+                        e.remove();
+                        delta.deletes.push(key);
+                    }
+                }
+            }
+        }
+        delta
     }
 
-    /// Every entry, as a delta from empty state; does not touch the dirty sets.
+    /// Every entry, as a delta from empty state (unsorted); does not touch the changes.
     pub fn snapshot(&self) -> StateDelta {
         StateDelta {
-            sets: self.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            sets: self
+                .slots
+                .iter()
+                .filter_map(|(k, s)| s.value.as_ref().map(|v| (k.clone(), v.clone())))
+                .collect(),
             deletes: Vec::new(),
         }
     }
 
     /// Forget what changed since the last checkpoint (after a full checkpoint was taken).
     pub fn clear_changes(&mut self) {
-        self.dirty.clear();
-        self.deleted.clear();
+        let _ = self.take_delta();
     }
 
-    /// Apply a checkpoint delta (restore path): no quotas, no dirty tracking.
+    /// Apply a checkpoint delta (restore path): no quotas, and the applied entries do not
+    /// count as changed.
     pub fn apply(&mut self, delta: StateDelta) {
-        if self.map.is_empty() && delta.deletes.is_empty() {
-            // Restoring a full checkpoint: its entries come sorted, so the map is bulk-built.
-            self.bytes = delta.sets.iter().map(|(k, v)| entry_bytes(k, v)).sum();
-            self.map = delta.sets.into_iter().collect();
-            return;
-        }
+        debug_assert!(self.txn.is_none(), "apply inside a batch transaction");
+        self.slots.reserve(delta.sets.len().saturating_sub(self.slots.len()));
+        let mut ix = self.order.take();
         for key in delta.deletes {
-            if let Some(old) = self.map.remove(&key) {
+            if let Some(Slot { value: Some(old), .. }) = self.slots.remove(&*key) {
                 self.bytes -= entry_bytes(&key, &old);
+                self.live -= 1;
+                if let Some(ix) = &mut ix {
+                    ix.remove(&*key);
+                }
             }
         }
         for (key, value) in delta.sets {
-            let key_len = key.len() as u64;
-            self.bytes += key_len + value.len() as u64;
-            if let Some(old) = self.map.insert(key, value) {
-                self.bytes -= key_len + old.len() as u64;
+            self.bytes += entry_bytes(&key, &value);
+            let slot = Slot {
+                value: Some(value),
+                dirty: false,
+                epoch: 0,
+            };
+            match self.slots.entry_ref(&*key) {
+                EntryRef::Occupied(mut e) => {
+                    match e.get().value.as_ref() {
+                        Some(old) => self.bytes -= entry_bytes(&key, old),
+                        None => self.live += 1,
+                    }
+                    let dirty = e.get().dirty;
+                    *e.get_mut() = Slot { dirty, ..slot };
+                }
+                EntryRef::Vacant(_) => {
+                    if let Some(ix) = &mut ix {
+                        ix.insert(key.clone());
+                    }
+                    self.slots.insert(key, slot);
+                    self.live += 1;
+                }
             }
+        }
+        if let Some(ix) = ix {
+            let _ = self.order.set(ix);
         }
     }
 
@@ -382,7 +592,7 @@ mod tests {
         assert_eq!(s.bytes(), 2);
         let d = s.take_delta();
         assert_eq!(d.sets, vec![]);
-        assert_eq!(d.deletes, vec!["b".to_string()]);
+        assert_eq!(d.deletes, vec![Key::from("b")]);
     }
 
     #[test]
@@ -407,8 +617,124 @@ mod tests {
         for k in ["w/1", "w/2", "w/3", "x/1", "v/9"] {
             s.set(k, vec![]).unwrap();
         }
-        assert_eq!(s.list_keys("w/", None, 2), vec!["w/1", "w/2"]);
-        assert_eq!(s.list_keys("w/", Some("w/2"), 10), vec!["w/3"]);
-        assert_eq!(s.list_keys("", Some("w/3"), 10), vec!["x/1"]);
+        let keys = |s: &StateHolder, p, a, n| -> Vec<String> {
+            s.list_keys(p, a, n).iter().map(|k| k.to_string()).collect()
+        };
+        assert_eq!(keys(&s, "w/", None, 2), vec!["w/1", "w/2"]);
+        assert_eq!(keys(&s, "w/", Some("w/2"), 10), vec!["w/3"]);
+        assert_eq!(keys(&s, "", Some("w/3"), 10), vec!["x/1"]);
+        // The index, once built, follows writes, removals and rollbacks.
+        s.remove("w/2");
+        s.set("w/0", vec![]).unwrap();
+        s.begin();
+        s.set("w/5", vec![]).unwrap();
+        s.remove("w/1");
+        s.rollback();
+        assert_eq!(keys(&s, "w/", None, 10), vec!["w/0", "w/1", "w/3"]);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(u8, u8),
+        Remove(u8),
+        Begin,
+        Commit,
+        Rollback,
+        Checkpoint,
+        List(u8),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0u8..12, any::<u8>()).prop_map(|(k, v)| Op::Set(k, v)),
+            2 => (0u8..12).prop_map(Op::Remove),
+            1 => Just(Op::Begin),
+            1 => Just(Op::Commit),
+            1 => Just(Op::Rollback),
+            1 => Just(Op::Checkpoint),
+            1 => (0u8..3).prop_map(Op::List),
+        ]
+    }
+
+    fn key_of(k: u8) -> String {
+        format!("{}/{k:02}", ["a", "b", "c"][k as usize % 3])
+    }
+
+    proptest::proptest! {
+        /// The holder against a plain ordered map: same contents, sizes and key listings after
+        /// any mix of writes, removals, commits and rollbacks; and a replica that applies only
+        /// the deltas always equals the live state at the checkpoint.
+        #[test]
+        fn behaves_like_an_ordered_map(ops in proptest::collection::vec(op(), 1..200)) {
+            use std::collections::{BTreeMap, BTreeSet};
+            let mut s = StateHolder::new();
+            let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+            let mut saved: Option<(BTreeMap<String, Vec<u8>>, BTreeSet<String>)> = None;
+            let mut touched: BTreeSet<String> = BTreeSet::new();
+            let mut replica = StateHolder::new();
+            for op in ops {
+                match op {
+                    Op::Set(k, v) => {
+                        s.set(&key_of(k), vec![v; v as usize % 4]).unwrap();
+                        model.insert(key_of(k), vec![v; v as usize % 4]);
+                        touched.insert(key_of(k));
+                    }
+                    Op::Remove(k) => {
+                        let existed = model.remove(&key_of(k)).is_some();
+                        if existed {
+                            touched.insert(key_of(k));
+                        }
+                        proptest::prop_assert_eq!(s.remove(&key_of(k)), existed);
+                    }
+                    Op::Begin => {
+                        if saved.is_none() {
+                            saved = Some((model.clone(), touched.clone()));
+                        }
+                        s.begin();
+                    }
+                    Op::Commit => {
+                        saved = None;
+                        s.commit();
+                    }
+                    Op::Rollback => {
+                        if let Some((m, t)) = saved.take() {
+                            model = m;
+                            touched = t;
+                        }
+                        s.rollback();
+                    }
+                    Op::Checkpoint => {
+                        if saved.is_none() {
+                            proptest::prop_assert_eq!(s.dirty_len(), touched.len());
+                            let d = s.take_delta();
+                            let mut keys: Vec<String> =
+                                d.sets.iter().map(|(k, _)| k.to_string()).chain(d.deletes.iter().map(|k| k.to_string())).collect();
+                            keys.sort();
+                            proptest::prop_assert_eq!(keys, std::mem::take(&mut touched).into_iter().collect::<Vec<_>>());
+                            replica.apply(d);
+                            proptest::prop_assert_eq!(s.dirty_len(), 0);
+                            let r: Vec<(String, Vec<u8>)> =
+                                replica.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect();
+                            let m: Vec<(String, Vec<u8>)> = model.clone().into_iter().collect();
+                            proptest::prop_assert_eq!(r, m);
+                            proptest::prop_assert_eq!(replica.bytes(), s.bytes());
+                        }
+                    }
+                    Op::List(p) => {
+                        let prefix = ["a/", "b/", "c/"][p as usize];
+                        let got: Vec<String> = s.list_keys(prefix, None, 100).iter().map(|k| k.to_string()).collect();
+                        let want: Vec<String> = model.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                }
+                let got: Vec<(String, Vec<u8>)> = s.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect();
+                let want: Vec<(String, Vec<u8>)> = model.clone().into_iter().collect();
+                proptest::prop_assert_eq!(got, want);
+                proptest::prop_assert_eq!(s.len(), model.len());
+                let bytes: usize = model.iter().map(|(k, v)| k.len() + v.len()).sum();
+                proptest::prop_assert_eq!(s.bytes(), bytes as u64);
+            }
+        }
     }
 }

@@ -3,4 +3,4 @@
 
 mod holder;
 
-pub use holder::{StateDelta, StateError, StateHolder, StateQuotas, Value};
+pub use holder::{Key, StateDelta, StateError, StateHolder, StateQuotas, Value};
