@@ -28,17 +28,24 @@ pub fn init<T: Operator>(slot: &RefCell<Option<T>>, config: String) -> Result<()
     Ok(())
 }
 
-fn with_op<T: Operator>(
+fn run<T: Operator>(
     slot: &RefCell<Option<T>>,
     f: impl FnOnce(&mut T, &mut Output) -> Result<(), crate::Error>,
-) -> Result<Vec<WitEvent>, String> {
+) -> Result<Output, String> {
     let mut guard = slot.borrow_mut();
     let op = guard
         .as_mut()
         .ok_or_else(|| "operator called before init".to_string())?;
     let mut out = Output::new();
     f(op, &mut out).map_err(|e| e.to_string())?;
-    Ok(out.take().into_iter().map(to_wit).collect())
+    Ok(out)
+}
+
+fn with_op<T: Operator>(
+    slot: &RefCell<Option<T>>,
+    f: impl FnOnce(&mut T, &mut Output) -> Result<(), crate::Error>,
+) -> Result<Vec<WitEvent>, String> {
+    Ok(run(slot, f)?.take().into_iter().map(to_wit).collect())
 }
 
 /// `process` export.
@@ -49,6 +56,14 @@ pub fn process<T: Operator>(
     with_op(slot, |op, out| {
         op.on_batch(batch.into_iter().map(from_wit).collect(), out)
     })
+}
+
+/// `process-packed` export: `process` with the batch and the output in the packed encoding.
+pub fn process_packed<T: Operator>(slot: &RefCell<Option<T>>, batch: Vec<u8>) -> Result<Vec<u8>, String> {
+    let events = crate::packed::decode(&batch)?;
+    drop(batch);
+    let out = run(slot, |op, out| op.on_batch(events, out))?;
+    Ok(crate::packed::encode(out.events()))
 }
 
 /// `on-watermark` export.

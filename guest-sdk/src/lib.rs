@@ -64,6 +64,8 @@ pub mod __bindings {
 
 #[doc(hidden)]
 pub mod __rt;
+#[doc(hidden)]
+pub mod packed;
 
 /// Export a type implementing [`Operator`] as the component's `operator` world.
 ///
@@ -92,6 +94,12 @@ macro_rules! export {
                     ::std::string::String,
                 > {
                     __CAIRN_INSTANCE.with(|slot| $crate::__rt::process::<$ty>(slot, batch))
+                }
+
+                fn process_packed(
+                    batch: ::std::vec::Vec<u8>,
+                ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                    __CAIRN_INSTANCE.with(|slot| $crate::__rt::process_packed::<$ty>(slot, batch))
                 }
 
                 fn on_watermark(

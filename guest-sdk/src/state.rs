@@ -162,7 +162,17 @@ mod backend {
     }
 
     pub fn get(key: &str) -> Option<Vec<u8>> {
-        host::get(key)
+        match host::get_inline(key) {
+            host::Lookup::Absent => None,
+            host::Lookup::Inline((len, a, b, c)) => {
+                let mut bytes = [0u8; 24];
+                bytes[..8].copy_from_slice(&a.to_le_bytes());
+                bytes[8..16].copy_from_slice(&b.to_le_bytes());
+                bytes[16..].copy_from_slice(&c.to_le_bytes());
+                Some(bytes[..(len as usize).min(24)].to_vec())
+            }
+            host::Lookup::Large(v) => Some(v),
+        }
     }
     pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
         host::set(key, value).map_err(convert)

@@ -117,7 +117,7 @@ fn bench_calls(c: &mut Criterion) {
     });
     const N: usize = 1000;
     let one = events(1, 1);
-    for op in ["none", "get-hit", "get-miss", "set"] {
+    for op in ["none", "get-hit", "get-miss", "set", "get-many", "set-many"] {
         let mut inst = probe
             .operator()
             .config(format!(r#"{{"op": "{op}", "n": {N}}}"#))
@@ -186,9 +186,14 @@ fn summary() {
         "| empty `process` call (host → guest) | {:.0} ns |",
         m("empty process call")
     );
-    for op in ["get-hit", "get-miss", "set"] {
+    for op in ["get-hit", "get-miss", "set", "get-many", "set-many"] {
+        let what = match op {
+            "get-many" => "one key of a 1000-key `get-many` (hits)".to_string(),
+            "set-many" => "one entry of a 1000-entry `set-many`".to_string(),
+            _ => format!("one state `{op}` (guest → host)"),
+        };
         println!(
-            "| one state `{op}` (guest → host) | {:.0} ns |",
+            "| {what} | {:.0} ns |",
             (m(&format!("probe {op} x1000")) - none) / 1000.0
         );
     }

@@ -187,7 +187,7 @@ fn load_errors_are_distinct_and_say_what_to_do() -> Result<()> {
     // The smallest valid component: fits no world.
     let other = load_err(Some(b"\0asm\x0d\0\x01\0"))?;
     assert!(
-        other.contains("does not fit Cairn's world cairn:operator/operator@0.1.0"),
+        other.contains("does not fit Cairn's world cairn:operator/operator@0.1.1"),
         "{other}"
     );
     for export in ["init", "process", "on-watermark"] {
@@ -210,11 +210,11 @@ fn inspect_reports_world_fit() -> Result<()> {
     let text = String::from_utf8(out.stdout)?;
     for needle in [
         "component",
-        "cairn:operator/state@0.1.0",
+        "cairn:operator/state@0.1.1",
         "  init",
         "  process",
         "  on-watermark",
-        "fits world cairn:operator/operator@0.1.0: yes",
+        "fits world cairn:operator/operator@0.1.1: yes",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
@@ -280,5 +280,36 @@ fn cairn_new_scaffolds_a_plugin_that_tests_builds_and_runs() -> Result<()> {
     assert!(
         !bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a valid plugin name")
     );
+    Ok(())
+}
+
+/// A plugin built against the 0.1.0 world (before `process-packed` and `get-inline`, importing
+/// `state@0.1.0`) still loads, fits, runs through `process` and keeps state across batches.
+#[test]
+fn plugin_built_for_world_0_1_0_still_runs() -> Result<()> {
+    let old = plugin("counter-0-1-0");
+    let text = String::from_utf8(run_ok(&["inspect", old.to_str().unwrap()])?.stdout)?;
+    assert!(text.contains("cairn:operator/state@0.1.0"), "{text}");
+    assert!(
+        text.contains("fits world cairn:operator/operator@0.1.1: yes"),
+        "{text}"
+    );
+
+    let input = cairn_tests::synthetic_input(3000, 41, 0);
+    for batch in ["1", "64", "1000"] {
+        let out = cli(
+            &old,
+            Path::new("-"),
+            Path::new("-"),
+            &["--batch-size", batch],
+            input.as_bytes(),
+        )?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8(out.stdout)?,
+            expected_counts(&input)?,
+            "batch {batch}"
+        );
+    }
     Ok(())
 }

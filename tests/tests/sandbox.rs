@@ -145,6 +145,27 @@ fn huge_output_hits_the_memory_limit() -> Result<()> {
 }
 
 #[test]
+fn malformed_packed_output_is_refused_and_rolled_back() -> Result<()> {
+    for (input, needle) in [
+        (
+            "\"garbage\"",
+            "a key needs 4294967295 bytes at offset 8 but only 0 remain",
+        ),
+        ("\"badutf8\"", "the key of event 0 is not UTF-8"),
+    ] {
+        let e = hostile(
+            "hostile-packed",
+            Limits::default(),
+            false,
+            &[ev("c", 6, input)],
+            &["returned a malformed packed batch", needle],
+        )?;
+        assert!(matches!(e, CallError::Guest { .. }), "{e:?}");
+    }
+    Ok(())
+}
+
+#[test]
 fn state_bomb_of_keys_hits_max_keys() -> Result<()> {
     let limits = Limits::default().with_state_quotas(1000, 1 << 30, 1 << 20);
     let e = hostile(
@@ -233,7 +254,7 @@ fn non_plugins_are_refused_with_clear_messages() -> Result<()> {
         .expect_err("another world")
         .to_string();
     for n in [
-        "does not fit Cairn's world cairn:operator/operator@0.1.0",
+        "does not fit Cairn's world cairn:operator/operator@0.1.1",
         "missing export `init`",
         "missing export `process`",
         "imports `example:other/clock@1.0.0`, which Cairn does not provide",

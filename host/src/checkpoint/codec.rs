@@ -180,8 +180,10 @@ impl Codec {
                 header.raw_len
             )));
         }
-        let (data, used): (CheckpointData, usize) = bincode::serde::decode_from_slice(&raw, bincode_config())
-            .map_err(|e| Damage::Decode(e.to_string()))?;
+        // Borrowing decode: keys and values are copied once, from `raw` into their final form.
+        let (data, used): (CheckpointData, usize) =
+            bincode::serde::borrow_decode_from_slice(&raw, bincode_config())
+                .map_err(|e| Damage::Decode(e.to_string()))?;
         if used != raw.len() {
             return Err(Damage::Decode(format!("{} trailing bytes", raw.len() - used)));
         }

@@ -126,6 +126,14 @@ pub enum CallError {
         /// The guest's message.
         message: String,
     },
+    /// The batch could not be passed to the plugin (nothing was called).
+    #[error("batch for plugin `{plugin}` cannot be passed to it: {message}")]
+    Input {
+        /// Operator name.
+        plugin: String,
+        /// What is wrong with the batch.
+        message: String,
+    },
     /// The plugin could not be instantiated.
     #[error("plugin `{plugin}` could not be instantiated: {message}")]
     Instantiate {

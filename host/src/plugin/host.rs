@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use wasmtime::StoreContextMut;
-use wasmtime::component::{Linker, ResourceTable, WasmList, WasmStr};
+use wasmtime::component::{ComponentType, Linker, Lower, ResourceTable, WasmList, WasmStr};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::cairn::operator::{log, types};
@@ -62,20 +62,57 @@ fn with_key<R>(
 }
 
 /// Store one entry: the value is copied once, out of guest memory into its shared slot.
-fn set_one(store: &mut Store<'_>, key: &WasmStr, value: &WasmList<u8>) -> wasmtime::Result<Result<(), StateError>> {
+fn set_one(
+    store: &mut Store<'_>,
+    key: &WasmStr,
+    value: &WasmList<u8>,
+) -> wasmtime::Result<Result<(), StateError>> {
     let value = Value::from(value.as_le_slice(&*store));
     with_key(store, key, |state, k| state.set(k, value))
 }
 
-fn get_one(store: &Store<'_>, key: &WasmStr) -> wasmtime::Result<Option<Value>> {
+/// The answer of `get-inline`: values of up to [`INLINE`] bytes travel in place.
+#[derive(ComponentType, Lower)]
+#[component(variant)]
+enum Lookup {
+    #[component(name = "absent")]
+    Absent,
+    #[component(name = "inline")]
+    Inline((u32, u64, u64, u64)),
+    #[component(name = "large")]
+    Large(Arc<[u8]>),
+}
+
+const INLINE: usize = 24;
+
+fn lookup(value: Option<&Value>) -> Lookup {
+    match value {
+        None => Lookup::Absent,
+        Some(v) if v.len() <= INLINE => {
+            let mut b = [0u8; INLINE];
+            b[..v.len()].copy_from_slice(v);
+            let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            Lookup::Inline((v.len() as u32, word(0), word(1), word(2)))
+        }
+        Some(v) => Lookup::Large(v.to_shared()),
+    }
+}
+
+fn get_one(store: &Store<'_>, key: &WasmStr) -> wasmtime::Result<Option<Arc<[u8]>>> {
     let k = key.to_str(store)?;
-    Ok(store.data().state.get_value(&k).cloned())
+    Ok(store.data().state.get_value(&k).map(Value::to_shared))
 }
 
 /// Register the `state` interface.
 pub(crate) fn add_state_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
-    let mut i = linker.instance("cairn:operator/state@0.1.0")?;
-    i.func_wrap("get", |store: Store<'_>, (key,): (WasmStr,)| Ok((get_one(&store, &key)?,)))?;
+    let mut i = linker.instance("cairn:operator/state@0.1.1")?;
+    i.func_wrap("get", |store: Store<'_>, (key,): (WasmStr,)| {
+        Ok((get_one(&store, &key)?,))
+    })?;
+    i.func_wrap("get-inline", |store: Store<'_>, (key,): (WasmStr,)| {
+        let k = key.to_str(&store)?;
+        Ok((lookup(store.data().state.get_value(&k)),))
+    })?;
     i.func_wrap(
         "set",
         |mut store: Store<'_>, (key, value): (WasmStr, WasmList<u8>)| {
@@ -101,14 +138,17 @@ pub(crate) fn add_state_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::R
             Ok((keys,))
         },
     )?;
-    i.func_wrap("get-many", |mut store: Store<'_>, (keys,): (WasmList<WasmStr>,)| {
-        let mut out = Vec::with_capacity(keys.len());
-        for n in 0..keys.len() {
-            let key = keys.get(&mut store, n).expect("index in range")?;
-            out.push(get_one(&store, &key)?);
-        }
-        Ok((out,))
-    })?;
+    i.func_wrap(
+        "get-many",
+        |mut store: Store<'_>, (keys,): (WasmList<WasmStr>,)| {
+            let mut out = Vec::with_capacity(keys.len());
+            for n in 0..keys.len() {
+                let key = keys.get(&mut store, n).expect("index in range")?;
+                out.push(get_one(&store, &key)?);
+            }
+            Ok((out,))
+        },
+    )?;
     i.func_wrap(
         "set-many",
         |mut store: Store<'_>, (entries,): (WasmList<(WasmStr, WasmList<u8>)>,)| {
@@ -121,14 +161,17 @@ pub(crate) fn add_state_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::R
             Ok((Ok(()),))
         },
     )?;
-    i.func_wrap("remove-many", |mut store: Store<'_>, (keys,): (WasmList<WasmStr>,)| {
-        let mut removed = 0u32;
-        for n in 0..keys.len() {
-            let key = keys.get(&mut store, n).expect("index in range")?;
-            removed += u32::from(with_key(&mut store, &key, |s, k| s.remove(k))?);
-        }
-        Ok((removed,))
-    })?;
+    i.func_wrap(
+        "remove-many",
+        |mut store: Store<'_>, (keys,): (WasmList<WasmStr>,)| {
+            let mut removed = 0u32;
+            for n in 0..keys.len() {
+                let key = keys.get(&mut store, n).expect("index in range")?;
+                removed += u32::from(with_key(&mut store, &key, |s, k| s.remove(k))?);
+            }
+            Ok((removed,))
+        },
+    )?;
     Ok(())
 }
 

@@ -1,10 +1,11 @@
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Func, ResourceTable, TypedFunc};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{Event, Operator};
 use super::host::StoreData;
+use super::packed;
 use super::{CallError, Plugin};
 use crate::engine::Engine;
 use crate::sandbox::{Limiter, Limits, no_authority_wasi};
@@ -71,7 +72,7 @@ impl OperatorBuilder {
     pub fn build_with_state(self, mut state: StateHolder) -> Result<OperatorInstance, CallError> {
         let name: Arc<str> = self.name.as_deref().unwrap_or(self.plugin.name()).into();
         state.set_quotas(quotas(&self.limits));
-        let (store, bindings) = instantiate(&self.plugin, &name, &self.limits, state)?;
+        let (store, bindings, packed) = instantiate(&self.plugin, &name, &self.limits, state)?;
         let mut op = OperatorInstance {
             plugin: self.plugin,
             name,
@@ -79,6 +80,8 @@ impl OperatorBuilder {
             limits: self.limits,
             store,
             bindings,
+            packed,
+            buf: Vec::new(),
             live: true,
         };
         op.init()?;
@@ -94,12 +97,15 @@ fn quotas(limits: &Limits) -> StateQuotas {
     }
 }
 
+type PackedParams<'a> = (&'a [u8],);
+type PackedResults = (Result<Vec<u8>, String>,);
+
 fn instantiate(
     plugin: &Plugin,
     name: &Arc<str>,
     limits: &Limits,
     state: StateHolder,
-) -> Result<(Store<StoreData>, Operator), CallError> {
+) -> Result<(Store<StoreData>, Operator, Option<Func>), CallError> {
     let engine = &plugin.inner.engine;
     let data = StoreData {
         wasi: no_authority_wasi(name),
@@ -115,8 +121,28 @@ fn instantiate(
     if engine.options().fuel {
         let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
     }
-    match plugin.inner.pre.instantiate(&mut store) {
-        Ok(bindings) => Ok((store, bindings)),
+    let instantiated = plugin
+        .inner
+        .pre
+        .instance_pre()
+        .instantiate(&mut store)
+        .and_then(|instance| {
+            let bindings = Operator::new(&mut store, &instance)?;
+            let packed = match plugin.inner.packed.as_ref() {
+                Some(ix) => match instance.get_func(&mut store, ix) {
+                    Some(f) => {
+                        // Checked once here, so calls can skip the check (see `process`).
+                        f.typed::<PackedParams<'_>, PackedResults>(&store)?;
+                        Some(f)
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            Ok((bindings, packed))
+        });
+    match instantiated {
+        Ok((bindings, packed)) => Ok((store, bindings, packed)),
         Err(e) => {
             let mem = store.data().limiter.memory_denied;
             Err(if mem {
@@ -147,6 +173,10 @@ pub struct OperatorInstance {
     limits: Limits,
     store: Store<StoreData>,
     bindings: Operator,
+    /// `process-packed`, when the plugin exports it.
+    packed: Option<Func>,
+    /// The packed input batch, reused across calls.
+    buf: Vec<u8>,
     live: bool,
 }
 
@@ -222,9 +252,10 @@ impl OperatorInstance {
             return Ok(());
         }
         let state = std::mem::take(&mut self.store.data_mut().state);
-        let (store, bindings) = instantiate(&self.plugin, &self.name, &self.limits, state)?;
+        let (store, bindings, packed) = instantiate(&self.plugin, &self.name, &self.limits, state)?;
         self.store = store;
         self.bindings = bindings;
+        self.packed = packed;
         self.live = true;
         self.init()
     }
@@ -232,7 +263,27 @@ impl OperatorInstance {
     /// Process one batch; returns the events the operator emitted.
     pub fn process(&mut self, batch: &[Event]) -> Result<Vec<Event>, CallError> {
         self.ensure_live()?;
-        self.call("process", |b, s| b.call_process(s, batch))
+        let Some(func) = self.packed else {
+            return self.call("process", |b, s| b.call_process(s, batch));
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        if let Err(message) = packed::encode_into(&mut buf, batch) {
+            return Err(CallError::Input {
+                plugin: self.name.to_string(),
+                message,
+            });
+        }
+        let r = self.call("process", |_, s| {
+            // SAFETY: `instantiate` checked this function's type against exactly these
+            // parameter and result types (`Func::typed`), as the generated bindings do.
+            let f = unsafe { TypedFunc::<PackedParams<'_>, PackedResults>::new_unchecked(func) };
+            let (out,) = f.call(&mut *s, (&buf,))?;
+            Ok(out.and_then(|bytes| {
+                packed::decode(&bytes).map_err(|e| format!("returned a malformed packed batch: {e}"))
+            }))
+        });
+        self.buf = buf;
+        r
     }
 
     /// Tell the operator event time reached `watermark`; returns the events it emitted.

@@ -2,7 +2,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Linker, types::ComponentItem};
 
 use super::bindings::OperatorPre;
 use super::bindings::cairn::operator::{log, types};
@@ -13,6 +13,8 @@ use crate::engine::Engine;
 /// The exports the `operator` world requires.
 const REQUIRED_EXPORTS: [&str; 3] = ["init", "process", "on-watermark"];
 /// Interfaces the host provides, besides WASI.
+/// The optional export that takes and returns batches in the packed encoding.
+pub(crate) const PACKED_EXPORT: &str = "process-packed";
 const PROVIDED_PREFIX: &str = "cairn:operator/";
 
 /// What kind of WebAssembly binary a byte string holds, from its 8-byte preamble.
@@ -50,6 +52,8 @@ pub(crate) struct PluginInner {
     pub digest: [u8; 32],
     pub engine: Engine,
     pub pre: OperatorPre<StoreData>,
+    /// The optional `process-packed` export.
+    pub packed: Option<ComponentExportIndex>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -90,6 +94,17 @@ pub(crate) fn compile(engine: &Engine, shown: &str, bytes: &[u8]) -> Result<Comp
         })
 }
 
+/// Whether `f` is `func(list<u8>) -> result<list<u8>, string>`.
+fn packed_signature(f: &wasmtime::component::types::ComponentFunc) -> bool {
+    use wasmtime::component::types::Type;
+    let bytes = |t: &Type| matches!(t, Type::List(l) if l.ty() == Type::U8);
+    let params: Vec<Type> = f.params().map(|(_, t)| t).collect();
+    let results: Vec<Type> = f.results().collect();
+    matches!(params.as_slice(), [p] if bytes(p))
+        && matches!(results.as_slice(), [Type::Result(r)]
+            if r.ok().as_ref().is_some_and(bytes) && matches!(r.err(), Some(Type::String)))
+}
+
 /// Problems that keep `component` from fitting the world, named one by one.
 pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Vec<String> {
     let ty = component.component_type();
@@ -100,6 +115,13 @@ pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Vec<Stri
             Some(_) => problems.push(format!("export `{name}` is not a function")),
             None => problems.push(format!("missing export `{name}`")),
         }
+    }
+    match ty.get_export(engine.wasmtime(), PACKED_EXPORT).map(|e| e.ty) {
+        None => {}
+        Some(ComponentItem::ComponentFunc(f)) if packed_signature(&f) => {}
+        Some(_) => problems.push(format!(
+            "export `{PACKED_EXPORT}` is not `func(batch: list<u8>) -> result<list<u8>, string>`"
+        )),
     }
     for (name, _) in ty.imports(engine.wasmtime()) {
         if !(name.starts_with(PROVIDED_PREFIX) || name.starts_with("wasi:")) {
@@ -150,6 +172,7 @@ impl Plugin {
             .instantiate_pre(&component)
             .map_err(|e| mismatch(vec![format!("{e:#}")]))?;
         let pre = OperatorPre::new(pre).map_err(|e| mismatch(vec![format!("{e:#}")]))?;
+        let packed = component.get_export_index(None, PACKED_EXPORT);
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         Ok(Self {
             inner: Arc::new(PluginInner {
@@ -157,6 +180,7 @@ impl Plugin {
                 digest,
                 engine: engine.clone(),
                 pre,
+                packed,
             }),
         })
     }

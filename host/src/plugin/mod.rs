@@ -7,6 +7,7 @@ mod host;
 mod inspect;
 mod instance;
 mod load;
+mod packed;
 
 pub use error::{CallError, LoadError};
 pub use inspect::{Inspection, WasmKind, inspect};
@@ -14,4 +15,4 @@ pub use instance::{OperatorBuilder, OperatorInstance};
 pub use load::Plugin;
 
 /// The world every plugin must fit.
-pub const WORLD: &str = "cairn:operator/operator@0.1.0";
+pub const WORLD: &str = "cairn:operator/operator@0.1.1";

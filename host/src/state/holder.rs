@@ -48,8 +48,7 @@ impl Default for StateQuotas {
 /// a checkpoint in flight, so none of them copies it.
 pub type Key = Arc<str>;
 
-/// A stored value: shared the same way (one allocation, never copied after the write).
-pub type Value = Arc<[u8]>;
+use super::value::Value;
 
 /// The changes since the previous checkpoint: keys set (with their current value) and keys
 /// removed. Applying it to the state of the previous checkpoint gives the current state.
@@ -517,10 +516,12 @@ impl StateHolder {
     }
 
     /// Apply a checkpoint delta (restore path): no quotas, and the applied entries do not
-    /// count as changed.
+    /// count as changed. Call it on a state without pending changes (a restored one).
     pub fn apply(&mut self, delta: StateDelta) {
         debug_assert!(self.txn.is_none(), "apply inside a batch transaction");
-        self.slots.reserve(delta.sets.len().saturating_sub(self.slots.len()));
+        debug_assert!(self.changed.is_empty(), "apply on a state with pending changes");
+        self.slots
+            .reserve(delta.sets.len().saturating_sub(self.slots.len()));
         let mut ix = self.order.take();
         for key in delta.deletes {
             if let Some(Slot { value: Some(old), .. }) = self.slots.remove(&*key) {
@@ -533,27 +534,19 @@ impl StateHolder {
         }
         for (key, value) in delta.sets {
             self.bytes += entry_bytes(&key, &value);
+            if let Some(ix) = &mut ix {
+                ix.insert(key.clone());
+            }
+            let key_len = key.len() as u64;
             let slot = Slot {
                 value: Some(value),
                 dirty: false,
                 epoch: 0,
             };
-            match self.slots.entry_ref(&*key) {
-                EntryRef::Occupied(mut e) => {
-                    match e.get().value.as_ref() {
-                        Some(old) => self.bytes -= entry_bytes(&key, old),
-                        None => self.live += 1,
-                    }
-                    let dirty = e.get().dirty;
-                    *e.get_mut() = Slot { dirty, ..slot };
-                }
-                EntryRef::Vacant(_) => {
-                    if let Some(ix) = &mut ix {
-                        ix.insert(key.clone());
-                    }
-                    self.slots.insert(key, slot);
-                    self.live += 1;
-                }
+            // One hash per entry: insert, then fix up if the key was there.
+            match self.slots.insert(key, slot) {
+                Some(Slot { value: Some(old), .. }) => self.bytes -= key_len + old.len() as u64,
+                Some(Slot { value: None, .. }) | None => self.live += 1,
             }
         }
         if let Some(ix) = ix {
@@ -670,7 +663,8 @@ mod tests {
             use std::collections::{BTreeMap, BTreeSet};
             let mut s = StateHolder::new();
             let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-            let mut saved: Option<(BTreeMap<String, Vec<u8>>, BTreeSet<String>)> = None;
+            type Saved = (BTreeMap<String, Vec<u8>>, BTreeSet<String>);
+            let mut saved: Option<Saved> = None;
             let mut touched: BTreeSet<String> = BTreeSet::new();
             let mut replica = StateHolder::new();
             for op in ops {

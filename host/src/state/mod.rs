@@ -2,5 +2,7 @@
 //! and a per-batch transaction. Knows nothing of WASM or storage.
 
 mod holder;
+mod value;
 
-pub use holder::{Key, StateDelta, StateError, StateHolder, StateQuotas, Value};
+pub use holder::{Key, StateDelta, StateError, StateHolder, StateQuotas};
+pub use value::{INLINE_CAP, Value};

@@ -1,5 +1,5 @@
 //! Bench fixture: for each event, makes `n` state calls of one kind (`get-hit`, `get-miss`,
-//! `set`, or `none`), so the bench can derive the cost of one guest→host state call.
+//! `set`, `none`; or all `n` in one `get-many` / `set-many` call), so the bench can derive the cost of one guest→host state call.
 
 use cairn_sdk::{Config, Error, Event, Operator, Output, state};
 use serde::Deserialize;
@@ -14,13 +14,15 @@ struct Probe {
     op: String,
     n: u32,
     keys: Vec<String>,
+    entries: Vec<(String, Vec<u8>)>,
 }
 
 impl Operator for Probe {
     fn init(config: &Config) -> Result<Self, Error> {
         let s: Settings = config.parse()?;
         let keys: Vec<String> = (0..s.n).map(|i| format!("key-{i:08}")).collect();
-        if s.op == "get-hit" {
+        let entries = keys.iter().map(|k| (k.clone(), b"12345".to_vec())).collect();
+        if s.op == "get-hit" || s.op == "get-many" {
             for k in &keys {
                 state::set(k, b"12345")?;
             }
@@ -29,6 +31,7 @@ impl Operator for Probe {
             op: s.op,
             n: s.n,
             keys,
+            entries,
         })
     }
 
@@ -44,6 +47,12 @@ impl Operator for Probe {
                 for k in &self.keys {
                     state::set(k, b"12345")?;
                 }
+            }
+            "get-many" => {
+                found = state::get_many(&self.keys).iter().flatten().map(Vec::len).sum();
+            }
+            "set-many" => {
+                state::set_many(&self.entries)?;
             }
             _ => {}
         }

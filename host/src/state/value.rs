@@ -1,0 +1,116 @@
+//! Stored values: small ones in place, longer ones shared.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// The longest value kept in place.
+pub const INLINE_CAP: usize = 22;
+
+/// A stored value.
+///
+/// Values of up to [`INLINE_CAP`] bytes (counters, sums, small records: most operator state)
+/// live in place, so storing one allocates nothing and copying one (into the undo log or a
+/// checkpoint) is a 24-byte copy. Longer values are shared (`Arc`) between the state, the undo
+/// log and a checkpoint in flight, and never copied after the write.
+#[derive(Clone)]
+pub struct Value(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE_CAP] },
+    Shared(Arc<[u8]>),
+}
+
+impl Value {
+    /// A value holding a copy of `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE_CAP {
+            let mut b = [0u8; INLINE_CAP];
+            b[..bytes.len()].copy_from_slice(bytes);
+            Value(Repr::Inline {
+                len: bytes.len() as u8,
+                bytes: b,
+            })
+        } else {
+            Value(Repr::Shared(Arc::from(bytes)))
+        }
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..*len as usize],
+            Repr::Shared(b) => b,
+        }
+    }
+
+    /// The bytes as a shared buffer (no copy when the value is already shared).
+    pub fn to_shared(&self) -> Arc<[u8]> {
+        match &self.0 {
+            Repr::Inline { .. } => Arc::from(self.as_slice()),
+            Repr::Shared(b) => b.clone(),
+        }
+    }
+}
+
+impl Deref for Value {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for Value {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl From<&[u8]> for Value {
+    fn from(b: &[u8]) -> Self {
+        Value::new(b)
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(b: Vec<u8>) -> Self {
+        if b.len() <= INLINE_CAP {
+            Value::new(&b)
+        } else {
+            Value(Repr::Shared(Arc::from(b)))
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Value {}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_slice(), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_values_in_place_long_ones_shared() {
+        for n in [0, 1, INLINE_CAP, INLINE_CAP + 1, 1000] {
+            let bytes: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            let v = Value::new(&bytes);
+            assert_eq!(&*v, &bytes[..]);
+            assert_eq!(Value::from(bytes.clone()), v);
+            assert_eq!(&*v.to_shared(), &bytes[..]);
+            assert_eq!(matches!(v.0, Repr::Inline { .. }), n <= INLINE_CAP);
+        }
+        assert_eq!(std::mem::size_of::<Option<Value>>(), 24);
+    }
+}

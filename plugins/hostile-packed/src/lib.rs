@@ -1,0 +1,53 @@
+//! Test fixture: a plugin whose `process-packed` lies. It writes state on every batch, then
+//! returns a batch that announces two events but breaks off (`"garbage"` in the input), one
+//! whose key is not UTF-8 (`"badutf8"`), or one well-formed event otherwise. The host must refuse
+//! the malformed output, roll the batch back and keep running.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "operator",
+});
+
+use cairn::operator::state;
+
+struct Liar;
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+impl Guest for Liar {
+    fn init(_config: String) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn process(_batch: Vec<Event>) -> Result<Vec<Event>, String> {
+        Err("this fixture is only called through process-packed".into())
+    }
+
+    fn process_packed(batch: Vec<u8>) -> Result<Vec<u8>, String> {
+        let seen = state::get("seen").map_or(0, |v| v.len());
+        state::set("seen", &vec![b'x'; seen + 1]).map_err(|e| format!("{e:?}"))?;
+        if contains(&batch, b"garbage") {
+            // Two events announced, then a key length far past the end.
+            return Ok(vec![2, 0, 0, 0, 255, 255, 255, 255]);
+        }
+        if contains(&batch, b"badutf8") {
+            let mut b = vec![1, 0, 0, 0, 1, 0, 0, 0, 0xff];
+            b.extend_from_slice(&7i64.to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            return Ok(b);
+        }
+        // One well-formed event: key "ok", ts 0, value "1".
+        let mut b = vec![1, 0, 0, 0, 2, 0, 0, 0, b'o', b'k'];
+        b.extend_from_slice(&0i64.to_le_bytes());
+        b.extend_from_slice(&[1, 0, 0, 0, b'1']);
+        Ok(b)
+    }
+
+    fn on_watermark(_watermark: i64) -> Result<Vec<Event>, String> {
+        Ok(Vec::new())
+    }
+}
+
+export!(Liar);
