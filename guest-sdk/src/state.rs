@@ -131,21 +131,31 @@ pub fn expire_before(prefix: &str, horizon: i64, mut expired: impl FnMut(&str)) 
 
 /// The value under `key` decoded from JSON.
 pub fn get_as<T: DeserializeOwned>(key: &str) -> Result<Option<T>, Error> {
-    match get(key) {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            Error::msg(format_args!(
-                "state key {key:?} does not hold the expected JSON: {e}"
-            ))
-        }),
-    }
+    // Decoded where it lies (in place for small values): no copy of the bytes.
+    backend::get_with(key, |bytes| serde_json::from_slice(bytes))
+        .transpose()
+        .map_err(|e| Error::msg(format_args!("state key {key:?} does not hold the expected JSON: {e}")))
 }
 
 /// Store `value` under `key` as JSON.
 pub fn set_as<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), Error> {
-    let bytes = serde_json::to_vec(value)?;
-    set(key, &bytes)?;
-    Ok(())
+    thread_local! {
+        // Reused for every write, so encoding allocates nothing once warm.
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut b) => {
+            b.clear();
+            serde_json::to_writer(&mut *b, value)?;
+            set(key, &b)?;
+            Ok(())
+        }
+        // Only when a `Serialize` impl itself writes state.
+        Err(_) => {
+            set(key, &serde_json::to_vec(value)?)?;
+            Ok(())
+        }
+    })
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -163,15 +173,25 @@ mod backend {
 
     pub fn get(key: &str) -> Option<Vec<u8>> {
         match host::get_inline(key) {
+            host::Lookup::Large(v) => Some(v),
+            other => get_with_lookup(other, <[u8]>::to_vec),
+        }
+    }
+    /// `f` applied to the value, read in place when the host returned it inline.
+    pub fn get_with<R>(key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        get_with_lookup(host::get_inline(key), f)
+    }
+    fn get_with_lookup<R>(lookup: host::Lookup, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        match lookup {
             host::Lookup::Absent => None,
             host::Lookup::Inline((len, a, b, c)) => {
                 let mut bytes = [0u8; 24];
                 bytes[..8].copy_from_slice(&a.to_le_bytes());
                 bytes[8..16].copy_from_slice(&b.to_le_bytes());
                 bytes[16..].copy_from_slice(&c.to_le_bytes());
-                Some(bytes[..(len as usize).min(24)].to_vec())
+                Some(f(&bytes[..(len as usize).min(24)]))
             }
-            host::Lookup::Large(v) => Some(v),
+            host::Lookup::Large(v) => Some(f(&v)),
         }
     }
     pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
@@ -221,6 +241,10 @@ mod backend {
 
     pub fn get(key: &str) -> Option<Vec<u8>> {
         MAP.with(|m| m.borrow().get(key).cloned())
+    }
+    /// `f` must not touch the state (it runs while the map is borrowed).
+    pub fn get_with<R>(key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        MAP.with(|m| m.borrow().get(key).map(|v| f(v)))
     }
     pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
         MAP.with(|m| m.borrow_mut().insert(key.to_string(), value.to_vec()));
