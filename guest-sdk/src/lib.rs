@@ -74,6 +74,12 @@ pub mod packed;
 #[macro_export]
 macro_rules! export {
     ($ty:ty) => {
+        // Only a wasm build exports anything: natively (unit tests, benches) several plugins
+        // can then be linked into one binary. There the operator is still checked (and used).
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn(&$crate::Config) -> ::std::result::Result<$ty, $crate::Error> =
+            <$ty as $crate::Operator>::init;
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __CairnExport;
 

@@ -134,7 +134,11 @@ pub fn get_as<T: DeserializeOwned>(key: &str) -> Result<Option<T>, Error> {
     // Decoded where it lies (in place for small values): no copy of the bytes.
     backend::get_with(key, |bytes| serde_json::from_slice(bytes))
         .transpose()
-        .map_err(|e| Error::msg(format_args!("state key {key:?} does not hold the expected JSON: {e}")))
+        .map_err(|e| {
+            Error::msg(format_args!(
+                "state key {key:?} does not hold the expected JSON: {e}"
+            ))
+        })
 }
 
 /// Store `value` under `key` as JSON.
@@ -206,11 +210,41 @@ mod backend {
     pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
         host::list_keys(prefix, start_after, limit)
     }
+    fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
+        buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        buf.extend_from_slice(bytes);
+    }
     pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
-        host::get_many(keys)
+        let mut req = Vec::with_capacity(4 + keys.iter().map(|k| 4 + k.len()).sum::<usize>());
+        req.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+        for k in keys {
+            put(&mut req, k.as_bytes());
+        }
+        let answer = host::get_many_packed(&req);
+        let mut at = 0;
+        let mut next = |n: usize| {
+            let s = &answer[at..at + n];
+            at += n;
+            s
+        };
+        (0..keys.len())
+            .map(
+                |_| match u32::from_le_bytes(next(4).try_into().expect("4 bytes")) {
+                    u32::MAX => None,
+                    n => Some(next(n as usize).to_vec()),
+                },
+            )
+            .collect()
     }
     pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), StateError> {
-        host::set_many(entries).map_err(convert)
+        let mut req =
+            Vec::with_capacity(4 + entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>());
+        req.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        for (k, v) in entries {
+            put(&mut req, k.as_bytes());
+            put(&mut req, v);
+        }
+        host::set_many_packed(&req).map_err(convert)
     }
     pub fn remove_many(keys: &[String]) -> u32 {
         host::remove_many(keys)

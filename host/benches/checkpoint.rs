@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cairn::checkpoint::{CheckpointConfig, Checkpointer, Codec, Header, HostState, OperatorPart, restore};
-use cairn::{Engine, Event, Plugin};
 use cairn::state::StateHolder;
 use cairn::store::{CheckpointStore, FileStore, MemoryStore};
+use cairn::{Engine, Event, Plugin};
 use criterion::{Criterion, criterion_group};
 
 const KEYS: usize = 1_000_000;
@@ -222,7 +222,10 @@ fn summary() {
         println!();
         println!("| LZ4 on `window` state ({keys} keys, full checkpoint) | uncompressed | stored | ratio |");
         println!("|---|---|---|---|");
-        println!("| payload bytes | {raw} | {stored} | {:.2}x |", raw as f64 / stored as f64);
+        println!(
+            "| payload bytes | {raw} | {stored} | {:.2}x |",
+            raw as f64 / stored as f64
+        );
     }
 }
 
@@ -231,7 +234,11 @@ fn summary() {
 /// the time index that closes them. A full checkpoint of it: uncompressed vs LZ4 payload.
 fn window_state_lz4() {
     let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/plugins/window.wasm");
-    assert!(wasm.exists(), "{} is missing: run `bash scripts/build-plugins.sh` first", wasm.display());
+    assert!(
+        wasm.exists(),
+        "{} is missing: run `bash scripts/build-plugins.sh` first",
+        wasm.display()
+    );
     let engine = Engine::new().unwrap();
     let mut op = Plugin::load(&engine, &wasm)
         .unwrap()
@@ -262,7 +269,9 @@ fn window_state_lz4() {
     let keys = op.state().len();
     let store = MemoryStore::new();
     let mut ck = checkpointer(Box::new(store.clone()), 0);
-    let info = ck.checkpoint_now(HostState::default(), vec![op.checkpoint_part()], None).unwrap();
+    let info = ck
+        .checkpoint_now(HostState::default(), vec![op.checkpoint_part()], None)
+        .unwrap();
     let bytes = store.get(info.id).unwrap().unwrap();
     let h = Header::decode(&bytes).unwrap();
     *WINDOW_LZ4.lock().unwrap() = Some((keys, h.raw_len, h.payload_len));

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use cairn::engine::ComponentCache;
 use cairn::{Engine, Event, OperatorInstance, Plugin};
-use cairn_sdk::Operator as _;
 use criterion::{Criterion, criterion_group};
 
 static SAMPLES: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
@@ -63,17 +62,17 @@ fn per_unit(name: &str, units: usize, iters: u64, mut f: impl FnMut()) -> Durati
     d
 }
 
-fn bench_per_event(c: &mut Criterion) {
-    let engine = Engine::new().unwrap();
-    let counter = Plugin::load(&engine, plugin_path("counter")).unwrap();
-    let mut g = c.benchmark_group("count_per_key_per_event");
+/// Time the operator `plugin` in WASM and its very code natively (`native` builds it), per event.
+fn per_event_pair<T: cairn_sdk::Operator>(c: &mut Criterion, engine: &Engine, plugin: &str) {
+    let wasm = Plugin::load(engine, plugin_path(plugin)).unwrap();
+    let mut g = c.benchmark_group(format!("{plugin}_per_event"));
     g.sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     for batch in [1usize, 64, 1024] {
         let evs = events(batch, 1000);
-        let mut op: OperatorInstance = counter.operator().build().unwrap();
-        let name = format!("wasm, batch {batch}");
+        let mut op: OperatorInstance = wasm.operator().build().unwrap();
+        let name = format!("{plugin} wasm, batch {batch}");
         g.bench_function(&name, |b| {
             b.iter_custom(|iters| {
                 per_unit(&name, batch, iters, || {
@@ -83,9 +82,9 @@ fn bench_per_event(c: &mut Criterion) {
         });
         // The same operator code, compiled natively (cairn-sdk's native state backend).
         cairn_sdk::state::native::reset(Default::default());
-        let mut native = counter::Counter::init(&cairn_sdk::Config::new("{}")).unwrap();
+        let mut native = T::init(&cairn_sdk::Config::new("{}")).unwrap();
         let sevs = sdk_events(batch, 1000);
-        let name = format!("native, batch {batch}");
+        let name = format!("{plugin} native, batch {batch}");
         g.bench_function(&name, |b| {
             b.iter_custom(|iters| {
                 per_unit(&name, batch, iters, || {
@@ -97,6 +96,12 @@ fn bench_per_event(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+fn bench_per_event(c: &mut Criterion) {
+    let engine = Engine::new().unwrap();
+    per_event_pair::<counter::Counter>(c, &engine, "counter");
+    per_event_pair::<counter_batched::CounterBatched>(c, &engine, "counter-batched");
 }
 
 fn bench_calls(c: &mut Criterion) {
@@ -174,9 +179,17 @@ fn summary() {
     println!("== runtime summary (medians) ==");
     println!("| count-per-key, per event | WASM | native | WASM / native |");
     println!("|---|---|---|---|");
-    for b in [1, 64, 1024] {
-        let (w, n) = (m(&format!("wasm, batch {b}")), m(&format!("native, batch {b}")));
-        println!("| batch {b} | {w:.0} ns | {n:.0} ns | {:.2}x |", w / n);
+    for plugin in ["counter", "counter-batched"] {
+        for b in [1, 64, 1024] {
+            let (w, n) = (
+                m(&format!("{plugin} wasm, batch {b}")),
+                m(&format!("{plugin} native, batch {b}")),
+            );
+            println!(
+                "| `{plugin}`, batch {b} | {w:.0} ns | {n:.0} ns | {:.2}x |",
+                w / n
+            );
+        }
     }
     let none = m("probe none x1000");
     println!();

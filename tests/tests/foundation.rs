@@ -313,3 +313,48 @@ fn plugin_built_for_world_0_1_0_still_runs() -> Result<()> {
     }
     Ok(())
 }
+
+/// The batch-at-a-time counter (bulk `get_many` / `set_many`, packed) gives the counter's
+/// output at any batch size, and a quota refusal inside its bulk write fails the batch with the
+/// quota's message and rolls the whole batch back.
+#[test]
+fn counter_batched_matches_counter_and_bulk_writes_obey_quotas() -> Result<()> {
+    let batched = plugin("counter-batched");
+    let input = cairn_tests::synthetic_input(4000, 53, 0);
+    for batch in ["1", "17", "1000"] {
+        let out = cli(
+            &batched,
+            Path::new("-"),
+            Path::new("-"),
+            &["--batch-size", batch],
+            input.as_bytes(),
+        )?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8(out.stdout)?,
+            expected_counts(&input)?,
+            "batch {batch}"
+        );
+    }
+
+    let engine = Engine::new()?;
+    let limits = cairn::Limits::default().with_state_quotas(3, 1 << 20, 1 << 10);
+    let mut op = Plugin::load(&engine, &batched)?
+        .operator()
+        .limits(limits)
+        .build()?;
+    op.process(&[ev("a", 1), ev("b", 2), ev("a", 3)])?;
+    let before: Vec<(String, Vec<u8>)> = op.state().iter().map(|(k, v)| (k.into(), v.to_vec())).collect();
+    let err = op
+        .process(&[ev("a", 4), ev("c", 5), ev("d", 6)])
+        .expect_err("a fourth key exceeds max-keys = 3");
+    assert!(
+        err.to_string()
+            .contains("state quota max-keys = 3 would be exceeded"),
+        "{err}"
+    );
+    let after: Vec<(String, Vec<u8>)> = op.state().iter().map(|(k, v)| (k.into(), v.to_vec())).collect();
+    assert_eq!(after, before, "the failed batch must leave no write behind");
+    assert_eq!(op.process(&[ev("a", 7)])?[0].value, br#"{"count":3}"#);
+    Ok(())
+}

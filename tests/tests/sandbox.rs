@@ -162,6 +162,17 @@ fn malformed_packed_output_is_refused_and_rolled_back() -> Result<()> {
         )?;
         assert!(matches!(e, CallError::Guest { .. }), "{e:?}");
     }
+    let e = hostile(
+        "hostile-packed",
+        Limits::default(),
+        false,
+        &[ev("c", 6, "\"badstate\"")],
+        &[
+            "malformed packed state call",
+            "a key needs 9 bytes at offset 8 but only 1 remain",
+        ],
+    )?;
+    assert!(matches!(e, CallError::Trap { .. }), "{e:?}");
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use wasmtime::component::{ComponentType, Linker, Lower, ResourceTable, WasmList,
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::cairn::operator::{log, types};
+use super::packed::Reader;
 use crate::sandbox::Limiter;
 use crate::state::{Key, StateError, StateHolder, Value};
 
@@ -25,6 +26,8 @@ pub(crate) struct StoreData {
     pub plugin: Arc<str>,
     /// Reused buffer for a key while the state is borrowed mutably.
     pub key_buf: String,
+    /// Reused buffer for a packed state call's entries.
+    pub blob_buf: Vec<u8>,
 }
 
 impl WasiView for StoreData {
@@ -103,6 +106,61 @@ fn get_one(store: &Store<'_>, key: &WasmStr) -> wasmtime::Result<Option<Arc<[u8]
     Ok(store.data().state.get_value(&k).map(Value::to_shared))
 }
 
+/// `get-many-packed`: keys read in place from guest memory, answers appended to one buffer.
+fn get_many_packed(store: &Store<'_>, keys: &WasmList<u8>) -> wasmtime::Result<Vec<u8>> {
+    let mut r = Reader::new(keys.as_le_slice(store));
+    let state = &store.data().state;
+    let count = r.u32("the key count").map_err(malformed)? as usize;
+    let mut out = Vec::with_capacity(count.min(1 << 20) * 16);
+    for _ in 0..count {
+        let key = r.str("a key").map_err(malformed)?;
+        match state.get(key) {
+            Some(v) => {
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(v);
+            }
+            None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+        }
+    }
+    if !r.done() {
+        return Err(malformed("bytes after the last key".into()));
+    }
+    Ok(out)
+}
+
+/// `set-many-packed`: the entries are copied out of guest memory once (into a reused buffer),
+/// then stored one by one.
+fn set_many_packed(
+    store: &mut Store<'_>,
+    entries: &WasmList<u8>,
+) -> wasmtime::Result<Result<(), StateError>> {
+    let mut buf = std::mem::take(&mut store.data_mut().blob_buf);
+    buf.clear();
+    buf.extend_from_slice(entries.as_le_slice(&*store));
+    let state = &mut store.data_mut().state;
+    let result = (|| {
+        let mut r = Reader::new(&buf);
+        let count = r.u32("the entry count").map_err(malformed)?;
+        for _ in 0..count {
+            let key = r.str("a key").map_err(malformed)?;
+            let value = r.bytes("a value").map_err(malformed)?;
+            if let Err(e) = state.set(key, Value::new(value)) {
+                return Ok(Err(e));
+            }
+        }
+        if !r.done() {
+            return Err(malformed("bytes after the last entry".into()));
+        }
+        Ok(Ok(()))
+    })();
+    store.data_mut().blob_buf = buf;
+    result
+}
+
+fn malformed(what: String) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("malformed packed state call: {what}"))
+}
+
 /// Register the `state` interface.
 pub(crate) fn add_state_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     let mut i = linker.instance("cairn:operator/state@0.1.1")?;
@@ -170,6 +228,15 @@ pub(crate) fn add_state_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::R
                 removed += u32::from(with_key(&mut store, &key, |s, k| s.remove(k))?);
             }
             Ok((removed,))
+        },
+    )?;
+    i.func_wrap("get-many-packed", |store: Store<'_>, (keys,): (WasmList<u8>,)| {
+        Ok((get_many_packed(&store, &keys)?,))
+    })?;
+    i.func_wrap(
+        "set-many-packed",
+        |mut store: Store<'_>, (entries,): (WasmList<u8>,)| {
+            Ok((set_many_packed(&mut store, &entries)?.map_err(to_wit),))
         },
     )?;
     Ok(())

@@ -114,6 +114,7 @@ fn instantiate(
         state,
         plugin: name.clone(),
         key_buf: String::new(),
+        blob_buf: Vec::new(),
     };
     let mut store = Store::new(engine.wasmtime(), data);
     store.limiter(|d| &mut d.limiter);

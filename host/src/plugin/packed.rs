@@ -36,12 +36,22 @@ pub(crate) fn encode_into(buf: &mut Vec<u8>, events: &[Event]) -> Result<(), Str
     Ok(())
 }
 
-struct Reader<'a> {
+/// Reads a packed buffer, checking every length.
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, at: 0 }
+    }
+
+    /// Whether everything was read.
+    pub(crate) fn done(&self) -> bool {
+        self.at == self.bytes.len()
+    }
+
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
         let rest = &self.bytes[self.at..];
         if rest.len() < n {
@@ -55,7 +65,7 @@ impl<'a> Reader<'a> {
         Ok(&rest[..n])
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
+    pub(crate) fn u32(&mut self, what: &str) -> Result<u32, String> {
         let b = self.take(4, what)?;
         Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
     }
@@ -65,15 +75,21 @@ impl<'a> Reader<'a> {
         Ok(i64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
 
-    fn bytes(&mut self, what: &str) -> Result<&'a [u8], String> {
+    pub(crate) fn bytes(&mut self, what: &str) -> Result<&'a [u8], String> {
         let n = self.u32(what)? as usize;
         self.take(n, what)
+    }
+
+    /// A length-prefixed UTF-8 string.
+    pub(crate) fn str(&mut self, what: &str) -> Result<&'a str, String> {
+        let at = self.at;
+        std::str::from_utf8(self.bytes(what)?).map_err(|e| format!("{what} at offset {at} is not UTF-8: {e}"))
     }
 }
 
 /// Decode a packed batch; the error says what is malformed and where.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Event>, String> {
-    let mut r = Reader { bytes, at: 0 };
+    let mut r = Reader::new(bytes);
     let count = r.u32("the event count")? as usize;
     // Every event takes at least 16 bytes: a bogus count cannot make us reserve much.
     let mut events = Vec::with_capacity(count.min(bytes.len() / 16));

@@ -1,7 +1,8 @@
-//! Test fixture: a plugin whose `process-packed` lies. It writes state on every batch, then
-//! returns a batch that announces two events but breaks off (`"garbage"` in the input), one
-//! whose key is not UTF-8 (`"badutf8"`), or one well-formed event otherwise. The host must refuse
-//! the malformed output, roll the batch back and keep running.
+//! Test fixture: a plugin that breaks the packed encodings. It writes state on every batch,
+//! then returns from `process-packed` a batch that announces two events but breaks off
+//! (`"garbage"` in the input) or one whose key is not UTF-8 (`"badutf8"`), makes a packed
+//! state write that breaks off (`"badstate"`), or else returns one well-formed event. The host
+//! must refuse each, roll the batch back and keep running.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -31,6 +32,11 @@ impl Guest for Liar {
         if contains(&batch, b"garbage") {
             // Two events announced, then a key length far past the end.
             return Ok(vec![2, 0, 0, 0, 255, 255, 255, 255]);
+        }
+        if contains(&batch, b"badstate") {
+            // A packed state write that announces an entry and breaks off: the host traps.
+            let _ = state::set_many_packed(&[1, 0, 0, 0, 9, 0, 0, 0, b'k']);
+            return Err("the host should have trapped".into());
         }
         if contains(&batch, b"badutf8") {
             let mut b = vec![1, 0, 0, 0, 1, 0, 0, 0, 0xff];
