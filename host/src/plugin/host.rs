@@ -28,6 +28,8 @@ pub(crate) struct StoreData {
     pub key_buf: String,
     /// Reused buffer for a packed state call's entries.
     pub blob_buf: Vec<u8>,
+    /// The call deadline in epoch ticks (the plugin's timeout).
+    pub deadline_ticks: u64,
 }
 
 impl WasiView for StoreData {
@@ -186,13 +188,22 @@ pub(crate) fn add_state_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::R
     })?;
     i.func_wrap(
         "list-keys",
-        |store: Store<'_>, (prefix, after, limit): (WasmStr, Option<WasmStr>, u32)| {
-            let prefix = prefix.to_str(&store)?;
-            let after = after.as_ref().map(|a| a.to_str(&store)).transpose()?;
-            let keys: Vec<Key> = store
-                .data()
-                .state
-                .list_keys(&prefix, after.as_deref(), limit as usize);
+        |mut store: Store<'_>, (prefix, after, limit): (WasmStr, Option<WasmStr>, u32)| {
+            let had_index = store.data().state.has_ordered_index();
+            let keys: Vec<Key> = {
+                let prefix = prefix.to_str(&store)?;
+                let after = after.as_ref().map(|a| a.to_str(&store)).transpose()?;
+                store
+                    .data()
+                    .state
+                    .list_keys(&prefix, after.as_deref(), limit as usize)
+            };
+            if !had_index {
+                // Building the index is the host's work (once per state): not charged to the
+                // plugin's deadline, which starts over.
+                let ticks = store.data().deadline_ticks;
+                store.set_epoch_deadline(ticks);
+            }
             Ok((keys,))
         },
     )?;

@@ -115,6 +115,7 @@ fn instantiate(
         plugin: name.clone(),
         key_buf: String::new(),
         blob_buf: Vec::new(),
+        deadline_ticks: Engine::ticks_for(limits.timeout),
     };
     let mut store = Store::new(engine.wasmtime(), data);
     store.limiter(|d| &mut d.limiter);
