@@ -2,9 +2,11 @@
 //!
 //! The state functions are registered by hand rather than through the generated trait: they
 //! read keys and values straight out of the guest's memory ([`WasmStr`], [`WasmList`]) instead
-//! of lifting them into fresh `String`s and `Vec`s, and return stored values (`Arc<[u8]>`)
-//! without copying them first. A get is then one UTF-8 check and one hash lookup; a set adds
-//! the one allocation that stores the value.
+//! of lifting them into fresh `String`s and `Vec`s. `get-inline` returns values of up to 24
+//! bytes in place (no allocation call back into the guest); longer values are lowered straight
+//! from their shared buffer. A get is then one UTF-8 check and one hash lookup; a set adds the
+//! copy that stores the value (in place up to 22 bytes, otherwise one allocation). The bulk
+//! calls (`get-many-packed`, `set-many-packed`) take one buffer each way.
 
 use std::sync::Arc;
 
