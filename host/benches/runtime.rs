@@ -137,6 +137,16 @@ fn bench_calls(c: &mut Criterion) {
             })
         });
     }
+    // Moving events in and out: a plugin that re-emits each event, WASM and native.
+    let mut echo = probe.operator().config(r#"{"op": "echo", "n": 0}"#).build().unwrap();
+    let evs = events(1024, 1000);
+    g.bench_function("echo, batch 1024", |b| {
+        b.iter_custom(|iters| {
+            per_unit("echo, batch 1024", 1024, iters, || {
+                std::hint::black_box(echo.process(&evs).unwrap());
+            })
+        })
+    });
     g.finish();
 }
 
@@ -210,6 +220,10 @@ fn summary() {
             (m(&format!("probe {op} x1000")) - none) / 1000.0
         );
     }
+    println!(
+        "| moving one event in and out (a plugin re-emitting each event, batch 1024) | {:.0} ns |",
+        m("echo, batch 1024")
+    );
     let (hit, miss) = (
         m("load + instantiate counter, from cache"),
         m("load + instantiate counter, compiling"),

@@ -1,5 +1,6 @@
 //! Bench fixture: for each event, makes `n` state calls of one kind (`get-hit`, `get-miss`,
-//! `set`, `none`; or all `n` in one `get-many` / `set-many` call), so the bench can derive the cost of one guest→host state call.
+//! `set`, `none`; or all `n` in one `get-many` / `set-many` call); `echo` re-emits each event
+//! (what moving events in and out costs), so the bench can derive the cost of one guest→host state call.
 
 use cairn_sdk::{Config, Error, Event, Operator, Output, state};
 use serde::Deserialize;
@@ -35,7 +36,7 @@ impl Operator for Probe {
         })
     }
 
-    fn on_event(&mut self, _event: Event, _out: &mut Output) -> Result<(), Error> {
+    fn on_event(&mut self, event: Event, out: &mut Output) -> Result<(), Error> {
         let mut found = 0usize;
         match self.op.as_str() {
             "get-hit" | "get-miss" => {
@@ -54,6 +55,7 @@ impl Operator for Probe {
             "set-many" => {
                 state::set_many(&self.entries)?;
             }
+            "echo" => out.emit(event),
             _ => {}
         }
         std::hint::black_box((found, self.n));
