@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cairn::engine::ComponentCache;
-use cairn::{Engine, Event, OperatorInstance, Plugin};
+use cairn::{Batch, Engine, Event, OperatorInstance, Plugin};
 use criterion::{Criterion, criterion_group};
 
 static SAMPLES: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
@@ -70,13 +70,14 @@ fn per_event_pair<T: cairn_sdk::Operator>(c: &mut Criterion, engine: &Engine, pl
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     for batch in [1usize, 64, 1024] {
-        let evs = events(batch, 1000);
+        // The host's own path (`cairn run` reads input straight into a `Batch`).
+        let evs = Batch::from_events(&events(batch, 1000)).unwrap();
         let mut op: OperatorInstance = wasm.operator().build().unwrap();
         let name = format!("{plugin} wasm, batch {batch}");
         g.bench_function(&name, |b| {
             b.iter_custom(|iters| {
                 per_unit(&name, batch, iters, || {
-                    std::hint::black_box(op.process(&evs).unwrap());
+                    std::hint::black_box(op.process_batch(&evs).unwrap());
                 })
             })
         });
@@ -138,12 +139,16 @@ fn bench_calls(c: &mut Criterion) {
         });
     }
     // Moving events in and out: a plugin that re-emits each event, WASM and native.
-    let mut echo = probe.operator().config(r#"{"op": "echo", "n": 0}"#).build().unwrap();
-    let evs = events(1024, 1000);
+    let mut echo = probe
+        .operator()
+        .config(r#"{"op": "echo", "n": 0}"#)
+        .build()
+        .unwrap();
+    let evs = Batch::from_events(&events(1024, 1000)).unwrap();
     g.bench_function("echo, batch 1024", |b| {
         b.iter_custom(|iters| {
             per_unit("echo, batch 1024", 1024, iters, || {
-                std::hint::black_box(echo.process(&evs).unwrap());
+                std::hint::black_box(echo.process_batch(&evs).unwrap());
             })
         })
     });

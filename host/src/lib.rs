@@ -25,6 +25,6 @@ pub mod store;
 
 pub use engine::{Engine, EngineOptions};
 pub use plugin::bindings::Event;
-pub use plugin::{CallError, LoadError, OperatorBuilder, OperatorInstance, Plugin};
+pub use plugin::{Batch, CallError, EventRef, LoadError, OperatorBuilder, OperatorInstance, Plugin};
 pub use sandbox::Limits;
 pub use state::StateHolder;

@@ -14,8 +14,8 @@ use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Linker, Lower, ResourceTable, WasmList, WasmStr};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::batch::Reader;
 use super::bindings::cairn::operator::{log, types};
-use super::packed::Reader;
 use crate::sandbox::Limiter;
 use crate::state::{Key, StateError, StateHolder, Value};
 

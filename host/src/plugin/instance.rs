@@ -3,9 +3,9 @@ use std::sync::Arc;
 use wasmtime::component::{Func, ResourceTable, TypedFunc};
 use wasmtime::{Store, Trap};
 
+use super::batch::Batch;
 use super::bindings::{Event, Operator};
 use super::host::StoreData;
-use super::packed;
 use super::{CallError, Plugin};
 use crate::engine::Engine;
 use crate::sandbox::{Limiter, Limits, no_authority_wasi};
@@ -81,7 +81,6 @@ impl OperatorBuilder {
             store,
             bindings,
             packed,
-            buf: Vec::new(),
             live: true,
         };
         op.init()?;
@@ -177,8 +176,6 @@ pub struct OperatorInstance {
     bindings: Operator,
     /// `process-packed`, when the plugin exports it.
     packed: Option<Func>,
-    /// The packed input batch, reused across calls.
-    buf: Vec<u8>,
     live: bool,
 }
 
@@ -242,9 +239,7 @@ impl OperatorInstance {
 
     fn init(&mut self) -> Result<(), CallError> {
         let config = std::mem::take(&mut self.config);
-        let r = self.call("init", |b, s| {
-            b.call_init(s, &config).map(|r| r.map(|()| Vec::new()))
-        });
+        let r = self.call("init", |b, s| b.call_init(s, &config));
         self.config = config;
         r.map(|_| ())
     }
@@ -264,28 +259,51 @@ impl OperatorInstance {
 
     /// Process one batch; returns the events the operator emitted.
     pub fn process(&mut self, batch: &[Event]) -> Result<Vec<Event>, CallError> {
+        if self.packed.is_none() {
+            self.ensure_live()?;
+            return self.call("process", |b, s| b.call_process(s, batch));
+        }
+        let batch = Batch::from_events(batch).map_err(|e| CallError::Input {
+            plugin: self.name.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(self.process_batch(&batch)?.to_events())
+    }
+
+    /// Process one batch in the packed form: with a plugin that exports `process-packed`
+    /// (every cairn-sdk plugin), the batch crosses as one buffer each way and no event is
+    /// allocated on its own.
+    pub fn process_batch(&mut self, batch: &Batch) -> Result<Batch, CallError> {
         self.ensure_live()?;
         let Some(func) = self.packed else {
-            return self.call("process", |b, s| b.call_process(s, batch));
+            let events = batch.to_events();
+            let out = self.call("process", |b, s| b.call_process(s, &events))?;
+            return self.to_batch(&out);
         };
-        let mut buf = std::mem::take(&mut self.buf);
-        if let Err(message) = packed::encode_into(&mut buf, batch) {
-            return Err(CallError::Input {
-                plugin: self.name.to_string(),
-                message,
-            });
-        }
-        let r = self.call("process", |_, s| {
+        let out = self.call("process", |_, s| {
             // SAFETY: `instantiate` checked this function's type against exactly these
             // parameter and result types (`Func::typed`), as the generated bindings do.
             let f = unsafe { TypedFunc::<PackedParams<'_>, PackedResults>::new_unchecked(func) };
-            let (out,) = f.call(&mut *s, (&buf,))?;
+            let (out,) = f.call(&mut *s, (batch.as_bytes(),))?;
             Ok(out.and_then(|bytes| {
-                packed::decode(&bytes).map_err(|e| format!("returned a malformed packed batch: {e}"))
+                Batch::from_guest(bytes).map_err(|e| format!("returned a malformed packed batch: {e}"))
             }))
-        });
-        self.buf = buf;
-        r
+        })?;
+        Ok(out)
+    }
+
+    fn to_batch(&self, events: &[Event]) -> Result<Batch, CallError> {
+        Batch::from_events(events).map_err(|e| CallError::Guest {
+            plugin: self.name.to_string(),
+            call: "process",
+            message: e.to_string(),
+        })
+    }
+
+    /// [`OperatorInstance::on_watermark`], with the emitted events as a [`Batch`].
+    pub fn on_watermark_batch(&mut self, watermark: i64) -> Result<Batch, CallError> {
+        let out = self.on_watermark(watermark)?;
+        self.to_batch(&out)
     }
 
     /// Tell the operator event time reached `watermark`; returns the events it emitted.
@@ -312,11 +330,11 @@ impl OperatorInstance {
         self.store.data_mut().state.rollback();
     }
 
-    fn call(
+    fn call<T>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(&Operator, &mut Store<StoreData>) -> wasmtime::Result<Result<Vec<Event>, String>>,
-    ) -> Result<Vec<Event>, CallError> {
+        f: impl FnOnce(&Operator, &mut Store<StoreData>) -> wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, CallError> {
         self.store
             .set_epoch_deadline(Engine::ticks_for(self.limits.timeout));
         if self.plugin.inner.engine.options().fuel {

@@ -13,7 +13,7 @@ use crate::checkpoint::{
     CheckpointConfig, CheckpointError, Checkpointer, Codec, CommitInfo, HostState, Restored, restore,
 };
 use crate::store::{CheckpointId, CheckpointStore};
-use crate::{CallError, Event, OperatorBuilder};
+use crate::{Batch, CallError, OperatorBuilder};
 
 /// Why a job stopped with an error.
 #[derive(Debug, Error)]
@@ -316,12 +316,11 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         let (batch, failure) = read_batch(&mut live.source, batch_size);
         let at_end = batch.len() < batch_size;
         if !batch.is_empty() {
-            let kept = live.dead.as_ref().map(|_| batch.clone());
-            match process_batch(&mut live.pipeline, &mut live.sink, batch, &mut live.stats) {
+            match process_batch(&mut live.pipeline, &mut live.sink, &batch, &mut live.stats) {
                 Ok(()) => {}
                 Err(RunError::Operator(e)) if live.dead.is_some() => {
                     tracing::warn!("{e}; retrying the batch's events one at a time (--on-error skip)");
-                    report.dead_lettered += live.isolate(kept.unwrap_or_default())?;
+                    report.dead_lettered += live.isolate(&batch)?;
                 }
                 Err(e) => {
                     // The batch was rolled back: checkpoint the position before it, then stop.
@@ -430,7 +429,7 @@ impl Live {
 
     /// After a failed batch: process its events one at a time; each event that fails on its
     /// own goes to the dead-letter file. Returns how many did.
-    fn isolate(&mut self, events: Vec<Event>) -> Result<u64, RunError> {
+    fn isolate(&mut self, events: &Batch) -> Result<u64, RunError> {
         let Some(dead) = &mut self.dead else { return Ok(0) };
         isolate(&mut self.pipeline, &mut self.sink, dead, events, &mut self.stats)
     }
@@ -442,15 +441,19 @@ fn isolate(
     pipeline: &mut Pipeline,
     sink: &mut JsonlSink,
     dead: &mut JsonlSink,
-    events: Vec<Event>,
+    events: &Batch,
     stats: &mut RunStats,
 ) -> Result<u64, RunError> {
     let mut n = 0;
+    let mut one = Batch::new();
     for event in events {
-        match process_batch(pipeline, sink, vec![event.clone()], stats) {
+        one.clear();
+        // Cannot fail: the event came out of a batch.
+        let _ = one.push(event.key, event.ts, event.value);
+        match process_batch(pipeline, sink, &one, stats) {
             Ok(()) => {}
             Err(RunError::Operator(e)) => {
-                dead.write_dead_letter(&event, &e.to_string())?;
+                dead.write_dead_letter(event, &e.to_string())?;
                 stats.events_in += 1;
                 stats.batches += 1;
                 n += 1;

@@ -3,12 +3,15 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::Event;
+use std::borrow::Cow;
+
+use crate::{Batch, Event, EventRef};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LineIn<'a> {
-    key: String,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
     #[serde(default)]
     ts: Option<i64>,
     #[serde(borrow, default)]
@@ -18,32 +21,42 @@ struct LineIn<'a> {
 /// Parse one line into an event. `line_no` (1-based) is the event time when `ts` is absent.
 /// The event's value is the exact JSON text of `value` (`null` when absent).
 pub fn parse_line(line: &[u8], line_no: u64) -> Result<Event, String> {
+    let (key, ts, value) = parse(line, line_no)?;
+    Ok(Event {
+        key: key.into_owned(),
+        ts,
+        value: value.to_vec(),
+    })
+}
+
+/// [`parse_line`] straight into `batch`: the key and value are copied once, into the batch.
+pub fn parse_line_into(line: &[u8], line_no: u64, batch: &mut Batch) -> Result<(), String> {
+    let (key, ts, value) = parse(line, line_no)?;
+    batch.push(&key, ts, value).map_err(|e| e.to_string())
+}
+
+fn parse(line: &[u8], line_no: u64) -> Result<(Cow<'_, str>, i64, &[u8]), String> {
     // serde would also accept `["key", ts, value]` for a struct; only objects are events.
     if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("expected a JSON object".into());
     }
     let parsed: LineIn<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    Ok(Event {
-        key: parsed.key,
-        ts: parsed.ts.unwrap_or(line_no as i64),
-        value: parsed
-            .value
-            .map(|v| v.get().as_bytes().to_vec())
-            .unwrap_or_else(|| b"null".to_vec()),
-    })
+    let value = parsed.value.map_or(&b"null"[..], |v| v.get().as_bytes());
+    Ok((parsed.key, parsed.ts.unwrap_or(line_no as i64), value))
 }
 
 /// Append `event` as one JSON line (with its newline) to `out`. The value is written as JSON
 /// when its bytes are JSON, as a JSON string when they are other UTF-8 text, and as an array
 /// of byte numbers otherwise.
-pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
+pub fn encode_event<'a>(event: impl Into<EventRef<'a>>, out: &mut Vec<u8>) {
+    let event = event.into();
     out.extend_from_slice(b"{\"key\":");
     // Writing a string into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &event.key);
     out.extend_from_slice(b",\"ts\":");
     out.extend_from_slice(event.ts.to_string().as_bytes());
     out.extend_from_slice(b",\"value\":");
-    let v = &event.value;
+    let v = event.value;
     match serde_json::from_slice::<serde::de::IgnoredAny>(v) {
         Ok(_) if !v.iter().any(|&b| b == b'\n' || b == b'\r') => out.extend_from_slice(v),
         Ok(_) => {

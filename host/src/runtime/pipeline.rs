@@ -1,4 +1,4 @@
-use crate::{CallError, Event, OperatorInstance};
+use crate::{Batch, CallError, OperatorInstance};
 
 /// A chain of operators: each one's output is the next one's input.
 #[derive(Debug, Default)]
@@ -32,17 +32,13 @@ impl Pipeline {
 
     /// Run one batch through every operator and then advance event time, as one transaction:
     /// if any call fails, every operator's writes for this batch are rolled back.
-    pub fn process_batch(
-        &mut self,
-        batch: Vec<Event>,
-        watermark: Option<i64>,
-    ) -> Result<Vec<Event>, CallError> {
+    pub fn process_batch(&mut self, batch: &Batch, watermark: Option<i64>) -> Result<Batch, CallError> {
         for op in &mut self.operators {
             op.begin_batch();
         }
         let result = self.process(batch).and_then(|mut out| {
             if let Some(w) = watermark {
-                out.append(&mut self.on_watermark(w)?);
+                out.append(&self.on_watermark(w)?);
             }
             Ok(out)
         });
@@ -57,27 +53,27 @@ impl Pipeline {
     }
 
     /// Run one batch through every operator; returns the last operator's output.
-    pub fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Event>, CallError> {
-        let mut events = batch;
+    pub fn process(&mut self, batch: &Batch) -> Result<Batch, CallError> {
+        let mut events: Option<Batch> = None;
         for op in &mut self.operators {
-            if events.is_empty() {
+            let input = events.as_ref().unwrap_or(batch);
+            if input.is_empty() {
                 break;
             }
-            events = op.process(&events)?;
+            events = Some(op.process_batch(input)?);
         }
-        Ok(events)
+        Ok(events.unwrap_or_else(|| batch.clone()))
     }
 
     /// Advance event time to `watermark` in every operator. What operator `i` emits on the
     /// watermark is processed by the operators after it before they see the watermark.
-    pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<Event>, CallError> {
-        let mut carried: Vec<Event> = Vec::new();
+    pub fn on_watermark(&mut self, watermark: i64) -> Result<Batch, CallError> {
+        let mut carried = Batch::new();
         for op in &mut self.operators {
             if !carried.is_empty() {
-                carried = op.process(&carried)?;
+                carried = op.process_batch(&carried)?;
             }
-            let mut emitted = op.on_watermark(watermark)?;
-            carried.append(&mut emitted);
+            carried.append(&op.on_watermark_batch(watermark)?);
         }
         Ok(carried)
     }

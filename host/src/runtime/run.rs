@@ -1,7 +1,7 @@
 use thiserror::Error;
 
 use super::{JsonlSink, JsonlSource, Pipeline, SinkError, SourceError};
-use crate::{CallError, Event};
+use crate::{Batch, CallError};
 
 /// Why a run stopped early.
 #[derive(Debug, Error)]
@@ -60,7 +60,7 @@ pub fn run(
         let (batch, failure) = read_batch(source, batch_size);
         let done = batch.len() < batch_size;
         if !batch.is_empty() {
-            process_batch(pipeline, sink, batch, &mut stats)?;
+            process_batch(pipeline, sink, &batch, &mut stats)?;
         }
         if let Some(e) = failure {
             sink.flush()?;
@@ -75,12 +75,12 @@ pub fn run(
 
 /// Read up to `batch_size` events; a read error ends the batch early and is returned beside
 /// the events read before it (which must still be processed: nothing before a bad line is lost).
-pub(crate) fn read_batch(source: &mut JsonlSource, batch_size: usize) -> (Vec<Event>, Option<SourceError>) {
-    let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
+pub(crate) fn read_batch(source: &mut JsonlSource, batch_size: usize) -> (Batch, Option<SourceError>) {
+    let mut batch = Batch::new();
     while batch.len() < batch_size {
-        match source.next_event() {
-            Ok(Some(e)) => batch.push(e),
-            Ok(None) => break,
+        match source.next_into(&mut batch) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => return (batch, Some(e)),
         }
     }
@@ -92,7 +92,7 @@ pub(crate) fn read_batch(source: &mut JsonlSource, batch_size: usize) -> (Vec<Ev
 pub(crate) fn process_batch(
     pipeline: &mut Pipeline,
     sink: &mut JsonlSink,
-    batch: Vec<Event>,
+    batch: &Batch,
     stats: &mut RunStats,
 ) -> Result<(), RunError> {
     let max_ts = batch.iter().map(|e| e.ts).max();

@@ -4,7 +4,7 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use thiserror::Error;
 
 use super::jsonl::encode_event;
-use crate::Event;
+use crate::EventRef;
 
 /// A failure writing the output.
 #[derive(Debug, Error)]
@@ -124,13 +124,19 @@ impl JsonlSink {
     }
 
     /// Write one event as a JSON line.
-    pub fn write_event(&mut self, event: &Event) -> Result<(), SinkError> {
+    pub fn write_event<'a>(&mut self, event: impl Into<EventRef<'a>>) -> Result<(), SinkError> {
+        let event = event.into();
         self.write_line(|line| encode_event(event, line))
     }
 
     /// Write one event that an operator could not process, with the error, as a JSON line
     /// `{"error": "...", "event": {"key": ..., "ts": ..., "value": ...}}`.
-    pub fn write_dead_letter(&mut self, event: &Event, error: &str) -> Result<(), SinkError> {
+    pub fn write_dead_letter<'a>(
+        &mut self,
+        event: impl Into<EventRef<'a>>,
+        error: &str,
+    ) -> Result<(), SinkError> {
+        let event = event.into();
         self.write_line(|line| {
             line.extend_from_slice(b"{\"error\":");
             // Writing a string into a Vec cannot fail.

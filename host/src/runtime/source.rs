@@ -3,8 +3,8 @@ use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 
 use thiserror::Error;
 
-use super::jsonl::parse_line;
-use crate::Event;
+use super::jsonl::{parse_line, parse_line_into};
+use crate::{Batch, Event};
 
 /// A failure reading the input.
 #[derive(Debug, Error)]
@@ -118,6 +118,25 @@ impl JsonlSource {
     /// The next event, or `None` at end of input. Blank lines are skipped. A malformed line is
     /// an error; the offset then still points at its start, so nothing is lost.
     pub fn next_event(&mut self) -> Result<Option<Event>, SourceError> {
+        let mut event = None;
+        self.next_with(|text, line_no| {
+            event = Some(parse_line(text, line_no)?);
+            Ok(())
+        })?;
+        Ok(event)
+    }
+
+    /// Like [`JsonlSource::next_event`], appending the event to `batch` (no allocation per
+    /// event). Returns whether there was one.
+    pub fn next_into(&mut self, batch: &mut Batch) -> Result<bool, SourceError> {
+        self.next_with(|text, line_no| parse_line_into(text, line_no, batch))
+    }
+
+    /// Read up to the next non-blank line and hand it to `parse`; false at end of input.
+    fn next_with(
+        &mut self,
+        parse: impl FnOnce(&[u8], u64) -> Result<(), String>,
+    ) -> Result<bool, SourceError> {
         loop {
             self.buf.clear();
             let n = self
@@ -128,7 +147,7 @@ impl JsonlSource {
                     source,
                 })?;
             if n == 0 {
-                return Ok(None);
+                return Ok(false);
             }
             let line_no = self.line + 1;
             let text = trim(&self.buf);
@@ -137,14 +156,14 @@ impl JsonlSource {
                 self.offset += n as u64;
                 continue;
             }
-            let event = parse_line(text, line_no).map_err(|message| SourceError::Malformed {
+            parse(text, line_no).map_err(|message| SourceError::Malformed {
                 input: self.name.clone(),
                 line: line_no,
                 message,
             })?;
             self.line = line_no;
             self.offset += n as u64;
-            return Ok(Some(event));
+            return Ok(true);
         }
     }
 }

@@ -1,0 +1,380 @@
+//! [`Batch`]: events in Cairn's packed encoding, the payload of the optional `process-packed`
+//! export (see `wit/operator.wit`): a u32 event count, then per event a u32 key length, the
+//! key, the s64 ts, a u32 value length and the value, all little-endian.
+//!
+//! A batch is one buffer: it crosses into a plugin as one list of bytes (one allocation and one
+//! copy in the guest) and comes back the same way, and the host builds, passes on and writes
+//! out batches without an allocation per event. What a plugin returns is untrusted: it is
+//! checked once (every length, every key's UTF-8) before it becomes a `Batch`.
+
+use thiserror::Error;
+
+use super::bindings::Event;
+
+/// A batch of events in one buffer (Cairn's packed encoding).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// Always a valid encoding: the count, then `count` events.
+    buf: Vec<u8>,
+    count: u32,
+}
+
+/// One event of a [`Batch`], borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    /// Partitioning key.
+    pub key: &'a str,
+    /// Event time, ms.
+    pub ts: i64,
+    /// Payload bytes.
+    pub value: &'a [u8],
+}
+
+impl EventRef<'_> {
+    /// An owned copy.
+    pub fn to_event(&self) -> Event {
+        Event {
+            key: self.key.to_owned(),
+            ts: self.ts,
+            value: self.value.to_vec(),
+        }
+    }
+}
+
+impl<'a> From<&'a Event> for EventRef<'a> {
+    fn from(e: &'a Event) -> Self {
+        EventRef {
+            key: &e.key,
+            ts: e.ts,
+            value: &e.value,
+        }
+    }
+}
+
+/// An event too large for the packed encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("an event's key or value of {0} bytes is larger than the 4 GiB a batch can carry")]
+pub struct TooLarge(pub usize);
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+fn put(buf: &mut Vec<u8>, bytes: &[u8]) -> Result<(), TooLarge> {
+    let len = u32::try_from(bytes.len()).map_err(|_| TooLarge(bytes.len()))?;
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(bytes);
+    Ok(())
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self {
+            buf: vec![0; 4],
+            count: 0,
+        }
+    }
+
+    /// An empty batch with room for `bytes` bytes of events.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(4 + bytes);
+        buf.extend_from_slice(&[0; 4]);
+        Self { buf, count: 0 }
+    }
+
+    /// Append an event.
+    pub fn push(&mut self, key: &str, ts: i64, value: &[u8]) -> Result<(), TooLarge> {
+        if self.count == u32::MAX {
+            return Err(TooLarge(self.buf.len()));
+        }
+        let at = self.buf.len();
+        let r = put(&mut self.buf, key.as_bytes()).and_then(|()| {
+            self.buf.extend_from_slice(&ts.to_le_bytes());
+            put(&mut self.buf, value)
+        });
+        if r.is_err() {
+            self.buf.truncate(at);
+            return r;
+        }
+        self.count += 1;
+        self.buf[..4].copy_from_slice(&self.count.to_le_bytes());
+        Ok(())
+    }
+
+    /// Append every event of `other`.
+    pub fn append(&mut self, other: &Batch) {
+        self.buf.extend_from_slice(&other.buf[4..]);
+        self.count += other.count;
+        self.buf[..4].copy_from_slice(&self.count.to_le_bytes());
+    }
+
+    /// A batch of copies of `events`.
+    pub fn from_events(events: &[Event]) -> Result<Self, TooLarge> {
+        let mut b = Self::with_capacity(events.iter().map(|e| 16 + e.key.len() + e.value.len()).sum());
+        for e in events {
+            b.push(&e.key, e.ts, &e.value)?;
+        }
+        Ok(b)
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether there are no events.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Remove every event (the buffer is kept for reuse).
+    pub fn clear(&mut self) {
+        self.buf.truncate(4);
+        self.buf[..4].copy_from_slice(&[0; 4]);
+        self.count = 0;
+    }
+
+    /// The events, in order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            r: Reader::new(&self.buf[4..]),
+            left: self.count,
+        }
+    }
+
+    /// Owned copies of the events.
+    pub fn to_events(&self) -> Vec<Event> {
+        self.iter().map(|e| e.to_event()).collect()
+    }
+
+    /// The encoding, as passed to `process-packed`.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Check bytes a plugin returned and take them as a batch; the error says what is
+    /// malformed and where.
+    pub(crate) fn from_guest(bytes: Vec<u8>) -> Result<Self, String> {
+        let mut r = Reader::new(&bytes);
+        let count = r.u32("the event count")?;
+        for i in 0..count {
+            let key = r.bytes("a key")?;
+            std::str::from_utf8(key).map_err(|e| format!("the key of event {i} is not UTF-8: {e}"))?;
+            r.i64("a ts")?;
+            r.bytes("a value")?;
+        }
+        if !r.done() {
+            return Err(format!(
+                "{} bytes follow the {count} events the batch announces",
+                bytes.len() - r.at
+            ));
+        }
+        Ok(Self { buf: bytes, count })
+    }
+}
+
+/// Iterator over a [`Batch`].
+pub struct Iter<'a> {
+    r: Reader<'a>,
+    left: u32,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = EventRef<'a>;
+
+    fn next(&mut self) -> Option<EventRef<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // A batch is valid by construction (built by `push` or checked by `from_guest`).
+        const VALID: &str = "a Batch holds a valid encoding";
+        let key = std::str::from_utf8(self.r.bytes("a key").expect(VALID)).expect(VALID);
+        let ts = self.r.i64("a ts").expect(VALID);
+        let value = self.r.bytes("a value").expect(VALID);
+        Some(EventRef { key, ts, value })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl<'a> IntoIterator for &'a Batch {
+    type Item = EventRef<'a>;
+    type IntoIter = Iter<'a>;
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+/// Reads a packed buffer, checking every length.
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, at: 0 }
+    }
+
+    /// Whether everything was read.
+    pub(crate) fn done(&self) -> bool {
+        self.at == self.bytes.len()
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+        let rest = &self.bytes[self.at..];
+        if rest.len() < n {
+            return Err(format!(
+                "{what} needs {n} bytes at offset {} but only {} remain",
+                self.at,
+                rest.len()
+            ));
+        }
+        self.at += n;
+        Ok(&rest[..n])
+    }
+
+    pub(crate) fn u32(&mut self, what: &str) -> Result<u32, String> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    }
+
+    fn i64(&mut self, what: &str) -> Result<i64, String> {
+        let b = self.take(8, what)?;
+        Ok(i64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    pub(crate) fn bytes(&mut self, what: &str) -> Result<&'a [u8], String> {
+        let n = self.u32(what)? as usize;
+        self.take(n, what)
+    }
+
+    /// A length-prefixed UTF-8 string.
+    pub(crate) fn str(&mut self, what: &str) -> Result<&'a str, String> {
+        let at = self.at;
+        std::str::from_utf8(self.bytes(what)?).map_err(|e| format!("{what} at offset {at} is not UTF-8: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn event() -> impl Strategy<Value = Event> {
+        (
+            ".{0,16}",
+            any::<i64>(),
+            proptest::collection::vec(any::<u8>(), 0..40),
+        )
+            .prop_map(|(key, ts, value)| Event { key, ts, value })
+    }
+
+    fn fields(v: Vec<Event>) -> Vec<(String, i64, Vec<u8>)> {
+        v.into_iter().map(|e| (e.key, e.ts, e.value)).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(events in proptest::collection::vec(event(), 0..20), split in any::<prop::sample::Index>()) {
+            let b = Batch::from_events(&events).unwrap();
+            prop_assert_eq!(b.len(), events.len());
+            prop_assert_eq!(fields(b.to_events()), fields(events.clone()));
+            let checked = Batch::from_guest(b.as_bytes().to_vec()).unwrap();
+            prop_assert_eq!(&checked, &b);
+            // Appending two halves gives the whole.
+            let at = split.index(events.len() + 1);
+            let mut first = Batch::from_events(&events[..at]).unwrap();
+            first.append(&Batch::from_events(&events[at..]).unwrap());
+            prop_assert_eq!(first, b);
+        }
+
+        /// Whatever a guest returns, checking it answers (a batch or an error) without
+        /// panicking; a truncated batch is always an error.
+        #[test]
+        fn never_panics_and_catches_truncation(
+            events in proptest::collection::vec(event(), 1..10),
+            cut in any::<prop::sample::Index>(),
+            noise in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let b = Batch::from_events(&events).unwrap();
+            let bytes = b.as_bytes();
+            let cut = cut.index(bytes.len());
+            prop_assert!(Batch::from_guest(bytes[..cut].to_vec()).is_err());
+            if let Ok(b) = Batch::from_guest(noise) {
+                let _ = b.to_events();
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let mut bytes = Batch::from_events(&[Event {
+            key: "k".into(),
+            ts: 1,
+            value: b"v".to_vec(),
+        }])
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+        bytes[8] = 0xff; // the key byte
+        assert!(
+            Batch::from_guest(bytes.clone())
+                .unwrap_err()
+                .contains("key of event 0 is not UTF-8")
+        );
+        bytes[8] = b'k';
+        bytes.push(0);
+        assert!(
+            Batch::from_guest(bytes)
+                .unwrap_err()
+                .contains("1 bytes follow the 1 events")
+        );
+        assert!(
+            Batch::from_guest(vec![5, 0, 0, 0])
+                .unwrap_err()
+                .contains("a key needs 4 bytes at offset 4")
+        );
+    }
+
+    #[test]
+    fn push_and_clear() {
+        let mut b = Batch::new();
+        b.push("a", 1, b"x").unwrap();
+        b.push("b", 2, b"").unwrap();
+        let got: Vec<EventRef<'_>> = b.iter().collect();
+        assert_eq!(
+            got,
+            vec![
+                EventRef {
+                    key: "a",
+                    ts: 1,
+                    value: b"x"
+                },
+                EventRef {
+                    key: "b",
+                    ts: 2,
+                    value: b""
+                }
+            ]
+        );
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b, Batch::new());
+    }
+}
