@@ -12,6 +12,17 @@ use thiserror::Error;
 use super::bindings::Event;
 
 /// A batch of events in one buffer (Cairn's packed encoding).
+///
+/// ```
+/// use cairn::Batch;
+///
+/// let mut batch = Batch::new();
+/// batch.push("sensor-1", 1_700_000_000_000, br#"{"temp":21.5}"#)?;
+/// batch.push("sensor-2", 1_700_000_000_005, b"null")?;
+/// let keys: Vec<&str> = batch.iter().map(|e| e.key).collect();
+/// assert_eq!(keys, ["sensor-1", "sensor-2"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Batch {
     /// Always a valid encoding: the count, then `count` events.
