@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 
 use crate::__bindings::cairn::operator::types::Event as WitEvent;
-use crate::{Config, Event, Operator, Output};
+use crate::{Config, Event, Operator, Output, state};
 
 fn from_wit(e: WitEvent) -> Event {
     Event {
@@ -23,13 +23,20 @@ fn to_wit(e: Event) -> WitEvent {
 
 /// `init` export: build the operator and keep it for later calls.
 pub fn init<T: Operator>(slot: &RefCell<Option<T>>, config: String) -> Result<(), String> {
+    state::__begin_call(false);
     let op = T::init(&Config::new(config)).map_err(|e| e.to_string())?;
+    state::__end_call().map_err(|e| e.to_string())?;
     *slot.borrow_mut() = Some(op);
     Ok(())
 }
 
+/// Below this many events a batch's state calls go straight to the host: holding writes back
+/// costs a few calls per batch, which only pays off over several events.
+const CACHE_FROM_EVENTS: usize = 4;
+
 fn run<T: Operator>(
     slot: &RefCell<Option<T>>,
+    events: usize,
     f: impl FnOnce(&mut T, &mut Output) -> Result<(), crate::Error>,
 ) -> Result<Output, String> {
     let mut guard = slot.borrow_mut();
@@ -37,15 +44,19 @@ fn run<T: Operator>(
         .as_mut()
         .ok_or_else(|| "operator called before init".to_string())?;
     let mut out = Output::new();
+    // The call's state writes are held back and sent when it succeeds (see `state`).
+    state::__begin_call(events < CACHE_FROM_EVENTS);
     f(op, &mut out).map_err(|e| e.to_string())?;
+    state::__end_call().map_err(|e| e.to_string())?;
     Ok(out)
 }
 
 fn with_op<T: Operator>(
     slot: &RefCell<Option<T>>,
+    events: usize,
     f: impl FnOnce(&mut T, &mut Output) -> Result<(), crate::Error>,
 ) -> Result<Vec<WitEvent>, String> {
-    Ok(run(slot, f)?.take().into_iter().map(to_wit).collect())
+    Ok(run(slot, events, f)?.take().into_iter().map(to_wit).collect())
 }
 
 /// `process` export.
@@ -53,7 +64,8 @@ pub fn process<T: Operator>(
     slot: &RefCell<Option<T>>,
     batch: Vec<WitEvent>,
 ) -> Result<Vec<WitEvent>, String> {
-    with_op(slot, |op, out| {
+    let n = batch.len();
+    with_op(slot, n, |op, out| {
         op.on_batch(batch.into_iter().map(from_wit).collect(), out)
     })
 }
@@ -62,11 +74,12 @@ pub fn process<T: Operator>(
 pub fn process_packed<T: Operator>(slot: &RefCell<Option<T>>, batch: Vec<u8>) -> Result<Vec<u8>, String> {
     let events = crate::packed::decode(&batch)?;
     drop(batch);
-    let out = run(slot, |op, out| op.on_batch(events, out))?;
+    let out = run(slot, events.len(), |op, out| op.on_batch(events, out))?;
     Ok(crate::packed::encode(out.events()))
 }
 
 /// `on-watermark` export.
 pub fn on_watermark<T: Operator>(slot: &RefCell<Option<T>>, watermark: i64) -> Result<Vec<WitEvent>, String> {
-    with_op(slot, |op, out| op.on_watermark(watermark, out))
+    // A watermark may close many windows: always worth the cache.
+    with_op(slot, usize::MAX, |op, out| op.on_watermark(watermark, out))
 }

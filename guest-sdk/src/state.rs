@@ -6,6 +6,10 @@
 //!
 //! Compiled for a native target (unit tests of an operator), the same functions work on an
 //! in-memory map private to the current thread, so operators can be tested without wasm.
+//!
+//! In a plugin, a call's writes are held back and sent to the host in one go when the call
+//! (a batch, a watermark, `init`) succeeds, and keys named in [`prefetch`] are read in one go:
+//! see the `state/wasm.rs` backend. The semantics are those of direct calls.
 
 use std::fmt;
 
@@ -37,6 +41,33 @@ impl std::error::Error for StateError {}
 /// The value stored under `key`.
 pub fn get(key: &str) -> Option<Vec<u8>> {
     backend::get(key)
+}
+
+/// Read `keys` now, with one call to the host, so that this batch's reads of them are answered
+/// inside the plugin. Call it at the start of [`crate::Operator::on_batch`] with the keys the
+/// batch will read (for state keyed by the event key: the events' keys); a key read but not
+/// prefetched is simply read from the host. Natively (unit tests) it does nothing.
+///
+/// ```
+/// use cairn_sdk::{state, Event};
+/// # let batch: Vec<Event> = vec![Event::new("a", 1, b"1".to_vec())];
+/// state::prefetch(batch.iter().map(|e| e.key.as_str()));
+/// ```
+pub fn prefetch<'a>(keys: impl IntoIterator<Item = &'a str>) {
+    backend::prefetch(keys)
+}
+
+/// An export call begins (used by [`crate::export!`]; see [`__end_call`]). `direct`: the call
+/// is too small for holding writes back to pay off (a batch of a few events).
+#[doc(hidden)]
+pub fn __begin_call(direct: bool) {
+    backend::begin_call(direct)
+}
+
+/// An export call ended well: send the writes held back during it (used by [`crate::export!`]).
+#[doc(hidden)]
+pub fn __end_call() -> Result<(), StateError> {
+    backend::end_call()
 }
 
 /// Store `value` under `key`.
@@ -163,93 +194,8 @@ pub fn set_as<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), Error> 
 }
 
 #[cfg(target_arch = "wasm32")]
-mod backend {
-    use super::StateError;
-    use crate::__bindings::cairn::operator::state as host;
-    use crate::__bindings::cairn::operator::types::StateError as WitStateError;
-
-    fn convert(e: WitStateError) -> StateError {
-        match e {
-            WitStateError::QuotaExceeded(m) => StateError::QuotaExceeded(m),
-            WitStateError::Invalid(m) => StateError::Invalid(m),
-        }
-    }
-
-    pub fn get(key: &str) -> Option<Vec<u8>> {
-        match host::get_inline(key) {
-            host::Lookup::Large(v) => Some(v),
-            other => get_with_lookup(other, <[u8]>::to_vec),
-        }
-    }
-    /// `f` applied to the value, read in place when the host returned it inline.
-    pub fn get_with<R>(key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        get_with_lookup(host::get_inline(key), f)
-    }
-    fn get_with_lookup<R>(lookup: host::Lookup, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        match lookup {
-            host::Lookup::Absent => None,
-            host::Lookup::Inline((len, a, b, c)) => {
-                let mut bytes = [0u8; 24];
-                bytes[..8].copy_from_slice(&a.to_le_bytes());
-                bytes[8..16].copy_from_slice(&b.to_le_bytes());
-                bytes[16..].copy_from_slice(&c.to_le_bytes());
-                Some(f(&bytes[..(len as usize).min(24)]))
-            }
-            host::Lookup::Large(v) => Some(f(&v)),
-        }
-    }
-    pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
-        host::set(key, value).map_err(convert)
-    }
-    pub fn remove(key: &str) -> bool {
-        host::remove(key)
-    }
-    pub fn exists(key: &str) -> bool {
-        host::exists(key)
-    }
-    pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
-        host::list_keys(prefix, start_after, limit)
-    }
-    fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
-        buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        buf.extend_from_slice(bytes);
-    }
-    pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
-        let mut req = Vec::with_capacity(4 + keys.iter().map(|k| 4 + k.len()).sum::<usize>());
-        req.extend_from_slice(&(keys.len() as u32).to_le_bytes());
-        for k in keys {
-            put(&mut req, k.as_bytes());
-        }
-        let answer = host::get_many_packed(&req);
-        let mut at = 0;
-        let mut next = |n: usize| {
-            let s = &answer[at..at + n];
-            at += n;
-            s
-        };
-        (0..keys.len())
-            .map(
-                |_| match u32::from_le_bytes(next(4).try_into().expect("4 bytes")) {
-                    u32::MAX => None,
-                    n => Some(next(n as usize).to_vec()),
-                },
-            )
-            .collect()
-    }
-    pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), StateError> {
-        let mut req =
-            Vec::with_capacity(4 + entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>());
-        req.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-        for (k, v) in entries {
-            put(&mut req, k.as_bytes());
-            put(&mut req, v);
-        }
-        host::set_many_packed(&req).map_err(convert)
-    }
-    pub fn remove_many(keys: &[String]) -> u32 {
-        host::remove_many(keys)
-    }
-}
+#[path = "state/wasm.rs"]
+mod backend;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod backend {
@@ -273,6 +219,13 @@ mod backend {
         MAP.with(|m| m.borrow().clone())
     }
 
+    pub fn begin_call(_direct: bool) {}
+    pub fn end_call() -> Result<(), StateError> {
+        Ok(())
+    }
+    pub fn prefetch<'a>(keys: impl IntoIterator<Item = &'a str>) {
+        keys.into_iter().for_each(drop);
+    }
     pub fn get(key: &str) -> Option<Vec<u8>> {
         MAP.with(|m| m.borrow().get(key).cloned())
     }

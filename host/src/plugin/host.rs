@@ -92,6 +92,20 @@ enum Lookup {
 
 const INLINE: usize = 24;
 
+/// The answer of `usage`.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct Usage {
+    keys: u64,
+    bytes: u64,
+    #[component(name = "max-keys")]
+    max_keys: u64,
+    #[component(name = "max-state-bytes")]
+    max_state_bytes: u64,
+    #[component(name = "max-value-bytes")]
+    max_value_bytes: u64,
+}
+
 fn lookup(value: Option<&Value>) -> Lookup {
     match value {
         None => Lookup::Absent,
@@ -243,6 +257,17 @@ pub(crate) fn add_state_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::R
             Ok((removed,))
         },
     )?;
+    i.func_wrap("usage", |store: Store<'_>, (): ()| {
+        let s = &store.data().state;
+        let q = s.quotas();
+        Ok((Usage {
+            keys: s.len() as u64,
+            bytes: s.bytes(),
+            max_keys: q.max_keys,
+            max_state_bytes: q.max_state_bytes,
+            max_value_bytes: q.max_value_bytes,
+        },))
+    })?;
     i.func_wrap("get-many-packed", |store: Store<'_>, (keys,): (WasmList<u8>,)| {
         Ok((get_many_packed(&store, &keys)?,))
     })?;

@@ -250,6 +250,11 @@ impl StateHolder {
         }
     }
 
+    /// The quotas.
+    pub fn quotas(&self) -> StateQuotas {
+        self.quotas
+    }
+
     /// Change the quotas (existing entries are kept even if they exceed them).
     pub fn set_quotas(&mut self, quotas: StateQuotas) {
         self.quotas = quotas;

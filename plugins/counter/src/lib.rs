@@ -23,6 +23,15 @@ impl Operator for Counter {
         state::set_as(&event.key, &count)?;
         out.emit_json(event.key, event.ts, &Count { count })
     }
+
+    fn on_batch(&mut self, batch: Vec<Event>, out: &mut Output) -> Result<(), Error> {
+        // The batch reads its events' keys: fetch them in one call.
+        state::prefetch(batch.iter().map(|e| e.key.as_str()));
+        for event in batch {
+            self.on_event(event, out)?;
+        }
+        Ok(())
+    }
 }
 
 cairn_sdk::export!(Counter);

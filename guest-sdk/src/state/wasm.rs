@@ -1,0 +1,476 @@
+//! The state backend inside a plugin: the host's `state` interface behind a per-call cache.
+//!
+//! During one export call (a batch, a watermark, `init`) writes are held back and sent to the
+//! host in one `set-many-packed` call when the call succeeds; reads see them. Keys named in
+//! [`prefetch`] are read with one `get-many-packed` call. Keys and values live in one arena
+//! (a byte buffer) indexed by a hash table of offsets, so caching an entry allocates nothing,
+//! and the arena and table keep their capacity from call to call.
+//!
+//! Nothing about the semantics changes:
+//!
+//! * the host sees every written key's final value, and the call stays one transaction: if it
+//!   fails, the cache is dropped and the host rolls back what it had been sent;
+//! * a write is held back only when it cannot be refused: held-back keys count as new keys and
+//!   held-back values at their full size against the quotas (from `usage`), and a write that
+//!   might not fit first sends what is held back, then goes to the host alone and gets the
+//!   host's exact answer;
+//! * `list_keys` (and what is built on it) first sends what is held back.
+
+use std::cell::RefCell;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use super::StateError;
+use crate::__bindings::cairn::operator::state as host;
+use crate::__bindings::cairn::operator::types::StateError as WitStateError;
+
+fn convert(e: WitStateError) -> StateError {
+    match e {
+        WitStateError::QuotaExceeded(m) => StateError::QuotaExceeded(m),
+        WitStateError::Invalid(m) => StateError::Invalid(m),
+    }
+}
+
+/// Past this many arena bytes in one call, what is held back is sent and the cache restarts.
+const ARENA_LIMIT: usize = 16 << 20;
+
+#[derive(Debug, Clone, Copy)]
+enum Val {
+    Absent,
+    At { off: u32, len: u32 },
+}
+
+#[derive(Debug)]
+struct Slot {
+    hash: u64,
+    key_off: u32,
+    key_len: u32,
+    /// The value as the operator sees it.
+    val: Val,
+    /// Written or removed here and not yet sent.
+    pending: bool,
+    /// Counted against `max-keys` since the last sync, or known to exist on the host.
+    counted: bool,
+    /// Bytes (key + value) counted against `max-state-bytes` since the last sync.
+    charged: u64,
+}
+
+#[derive(Default)]
+struct Cache {
+    arena: Vec<u8>,
+    table: HashTable<Slot>,
+    hasher: DefaultHashBuilder,
+    pending: usize,
+    /// Usage and quotas as of the last ask, plus everything held back and sent since: never
+    /// less than the host's real usage.
+    usage: Option<host::StateUsage>,
+    extra_keys: u64,
+    extra_bytes: u64,
+    /// A held-back write the host refused after all: the call must fail.
+    failed: Option<StateError>,
+    /// This call goes straight to the host (a call too small for the cache to pay off).
+    direct: bool,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
+    CACHE.with(|c| f(&mut c.borrow_mut()))
+}
+
+fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+fn bytes_at(arena: &[u8], off: u32, len: u32) -> &[u8] {
+    &arena[off as usize..off as usize + len as usize]
+}
+
+impl Cache {
+    /// Forget the cached entries (call boundary). The usage estimate is kept: it only ever
+    /// overstates the host's usage (writes are counted at their worst, and a rollback by the
+    /// host only lowers the real figure), so it stays safe across calls and saves asking.
+    fn reset(&mut self) {
+        self.fold_usage();
+        self.arena.clear();
+        self.table.clear();
+        self.pending = 0;
+        self.failed = None;
+    }
+
+    /// Count what was charged into the usage estimate.
+    fn fold_usage(&mut self) {
+        if let Some(u) = &mut self.usage {
+            u.keys = u.keys.saturating_add(self.extra_keys);
+            u.bytes = u.bytes.saturating_add(self.extra_bytes);
+        }
+        self.extra_keys = 0;
+        self.extra_bytes = 0;
+    }
+
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key.as_bytes())
+    }
+
+    fn find(&self, hash: u64, key: &str) -> Option<&Slot> {
+        let arena = &self.arena;
+        self.table.find(hash, |s| {
+            s.hash == hash && bytes_at(arena, s.key_off, s.key_len) == key.as_bytes()
+        })
+    }
+
+    fn find_mut(&mut self, hash: u64, key: &str) -> Option<&mut Slot> {
+        let arena = &self.arena;
+        self.table.find_mut(hash, |s| {
+            s.hash == hash && bytes_at(arena, s.key_off, s.key_len) == key.as_bytes()
+        })
+    }
+
+    fn store(&mut self, bytes: &[u8]) -> (u32, u32) {
+        let off = self.arena.len() as u32;
+        self.arena.extend_from_slice(bytes);
+        (off, bytes.len() as u32)
+    }
+
+    fn insert(&mut self, hash: u64, key: &str, val: Val, pending: bool, counted: bool, charged: u64) {
+        let (key_off, key_len) = self.store(key.as_bytes());
+        self.table.insert_unique(
+            hash,
+            Slot {
+                hash,
+                key_off,
+                key_len,
+                val,
+                pending,
+                counted,
+                charged,
+            },
+            |s| s.hash,
+        );
+        if pending {
+            self.pending += 1;
+        }
+    }
+
+    /// Send the held-back writes to the host.
+    fn flush(&mut self) -> Result<(), StateError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        self.fold_usage();
+        if self.pending == 0 {
+            return Ok(());
+        }
+        let mut sets = Vec::new();
+        sets.extend_from_slice(&[0; 4]);
+        let mut count = 0u32;
+        let mut removes = Vec::new();
+        for s in self.table.iter_mut() {
+            if s.pending {
+                s.pending = false;
+                let key = bytes_at(&self.arena, s.key_off, s.key_len);
+                match s.val {
+                    Val::At { off, len } => {
+                        count += 1;
+                        put(&mut sets, key);
+                        put(&mut sets, bytes_at(&self.arena, off, len));
+                    }
+                    Val::Absent => removes.push(String::from_utf8_lossy(key).into_owned()),
+                }
+            }
+            s.charged = 0;
+            s.counted = matches!(s.val, Val::At { .. });
+        }
+        sets[..4].copy_from_slice(&count.to_le_bytes());
+        self.pending = 0;
+        if !removes.is_empty() {
+            host::remove_many(&removes);
+        }
+        if count > 0
+            && let Err(e) = host::set_many_packed(&sets)
+        {
+            let e = convert(e);
+            self.failed = Some(e.clone());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn prefetch<'a>(&mut self, keys: impl IntoIterator<Item = &'a str>) {
+        let mut req = vec![0u8; 4];
+        let mut wanted: Vec<(u64, u32)> = Vec::new();
+        for key in keys {
+            let h = self.hash(key);
+            if self.find(h, key).is_none() {
+                self.insert(h, key, Val::Absent, false, false, 0);
+                wanted.push((h, self.arena.len() as u32 - key.len() as u32));
+                put(&mut req, key.as_bytes());
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        req[..4].copy_from_slice(&(wanted.len() as u32).to_le_bytes());
+        let answer = host::get_many_packed(&req);
+        let mut at = 0;
+        for (h, key_off) in wanted {
+            let len = u32::from_le_bytes(answer[at..at + 4].try_into().expect("4 bytes"));
+            at += 4;
+            if len == u32::MAX {
+                continue;
+            }
+            let (off, len) = self.store(&answer[at..at + len as usize]);
+            at += len as usize;
+            let slot = self
+                .table
+                .find_mut(h, |s| s.key_off == key_off)
+                .expect("the slot inserted above");
+            slot.val = Val::At { off, len };
+            slot.counted = true;
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StateError> {
+        let u = *self.usage.get_or_insert_with(host::usage);
+        let h = self.hash(key);
+        let (new_key, charged) = self
+            .find(h, key)
+            .map_or((1, 0), |s| (u64::from(!s.counted), s.charged));
+        let need = (key.len() + value.len()) as u64;
+        let extra = need.saturating_sub(charged);
+        let fits = value.len() as u64 <= u.max_value_bytes
+            && u.keys.saturating_add(self.extra_keys + new_key) <= u.max_keys
+            && u.bytes.saturating_add(self.extra_bytes + extra) <= u.max_state_bytes;
+        if !fits || self.arena.len() > ARENA_LIMIT {
+            // It might be refused (or the cache is large): send what is held back, then let
+            // the host answer this write itself.
+            self.flush()?;
+            if self.arena.len() > ARENA_LIMIT {
+                self.reset();
+            }
+            // Ask afresh next time: this write changes the usage by an amount not counted.
+            self.usage = None;
+            host::set(key, value).map_err(convert)?;
+            let (off, len) = self.store(value);
+            match self.find_mut(h, key) {
+                Some(s) => {
+                    s.val = Val::At { off, len };
+                    s.counted = true;
+                }
+                None => self.insert(h, key, Val::At { off, len }, false, true, 0),
+            }
+            return Ok(());
+        }
+        self.extra_keys += new_key;
+        self.extra_bytes += extra;
+        let (off, len) = self.store(value);
+        let val = Val::At { off, len };
+        match self.find_mut(h, key) {
+            Some(s) => {
+                s.val = val;
+                s.counted = true;
+                s.charged = s.charged.max(need);
+                if !s.pending {
+                    s.pending = true;
+                    self.pending += 1;
+                }
+            }
+            None => self.insert(h, key, val, true, true, need),
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &str) -> bool {
+        let h = self.hash(key);
+        match self.find_mut(h, key) {
+            Some(s) => {
+                let existed = matches!(s.val, Val::At { .. });
+                if existed {
+                    s.val = Val::Absent;
+                    if !s.pending {
+                        s.pending = true;
+                        self.pending += 1;
+                    }
+                }
+                existed
+            }
+            None => {
+                let existed = host::remove(key);
+                self.insert(h, key, Val::Absent, false, false, 0);
+                existed
+            }
+        }
+    }
+}
+
+/// An export call starts: nothing cached by an earlier call is trusted (the host may have
+/// rolled a batch back or restored the state since). `direct`: skip the cache for this call.
+pub fn begin_call(direct: bool) {
+    with_cache(|c| {
+        c.reset();
+        c.direct = direct;
+    });
+}
+
+fn direct() -> bool {
+    CACHE.with(|c| c.borrow().direct)
+}
+
+/// The export call succeeded: send what is held back. An error fails the call.
+pub fn end_call() -> Result<(), StateError> {
+    with_cache(|c| {
+        let r = c.flush();
+        c.reset();
+        r
+    })
+}
+
+pub fn prefetch<'a>(keys: impl IntoIterator<Item = &'a str>) {
+    with_cache(|c| {
+        if !c.direct {
+            c.prefetch(keys)
+        }
+    })
+}
+
+pub fn get(key: &str) -> Option<Vec<u8>> {
+    get_with(key, <[u8]>::to_vec)
+}
+
+/// `f` applied to the value, read in place (in the cache, or in the host's inline answer).
+/// `f` must not use the state: it may run while the cache is borrowed.
+pub fn get_with<R>(key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let mut f = Some(f);
+    let cached = CACHE.with(|c| {
+        let c = c.borrow();
+        let h = c.hash(key);
+        c.find(h, key).map(|s| match s.val {
+            Val::Absent => None,
+            Val::At { off, len } => Some((f.take().expect("f unused"))(bytes_at(&c.arena, off, len))),
+        })
+    });
+    match cached {
+        Some(answer) => answer,
+        None => get_with_lookup(host::get_inline(key), f.take().expect("f unused")),
+    }
+}
+
+fn get_with_lookup<R>(lookup: host::Lookup, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    match lookup {
+        host::Lookup::Absent => None,
+        host::Lookup::Inline((len, a, b, c)) => {
+            let mut bytes = [0u8; 24];
+            bytes[..8].copy_from_slice(&a.to_le_bytes());
+            bytes[8..16].copy_from_slice(&b.to_le_bytes());
+            bytes[16..].copy_from_slice(&c.to_le_bytes());
+            Some(f(&bytes[..(len as usize).min(24)]))
+        }
+        host::Lookup::Large(v) => Some(f(&v)),
+    }
+}
+
+pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
+    if direct() {
+        return host::set(key, value).map_err(convert);
+    }
+    with_cache(|c| c.set(key, value))
+}
+
+pub fn remove(key: &str) -> bool {
+    if direct() {
+        return host::remove(key);
+    }
+    with_cache(|c| c.remove(key))
+}
+
+pub fn exists(key: &str) -> bool {
+    let known = with_cache(|c| {
+        let h = c.hash(key);
+        c.find(h, key).map(|s| matches!(s.val, Val::At { .. }))
+    });
+    known.unwrap_or_else(|| host::exists(key))
+}
+
+pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
+    // The host lists what it has: send what is held back first. A failure (a refusal the
+    // cache ruled out) is kept and fails the call when it ends.
+    let _ = with_cache(Cache::flush);
+    host::list_keys(prefix, start_after, limit)
+}
+
+pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
+    // Cached keys (held-back writes included) from the cache, the rest in one host call.
+    let mut out: Vec<Option<Option<Vec<u8>>>> = Vec::with_capacity(keys.len());
+    let mut req = vec![0u8; 4];
+    let mut missing = 0u32;
+    with_cache(|c| {
+        for k in keys {
+            let h = c.hash(k);
+            match c.find(h, k) {
+                Some(s) => out.push(Some(match s.val {
+                    Val::Absent => None,
+                    Val::At { off, len } => Some(bytes_at(&c.arena, off, len).to_vec()),
+                })),
+                None => {
+                    out.push(None);
+                    missing += 1;
+                    put(&mut req, k.as_bytes());
+                }
+            }
+        }
+    });
+    if missing == 0 {
+        return out.into_iter().map(|v| v.expect("all cached")).collect();
+    }
+    req[..4].copy_from_slice(&missing.to_le_bytes());
+    let answer = host::get_many_packed(&req);
+    let mut at = 0;
+    out.into_iter()
+        .map(|v| match v {
+            Some(v) => v,
+            None => {
+                let len = u32::from_le_bytes(answer[at..at + 4].try_into().expect("4 bytes"));
+                at += 4;
+                (len != u32::MAX).then(|| {
+                    let v = answer[at..at + len as usize].to_vec();
+                    at += len as usize;
+                    v
+                })
+            }
+        })
+        .collect()
+}
+
+pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), StateError> {
+    // One call already: send what is held back, forget the cache (these writes supersede it)
+    // and let the host answer the bulk write exactly.
+    with_cache(|c| {
+        let r = c.flush();
+        c.reset();
+        // The bulk write changes the usage by an amount not counted.
+        c.usage = None;
+        if let Err(e) = r {
+            c.failed = Some(e.clone());
+            return Err(e);
+        }
+        Ok(())
+    })?;
+    let mut req = Vec::with_capacity(4 + entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>());
+    req.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (k, v) in entries {
+        put(&mut req, k.as_bytes());
+        put(&mut req, v);
+    }
+    host::set_many_packed(&req).map_err(convert)
+}
+
+pub fn remove_many(keys: &[String]) -> u32 {
+    if direct() {
+        return host::remove_many(keys);
+    }
+    with_cache(|c| keys.iter().filter(|k| c.remove(k)).count() as u32)
+}
