@@ -138,6 +138,36 @@ fn bench_calls(c: &mut Criterion) {
             })
         });
     }
+    // Inside a batch of several events the SDK holds writes back and answers prefetched reads
+    // itself: 4 events x 1000 operations.
+    let four = events(4, 1);
+    for op in ["set", "get-prefetched"] {
+        let mut inst = probe
+            .operator()
+            .config(format!(r#"{{"op": "{op}", "n": {N}}}"#))
+            .build()
+            .unwrap();
+        let name = format!("probe {op} x{N}, batch of 4");
+        g.bench_function(&name, |b| {
+            b.iter_custom(|iters| {
+                per_unit(&name, 4, iters, || {
+                    inst.process(&four).unwrap();
+                })
+            })
+        });
+    }
+    let mut none4 = probe
+        .operator()
+        .config(r#"{"op": "none", "n": 0}"#)
+        .build()
+        .unwrap();
+    g.bench_function("probe none, batch of 4", |b| {
+        b.iter_custom(|iters| {
+            per_unit("probe none, batch of 4", 4, iters, || {
+                none4.process(&four).unwrap();
+            })
+        })
+    });
     // Moving events in and out: a plugin that re-emits each event, WASM and native.
     let mut echo = probe
         .operator()
@@ -225,6 +255,15 @@ fn summary() {
             (m(&format!("probe {op} x1000")) - none) / 1000.0
         );
     }
+    let none4 = m("probe none, batch of 4");
+    println!(
+        "| one `set` held back by the SDK (4 events x 1000 sets, sent in one call) | {:.0} ns |",
+        (m("probe set x1000, batch of 4") - none4) / 1000.0
+    );
+    println!(
+        "| one `get` of a prefetched key (4 events x (prefetch 1000 keys + 1000 gets)) | {:.0} ns |",
+        (m("probe get-prefetched x1000, batch of 4") - none4) / 1000.0
+    );
     println!(
         "| moving one event in and out (a plugin re-emitting each event, batch 1024) | {:.0} ns |",
         m("echo, batch 1024")

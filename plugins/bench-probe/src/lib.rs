@@ -1,5 +1,6 @@
 //! Bench fixture: for each event, makes `n` state calls of one kind (`get-hit`, `get-miss`,
-//! `set`, `none`; or all `n` in one `get-many` / `set-many` call); `echo` re-emits each event
+//! `set`, `none`; or all `n` in one `get-many` / `set-many` call); `echo` re-emits each event;
+//! `get-prefetched` prefetches the keys, then reads them
 //! (what moving events in and out costs), so the bench can derive the cost of one guest→host state call.
 
 use cairn_sdk::{Config, Error, Event, Operator, Output, state};
@@ -23,7 +24,7 @@ impl Operator for Probe {
         let s: Settings = config.parse()?;
         let keys: Vec<String> = (0..s.n).map(|i| format!("key-{i:08}")).collect();
         let entries = keys.iter().map(|k| (k.clone(), b"12345".to_vec())).collect();
-        if s.op == "get-hit" || s.op == "get-many" {
+        if s.op == "get-hit" || s.op == "get-many" || s.op == "get-prefetched" {
             for k in &keys {
                 state::set(k, b"12345")?;
             }
@@ -47,6 +48,12 @@ impl Operator for Probe {
             "set" => {
                 for k in &self.keys {
                     state::set(k, b"12345")?;
+                }
+            }
+            "get-prefetched" => {
+                state::prefetch(self.keys.iter().map(String::as_str));
+                for k in &self.keys {
+                    found += state::get(k).map_or(0, |v| v.len());
                 }
             }
             "get-many" => {
