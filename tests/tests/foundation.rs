@@ -19,6 +19,28 @@ fn cli(
     run_cairn(&strs(&run_args(plugin, input, output, extra)), stdin)
 }
 
+/// Run `plugin` (a counter) over `input` through the CLI's pipes at each batch size; its output
+/// must be the counts computed independently.
+fn assert_counts_at_batch_sizes(plugin: &Path, input: &str, sizes: &[&str]) -> Result<()> {
+    for batch in sizes {
+        let out = cli(
+            plugin,
+            Path::new("-"),
+            Path::new("-"),
+            &["--batch-size", batch],
+            input.as_bytes(),
+        )?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8(out.stdout)?,
+            expected_counts(input)?,
+            "{} at batch size {batch}",
+            plugin.display()
+        );
+    }
+    Ok(())
+}
+
 fn ev(key: &str, ts: i64) -> Event {
     Event {
         key: key.into(),
@@ -74,21 +96,7 @@ fn cli_run_writes_counts_to_a_file() -> Result<()> {
 fn cli_run_works_with_pipes_and_small_batches() -> Result<()> {
     let input = cairn_tests::synthetic_input(5000, 37, 0);
     let counter = plugin("counter");
-    for batch in ["1", "7", "256"] {
-        let out = cli(
-            &counter,
-            Path::new("-"),
-            Path::new("-"),
-            &["--batch-size", batch],
-            input.as_bytes(),
-        )?;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(
-            String::from_utf8(out.stdout)?,
-            expected_counts(&input)?,
-            "batch size {batch}"
-        );
-    }
+    assert_counts_at_batch_sizes(&counter, &input, &["1", "7", "256"])?;
     Ok(())
 }
 
@@ -296,21 +304,7 @@ fn plugin_built_for_world_0_1_0_still_runs() -> Result<()> {
     );
 
     let input = cairn_tests::synthetic_input(3000, 41, 0);
-    for batch in ["1", "64", "1000"] {
-        let out = cli(
-            &old,
-            Path::new("-"),
-            Path::new("-"),
-            &["--batch-size", batch],
-            input.as_bytes(),
-        )?;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(
-            String::from_utf8(out.stdout)?,
-            expected_counts(&input)?,
-            "batch {batch}"
-        );
-    }
+    assert_counts_at_batch_sizes(&old, &input, &["1", "64", "1000"])?;
     Ok(())
 }
 
@@ -321,21 +315,7 @@ fn plugin_built_for_world_0_1_0_still_runs() -> Result<()> {
 fn counter_batched_matches_counter_and_bulk_writes_obey_quotas() -> Result<()> {
     let batched = plugin("counter-batched");
     let input = cairn_tests::synthetic_input(4000, 53, 0);
-    for batch in ["1", "17", "1000"] {
-        let out = cli(
-            &batched,
-            Path::new("-"),
-            Path::new("-"),
-            &["--batch-size", batch],
-            input.as_bytes(),
-        )?;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(
-            String::from_utf8(out.stdout)?,
-            expected_counts(&input)?,
-            "batch {batch}"
-        );
-    }
+    assert_counts_at_batch_sizes(&batched, &input, &["1", "17", "1000"])?;
 
     let engine = Engine::new()?;
     let limits = cairn::Limits::default().with_state_quotas(3, 1 << 20, 1 << 10);
