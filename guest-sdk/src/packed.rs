@@ -27,6 +27,12 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Event>, String> {
     Ok(events)
 }
 
+/// Append `bytes` with its u32 length, the encoding's unit for keys and values.
+pub(crate) fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    buf.extend_from_slice(bytes);
+}
+
 /// Encode emitted events for the host.
 pub fn encode(events: &[Event]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(
@@ -37,11 +43,9 @@ pub fn encode(events: &[Event]) -> Vec<u8> {
     );
     buf.extend_from_slice(&(events.len() as u32).to_le_bytes());
     for e in events {
-        buf.extend_from_slice(&(e.key.len() as u32).to_le_bytes());
-        buf.extend_from_slice(e.key.as_bytes());
+        put(&mut buf, e.key.as_bytes());
         buf.extend_from_slice(&e.ts.to_le_bytes());
-        buf.extend_from_slice(&(e.value.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&e.value);
+        put(&mut buf, &e.value);
     }
     buf
 }

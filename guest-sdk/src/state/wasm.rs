@@ -81,9 +81,33 @@ fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
     CACHE.with(|c| f(&mut c.borrow_mut()))
 }
 
-fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
-    buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    buf.extend_from_slice(bytes);
+use crate::packed::put;
+
+/// The values in a `get-many-packed` answer, in the order of the keys asked for.
+struct Answers<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Answers<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, at: 0 }
+    }
+}
+
+impl<'a> Iterator for Answers<'a> {
+    type Item = Option<&'a [u8]>;
+
+    fn next(&mut self) -> Option<Option<&'a [u8]>> {
+        let len = u32::from_le_bytes(self.bytes.get(self.at..self.at + 4)?.try_into().expect("4 bytes"));
+        self.at += 4;
+        if len == u32::MAX {
+            return Some(None);
+        }
+        let v = &self.bytes[self.at..self.at + len as usize];
+        self.at += len as usize;
+        Some(Some(v))
+    }
 }
 
 fn bytes_at(arena: &[u8], off: u32, len: u32) -> &[u8] {
@@ -216,15 +240,9 @@ impl Cache {
         }
         req[..4].copy_from_slice(&(wanted.len() as u32).to_le_bytes());
         let answer = host::get_many_packed(&req);
-        let mut at = 0;
-        for (h, key_off) in wanted {
-            let len = u32::from_le_bytes(answer[at..at + 4].try_into().expect("4 bytes"));
-            at += 4;
-            if len == u32::MAX {
-                continue;
-            }
-            let (off, len) = self.store(&answer[at..at + len as usize]);
-            at += len as usize;
+        for ((h, key_off), v) in wanted.into_iter().zip(Answers::new(&answer)) {
+            let Some(v) = v else { continue };
+            let (off, len) = self.store(v);
             let slot = self
                 .table
                 .find_mut(h, |s| s.key_off == key_off)
@@ -316,10 +334,6 @@ pub fn begin_call(direct: bool) {
     });
 }
 
-fn direct() -> bool {
-    CACHE.with(|c| c.borrow().direct)
-}
-
 /// The export call succeeded: send what is held back. An error fails the call.
 pub fn end_call() -> Result<(), StateError> {
     with_cache(|c| {
@@ -374,17 +388,23 @@ fn get_with_lookup<R>(lookup: host::Lookup, f: impl FnOnce(&[u8]) -> R) -> Optio
 }
 
 pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
-    if direct() {
-        return host::set(key, value).map_err(convert);
-    }
-    with_cache(|c| c.set(key, value))
+    with_cache(|c| {
+        if c.direct {
+            host::set(key, value).map_err(convert)
+        } else {
+            c.set(key, value)
+        }
+    })
 }
 
 pub fn remove(key: &str) -> bool {
-    if direct() {
-        return host::remove(key);
-    }
-    with_cache(|c| c.remove(key))
+    with_cache(|c| {
+        if c.direct {
+            host::remove(key)
+        } else {
+            c.remove(key)
+        }
+    })
 }
 
 pub fn exists(key: &str) -> bool {
@@ -428,19 +448,15 @@ pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
     }
     req[..4].copy_from_slice(&missing.to_le_bytes());
     let answer = host::get_many_packed(&req);
-    let mut at = 0;
+    let mut fetched = Answers::new(&answer);
     out.into_iter()
-        .map(|v| match v {
-            Some(v) => v,
-            None => {
-                let len = u32::from_le_bytes(answer[at..at + 4].try_into().expect("4 bytes"));
-                at += 4;
-                (len != u32::MAX).then(|| {
-                    let v = answer[at..at + len as usize].to_vec();
-                    at += len as usize;
-                    v
-                })
-            }
+        .map(|v| {
+            v.unwrap_or_else(|| {
+                fetched
+                    .next()
+                    .expect("one answer per key asked")
+                    .map(<[u8]>::to_vec)
+            })
         })
         .collect()
 }
@@ -469,8 +485,11 @@ pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), StateError> {
 }
 
 pub fn remove_many(keys: &[String]) -> u32 {
-    if direct() {
-        return host::remove_many(keys);
-    }
-    with_cache(|c| keys.iter().filter(|k| c.remove(k)).count() as u32)
+    with_cache(|c| {
+        if c.direct {
+            host::remove_many(keys)
+        } else {
+            keys.iter().filter(|k| c.remove(k)).count() as u32
+        }
+    })
 }

@@ -523,7 +523,15 @@ impl StateHolder {
 
     /// Forget what changed since the last checkpoint (after a full checkpoint was taken).
     pub fn clear_changes(&mut self) {
-        let _ = self.take_delta();
+        for key in self.changed.drain(..) {
+            if let EntryRef::Occupied(mut e) = self.slots.entry_ref(&*key) {
+                if e.get().value.is_some() {
+                    e.get_mut().dirty = false;
+                } else {
+                    e.remove();
+                }
+            }
+        }
     }
 
     /// Apply a checkpoint delta (restore path): no quotas, and the applied entries do not
