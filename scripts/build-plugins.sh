@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Build every plugin crate under plugins/ for wasm32-wasip2 and copy each to
-# dist/plugins/<crate-name>.wasm.
+# Build plugin crates under plugins/ for wasm32-wasip2 and copy each to
+# dist/plugins/<crate-name>.wasm: the crates named as arguments, or every one.
+# (The tests do not need this: they build the plugins themselves, see tests/build.rs.)
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-mapfile -t CRATES < <(for d in plugins/*/; do sed -n 's/^name *= *"\(.*\)"/\1/p' "$d/Cargo.toml" | head -1; done)
+if [ "$#" -gt 0 ]; then
+  CRATES=("$@")
+else
+  mapfile -t CRATES < <(for d in plugins/*/; do sed -n 's/^name *= *"\(.*\)"/\1/p' "$d/Cargo.toml" | head -1; done)
+fi
 ARGS=()
 for c in "${CRATES[@]}"; do ARGS+=(-p "$c"); done
 echo "==> building plugins: ${CRATES[*]}" >&2

@@ -23,6 +23,7 @@ fn to_wit(e: Event) -> WitEvent {
 
 /// `init` export: build the operator and keep it for later calls.
 pub fn init<T: Operator>(slot: &RefCell<Option<T>>, config: String) -> Result<(), String> {
+    state::__reset_scope();
     state::__begin_call(false);
     let op = T::init(&Config::new(config)).map_err(|e| e.to_string())?;
     state::__end_call().map_err(|e| e.to_string())?;
@@ -45,6 +46,7 @@ fn run<T: Operator>(
         .ok_or_else(|| "operator called before init".to_string())?;
     let mut out = Output::new();
     // The call's state writes are held back and sent when it succeeds (see `state`).
+    state::__reset_scope();
     state::__begin_call(events < CACHE_FROM_EVENTS);
     f(op, &mut out).map_err(|e| e.to_string())?;
     state::__end_call().map_err(|e| e.to_string())?;

@@ -19,8 +19,9 @@
 //!     }
 //!
 //!     fn on_event(&mut self, event: Event, out: &mut Output) -> Result<(), Error> {
-//!         let n: u64 = state::get_as(&event.key)?.unwrap_or(0) + 1;
-//!         state::set_as(&event.key, &n)?;
+//!         // State is scoped to the event's key: this is the count of `event.key`.
+//!         let n: u64 = state::get_as("count")?.unwrap_or(0) + 1;
+//!         state::set_as("count", &n)?;
 //!         out.emit_json(event.key, event.ts, &serde_json::json!({ "count": n }))
 //!     }
 //! }
@@ -42,7 +43,7 @@ mod typed;
 pub use error::Error;
 pub use event::{Config, Event, Output};
 pub use operator::Operator;
-pub use typed::{MapKey, MapState, ValueState};
+pub use typed::{MapKey, MapState, Scope, ValueState};
 
 /// Re-exported so that operators and the [`export!`] macro use the same serde as the SDK.
 pub use serde;
@@ -54,8 +55,8 @@ pub use serde_json;
 #[doc(hidden)]
 pub mod __bindings {
     wit_bindgen::generate!({
-        path: "../wit",
-        world: "operator",
+        path: "../wit/0.2.0",
+        world: "operator-packed",
         pub_export_macro: true,
         export_macro_name: "__export_operator_world",
         default_bindings_module: "cairn_sdk::__bindings",
@@ -88,7 +89,7 @@ macro_rules! export {
                     const { ::std::cell::RefCell::new(::std::option::Option::None) };
             }
 
-            impl $crate::__bindings::Guest for __CairnExport {
+            impl $crate::__bindings::exports::cairn::operator::operator::Guest for __CairnExport {
                 fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
                     __CAIRN_INSTANCE.with(|slot| $crate::__rt::init::<$ty>(slot, config))
                 }
@@ -102,12 +103,6 @@ macro_rules! export {
                     __CAIRN_INSTANCE.with(|slot| $crate::__rt::process::<$ty>(slot, batch))
                 }
 
-                fn process_packed(
-                    batch: ::std::vec::Vec<u8>,
-                ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
-                    __CAIRN_INSTANCE.with(|slot| $crate::__rt::process_packed::<$ty>(slot, batch))
-                }
-
                 fn on_watermark(
                     watermark: i64,
                 ) -> ::std::result::Result<
@@ -115,6 +110,14 @@ macro_rules! export {
                     ::std::string::String,
                 > {
                     __CAIRN_INSTANCE.with(|slot| $crate::__rt::on_watermark::<$ty>(slot, watermark))
+                }
+            }
+
+            impl $crate::__bindings::exports::cairn::operator::packed_operator::Guest for __CairnExport {
+                fn process_packed(
+                    batch: ::std::vec::Vec<u8>,
+                ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                    __CAIRN_INSTANCE.with(|slot| $crate::__rt::process_packed::<$ty>(slot, batch))
                 }
             }
 

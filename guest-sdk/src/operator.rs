@@ -10,7 +10,8 @@ pub trait Operator: Sized + 'static {
     /// Build the operator from its configuration.
     fn init(config: &Config) -> Result<Self, Error>;
 
-    /// Handle one event, emitting any number of events into `out`.
+    /// Handle one event, emitting any number of events into `out`. State calls work in the
+    /// scope of `event.key` (see [`crate::state`]).
     fn on_event(&mut self, event: Event, out: &mut Output) -> Result<(), Error>;
 
     /// Event time reached `watermark` (ms): no event with a smaller ts is expected any more.
@@ -20,10 +21,21 @@ pub trait Operator: Sized + 'static {
         Ok(())
     }
 
-    /// Handle a whole batch. The default calls [`Operator::on_event`] for each event; override
-    /// it only to amortise work across a batch.
+    /// Called with each batch before its events are handled: the place to read the state
+    /// the batch will need in one call ([`crate::state::prefetch`]). The default does nothing.
+    fn before_batch(&mut self, batch: &[Event]) -> Result<(), Error> {
+        let _ = batch;
+        Ok(())
+    }
+
+    /// Handle a whole batch. The default calls [`Operator::before_batch`], then
+    /// [`Operator::on_event`] for each event in its key's scope. Override it only to work on
+    /// the batch as a whole; state calls then work in the operator-wide scope unless you enter
+    /// a key's ([`crate::state::enter_key`]).
     fn on_batch(&mut self, batch: Vec<Event>, out: &mut Output) -> Result<(), Error> {
+        self.before_batch(&batch)?;
         for event in batch {
+            let _scope = crate::state::enter_key(&event.key);
             self.on_event(event, out)?;
         }
         Ok(())

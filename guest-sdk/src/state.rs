@@ -1,6 +1,14 @@
 //! The operator's key-value state, private to this operator instance and checkpointed by the
 //! host. Every write belongs to the current batch: if the batch fails, the host discards it.
 //!
+//! **Scopes.** Every entry belongs to a scope: the key of a stream event, or the operator-wide
+//! scope. While [`crate::Operator::on_event`] handles an event, the functions here work in that
+//! event's key's scope (as Flink's keyed state does): `state::set("count", ..)` is the count
+//! *of this key*. In `init` and `on_watermark` they work in the operator-wide scope; use
+//! [`with_key`] / [`enter_key`] to reach a key's scope there, and [`with_operator`] for
+//! operator-wide entries while handling an event. Keyed entries are split by key group when a
+//! job is rescaled; operator-wide entries are copied to every instance, so keep them small.
+//!
 //! Keys are strings, values bytes; [`get_as`] and [`set_as`] store any serde type as JSON,
 //! which is also how `cairn checkpoints show` displays values.
 //!
@@ -38,23 +46,96 @@ impl fmt::Display for StateError {
 
 impl std::error::Error for StateError {}
 
-/// The value stored under `key`.
-pub fn get(key: &str) -> Option<Vec<u8>> {
-    backend::get(key)
+mod scope;
+
+pub use scope::ScopeGuard;
+
+/// Work in the scope of stream key `key` until the guard is dropped.
+///
+/// ```
+/// use cairn_sdk::state;
+/// # state::native::reset(Default::default());
+/// {
+///     let _in_a = state::enter_key("a");
+///     state::set("count", b"1")?;
+/// }
+/// assert_eq!(state::with_key("a", || state::get("count")), Some(b"1".to_vec()));
+/// assert_eq!(state::get("count"), None); // operator-wide: another entry
+/// # Ok::<(), cairn_sdk::state::StateError>(())
+/// ```
+pub fn enter_key(key: &str) -> ScopeGuard {
+    scope::enter(Some(key))
 }
 
-/// Read `keys` now, with one call to the host, so that this batch's reads of them are answered
-/// inside the plugin. Call it at the start of [`crate::Operator::on_batch`] with the keys the
-/// batch will read (for state keyed by the event key: the events' keys); a key read but not
-/// prefetched is simply read from the host. Natively (unit tests) it does nothing.
+/// Work in the operator-wide scope until the guard is dropped.
+pub fn enter_operator() -> ScopeGuard {
+    scope::enter(None)
+}
+
+/// `f`, run in the scope of stream key `key`.
+pub fn with_key<R>(key: &str, f: impl FnOnce() -> R) -> R {
+    let _g = enter_key(key);
+    f()
+}
+
+/// `f`, run in the operator-wide scope.
+pub fn with_operator<R>(f: impl FnOnce() -> R) -> R {
+    let _g = enter_operator();
+    f()
+}
+
+/// The current scope: `Some(stream key)`, or `None` for the operator-wide scope.
+pub fn current_scope() -> Option<String> {
+    scope::current()
+}
+
+/// Forget entered scopes (an export call starts); used by [`crate::export!`].
+#[doc(hidden)]
+pub fn __reset_scope() {
+    scope::reset()
+}
+
+/// `f` with the scoped key of `key` in the current scope (in a reused buffer).
+fn scoped<R>(key: &str, f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut b) => {
+            scope::scoped_into(&mut b, key);
+            f(&b)
+        }
+        Err(_) => {
+            let mut own = String::new();
+            scope::scoped_into(&mut own, key);
+            f(&own)
+        }
+    })
+}
+
+/// The value stored under `key`.
+pub fn get(key: &str) -> Option<Vec<u8>> {
+    scoped(key, backend::get)
+}
+
+/// Read state now, with one call to the host, so that this batch's reads of it are answered
+/// inside the plugin: `keys` in the scope of each of `scopes` (stream keys). Call it at the
+/// start of [`crate::Operator::on_batch`]; an entry read but not prefetched is simply read from
+/// the host. Natively (unit tests) it does nothing.
 ///
 /// ```
 /// use cairn_sdk::{state, Event};
 /// # let batch: Vec<Event> = vec![Event::new("a", 1, b"1".to_vec())];
-/// state::prefetch(batch.iter().map(|e| e.key.as_str()));
+/// state::prefetch(batch.iter().map(|e| e.key.as_str()), &["count"]);
 /// ```
-pub fn prefetch<'a>(keys: impl IntoIterator<Item = &'a str>) {
-    backend::prefetch(keys)
+pub fn prefetch<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&str]) {
+    let mut all = Vec::new();
+    for s in scopes {
+        for k in keys {
+            all.push(cairn_codec::scoped::compose(Some(s), k));
+        }
+    }
+    backend::prefetch(all.iter().map(String::as_str))
 }
 
 /// An export call begins (used by [`crate::export!`]; see [`__end_call`]). `direct`: the call
@@ -72,37 +153,86 @@ pub fn __end_call() -> Result<(), StateError> {
 
 /// Store `value` under `key`.
 pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
-    backend::set(key, value)
+    scoped(key, |k| backend::set(k, value))
 }
 
 /// Delete `key`; returns whether it existed.
 pub fn remove(key: &str) -> bool {
-    backend::remove(key)
+    scoped(key, backend::remove)
 }
 
 /// Whether `key` holds a value.
 pub fn exists(key: &str) -> bool {
-    backend::exists(key)
+    scoped(key, backend::exists)
 }
 
 /// Up to `limit` keys starting with `prefix`, in byte order, strictly after `start_after`.
 pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
-    backend::list_keys(prefix, start_after, limit)
+    let mut full_prefix = String::new();
+    scope::scoped_into(&mut full_prefix, prefix);
+    let n = full_prefix.len() - prefix.len();
+    let after = start_after.map(|a| {
+        let mut s = String::new();
+        scope::scoped_into(&mut s, a);
+        s
+    });
+    backend::list_keys(&full_prefix, after.as_deref(), limit)
+        .into_iter()
+        .map(|mut k| k.split_off(n))
+        .collect()
+}
+
+fn all_scoped(keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .map(|k| {
+            let mut s = String::new();
+            scope::scoped_into(&mut s, k);
+            s
+        })
+        .collect()
 }
 
 /// The values of many keys at once (one call to the host), in the same order.
 pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
-    backend::get_many(keys)
+    backend::get_many(&all_scoped(keys))
 }
 
 /// Store many entries at once (one call to the host); stops at the first refusal.
 pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), StateError> {
-    backend::set_many(entries)
+    let entries: Vec<(String, &[u8])> = entries
+        .iter()
+        .map(|(k, v)| {
+            let mut s = String::new();
+            scope::scoped_into(&mut s, k);
+            (s, v.as_slice())
+        })
+        .collect();
+    backend::set_many(&entries)
+}
+
+/// The values of `key` in the scopes of many stream keys at once (one call to the host):
+/// `(stream key, key)` pairs, answers in the same order.
+pub fn get_many_keyed(entries: &[(&str, &str)]) -> Vec<Option<Vec<u8>>> {
+    let keys: Vec<String> = entries
+        .iter()
+        .map(|(scope, k)| cairn_codec::scoped::compose(Some(scope), k))
+        .collect();
+    backend::get_many(&keys)
+}
+
+/// Store entries in the scopes of many stream keys at once (one call to the host):
+/// `(stream key, key, value)`; stops at the first refusal.
+pub fn set_many_keyed(entries: &[(&str, &str, &[u8])]) -> Result<(), StateError> {
+    let entries: Vec<(String, &[u8])> = entries
+        .iter()
+        .map(|(scope, k, v)| (cairn_codec::scoped::compose(Some(scope), k), *v))
+        .collect();
+    backend::set_many(&entries)
 }
 
 /// Remove many keys at once (one call to the host); returns how many existed.
 pub fn remove_many(keys: &[String]) -> u32 {
-    backend::remove_many(keys)
+    backend::remove_many(&all_scoped(keys))
 }
 
 /// Every key starting with `prefix`, in byte order (pages through the host in chunks).
@@ -163,13 +293,15 @@ pub fn expire_before(prefix: &str, horizon: i64, mut expired: impl FnMut(&str)) 
 /// The value under `key` decoded from JSON.
 pub fn get_as<T: DeserializeOwned>(key: &str) -> Result<Option<T>, Error> {
     // Decoded where it lies (in place for small values): no copy of the bytes.
-    backend::get_with(key, |bytes| serde_json::from_slice(bytes))
-        .transpose()
-        .map_err(|e| {
-            Error::msg(format_args!(
-                "state key {key:?} does not hold the expected JSON: {e}"
-            ))
-        })
+    scoped(key, |k| {
+        backend::get_with(k, |bytes| serde_json::from_slice(bytes))
+    })
+    .transpose()
+    .map_err(|e| {
+        Error::msg(format_args!(
+            "state key {key:?} does not hold the expected JSON: {e}"
+        ))
+    })
 }
 
 /// Store `value` under `key` as JSON.
@@ -191,6 +323,12 @@ pub fn set_as<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), Error> 
             Ok(())
         }
     })
+}
+
+/// The key under which the host stores `key` of `scope` (`None`: operator-wide), as
+/// checkpoints and `cairn checkpoints show` display it.
+pub fn scoped_key(scope: Option<&str>, key: &str) -> String {
+    cairn_codec::scoped::compose(scope, key)
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -246,7 +384,7 @@ mod backend {
     pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
         keys.iter().map(|k| get(k)).collect()
     }
-    pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), StateError> {
+    pub fn set_many(entries: &[(String, &[u8])]) -> Result<(), StateError> {
         for (k, v) in entries {
             set(k, v)?;
         }
@@ -272,7 +410,9 @@ mod backend {
     }
 }
 
-/// Access to the in-memory state used when an operator runs natively (unit tests).
+/// Access to the in-memory state used when an operator runs natively (unit tests). Its keys
+/// are scoped keys, as the host stores them: `<len>:<scope>/<key>` or `*/<key>` (see
+/// [`scoped_key`]).
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native {
     use std::collections::BTreeMap;

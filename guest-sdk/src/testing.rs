@@ -12,7 +12,8 @@
 //!     fn init(_: &Config) -> Result<Self, Error> { Ok(Sum) }
 //!     fn on_event(&mut self, e: Event, out: &mut Output) -> Result<(), Error> {
 //!         let x: f64 = e.value_json()?;
-//!         let total = ValueState::<f64>::new(e.key.clone()).update(|t| t.unwrap_or(0.0) + x)?;
+//!         // In the scope of `e.key`: this key's total.
+//!         let total = ValueState::<f64>::new("total").update(|t| t.unwrap_or(0.0) + x)?;
 //!         out.emit_json(e.key, e.ts, &total)
 //!     }
 //! }
@@ -21,7 +22,7 @@
 //! h.send("a", 1, 2.5)?;
 //! let out = h.send("a", 2, 1.0)?;
 //! assert_eq!(out[0].value_json::<f64>()?, 3.5);
-//! assert_eq!(h.state_json("a"), Some(serde_json::json!(3.5)));
+//! assert_eq!(h.keyed_json("a", "total"), Some(serde_json::json!(3.5)));
 //! # Ok::<(), cairn_sdk::Error>(())
 //! ```
 
@@ -65,6 +66,7 @@ impl<O: Operator> Harness<O> {
         f: impl FnOnce(&mut O, &mut Output) -> Result<(), Error>,
     ) -> Result<Vec<Event>, Error> {
         let before = state::native::snapshot();
+        state::__reset_scope();
         let mut out = Output::new();
         match f(&mut self.op, &mut out) {
             Ok(()) => Ok(out.take()),
@@ -96,14 +98,19 @@ impl<O: Operator> Harness<O> {
         state::native::snapshot()
     }
 
-    /// The value under `key` as JSON, if it is JSON.
+    /// The operator-wide entry `key` as JSON, if it is JSON.
     pub fn state_json(&self, key: &str) -> Option<serde_json::Value> {
-        state::get(key).and_then(|b| serde_json::from_slice(&b).ok())
+        state::with_operator(|| state::get(key)).and_then(|b| serde_json::from_slice(&b).ok())
     }
 
-    /// The value under `key` decoded as `T`.
+    /// The entry `key` of stream key `scope`'s scope, decoded from JSON.
+    pub fn keyed_json(&self, scope: &str, key: &str) -> Option<serde_json::Value> {
+        state::with_key(scope, || state::get(key)).and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// The operator-wide entry `key` decoded as `T`.
     pub fn state_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        state::get_as(key)
+        state::with_operator(|| state::get_as(key))
     }
 
     /// The operator itself.

@@ -9,6 +9,27 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, key, state};
 
+/// Which scope a typed view works in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The current scope at each use: the key of the event being handled (see [`state`]).
+    Current,
+    /// The operator-wide scope.
+    Operator,
+    /// The scope of this stream key.
+    Key(String),
+}
+
+impl Scope {
+    fn within<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self {
+            Scope::Current => f(),
+            Scope::Operator => state::with_operator(f),
+            Scope::Key(k) => state::with_key(k, f),
+        }
+    }
+}
+
 /// A single typed value under one state key.
 ///
 /// ```
@@ -21,14 +42,31 @@ use crate::{Error, key, state};
 /// ```
 pub struct ValueState<T> {
     key: String,
+    scope: Scope,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T: Serialize + DeserializeOwned> ValueState<T> {
-    /// The value stored under `key`.
+    /// The value stored under `key` in the current scope (the event's key while handling one).
     pub fn new(key: impl Into<String>) -> Self {
+        Self::in_scope(Scope::Current, key)
+    }
+
+    /// The operator-wide value stored under `key`.
+    pub fn operator(key: impl Into<String>) -> Self {
+        Self::in_scope(Scope::Operator, key)
+    }
+
+    /// The value stored under `key` in the scope of stream key `scope`.
+    pub fn keyed(scope: impl Into<String>, key: impl Into<String>) -> Self {
+        Self::in_scope(Scope::Key(scope.into()), key)
+    }
+
+    /// The value stored under `key` in `scope`.
+    pub fn in_scope(scope: Scope, key: impl Into<String>) -> Self {
         Self {
             key: key.into(),
+            scope,
             _t: PhantomData,
         }
     }
@@ -40,7 +78,7 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
 
     /// The value, if set.
     pub fn get(&self) -> Result<Option<T>, Error> {
-        state::get_as(&self.key)
+        self.scope.within(|| state::get_as(&self.key))
     }
 
     /// The value, or `T::default()`.
@@ -53,12 +91,12 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
 
     /// Store the value.
     pub fn set(&self, value: &T) -> Result<(), Error> {
-        state::set_as(&self.key, value)
+        self.scope.within(|| state::set_as(&self.key, value))
     }
 
     /// Remove the value; returns whether it was set.
     pub fn clear(&self) -> bool {
-        state::remove(&self.key)
+        self.scope.within(|| state::remove(&self.key))
     }
 
     /// Replace the value with `f(old)` and return the new one.
@@ -117,16 +155,28 @@ impl MapKey for u64 {
 /// ```
 pub struct MapState<K, V> {
     prefix: String,
+    scope: Scope,
     _t: PhantomData<fn() -> (K, V)>,
 }
 
 impl<K: MapKey, V: Serialize + DeserializeOwned> MapState<K, V> {
-    /// The map under `prefix` (a `/` is appended to separate entries).
+    /// The map under `prefix` (a `/` is appended to separate entries) in the current scope.
     pub fn new(prefix: impl Into<String>) -> Self {
+        Self::in_scope(Scope::Current, prefix)
+    }
+
+    /// The operator-wide map under `prefix`.
+    pub fn operator(prefix: impl Into<String>) -> Self {
+        Self::in_scope(Scope::Operator, prefix)
+    }
+
+    /// The map under `prefix` in `scope`.
+    pub fn in_scope(scope: Scope, prefix: impl Into<String>) -> Self {
         let mut prefix = prefix.into();
         prefix.push('/');
         Self {
             prefix,
+            scope,
             _t: PhantomData,
         }
     }
@@ -137,27 +187,28 @@ impl<K: MapKey, V: Serialize + DeserializeOwned> MapState<K, V> {
 
     /// The value under `k`.
     pub fn get(&self, k: &K) -> Result<Option<V>, Error> {
-        state::get_as(&self.full(k))
+        self.scope.within(|| state::get_as(&self.full(k)))
     }
 
     /// Store `v` under `k`.
     pub fn insert(&self, k: &K, v: &V) -> Result<(), Error> {
-        state::set_as(&self.full(k), v)
+        self.scope.within(|| state::set_as(&self.full(k), v))
     }
 
     /// Remove `k`; returns whether it was present.
     pub fn remove(&self, k: &K) -> bool {
-        state::remove(&self.full(k))
+        self.scope.within(|| state::remove(&self.full(k)))
     }
 
     /// Whether `k` is present.
     pub fn contains(&self, k: &K) -> bool {
-        state::exists(&self.full(k))
+        self.scope.within(|| state::exists(&self.full(k)))
     }
 
     /// Every key, in order.
     pub fn keys(&self) -> Vec<K> {
-        state::keys_with_prefix(&self.prefix)
+        self.scope
+            .within(|| state::keys_with_prefix(&self.prefix))
             .iter()
             .filter_map(|full| K::decode(&full[self.prefix.len()..]))
             .collect()
@@ -165,8 +216,11 @@ impl<K: MapKey, V: Serialize + DeserializeOwned> MapState<K, V> {
 
     /// Every entry, in key order (fetched with one batch call).
     pub fn entries(&self) -> Result<Vec<(K, V)>, Error> {
-        let fulls = state::keys_with_prefix(&self.prefix);
-        let values = state::get_many(&fulls);
+        let (fulls, values) = self.scope.within(|| {
+            let fulls = state::keys_with_prefix(&self.prefix);
+            let values = state::get_many(&fulls);
+            (fulls, values)
+        });
         let mut out = Vec::with_capacity(fulls.len());
         for (full, value) in fulls.iter().zip(values) {
             let (Some(k), Some(bytes)) = (K::decode(&full[self.prefix.len()..]), value) else {
@@ -184,6 +238,7 @@ impl<K: MapKey, V: Serialize + DeserializeOwned> MapState<K, V> {
 
     /// Remove every entry; returns how many there were.
     pub fn clear(&self) -> u32 {
-        state::remove_many(&state::keys_with_prefix(&self.prefix))
+        self.scope
+            .within(|| state::remove_many(&state::keys_with_prefix(&self.prefix)))
     }
 }

@@ -269,9 +269,15 @@ fn window_state_lz4() {
     let keys = op.state().len();
     let store = MemoryStore::new();
     let mut ck = checkpointer(Box::new(store.clone()), 0);
-    let info = ck
-        .checkpoint_now(HostState::default(), vec![op.checkpoint_part()], None)
-        .unwrap();
+    let plugin_digest = op.plugin().digest_hex();
+    let (name, config, state) = op.parts_mut();
+    let part = cairn::checkpoint::OperatorPart {
+        name,
+        plugin_digest,
+        config,
+        state,
+    };
+    let info = ck.checkpoint_now(HostState::default(), vec![part], None).unwrap();
     let bytes = store.get(info.id).unwrap().unwrap();
     let h = Header::decode(&bytes).unwrap();
     *WINDOW_LZ4.lock().unwrap() = Some((keys, h.raw_len, h.payload_len));

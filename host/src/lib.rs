@@ -24,7 +24,6 @@ pub mod state;
 pub mod store;
 
 pub use engine::{Engine, EngineOptions};
-pub use plugin::bindings::Event;
-pub use plugin::{Batch, CallError, EventRef, LoadError, OperatorBuilder, OperatorInstance, Plugin};
+pub use plugin::{Batch, CallError, Event, EventRef, LoadError, OperatorBuilder, OperatorInstance, Plugin};
 pub use sandbox::Limits;
 pub use state::StateHolder;

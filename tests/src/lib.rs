@@ -17,12 +17,18 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-/// `dist/plugins/<name>.wasm`, which `scripts/build-plugins.sh` writes (the test command runs it).
+/// The directory of the fixture and example plugins, built for this test run by this crate's
+/// build script (never stale: it re-runs when a plugin, the SDK or the WIT changes).
+pub fn plugin_dir() -> PathBuf {
+    PathBuf::from(env!("CAIRN_PLUGIN_DIR"))
+}
+
+/// The built plugin `<name>.wasm` (the crate name under `plugins/`).
 pub fn plugin(name: &str) -> PathBuf {
-    let p = repo_root().join("dist/plugins").join(format!("{name}.wasm"));
+    let p = plugin_dir().join(format!("{name}.wasm"));
     assert!(
         p.exists(),
-        "{} is missing: run `bash scripts/build-plugins.sh` (scripts/test.sh does) before the tests",
+        "{} is missing: is there a crate plugins/{name}?",
         p.display()
     );
     p

@@ -1,4 +1,5 @@
-//! The state backend inside a plugin: the host's `state` interface behind a per-call cache.
+//! The state backend inside a plugin: the host's `state` and `packed-state` interfaces behind
+//! a per-call cache. Keys here are scoped keys (`cairn_codec::scoped`).
 //!
 //! During one export call (a batch, a watermark, `init`) writes are held back and sent to the
 //! host in one `set-many-packed` call when the call succeeds; reads see them. Keys named in
@@ -21,9 +22,18 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+use cairn_codec::state::{Answers, KeyList, Writes};
+use cairn_codec::{quota, scoped};
+
 use super::StateError;
+use crate::__bindings::cairn::operator::packed_state as fast;
 use crate::__bindings::cairn::operator::state as host;
 use crate::__bindings::cairn::operator::types::StateError as WitStateError;
+
+/// A scoped key built by this SDK, as (scope, key) for the calls that take them apart.
+fn split(scoped_key: &str) -> (Option<&str>, &str) {
+    scoped::split(scoped_key).unwrap_or((None, scoped_key))
+}
 
 fn convert(e: WitStateError) -> StateError {
     match e {
@@ -64,7 +74,7 @@ struct Cache {
     pending: usize,
     /// Usage and quotas as of the last ask, plus everything held back and sent since: never
     /// less than the host's real usage.
-    usage: Option<host::StateUsage>,
+    usage: Option<fast::StateUsage>,
     extra_keys: u64,
     extra_bytes: u64,
     /// A held-back write the host refused after all: the call must fail.
@@ -79,35 +89,6 @@ thread_local! {
 
 fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
     CACHE.with(|c| f(&mut c.borrow_mut()))
-}
-
-use crate::packed::put;
-
-/// The values in a `get-many-packed` answer, in the order of the keys asked for.
-struct Answers<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Answers<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, at: 0 }
-    }
-}
-
-impl<'a> Iterator for Answers<'a> {
-    type Item = Option<&'a [u8]>;
-
-    fn next(&mut self) -> Option<Option<&'a [u8]>> {
-        let len = u32::from_le_bytes(self.bytes.get(self.at..self.at + 4)?.try_into().expect("4 bytes"));
-        self.at += 4;
-        if len == u32::MAX {
-            return Some(None);
-        }
-        let v = &self.bytes[self.at..self.at + len as usize];
-        self.at += len as usize;
-        Some(Some(v))
-    }
 }
 
 fn bytes_at(arena: &[u8], off: u32, len: u32) -> &[u8] {
@@ -189,34 +170,21 @@ impl Cache {
         if self.pending == 0 {
             return Ok(());
         }
-        let mut sets = Vec::new();
-        sets.extend_from_slice(&[0; 4]);
-        let mut count = 0u32;
-        let mut removes = Vec::new();
+        let mut writes = Writes::new();
         for s in self.table.iter_mut() {
             if s.pending {
                 s.pending = false;
                 let key = bytes_at(&self.arena, s.key_off, s.key_len);
                 match s.val {
-                    Val::At { off, len } => {
-                        count += 1;
-                        put(&mut sets, key);
-                        put(&mut sets, bytes_at(&self.arena, off, len));
-                    }
-                    Val::Absent => removes.push(String::from_utf8_lossy(key).into_owned()),
+                    Val::At { off, len } => writes.set(key, bytes_at(&self.arena, off, len)),
+                    Val::Absent => writes.remove(key),
                 }
             }
             s.charged = 0;
             s.counted = matches!(s.val, Val::At { .. });
         }
-        sets[..4].copy_from_slice(&count.to_le_bytes());
         self.pending = 0;
-        if !removes.is_empty() {
-            host::remove_many(&removes);
-        }
-        if count > 0
-            && let Err(e) = host::set_many_packed(&sets)
-        {
+        if let Err(e) = fast::write_many_packed(writes.as_bytes()) {
             let e = convert(e);
             self.failed = Some(e.clone());
             return Err(e);
@@ -225,23 +193,37 @@ impl Cache {
     }
 
     fn prefetch<'a>(&mut self, keys: impl IntoIterator<Item = &'a str>) {
-        let mut req = vec![0u8; 4];
+        let mut req = KeyList::new();
         let mut wanted: Vec<(u64, u32)> = Vec::new();
         for key in keys {
             let h = self.hash(key);
             if self.find(h, key).is_none() {
+                wanted.push((h, self.arena.len() as u32));
+                req.push(key);
                 self.insert(h, key, Val::Absent, false, false, 0);
-                wanted.push((h, self.arena.len() as u32 - key.len() as u32));
-                put(&mut req, key.as_bytes());
             }
         }
         if wanted.is_empty() {
             return;
         }
-        req[..4].copy_from_slice(&(wanted.len() as u32).to_le_bytes());
-        let answer = host::get_many_packed(&req);
-        for ((h, key_off), v) in wanted.into_iter().zip(Answers::new(&answer)) {
-            let Some(v) = v else { continue };
+        let answer = match fast::get_many_packed(req.as_bytes()) {
+            Ok(a) => a,
+            Err(e) => {
+                // Only a malformed request is refused: not cached, and the call fails.
+                for (h, key_off) in wanted {
+                    if let Ok(slot) = self.table.find_entry(h, |s| s.key_off == key_off) {
+                        slot.remove();
+                    }
+                }
+                self.failed = Some(convert(e));
+                return;
+            }
+        };
+        let mut answers = Answers::new(&answer);
+        for (h, key_off) in wanted {
+            let Ok(Some(v)) = answers.next_answer() else {
+                continue;
+            };
             let (off, len) = self.store(v);
             let slot = self
                 .table
@@ -253,16 +235,29 @@ impl Cache {
     }
 
     fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StateError> {
-        let u = *self.usage.get_or_insert_with(host::usage);
+        let u = *self.usage.get_or_insert_with(fast::usage);
         let h = self.hash(key);
         let (new_key, charged) = self
             .find(h, key)
             .map_or((1, 0), |s| (u64::from(!s.counted), s.charged));
         let need = (key.len() + value.len()) as u64;
         let extra = need.saturating_sub(charged);
-        let fits = value.len() as u64 <= u.max_value_bytes
-            && u.keys.saturating_add(self.extra_keys + new_key) <= u.max_keys
-            && u.bytes.saturating_add(self.extra_bytes + extra) <= u.max_state_bytes;
+        // The host's own rule, on usage that never understates the host's.
+        let q = quota::Quotas {
+            max_keys: u.max_keys,
+            max_state_bytes: u.max_state_bytes,
+            max_value_bytes: u.max_value_bytes,
+        };
+        let bytes = u.bytes.saturating_add(self.extra_bytes);
+        let fits = quota::check(
+            &q,
+            value.len() as u64,
+            new_key == 1,
+            u.keys.saturating_add(self.extra_keys),
+            bytes,
+            bytes.saturating_add(extra),
+        )
+        .is_ok();
         if !fits || self.arena.len() > ARENA_LIMIT {
             // It might be refused (or the cache is large): send what is held back, then let
             // the host answer this write itself.
@@ -272,7 +267,8 @@ impl Cache {
             }
             // Ask afresh next time: this write changes the usage by an amount not counted.
             self.usage = None;
-            host::set(key, value).map_err(convert)?;
+            let (scope, k) = split(key);
+            host::set(scope, k, value).map_err(convert)?;
             let (off, len) = self.store(value);
             match self.find_mut(h, key) {
                 Some(s) => {
@@ -317,7 +313,8 @@ impl Cache {
                 existed
             }
             None => {
-                let existed = host::remove(key);
+                let (scope, k) = split(key);
+                let existed = host::remove(scope, k);
                 self.insert(h, key, Val::Absent, false, false, 0);
                 existed
             }
@@ -369,28 +366,32 @@ pub fn get_with<R>(key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     });
     match cached {
         Some(answer) => answer,
-        None => get_with_lookup(host::get_inline(key), f.take().expect("f unused")),
+        None => {
+            let (scope, k) = split(key);
+            get_with_lookup(fast::get_inline(scope, k), f.take().expect("f unused"))
+        }
     }
 }
 
-fn get_with_lookup<R>(lookup: host::Lookup, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+fn get_with_lookup<R>(lookup: fast::Lookup, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     match lookup {
-        host::Lookup::Absent => None,
-        host::Lookup::Inline((len, a, b, c)) => {
+        fast::Lookup::Absent => None,
+        fast::Lookup::Inline((len, a, b, c)) => {
             let mut bytes = [0u8; 24];
             bytes[..8].copy_from_slice(&a.to_le_bytes());
             bytes[8..16].copy_from_slice(&b.to_le_bytes());
             bytes[16..].copy_from_slice(&c.to_le_bytes());
             Some(f(&bytes[..(len as usize).min(24)]))
         }
-        host::Lookup::Large(v) => Some(f(&v)),
+        fast::Lookup::Large(v) => Some(f(&v)),
     }
 }
 
 pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
     with_cache(|c| {
         if c.direct {
-            host::set(key, value).map_err(convert)
+            let (scope, k) = split(key);
+            host::set(scope, k, value).map_err(convert)
         } else {
             c.set(key, value)
         }
@@ -400,7 +401,8 @@ pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
 pub fn remove(key: &str) -> bool {
     with_cache(|c| {
         if c.direct {
-            host::remove(key)
+            let (scope, k) = split(key);
+            host::remove(scope, k)
         } else {
             c.remove(key)
         }
@@ -412,21 +414,34 @@ pub fn exists(key: &str) -> bool {
         let h = c.hash(key);
         c.find(h, key).map(|s| matches!(s.val, Val::At { .. }))
     });
-    known.unwrap_or_else(|| host::exists(key))
+    known.unwrap_or_else(|| {
+        let (scope, k) = split(key);
+        host::exists(scope, k)
+    })
 }
 
 pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
     // The host lists what it has: send what is held back first. A failure (a refusal the
     // cache ruled out) is kept and fails the call when it ends.
     let _ = with_cache(Cache::flush);
-    host::list_keys(prefix, start_after, limit)
+    let (scope, p) = split(prefix);
+    let after = start_after.map(|a| split(a).1);
+    let head = &prefix[..prefix.len() - p.len()];
+    host::list_keys(scope, p, after, limit)
+        .into_iter()
+        .map(|k| {
+            let mut s = String::with_capacity(head.len() + k.len());
+            s.push_str(head);
+            s.push_str(&k);
+            s
+        })
+        .collect()
 }
 
 pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
     // Cached keys (held-back writes included) from the cache, the rest in one host call.
     let mut out: Vec<Option<Option<Vec<u8>>>> = Vec::with_capacity(keys.len());
-    let mut req = vec![0u8; 4];
-    let mut missing = 0u32;
+    let mut req = KeyList::new();
     with_cache(|c| {
         for k in keys {
             let h = c.hash(k);
@@ -437,31 +452,29 @@ pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
                 })),
                 None => {
                     out.push(None);
-                    missing += 1;
-                    put(&mut req, k.as_bytes());
+                    req.push(k);
                 }
             }
         }
     });
-    if missing == 0 {
-        return out.into_iter().map(|v| v.expect("all cached")).collect();
+    if req.is_empty() {
+        return out.into_iter().map(Option::unwrap_or_default).collect();
     }
-    req[..4].copy_from_slice(&missing.to_le_bytes());
-    let answer = host::get_many_packed(&req);
+    let answer = match fast::get_many_packed(req.as_bytes()) {
+        Ok(a) => a,
+        Err(e) => {
+            // Only a malformed request is refused: answer nothing and fail the call.
+            with_cache(|c| c.failed = Some(convert(e)));
+            Vec::new()
+        }
+    };
     let mut fetched = Answers::new(&answer);
     out.into_iter()
-        .map(|v| {
-            v.unwrap_or_else(|| {
-                fetched
-                    .next()
-                    .expect("one answer per key asked")
-                    .map(<[u8]>::to_vec)
-            })
-        })
+        .map(|v| v.unwrap_or_else(|| fetched.next_answer().ok().flatten().map(<[u8]>::to_vec)))
         .collect()
 }
 
-pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), StateError> {
+pub fn set_many(entries: &[(String, &[u8])]) -> Result<(), StateError> {
     // One call already: send what is held back, forget the cache (these writes supersede it)
     // and let the host answer the bulk write exactly.
     with_cache(|c| {
@@ -475,19 +488,22 @@ pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), StateError> {
         }
         Ok(())
     })?;
-    let mut req = Vec::with_capacity(4 + entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>());
-    req.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    let mut req = Writes::new();
     for (k, v) in entries {
-        put(&mut req, k.as_bytes());
-        put(&mut req, v);
+        req.set(k.as_bytes(), v);
     }
-    host::set_many_packed(&req).map_err(convert)
+    fast::write_many_packed(req.as_bytes()).map_err(convert)
 }
 
 pub fn remove_many(keys: &[String]) -> u32 {
     with_cache(|c| {
         if c.direct {
-            host::remove_many(keys)
+            keys.iter()
+                .filter(|k| {
+                    let (scope, k) = split(k);
+                    host::remove(scope, k)
+                })
+                .count() as u32
         } else {
             keys.iter().filter(|k| c.remove(k)).count() as u32
         }

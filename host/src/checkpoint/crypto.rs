@@ -32,27 +32,21 @@ pub enum KeyError {
         /// Extra advice.
         hint: &'static str,
     },
-    /// The environment variable is not set.
-    #[error("environment variable ${0} is not set (it should hold the key or passphrase)")]
-    MissingVar(String),
-    /// The passphrase is empty.
-    #[error("the passphrase in ${0} is empty")]
-    EmptyPassphrase(String),
     /// The store is encrypted and no key was given.
-    #[error("store {0} is encrypted; pass its key with --encryption-key-env <VAR> or --passphrase-env <VAR>")]
+    #[error("store {0} is encrypted and no key was given")]
     NeedsKey(String),
     /// The key does not open the store.
     #[error("the key does not open store {0}: wrong key or passphrase")]
     WrongKey(String),
     /// A passphrase store opened with a raw key, or the reverse.
-    #[error("store {store} was encrypted with {was}; pass {flag}")]
+    #[error("store {store} was encrypted with {}, not with {}", .was.name(), .given.name())]
     WrongKind {
         /// The store.
         store: String,
         /// How it was encrypted.
-        was: &'static str,
-        /// The flag to use.
-        flag: &'static str,
+        was: KeyKind,
+        /// What was given.
+        given: KeyKind,
     },
     /// The store holds plain checkpoints and a key was given.
     #[error(
@@ -196,22 +190,41 @@ struct Meta {
     check: String,
 }
 
+/// The two ways a store can be encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A raw 256-bit key (64 hex characters).
+    Raw,
+    /// A passphrase stretched with Argon2id.
+    Passphrase,
+}
+
+impl KeyKind {
+    /// As messages say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyKind::Raw => "a raw key",
+            KeyKind::Passphrase => "a passphrase",
+        }
+    }
+}
+
 /// How the user gives the key.
 #[derive(Clone, Default)]
 pub enum KeySource {
     /// No encryption.
     #[default]
     None,
-    /// 64 hex characters, from the named environment variable.
+    /// 64 hex characters.
     Hex {
-        /// The variable's name (for messages).
+        /// Where they came from, for messages (the CLI: an environment variable's name).
         var: String,
         /// Its value.
         value: String,
     },
-    /// A passphrase, from the named environment variable.
+    /// A passphrase (not empty).
     Passphrase {
-        /// The variable's name.
+        /// Where it came from, for messages.
         var: String,
         /// Its value.
         value: String,
@@ -225,30 +238,6 @@ impl fmt::Debug for KeySource {
             KeySource::Hex { var, .. } => write!(f, "Hex(${var})"),
             KeySource::Passphrase { var, .. } => write!(f, "Passphrase(${var})"),
         }
-    }
-}
-
-impl KeySource {
-    /// Read the key or passphrase from an environment variable.
-    pub fn from_env(hex_var: Option<&str>, passphrase_var: Option<&str>) -> Result<Self, KeyError> {
-        let read = |var: &str| std::env::var(var).map_err(|_| KeyError::MissingVar(var.to_string()));
-        Ok(match (hex_var, passphrase_var) {
-            (Some(v), _) => KeySource::Hex {
-                var: v.to_string(),
-                value: read(v)?,
-            },
-            (None, Some(v)) => {
-                let value = read(v)?;
-                if value.is_empty() {
-                    return Err(KeyError::EmptyPassphrase(v.to_string()));
-                }
-                KeySource::Passphrase {
-                    var: v.to_string(),
-                    value,
-                }
-            }
-            (None, None) => KeySource::None,
-        })
     }
 }
 
@@ -299,15 +288,15 @@ pub fn setup(store: &mut dyn CheckpointStore, source: &KeySource) -> Result<Opti
                 (KeySource::Hex { .. }, Some(_)) => {
                     return Err(KeyError::WrongKind {
                         store: name,
-                        was: "a passphrase",
-                        flag: "--passphrase-env",
+                        was: KeyKind::Passphrase,
+                        given: KeyKind::Raw,
                     });
                 }
                 (KeySource::Passphrase { .. }, None) => {
                     return Err(KeyError::WrongKind {
                         store: name,
-                        was: "a raw key",
-                        flag: "--encryption-key-env",
+                        was: KeyKind::Raw,
+                        given: KeyKind::Passphrase,
                     });
                 }
                 (KeySource::None, _) => return Err(KeyError::NeedsKey(name)),

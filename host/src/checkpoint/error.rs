@@ -57,7 +57,7 @@ pub enum Damage {
     #[error("payload does not decode: {0}")]
     Decode(String),
     /// Encrypted, but no key was given.
-    #[error("the checkpoint is encrypted; pass the key (--encryption-key-env or --passphrase-env)")]
+    #[error("the checkpoint is encrypted and no key was given")]
     NeedsKey,
     /// Decryption failed.
     #[error("decryption failed: wrong key, or the checkpoint was tampered with")]
@@ -103,9 +103,7 @@ pub enum CheckpointError {
         damage: Damage,
     },
     /// The requested checkpoint does not exist.
-    #[error(
-        "checkpoint {id} does not exist in {store}; `cairn checkpoints list --store {store}` shows what does"
-    )]
+    #[error("checkpoint {id} does not exist in {store}")]
     NotFound {
         /// The store's URL.
         store: String,

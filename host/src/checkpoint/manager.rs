@@ -73,7 +73,7 @@ pub struct ResumePoint {
     pub was_latest: bool,
 }
 
-struct Job {
+struct WriteJob {
     at: Placement,
     data: CheckpointData,
     output: Option<File>,
@@ -91,7 +91,7 @@ pub struct Checkpointer {
     parent: Option<(CheckpointId, CheckpointId, u32)>,
     force_full: bool,
     in_flight: Option<(Placement, Instant)>,
-    jobs: Option<SyncSender<Job>>,
+    jobs: Option<SyncSender<WriteJob>>,
     done: Receiver<Result<CommitInfo, CheckpointError>>,
     writer: Option<JoinHandle<()>>,
     last_pause: Duration,
@@ -132,7 +132,7 @@ impl Checkpointer {
             .map(|m| m + 1)
             .unwrap_or(1)
             .max(resume.map(|r| r.id + 1).unwrap_or(1));
-        let (jobs_tx, jobs_rx) = sync_channel::<Job>(1);
+        let (jobs_tx, jobs_rx) = sync_channel::<WriteJob>(1);
         let (done_tx, done_rx) = sync_channel(1);
         let max_retained = config.max_retained.max(1);
         let writer = std::thread::Builder::new()
@@ -273,7 +273,7 @@ impl Checkpointer {
                 }
             })
             .collect();
-        let job = Job {
+        let job = WriteJob {
             at,
             data: CheckpointData { host, operators },
             output,
@@ -325,7 +325,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn write(&mut self, job: Job) -> Result<CommitInfo, CheckpointError> {
+    fn write(&mut self, job: WriteJob) -> Result<CommitInfo, CheckpointError> {
         let started = Instant::now();
         let id = job.at.id;
         if let Some(f) = &job.output {

@@ -12,17 +12,19 @@ pub mod codec;
 pub mod crypto;
 mod error;
 pub mod format;
+pub mod inspect;
 pub mod manager;
 pub mod model;
 pub mod restore;
+mod state_serde;
 
 pub use codec::Codec;
-pub use crypto::{EncryptionKey, KeyError, KeySource};
+pub use crypto::{EncryptionKey, KeyError, KeyKind, KeySource};
 pub use error::{CheckpointError, Damage};
 pub use format::{Header, Kind};
 pub use manager::{CheckpointConfig, Checkpointer, CommitInfo, OperatorPart, ResumePoint};
 pub use model::{CheckpointData, HostState, OperatorSnapshot};
-pub use restore::{Restored, RestoredOperator, describe, restore};
+pub use restore::{Restored, RestoredOperator, read_checkpoint, restore};
 
 /// Why a store could not be opened for checkpoints.
 #[derive(Debug, thiserror::Error)]

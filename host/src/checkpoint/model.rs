@@ -40,6 +40,7 @@ pub struct OperatorSnapshot {
     /// The operator's configuration text.
     pub config: String,
     /// All entries (full checkpoint) or the changes since the parent (delta).
+    #[serde(with = "super::state_serde")]
     pub state: StateDelta,
 }
 

@@ -56,7 +56,7 @@ impl Restored {
 }
 
 /// Read and decode one checkpoint (no chain).
-pub fn describe(
+pub fn read_checkpoint(
     store: &dyn CheckpointStore,
     codec: &Codec,
     id: CheckpointId,

@@ -1,7 +1,8 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use cairn::checkpoint::{copy_store, describe, restore};
+use cairn::checkpoint::inspect::{self, Listed};
+use cairn::checkpoint::{copy_store, restore};
 use clap::{Args, Subcommand};
 
 use super::store_args::StoreArgs;
@@ -37,6 +38,9 @@ enum CheckpointsCommand {
     Verify {
         #[command(flatten)]
         store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Copy every committed checkpoint (byte for byte, encryption kept) into an empty store,
     /// e.g. from file: to redis://, so the job can resume there.
@@ -54,7 +58,7 @@ pub fn checkpoints(args: CheckpointsArgs) -> Result<ExitCode> {
     match args.command {
         CheckpointsCommand::List { store, json } => list(&store, json),
         CheckpointsCommand::Show { id, store, json } => show(&id, &store, json),
-        CheckpointsCommand::Verify { store } => verify(&store),
+        CheckpointsCommand::Verify { store, json } => verify(&store, json),
         CheckpointsCommand::Copy { from, to } => copy(&from, &to),
     }
 }
@@ -67,20 +71,19 @@ fn time_text(ms: u64) -> String {
 fn list(args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
     let url = &args.store;
     let (store, codec) = args.open()?;
-    let latest = store.latest()?;
-    let mut rows = Vec::new();
-    for id in store.list()? {
-        rows.push(match describe(store.as_ref(), &codec, id) {
-            Ok((h, d, size)) => json!({
-                "id": id, "kind": h.kind, "base": h.base, "parent": h.parent, "size": size,
-                "created": time_text(h.created_ms), "input_offset": d.host.input_offset,
-                "output_len": d.host.output_len, "events_in": d.host.events_in,
-                "latest": latest == Some(id),
-            }),
-            Err(e) => json!({ "id": id, "error": e.to_string() }),
-        });
-    }
+    let rows = inspect::list(store.as_ref(), &codec)?;
     if as_json {
+        let rows: Vec<Value> = rows
+            .iter()
+            .map(|r| match r {
+                Listed::Ok(s) => {
+                    let mut v = serde_json::to_value(s).unwrap_or_default();
+                    v["created"] = json!(time_text(s.created_ms));
+                    v
+                }
+                Listed::Damaged(d) => json!(d),
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -92,31 +95,22 @@ fn list(args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
         "{:>6} {:<5} {:>6} {:>10} {:<20} {:>12} {:>12} {:>10}",
         "id", "kind", "base", "bytes", "created", "input_off", "output_len", "events_in"
     );
-    let txt = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
     for r in rows {
-        if let Some(err) = r.get("error") {
-            println!("{:>6} DAMAGED: {}", txt(&r["id"]), txt(err));
-            continue;
+        match r {
+            Listed::Damaged(d) => println!("{:>6} DAMAGED: {}", d.id, d.error),
+            Listed::Ok(s) => println!(
+                "{:>6} {:<5} {:>6} {:>10} {:<20} {:>12} {:>12} {:>10}{}",
+                s.id,
+                s.kind.to_string(),
+                s.base,
+                s.bytes,
+                time_text(s.created_ms),
+                s.input_offset,
+                s.output_len,
+                s.events_in,
+                if s.latest { "  (latest)" } else { "" }
+            ),
         }
-        println!(
-            "{:>6} {:<5} {:>6} {:>10} {:<20} {:>12} {:>12} {:>10}{}",
-            txt(&r["id"]),
-            txt(&r["kind"]),
-            txt(&r["base"]),
-            txt(&r["size"]),
-            txt(&r["created"]),
-            txt(&r["input_offset"]),
-            txt(&r["output_len"]),
-            txt(&r["events_in"]),
-            if r["latest"] == json!(true) {
-                "  (latest)"
-            } else {
-                ""
-            }
-        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -198,27 +192,33 @@ fn show(id: &str, args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(args: &StoreArgs) -> Result<ExitCode> {
+fn verify(args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
     let url = &args.store;
     let (store, codec) = args.open()?;
-    let ids = store.list()?;
-    let mut bad = 0;
-    for &id in &ids {
-        match cairn::checkpoint::restore::load_chain(store.as_ref(), &codec, id) {
-            Ok(r) => println!("checkpoint {id}: ok ({}, chain {:?})", r.header.kind, r.chain),
-            Err(e) => {
-                bad += 1;
-                println!("checkpoint {id}: DAMAGED: {e}");
+    let report = inspect::verify(store.as_ref(), &codec)?;
+    let bad = report.damaged();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for c in &report.checkpoints {
+            match (&c.error, c.kind) {
+                (Some(e), _) => println!("checkpoint {}: DAMAGED: {e}", c.id),
+                (None, Some(kind)) => println!("checkpoint {}: ok ({kind}, chain {:?})", c.id, c.chain),
+                (None, None) => println!("checkpoint {}: ok", c.id),
             }
         }
+        let n = report.checkpoints.len();
+        if bad > 0 {
+            println!("{bad} of {n} checkpoints in {url} are damaged");
+        } else {
+            println!("all {n} checkpoints in {url} are valid");
+        }
     }
-    if bad > 0 {
-        println!("{bad} of {} checkpoints in {url} are damaged", ids.len());
-        Ok(ExitCode::FAILURE)
+    Ok(if bad > 0 {
+        ExitCode::FAILURE
     } else {
-        println!("all {} checkpoints in {url} are valid", ids.len());
-        Ok(ExitCode::SUCCESS)
-    }
+        ExitCode::SUCCESS
+    })
 }
 
 fn copy(from: &str, to: &str) -> Result<ExitCode> {

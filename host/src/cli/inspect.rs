@@ -13,7 +13,7 @@ pub struct InspectArgs {
 }
 
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
-    let engine = Engine::new()?;
+    let engine = Engine::new()?.with_cache(super::component_cache());
     let report = inspect_file(&engine, &args.file)?;
     let kind = match report.kind {
         WasmKind::Component => "component",

@@ -1,11 +1,13 @@
 //! Commands of the `cairn` binary.
 
 mod checkpoints;
+mod hints;
 mod inspect;
 mod new;
 mod run;
 mod store_args;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +33,23 @@ enum Command {
     New(new::NewArgs),
 }
 
+/// The compiled-component cache the binary uses: `$CAIRN_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/cairn/components`, else `$HOME/.cache/cairn/components`; none when
+/// `CAIRN_CACHE=off` or no location is known.
+pub fn component_cache() -> Option<cairn::engine::ComponentCache> {
+    use std::path::{Path, PathBuf};
+    if std::env::var("CAIRN_CACHE").is_ok_and(|v| v == "off") {
+        return None;
+    }
+    if let Some(d) = std::env::var_os("CAIRN_CACHE_DIR") {
+        return Some(cairn::engine::ComponentCache::new(d));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    Some(cairn::engine::ComponentCache::new(base.join("cairn/components")))
+}
+
 /// Parse the command line, run the command, and turn an error into a message and exit code 1.
 pub fn main() -> ExitCode {
     // Die quietly on a closed pipe (`cairn checkpoints show … | head`) like other CLI tools.
@@ -39,8 +58,11 @@ pub fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    // Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -54,6 +76,9 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(h) = hints::hint(&e) {
+                eprintln!("hint: {h}");
+            }
             ExitCode::FAILURE
         }
     }

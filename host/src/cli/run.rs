@@ -5,9 +5,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use cairn::Limits;
 use cairn::checkpoint::{CheckpointConfig, open_store};
-use cairn::runtime::{CheckpointSpec, ErrorPolicy, JobSpec, PipelineSpec, Triggers, parse_size, run_job};
-use cairn::{Engine, EngineOptions, Limits, Plugin};
+use cairn::runtime::{CheckpointSpec, ErrorPolicy, InputLimits, JobSpec, PipelineSpec, Triggers, run_job};
+use cairn::sandbox::ByteSize;
 use clap::Args;
 
 use super::store_args::KeyArgs;
@@ -47,38 +48,45 @@ pub struct RunArgs {
     /// With --on-error skip: the JSON Lines file that receives each failing event and its error.
     #[arg(long)]
     dead_letter: Option<String>,
+    /// Longest input line accepted; a longer one stops the run like a malformed line
+    /// [default: 16MiB, or the pipeline file's max_line_bytes].
+    #[arg(long)]
+    max_line_bytes: Option<ByteSize>,
+    /// Longest event key accepted [default: 64KiB, or the pipeline file's max_key_bytes].
+    #[arg(long)]
+    max_key_bytes: Option<ByteSize>,
 }
 
-/// The sandbox's limits for the operator.
+/// The sandbox's limits for the operator (defaults from `cairn::Limits`).
 #[derive(Debug, Args)]
 pub struct LimitArgs {
     /// Deadline of one call into the plugin (e.g. 10s, 250ms).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
+    #[arg(long, default_value_t = humantime::Duration::from(Limits::default().timeout))]
+    timeout: humantime::Duration,
     /// Fuel (about one unit per wasm instruction) per call; unbounded when absent.
     #[arg(long)]
     fuel: Option<u64>,
     /// Maximum linear memory of the plugin (e.g. 256MiB, 64M, 1G).
-    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
-    memory_limit: u64,
+    #[arg(long, default_value_t = ByteSize(Limits::default().memory_bytes as u64))]
+    memory_limit: ByteSize,
     /// Maximum total bytes of the operator's state (keys + values).
-    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
-    max_state_bytes: u64,
+    #[arg(long, default_value_t = ByteSize(Limits::default().max_state_bytes))]
+    max_state_bytes: ByteSize,
     /// Maximum number of keys in the operator's state.
-    #[arg(long, default_value_t = 10_000_000)]
+    #[arg(long, default_value_t = Limits::default().max_keys)]
     max_keys: u64,
     /// Maximum size of one state value.
-    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
-    max_value_bytes: u64,
+    #[arg(long, default_value_t = ByteSize(Limits::default().max_value_bytes))]
+    max_value_bytes: ByteSize,
 }
 
 impl LimitArgs {
     fn limits(&self) -> Limits {
         Limits::default()
-            .with_timeout(self.timeout)
+            .with_timeout(self.timeout.into())
             .with_fuel(self.fuel)
-            .with_memory_bytes(self.memory_limit as usize)
-            .with_state_quotas(self.max_keys, self.max_state_bytes, self.max_value_bytes)
+            .with_memory_bytes(self.memory_limit.0 as usize)
+            .with_state_quotas(self.max_keys, self.max_state_bytes.0, self.max_value_bytes.0)
     }
 }
 
@@ -171,32 +179,33 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         _ => ErrorPolicy::Fail,
     };
     let checkpoint = checkpoint_spec(&args.checkpoint)?;
-    let (operators, shown, name, batch) = match (&args.pipeline, &args.plugin) {
-        (Some(file), _) => {
-            let spec = PipelineSpec::load(file)?;
-            let engine = spec.engine()?;
-            let ops = spec.builders(&engine)?;
-            let shown = ops
-                .iter()
-                .map(|o| o.name_or_plugin().to_string())
-                .collect::<Vec<_>>()
-                .join(" -> ");
-            (ops, shown, spec.name.clone(), spec.batch_size)
-        }
-        (None, Some(plugin_path)) => {
-            let engine = Engine::with_options(EngineOptions {
-                fuel: args.limits.fuel.is_some(),
-            })?;
-            let plugin = Plugin::load(&engine, plugin_path)?;
-            let shown = plugin.name().to_string();
-            (
-                vec![plugin.operator().config(config).limits(args.limits.limits())],
-                shown,
-                None,
-                None,
-            )
+    // `--plugin` is a pipeline of one operator: every rule exists once.
+    let spec = match (&args.pipeline, &args.plugin) {
+        (Some(file), _) => PipelineSpec::load(file)?,
+        (None, Some(plugin)) => {
+            let config = serde_json::from_str(&config).context("--config is not valid JSON")?;
+            PipelineSpec::single(plugin.clone(), config, args.limits.limits())?
         }
         (None, None) => bail!("pass --plugin <file.wasm> or --pipeline <file.toml>"),
+    };
+    let engine = spec.engine()?.with_cache(super::component_cache());
+    let operators = spec.builders(&engine)?;
+    let shown = operators
+        .iter()
+        .map(|o| o.name_or_plugin().to_string())
+        .collect::<Vec<_>>()
+        .join(" -> ");
+    let (name, batch) = (spec.name.clone(), spec.batch_size);
+    let defaults = InputLimits::default();
+    let input_limits = InputLimits {
+        max_line_bytes: args
+            .max_line_bytes
+            .or(spec.max_line_bytes)
+            .unwrap_or(defaults.max_line_bytes),
+        max_key_bytes: args
+            .max_key_bytes
+            .or(spec.max_key_bytes)
+            .unwrap_or(defaults.max_key_bytes),
     };
     let spec = JobSpec {
         name: args.name.clone().or(name).unwrap_or_else(|| "default".into()),
@@ -207,6 +216,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         checkpoint,
         stop,
         on_error,
+        input_limits,
     };
     let report = run_job(spec)?;
     let last = report.checkpoints.last().map(|c| c.id);

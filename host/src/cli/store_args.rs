@@ -1,4 +1,4 @@
-use anyhow::Result;
+use anyhow::{Result, bail};
 use cairn::checkpoint::{Codec, KeySource, open_store};
 use cairn::store::CheckpointStore;
 use clap::Args;
@@ -25,11 +25,29 @@ pub struct KeyArgs {
 }
 
 impl KeyArgs {
+    /// Read the key or passphrase from the environment variable named on the command line.
     pub fn source(&self) -> Result<KeySource> {
-        Ok(KeySource::from_env(
-            self.encryption_key_env.as_deref(),
-            self.passphrase_env.as_deref(),
-        )?)
+        let read = |var: &str| match std::env::var(var) {
+            Ok(v) => Ok(v),
+            Err(_) => bail!("environment variable ${var} is not set (it should hold the key or passphrase)"),
+        };
+        Ok(match (&self.encryption_key_env, &self.passphrase_env) {
+            (Some(var), _) => KeySource::Hex {
+                var: var.clone(),
+                value: read(var)?,
+            },
+            (None, Some(var)) => {
+                let value = read(var)?;
+                if value.is_empty() {
+                    bail!("the passphrase in ${var} is empty");
+                }
+                KeySource::Passphrase {
+                    var: var.clone(),
+                    value,
+                }
+            }
+            (None, None) => KeySource::None,
+        })
     }
 }
 

@@ -39,21 +39,6 @@ impl ComponentCache {
         Self { dir: dir.into() }
     }
 
-    /// The default location: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn/components`, else
-    /// `$HOME/.cache/cairn/components`; `None` when `CAIRN_CACHE=off` or no location is known.
-    pub fn default_location() -> Option<Self> {
-        if std::env::var("CAIRN_CACHE").is_ok_and(|v| v == "off") {
-            return None;
-        }
-        if let Some(d) = std::env::var_os("CAIRN_CACHE_DIR") {
-            return Some(Self::new(d));
-        }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
-        Some(Self::new(base.join("cairn/components")))
-    }
-
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir

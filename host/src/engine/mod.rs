@@ -74,12 +74,14 @@ impl Engine {
         Ok(Self {
             inner,
             options,
-            cache: ComponentCache::default_location(),
+            cache: None,
             _ticker: Arc::new(TickerGuard),
         })
     }
 
-    /// Use `cache` for compiled components (`None`: always compile).
+    /// Use `cache` for compiled components (`None`, the default: always compile). The library
+    /// picks no location itself; the `cairn` binary uses `$CAIRN_CACHE_DIR`, else the user's
+    /// cache directory.
     pub fn with_cache(mut self, cache: Option<ComponentCache>) -> Self {
         self.cache = cache;
         self

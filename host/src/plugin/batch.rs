@@ -1,6 +1,5 @@
-//! [`Batch`]: events in Cairn's packed encoding, the payload of the optional `process-packed`
-//! export (see `wit/operator.wit`): a u32 event count, then per event a u32 key length, the
-//! key, the s64 ts, a u32 value length and the value, all little-endian.
+//! [`Batch`]: events in Cairn's packed encoding (`cairn_codec::batch`, documented in
+//! `wit/README.md`), the payload of the optional `process-packed` export.
 //!
 //! A batch is one buffer: it crosses into a plugin as one list of bytes (one allocation and one
 //! copy in the guest) and comes back the same way, and the host builds, passes on and writes
@@ -9,7 +8,9 @@
 
 use thiserror::Error;
 
-use super::bindings::Event;
+use cairn_codec::Reader;
+
+use super::Event;
 
 /// A batch of events in one buffer (Cairn's packed encoding).
 ///
@@ -175,20 +176,7 @@ impl Batch {
     /// Check bytes a plugin returned and take them as a batch; the error says what is
     /// malformed and where.
     pub(crate) fn from_guest(bytes: Vec<u8>) -> Result<Self, String> {
-        let mut r = Reader::new(&bytes);
-        let count = r.u32("the event count")?;
-        for i in 0..count {
-            let key = r.bytes("a key")?;
-            std::str::from_utf8(key).map_err(|e| format!("the key of event {i} is not UTF-8: {e}"))?;
-            r.i64("a ts")?;
-            r.bytes("a value")?;
-        }
-        if !r.done() {
-            return Err(format!(
-                "{} bytes follow the {count} events the batch announces",
-                bytes.len() - r.at
-            ));
-        }
+        let count = cairn_codec::batch::validate(&bytes).map_err(|e| e.to_string())?;
         Ok(Self { buf: bytes, count })
     }
 }
@@ -208,11 +196,12 @@ impl<'a> Iterator for Iter<'a> {
         }
         self.left -= 1;
         // A batch is valid by construction (built by `push` or checked by `from_guest`).
-        const VALID: &str = "a Batch holds a valid encoding";
-        let key = std::str::from_utf8(self.r.bytes("a key").expect(VALID)).expect(VALID);
-        let ts = self.r.i64("a ts").expect(VALID);
-        let value = self.r.bytes("a value").expect(VALID);
-        Some(EventRef { key, ts, value })
+        let e = cairn_codec::batch::read_event(&mut self.r).ok()?;
+        Some(EventRef {
+            key: e.key,
+            ts: e.ts,
+            value: e.value,
+        })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -227,57 +216,6 @@ impl<'a> IntoIterator for &'a Batch {
     type IntoIter = Iter<'a>;
     fn into_iter(self) -> Iter<'a> {
         self.iter()
-    }
-}
-
-/// Reads a packed buffer, checking every length.
-pub(crate) struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, at: 0 }
-    }
-
-    /// Whether everything was read.
-    pub(crate) fn done(&self) -> bool {
-        self.at == self.bytes.len()
-    }
-
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
-        let rest = &self.bytes[self.at..];
-        if rest.len() < n {
-            return Err(format!(
-                "{what} needs {n} bytes at offset {} but only {} remain",
-                self.at,
-                rest.len()
-            ));
-        }
-        self.at += n;
-        Ok(&rest[..n])
-    }
-
-    pub(crate) fn u32(&mut self, what: &str) -> Result<u32, String> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
-    }
-
-    fn i64(&mut self, what: &str) -> Result<i64, String> {
-        let b = self.take(8, what)?;
-        Ok(i64::from_le_bytes(b.try_into().expect("8 bytes")))
-    }
-
-    pub(crate) fn bytes(&mut self, what: &str) -> Result<&'a [u8], String> {
-        let n = self.u32(what)? as usize;
-        self.take(n, what)
-    }
-
-    /// A length-prefixed UTF-8 string.
-    pub(crate) fn str(&mut self, what: &str) -> Result<&'a str, String> {
-        let at = self.at;
-        std::str::from_utf8(self.bytes(what)?).map_err(|e| format!("{what} at offset {at} is not UTF-8: {e}"))
     }
 }
 
@@ -347,19 +285,19 @@ mod tests {
         assert!(
             Batch::from_guest(bytes.clone())
                 .unwrap_err()
-                .contains("key of event 0 is not UTF-8")
+                .contains("an event key at byte 4: is not UTF-8")
         );
         bytes[8] = b'k';
         bytes.push(0);
         assert!(
             Batch::from_guest(bytes)
                 .unwrap_err()
-                .contains("1 bytes follow the 1 events")
+                .contains("the last event at byte 23: bytes left over after it")
         );
         assert!(
             Batch::from_guest(vec![5, 0, 0, 0])
                 .unwrap_err()
-                .contains("a key needs 4 bytes at offset 4")
+                .contains("the event count at byte 0: is larger than the input can hold")
         );
     }
 

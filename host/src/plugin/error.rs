@@ -15,7 +15,7 @@ pub enum LoadError {
         path: String,
     },
     /// The file exists but could not be read.
-    #[error("could not read plugin file {path}: {source}")]
+    #[error("could not read plugin file {path}")]
     Read {
         /// The path given.
         path: String,
@@ -70,7 +70,7 @@ pub enum CallError {
     /// The call ran past its deadline.
     #[error(
         "plugin `{plugin}` exceeded its time limit (timeout = {}) in `{call}`; the batch was rolled back. \
-         Raise --timeout if the work is legitimate, otherwise fix the plugin",
+         Raise the limit if the work is legitimate, otherwise fix the plugin",
         humantime::format_duration(*timeout)
     )]
     Timeout {
@@ -82,9 +82,7 @@ pub enum CallError {
         timeout: Duration,
     },
     /// The call used up its fuel.
-    #[error(
-        "plugin `{plugin}` ran out of fuel (fuel = {fuel}) in `{call}`; the batch was rolled back. Raise --fuel"
-    )]
+    #[error("plugin `{plugin}` ran out of fuel (fuel = {fuel}) in `{call}`; the batch was rolled back")]
     OutOfFuel {
         /// Operator name.
         plugin: String,
@@ -96,7 +94,7 @@ pub enum CallError {
     /// Linear memory or a table would have grown past its cap.
     #[error(
         "plugin `{plugin}` exceeded its memory limit (memory-limit = {limit} bytes) in `{call}`; the batch was \
-         rolled back. Raise --memory-limit if the plugin needs more"
+         rolled back"
     )]
     Memory {
         /// Operator name.

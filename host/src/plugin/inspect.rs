@@ -24,7 +24,7 @@ pub struct Inspection {
     pub exports: Vec<String>,
     /// Why it does not fit the `operator` world; empty when it fits.
     pub problems: Vec<String>,
-    /// The world checked against.
+    /// The world it fits (by the contract version it was built for), or the current one.
     pub world: &'static str,
 }
 
@@ -54,7 +54,12 @@ pub fn inspect(engine: &Engine, path: &Path) -> Result<Inspection, LoadError> {
         Preamble::Component => {
             let component = compile(engine, &shown, &bytes)?;
             let ty = component.component_type();
-            let mut problems = world_problems(engine, &component);
+            let found = world_problems(engine, &component);
+            let world = match &found {
+                Ok(e) if e.contract == super::Contract::V0_1 => "cairn:operator/operator@0.1.1",
+                _ => WORLD,
+            };
+            let mut problems = found.err().unwrap_or_default();
             if problems.is_empty()
                 && let Err(e) = crate::plugin::Plugin::from_bytes(engine, "inspect", &shown, &bytes)
             {
@@ -71,7 +76,7 @@ pub fn inspect(engine: &Engine, path: &Path) -> Result<Inspection, LoadError> {
                     .map(|(n, _)| n.to_string())
                     .collect(),
                 problems,
-                world: WORLD,
+                world,
             })
         }
     }

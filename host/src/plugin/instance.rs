@@ -1,10 +1,11 @@
 use std::sync::Arc;
 
-use wasmtime::component::{Func, ResourceTable, TypedFunc};
+use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 
+use super::Event;
 use super::batch::Batch;
-use super::bindings::{Event, Operator};
+use super::exports::Exports;
 use super::host::StoreData;
 use super::{CallError, Plugin};
 use crate::engine::Engine;
@@ -72,15 +73,14 @@ impl OperatorBuilder {
     pub fn build_with_state(self, mut state: StateHolder) -> Result<OperatorInstance, CallError> {
         let name: Arc<str> = self.name.as_deref().unwrap_or(self.plugin.name()).into();
         state.set_quotas(quotas(&self.limits));
-        let (store, bindings, packed) = instantiate(&self.plugin, &name, &self.limits, state)?;
+        let (store, exports) = instantiate(&self.plugin, &name, &self.limits, state)?;
         let mut op = OperatorInstance {
             plugin: self.plugin,
             name,
             config: self.config,
             limits: self.limits,
             store,
-            bindings,
-            packed,
+            exports,
             live: true,
         };
         op.init()?;
@@ -96,15 +96,12 @@ fn quotas(limits: &Limits) -> StateQuotas {
     }
 }
 
-type PackedParams<'a> = (&'a [u8],);
-type PackedResults = (Result<Vec<u8>, String>,);
-
 fn instantiate(
     plugin: &Plugin,
     name: &Arc<str>,
     limits: &Limits,
     state: StateHolder,
-) -> Result<(Store<StoreData>, Operator, Option<Func>), CallError> {
+) -> Result<(Store<StoreData>, Exports), CallError> {
     let engine = &plugin.inner.engine;
     let data = StoreData {
         wasi: no_authority_wasi(name),
@@ -125,25 +122,10 @@ fn instantiate(
     let instantiated = plugin
         .inner
         .pre
-        .instance_pre()
         .instantiate(&mut store)
-        .and_then(|instance| {
-            let bindings = Operator::new(&mut store, &instance)?;
-            let packed = match plugin.inner.packed.as_ref() {
-                Some(ix) => match instance.get_func(&mut store, ix) {
-                    Some(f) => {
-                        // Checked once here, so calls can skip the check (see `process`).
-                        f.typed::<PackedParams<'_>, PackedResults>(&store)?;
-                        Some(f)
-                    }
-                    None => None,
-                },
-                None => None,
-            };
-            Ok((bindings, packed))
-        });
+        .and_then(|instance| plugin.inner.exports.bind(&mut store, &instance));
     match instantiated {
-        Ok((bindings, packed)) => Ok((store, bindings, packed)),
+        Ok(exports) => Ok((store, exports)),
         Err(e) => {
             let mem = store.data().limiter.memory_denied;
             Err(if mem {
@@ -173,9 +155,7 @@ pub struct OperatorInstance {
     config: String,
     limits: Limits,
     store: Store<StoreData>,
-    bindings: Operator,
-    /// `process-packed`, when the plugin exports it.
-    packed: Option<Func>,
+    exports: Exports,
     live: bool,
 }
 
@@ -219,14 +199,10 @@ impl OperatorInstance {
         &mut self.store.data_mut().state
     }
 
-    /// The operator as a checkpoint cut sees it.
-    pub fn checkpoint_part(&mut self) -> crate::checkpoint::OperatorPart<'_> {
-        crate::checkpoint::OperatorPart {
-            name: &self.name,
-            plugin_digest: self.plugin.digest_hex(),
-            config: &self.config,
-            state: &mut self.store.data_mut().state,
-        }
+    /// Its name, configuration and state at once (a checkpoint cut reads the first two while
+    /// it takes the state's changes).
+    pub fn parts_mut(&mut self) -> (&str, &str, &mut StateHolder) {
+        (&self.name, &self.config, &mut self.store.data_mut().state)
     }
 
     /// Replace the state (restore) and re-run `init`.
@@ -239,7 +215,7 @@ impl OperatorInstance {
 
     fn init(&mut self) -> Result<(), CallError> {
         let config = std::mem::take(&mut self.config);
-        let r = self.call("init", |b, s| b.call_init(s, &config));
+        let r = self.call("init", |x, s| x.init(s, &config));
         self.config = config;
         r.map(|_| ())
     }
@@ -249,19 +225,18 @@ impl OperatorInstance {
             return Ok(());
         }
         let state = std::mem::take(&mut self.store.data_mut().state);
-        let (store, bindings, packed) = instantiate(&self.plugin, &self.name, &self.limits, state)?;
+        let (store, exports) = instantiate(&self.plugin, &self.name, &self.limits, state)?;
         self.store = store;
-        self.bindings = bindings;
-        self.packed = packed;
+        self.exports = exports;
         self.live = true;
         self.init()
     }
 
     /// Process one batch; returns the events the operator emitted.
     pub fn process(&mut self, batch: &[Event]) -> Result<Vec<Event>, CallError> {
-        if self.packed.is_none() {
+        if !self.exports.has_packed() {
             self.ensure_live()?;
-            return self.call("process", |b, s| b.call_process(s, batch));
+            return self.call("process", |x, s| x.process(s, batch));
         }
         let batch = Batch::from_events(batch).map_err(|e| CallError::Input {
             plugin: self.name.to_string(),
@@ -275,21 +250,19 @@ impl OperatorInstance {
     /// allocated on its own.
     pub fn process_batch(&mut self, batch: &Batch) -> Result<Batch, CallError> {
         self.ensure_live()?;
-        let Some(func) = self.packed else {
+        if !self.exports.has_packed() {
             let events = batch.to_events();
-            let out = self.call("process", |b, s| b.call_process(s, &events))?;
+            let out = self.call("process", |x, s| x.process(s, &events))?;
             return self.to_batch(&out);
-        };
-        let out = self.call("process", |_, s| {
-            // SAFETY: `instantiate` checked this function's type against exactly these
-            // parameter and result types (`Func::typed`), as the generated bindings do.
-            let f = unsafe { TypedFunc::<PackedParams<'_>, PackedResults>::new_unchecked(func) };
-            let (out,) = f.call(&mut *s, (batch.as_bytes(),))?;
+        }
+        self.call("process", |x, s| {
+            let out = x
+                .process_packed(s, batch.as_bytes())
+                .unwrap_or_else(|| Ok(Err("no process-packed".into())))?;
             Ok(out.and_then(|bytes| {
                 Batch::from_guest(bytes).map_err(|e| format!("returned a malformed packed batch: {e}"))
             }))
-        })?;
-        Ok(out)
+        })
     }
 
     fn to_batch(&self, events: &[Event]) -> Result<Batch, CallError> {
@@ -309,7 +282,7 @@ impl OperatorInstance {
     /// Tell the operator event time reached `watermark`; returns the events it emitted.
     pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<Event>, CallError> {
         self.ensure_live()?;
-        self.call("on-watermark", |b, s| b.call_on_watermark(s, watermark))
+        self.call("on-watermark", |x, s| x.on_watermark(s, watermark))
     }
 
     /// Open a batch transaction spanning several calls (e.g. `process` then `on-watermark`):
@@ -333,7 +306,7 @@ impl OperatorInstance {
     fn call<T>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(&Operator, &mut Store<StoreData>) -> wasmtime::Result<Result<T, String>>,
+        f: impl FnOnce(&Exports, &mut Store<StoreData>) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, CallError> {
         self.store
             .set_epoch_deadline(Engine::ticks_for(self.limits.timeout));
@@ -347,7 +320,7 @@ impl OperatorInstance {
             data.state.begin();
             !outer
         };
-        let result = f(&self.bindings, &mut self.store);
+        let result = f(&self.exports, &mut self.store);
         match result {
             Ok(Ok(out)) => {
                 if owned {

@@ -2,19 +2,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Linker, types::ComponentItem};
+use wasmtime::component::{Component, InstancePre, Linker};
 
-use super::bindings::OperatorPre;
-use super::bindings::cairn::operator::{log, types};
+use super::exports::{self, Contract, ExportIndices};
 use super::host::StoreData;
 use super::{LoadError, OperatorBuilder, WORLD};
 use crate::engine::Engine;
 
-/// The exports the `operator` world requires.
-const REQUIRED_EXPORTS: [&str; 3] = ["init", "process", "on-watermark"];
 /// Interfaces the host provides, besides WASI.
-/// The optional export that takes and returns batches in the packed encoding.
-pub(crate) const PACKED_EXPORT: &str = "process-packed";
 const PROVIDED_PREFIX: &str = "cairn:operator/";
 
 /// What kind of WebAssembly binary a byte string holds, from its 8-byte preamble.
@@ -51,9 +46,9 @@ pub(crate) struct PluginInner {
     pub name: String,
     pub digest: [u8; 32],
     pub engine: Engine,
-    pub pre: OperatorPre<StoreData>,
-    /// The optional `process-packed` export.
-    pub packed: Option<ComponentExportIndex>,
+    pub pre: InstancePre<StoreData>,
+    /// Where its exports are.
+    pub exports: ExportIndices,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -94,49 +89,26 @@ pub(crate) fn compile(engine: &Engine, shown: &str, bytes: &[u8]) -> Result<Comp
         })
 }
 
-/// Whether `f` is `func(list<u8>) -> result<list<u8>, string>`.
-fn packed_signature(f: &wasmtime::component::types::ComponentFunc) -> bool {
-    use wasmtime::component::types::Type;
-    let bytes = |t: &Type| matches!(t, Type::List(l) if l.ty() == Type::U8);
-    let params: Vec<Type> = f.params().map(|(_, t)| t).collect();
-    let results: Vec<Type> = f.results().collect();
-    matches!(params.as_slice(), [p] if bytes(p))
-        && matches!(results.as_slice(), [Type::Result(r)]
-            if r.ok().as_ref().is_some_and(bytes) && matches!(r.err(), Some(Type::String)))
-}
-
-/// Problems that keep `component` from fitting the world, named one by one.
-pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Vec<String> {
-    let ty = component.component_type();
-    let mut problems = Vec::new();
-    for name in REQUIRED_EXPORTS {
-        match ty.get_export(engine.wasmtime(), name).map(|e| e.ty) {
-            Some(ComponentItem::ComponentFunc(_)) => {}
-            Some(_) => problems.push(format!("export `{name}` is not a function")),
-            None => problems.push(format!("missing export `{name}`")),
-        }
-    }
-    match ty.get_export(engine.wasmtime(), PACKED_EXPORT).map(|e| e.ty) {
-        None => {}
-        Some(ComponentItem::ComponentFunc(f)) if packed_signature(&f) => {}
-        Some(_) => problems.push(format!(
-            "export `{PACKED_EXPORT}` is not `func(batch: list<u8>) -> result<list<u8>, string>`"
-        )),
-    }
-    for (name, _) in ty.imports(engine.wasmtime()) {
+/// The component's exports, or every problem that keeps it from fitting a supported world
+/// (missing or mistyped exports, imports the host does not provide).
+pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Result<ExportIndices, Vec<String>> {
+    let found = exports::find(engine, component);
+    let mut problems = found.as_ref().err().cloned().unwrap_or_default();
+    for (name, _) in component.component_type().imports(engine.wasmtime()) {
         if !(name.starts_with(PROVIDED_PREFIX) || name.starts_with("wasi:")) {
             problems.push(format!("imports `{name}`, which Cairn does not provide"));
         }
     }
-    problems
+    match found {
+        Ok(found) if problems.is_empty() => Ok(found),
+        _ => Err(problems),
+    }
 }
 
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
     let mut linker = Linker::new(engine.wasmtime());
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    types::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |d| d)?;
-    log::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |d| d)?;
-    super::host::add_state_to_linker(&mut linker)?;
+    super::host::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -155,15 +127,12 @@ impl Plugin {
     /// Compile and check a component from memory; `shown` names it in errors.
     pub fn from_bytes(engine: &Engine, name: &str, shown: &str, bytes: &[u8]) -> Result<Self, LoadError> {
         let component = compile(engine, shown, bytes)?;
-        let problems = world_problems(engine, &component);
         let mismatch = |problems| LoadError::WorldMismatch {
             path: shown.into(),
             world: WORLD,
             problems,
         };
-        if !problems.is_empty() {
-            return Err(mismatch(problems));
-        }
+        let exports = world_problems(engine, &component).map_err(mismatch)?;
         let linker = linker(engine).map_err(|e| LoadError::Invalid {
             path: shown.into(),
             message: format!("could not set up the host's imports: {e:#}"),
@@ -171,8 +140,6 @@ impl Plugin {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| mismatch(vec![format!("{e:#}")]))?;
-        let pre = OperatorPre::new(pre).map_err(|e| mismatch(vec![format!("{e:#}")]))?;
-        let packed = component.get_export_index(None, PACKED_EXPORT);
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         Ok(Self {
             inner: Arc::new(PluginInner {
@@ -180,9 +147,14 @@ impl Plugin {
                 digest,
                 engine: engine.clone(),
                 pre,
-                packed,
+                exports,
             }),
         })
+    }
+
+    /// The version of the operator contract the plugin was built for.
+    pub fn contract(&self) -> Contract {
+        self.inner.exports.contract
     }
 
     /// The plugin's name (file stem), used in logs and errors.

@@ -2,8 +2,9 @@
 //! sandbox and call it.
 
 mod batch;
-pub mod bindings;
 mod error;
+mod event;
+mod exports;
 mod host;
 mod inspect;
 mod instance;
@@ -11,9 +12,12 @@ mod load;
 
 pub use batch::{Batch, EventRef, Iter as BatchIter, TooLarge};
 pub use error::{CallError, LoadError};
+pub use event::Event;
+pub use exports::Contract;
 pub use inspect::{Inspection, WasmKind, inspect};
 pub use instance::{OperatorBuilder, OperatorInstance};
 pub use load::Plugin;
 
-/// The world every plugin must fit.
-pub const WORLD: &str = "cairn:operator/operator@0.1.1";
+/// The world cairn-sdk plugins are built for. Components of `operator-core` (any language) and
+/// of the older 0.1.x worlds run too.
+pub const WORLD: &str = "cairn:operator/operator-packed@0.2.0";

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::run::{process_batch, read_batch};
-use super::{JsonlSink, JsonlSource, Pipeline, RunError, RunStats};
+use super::run::{feed_batch, read_batch};
+use super::{InputLimits, JsonlSink, JsonlSource, Pipeline, RunError, RunStats};
 use crate::checkpoint::{
     CheckpointConfig, CheckpointError, Checkpointer, Codec, CommitInfo, HostState, Restored, restore,
 };
@@ -28,8 +28,56 @@ pub enum JobError {
     #[error(transparent)]
     Operator(#[from] CallError),
     /// The checkpoint does not match the job as configured now.
-    #[error("{0}")]
-    Mismatch(String),
+    #[error(transparent)]
+    Mismatch(#[from] Mismatch),
+}
+
+/// How a checkpoint differs from the job that would resume from it. Resuming could feed an
+/// operator state it does not understand: the job refuses unless told to accept the change.
+#[derive(Debug, Error)]
+pub enum Mismatch {
+    /// Other operators (by name, in order).
+    #[error(
+        "checkpoint {checkpoint} holds operators {saved:?} but the job now has {now:?}; run with the same \
+         operators, or start over with a new store"
+    )]
+    Operators {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Its operators.
+        saved: Vec<String>,
+        /// The job's.
+        now: Vec<String>,
+    },
+    /// An operator's plugin changed (its digest).
+    #[error(
+        "operator `{operator}`: the plugin changed since checkpoint {checkpoint} (digest {then}… then, {now}… \
+         now); its state may not fit the new code"
+    )]
+    Plugin {
+        /// The operator.
+        operator: String,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Digest prefix then.
+        then: String,
+        /// Digest prefix now.
+        now: String,
+    },
+    /// An operator's configuration changed.
+    #[error(
+        "operator `{operator}`: the configuration changed since checkpoint {checkpoint} ({then} then, {now} now)"
+    )]
+    Config {
+        /// The operator.
+        operator: String,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// The configuration then.
+        then: String,
+        /// The configuration now.
+        now: String,
+    },
 }
 
 /// When to checkpoint, besides end of input and shutdown.
@@ -89,6 +137,8 @@ pub struct JobSpec {
     pub stop: Arc<AtomicBool>,
     /// What to do when an operator fails.
     pub on_error: ErrorPolicy,
+    /// Bounds on input lines.
+    pub input_limits: InputLimits,
 }
 
 /// What a job did.
@@ -126,36 +176,34 @@ fn build_operators(
     let names: Vec<String> = builders.iter().map(|b| b.name_or_plugin().to_string()).collect();
     let saved: Vec<String> = restored.operators.iter().map(|o| o.name.clone()).collect();
     if names != saved {
-        return Err(JobError::Mismatch(format!(
-            "checkpoint {} holds operators {saved:?} but the job now has {names:?}; run with the same \
-             operators, or use a new --store",
-            restored.id
-        )));
+        return Err(Mismatch::Operators {
+            checkpoint: restored.id,
+            saved,
+            now: names,
+        }
+        .into());
     }
     let mut ops = Vec::new();
     for (b, saved) in builders.into_iter().zip(restored.operators.iter_mut()) {
         let digest = b.plugin_ref().digest_hex();
         if !accept_change {
             if digest != saved.plugin_digest {
-                return Err(JobError::Mismatch(format!(
-                    "operator `{}`: the plugin changed since checkpoint {} (digest {}… then, {}… now); its \
-                     state may not fit the new code. Pass --accept-plugin-change to resume with it anyway, \
-                     or use a new --store to start over",
-                    saved.name,
-                    restored.id,
-                    short(&saved.plugin_digest),
-                    short(&digest)
-                )));
+                return Err(Mismatch::Plugin {
+                    operator: saved.name.clone(),
+                    checkpoint: restored.id,
+                    then: short(&saved.plugin_digest).to_string(),
+                    now: short(&digest).to_string(),
+                }
+                .into());
             }
             if b.config_ref() != saved.config {
-                return Err(JobError::Mismatch(format!(
-                    "operator `{}`: the configuration changed since checkpoint {} ({} then, {} now). Pass \
-                     --accept-plugin-change to resume with the new one anyway, or use a new --store",
-                    saved.name,
-                    restored.id,
-                    saved.config,
-                    b.config_ref()
-                )));
+                return Err(Mismatch::Config {
+                    operator: saved.name.clone(),
+                    checkpoint: restored.id,
+                    then: saved.config.clone(),
+                    now: b.config_ref().to_string(),
+                }
+                .into());
             }
         }
         let state = std::mem::take(&mut saved.state);
@@ -230,6 +278,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         checkpoint,
         stop,
         on_error,
+        input_limits,
     } = spec;
     let mut report = JobReport::default();
     let accept = checkpoint.as_ref().is_some_and(|c| c.accept_plugin_change);
@@ -274,7 +323,9 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             );
             report.restored_from = Some(r.id);
             (
-                JsonlSource::open_at(&input, h.input_offset, h.input_line).map_err(RunError::from)?,
+                JsonlSource::open_at(&input, h.input_offset, h.input_line)
+                    .map_err(RunError::from)?
+                    .with_limits(input_limits),
                 JsonlSink::open_at(&output, h.output_len).map_err(RunError::from)?,
                 RunStats {
                     events_in: h.events_in,
@@ -285,7 +336,9 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             )
         }
         None => (
-            JsonlSource::open(&input).map_err(RunError::from)?,
+            JsonlSource::open(&input)
+                .map_err(RunError::from)?
+                .with_limits(input_limits),
             JsonlSink::create(&output).map_err(RunError::from)?,
             RunStats::default(),
         ),
@@ -316,10 +369,10 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         let (batch, failure) = read_batch(&mut live.source, batch_size);
         let at_end = batch.len() < batch_size;
         if !batch.is_empty() {
-            match process_batch(&mut live.pipeline, &mut live.sink, &batch, &mut live.stats) {
+            match feed_batch(&mut live.pipeline, &mut live.sink, &batch, &mut live.stats) {
                 Ok(()) => {}
                 Err(RunError::Operator(e)) if live.dead.is_some() => {
-                    tracing::warn!("{e}; retrying the batch's events one at a time (--on-error skip)");
+                    tracing::warn!("{e}; retrying the batch's events one at a time (error policy: skip)");
                     report.dead_lettered += live.isolate(&batch)?;
                 }
                 Err(e) => {
@@ -450,7 +503,7 @@ fn isolate(
         one.clear();
         // Cannot fail: the event came out of a batch.
         let _ = one.push(event.key, event.ts, event.value);
-        match process_batch(pipeline, sink, &one, stats) {
+        match feed_batch(pipeline, sink, &one, stats) {
             Ok(()) => {}
             Err(RunError::Operator(e)) => {
                 dead.write_dead_letter(event, &e.to_string())?;

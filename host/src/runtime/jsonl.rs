@@ -30,9 +30,27 @@ pub fn parse_line(line: &[u8], line_no: u64) -> Result<Event, String> {
 }
 
 /// [`parse_line`] straight into `batch`: the key and value are copied once, into the batch.
-pub fn parse_line_into(line: &[u8], line_no: u64, batch: &mut Batch) -> Result<(), String> {
+/// A key longer than `max_key_bytes` is refused.
+pub fn parse_line_into(
+    line: &[u8],
+    line_no: u64,
+    batch: &mut Batch,
+    max_key_bytes: usize,
+) -> Result<(), String> {
     let (key, ts, value) = parse(line, line_no)?;
+    check_key(&key, max_key_bytes)?;
     batch.push(&key, ts, value).map_err(|e| e.to_string())
+}
+
+/// Refuse a key longer than `max_key_bytes`.
+pub fn check_key(key: &str, max_key_bytes: usize) -> Result<(), String> {
+    if key.len() > max_key_bytes {
+        return Err(format!(
+            "the key has {} bytes, more than max_key_bytes = {max_key_bytes}",
+            key.len()
+        ));
+    }
+    Ok(())
 }
 
 fn parse(line: &[u8], line_no: u64) -> Result<(Cow<'_, str>, i64, &[u8]), String> {

@@ -9,10 +9,10 @@ mod sink;
 mod source;
 mod spec;
 
-pub use job::{CheckpointSpec, ErrorPolicy, JobError, JobReport, JobSpec, Triggers, run_job};
+pub use job::{CheckpointSpec, ErrorPolicy, JobError, JobReport, JobSpec, Mismatch, Triggers, run_job};
 pub use jsonl::{encode_event, parse_line};
 pub use pipeline::Pipeline;
 pub use run::{RunError, RunOptions, RunStats, run};
 pub use sink::{JsonlSink, SinkError};
-pub use source::{JsonlSource, SourceError};
-pub use spec::{OperatorSpec, PipelineSpec, SpecError, parse_size};
+pub use source::{InputLimits, JsonlSource, SourceError};
+pub use spec::{OperatorSpec, PipelineSpec, SpecError};

@@ -26,13 +26,22 @@ impl Pipeline {
     pub fn checkpoint_parts(&mut self) -> Vec<crate::checkpoint::OperatorPart<'_>> {
         self.operators
             .iter_mut()
-            .map(OperatorInstance::checkpoint_part)
+            .map(|op| {
+                let plugin_digest = op.plugin().digest_hex();
+                let (name, config, state) = op.parts_mut();
+                crate::checkpoint::OperatorPart {
+                    name,
+                    plugin_digest,
+                    config,
+                    state,
+                }
+            })
             .collect()
     }
 
     /// Run one batch through every operator and then advance event time, as one transaction:
     /// if any call fails, every operator's writes for this batch are rolled back.
-    pub fn process_batch(&mut self, batch: &Batch, watermark: Option<i64>) -> Result<Batch, CallError> {
+    pub fn step(&mut self, batch: &Batch, watermark: Option<i64>) -> Result<Batch, CallError> {
         for op in &mut self.operators {
             op.begin_batch();
         }
@@ -52,8 +61,9 @@ impl Pipeline {
         result
     }
 
-    /// Run one batch through every operator; returns the last operator's output.
-    pub fn process(&mut self, batch: &Batch) -> Result<Batch, CallError> {
+    /// Run one batch through every operator; returns the last operator's output. Inside the
+    /// transaction [`Pipeline::step`] opens.
+    fn process(&mut self, batch: &Batch) -> Result<Batch, CallError> {
         let mut events: Option<Batch> = None;
         for op in &mut self.operators {
             let input = events.as_ref().unwrap_or(batch);
@@ -66,8 +76,9 @@ impl Pipeline {
     }
 
     /// Advance event time to `watermark` in every operator. What operator `i` emits on the
-    /// watermark is processed by the operators after it before they see the watermark.
-    pub fn on_watermark(&mut self, watermark: i64) -> Result<Batch, CallError> {
+    /// watermark is processed by the operators after it before they see the watermark. Inside
+    /// the transaction [`Pipeline::step`] opens.
+    fn on_watermark(&mut self, watermark: i64) -> Result<Batch, CallError> {
         let mut carried = Batch::new();
         for op in &mut self.operators {
             if !carried.is_empty() {

@@ -60,7 +60,7 @@ pub fn run(
         let (batch, failure) = read_batch(source, batch_size);
         let done = batch.len() < batch_size;
         if !batch.is_empty() {
-            process_batch(pipeline, sink, &batch, &mut stats)?;
+            feed_batch(pipeline, sink, &batch, &mut stats)?;
         }
         if let Some(e) = failure {
             sink.flush()?;
@@ -89,7 +89,7 @@ pub(crate) fn read_batch(source: &mut JsonlSource, batch_size: usize) -> (Batch,
 
 /// Process one batch as one transaction across the pipeline (process, then the watermark if
 /// it advanced), then write its output. On failure nothing of the batch is kept or written.
-pub(crate) fn process_batch(
+pub(crate) fn feed_batch(
     pipeline: &mut Pipeline,
     sink: &mut JsonlSink,
     batch: &Batch,
@@ -98,7 +98,7 @@ pub(crate) fn process_batch(
     let max_ts = batch.iter().map(|e| e.ts).max();
     let n = batch.len() as u64;
     let advanced = max_ts.filter(|&ts| stats.watermark.is_none_or(|w| ts > w));
-    let out = pipeline.process_batch(batch, advanced)?;
+    let out = pipeline.step(batch, advanced)?;
     for e in &out {
         sink.write_event(e)?;
     }

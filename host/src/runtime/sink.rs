@@ -8,7 +8,7 @@ use crate::EventRef;
 
 /// A failure writing the output.
 #[derive(Debug, Error)]
-#[error("could not write output {output}: {source}")]
+#[error("could not write output {output}")]
 pub struct SinkError {
     /// The output's name.
     pub output: String,
@@ -64,7 +64,7 @@ impl JsonlSink {
         if actual < len {
             return Err(err(io::Error::other(format!(
                 "the checkpoint says {len} bytes were written but the file has only {actual}; \
-                 was the output replaced or truncated? Restore it, or start over with a new --store"
+                 was the output replaced or truncated? Restore it, or start over with a new checkpoint store"
             ))));
         }
         file.set_len(len).map_err(err)?;

@@ -1,16 +1,39 @@
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 
 use thiserror::Error;
 
-use super::jsonl::{parse_line, parse_line_into};
+use serde::{Deserialize, Serialize};
+
+use super::jsonl::{check_key, parse_line, parse_line_into};
+use crate::sandbox::ByteSize;
+
+/// Bounds on what one input line may hold, so that bad input cannot exhaust memory. A line
+/// past a bound is refused like a malformed line, with the input's name and line number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InputLimits {
+    /// Bytes of one line. Default 16 MiB.
+    pub max_line_bytes: ByteSize,
+    /// Bytes of one event's key. Default 64 KiB.
+    pub max_key_bytes: ByteSize,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        Self {
+            max_line_bytes: ByteSize(16 << 20),
+            max_key_bytes: ByteSize(64 << 10),
+        }
+    }
+}
 use crate::{Batch, Event};
 
 /// A failure reading the input.
 #[derive(Debug, Error)]
 pub enum SourceError {
     /// The input could not be opened or read.
-    #[error("could not read input {input}: {source}")]
+    #[error("could not read input {input}")]
     Io {
         /// The input's name.
         input: String,
@@ -42,6 +65,7 @@ pub struct JsonlSource {
     line: u64,
     buf: Vec<u8>,
     seekable: bool,
+    limits: InputLimits,
 }
 
 impl JsonlSource {
@@ -71,7 +95,7 @@ impl JsonlSource {
             if offset > len {
                 return Err(io_err(io::Error::other(format!(
                     "the checkpoint says {offset} bytes were consumed but the file has only {len}; \
-                     was the input replaced? Use the original input, or start over with a new --store"
+                     was the input replaced? Use the original input, or start over with a new checkpoint store"
                 ))));
             }
             file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
@@ -92,7 +116,14 @@ impl JsonlSource {
             line: 0,
             buf: Vec::with_capacity(256),
             seekable: false,
+            limits: InputLimits::default(),
         }
+    }
+
+    /// Apply `limits` to the lines read from now on.
+    pub fn with_limits(mut self, limits: InputLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The input's name.
@@ -119,8 +150,11 @@ impl JsonlSource {
     /// an error; the offset then still points at its start, so nothing is lost.
     pub fn next_event(&mut self) -> Result<Option<Event>, SourceError> {
         let mut event = None;
+        let max_key = self.limits.max_key_bytes.0 as usize;
         self.next_with(|text, line_no| {
-            event = Some(parse_line(text, line_no)?);
+            let e = parse_line(text, line_no)?;
+            check_key(&e.key, max_key)?;
+            event = Some(e);
             Ok(())
         })?;
         Ok(event)
@@ -129,7 +163,8 @@ impl JsonlSource {
     /// Like [`JsonlSource::next_event`], appending the event to `batch` (no allocation per
     /// event). Returns whether there was one.
     pub fn next_into(&mut self, batch: &mut Batch) -> Result<bool, SourceError> {
-        self.next_with(|text, line_no| parse_line_into(text, line_no, batch))
+        let max_key = self.limits.max_key_bytes.0 as usize;
+        self.next_with(|text, line_no| parse_line_into(text, line_no, batch, max_key))
     }
 
     /// Read up to the next non-blank line and hand it to `parse`; false at end of input.
@@ -137,10 +172,12 @@ impl JsonlSource {
         &mut self,
         parse: impl FnOnce(&[u8], u64) -> Result<(), String>,
     ) -> Result<bool, SourceError> {
+        let max_line = self.limits.max_line_bytes.0;
         loop {
             self.buf.clear();
-            let n = self
-                .reader
+            // At most one byte past the bound: a longer line is refused without reading it all.
+            let n = (&mut self.reader)
+                .take(max_line.saturating_add(1))
                 .read_until(b'\n', &mut self.buf)
                 .map_err(|source| SourceError::Io {
                     input: self.name.clone(),
@@ -150,6 +187,17 @@ impl JsonlSource {
                 return Ok(false);
             }
             let line_no = self.line + 1;
+            let content = self.buf.len() - usize::from(self.buf.last() == Some(&b'\n'));
+            if content as u64 > max_line {
+                return Err(SourceError::Malformed {
+                    input: self.name.clone(),
+                    line: line_no,
+                    message: format!(
+                        "the line is longer than max_line_bytes = {}",
+                        self.limits.max_line_bytes
+                    ),
+                });
+            }
             let text = trim(&self.buf);
             if text.is_empty() {
                 self.line = line_no;

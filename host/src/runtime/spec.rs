@@ -9,7 +9,7 @@
 //! name = "dedup"              # optional; default: the plugin's file stem; must be unique
 //! plugin = "../dist/plugins/dedup.wasm"   # relative to this file
 //! config = { id_field = "id", within_ms = 60000 }
-//! timeout = "5s"              # limits, all optional (defaults as on the command line)
+//! timeout = "5s"              # limits (`Limits`), all optional, defaults as on the command line
 //! memory_limit = "64MiB"
 //!
 //! [[operators]]
@@ -17,18 +17,18 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::sandbox::ByteSize;
 use crate::{Engine, EngineOptions, Limits, LoadError, OperatorBuilder, Plugin};
 
 /// A problem with a pipeline file.
 #[derive(Debug, Error)]
 pub enum SpecError {
     /// The file could not be read.
-    #[error("could not read pipeline file {path}: {source}")]
+    #[error("could not read pipeline file {path}")]
     Read {
         /// The file.
         path: String,
@@ -44,7 +44,7 @@ pub enum SpecError {
         message: String,
     },
     /// A plugin could not be loaded.
-    #[error("pipeline file {path}, operator `{operator}`: {source}")]
+    #[error("pipeline file {path}, operator `{operator}`")]
     Plugin {
         /// The file.
         path: String,
@@ -53,33 +53,57 @@ pub enum SpecError {
         /// Why.
         source: LoadError,
     },
+    /// The plugin of a one-operator pipeline (`cairn run --plugin`) could not be loaded.
+    #[error(transparent)]
+    Load(LoadError),
     /// The engine could not be created.
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
 }
 
-/// One operator of a pipeline file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One operator of a pipeline file: its plugin, its configuration and its [`Limits`], whose
+/// fields sit beside `plugin` and `config` in the TOML section.
+#[derive(Debug, Clone)]
 pub struct OperatorSpec {
     /// Name (unique in the pipeline); default: the plugin's file stem.
     pub name: Option<String>,
     /// The plugin, relative to the pipeline file.
     pub plugin: PathBuf,
-    /// The configuration, any TOML value (passed to the operator as JSON).
-    pub config: Option<toml::Value>,
-    /// Call deadline, e.g. "10s".
-    pub timeout: Option<String>,
-    /// Fuel per call.
-    pub fuel: Option<u64>,
-    /// Linear memory cap, e.g. "256MiB".
-    pub memory_limit: Option<String>,
-    /// State quota: keys.
-    pub max_keys: Option<u64>,
-    /// State quota: bytes, e.g. "4GiB".
-    pub max_state_bytes: Option<String>,
-    /// State quota: one value, e.g. "16MiB".
-    pub max_value_bytes: Option<String>,
+    /// The configuration, passed to the operator as JSON text.
+    pub config: Option<serde_json::Value>,
+    /// The limits (defaults for the fields not given).
+    pub limits: Limits,
+}
+
+impl<'de> Deserialize<'de> for OperatorSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let name = match table.remove("name") {
+            None => None,
+            Some(toml::Value::String(s)) => Some(s),
+            Some(_) => return Err(D::Error::custom("`name` must be a string")),
+        };
+        let plugin = match table.remove("plugin") {
+            Some(toml::Value::String(s)) => PathBuf::from(s),
+            Some(_) => return Err(D::Error::custom("`plugin` must be a string (a path)")),
+            None => return Err(D::Error::missing_field("plugin")),
+        };
+        let config = table
+            .remove("config")
+            .map(serde_json::Value::deserialize)
+            .transpose()
+            .map_err(|e| D::Error::custom(format!("`config`: {e}")))?;
+        // Everything else is a limit; an unknown field is named with the accepted ones.
+        let limits = Limits::deserialize(toml::Value::Table(table))
+            .map_err(|e| D::Error::custom(format!("{e} (besides `name`, `plugin` and `config`)")))?;
+        Ok(Self {
+            name,
+            plugin,
+            config,
+            limits,
+        })
+    }
 }
 
 /// A pipeline file.
@@ -90,35 +114,19 @@ pub struct PipelineSpec {
     pub name: Option<String>,
     /// Events per batch.
     pub batch_size: Option<usize>,
+    /// Bytes of one input line (default: the command line's).
+    pub max_line_bytes: Option<ByteSize>,
+    /// Bytes of one event key (default: the command line's).
+    pub max_key_bytes: Option<ByteSize>,
     /// The operators, in order.
     pub operators: Vec<OperatorSpec>,
     #[serde(skip)]
     dir: PathBuf,
     #[serde(skip)]
     path: String,
-}
-
-/// A byte size: a number with an optional unit (B, K/KB/KiB, M/MB/MiB, G/GB/GiB; powers of 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 256MiB"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {text:?}; use B, KiB, MiB or GiB"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{text:?} is too large"))
+    /// Made by [`PipelineSpec::single`], not read from a file.
+    #[serde(skip)]
+    single: bool,
 }
 
 impl PipelineSpec {
@@ -169,34 +177,37 @@ impl PipelineSpec {
     }
 
     fn limits_of(&self, op: &OperatorSpec) -> Result<Limits, SpecError> {
-        let name = self.name_of(op);
-        let bad = |field: &str, e: String| self.invalid(&format!("operator `{name}`, {field}: {e}"));
-        let mut l = Limits::default();
-        if let Some(t) = &op.timeout {
-            l.timeout = humantime::parse_duration(t).map_err(|e| bad("timeout", e.to_string()))?;
-            if l.timeout == Duration::ZERO {
-                return Err(bad("timeout", "must be positive".into()));
-            }
-        }
-        l.fuel = op.fuel;
-        if let Some(m) = &op.memory_limit {
-            l.memory_bytes = parse_size(m).map_err(|e| bad("memory_limit", e))? as usize;
-        }
-        if let Some(k) = op.max_keys {
-            l.max_keys = k;
-        }
-        if let Some(b) = &op.max_state_bytes {
-            l.max_state_bytes = parse_size(b).map_err(|e| bad("max_state_bytes", e))?;
-        }
-        if let Some(b) = &op.max_value_bytes {
-            l.max_value_bytes = parse_size(b).map_err(|e| bad("max_value_bytes", e))?;
-        }
-        Ok(l)
+        op.limits
+            .check()
+            .map_err(|e| self.invalid(&format!("operator `{}`, {e}", self.name_of(op))))?;
+        Ok(op.limits.clone())
     }
 
     /// Whether any operator asks for fuel (the engine must then count it).
     pub fn needs_fuel(&self) -> bool {
-        self.operators.iter().any(|o| o.fuel.is_some())
+        self.operators.iter().any(|o| o.limits.fuel.is_some())
+    }
+
+    /// A pipeline of one operator (what `cairn run --plugin` runs): the plugin at `plugin`,
+    /// with a JSON configuration and limits.
+    pub fn single(plugin: PathBuf, config: serde_json::Value, limits: Limits) -> Result<Self, SpecError> {
+        let spec = Self {
+            name: None,
+            batch_size: None,
+            max_line_bytes: None,
+            max_key_bytes: None,
+            operators: vec![OperatorSpec {
+                name: None,
+                plugin,
+                config: Some(config),
+                limits,
+            }],
+            dir: PathBuf::new(),
+            path: "the command line".into(),
+            single: true,
+        };
+        spec.limits_of(&spec.operators[0])?;
+        Ok(spec)
     }
 
     /// An engine fit for this pipeline.
@@ -213,14 +224,17 @@ impl PipelineSpec {
             .map(|op| {
                 let name = self.name_of(op);
                 let path = self.dir.join(&op.plugin);
-                let plugin = Plugin::load(engine, &path).map_err(|source| SpecError::Plugin {
-                    path: self.path.clone(),
-                    operator: name.clone(),
-                    source,
+                let plugin = Plugin::load(engine, &path).map_err(|source| match self.single {
+                    true => SpecError::Load(source),
+                    false => SpecError::Plugin {
+                        path: self.path.clone(),
+                        operator: name.clone(),
+                        source,
+                    },
                 })?;
                 let config = match &op.config {
                     None => "{}".to_string(),
-                    Some(v) => serde_json::to_string(v).map_err(|e| self.invalid(&e.to_string()))?,
+                    Some(v) => v.to_string(),
                 };
                 Ok(plugin
                     .operator()

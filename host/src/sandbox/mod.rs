@@ -6,5 +6,5 @@ mod limits;
 mod wasi;
 
 pub use limiter::Limiter;
-pub use limits::Limits;
+pub use limits::{ByteSize, Limits, parse_size};
 pub use wasi::{GuestOutput, no_authority_wasi};

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A write the state refused.
@@ -52,14 +51,13 @@ use super::value::Value;
 
 /// The changes since the previous checkpoint: keys set (with their current value) and keys
 /// removed. Applying it to the state of the previous checkpoint gives the current state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How it is serialized into checkpoints is the `checkpoint` module's business.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateDelta {
     /// Keys written since the previous checkpoint, with their value now (in no particular
     /// order; the checkpoint writer sorts them off the processing thread).
-    #[serde(with = "entries_serde")]
     pub sets: Vec<(Key, Value)>,
     /// Keys removed since the previous checkpoint.
-    #[serde(with = "keys_serde")]
     pub deletes: Vec<Key>,
 }
 
@@ -67,82 +65,6 @@ impl StateDelta {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
         self.sets.is_empty() && self.deletes.is_empty()
-    }
-}
-
-/// Keys and values decoded straight into their shared form: one allocation each, borrowing
-/// from the (decompressed) checkpoint bytes when the decoder allows it.
-struct KeyDe(Key);
-struct ValueDe(Value);
-
-impl<'de> Deserialize<'de> for KeyDe {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = KeyDe;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a state key (string)")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<KeyDe, E> {
-                Ok(KeyDe(Key::from(s)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for ValueDe {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = ValueDe;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a state value (bytes)")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<ValueDe, E> {
-                Ok(ValueDe(Value::from(b)))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ValueDe, A::Error> {
-                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
-                while let Some(b) = seq.next_element::<u8>()? {
-                    v.push(b);
-                }
-                Ok(ValueDe(Value::from(v)))
-            }
-        }
-        d.deserialize_bytes(V)
-    }
-}
-
-/// Values as byte strings (one copy) rather than sequences of numbers.
-mod entries_serde {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use serde_bytes::Bytes;
-
-    use super::{Key, KeyDe, Value, ValueDe};
-
-    pub fn serialize<S: Serializer>(sets: &[(Key, Value)], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(sets.iter().map(|(k, v)| (&**k, Bytes::new(v))))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Key, Value)>, D::Error> {
-        let v = Vec::<(KeyDe, ValueDe)>::deserialize(d)?;
-        Ok(v.into_iter().map(|(k, v)| (k.0, v.0)).collect())
-    }
-}
-
-mod keys_serde {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use super::{Key, KeyDe};
-
-    pub fn serialize<S: Serializer>(keys: &[Key], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(keys.iter().map(|k| &**k))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Key>, D::Error> {
-        let v = Vec::<KeyDe>::deserialize(d)?;
-        Ok(v.into_iter().map(|k| k.0).collect())
     }
 }
 

@@ -5,4 +5,4 @@ mod holder;
 mod value;
 
 pub use holder::{Key, StateDelta, StateError, StateHolder, StateQuotas};
-pub use value::{INLINE_CAP, Value};
+pub use value::{INLINE_VALUE_BYTES, Value};

@@ -5,11 +5,11 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 /// The longest value kept in place.
-pub const INLINE_CAP: usize = 22;
+pub const INLINE_VALUE_BYTES: usize = 22;
 
 /// A stored value.
 ///
-/// Values of up to [`INLINE_CAP`] bytes (counters, sums, small records: most operator state)
+/// Values of up to [`INLINE_VALUE_BYTES`] bytes (counters, sums, small records: most operator state)
 /// live in place, so storing one allocates nothing and copying one (into the undo log or a
 /// checkpoint) is a 24-byte copy. Longer values are shared (`Arc`) between the state, the undo
 /// log and a checkpoint in flight, and never copied after the write.
@@ -18,15 +18,18 @@ pub struct Value(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    Inline { len: u8, bytes: [u8; INLINE_CAP] },
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_VALUE_BYTES],
+    },
     Shared(Arc<[u8]>),
 }
 
 impl Value {
     /// A value holding a copy of `bytes`.
     pub fn new(bytes: &[u8]) -> Self {
-        if bytes.len() <= INLINE_CAP {
-            let mut b = [0u8; INLINE_CAP];
+        if bytes.len() <= INLINE_VALUE_BYTES {
+            let mut b = [0u8; INLINE_VALUE_BYTES];
             b[..bytes.len()].copy_from_slice(bytes);
             Value(Repr::Inline {
                 len: bytes.len() as u8,
@@ -75,7 +78,7 @@ impl From<&[u8]> for Value {
 
 impl From<Vec<u8>> for Value {
     fn from(b: Vec<u8>) -> Self {
-        if b.len() <= INLINE_CAP {
+        if b.len() <= INLINE_VALUE_BYTES {
             Value::new(&b)
         } else {
             Value(Repr::Shared(Arc::from(b)))
@@ -103,13 +106,13 @@ mod tests {
 
     #[test]
     fn small_values_in_place_long_ones_shared() {
-        for n in [0, 1, INLINE_CAP, INLINE_CAP + 1, 1000] {
+        for n in [0, 1, INLINE_VALUE_BYTES, INLINE_VALUE_BYTES + 1, 1000] {
             let bytes: Vec<u8> = (0..n).map(|i| i as u8).collect();
             let v = Value::new(&bytes);
             assert_eq!(&*v, &bytes[..]);
             assert_eq!(Value::from(bytes.clone()), v);
             assert_eq!(&*v.to_shared(), &bytes[..]);
-            assert_eq!(matches!(v.0, Repr::Inline { .. }), n <= INLINE_CAP);
+            assert_eq!(matches!(v.0, Repr::Inline { .. }), n <= INLINE_VALUE_BYTES);
         }
         assert_eq!(std::mem::size_of::<Option<Value>>(), 24);
     }

@@ -6,7 +6,7 @@
 //! Events whose field is missing or not a number are skipped (counted under `skipped/<key>`).
 
 use cairn_sdk::stats::{Stats, number_at};
-use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key};
+use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -29,10 +29,10 @@ impl Operator for Aggregate {
     fn on_event(&mut self, event: Event, out: &mut Output) -> Result<(), Error> {
         let value: serde_json::Value = event.value_json()?;
         let Some(x) = number_at(&value, &self.field) else {
-            ValueState::<u64>::new(key::join(&["skipped", &event.key])).update(|n| n.unwrap_or(0) + 1)?;
+            ValueState::<u64>::new("skipped").update(|n| n.unwrap_or(0) + 1)?;
             return Ok(());
         };
-        let stats = ValueState::<Stats>::new(key::join(&["agg", &event.key])).update(|s| {
+        let stats = ValueState::<Stats>::new("agg").update(|s| {
             let mut s = s.unwrap_or_default();
             s.add(x);
             s
@@ -66,7 +66,7 @@ mod tests {
         // Population stddev of 2, 4, 9: sqrt(((9 + 1 + 16) / 3)) = sqrt(26/3)
         assert!((v["stddev"].as_f64().unwrap() - (26.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert!(h.send("a", 5, json!({"x": 1})).unwrap().is_empty());
-        assert_eq!(h.state_json("skipped/a"), Some(json!(1)));
+        assert_eq!(h.keyed_json("a", "skipped"), Some(json!(1)));
         // Survives a restart: the aggregate is in state.
         let mut h = h.restart().unwrap();
         let v = values(&h.send("a", 6, json!({"t": 5})).unwrap())[0].clone();

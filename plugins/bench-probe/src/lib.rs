@@ -12,6 +12,8 @@ struct Settings {
     n: u32,
 }
 
+const SCOPE: &str = "probe";
+
 struct Probe {
     op: String,
     n: u32,
@@ -24,6 +26,8 @@ impl Operator for Probe {
         let s: Settings = config.parse()?;
         let keys: Vec<String> = (0..s.n).map(|i| format!("key-{i:08}")).collect();
         let entries = keys.iter().map(|k| (k.clone(), b"12345".to_vec())).collect();
+        // Every operation works in one key's scope, whatever the events' keys.
+        let _scope = state::enter_key(SCOPE);
         if s.op == "get-hit" || s.op == "get-many" || s.op == "get-prefetched" {
             for k in &keys {
                 state::set(k, b"12345")?;
@@ -38,6 +42,7 @@ impl Operator for Probe {
     }
 
     fn on_event(&mut self, event: Event, out: &mut Output) -> Result<(), Error> {
+        let _scope = state::enter_key(SCOPE);
         let mut found = 0usize;
         match self.op.as_str() {
             "get-hit" | "get-miss" => {
@@ -51,7 +56,8 @@ impl Operator for Probe {
                 }
             }
             "get-prefetched" => {
-                state::prefetch(self.keys.iter().map(String::as_str));
+                let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+                state::prefetch([SCOPE], &keys);
                 for k in &self.keys {
                     found += state::get(k).map_or(0, |v| v.len());
                 }

@@ -1,10 +1,10 @@
 //! Test fixture: the `counter` operator written directly against the 0.1.0 world as it was
-//! released (`wit/operator.wit` next to this file is a verbatim copy). Newer hosts must keep
+//! released (`wit/0.1.0/operator.wit` is a verbatim copy). Newer hosts must keep
 //! running it: through `process` (it has no `process-packed`) and the 0.1.0 state functions.
 //! Output matches the `counter` example: `{"count":n}` per event.
 
 wit_bindgen::generate!({
-    path: "wit",
+    path: "../../wit/0.1.0",
     world: "operator",
 });
 

@@ -1,8 +1,9 @@
 //! `counter-batched`: the `counter` operator written batch-at-a-time. It reads the counts of
-//! the batch's distinct keys with one `state::get_many`, counts in memory while it emits, and
-//! writes the new counts back with one `state::set_many`: two state calls per batch instead of
-//! two per event. Same output and same state as `counter` (`{"count": n}` per event, the count
-//! as JSON under the event key), so either can resume the other's checkpoints.
+//! the batch's distinct keys with one `state::get_many_keyed`, counts in memory while it
+//! emits, and writes the new counts back with one `state::set_many_keyed`: two state calls per
+//! batch instead of two per event. Same output and same state as `counter` (`{"count": n}` per
+//! event, the count as JSON under `count` in the event key's scope), so either can resume the
+//! other's checkpoints.
 //!
 //! The batch is still one transaction: if anything fails, the host discards the batch's writes.
 
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use cairn_sdk::{Config, Error, Event, Operator, Output, serde_json, state};
 use serde::Serialize;
 
-/// The operator; counts live in state under the event key.
+/// The operator; counts live in each key's state scope.
 pub struct CounterBatched;
 
 #[derive(Serialize)]
@@ -47,7 +48,8 @@ impl Operator for CounterBatched {
             keys[i] = k;
         }
         let mut counts = Vec::with_capacity(keys.len());
-        for (key, v) in keys.iter().zip(state::get_many(&keys)) {
+        let wanted: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "count")).collect();
+        for (key, v) in keys.iter().zip(state::get_many_keyed(&wanted)) {
             counts.push(match v {
                 Some(bytes) => serde_json::from_slice::<u64>(&bytes)
                     .map_err(|e| Error::msg(format_args!("state key {key:?} does not hold a count: {e}")))?,
@@ -58,12 +60,13 @@ impl Operator for CounterBatched {
             counts[slot] += 1;
             out.emit_json(event.key, event.ts, &Count { count: counts[slot] })?;
         }
-        let entries: Vec<(String, Vec<u8>)> = keys
-            .into_iter()
-            .zip(counts)
-            .map(|(k, c)| (k, c.to_string().into_bytes()))
+        let values: Vec<Vec<u8>> = counts.iter().map(|c| c.to_string().into_bytes()).collect();
+        let entries: Vec<(&str, &str, &[u8])> = keys
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| (k.as_str(), "count", v.as_slice()))
             .collect();
-        state::set_many(&entries)?;
+        state::set_many_keyed(&entries)?;
         Ok(())
     }
 }
@@ -92,6 +95,6 @@ mod tests {
             .map(|(k, n)| (k.to_string(), format!(r#"{{"count":{n}}}"#)))
             .collect();
         assert_eq!(got, want);
-        assert_eq!(state::get("a"), Some(b"3".to_vec()));
+        assert_eq!(state::with_key("a", || state::get("count")), Some(b"3".to_vec()));
     }
 }

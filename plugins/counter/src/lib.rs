@@ -5,7 +5,7 @@
 use cairn_sdk::{Config, Error, Event, Operator, Output, state};
 use serde::Serialize;
 
-/// The operator; it keeps nothing in memory, the counts live in state under the event key.
+/// The operator; it keeps nothing in memory, the counts live in each key's state scope.
 pub struct Counter;
 
 #[derive(Serialize)]
@@ -19,17 +19,15 @@ impl Operator for Counter {
     }
 
     fn on_event(&mut self, event: Event, out: &mut Output) -> Result<(), Error> {
-        let count = state::get_as::<u64>(&event.key)?.unwrap_or(0) + 1;
-        state::set_as(&event.key, &count)?;
+        // State is scoped to the event's key: "count" is this key's count.
+        let count = state::get_as::<u64>("count")?.unwrap_or(0) + 1;
+        state::set_as("count", &count)?;
         out.emit_json(event.key, event.ts, &Count { count })
     }
 
-    fn on_batch(&mut self, batch: Vec<Event>, out: &mut Output) -> Result<(), Error> {
-        // The batch reads its events' keys: fetch them in one call.
-        state::prefetch(batch.iter().map(|e| e.key.as_str()));
-        for event in batch {
-            self.on_event(event, out)?;
-        }
+    fn before_batch(&mut self, batch: &[Event]) -> Result<(), Error> {
+        // The batch reads its keys' counts: fetch them in one call.
+        state::prefetch(batch.iter().map(|e| e.key.as_str()), &["count"]);
         Ok(())
     }
 }
@@ -45,10 +43,9 @@ mod tests {
         state::native::reset(Default::default());
         let mut op = Counter::init(&Config::new("{}")).unwrap();
         let mut out = Output::new();
-        for (k, ts) in [("a", 1), ("b", 2), ("a", 3)] {
-            op.on_event(Event::new(k, ts, b"null".to_vec()), &mut out)
-                .unwrap();
-        }
+        let batch = [("a", 1), ("b", 2), ("a", 3)].map(|(k, ts)| Event::new(k, ts, b"null".to_vec()));
+        op.on_batch(batch.to_vec(), &mut out).unwrap();
+        assert_eq!(state::with_key("a", || state::get("count")), Some(b"2".to_vec()));
         let values: Vec<(String, String)> = out
             .take()
             .into_iter()

@@ -41,21 +41,24 @@ impl Operator for Dedup {
     fn on_event(&mut self, event: Event, out: &mut Output) -> Result<(), Error> {
         let value: serde_json::Value = event.value_json()?;
         let ts = event.ts;
-        let max = ValueState::<i64>::new("max_ts").update(|m| m.map_or(ts, |m| m.max(ts)))?;
+        let max = ValueState::<i64>::operator("max_ts").update(|m| m.map_or(ts, |m| m.max(ts)))?;
         if let Some(id) = value_at(&value, &self.field) {
-            let id = id.to_string();
-            let tail = key::join(&[&event.key, &id]);
-            let seen = ValueState::<i64>::new(format!("seen/{tail}"));
+            let id = key::escape(&id.to_string());
+            // In the event key's scope; the expiry index is operator-wide (until timers).
+            let seen = ValueState::<i64>::new(format!("seen/{id}"));
+            let tail = format!("{}/{id}", key::escape(&event.key));
             match seen.get()? {
                 Some(t) if (ts - t).abs() <= self.within => {
-                    ValueState::<u64>::new("dropped").update(|n| n.unwrap_or(0) + 1)?;
+                    ValueState::<u64>::operator("dropped").update(|n| n.unwrap_or(0) + 1)?;
                 }
                 previous => {
-                    if let Some(t) = previous {
-                        state::remove(&format!("exp/{}/{tail}", key::ordered_i64(t)));
-                    }
+                    state::with_operator(|| {
+                        if let Some(t) = previous {
+                            state::remove(&format!("exp/{}/{tail}", key::ordered_i64(t)));
+                        }
+                        state::set(&format!("exp/{}/{tail}", key::ordered_i64(ts)), b"0")
+                    })?;
                     seen.set(&ts)?;
-                    state::set(&format!("exp/{}/{tail}", key::ordered_i64(ts)), b"0")?;
                     out.emit(event);
                 }
             }
@@ -64,8 +67,13 @@ impl Operator for Dedup {
         }
         // Forget ids older than the bound.
         let horizon = max.saturating_sub(self.within);
-        state::expire_before("exp/", horizon, |tail| {
-            state::remove(&format!("seen/{tail}"));
+        state::with_operator(|| {
+            state::expire_before("exp/", horizon, |tail| {
+                if let Some((k, id)) = tail.split_once('/') {
+                    let k = key::unescape(k).unwrap_or_default();
+                    state::with_key(&k, || state::remove(&format!("seen/{id}")));
+                }
+            })
         })?;
         Ok(())
     }
@@ -106,7 +114,7 @@ mod tests {
         for i in 0..100 {
             h.send("k", i * 5, json!({"id": i})).unwrap();
         }
-        let seen = h.state().keys().filter(|k| k.starts_with("seen/")).count();
+        let seen = h.state().keys().filter(|k| k.contains("/seen/")).count();
         assert!(
             seen <= 3,
             "only ids within 10 ms of the newest remain, got {seen}"

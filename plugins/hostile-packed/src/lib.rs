@@ -1,15 +1,18 @@
 //! Test fixture: a plugin that breaks the packed encodings. It writes state on every batch,
 //! then returns from `process-packed` a batch that announces two events but breaks off
 //! (`"garbage"` in the input) or one whose key is not UTF-8 (`"badutf8"`), makes a packed
-//! state write that breaks off (`"badstate"`), or else returns one well-formed event. The host
-//! must refuse each, roll the batch back and keep running.
+//! state write that breaks off (`"badstate"`) or names a malformed scoped key (`"badscope"`)
+//! and fails with the host's answer, or else returns one well-formed event. The host must
+//! refuse each, roll the batch back and keep running.
 
 wit_bindgen::generate!({
-    path: "../../wit",
-    world: "operator",
+    path: "../../wit/0.2.0",
+    world: "operator-packed",
 });
 
-use cairn::operator::state;
+use cairn::operator::types::Event;
+use cairn::operator::{packed_state, state};
+use exports::cairn::operator::{operator, packed_operator};
 
 struct Liar;
 
@@ -17,7 +20,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-impl Guest for Liar {
+impl operator::Guest for Liar {
     fn init(_config: String) -> Result<(), String> {
         Ok(())
     }
@@ -26,17 +29,28 @@ impl Guest for Liar {
         Err("this fixture is only called through process-packed".into())
     }
 
+    fn on_watermark(_watermark: i64) -> Result<Vec<Event>, String> {
+        Ok(Vec::new())
+    }
+}
+
+impl packed_operator::Guest for Liar {
     fn process_packed(batch: Vec<u8>) -> Result<Vec<u8>, String> {
-        let seen = state::get("seen").map_or(0, |v| v.len());
-        state::set("seen", &vec![b'x'; seen + 1]).map_err(|e| format!("{e:?}"))?;
+        let seen = state::get(None, "seen").map_or(0, |v| v.len());
+        state::set(None, "seen", &vec![b'x'; seen + 1]).map_err(|e| format!("{e:?}"))?;
         if contains(&batch, b"garbage") {
             // Two events announced, then a key length far past the end.
             return Ok(vec![2, 0, 0, 0, 255, 255, 255, 255]);
         }
         if contains(&batch, b"badstate") {
-            // A packed state write that announces an entry and breaks off: the host traps.
-            let _ = state::set_many_packed(&[1, 0, 0, 0, 9, 0, 0, 0, b'k']);
-            return Err("the host should have trapped".into());
+            // A packed state write that announces an entry and breaks off.
+            let e = packed_state::write_many_packed(&[1, 0, 0, 0, 9, 0, 0, 0, b'k']);
+            return Err(format!("the host answered {e:?}"));
+        }
+        if contains(&batch, b"badscope") {
+            // A well-formed call whose key is not a scoped key.
+            let e = packed_state::get_many_packed(&[1, 0, 0, 0, 3, 0, 0, 0, b'x', b'y', b'z']);
+            return Err(format!("the host answered {e:?}"));
         }
         if contains(&batch, b"badutf8") {
             let mut b = vec![1, 0, 0, 0, 1, 0, 0, 0, 0xff];
@@ -49,10 +63,6 @@ impl Guest for Liar {
         b.extend_from_slice(&0i64.to_le_bytes());
         b.extend_from_slice(&[1, 0, 0, 0, b'1']);
         Ok(b)
-    }
-
-    fn on_watermark(_watermark: i64) -> Result<Vec<Event>, String> {
-        Ok(Vec::new())
     }
 }
 

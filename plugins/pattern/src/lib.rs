@@ -97,9 +97,9 @@ pub struct Pattern {
     within: i64,
 }
 
-fn partial_prefix(k: &str) -> String {
-    format!("pm/{}/", key::escape(k))
-}
+/// Partial matches live in their key's scope under `pm/<ts>/<n>`; the expiry index is
+/// operator-wide (until timers): `exp/<deadline>/<escaped key>/<ts>/<n>`.
+const PARTIAL: &str = "pm/";
 
 fn seq() -> ValueState<u64> {
     ValueState::new("seq")
@@ -124,8 +124,7 @@ impl Operator for Pattern {
         let value: Value = event.value_json()?;
         let ts = event.ts;
         if self.then.matches(&value) {
-            let prefix = partial_prefix(&event.key);
-            let keys = state::keys_with_prefix(&prefix);
+            let keys = state::keys_with_prefix(PARTIAL);
             let partials = state::get_many(&keys);
             let then = Side {
                 ts,
@@ -144,28 +143,33 @@ impl Operator for Pattern {
                         },
                     )?;
                     state::remove(k);
-                    let exp = k.replacen(
-                        "pm/",
-                        &format!("exp/{}/", key::ordered_i64(a.ts.saturating_add(self.within))),
-                        1,
+                    let exp = format!(
+                        "exp/{}/{}/{}",
+                        key::ordered_i64(a.ts.saturating_add(self.within)),
+                        key::escape(&event.key),
+                        &k[PARTIAL.len()..]
                     );
-                    state::remove(&exp);
+                    state::with_operator(|| state::remove(&exp));
                 }
             }
         }
         if self.first.matches(&value) {
             let n = seq().update(|s| s.unwrap_or(0) + 1)?;
-            let tail = format!("{}/{}/{n:016x}", key::escape(&event.key), key::ordered_i64(ts));
-            state::set_as(&format!("pm/{tail}"), &Side { ts, value })?;
-            state::set(
-                &format!("exp/{}/{tail}", key::ordered_i64(ts.saturating_add(self.within))),
-                b"0",
-            )?;
+            let rest = format!("{}/{n:016x}", key::ordered_i64(ts));
+            state::set_as(&format!("{PARTIAL}{rest}"), &Side { ts, value })?;
+            let deadline = key::ordered_i64(ts.saturating_add(self.within));
+            let exp = format!("exp/{deadline}/{}/{rest}", key::escape(&event.key));
+            state::with_operator(|| state::set(&exp, b"0"))?;
         }
         // Expire partials that no later event can complete.
-        let max = ValueState::<i64>::new("max_ts").update(|m| m.map_or(ts, |m| m.max(ts)))?;
-        state::expire_before("exp/", max, |tail| {
-            state::remove(&format!("pm/{tail}"));
+        let max = ValueState::<i64>::operator("max_ts").update(|m| m.map_or(ts, |m| m.max(ts)))?;
+        state::with_operator(|| {
+            state::expire_before("exp/", max, |tail| {
+                if let Some((k, rest)) = tail.split_once('/') {
+                    let k = key::unescape(k).unwrap_or_default();
+                    state::with_key(&k, || state::remove(&format!("{PARTIAL}{rest}")));
+                }
+            })
         })?;
         Ok(())
     }
@@ -212,7 +216,7 @@ mod tests {
             "only the A at 2 is within 10"
         );
         assert!(
-            h.state().keys().all(|k| !k.starts_with("pm/")),
+            h.state().keys().all(|k| !k.contains("/pm/")),
             "the A at 1 expired, the A at 2 was consumed"
         );
         // Numeric predicates.

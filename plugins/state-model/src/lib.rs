@@ -6,7 +6,8 @@
 //!
 //! Operations: `["set", k, v]`, `["remove", k]`, `["get", k]`, `["exists", k]`,
 //! `["list", prefix]`, `["prefetch", [k…]]`, `["get_many", [k…]]`, `["set_many", [[k, v]…]]`,
-//! `["remove_many", [k…]]`, `["fail"]`. Values are strings.
+//! `["remove_many", [k…]]`, `["fail"]`. Values are strings. Keys are in the event key's
+//! scope.
 
 use cairn_sdk::serde_json::{Value, json};
 use cairn_sdk::{Config, Error, Event, Operator, Output, state};
@@ -59,7 +60,8 @@ impl Operator for Model {
                 "list" => json!(state::keys_with_prefix(s(&a[1])?)),
                 "prefetch" => {
                     let keys = strs(&a[1])?;
-                    state::prefetch(keys.iter().map(String::as_str));
+                    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                    state::prefetch([event.key.as_str()], &keys);
                     json!("ok")
                 }
                 "get_many" => Value::Array(state::get_many(&strs(&a[1])?).into_iter().map(text).collect()),

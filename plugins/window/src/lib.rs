@@ -50,11 +50,16 @@ struct Emitted<'a> {
 const PAGE: u32 = 256;
 
 fn max_ts() -> ValueState<i64> {
-    ValueState::new("max_ts")
+    ValueState::operator("max_ts")
 }
 
-fn win_key(k: &str, start: i64) -> String {
-    format!("win/{}/{}", key::escape(k), key::ordered_i64(start))
+fn late() -> ValueState<u64> {
+    ValueState::operator("late")
+}
+
+/// A window of key `k`, in `k`'s scope.
+fn window(k: &str, start: i64) -> ValueState<Stats> {
+    ValueState::keyed(k, format!("win/{}", key::ordered_i64(start)))
 }
 
 fn index_key(end: i64, k: &str, start: i64) -> String {
@@ -109,10 +114,11 @@ impl Operator for Window {
         while start > ts - self.size {
             let end = start + self.size;
             if !self.closed(end, wm) {
-                let w = ValueState::<Stats>::new(win_key(&event.key, start));
+                let w = window(&event.key, start);
                 let mut s = w.get()?.unwrap_or_default();
                 if s.count == 0 {
-                    state::set(&index_key(end, &event.key, start), b"0")?;
+                    // The cross-key index of window ends is operator-wide (until timers).
+                    state::with_operator(|| state::set(&index_key(end, &event.key, start), b"0"))?;
                 }
                 s.add(x);
                 w.set(&s)?;
@@ -121,7 +127,7 @@ impl Operator for Window {
             start -= self.slide;
         }
         if !assigned {
-            ValueState::<u64>::new("late").update(|n| n.unwrap_or(0) + 1)?;
+            late().update(|n| n.unwrap_or(0) + 1)?;
         }
         max_ts().update(|m| m.map_or(ts, |m| m.max(ts)))?;
         Ok(())
@@ -145,7 +151,7 @@ impl Operator for Window {
                 }
                 let k = key::unescape(k).unwrap_or_default();
                 let start = key::parse_ordered_i64(start).ok_or_else(|| Error::msg("bad window start"))?;
-                let w = ValueState::<Stats>::new(win_key(&k, start));
+                let w = window(&k, start);
                 let stats = w.get()?.unwrap_or_default();
                 out.emit_json(
                     k,
@@ -193,8 +199,8 @@ mod tests {
         assert_eq!(v["avg"], 2.0);
         assert_eq!(v["stddev"], 1.0);
         // The closed window left state; [10, 20) is still open.
-        assert!(h.state_json(&win_key("a", 0)).is_none());
-        assert!(h.state_json(&win_key("a", 10)).is_some());
+        assert!(window("a", 0).get().unwrap().is_none());
+        assert!(window("a", 10).get().unwrap().is_some());
         // A late event for [0, 10) is dropped and counted.
         h.send("a", 3, json!({"v": 100})).unwrap();
         assert_eq!(h.state_json("late"), Some(json!(1)));

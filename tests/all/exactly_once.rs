@@ -52,7 +52,7 @@ fn a_two_operator_pipeline_is_exactly_once_under_sigkill() -> Result<()> {
     // those counts. Both operators' state is in each checkpoint.
     let dir = tempfile::tempdir()?;
     let pipeline = dir.path().join("pipeline.toml");
-    let plugins = cairn_tests::repo_root().join("dist/plugins");
+    let plugins = cairn_tests::plugin_dir();
     std::fs::write(
         &pipeline,
         format!(

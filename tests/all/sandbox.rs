@@ -149,9 +149,9 @@ fn malformed_packed_output_is_refused_and_rolled_back() -> Result<()> {
     for (input, needle) in [
         (
             "\"garbage\"",
-            "a key needs 4294967295 bytes at offset 8 but only 0 remain",
+            "the event count at byte 0: is larger than the input can hold",
         ),
-        ("\"badutf8\"", "the key of event 0 is not UTF-8"),
+        ("\"badutf8\"", "an event key at byte 4: is not UTF-8"),
     ] {
         let e = hostile(
             "hostile-packed",
@@ -162,17 +162,24 @@ fn malformed_packed_output_is_refused_and_rolled_back() -> Result<()> {
         )?;
         assert!(matches!(e, CallError::Guest { .. }), "{e:?}");
     }
-    let e = hostile(
-        "hostile-packed",
-        Limits::default(),
-        false,
-        &[ev("c", 6, "\"badstate\"")],
-        &[
-            "malformed packed state call",
-            "a key needs 9 bytes at offset 8 but only 1 remain",
-        ],
-    )?;
-    assert!(matches!(e, CallError::Trap { .. }), "{e:?}");
+    // Malformed packed state calls are answered with `state-error.invalid` (never a trap);
+    // the plugin fails its batch with the answer.
+    for (input, needle) in [
+        (
+            "\"badstate\"",
+            "the write count at byte 0: is larger than the input can hold",
+        ),
+        ("\"badscope\"", "has neither `*/` nor a `<length>:` prefix"),
+    ] {
+        let e = hostile(
+            "hostile-packed",
+            Limits::default(),
+            false,
+            &[ev("c", 6, input)],
+            &["Invalid", "malformed packed state call", needle],
+        )?;
+        assert!(matches!(e, CallError::Guest { .. }), "{e:?}");
+    }
     Ok(())
 }
 

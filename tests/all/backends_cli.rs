@@ -137,6 +137,7 @@ fn a_job_stopped_on_files_resumes_on_redis_after_copy() -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn rocksdb_store_from_the_cli_resumes_exactly() -> Result<()> {
     let job = Job::new(300_000)?;

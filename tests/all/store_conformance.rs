@@ -8,7 +8,9 @@ use cairn::checkpoint::{
     copy_store, crypto, restore,
 };
 use cairn::state::StateHolder;
-use cairn::store::{CheckpointStore, FileStore, MemoryStore, RedisStore, RocksStore};
+#[cfg(feature = "rocksdb")]
+use cairn::store::RocksStore;
+use cairn::store::{CheckpointStore, FileStore, MemoryStore, RedisStore};
 use cairn_tests::redis::RedisServer;
 
 const HEX_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -221,6 +223,7 @@ fn file_encrypted_with_passphrase() -> Result<()> {
     suite(Box::new(move || Ok(Box::new(FileStore::open(&p)?))), key)
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn rocksdb_plain() -> Result<()> {
     let d = tempfile::tempdir()?;
@@ -231,6 +234,7 @@ fn rocksdb_plain() -> Result<()> {
     )
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn rocksdb_encrypted() -> Result<()> {
     let d = tempfile::tempdir()?;

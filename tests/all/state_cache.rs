@@ -45,7 +45,15 @@ impl Op {
     }
 }
 
-/// The host's state rules: a map with quotas.
+/// Every event of the test has the key "e": the plugin's state calls work in its scope, whose
+/// entries the host stores (and counts against the quotas) under `1:e/<key>`.
+const SCOPE: &str = "1:e/";
+
+fn scoped(k: &str) -> String {
+    format!("{SCOPE}{k}")
+}
+
+/// The host's state rules: a map (of scoped keys) with quotas.
 #[derive(Debug, Clone, Default)]
 struct Model {
     map: BTreeMap<String, String>,
@@ -60,6 +68,7 @@ impl Model {
     }
 
     fn set(&mut self, k: &str, v: &str) -> bool {
+        let k = &scoped(k);
         let old = self.map.get(k).map(|o| k.len() + o.len());
         let bytes = self.bytes();
         let new_total = bytes - old.unwrap_or(0) + k.len() + v.len();
@@ -77,21 +86,22 @@ impl Model {
         let written = |ok: bool| json!(if ok { "ok" } else { "refused" });
         match op {
             Op::Set(k, v) => written(self.set(k, v)),
-            Op::Remove(k) => json!(self.map.remove(k).is_some()),
-            Op::Get(k) => json!(self.map.get(k)),
-            Op::Exists(k) => json!(self.map.contains_key(k)),
+            Op::Remove(k) => json!(self.map.remove(&scoped(k)).is_some()),
+            Op::Get(k) => json!(self.map.get(&scoped(k))),
+            Op::Exists(k) => json!(self.map.contains_key(&scoped(k))),
             Op::List(p) => json!(
                 self.map
                     .keys()
-                    .filter(|k| k.starts_with(p.as_str()))
+                    .filter(|k| k.starts_with(&scoped(p)))
+                    .map(|k| &k[SCOPE.len()..])
                     .collect::<Vec<_>>()
             ),
             Op::Prefetch(_) => json!("ok"),
-            Op::GetMany(ks) => json!(ks.iter().map(|k| self.map.get(k)).collect::<Vec<_>>()),
+            Op::GetMany(ks) => json!(ks.iter().map(|k| self.map.get(&scoped(k))).collect::<Vec<_>>()),
             Op::SetMany(es) => written(es.iter().all(|(k, v)| self.set(k, v))),
             Op::RemoveMany(ks) => json!(
                 ks.iter()
-                    .filter(|k| self.map.remove(k.as_str()).is_some())
+                    .filter(|k| self.map.remove(&scoped(k)).is_some())
                     .count()
             ),
             Op::Fail => Value::Null,

@@ -10,7 +10,12 @@ fn example_pipeline_chains_operators_with_isolated_state_in_one_checkpoint() -> 
     let dir = tempfile::tempdir()?;
     let store = format!("file:{}", dir.path().join("ck").display());
     let root = repo_root();
-    let pipeline = root.join("examples/pipeline.toml");
+    // The example file, pointed at this run's plugins instead of dist/.
+    let pipeline = dir.path().join("pipeline.toml");
+    let example = fs::read_to_string(root.join("examples/pipeline.toml"))?;
+    assert!(example.contains("../dist/plugins/"));
+    let plugins = format!("{}/", cairn_tests::plugin_dir().display());
+    fs::write(&pipeline, example.replace("../dist/plugins/", &plugins))?;
     let input = root.join("examples/sensors.jsonl");
     let out = run_ok(&[
         "run",
@@ -43,11 +48,11 @@ fn example_pipeline_chains_operators_with_isolated_state_in_one_checkpoint() -> 
         (ops[0]["name"].as_str(), ops[1]["name"].as_str()),
         (Some("counter"), Some("count-stats"))
     );
-    // Each operator sees only its own keys.
-    assert_eq!(ops[0]["state"]["sensor-1"], 4);
-    assert!(ops[0]["state"].get("agg/sensor-1").is_none());
-    assert_eq!(ops[1]["state"]["agg/sensor-1"]["count"], 4);
-    assert!(ops[1]["state"].get("sensor-1").is_none());
+    // Each operator sees only its own keys, each in the scope of its stream key.
+    assert_eq!(ops[0]["state"]["8:sensor-1/count"], 4);
+    assert!(ops[0]["state"].get("8:sensor-1/agg").is_none());
+    assert_eq!(ops[1]["state"]["8:sensor-1/agg"]["count"], 4);
+    assert!(ops[1]["state"].get("8:sensor-1/count").is_none());
     Ok(())
 }
 
@@ -56,10 +61,7 @@ fn pipeline_error(toml: &str) -> Result<String> {
     let p = dir.path().join("p.toml");
     fs::write(
         &p,
-        toml.replace(
-            "@PLUGINS",
-            &repo_root().join("dist/plugins").display().to_string(),
-        ),
+        toml.replace("@PLUGINS", &cairn_tests::plugin_dir().display().to_string()),
     )?;
     let out = run_cairn(
         &[

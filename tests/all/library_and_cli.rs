@@ -1,5 +1,5 @@
-//! The foundation: the real counter.wasm through the library and the CLI, and every load
-//! error with its message.
+//! The real counter.wasm through the library and the CLI, every load error with its message,
+//! and plugins built for every supported WIT version.
 
 use std::fs;
 use std::path::Path;
@@ -70,8 +70,9 @@ fn library_runs_counter_and_keeps_state_per_key() -> Result<()> {
     );
     let out = op.process(&[ev("a", 4)])?;
     assert_eq!(out[0].value, br#"{"count":3}"#);
-    assert_eq!(op.state().get("a"), Some(&b"3"[..]));
-    assert_eq!(op.state().get("b"), Some(&b"1"[..]));
+    // Each count lives in its key's scope (the scoped key `<len>:<key>/count`).
+    assert_eq!(op.state().get("1:a/count"), Some(&b"3"[..]));
+    assert_eq!(op.state().get("1:b/count"), Some(&b"1"[..]));
     assert_eq!(op.state().len(), 2);
     // A second instance has its own state.
     let mut other = plugin.operator().name("counter-2").build()?;
@@ -218,11 +219,11 @@ fn inspect_reports_world_fit() -> Result<()> {
     let text = String::from_utf8(out.stdout)?;
     for needle in [
         "component",
-        "cairn:operator/state@0.1.1",
-        "  init",
-        "  process",
-        "  on-watermark",
-        "fits world cairn:operator/operator@0.1.1: yes",
+        "cairn:operator/state@0.2.0",
+        "cairn:operator/packed-state@0.2.0",
+        "  cairn:operator/operator@0.2.0",
+        "  cairn:operator/packed-operator@0.2.0",
+        "fits world cairn:operator/operator-packed@0.2.0: yes",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
@@ -291,8 +292,42 @@ fn cairn_new_scaffolds_a_plugin_that_tests_builds_and_runs() -> Result<()> {
     Ok(())
 }
 
+/// Run `plugin` (a counter) over the first part of `input` with a file store, then over the
+/// whole of it: the second run resumes from the first's checkpoint, and the output is exactly
+/// the counts of the whole input.
+fn assert_resumes_from_checkpoints(plugin: &Path, input: &str) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (inp, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let cut = input.len() / 2;
+    let cut = input[..cut].rfind('\n').map_or(0, |i| i + 1);
+    fs::write(&inp, &input[..cut])?;
+    let extra = [
+        "--store",
+        store.as_str(),
+        "--checkpoint-every",
+        "100",
+        "--batch-size",
+        "64",
+    ];
+    run_ok(&strs(&run_args(plugin, &inp, &out, &extra)))?;
+    fs::write(&inp, input)?;
+    run_ok(&strs(&run_args(plugin, &inp, &out, &extra)))?;
+    assert_eq!(
+        fs::read_to_string(&out)?,
+        expected_counts(input)?,
+        "{}",
+        plugin.display()
+    );
+    let show = run_ok(&["checkpoints", "show", "latest", "--store", &store, "--json"])?;
+    let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
+    assert_eq!(doc["host"]["events_in"], input.lines().count());
+    Ok(())
+}
+
 /// A plugin built against the 0.1.0 world (before `process-packed` and `get-inline`, importing
-/// `state@0.1.0`) still loads, fits, runs through `process` and keeps state across batches.
+/// `state@0.1.0`) still loads, fits, runs through `process`, keeps state across batches and
+/// resumes from checkpoints.
 #[test]
 fn plugin_built_for_world_0_1_0_still_runs() -> Result<()> {
     let old = plugin("counter-0-1-0");
@@ -305,7 +340,50 @@ fn plugin_built_for_world_0_1_0_still_runs() -> Result<()> {
 
     let input = cairn_tests::synthetic_input(3000, 41, 0);
     assert_counts_at_batch_sizes(&old, &input, &["1", "64", "1000"])?;
+    assert_resumes_from_checkpoints(&old, &input)?;
     Ok(())
+}
+
+/// A plugin built against the 0.1.1 world with its speed paths (`process-packed`, `get-inline`,
+/// `set-many-packed`) still runs, keeps its state under the plain keys 0.1 plugins used, and
+/// resumes from checkpoints.
+#[test]
+fn plugin_built_for_world_0_1_1_still_runs() -> Result<()> {
+    let old = plugin("counter-0-1-1");
+    let text = String::from_utf8(run_ok(&["inspect", old.to_str().unwrap()])?.stdout)?;
+    assert!(text.contains("cairn:operator/state@0.1.1"), "{text}");
+    assert!(text.contains("  process-packed"), "{text}");
+    assert!(
+        text.contains("fits world cairn:operator/operator@0.1.1: yes"),
+        "{text}"
+    );
+    let input = cairn_tests::synthetic_input(3000, 41, 0);
+    assert_counts_at_batch_sizes(&old, &input, &["1", "64", "1000"])?;
+    assert_resumes_from_checkpoints(&old, &input)?;
+
+    let engine = Engine::new()?;
+    let plugin = Plugin::load(&engine, &old)?;
+    assert_eq!(plugin.contract(), cairn::plugin::Contract::V0_1);
+    let mut op = plugin.operator().build()?;
+    op.process(&[ev("a", 1), ev("a", 2)])?;
+    assert_eq!(
+        op.state().get("a"),
+        Some(&b"2"[..]),
+        "0.1 state keys are stored as they are"
+    );
+    Ok(())
+}
+
+/// The current counter resumes from checkpoints too, and says which contract it was built for.
+#[test]
+fn plugin_built_for_world_0_2_0_resumes() -> Result<()> {
+    let counter = plugin("counter");
+    let engine = Engine::new()?;
+    assert_eq!(
+        Plugin::load(&engine, &counter)?.contract(),
+        cairn::plugin::Contract::V0_2
+    );
+    assert_resumes_from_checkpoints(&counter, &cairn_tests::synthetic_input(3000, 41, 0))
 }
 
 /// The batch-at-a-time counter (bulk `get_many` / `set_many`, packed) gives the counter's
@@ -336,5 +414,31 @@ fn counter_batched_matches_counter_and_bulk_writes_obey_quotas() -> Result<()> {
     let after: Vec<(String, Vec<u8>)> = op.state().iter().map(|(k, v)| (k.into(), v.to_vec())).collect();
     assert_eq!(after, before, "the failed batch must leave no write behind");
     assert_eq!(op.process(&[ev("a", 7)])?[0].value, br#"{"count":3}"#);
+    Ok(())
+}
+
+/// `examples/embed.rs` (built by `cargo test` as the cairn package's example): load, process,
+/// checkpoint, restore into a fresh instance, carry on.
+#[test]
+fn the_embedding_example_runs() -> Result<()> {
+    let exe = cairn_tests::cairn_bin()
+        .parent()
+        .map(|d| d.join("examples/embed"))
+        .unwrap_or_default();
+    anyhow::ensure!(
+        exe.exists(),
+        "{} is missing: `cargo test` builds it",
+        exe.display()
+    );
+    let dir = tempfile::tempdir()?;
+    let out = std::process::Command::new(&exe)
+        .arg(plugin("counter"))
+        .arg(dir.path().join("ckpt"))
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8(out.stdout)?,
+        "a 1 {\"count\":1}\nb 2 {\"count\":1}\na 3 {\"count\":2}\ncheckpoint 1 written\na 4 {\"count\":3}\n"
+    );
     Ok(())
 }

@@ -1,0 +1,122 @@
+//! How a [`StateDelta`] is written into a checkpoint's payload (bincode through serde): keys
+//! as strings, values as byte strings, decoded straight into the holder's shared forms.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::state::{Key, StateDelta, Value};
+
+/// The same fields, in the same order, as [`DeltaIn`]: bincode writes structs as tuples.
+#[derive(Serialize)]
+struct DeltaOut<'a> {
+    #[serde(serialize_with = "entries_out")]
+    sets: &'a [(Key, Value)],
+    #[serde(serialize_with = "keys_out")]
+    deletes: &'a [Key],
+}
+
+fn entries_out<S: Serializer>(sets: &&[(Key, Value)], s: S) -> Result<S::Ok, S::Error> {
+    entries::serialize(sets, s)
+}
+
+fn keys_out<S: Serializer>(keys: &&[Key], s: S) -> Result<S::Ok, S::Error> {
+    keys::serialize(keys, s)
+}
+
+#[derive(Deserialize)]
+struct DeltaIn {
+    #[serde(deserialize_with = "entries::deserialize")]
+    sets: Vec<(Key, Value)>,
+    #[serde(deserialize_with = "keys::deserialize")]
+    deletes: Vec<Key>,
+}
+
+/// `#[serde(with = "state_serde")]` for a [`StateDelta`] field.
+pub fn serialize<S: Serializer>(d: &StateDelta, s: S) -> Result<S::Ok, S::Error> {
+    DeltaOut {
+        sets: &d.sets,
+        deletes: &d.deletes,
+    }
+    .serialize(s)
+}
+
+/// See [`serialize`].
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<StateDelta, D::Error> {
+    let DeltaIn { sets, deletes } = DeltaIn::deserialize(d)?;
+    Ok(StateDelta { sets, deletes })
+}
+
+/// Keys and values decoded straight into their shared form: one allocation each, borrowing
+/// from the (decompressed) checkpoint bytes when the decoder allows it.
+struct KeyDe(Key);
+struct ValueDe(Value);
+
+impl<'de> Deserialize<'de> for KeyDe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = KeyDe;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a state key (string)")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<KeyDe, E> {
+                Ok(KeyDe(Key::from(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueDe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ValueDe;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a state value (bytes)")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<ValueDe, E> {
+                Ok(ValueDe(Value::from(b)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ValueDe, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    v.push(b);
+                }
+                Ok(ValueDe(Value::from(v)))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// Values as byte strings (one copy) rather than sequences of numbers.
+mod entries {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::Bytes;
+
+    use super::{Key, KeyDe, Value, ValueDe};
+
+    pub fn serialize<S: Serializer>(sets: &[(Key, Value)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(sets.iter().map(|(k, v)| (&**k, Bytes::new(v))))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Key, Value)>, D::Error> {
+        let v = Vec::<(KeyDe, ValueDe)>::deserialize(d)?;
+        Ok(v.into_iter().map(|(k, v)| (k.0, v.0)).collect())
+    }
+}
+
+mod keys {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{Key, KeyDe};
+
+    pub fn serialize<S: Serializer>(keys: &[Key], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(keys.iter().map(|k| &**k))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Key>, D::Error> {
+        let v = Vec::<KeyDe>::deserialize(d)?;
+        Ok(v.into_iter().map(|k| k.0).collect())
+    }
+}

@@ -1,0 +1,98 @@
+//! What to do about an error, in terms of this binary's flags: the library's errors carry the
+//! facts (which limit, which store, which checkpoint), the hint names the flag.
+
+use cairn::CallError;
+use cairn::checkpoint::{CheckpointError, KeyError, KeyKind};
+use cairn::runtime::Mismatch;
+
+/// A hint for the first error in `e`'s chain that has one.
+pub fn hint(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|cause| {
+        if let Some(c) = cause.downcast_ref::<CallError>() {
+            return call(c);
+        }
+        if let Some(k) = cause.downcast_ref::<KeyError>() {
+            return key(k);
+        }
+        if let Some(m) = cause.downcast_ref::<Mismatch>() {
+            return Some(match m {
+                Mismatch::Operators { .. } => {
+                    "run with the operators the checkpoint was taken with, or use a new --store to start over"
+                        .into()
+                }
+                Mismatch::Plugin { .. } | Mismatch::Config { .. } => {
+                    "pass --accept-plugin-change to resume with it anyway, or use a new --store to start over"
+                        .into()
+                }
+            });
+        }
+        if let Some(c) = cause.downcast_ref::<CheckpointError>() {
+            return checkpoint(c);
+        }
+        None
+    })
+}
+
+fn call(c: &CallError) -> Option<String> {
+    Some(match c {
+        CallError::Timeout { .. } => "raise --timeout (or `timeout` in the pipeline file)".into(),
+        CallError::OutOfFuel { .. } => "raise --fuel (or `fuel` in the pipeline file)".into(),
+        CallError::Memory { .. } => "raise --memory-limit (or `memory_limit` in the pipeline file)".into(),
+        CallError::Guest { .. } | CallError::Trap { .. } => {
+            "fix the plugin or its input, or pass --on-error skip --dead-letter <file> to set failing events aside"
+                .into()
+        }
+        _ => return None,
+    })
+}
+
+fn key(k: &KeyError) -> Option<String> {
+    Some(match k {
+        KeyError::NeedsKey(_) => {
+            "pass its key with --encryption-key-env <VAR> or --passphrase-env <VAR>".into()
+        }
+        KeyError::WrongKind {
+            was: KeyKind::Raw, ..
+        } => "pass the key with --encryption-key-env <VAR>".into(),
+        KeyError::WrongKind {
+            was: KeyKind::Passphrase,
+            ..
+        } => "pass the passphrase with --passphrase-env <VAR>".into(),
+        KeyError::WrongKey(_) => {
+            "check the variable named by --encryption-key-env or --passphrase-env".into()
+        }
+        _ => return None,
+    })
+}
+
+fn checkpoint(c: &CheckpointError) -> Option<String> {
+    Some(match c {
+        CheckpointError::NotFound { store, .. } => {
+            format!("`cairn checkpoints list --store {store}` shows the checkpoints there")
+        }
+        CheckpointError::Damaged { store, .. } => {
+            format!(
+                "`cairn checkpoints verify --store {store}` checks them all; --restore-from <id> picks another"
+            )
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_get_their_flag() {
+        let e = anyhow::Error::new(CallError::OutOfFuel {
+            plugin: "p".into(),
+            call: "process",
+            fuel: 5,
+        });
+        assert!(hint(&e).is_some_and(|h| h.contains("--fuel")));
+        let e = anyhow::Error::new(KeyError::NeedsKey("file:x".into())).context("opening the store");
+        assert!(hint(&e).is_some_and(|h| h.contains("--encryption-key-env")));
+        assert!(hint(&anyhow::anyhow!("plain")).is_none());
+    }
+}

@@ -1,0 +1,228 @@
+//! Where a component's exports are, by the version of `cairn:operator` it was built for, and
+//! their typed handles once it is instantiated.
+//!
+//! * 0.1.x: `init`, `process`, `on-watermark` (and the optional `process-packed`) at world
+//!   level.
+//! * 0.2.x: the same functions in the exported interface `cairn:operator/operator@0.2.0`, and
+//!   `process-packed` in the optional `cairn:operator/packed-operator@0.2.0`.
+//!
+//! WIT has no optional exports: the host finds out here, at load time, which optional exports
+//! a component has, so a capability added later never breaks an existing component.
+
+use wasmtime::Store;
+use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
+use wasmtime::component::{Component, ComponentExportIndex, Func, Instance, TypedFunc};
+
+use super::Event;
+use super::host::StoreData;
+use crate::engine::Engine;
+
+/// The interface a 0.2 component exports its operator in.
+pub const OPERATOR_INTERFACE: &str = "cairn:operator/operator@0.2.0";
+/// The optional interface of the packed `process`.
+pub const PACKED_INTERFACE: &str = "cairn:operator/packed-operator@0.2.0";
+/// The optional export that takes and returns batches in the packed encoding.
+pub const PACKED_EXPORT: &str = "process-packed";
+const REQUIRED: [&str; 3] = ["init", "process", "on-watermark"];
+
+/// Which contract a component was built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `cairn:operator@0.1.x`: world-level exports, unscoped state.
+    V0_1,
+    /// `cairn:operator@0.2.x`: the `operator` interface, scoped state.
+    V0_2,
+}
+
+impl Contract {
+    /// The package version, as shown to users.
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_1 => "0.1",
+            Contract::V0_2 => "0.2",
+        }
+    }
+}
+
+/// The exports found in a component.
+#[derive(Debug, Clone)]
+pub(crate) struct ExportIndices {
+    pub contract: Contract,
+    init: ComponentExportIndex,
+    process: ComponentExportIndex,
+    on_watermark: ComponentExportIndex,
+    packed: Option<ComponentExportIndex>,
+}
+
+/// Whether `f` is `func(list<u8>) -> result<list<u8>, string>`.
+fn packed_signature(f: &ComponentFunc) -> bool {
+    let bytes = |t: &Type| matches!(t, Type::List(l) if l.ty() == Type::U8);
+    let params: Vec<Type> = f.params().map(|(_, t)| t).collect();
+    let results: Vec<Type> = f.results().collect();
+    matches!(params.as_slice(), [p] if bytes(p))
+        && matches!(results.as_slice(), [Type::Result(r)]
+            if r.ok().as_ref().is_some_and(bytes) && matches!(r.err(), Some(Type::String)))
+}
+
+/// Find the exports of `component`, or name every problem that keeps it from fitting.
+pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndices, Vec<String>> {
+    let ty = component.component_type();
+    let e = engine.wasmtime();
+    let (contract, scope, scope_ty) = match ty.get_export(e, OPERATOR_INTERFACE).map(|x| x.ty) {
+        Some(ComponentItem::ComponentInstance(inst)) => {
+            let ix = component.get_export_index(None, OPERATOR_INTERFACE);
+            (Contract::V0_2, ix, Some(inst))
+        }
+        Some(_) => return Err(vec![format!("export `{OPERATOR_INTERFACE}` is not an interface")]),
+        None => (Contract::V0_1, None, None),
+    };
+    let mut problems = Vec::new();
+    let mut found = Vec::new();
+    for name in REQUIRED {
+        let item = match &scope_ty {
+            Some(inst) => inst.get_export(e, name).map(|x| x.ty),
+            None => ty.get_export(e, name).map(|x| x.ty),
+        };
+        match item {
+            Some(ComponentItem::ComponentFunc(_)) => {
+                found.push(component.get_export_index(scope.as_ref(), name));
+            }
+            Some(_) => problems.push(format!("export `{name}` is not a function")),
+            None if contract == Contract::V0_1 && name == "init" => problems.push(format!(
+                "missing export `{OPERATOR_INTERFACE}` (0.2) or `init` (0.1)"
+            )),
+            None => problems.push(format!("missing export `{name}`")),
+        }
+    }
+    let (packed_scope, packed_item) = match contract {
+        Contract::V0_1 => (None, ty.get_export(e, PACKED_EXPORT).map(|x| x.ty)),
+        Contract::V0_2 => match ty.get_export(e, PACKED_INTERFACE).map(|x| x.ty) {
+            Some(ComponentItem::ComponentInstance(inst)) => (
+                component.get_export_index(None, PACKED_INTERFACE),
+                inst.get_export(e, PACKED_EXPORT).map(|x| x.ty),
+            ),
+            _ => (None, None),
+        },
+    };
+    let packed = match packed_item {
+        None => None,
+        Some(ComponentItem::ComponentFunc(f)) if packed_signature(&f) => {
+            component.get_export_index(packed_scope.as_ref(), PACKED_EXPORT)
+        }
+        Some(_) => {
+            problems.push(format!(
+                "export `{PACKED_EXPORT}` is not `func(batch: list<u8>) -> result<list<u8>, string>`"
+            ));
+            None
+        }
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    match found.as_slice() {
+        [Some(init), Some(process), Some(on_watermark)] => Ok(ExportIndices {
+            contract,
+            init: *init,
+            process: *process,
+            on_watermark: *on_watermark,
+            packed,
+        }),
+        _ => Err(vec!["an export could not be located".into()]),
+    }
+}
+
+type InitP<'a> = (&'a str,);
+type InitR = (Result<(), String>,);
+type ProcessP<'a> = (&'a [Event],);
+type EventsR = (Result<Vec<Event>, String>,);
+type WatermarkP = (i64,);
+type PackedP<'a> = (&'a [u8],);
+type PackedR = (Result<Vec<u8>, String>,);
+
+/// The exports of one instance, their types checked when bound.
+pub(crate) struct Exports {
+    init: Func,
+    process: Func,
+    on_watermark: Func,
+    packed: Option<Func>,
+}
+
+fn func(
+    store: &mut Store<StoreData>,
+    instance: &Instance,
+    ix: ComponentExportIndex,
+) -> wasmtime::Result<Func> {
+    instance
+        .get_func(&mut *store, ix)
+        .ok_or_else(|| wasmtime::Error::msg("an export is not a function"))
+}
+
+impl ExportIndices {
+    /// The exports of `instance`, each checked against the type the host calls it with.
+    pub fn bind(&self, store: &mut Store<StoreData>, instance: &Instance) -> wasmtime::Result<Exports> {
+        let init = func(store, instance, self.init)?;
+        init.typed::<InitP<'_>, InitR>(&*store)?;
+        let process = func(store, instance, self.process)?;
+        process.typed::<ProcessP<'_>, EventsR>(&*store)?;
+        let on_watermark = func(store, instance, self.on_watermark)?;
+        on_watermark.typed::<WatermarkP, EventsR>(&*store)?;
+        let packed = match self.packed {
+            Some(ix) => {
+                let f = func(store, instance, ix)?;
+                f.typed::<PackedP<'_>, PackedR>(&*store)?;
+                Some(f)
+            }
+            None => None,
+        };
+        Ok(Exports {
+            init,
+            process,
+            on_watermark,
+            packed,
+        })
+    }
+}
+
+// SAFETY (every `new_unchecked` below): `bind` checked each function's type against exactly
+// these parameter and result types with `Func::typed`, as generated bindings do; the handles
+// are only used with the store they were bound in.
+impl Exports {
+    /// Whether the component exports `process-packed`.
+    pub fn has_packed(&self) -> bool {
+        self.packed.is_some()
+    }
+
+    pub fn init(&self, store: &mut Store<StoreData>, config: &str) -> wasmtime::Result<Result<(), String>> {
+        let f = unsafe { TypedFunc::<InitP<'_>, InitR>::new_unchecked(self.init) };
+        Ok(f.call(store, (config,))?.0)
+    }
+
+    pub fn process(
+        &self,
+        store: &mut Store<StoreData>,
+        batch: &[Event],
+    ) -> wasmtime::Result<Result<Vec<Event>, String>> {
+        let f = unsafe { TypedFunc::<ProcessP<'_>, EventsR>::new_unchecked(self.process) };
+        Ok(f.call(store, (batch,))?.0)
+    }
+
+    pub fn on_watermark(
+        &self,
+        store: &mut Store<StoreData>,
+        watermark: i64,
+    ) -> wasmtime::Result<Result<Vec<Event>, String>> {
+        let f = unsafe { TypedFunc::<WatermarkP, EventsR>::new_unchecked(self.on_watermark) };
+        Ok(f.call(store, (watermark,))?.0)
+    }
+
+    /// `process-packed`; `None` when the component does not export it.
+    pub fn process_packed(
+        &self,
+        store: &mut Store<StoreData>,
+        batch: &[u8],
+    ) -> Option<wasmtime::Result<Result<Vec<u8>, String>>> {
+        let func = self.packed?;
+        let f = unsafe { TypedFunc::<PackedP<'_>, PackedR>::new_unchecked(func) };
+        Some(f.call(store, (batch,)).map(|r| r.0))
+    }
+}

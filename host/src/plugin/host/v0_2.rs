@@ -1,0 +1,287 @@
+//! `cairn:operator@0.2.x`: every state entry has a scope (a stream key, or the operator-wide
+//! scope) and is stored under its scoped key (`cairn_codec::scoped`). The clean `state`
+//! interface names the scope in each call; the speed path `packed-state` takes scoped keys
+//! directly. Malformed packed input is answered with `state-error.invalid`, never a trap.
+
+use std::sync::Arc;
+
+use cairn_codec::{scoped, state as packed};
+use wasmtime::component::{LinkerInstance, WasmList, WasmStr};
+
+use super::{HostFunc, Store, StoreData, Version, WitStateError, listing_done, lookup, usage};
+use crate::state::{StateError, StateHolder, Value};
+
+pub(super) const VERSION: Version = Version {
+    version: "0.2.0",
+    type_interfaces: &["types"],
+    funcs: &[
+        HostFunc {
+            interface: "state",
+            name: "get",
+            add: get,
+        },
+        HostFunc {
+            interface: "state",
+            name: "set",
+            add: set,
+        },
+        HostFunc {
+            interface: "state",
+            name: "remove",
+            add: remove,
+        },
+        HostFunc {
+            interface: "state",
+            name: "exists",
+            add: exists,
+        },
+        HostFunc {
+            interface: "state",
+            name: "list-keys",
+            add: list_keys,
+        },
+        HostFunc {
+            interface: "state",
+            name: "get-many",
+            add: get_many,
+        },
+        HostFunc {
+            interface: "state",
+            name: "set-many",
+            add: set_many,
+        },
+        HostFunc {
+            interface: "state",
+            name: "remove-many",
+            add: remove_many,
+        },
+        HostFunc {
+            interface: "log",
+            name: "log",
+            add: super::log::add,
+        },
+        HostFunc {
+            interface: "packed-state",
+            name: "get-inline",
+            add: get_inline,
+        },
+        HostFunc {
+            interface: "packed-state",
+            name: "get-many-packed",
+            add: get_many_packed,
+        },
+        HostFunc {
+            interface: "packed-state",
+            name: "write-many-packed",
+            add: write_many_packed,
+        },
+        HostFunc {
+            interface: "packed-state",
+            name: "usage",
+            add: add_usage,
+        },
+    ],
+};
+
+type I<'a, 'b> = &'a mut LinkerInstance<'b, StoreData>;
+type R = wasmtime::Result<()>;
+type Scope = Option<WasmStr>;
+
+/// Write the prefix of `scope` into `buf` (cleared first); returns its length.
+fn scope_prefix(store: &Store<'_>, scope: &Scope, buf: &mut String) -> wasmtime::Result<usize> {
+    buf.clear();
+    match scope {
+        None => scoped::prefix_into(buf, None),
+        Some(s) => scoped::prefix_into(buf, Some(&s.to_str(store)?)),
+    }
+    Ok(buf.len())
+}
+
+/// Run `f` on the state with the scoped key of (`scope`, `key`) built in the reused buffer.
+fn with_key<T>(
+    store: &mut Store<'_>,
+    scope: &Scope,
+    key: &WasmStr,
+    f: impl FnOnce(&mut StateHolder, &str) -> T,
+) -> wasmtime::Result<T> {
+    let mut buf = std::mem::take(&mut store.data_mut().key_buf);
+    scope_prefix(store, scope, &mut buf)?;
+    buf.push_str(&key.to_str(&*store)?);
+    let data = store.data_mut();
+    let r = f(&mut data.state, &buf);
+    data.key_buf = buf;
+    Ok(r)
+}
+
+fn get_one(store: &mut Store<'_>, scope: &Scope, key: &WasmStr) -> wasmtime::Result<Option<Arc<[u8]>>> {
+    with_key(store, scope, key, |s, k| s.get_value(k).map(Value::to_shared))
+}
+
+fn set_one(
+    store: &mut Store<'_>,
+    scope: &Scope,
+    key: &WasmStr,
+    value: &WasmList<u8>,
+) -> wasmtime::Result<Result<(), StateError>> {
+    let value = Value::from(value.as_le_slice(&*store));
+    with_key(store, scope, key, |s, k| s.set(k, value))
+}
+
+fn get(i: I, name: &'static str) -> R {
+    i.func_wrap(name, |mut store: Store<'_>, (scope, key): (Scope, WasmStr)| {
+        Ok((get_one(&mut store, &scope, &key)?,))
+    })
+}
+
+fn get_inline(i: I, name: &'static str) -> R {
+    i.func_wrap(name, |mut store: Store<'_>, (scope, key): (Scope, WasmStr)| {
+        Ok((with_key(&mut store, &scope, &key, |s, k| lookup(s.get_value(k)))?,))
+    })
+}
+
+fn set(i: I, name: &'static str) -> R {
+    i.func_wrap(
+        name,
+        |mut store: Store<'_>, (scope, key, value): (Scope, WasmStr, WasmList<u8>)| {
+            Ok((set_one(&mut store, &scope, &key, &value)?.map_err(WitStateError::from),))
+        },
+    )
+}
+
+fn remove(i: I, name: &'static str) -> R {
+    i.func_wrap(name, |mut store: Store<'_>, (scope, key): (Scope, WasmStr)| {
+        Ok((with_key(&mut store, &scope, &key, |s, k| s.remove(k))?,))
+    })
+}
+
+fn exists(i: I, name: &'static str) -> R {
+    i.func_wrap(name, |mut store: Store<'_>, (scope, key): (Scope, WasmStr)| {
+        Ok((with_key(&mut store, &scope, &key, |s, k| s.exists(k))?,))
+    })
+}
+
+fn list_keys(i: I, name: &'static str) -> R {
+    i.func_wrap(
+        name,
+        |mut store: Store<'_>, (scope, prefix, after, limit): (Scope, WasmStr, Option<WasmStr>, u32)| {
+            let had_index = store.data().state.has_ordered_index();
+            let mut full = String::new();
+            let n = scope_prefix(&store, &scope, &mut full)?;
+            let mut after_full = full.clone();
+            full.push_str(&prefix.to_str(&store)?);
+            let after = match &after {
+                Some(a) => {
+                    after_full.push_str(&a.to_str(&store)?);
+                    Some(after_full.as_str())
+                }
+                None => None,
+            };
+            let keys: Vec<String> = store
+                .data()
+                .state
+                .list_keys(&full, after, limit as usize)
+                .iter()
+                .map(|k| k[n..].to_string())
+                .collect();
+            listing_done(&mut store, had_index);
+            Ok((keys,))
+        },
+    )
+}
+
+fn get_many(i: I, name: &'static str) -> R {
+    i.func_wrap(
+        name,
+        |mut store: Store<'_>, (scope, keys): (Scope, WasmList<WasmStr>)| {
+            let mut out = Vec::with_capacity(keys.len());
+            for n in 0..keys.len() {
+                let Some(key) = keys.get(&mut store, n) else { break };
+                out.push(get_one(&mut store, &scope, &key?)?);
+            }
+            Ok((out,))
+        },
+    )
+}
+
+fn set_many(i: I, name: &'static str) -> R {
+    i.func_wrap(
+        name,
+        |mut store: Store<'_>, (scope, entries): (Scope, WasmList<(WasmStr, WasmList<u8>)>)| {
+            for n in 0..entries.len() {
+                let Some(entry) = entries.get(&mut store, n) else {
+                    break;
+                };
+                let (key, value) = entry?;
+                if let Err(e) = set_one(&mut store, &scope, &key, &value)? {
+                    return Ok((Err(WitStateError::from(e)),));
+                }
+            }
+            Ok((Ok(()),))
+        },
+    )
+}
+
+fn remove_many(i: I, name: &'static str) -> R {
+    i.func_wrap(
+        name,
+        |mut store: Store<'_>, (scope, keys): (Scope, WasmList<WasmStr>)| {
+            let mut removed = 0u32;
+            for n in 0..keys.len() {
+                let Some(key) = keys.get(&mut store, n) else { break };
+                removed += u32::from(with_key(&mut store, &scope, &key?, |s, k| s.remove(k))?);
+            }
+            Ok((removed,))
+        },
+    )
+}
+
+fn invalid(e: impl std::fmt::Display) -> WitStateError {
+    WitStateError::Invalid(format!("malformed packed state call: {e}"))
+}
+
+fn get_many_packed(i: I, name: &'static str) -> R {
+    i.func_wrap(name, |store: Store<'_>, (keys,): (WasmList<u8>,)| {
+        let state = &store.data().state;
+        let mut out = Vec::new();
+        let r = packed::read_keys(keys.as_le_slice(&store), |k| {
+            scoped::check(k)?;
+            packed::put_answer(&mut out, state.get(k));
+            Ok(())
+        });
+        Ok((match r {
+            Ok(Ok(())) => Ok(out),
+            Ok(Err(e)) | Err(e) => Err(invalid(e)),
+        },))
+    })
+}
+
+fn write_many_packed(i: I, name: &'static str) -> R {
+    i.func_wrap(name, |mut store: Store<'_>, (writes,): (WasmList<u8>,)| {
+        let mut buf = std::mem::take(&mut store.data_mut().blob_buf);
+        buf.clear();
+        buf.extend_from_slice(writes.as_le_slice(&store));
+        let state = &mut store.data_mut().state;
+        let result = (|| -> Result<(), WitStateError> {
+            let all = packed::read_writes(&buf).map_err(invalid)?;
+            for w in &all {
+                let (packed::Write::Set(k, _) | packed::Write::Remove(k)) = w;
+                scoped::check(k).map_err(invalid)?;
+            }
+            for w in all {
+                match w {
+                    packed::Write::Set(k, v) => state.set(k, Value::new(v)).map_err(WitStateError::from)?,
+                    packed::Write::Remove(k) => {
+                        state.remove(k);
+                    }
+                }
+            }
+            Ok(())
+        })();
+        store.data_mut().blob_buf = buf;
+        Ok((result,))
+    })
+}
+
+fn add_usage(i: I, name: &'static str) -> R {
+    i.func_wrap(name, |store: Store<'_>, (): ()| Ok((usage(&store.data().state),)))
+}

@@ -1,0 +1,16 @@
+//! Cairn's end-to-end tests, one binary (built as the `cairn` package's integration test, so
+//! cargo builds the `cairn` binary the CLI tests run). The fixture plugins are built by the
+//! `cairn-tests` crate's build script. Modules by subject.
+
+mod backends_cli;
+mod checkpoint_damage;
+mod checkpoint_failures;
+mod checkpoint_props;
+mod component_cache;
+mod exactly_once;
+mod library_and_cli;
+mod operators;
+mod pipelines;
+mod sandbox;
+mod state_cache;
+mod store_conformance;

@@ -1,0 +1,75 @@
+//! Builds every crate under `plugins/` for wasm32-wasip2 (profile `plugin`) with a nested cargo,
+//! in its own target directory beside the outer one, so the tests never load a stale `.wasm`:
+//! cargo re-runs this whenever a plugin, the SDK, the codec or the WIT changes. The tests find
+//! the components through `CAIRN_PLUGIN_DIR` (see `plugin_dir`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["plugins", "guest-sdk", "wit", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // OUT_DIR is <target>/<profile>/build/<crate>-<hash>/out: build beside <target>'s contents.
+    let target = out
+        .ancestors()
+        .nth(4)
+        .map(|t| t.join("wasm-plugins"))
+        .unwrap_or_else(|| out.join("wasm-plugins"));
+    let mut crates = Vec::new();
+    for entry in std::fs::read_dir(root.join("plugins")).expect("plugins/ is readable") {
+        let manifest = entry.expect("a plugins/ entry").path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        if let Some(name) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \"").and_then(|r| r.strip_suffix('"')))
+        {
+            crates.push(name.to_string());
+        }
+    }
+    crates.sort();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "plugin",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .env("CARGO_TARGET_DIR", &target);
+    for c in &crates {
+        cmd.args(["-p", c]);
+    }
+    // What the outer cargo set for this build script must not leak into the plugins' build.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(
+        status.success(),
+        "building the plugins for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)"
+    );
+    let dir = target.join("wasm32-wasip2").join("plugin");
+    // One name per crate, as `dist/plugins/<crate>.wasm` has them.
+    let named = out.join("plugins");
+    std::fs::create_dir_all(&named).expect("create the plugin directory");
+    for c in &crates {
+        let built = dir.join(format!("{}.wasm", c.replace('-', "_")));
+        std::fs::copy(&built, named.join(format!("{c}.wasm")))
+            .unwrap_or_else(|e| panic!("{} was not built: {e}", built.display()));
+    }
+    println!("cargo:rustc-env=CAIRN_PLUGIN_DIR={}", named.display());
+}
