@@ -3,7 +3,7 @@
 #![no_main]
 
 use cairn::checkpoint::codec::Placement;
-use cairn::checkpoint::{CheckpointData, Codec, EncryptionKey, HostState, Kind, OperatorSnapshot};
+use cairn::checkpoint::{CheckpointData, Codec, EncryptionKey, HostState, JsonlPosition, Kind, OperatorSnapshot};
 use cairn::state::StateDelta;
 use libfuzzer_sys::fuzz_target;
 
@@ -11,7 +11,12 @@ fn valid(codec: &Codec) -> Vec<u8> {
     let data = CheckpointData {
         host: HostState {
             job: "fuzz".into(),
-            input_offset: 42,
+            source: JsonlPosition {
+                input: "in".into(),
+                offset: 42,
+                line: 2,
+            }
+            .to_source(),
             ..HostState::default()
         },
         operators: vec![OperatorSnapshot {
@@ -19,8 +24,9 @@ fn valid(codec: &Codec) -> Vec<u8> {
             partition: 0,
             plugin_digest: "00".into(),
             config: "{}".into(),
+            key_groups: 128,
             state: StateDelta {
-                sets: vec![("a".into(), b"1".to_vec().into()), ("b".into(), vec![0; 40].into())],
+                sets: vec![("1:k/a".into(), b"1".to_vec().into()), ("*/b".into(), vec![0; 40].into())],
                 deletes: vec!["c".into()],
             },
         }],

@@ -29,6 +29,8 @@
 //! cairn_sdk::export!(Counter);
 //! ```
 
+#![deny(missing_docs)]
+
 mod error;
 mod event;
 pub mod key;

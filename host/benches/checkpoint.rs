@@ -233,12 +233,7 @@ fn summary() {
 /// 200k readings from 2,000 sensors: its state holds every open window's running aggregates and
 /// the time index that closes them. A full checkpoint of it: uncompressed vs LZ4 payload.
 fn window_state_lz4() {
-    let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/plugins/window.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: run `bash scripts/build-plugins.sh` first",
-        wasm.display()
-    );
+    let wasm = cairn_tests::plugin("window");
     let engine = Engine::new().unwrap();
     let mut op = Plugin::load(&engine, &wasm)
         .unwrap()

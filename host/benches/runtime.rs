@@ -22,16 +22,9 @@ fn record(name: &str, per_unit: f64) {
         .push(per_unit);
 }
 
+/// The plugin as built for this run by `cairn-tests` (never stale).
 fn plugin_path(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../dist/plugins")
-        .join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash scripts/build-plugins.sh` first",
-        p.display()
-    );
-    p
+    cairn_tests::plugin(name)
 }
 
 fn events(n: usize, keys: usize) -> Vec<Event> {

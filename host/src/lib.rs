@@ -15,6 +15,8 @@
 //! # }
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod checkpoint;
 pub mod engine;
 pub mod plugin;

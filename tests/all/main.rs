@@ -5,6 +5,7 @@
 mod backends_cli;
 mod checkpoint_damage;
 mod checkpoint_failures;
+mod checkpoint_formats;
 mod checkpoint_props;
 mod component_cache;
 mod exactly_once;

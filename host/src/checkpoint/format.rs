@@ -3,7 +3,7 @@
 //! ```text
 //! offset size field
 //!      0    8 magic "CAIRNCKP"
-//!      8    2 format version (1)
+//!      8    2 format version (2; 1 is still read)
 //!     10    1 kind: 0 full, 1 delta
 //!     11    1 flags: bit 0 LZ4-compressed payload, bit 1 AES-256-GCM-encrypted payload
 //!     12    4 reserved (0)
@@ -19,6 +19,7 @@
 //!      …    4 CRC32 of the payload (only when not encrypted; GCM's tag covers encrypted ones)
 //! ```
 //! When encrypted, bytes 0..80 are the associated data, so the header cannot be altered either.
+//! The payload's own layout, per version, is in `payload.rs`.
 
 use super::Damage;
 use crate::store::CheckpointId;
@@ -26,7 +27,7 @@ use crate::store::CheckpointId;
 /// Magic bytes at the start of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"CAIRNCKP";
 /// The format version this build writes and the newest it reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Header length.
 pub const HEADER_LEN: usize = 80;
 /// Flag: payload is LZ4 block-compressed.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::restore::{load_chain, read_checkpoint as read_one};
-use super::{CheckpointError, Codec, Kind};
+use super::{CheckpointError, Codec, JsonlPosition, Kind};
 use crate::store::{CheckpointId, CheckpointStore};
 
 /// One checkpoint as `cairn checkpoints list` shows it.
@@ -22,7 +22,7 @@ pub struct Summary {
     pub bytes: usize,
     /// Creation time, ms since the epoch.
     pub created_ms: u64,
-    /// Input bytes consumed.
+    /// Input bytes consumed (for a JSON Lines input; 0 for other sources).
     pub input_offset: u64,
     /// Output bytes written.
     pub output_len: u64,
@@ -64,7 +64,7 @@ pub fn list(store: &dyn CheckpointStore, codec: &Codec) -> Result<Vec<Listed>, C
                 parent: h.parent,
                 bytes,
                 created_ms: h.created_ms,
-                input_offset: d.host.input_offset,
+                input_offset: JsonlPosition::from_source(&d.host.source).map_or(0, |p| p.offset),
                 output_len: d.host.output_len,
                 events_in: d.host.events_in,
                 latest: latest == Some(id),

@@ -269,6 +269,7 @@ impl Checkpointer {
                     partition: 0,
                     plugin_digest: op.plugin_digest,
                     config: op.config.to_string(),
+                    key_groups: cairn_codec::scoped::DEFAULT_KEY_GROUPS,
                     state,
                 }
             })

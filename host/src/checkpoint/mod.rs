@@ -15,6 +15,7 @@ pub mod format;
 pub mod inspect;
 pub mod manager;
 pub mod model;
+mod payload;
 pub mod restore;
 mod state_serde;
 
@@ -23,7 +24,7 @@ pub use crypto::{EncryptionKey, KeyError, KeyKind, KeySource};
 pub use error::{CheckpointError, Damage};
 pub use format::{Header, Kind};
 pub use manager::{CheckpointConfig, Checkpointer, CommitInfo, OperatorPart, ResumePoint};
-pub use model::{CheckpointData, HostState, OperatorSnapshot};
+pub use model::{CheckpointData, HostState, JsonlPosition, OperatorSnapshot, SourcePosition};
 pub use restore::{Restored, RestoredOperator, read_checkpoint, restore};
 
 /// Why a store could not be opened for checkpoints.

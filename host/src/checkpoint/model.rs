@@ -1,3 +1,6 @@
+//! What a checkpoint holds: the host's position and counters, and every operator's state (all
+//! of it in a full checkpoint, the changes in a delta).
+
 use serde::{Deserialize, Serialize};
 
 use crate::state::StateDelta;
@@ -8,12 +11,9 @@ use crate::state::StateDelta;
 pub struct HostState {
     /// The job (pipeline) name; checkpoints are keyed by (job, operator, partition).
     pub job: String,
-    /// The input's name as given.
-    pub input: String,
-    /// Input bytes consumed (whole lines).
-    pub input_offset: u64,
-    /// Input lines consumed.
-    pub input_line: u64,
+    /// Where the source stood: a record only the source interprets, so that new sources
+    /// (streams, partitions) need no change of the checkpoint format.
+    pub source: SourcePosition,
     /// Output bytes written.
     pub output_len: u64,
     /// Dead-letter file bytes written (0 without one).
@@ -28,8 +28,50 @@ pub struct HostState {
     pub watermark: Option<i64>,
 }
 
+/// A source's position at the cut, as the source wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourcePosition {
+    /// Which kind of source wrote it, e.g. [`JsonlPosition::KIND`].
+    pub kind: String,
+    /// The source's own record (for a JSON Lines input: a [`JsonlPosition`] as JSON text).
+    #[serde(with = "serde_bytes")]
+    pub record: Vec<u8>,
+}
+
+/// Where a JSON Lines input stood: the record of sources of kind [`JsonlPosition::KIND`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsonlPosition {
+    /// The input's name as given.
+    pub input: String,
+    /// Bytes consumed (whole lines).
+    pub offset: u64,
+    /// Lines consumed.
+    pub line: u64,
+}
+
+impl JsonlPosition {
+    /// The kind of source.
+    pub const KIND: &'static str = "jsonl";
+
+    /// As a source position.
+    pub fn to_source(&self) -> SourcePosition {
+        SourcePosition {
+            kind: Self::KIND.into(),
+            record: serde_json::to_vec(self).unwrap_or_default(),
+        }
+    }
+
+    /// Read it back; `None` when `p` is another kind of source's position or malformed.
+    pub fn from_source(p: &SourcePosition) -> Option<Self> {
+        if p.kind != Self::KIND {
+            return None;
+        }
+        serde_json::from_slice(&p.record).ok()
+    }
+}
+
 /// One operator's part of a checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorSnapshot {
     /// The operator's name within the job.
     pub name: String,
@@ -39,13 +81,16 @@ pub struct OperatorSnapshot {
     pub plugin_digest: String,
     /// The operator's configuration text.
     pub config: String,
-    /// All entries (full checkpoint) or the changes since the parent (delta).
-    #[serde(with = "super::state_serde")]
+    /// How many key groups its keyed entries are split into (fixed for a job; recorded so a
+    /// job can restore with another parallelism).
+    pub key_groups: u32,
+    /// All entries (full checkpoint) or the changes since the parent (delta). The payload
+    /// stores them grouped by key group (`payload`).
     pub state: StateDelta,
 }
 
 /// Everything a checkpoint holds: one consistent cut.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckpointData {
     /// The host's position and counters.
     pub host: HostState,

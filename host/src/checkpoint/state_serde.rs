@@ -1,17 +1,17 @@
-//! How a [`StateDelta`] is written into a checkpoint's payload (bincode through serde): keys
+//! How a `StateDelta` is written into a checkpoint's payload (bincode through serde): keys
 //! as strings, values as byte strings, decoded straight into the holder's shared forms.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::state::{Key, StateDelta, Value};
+use crate::state::{Key, Value};
 
 /// The same fields, in the same order, as [`DeltaIn`]: bincode writes structs as tuples.
 #[derive(Serialize)]
-struct DeltaOut<'a> {
+pub(super) struct DeltaOut<'a> {
     #[serde(serialize_with = "entries_out")]
-    sets: &'a [(Key, Value)],
+    pub sets: &'a [(Key, Value)],
     #[serde(serialize_with = "keys_out")]
-    deletes: &'a [Key],
+    pub deletes: &'a [Key],
 }
 
 fn entries_out<S: Serializer>(sets: &&[(Key, Value)], s: S) -> Result<S::Ok, S::Error> {
@@ -23,26 +23,11 @@ fn keys_out<S: Serializer>(keys: &&[Key], s: S) -> Result<S::Ok, S::Error> {
 }
 
 #[derive(Deserialize)]
-struct DeltaIn {
+pub(super) struct DeltaIn {
     #[serde(deserialize_with = "entries::deserialize")]
-    sets: Vec<(Key, Value)>,
+    pub sets: Vec<(Key, Value)>,
     #[serde(deserialize_with = "keys::deserialize")]
-    deletes: Vec<Key>,
-}
-
-/// `#[serde(with = "state_serde")]` for a [`StateDelta`] field.
-pub fn serialize<S: Serializer>(d: &StateDelta, s: S) -> Result<S::Ok, S::Error> {
-    DeltaOut {
-        sets: &d.sets,
-        deletes: &d.deletes,
-    }
-    .serialize(s)
-}
-
-/// See [`serialize`].
-pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<StateDelta, D::Error> {
-    let DeltaIn { sets, deletes } = DeltaIn::deserialize(d)?;
-    Ok(StateDelta { sets, deletes })
+    pub deletes: Vec<Key>,
 }
 
 /// Keys and values decoded straight into their shared form: one allocation each, borrowing

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use cairn::checkpoint::inspect::{self, Listed};
-use cairn::checkpoint::{copy_store, restore};
+use cairn::checkpoint::{JsonlPosition, copy_store, restore};
 use clap::{Args, Subcommand};
 
 use super::store_args::StoreArgs;
@@ -154,9 +154,16 @@ fn show(id: &str, args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
             })
         })
         .collect();
+    let mut host = serde_json::to_value(&r.host)?;
+    // The source's record as the source wrote it: JSON text for a JSON Lines input.
+    host["source"] = json!({
+        "kind": r.host.source.kind,
+        "position": serde_json::from_slice::<Value>(&r.host.source.record)
+            .unwrap_or_else(|_| json!({ "bytes": r.host.source.record })),
+    });
     let doc = json!({
         "id": r.id, "kind": r.header.kind, "chain": r.chain, "created": time_text(r.header.created_ms),
-        "host": r.host, "operators": operators,
+        "host": host, "operators": operators,
     });
     if as_json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -170,9 +177,13 @@ fn show(id: &str, args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
         time_text(r.header.created_ms)
     );
     let h = &r.host;
+    let at = match JsonlPosition::from_source(&h.source) {
+        Some(p) => format!("input {:?} at byte {} (line {})", p.input, p.offset, p.line),
+        None => format!("a source of kind `{}`", h.source.kind),
+    };
     println!(
-        "job {:?}: input {:?} at byte {} (line {}), output at {} bytes, {} events in, {} out, watermark {:?}",
-        h.job, h.input, h.input_offset, h.input_line, h.output_len, h.events_in, h.events_out, h.watermark
+        "job {:?}: {at}, output at {} bytes, {} events in, {} out, watermark {:?}",
+        h.job, h.output_len, h.events_in, h.events_out, h.watermark
     );
     for o in &operators {
         let digest = o["plugin_digest"].as_str().unwrap_or_default();

@@ -20,6 +20,7 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
                     "run with the operators the checkpoint was taken with, or use a new --store to start over"
                         .into()
                 }
+                Mismatch::Source { .. } => "use a new --store for this input".into(),
                 Mismatch::Plugin { .. } | Mismatch::Config { .. } => {
                     "pass --accept-plugin-change to resume with it anyway, or use a new --store to start over"
                         .into()

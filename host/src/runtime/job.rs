@@ -10,7 +10,8 @@ use thiserror::Error;
 use super::run::{feed_batch, read_batch};
 use super::{InputLimits, JsonlSink, JsonlSource, Pipeline, RunError, RunStats};
 use crate::checkpoint::{
-    CheckpointConfig, CheckpointError, Checkpointer, Codec, CommitInfo, HostState, Restored, restore,
+    CheckpointConfig, CheckpointError, Checkpointer, Codec, CommitInfo, HostState, JsonlPosition, Restored,
+    restore,
 };
 use crate::store::{CheckpointId, CheckpointStore};
 use crate::{Batch, CallError, OperatorBuilder};
@@ -63,6 +64,17 @@ pub enum Mismatch {
         then: String,
         /// Digest prefix now.
         now: String,
+    },
+    /// The checkpoint's source position is not one this job's source understands.
+    #[error(
+        "checkpoint {checkpoint} was taken reading a source of kind `{kind}`; this job reads a JSON Lines input \
+         and cannot resume from it"
+    )]
+    Source {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// The kind of source that wrote the position.
+        kind: String,
     },
     /// An operator's configuration changed.
     #[error(
@@ -246,9 +258,12 @@ fn host_state(
 ) -> HostState {
     HostState {
         job: job.to_string(),
-        input: source.name().to_string(),
-        input_offset: offset.0,
-        input_line: offset.1,
+        source: JsonlPosition {
+            input: source.name().to_string(),
+            offset: offset.0,
+            line: offset.1,
+        }
+        .to_source(),
         output_len: sink.len(),
         dead_letter_len: dead.map(JsonlSink::len).unwrap_or(0),
         events_in: stats.events_in,
@@ -305,25 +320,32 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     let (source, sink, stats) = match &restored {
         Some(r) => {
             let h = &r.host;
-            if h.input != input {
+            let Some(at) = JsonlPosition::from_source(&h.source) else {
+                return Err(Mismatch::Source {
+                    checkpoint: r.id,
+                    kind: h.source.kind.clone(),
+                }
+                .into());
+            };
+            if at.input != input {
                 tracing::warn!(
                     "checkpoint {} was taken reading {:?}; now reading {:?} from byte {}",
                     r.id,
-                    h.input,
+                    at.input,
                     input,
-                    h.input_offset
+                    at.offset
                 );
             }
             tracing::info!(
                 checkpoint = r.id,
-                input_offset = h.input_offset,
+                input_offset = at.offset,
                 output_len = h.output_len,
                 events_in = h.events_in,
                 "resuming from checkpoint"
             );
             report.restored_from = Some(r.id);
             (
-                JsonlSource::open_at(&input, h.input_offset, h.input_line)
+                JsonlSource::open_at(&input, at.offset, at.line)
                     .map_err(RunError::from)?
                     .with_limits(input_limits),
                 JsonlSink::open_at(&output, h.output_len).map_err(RunError::from)?,

@@ -1,0 +1,230 @@
+//! The payload of a checkpoint (what bincode writes before compression), by format version.
+//!
+//! * **Version 2** (written): the host's source position is an opaque record of the source
+//!   ([`SourcePosition`]), and each operator's entries are grouped by key group: one group per
+//!   keyed scope's `cairn_codec::scoped::key_group` among the operator's `key_groups`, and one
+//!   (`None`) for operator-wide entries and the plain keys of 0.1 plugins.
+//! * **Version 1** (read): the JSONL position in fixed fields, one flat list of entries per
+//!   operator. Decoded into the same in-memory [`CheckpointData`].
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{CheckpointData, HostState, JsonlPosition, OperatorSnapshot};
+use super::state_serde::{DeltaIn, DeltaOut};
+use crate::state::{Key, StateDelta, Value};
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// The key group of a stored key: `None` for operator-wide entries and unscoped (0.1) keys.
+fn group_of(key: &str, groups: u32) -> Option<u32> {
+    match cairn_codec::scoped::split(key) {
+        Ok((Some(scope), _)) => Some(cairn_codec::scoped::key_group(scope, groups)),
+        _ => None,
+    }
+}
+
+#[derive(Serialize)]
+struct GroupOut<'a> {
+    group: Option<u32>,
+    delta: DeltaOut<'a>,
+}
+
+#[derive(Serialize)]
+struct OperatorOut<'a> {
+    name: &'a str,
+    partition: u32,
+    plugin_digest: &'a str,
+    config: &'a str,
+    key_groups: u32,
+    groups: Vec<GroupOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct PayloadOut<'a> {
+    host: &'a HostState,
+    operators: Vec<OperatorOut<'a>>,
+}
+
+/// Split a delta by key group, groups in ascending order (operator-wide first), each keeping
+/// the delta's order.
+fn grouped(d: &StateDelta, groups: u32) -> Vec<(Option<u32>, Vec<(Key, Value)>, Vec<Key>)> {
+    let mut by: std::collections::BTreeMap<Option<u32>, (Vec<(Key, Value)>, Vec<Key>)> = Default::default();
+    for (k, v) in &d.sets {
+        by.entry(group_of(k, groups))
+            .or_default()
+            .0
+            .push((k.clone(), v.clone()));
+    }
+    for k in &d.deletes {
+        by.entry(group_of(k, groups)).or_default().1.push(k.clone());
+    }
+    by.into_iter().map(|(g, (s, r))| (g, s, r)).collect()
+}
+
+/// Encode `data` as a version-2 payload.
+pub fn encode(data: &CheckpointData) -> Result<Vec<u8>, String> {
+    let split: Vec<Vec<(Option<u32>, Vec<(Key, Value)>, Vec<Key>)>> = data
+        .operators
+        .iter()
+        .map(|o| grouped(&o.state, o.key_groups))
+        .collect();
+    let operators = data
+        .operators
+        .iter()
+        .zip(&split)
+        .map(|(o, groups)| OperatorOut {
+            name: &o.name,
+            partition: o.partition,
+            plugin_digest: &o.plugin_digest,
+            config: &o.config,
+            key_groups: o.key_groups,
+            groups: groups
+                .iter()
+                .map(|(g, sets, deletes)| GroupOut {
+                    group: *g,
+                    delta: DeltaOut { sets, deletes },
+                })
+                .collect(),
+        })
+        .collect();
+    bincode::serde::encode_to_vec(
+        PayloadOut {
+            host: &data.host,
+            operators,
+        },
+        config(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+#[derive(Deserialize)]
+struct GroupIn {
+    group: Option<u32>,
+    delta: DeltaIn,
+}
+
+#[derive(Deserialize)]
+struct OperatorIn {
+    name: String,
+    partition: u32,
+    plugin_digest: String,
+    config: String,
+    key_groups: u32,
+    groups: Vec<GroupIn>,
+}
+
+#[derive(Deserialize)]
+struct PayloadIn {
+    host: HostState,
+    operators: Vec<OperatorIn>,
+}
+
+/// Version 1's host state: the JSONL position in fixed fields.
+#[derive(Deserialize)]
+struct HostV1 {
+    job: String,
+    input: String,
+    input_offset: u64,
+    input_line: u64,
+    output_len: u64,
+    dead_letter_len: u64,
+    events_in: u64,
+    events_out: u64,
+    batches: u64,
+    watermark: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct OperatorV1 {
+    name: String,
+    partition: u32,
+    plugin_digest: String,
+    config: String,
+    state: DeltaIn,
+}
+
+#[derive(Deserialize)]
+struct PayloadV1 {
+    host: HostV1,
+    operators: Vec<OperatorV1>,
+}
+
+fn decode_all<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, String> {
+    // Borrowing decode: keys and values are copied once, from `raw` into their final form.
+    let (data, used): (T, usize) =
+        bincode::serde::borrow_decode_from_slice(raw, config()).map_err(|e| e.to_string())?;
+    if used != raw.len() {
+        return Err(format!("{} trailing bytes", raw.len() - used));
+    }
+    Ok(data)
+}
+
+/// Decode a payload of format `version` (1 or 2).
+pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
+    match version {
+        1 => {
+            let p: PayloadV1 = decode_all(raw)?;
+            let h = p.host;
+            Ok(CheckpointData {
+                host: HostState {
+                    job: h.job,
+                    source: JsonlPosition {
+                        input: h.input,
+                        offset: h.input_offset,
+                        line: h.input_line,
+                    }
+                    .to_source(),
+                    output_len: h.output_len,
+                    dead_letter_len: h.dead_letter_len,
+                    events_in: h.events_in,
+                    events_out: h.events_out,
+                    batches: h.batches,
+                    watermark: h.watermark,
+                },
+                operators: p
+                    .operators
+                    .into_iter()
+                    .map(|o| OperatorSnapshot {
+                        name: o.name,
+                        partition: o.partition,
+                        plugin_digest: o.plugin_digest,
+                        config: o.config,
+                        key_groups: cairn_codec::scoped::DEFAULT_KEY_GROUPS,
+                        state: StateDelta {
+                            sets: o.state.sets,
+                            deletes: o.state.deletes,
+                        },
+                    })
+                    .collect(),
+            })
+        }
+        2 => {
+            let p: PayloadIn = decode_all(raw)?;
+            let mut operators = Vec::with_capacity(p.operators.len());
+            for o in p.operators {
+                let mut state = StateDelta::default();
+                // The payload is checksummed or authenticated: the groups are taken as written.
+                for g in o.groups {
+                    let _ = g.group;
+                    state.sets.extend(g.delta.sets);
+                    state.deletes.extend(g.delta.deletes);
+                }
+                operators.push(OperatorSnapshot {
+                    name: o.name,
+                    partition: o.partition,
+                    plugin_digest: o.plugin_digest,
+                    config: o.config,
+                    key_groups: o.key_groups,
+                    state,
+                });
+            }
+            Ok(CheckpointData {
+                host: p.host,
+                operators,
+            })
+        }
+        v => Err(format!("no payload layout for format version {v}")),
+    }
+}

@@ -1,0 +1,71 @@
+//! Checkpoint format 1 (written by Cairn 0.1: the JSONL position in fixed fields, one flat list
+//! of entries) still restores: `tests/fixtures/v1-store` was written by the 0.1 `cairn` running
+//! `counter-0-1-0` over the first events of `input.jsonl`. A run of today's host resumes from
+//! it, continues the chain with format-2 checkpoints, and the output is exactly the counts of
+//! the whole input.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Result;
+use cairn_tests::{expected_counts, plugin, repo_root, run_args, run_ok, strs};
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to)?;
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()))?;
+        } else {
+            fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_version_1_store_restores_and_its_chain_continues_in_version_2() -> Result<()> {
+    let fixture = repo_root().join("tests/fixtures/v1-store");
+    let dir = tempfile::tempdir()?;
+    copy_dir(&fixture, dir.path())?;
+    let store = format!("file:{}", dir.path().join("store").display());
+    let (input, output) = (dir.path().join("input.jsonl"), dir.path().join("output.jsonl"));
+
+    // What the fixture holds, read by today's code.
+    let list = String::from_utf8(run_ok(&["checkpoints", "list", "--store", &store])?.stdout)?;
+    assert!(list.contains("(latest)") && !list.contains("DAMAGED"), "{list}");
+    let show = run_ok(&["checkpoints", "show", "latest", "--store", &store, "--json"])?;
+    let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
+    let before = doc["host"]["events_in"].as_u64().unwrap_or_default();
+    assert!(before > 0);
+    assert_eq!(doc["host"]["source"]["kind"], "jsonl");
+    assert_eq!(doc["host"]["source"]["position"]["line"], before);
+
+    // More input arrives; the job resumes where the 0.1 host stopped.
+    let mut text = fs::read_to_string(&input)?;
+    text.push_str(&cairn_tests::synthetic_input(2000, 23, 0));
+    fs::write(&input, &text)?;
+    let extra = [
+        "--store",
+        store.as_str(),
+        "--checkpoint-every",
+        "500",
+        "--accept-plugin-change",
+    ];
+    run_ok(&strs(&run_args(
+        &plugin("counter-0-1-0"),
+        &input,
+        &output,
+        &extra,
+    )))?;
+    assert_eq!(fs::read_to_string(&output)?, expected_counts(&text)?);
+
+    let verify = run_ok(&["checkpoints", "verify", "--store", &store, "--json"])?;
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout)?;
+    let all = report["checkpoints"].as_array().cloned().unwrap_or_default();
+    assert!(
+        all.len() >= 2 && all.iter().all(|c| c["error"].is_null()),
+        "{report}"
+    );
+    Ok(())
+}
