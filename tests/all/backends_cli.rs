@@ -186,12 +186,18 @@ fn encrypted_store_needs_the_key_and_never_logs_it() -> Result<()> {
         }
     }
     // Without the key: a clear refusal, for list and for run.
-    let out = run_cairn(&["checkpoints", "list", "--store", &store], b"")?;
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is encrypted; pass its key"));
-    let out = job.run(&store, &[])?;
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is encrypted; pass its key"));
+    let refused = |out: &std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("is encrypted and no key was given")
+                && err
+                    .contains("hint: pass its key with --encryption-key-env <VAR> or --passphrase-env <VAR>"),
+            "{err}"
+        );
+    };
+    refused(&run_cairn(&["checkpoints", "list", "--store", &store], b"")?);
+    refused(&job.run(&store, &[])?);
     // A wrong key: refused, and neither key is printed.
     let wrong = "ab".repeat(32);
     let out = cairn()

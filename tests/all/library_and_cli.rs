@@ -196,10 +196,11 @@ fn load_errors_are_distinct_and_say_what_to_do() -> Result<()> {
     // The smallest valid component: fits no world.
     let other = load_err(Some(b"\0asm\x0d\0\x01\0"))?;
     assert!(
-        other.contains("does not fit Cairn's world cairn:operator/operator@0.1.1"),
+        other.contains("does not fit Cairn's world cairn:operator/operator-packed@0.2.0"),
         "{other}"
     );
-    for export in ["init", "process", "on-watermark"] {
+    assert!(other.contains("or `init` (0.1)"), "{other}");
+    for export in ["process", "on-watermark"] {
         assert!(other.contains(&format!("missing export `{export}`")), "{other}");
     }
 

@@ -272,8 +272,8 @@ fn non_plugins_are_refused_with_clear_messages() -> Result<()> {
         .expect_err("another world")
         .to_string();
     for n in [
-        "does not fit Cairn's world cairn:operator/operator@0.1.1",
-        "missing export `init`",
+        "does not fit Cairn's world cairn:operator/operator-packed@0.2.0",
+        "missing export `cairn:operator/operator@0.2.0` (0.2) or `init` (0.1)",
         "missing export `process`",
         "imports `example:other/clock@1.0.0`, which Cairn does not provide",
     ] {
@@ -383,6 +383,7 @@ fn cli_on_error_fail_stops_with_a_final_consistent_checkpoint() -> Result<()> {
     let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
     assert_eq!(doc["host"]["events_in"], 40);
     assert_eq!(doc["host"]["output_len"], written.len());
-    assert_eq!(doc["operators"][0]["state"]["k"], 40);
+    // The count of key "k", in the scope of key "k".
+    assert_eq!(doc["operators"][0]["state"]["1:k/k"], 40);
     Ok(())
 }

@@ -390,6 +390,8 @@ fn get_with_lookup<R>(lookup: fast::Lookup, f: impl FnOnce(&[u8]) -> R) -> Optio
 pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
     with_cache(|c| {
         if c.direct {
+            // The usage estimate does not count direct writes: ask afresh next time.
+            c.usage = None;
             let (scope, k) = split(key);
             host::set(scope, k, value).map_err(convert)
         } else {

@@ -47,10 +47,14 @@ struct PayloadOut<'a> {
     operators: Vec<OperatorOut<'a>>,
 }
 
+/// One key group's part of a delta: its group, its sets, its deletes.
+type Group = (Option<u32>, Vec<(Key, Value)>, Vec<Key>);
+
 /// Split a delta by key group, groups in ascending order (operator-wide first), each keeping
 /// the delta's order.
-fn grouped(d: &StateDelta, groups: u32) -> Vec<(Option<u32>, Vec<(Key, Value)>, Vec<Key>)> {
-    let mut by: std::collections::BTreeMap<Option<u32>, (Vec<(Key, Value)>, Vec<Key>)> = Default::default();
+fn grouped(d: &StateDelta, groups: u32) -> Vec<Group> {
+    type Parts = (Vec<(Key, Value)>, Vec<Key>);
+    let mut by: std::collections::BTreeMap<Option<u32>, Parts> = Default::default();
     for (k, v) in &d.sets {
         by.entry(group_of(k, groups))
             .or_default()
@@ -65,7 +69,7 @@ fn grouped(d: &StateDelta, groups: u32) -> Vec<(Option<u32>, Vec<(Key, Value)>, 
 
 /// Encode `data` as a version-2 payload.
 pub fn encode(data: &CheckpointData) -> Result<Vec<u8>, String> {
-    let split: Vec<Vec<(Option<u32>, Vec<(Key, Value)>, Vec<Key>)>> = data
+    let split: Vec<Vec<Group>> = data
         .operators
         .iter()
         .map(|o| grouped(&o.state, o.key_groups))

@@ -2,12 +2,35 @@
 //! facts (which limit, which store, which checkpoint), the hint names the flag.
 
 use cairn::CallError;
-use cairn::checkpoint::{CheckpointError, KeyError, KeyKind};
-use cairn::runtime::Mismatch;
+use cairn::checkpoint::{CheckpointError, KeyError, KeyKind, OpenError};
+use cairn::runtime::{JobError, Mismatch, RunError};
 
 /// A hint for the first error in `e`'s chain that has one.
 pub fn hint(e: &anyhow::Error) -> Option<String> {
-    e.chain().find_map(|cause| {
+    e.chain().find_map(for_cause)
+}
+
+/// The hint for one error; wrappers that are `#[error(transparent)]` (and so hide their inner
+/// error from the chain) are opened here.
+fn for_cause(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(j) = cause.downcast_ref::<JobError>() {
+        return match j {
+            JobError::Run(r) => for_cause(r),
+            JobError::Checkpoint(c) => for_cause(c),
+            JobError::Operator(c) => for_cause(c),
+            JobError::Mismatch(m) => for_cause(m),
+        };
+    }
+    if let Some(r) = cause.downcast_ref::<RunError>() {
+        return match r {
+            RunError::Operator(c) => for_cause(c),
+            _ => None,
+        };
+    }
+    if let Some(OpenError::Key(k)) = cause.downcast_ref::<OpenError>() {
+        return for_cause(k);
+    }
+    {
         if let Some(c) = cause.downcast_ref::<CallError>() {
             return call(c);
         }
@@ -31,7 +54,7 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
             return checkpoint(c);
         }
         None
-    })
+    }
 }
 
 fn call(c: &CallError) -> Option<String> {
@@ -92,7 +115,8 @@ mod tests {
             fuel: 5,
         });
         assert!(hint(&e).is_some_and(|h| h.contains("--fuel")));
-        let e = anyhow::Error::new(KeyError::NeedsKey("file:x".into())).context("opening the store");
+        let e = anyhow::Error::new(OpenError::Key(KeyError::NeedsKey("file:x".into())))
+            .context("opening the store");
         assert!(hint(&e).is_some_and(|h| h.contains("--encryption-key-env")));
         assert!(hint(&anyhow::anyhow!("plain")).is_none());
     }

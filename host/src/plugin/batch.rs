@@ -292,7 +292,7 @@ mod tests {
         assert!(
             Batch::from_guest(bytes)
                 .unwrap_err()
-                .contains("the last event at byte 23: bytes left over after it")
+                .contains("the last event at byte 22: bytes left over after it")
         );
         assert!(
             Batch::from_guest(vec![5, 0, 0, 0])

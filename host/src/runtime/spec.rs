@@ -95,8 +95,19 @@ impl<'de> Deserialize<'de> for OperatorSpec {
             .transpose()
             .map_err(|e| D::Error::custom(format!("`config`: {e}")))?;
         // Everything else is a limit; an unknown field is named with the accepted ones.
-        let limits = Limits::deserialize(toml::Value::Table(table))
-            .map_err(|e| D::Error::custom(format!("{e} (besides `name`, `plugin` and `config`)")))?;
+        let shown = name.clone().unwrap_or_else(|| {
+            plugin
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        let limits = Limits::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let e = e.to_string().replace('\n', " ");
+            D::Error::custom(format!(
+                "operator `{shown}`: {} (an operator takes `name`, `plugin`, `config` and the limits)",
+                e.trim()
+            ))
+        })?;
         Ok(Self {
             name,
             plugin,
