@@ -7,15 +7,20 @@ use crate::Event;
 
 /// Decode the host's batch.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Event>, String> {
-    let events = batch::decode(bytes).map_err(|e| format!("malformed packed batch from the host: {e}"))?;
-    Ok(events
-        .into_iter()
-        .map(|e| Event {
+    let malformed = |e: cairn_codec::Malformed| format!("malformed packed batch from the host: {e}");
+    let mut r = cairn_codec::Reader::new(bytes);
+    let count = r.count(batch::MIN_EVENT, "the event count").map_err(malformed)?;
+    let mut events = Vec::with_capacity(count);
+    for _ in 0..count {
+        let e = batch::read_event(&mut r).map_err(malformed)?;
+        events.push(Event {
             key: e.key.to_string(),
             ts: e.ts,
             value: e.value.to_vec(),
-        })
-        .collect())
+        });
+    }
+    r.finish("the last event").map_err(malformed)?;
+    Ok(events)
 }
 
 /// Encode emitted events for the host.

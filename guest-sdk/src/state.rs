@@ -129,13 +129,7 @@ pub fn get(key: &str) -> Option<Vec<u8>> {
 /// state::prefetch(batch.iter().map(|e| e.key.as_str()), &["count"]);
 /// ```
 pub fn prefetch<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&str]) {
-    let mut all = Vec::new();
-    for s in scopes {
-        for k in keys {
-            all.push(cairn_codec::scoped::compose(Some(s), k));
-        }
-    }
-    backend::prefetch(all.iter().map(String::as_str))
+    backend::prefetch_keyed(scopes, keys)
 }
 
 /// An export call begins (used by [`crate::export!`]; see [`__end_call`]). `direct`: the call
@@ -361,8 +355,8 @@ mod backend {
     pub fn end_call() -> Result<(), StateError> {
         Ok(())
     }
-    pub fn prefetch<'a>(keys: impl IntoIterator<Item = &'a str>) {
-        keys.into_iter().for_each(drop);
+    pub fn prefetch_keyed<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&str]) {
+        let _ = (scopes.into_iter().count(), keys);
     }
     pub fn get(key: &str) -> Option<Vec<u8>> {
         MAP.with(|m| m.borrow().get(key).cloned())

@@ -192,17 +192,18 @@ impl Cache {
         Ok(())
     }
 
-    fn prefetch<'a>(&mut self, keys: impl IntoIterator<Item = &'a str>) {
-        let mut req = KeyList::new();
-        let mut wanted: Vec<(u64, u32)> = Vec::new();
-        for key in keys {
-            let h = self.hash(key);
-            if self.find(h, key).is_none() {
-                wanted.push((h, self.arena.len() as u32));
-                req.push(key);
-                self.insert(h, key, Val::Absent, false, false, 0);
-            }
+    /// Add `key` to a prefetch request unless the cache already knows it.
+    fn want(&mut self, key: &str, req: &mut KeyList, wanted: &mut Vec<(u64, u32)>) {
+        let h = self.hash(key);
+        if self.find(h, key).is_none() {
+            wanted.push((h, self.arena.len() as u32));
+            req.push(key);
+            self.insert(h, key, Val::Absent, false, false, 0);
         }
+    }
+
+    /// Read the keys of a prefetch request in one host call into the cache.
+    fn fetch(&mut self, req: KeyList, wanted: Vec<(u64, u32)>) {
         if wanted.is_empty() {
             return;
         }
@@ -340,11 +341,24 @@ pub fn end_call() -> Result<(), StateError> {
     })
 }
 
-pub fn prefetch<'a>(keys: impl IntoIterator<Item = &'a str>) {
+/// Prefetch `keys` in the scope of each of `scopes`; the scoped keys are built in one reused
+/// buffer.
+pub fn prefetch_keyed<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&str]) {
     with_cache(|c| {
-        if !c.direct {
-            c.prefetch(keys)
+        if c.direct {
+            return;
         }
+        let mut buf = String::new();
+        let mut req = KeyList::new();
+        let mut wanted: Vec<(u64, u32)> = Vec::new();
+        for s in scopes {
+            for k in keys {
+                buf.clear();
+                scoped::compose_into(&mut buf, Some(s), k);
+                c.want(&buf, &mut req, &mut wanted);
+            }
+        }
+        c.fetch(req, wanted);
     })
 }
 

@@ -32,11 +32,23 @@ pub fn push(buf: &mut Vec<u8>, key: &str, ts: i64, value: &[u8]) {
 }
 
 /// Encode events into one batch.
-pub fn encode<'a>(events: impl IntoIterator<Item = EventRef<'a>>) -> Vec<u8> {
-    let mut buf = empty();
+pub fn encode<'a>(events: impl IntoIterator<Item = EventRef<'a>> + Clone) -> Vec<u8> {
+    // One allocation: the size is known in advance.
+    let size: usize = events
+        .clone()
+        .into_iter()
+        .map(|e| MIN_EVENT + e.key.len() + e.value.len())
+        .sum();
+    let mut buf = Vec::with_capacity(4 + size);
+    buf.extend_from_slice(&[0; 4]);
+    let mut count = 0u32;
     for e in events {
-        push(&mut buf, e.key, e.ts, e.value);
+        put(&mut buf, e.key.as_bytes());
+        buf.extend_from_slice(&e.ts.to_le_bytes());
+        put(&mut buf, e.value);
+        count += 1;
     }
+    buf[..4].copy_from_slice(&count.to_le_bytes());
     buf
 }
 

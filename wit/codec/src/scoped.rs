@@ -31,8 +31,22 @@ pub fn prefix_into(out: &mut String, scope: Option<&str>) {
     match scope {
         None => out.push_str(OPERATOR),
         Some(s) => {
-            use std::fmt::Write;
-            let _ = write!(out, "{}:", s.len());
+            // The length in decimal, without the formatting machinery (this runs per event).
+            let mut digits = [0u8; 20];
+            let mut n = s.len();
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            for &d in &digits[i..] {
+                out.push(char::from(d));
+            }
+            out.push(':');
             out.push_str(s);
             out.push('/');
         }
