@@ -331,18 +331,25 @@ fn assert_resumes_from_checkpoints(plugin: &Path, input: &str) -> Result<()> {
 /// resumes from checkpoints.
 #[test]
 fn plugin_built_for_world_0_1_0_still_runs() -> Result<()> {
-    let old = plugin("counter-0-1-0");
-    let text = String::from_utf8(run_ok(&["inspect", old.to_str().unwrap()])?.stdout)?;
-    assert!(text.contains("cairn:operator/state@0.1.0"), "{text}");
-    assert!(
-        text.contains("fits world cairn:operator/operator@0.1.1: yes"),
-        "{text}"
-    );
+    assert_old_counter_runs("counter-0-1-0", &["cairn:operator/state@0.1.0"])?;
+    Ok(())
+}
 
+/// The counter fixture `name`, built for a 0.1 world: `inspect` shows `needles` and says it
+/// fits; it counts at several batch sizes and resumes from checkpoints.
+fn assert_old_counter_runs(name: &str, needles: &[&str]) -> Result<std::path::PathBuf> {
+    let old = plugin(name);
+    let text = String::from_utf8(run_ok(&["inspect", old.to_str().unwrap()])?.stdout)?;
+    for n in needles
+        .iter()
+        .chain(&["fits world cairn:operator/operator@0.1.1: yes"])
+    {
+        assert!(text.contains(n), "missing {n:?} in:\n{text}");
+    }
     let input = cairn_tests::synthetic_input(3000, 41, 0);
     assert_counts_at_batch_sizes(&old, &input, &["1", "64", "1000"])?;
     assert_resumes_from_checkpoints(&old, &input)?;
-    Ok(())
+    Ok(old)
 }
 
 /// A plugin built against the 0.1.1 world with its speed paths (`process-packed`, `get-inline`,
@@ -350,17 +357,10 @@ fn plugin_built_for_world_0_1_0_still_runs() -> Result<()> {
 /// resumes from checkpoints.
 #[test]
 fn plugin_built_for_world_0_1_1_still_runs() -> Result<()> {
-    let old = plugin("counter-0-1-1");
-    let text = String::from_utf8(run_ok(&["inspect", old.to_str().unwrap()])?.stdout)?;
-    assert!(text.contains("cairn:operator/state@0.1.1"), "{text}");
-    assert!(text.contains("  process-packed"), "{text}");
-    assert!(
-        text.contains("fits world cairn:operator/operator@0.1.1: yes"),
-        "{text}"
-    );
-    let input = cairn_tests::synthetic_input(3000, 41, 0);
-    assert_counts_at_batch_sizes(&old, &input, &["1", "64", "1000"])?;
-    assert_resumes_from_checkpoints(&old, &input)?;
+    let old = assert_old_counter_runs(
+        "counter-0-1-1",
+        &["cairn:operator/state@0.1.1", "  process-packed"],
+    )?;
 
     let engine = Engine::new()?;
     let plugin = Plugin::load(&engine, &old)?;

@@ -8,12 +8,31 @@
 
 use crate::{ABSENT, Malformed, Reader, put};
 
-/// A `get-many-packed` request being built.
+/// A buffer that starts with a u32 count of the items appended after it.
 #[derive(Debug, Clone)]
-pub struct KeyList {
+struct Counted {
     buf: Vec<u8>,
     count: u32,
 }
+
+impl Counted {
+    fn new() -> Self {
+        Self {
+            buf: vec![0; 4],
+            count: 0,
+        }
+    }
+
+    /// One more item was appended: count it.
+    fn bump(&mut self) {
+        self.count += 1;
+        self.buf[..4].copy_from_slice(&self.count.to_le_bytes());
+    }
+}
+
+/// A `get-many-packed` request being built.
+#[derive(Debug, Clone)]
+pub struct KeyList(Counted);
 
 impl Default for KeyList {
     fn default() -> Self {
@@ -24,32 +43,28 @@ impl Default for KeyList {
 impl KeyList {
     /// An empty request.
     pub fn new() -> Self {
-        Self {
-            buf: vec![0; 4],
-            count: 0,
-        }
+        Self(Counted::new())
     }
 
     /// Ask for one more key.
     pub fn push(&mut self, scoped_key: &str) {
-        put(&mut self.buf, scoped_key.as_bytes());
-        self.count += 1;
-        self.buf[..4].copy_from_slice(&self.count.to_le_bytes());
+        put(&mut self.0.buf, scoped_key.as_bytes());
+        self.0.bump();
     }
 
     /// How many keys are asked for.
     pub fn len(&self) -> usize {
-        self.count as usize
+        self.0.count as usize
     }
 
     /// Whether no key is asked for.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.0.count == 0
     }
 
     /// The encoded request.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf
+        &self.0.buf
     }
 }
 
@@ -102,10 +117,7 @@ impl<'a> Answers<'a> {
 
 /// A `write-many-packed` call being built.
 #[derive(Debug, Clone)]
-pub struct Writes {
-    buf: Vec<u8>,
-    count: u32,
-}
+pub struct Writes(Counted);
 
 impl Default for Writes {
     fn default() -> Self {
@@ -116,44 +128,36 @@ impl Default for Writes {
 impl Writes {
     /// No writes yet.
     pub fn new() -> Self {
-        Self {
-            buf: vec![0; 4],
-            count: 0,
-        }
+        Self(Counted::new())
     }
 
     /// Set `scoped_key` to `value`.
     pub fn set(&mut self, scoped_key: &[u8], value: &[u8]) {
-        put(&mut self.buf, scoped_key);
-        put(&mut self.buf, value);
-        self.bump();
+        put(&mut self.0.buf, scoped_key);
+        put(&mut self.0.buf, value);
+        self.0.bump();
     }
 
     /// Remove `scoped_key`.
     pub fn remove(&mut self, scoped_key: &[u8]) {
-        put(&mut self.buf, scoped_key);
-        self.buf.extend_from_slice(&ABSENT.to_le_bytes());
-        self.bump();
-    }
-
-    fn bump(&mut self) {
-        self.count += 1;
-        self.buf[..4].copy_from_slice(&self.count.to_le_bytes());
+        put(&mut self.0.buf, scoped_key);
+        self.0.buf.extend_from_slice(&ABSENT.to_le_bytes());
+        self.0.bump();
     }
 
     /// How many writes.
     pub fn len(&self) -> usize {
-        self.count as usize
+        self.0.count as usize
     }
 
     /// Whether there is no write.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.0.count == 0
     }
 
     /// The encoded call.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf
+        &self.0.buf
     }
 }
 
