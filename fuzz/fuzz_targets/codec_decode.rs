@@ -4,7 +4,7 @@
 #![no_main]
 
 use cairn_codec::batch::{self, EventRef};
-use cairn_codec::state::{Write, Writes, read_keys, read_writes};
+use cairn_codec::state::{KeyList, Writes, read_keys, read_plain_keys, read_writes};
 use cairn_codec::scoped;
 use libfuzzer_sys::fuzz_target;
 
@@ -17,14 +17,24 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(writes) = read_writes(data) {
         let mut w = Writes::new();
         for x in &writes {
-            match x {
-                Write::Set(k, v) => w.set(k.as_bytes(), v),
-                Write::Remove(k) => w.remove(k.as_bytes()),
+            let scope = x.scope.map(str::as_bytes);
+            match x.value {
+                Some(v) => w.set(scope, x.key.as_bytes(), v),
+                None => w.remove(scope, x.key.as_bytes()),
             }
         }
         assert_eq!(w.as_bytes(), data);
     }
-    let _ = read_keys::<()>(data, |k| {
+    let mut req = KeyList::new();
+    if read_keys::<()>(data, |scope, key| {
+        req.push(scope.map(str::as_bytes), key.as_bytes());
+        Ok(())
+    })
+    .is_ok()
+    {
+        assert_eq!(req.as_bytes(), data);
+    }
+    let _ = read_plain_keys::<()>(data, |k| {
         let _ = scoped::split(k);
         Ok(())
     });

@@ -95,27 +95,14 @@ pub fn __reset_scope() {
     scope::reset()
 }
 
-/// `f` with the scoped key of `key` in the current scope (in a reused buffer).
-fn scoped<R>(key: &str, f: impl FnOnce(&str) -> R) -> R {
-    thread_local! {
-        static BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-    }
-    BUF.with(|b| match b.try_borrow_mut() {
-        Ok(mut b) => {
-            scope::scoped_into(&mut b, key);
-            f(&b)
-        }
-        Err(_) => {
-            let mut own = String::new();
-            scope::scoped_into(&mut own, key);
-            f(&own)
-        }
-    })
+/// Owned pairs → borrowed (scope, key) pairs in `scope`.
+fn in_scope<'a>(scope: Option<&'a str>, keys: &'a [String]) -> Vec<(Option<&'a str>, &'a str)> {
+    keys.iter().map(|k| (scope, k.as_str())).collect()
 }
 
 /// The value stored under `key`.
 pub fn get(key: &str) -> Option<Vec<u8>> {
-    scoped(key, backend::get)
+    scope::with_at(|at| backend::get(at, key))
 }
 
 /// Read state now, with one call to the host, so that this batch's reads of it are answered
@@ -147,86 +134,58 @@ pub fn __end_call() -> Result<(), StateError> {
 
 /// Store `value` under `key`.
 pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
-    scoped(key, |k| backend::set(k, value))
+    scope::with_at(|at| backend::set(at, key, value))
 }
 
 /// Delete `key`; returns whether it existed.
 pub fn remove(key: &str) -> bool {
-    scoped(key, backend::remove)
+    scope::with_at(|at| backend::remove(at, key))
 }
 
 /// Whether `key` holds a value.
 pub fn exists(key: &str) -> bool {
-    scoped(key, backend::exists)
+    scope::with_at(|at| backend::exists(at, key))
 }
 
 /// Up to `limit` keys starting with `prefix`, in byte order, strictly after `start_after`.
 pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
-    let mut full_prefix = String::new();
-    scope::scoped_into(&mut full_prefix, prefix);
-    let n = full_prefix.len() - prefix.len();
-    let after = start_after.map(|a| {
-        let mut s = String::new();
-        scope::scoped_into(&mut s, a);
-        s
-    });
-    backend::list_keys(&full_prefix, after.as_deref(), limit)
-        .into_iter()
-        .map(|mut k| k.split_off(n))
-        .collect()
-}
-
-fn all_scoped(keys: &[String]) -> Vec<String> {
-    keys.iter()
-        .map(|k| {
-            let mut s = String::new();
-            scope::scoped_into(&mut s, k);
-            s
-        })
-        .collect()
+    scope::with_current(|s| backend::list_keys(s, prefix, start_after, limit))
 }
 
 /// The values of many keys at once (one call to the host), in the same order.
 pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
-    backend::get_many(&all_scoped(keys))
+    scope::with_current(|s| backend::get_many(&in_scope(s, keys)))
 }
 
 /// Store many entries at once (one call to the host); stops at the first refusal.
 pub fn set_many(entries: &[(String, Vec<u8>)]) -> Result<(), StateError> {
-    let entries: Vec<(String, &[u8])> = entries
-        .iter()
-        .map(|(k, v)| {
-            let mut s = String::new();
-            scope::scoped_into(&mut s, k);
-            (s, v.as_slice())
-        })
-        .collect();
-    backend::set_many(&entries)
+    scope::with_current(|s| {
+        let entries: Vec<(Option<&str>, &str, &[u8])> = entries
+            .iter()
+            .map(|(k, v)| (s, k.as_str(), v.as_slice()))
+            .collect();
+        backend::set_many(&entries)
+    })
 }
 
 /// The values of `key` in the scopes of many stream keys at once (one call to the host):
 /// `(stream key, key)` pairs, answers in the same order.
 pub fn get_many_keyed(entries: &[(&str, &str)]) -> Vec<Option<Vec<u8>>> {
-    let keys: Vec<String> = entries
-        .iter()
-        .map(|(scope, k)| cairn_codec::scoped::compose(Some(scope), k))
-        .collect();
+    let keys: Vec<(Option<&str>, &str)> = entries.iter().map(|&(scope, k)| (Some(scope), k)).collect();
     backend::get_many(&keys)
 }
 
 /// Store entries in the scopes of many stream keys at once (one call to the host):
 /// `(stream key, key, value)`; stops at the first refusal.
 pub fn set_many_keyed(entries: &[(&str, &str, &[u8])]) -> Result<(), StateError> {
-    let entries: Vec<(String, &[u8])> = entries
-        .iter()
-        .map(|(scope, k, v)| (cairn_codec::scoped::compose(Some(scope), k), *v))
-        .collect();
+    let entries: Vec<(Option<&str>, &str, &[u8])> =
+        entries.iter().map(|&(scope, k, v)| (Some(scope), k, v)).collect();
     backend::set_many(&entries)
 }
 
 /// Remove many keys at once (one call to the host); returns how many existed.
 pub fn remove_many(keys: &[String]) -> u32 {
-    backend::remove_many(&all_scoped(keys))
+    scope::with_current(|s| backend::remove_many(&in_scope(s, keys)))
 }
 
 /// Every key starting with `prefix`, in byte order (pages through the host in chunks).
@@ -287,15 +246,13 @@ pub fn expire_before(prefix: &str, horizon: i64, mut expired: impl FnMut(&str)) 
 /// The value under `key` decoded from JSON.
 pub fn get_as<T: DeserializeOwned>(key: &str) -> Result<Option<T>, Error> {
     // Decoded where it lies (in place for small values): no copy of the bytes.
-    scoped(key, |k| {
-        backend::get_with(k, |bytes| serde_json::from_slice(bytes))
-    })
-    .transpose()
-    .map_err(|e| {
-        Error::msg(format_args!(
-            "state key {key:?} does not hold the expected JSON: {e}"
-        ))
-    })
+    scope::with_at(|at| backend::get_with(at, key, |bytes| serde_json::from_slice(bytes)))
+        .transpose()
+        .map_err(|e| {
+            Error::msg(format_args!(
+                "state key {key:?} does not hold the expected JSON: {e}"
+            ))
+        })
 }
 
 /// Store `value` under `key` as JSON.
@@ -336,6 +293,7 @@ mod backend {
     use std::ops::Bound;
 
     use super::StateError;
+    use super::scope::At;
 
     thread_local! {
         static MAP: RefCell<BTreeMap<String, Vec<u8>>> = const { RefCell::new(BTreeMap::new()) };
@@ -351,6 +309,10 @@ mod backend {
         MAP.with(|m| m.borrow().clone())
     }
 
+    fn scoped(scope: Option<&str>, key: &str) -> String {
+        cairn_codec::scoped::compose(scope, key)
+    }
+
     pub fn begin_call(_direct: bool) {}
     pub fn end_call() -> Result<(), StateError> {
         Ok(())
@@ -358,47 +320,64 @@ mod backend {
     pub fn prefetch_keyed<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&str]) {
         let _ = (scopes.into_iter().count(), keys);
     }
-    pub fn get(key: &str) -> Option<Vec<u8>> {
-        MAP.with(|m| m.borrow().get(key).cloned())
+    fn get_in(scope: Option<&str>, key: &str) -> Option<Vec<u8>> {
+        MAP.with(|m| m.borrow().get(&scoped(scope, key)).cloned())
+    }
+    fn set_in(scope: Option<&str>, key: &str, value: &[u8]) {
+        MAP.with(|m| m.borrow_mut().insert(scoped(scope, key), value.to_vec()));
+    }
+    fn remove_in(scope: Option<&str>, key: &str) -> bool {
+        MAP.with(|m| m.borrow_mut().remove(&scoped(scope, key)).is_some())
+    }
+    pub fn get(at: At<'_>, key: &str) -> Option<Vec<u8>> {
+        get_in(at.scope, key)
     }
     /// `f` must not touch the state (it runs while the map is borrowed).
-    pub fn get_with<R>(key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        MAP.with(|m| m.borrow().get(key).map(|v| f(v)))
+    pub fn get_with<R>(at: At<'_>, key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        MAP.with(|m| m.borrow().get(&scoped(at.scope, key)).map(|v| f(v)))
     }
-    pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
-        MAP.with(|m| m.borrow_mut().insert(key.to_string(), value.to_vec()));
+    pub fn set(at: At<'_>, key: &str, value: &[u8]) -> Result<(), StateError> {
+        set_in(at.scope, key, value);
         Ok(())
     }
-    pub fn remove(key: &str) -> bool {
-        MAP.with(|m| m.borrow_mut().remove(key).is_some())
+    pub fn remove(at: At<'_>, key: &str) -> bool {
+        remove_in(at.scope, key)
     }
-    pub fn exists(key: &str) -> bool {
-        MAP.with(|m| m.borrow().contains_key(key))
+    pub fn exists(at: At<'_>, key: &str) -> bool {
+        MAP.with(|m| m.borrow().contains_key(&scoped(at.scope, key)))
     }
-    pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
-        keys.iter().map(|k| get(k)).collect()
+    pub fn get_many(keys: &[(Option<&str>, &str)]) -> Vec<Option<Vec<u8>>> {
+        keys.iter().map(|&(s, k)| get_in(s, k)).collect()
     }
-    pub fn set_many(entries: &[(String, &[u8])]) -> Result<(), StateError> {
-        for (k, v) in entries {
-            set(k, v)?;
+    pub fn set_many(entries: &[(Option<&str>, &str, &[u8])]) -> Result<(), StateError> {
+        for &(s, k, v) in entries {
+            set_in(s, k, v);
         }
         Ok(())
     }
-    pub fn remove_many(keys: &[String]) -> u32 {
-        keys.iter().filter(|k| remove(k)).count() as u32
+    pub fn remove_many(keys: &[(Option<&str>, &str)]) -> u32 {
+        keys.iter().filter(|&&(s, k)| remove_in(s, k)).count() as u32
     }
-    pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
+    /// Keys of `scope` starting with `prefix`, strictly after `start_after`, without the scope.
+    pub fn list_keys(
+        scope: Option<&str>,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: u32,
+    ) -> Vec<String> {
+        let head = scoped(scope, "");
+        let prefix = scoped(scope, prefix);
         MAP.with(|m| {
             let m = m.borrow();
-            let lower = match start_after {
-                Some(after) if after >= prefix => Bound::Excluded(after.to_string()),
-                _ => Bound::Included(prefix.to_string()),
+            let lower = match start_after.map(|a| scoped(scope, a)) {
+                Some(after) if after >= prefix => Bound::Excluded(after),
+                _ => Bound::Included(prefix.clone()),
             };
             m.range((lower, Bound::Unbounded))
                 .map(|(k, _)| k)
-                .take_while(|k| k.starts_with(prefix))
+                .take_while(|k| k.starts_with(&prefix))
                 .take(limit as usize)
-                .cloned()
+                .map(|k| k[head.len()..].to_string())
                 .collect()
         })
     }

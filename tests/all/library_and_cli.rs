@@ -94,6 +94,32 @@ fn cli_run_writes_counts_to_a_file() -> Result<()> {
 }
 
 #[test]
+fn output_to_a_device_is_written_as_a_stream_and_a_resume_into_one_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = cairn_tests::repo_root().join("examples/sensors.jsonl");
+    let counter = plugin("counter");
+    let null = Path::new("/dev/null");
+    run_ok(&strs(&run_args(&counter, &input, null, &[])))?;
+    // With a store, the second run would resume and must truncate: a device cannot be.
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let args = run_args(
+        &counter,
+        &input,
+        null,
+        &["--store", &store, "--checkpoint-every", "5"],
+    );
+    run_ok(&strs(&args))?;
+    let again = run_cairn(&strs(&args), b"")?;
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success(),
+        "resuming into /dev/null succeeded: {err}"
+    );
+    assert!(err.contains("not a regular file"), "{err}");
+    Ok(())
+}
+
+#[test]
 fn cli_run_works_with_pipes_and_small_batches() -> Result<()> {
     let input = cairn_tests::synthetic_input(5000, 37, 0);
     let counter = plugin("counter");

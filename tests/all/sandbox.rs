@@ -169,7 +169,7 @@ fn malformed_packed_output_is_refused_and_rolled_back() -> Result<()> {
             "\"badstate\"",
             "the write count at byte 0: is larger than the input can hold",
         ),
-        ("\"badscope\"", "has neither `*/` nor a `<length>:` prefix"),
+        ("\"badscope\"", "a scope at byte 4: is not UTF-8"),
     ] {
         let e = hostile(
             "hostile-packed",

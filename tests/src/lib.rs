@@ -9,9 +9,13 @@ use anyhow::{Context, Result, bail};
 
 pub mod redis;
 
-/// The repository root.
+/// The repository root: the parent of the package directory cargo runs the tests in (read at
+/// run time, as cargo may reuse a build made in another clone sharing the target directory).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    package
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(".."))

@@ -1,14 +1,31 @@
-//! The current scope of state calls: a stack of scoped-key prefixes (`cairn_codec::scoped`).
-//! Entering a scope pushes its prefix, the guard pops it; with nothing entered, calls go to
-//! the operator-wide scope. One buffer serves the whole stack, so entering a scope per event
-//! allocates nothing once warm.
+//! The current scope of state calls: a stack of entered scopes (a stream key, or the
+//! operator-wide scope). Entering a scope pushes it, the guard pops it; with nothing entered,
+//! calls go to the operator-wide scope. One buffer holds the stack's stream keys, so entering
+//! a scope per event allocates nothing once warm, and nothing is composed or hashed here: the
+//! backends take (scope, key) as they are.
 
 use std::cell::RefCell;
 
 #[derive(Default)]
 struct Stack {
-    prefixes: String,
-    marks: Vec<usize>,
+    /// The entered stream keys, one after the other.
+    keys: String,
+    /// Per entered scope: where its key starts in `keys`, whether it is keyed, and its frame.
+    marks: Vec<(usize, bool, u64)>,
+    /// The frame number of the next scope entered.
+    next_frame: u64,
+}
+
+/// The current scope as the backends see it: the stream key (`None`: operator-wide) and the
+/// number of the frame that entered it (0: nothing entered). Frame numbers are never reused,
+/// so a backend may remember what it worked out for a frame (the wasm cache remembers the
+/// scope's slot).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct At<'a> {
+    pub scope: Option<&'a str>,
+    /// Read by the wasm backend only.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub frame: u64,
 }
 
 thread_local! {
@@ -25,8 +42,8 @@ impl Drop for ScopeGuard {
     fn drop(&mut self) {
         STACK.with(|s| {
             let mut s = s.borrow_mut();
-            if let Some(mark) = s.marks.pop() {
-                s.prefixes.truncate(mark);
+            if let Some((start, _, _)) = s.marks.pop() {
+                s.keys.truncate(start);
             }
         });
     }
@@ -35,9 +52,13 @@ impl Drop for ScopeGuard {
 pub(crate) fn enter(scope: Option<&str>) -> ScopeGuard {
     STACK.with(|s| {
         let mut s = s.borrow_mut();
-        let mark = s.prefixes.len();
-        s.marks.push(mark);
-        cairn_codec::scoped::prefix_into(&mut s.prefixes, scope);
+        let start = s.keys.len();
+        s.next_frame += 1;
+        let frame = s.next_frame;
+        s.marks.push((start, scope.is_some(), frame));
+        if let Some(k) = scope {
+            s.keys.push_str(k);
+        }
     });
     ScopeGuard {
         _not_send: std::marker::PhantomData,
@@ -48,34 +69,36 @@ pub(crate) fn enter(scope: Option<&str>) -> ScopeGuard {
 pub(crate) fn reset() {
     STACK.with(|s| {
         let mut s = s.borrow_mut();
-        s.prefixes.clear();
+        s.keys.clear();
         s.marks.clear();
     });
 }
 
-/// `f` with the current scope's prefix.
-pub(crate) fn with_prefix<R>(f: impl FnOnce(&str) -> R) -> R {
+/// `f` with the current scope. `f` must not enter or leave a scope (the stack is borrowed
+/// meanwhile).
+pub(crate) fn with_at<R>(f: impl FnOnce(At<'_>) -> R) -> R {
     STACK.with(|s| {
         let s = s.borrow();
         match s.marks.last() {
-            Some(&m) => f(&s.prefixes[m..]),
-            None => f(cairn_codec::scoped::OPERATOR),
+            Some(&(start, true, frame)) => f(At {
+                scope: Some(&s.keys[start..]),
+                frame,
+            }),
+            Some(&(_, false, frame)) => f(At { scope: None, frame }),
+            None => f(At {
+                scope: None,
+                frame: 0,
+            }),
         }
     })
 }
 
-/// The scoped key of `key` in the current scope, written into `out` (cleared first).
-pub(crate) fn scoped_into(out: &mut String, key: &str) {
-    out.clear();
-    with_prefix(|p| out.push_str(p));
-    out.push_str(key);
+/// `f` with the current scope: `Some(stream key)` or `None` (operator-wide).
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
+    with_at(|at| f(at.scope))
 }
 
-/// The current scope: `Some(stream key)` or `None` (operator-wide).
+/// The current scope, owned.
 pub(crate) fn current() -> Option<String> {
-    with_prefix(|p| {
-        cairn_codec::scoped::split(p)
-            .ok()
-            .and_then(|(s, _)| s.map(str::to_string))
-    })
+    with_current(|s| s.map(str::to_string))
 }

@@ -1,11 +1,15 @@
 //! The state backend inside a plugin: the host's `state` and `packed-state` interfaces behind
-//! a per-call cache. Keys here are scoped keys (`cairn_codec::scoped`).
+//! a per-call cache. Entries are named by (scope, key) as the operator names them; the scoped
+//! key (`cairn_codec::scoped`) is only composed for the packed calls, straight into their
+//! request buffers.
 //!
 //! During one export call (a batch, a watermark, `init`) writes are held back and sent to the
 //! host in one `set-many-packed` call when the call succeeds; reads see them. Keys named in
-//! [`prefetch`] are read with one `get-many-packed` call. Keys and values live in one arena
-//! (a byte buffer) indexed by a hash table of offsets, so caching an entry allocates nothing,
-//! and the arena and table keep their capacity from call to call.
+//! [`prefetch`] are read with one `get-many-packed` call. Scopes, keys and values live in one
+//! arena (a byte buffer) indexed by a hash table of entry numbers, so caching an entry
+//! allocates nothing, and the arena and table keep their capacity from call to call. Most
+//! lookups hash nothing: the entry found last and the next entry the prefetch asked for are
+//! tried first, and where a scope frame's scope lives is remembered.
 //!
 //! Nothing about the semantics changes:
 //!
@@ -18,7 +22,7 @@
 //! * `list_keys` (and what is built on it) first sends what is held back.
 
 use std::cell::RefCell;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
@@ -26,14 +30,10 @@ use cairn_codec::state::{Answers, KeyList, Writes};
 use cairn_codec::{quota, scoped};
 
 use super::StateError;
+use super::scope::At;
 use crate::__bindings::cairn::operator::packed_state as fast;
 use crate::__bindings::cairn::operator::state as host;
 use crate::__bindings::cairn::operator::types::StateError as WitStateError;
-
-/// A scoped key built by this SDK, as (scope, key) for the calls that take them apart.
-fn split(scoped_key: &str) -> (Option<&str>, &str) {
-    scoped::split(scoped_key).unwrap_or((None, scoped_key))
-}
 
 fn convert(e: WitStateError) -> StateError {
     match e {
@@ -51,9 +51,19 @@ enum Val {
     At { off: u32, len: u32 },
 }
 
+/// An entry's scope: its stream key's bytes in the arena, or the operator-wide scope. Entries
+/// of one scope added one after the other share the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ScopeRef {
+    keyed: bool,
+    off: u32,
+    len: u32,
+}
+
 #[derive(Debug)]
 struct Slot {
     hash: u64,
+    scope: ScopeRef,
     key_off: u32,
     key_len: u32,
     /// The value as the operator sees it.
@@ -62,14 +72,34 @@ struct Slot {
     pending: bool,
     /// Counted against `max-keys` since the last sync, or known to exist on the host.
     counted: bool,
-    /// Bytes (key + value) counted against `max-state-bytes` since the last sync.
+    /// Bytes (scoped key + value) counted against `max-state-bytes` since the last sync.
     charged: u64,
+}
+
+/// Where [`Cache::locate`] found an entry, or the hash to insert it under.
+#[derive(Debug, Clone, Copy)]
+enum Located {
+    Found(u32),
+    Missing { hash: u64 },
 }
 
 #[derive(Default)]
 struct Cache {
     arena: Vec<u8>,
-    table: HashTable<Slot>,
+    slots: Vec<Slot>,
+    /// Indices into `slots`, by `Slot::hash`.
+    table: HashTable<u32>,
+    /// The scope frame (`At::frame`, never 0) whose scope was found last, and where that
+    /// scope's bytes are.
+    frame_scope: Option<(u64, ScopeRef)>,
+    /// The scope of the entry inserted last (the next entry is often in the same scope).
+    last_inserted: Option<ScopeRef>,
+    /// The entry found last (an event reads, then writes, the same entry).
+    last_slot: Option<u32>,
+    /// The entries the last prefetch asked for, in its order, and how far the operator's
+    /// calls have followed it: the next call usually wants `predicted[cursor]`.
+    predicted: Vec<u32>,
+    cursor: usize,
     hasher: DefaultHashBuilder,
     pending: usize,
     /// Usage and quotas as of the last ask, plus everything held back and sent since: never
@@ -95,6 +125,25 @@ fn bytes_at(arena: &[u8], off: u32, len: u32) -> &[u8] {
     &arena[off as usize..off as usize + len as usize]
 }
 
+/// `a == b`, eight bytes at a time: keys and scopes are short, and a call to wasm's byte-wise
+/// `memcmp` costs more than comparing them here.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut ac = a.chunks_exact(8);
+    let mut bc = b.chunks_exact(8);
+    for (x, y) in (&mut ac).zip(&mut bc) {
+        if u64::from_le_bytes(x.try_into().expect("8 bytes"))
+            != u64::from_le_bytes(y.try_into().expect("8 bytes"))
+        {
+            return false;
+        }
+    }
+    ac.remainder().iter().zip(bc.remainder()).all(|(x, y)| x == y)
+}
+
 impl Cache {
     /// Forget the cached entries (call boundary). The usage estimate is kept: it only ever
     /// overstates the host's usage (writes are counted at their worst, and a rollback by the
@@ -102,7 +151,13 @@ impl Cache {
     fn reset(&mut self) {
         self.fold_usage();
         self.arena.clear();
+        self.slots.clear();
         self.table.clear();
+        self.frame_scope = None;
+        self.last_inserted = None;
+        self.last_slot = None;
+        self.predicted.clear();
+        self.cursor = 0;
         self.pending = 0;
         self.failed = None;
     }
@@ -117,22 +172,95 @@ impl Cache {
         self.extra_bytes = 0;
     }
 
-    fn hash(&self, key: &str) -> u64 {
-        self.hasher.hash_one(key.as_bytes())
+    fn scope_of(&self, r: ScopeRef) -> Option<&[u8]> {
+        r.keyed.then(|| bytes_at(&self.arena, r.off, r.len))
     }
 
-    fn find(&self, hash: u64, key: &str) -> Option<&Slot> {
-        let arena = &self.arena;
-        self.table.find(hash, |s| {
-            s.hash == hash && bytes_at(arena, s.key_off, s.key_len) == key.as_bytes()
-        })
+    fn is_scope(&self, r: ScopeRef, scope: Option<&str>) -> bool {
+        match scope {
+            None => !r.keyed,
+            Some(k) => r.keyed && same(bytes_at(&self.arena, r.off, r.len), k.as_bytes()),
+        }
     }
 
-    fn find_mut(&mut self, hash: u64, key: &str) -> Option<&mut Slot> {
-        let arena = &self.arena;
-        self.table.find_mut(hash, |s| {
-            s.hash == hash && bytes_at(arena, s.key_off, s.key_len) == key.as_bytes()
-        })
+    fn hash(&self, scope: Option<&str>, key: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        match scope {
+            Some(s) => {
+                h.write(s.as_bytes());
+                h.write_u8(0xff);
+            }
+            None => h.write_u8(0xfe),
+        }
+        h.write(key.as_bytes());
+        h.finish()
+    }
+
+    /// Where `at`'s scope's bytes are, if already worked out for this frame.
+    fn known_scope(&self, at: At<'_>) -> Option<ScopeRef> {
+        match self.frame_scope {
+            Some((frame, r)) if at.frame != 0 && frame == at.frame => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Whether slot `i` is `key` in `at`'s scope (whose bytes are at `known`, if worked out).
+    fn is_slot_at(&self, i: u32, known: Option<ScopeRef>, at: At<'_>, key: &str) -> bool {
+        let s = &self.slots[i as usize];
+        same(bytes_at(&self.arena, s.key_off, s.key_len), key.as_bytes())
+            && (known == Some(s.scope) || self.is_scope(s.scope, at.scope))
+    }
+
+    /// The entry (`key` in `at`'s scope) if cached, without hashing when it is the entry found
+    /// last or the next one the prefetch predicted; else the hash to insert it under.
+    fn locate(&mut self, at: At<'_>, key: &str) -> Located {
+        let known = self.known_scope(at);
+        if let Some(i) = self.last_slot
+            && self.is_slot_at(i, known, at, key)
+        {
+            self.remember(at, i);
+            return Located::Found(i);
+        }
+        if let Some(&i) = self.predicted.get(self.cursor)
+            && self.is_slot_at(i, known, at, key)
+        {
+            self.cursor += 1;
+            self.last_slot = Some(i);
+            self.remember(at, i);
+            return Located::Found(i);
+        }
+        let hash = self.hash(at.scope, key);
+        let found = {
+            let (arena, slots) = (&self.arena, &self.slots);
+            self.table
+                .find(hash, |&i| {
+                    let s = &slots[i as usize];
+                    s.hash == hash
+                        && same(bytes_at(arena, s.key_off, s.key_len), key.as_bytes())
+                        && match at.scope {
+                            None => !s.scope.keyed,
+                            Some(k) => {
+                                s.scope.keyed && same(bytes_at(arena, s.scope.off, s.scope.len), k.as_bytes())
+                            }
+                        }
+                })
+                .copied()
+        };
+        match found {
+            Some(i) => {
+                self.last_slot = Some(i);
+                self.remember(at, i);
+                Located::Found(i)
+            }
+            None => Located::Missing { hash },
+        }
+    }
+
+    /// Remember where slot `i`'s scope is as `at`'s frame's.
+    fn remember(&mut self, at: At<'_>, i: u32) {
+        if at.frame != 0 {
+            self.frame_scope = Some((at.frame, self.slots[i as usize].scope));
+        }
     }
 
     fn store(&mut self, bytes: &[u8]) -> (u32, u32) {
@@ -141,24 +269,70 @@ impl Cache {
         (off, bytes.len() as u32)
     }
 
-    fn insert(&mut self, hash: u64, key: &str, val: Val, pending: bool, counted: bool, charged: u64) {
-        let (key_off, key_len) = self.store(key.as_bytes());
-        self.table.insert_unique(
-            hash,
-            Slot {
-                hash,
-                key_off,
-                key_len,
-                val,
-                pending,
-                counted,
-                charged,
+    /// Where to keep `at`'s scope for a new entry: shared with the frame's or the entry
+    /// inserted last when they are the same scope.
+    fn scope_ref(&mut self, at: At<'_>) -> ScopeRef {
+        if let Some(r) = self.known_scope(at) {
+            return r;
+        }
+        if let Some(r) = self.last_inserted
+            && self.is_scope(r, at.scope)
+        {
+            return r;
+        }
+        let r = match at.scope {
+            None => ScopeRef {
+                keyed: false,
+                off: 0,
+                len: 0,
             },
-            |s| s.hash,
-        );
+            Some(k) => {
+                let (off, len) = self.store(k.as_bytes());
+                ScopeRef {
+                    keyed: true,
+                    off,
+                    len,
+                }
+            }
+        };
+        if at.frame != 0 {
+            self.frame_scope = Some((at.frame, r));
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &mut self,
+        hash: u64,
+        at: At<'_>,
+        key: &str,
+        val: Val,
+        pending: bool,
+        counted: bool,
+        charged: u64,
+    ) -> u32 {
+        let scope = self.scope_ref(at);
+        self.last_inserted = Some(scope);
+        let (key_off, key_len) = self.store(key.as_bytes());
+        let i = self.slots.len() as u32;
+        self.slots.push(Slot {
+            hash,
+            scope,
+            key_off,
+            key_len,
+            val,
+            pending,
+            counted,
+            charged,
+        });
+        let slots = &self.slots;
+        self.table.insert_unique(hash, i, |&j| slots[j as usize].hash);
         if pending {
             self.pending += 1;
         }
+        self.last_slot = Some(i);
+        i
     }
 
     /// Send the held-back writes to the host.
@@ -171,13 +345,17 @@ impl Cache {
             return Ok(());
         }
         let mut writes = Writes::new();
-        for s in self.table.iter_mut() {
+        for s in self.slots.iter_mut() {
             if s.pending {
                 s.pending = false;
+                let scope = s
+                    .scope
+                    .keyed
+                    .then(|| bytes_at(&self.arena, s.scope.off, s.scope.len));
                 let key = bytes_at(&self.arena, s.key_off, s.key_len);
                 match s.val {
-                    Val::At { off, len } => writes.set(key, bytes_at(&self.arena, off, len)),
-                    Val::Absent => writes.remove(key),
+                    Val::At { off, len } => writes.set(scope, key, bytes_at(&self.arena, off, len)),
+                    Val::Absent => writes.remove(scope, key),
                 }
             }
             s.charged = 0;
@@ -192,56 +370,69 @@ impl Cache {
         Ok(())
     }
 
-    /// Add `key` to a prefetch request unless the cache already knows it.
-    fn want(&mut self, key: &str, req: &mut KeyList, wanted: &mut Vec<(u64, u32)>) {
-        let h = self.hash(key);
-        if self.find(h, key).is_none() {
-            wanted.push((h, self.arena.len() as u32));
-            req.push(key);
-            self.insert(h, key, Val::Absent, false, false, 0);
-        }
+    /// Add `key` of `at`'s scope to a prefetch request unless the cache already knows it;
+    /// either way it is the next entry predicted.
+    fn want(&mut self, at: At<'_>, key: &str, req: &mut KeyList, wanted: &mut Vec<u32>) {
+        let i = match self.locate(at, key) {
+            Located::Found(i) => i,
+            Located::Missing { hash } => {
+                let i = self.insert(hash, at, key, Val::Absent, false, false, 0);
+                let scope = self.slots[i as usize].scope;
+                req.push(self.scope_of(scope), key.as_bytes());
+                wanted.push(i);
+                i
+            }
+        };
+        self.predicted.push(i);
     }
 
     /// Read the keys of a prefetch request in one host call into the cache.
-    fn fetch(&mut self, req: KeyList, wanted: Vec<(u64, u32)>) {
+    fn fetch(&mut self, req: KeyList, wanted: Vec<u32>) {
+        self.last_slot = None;
+        self.cursor = 0;
         if wanted.is_empty() {
             return;
         }
         let answer = match fast::get_many_packed(req.as_bytes()) {
             Ok(a) => a,
             Err(e) => {
-                // Only a malformed request is refused: not cached, and the call fails.
-                for (h, key_off) in wanted {
-                    if let Ok(slot) = self.table.find_entry(h, |s| s.key_off == key_off) {
+                // Only a malformed request is refused: not cached (the slots stay behind,
+                // unreachable and never sent), and the call fails.
+                for i in wanted {
+                    let h = self.slots[i as usize].hash;
+                    if let Ok(slot) = self.table.find_entry(h, |&j| j == i) {
                         slot.remove();
                     }
                 }
+                self.predicted.clear();
                 self.failed = Some(convert(e));
                 return;
             }
         };
         let mut answers = Answers::new(&answer);
-        for (h, key_off) in wanted {
+        for i in wanted {
             let Ok(Some(v)) = answers.next_answer() else {
                 continue;
             };
             let (off, len) = self.store(v);
-            let slot = self
-                .table
-                .find_mut(h, |s| s.key_off == key_off)
-                .expect("the slot inserted above");
+            let slot = &mut self.slots[i as usize];
             slot.val = Val::At { off, len };
             slot.counted = true;
         }
     }
 
-    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StateError> {
+    fn set(&mut self, at: At<'_>, key: &str, value: &[u8]) -> Result<(), StateError> {
+        let scope = at.scope;
         let u = *self.usage.get_or_insert_with(fast::usage);
-        let h = self.hash(key);
-        let (new_key, charged) = self
-            .find(h, key)
-            .map_or((1, 0), |s| (u64::from(!s.counted), s.charged));
-        let need = (key.len() + value.len()) as u64;
+        let found = self.locate(at, key);
+        let (new_key, charged) = match found {
+            Located::Found(i) => {
+                let s = &self.slots[i as usize];
+                (u64::from(!s.counted), s.charged)
+            }
+            Located::Missing { .. } => (1, 0),
+        };
+        let need = (scoped::scoped_len(scope.map(str::as_bytes), key.as_bytes()) + value.len()) as u64;
         let extra = need.saturating_sub(charged);
         // The host's own rule, on usage that never understates the host's.
         let q = quota::Quotas {
@@ -268,15 +459,19 @@ impl Cache {
             }
             // Ask afresh next time: this write changes the usage by an amount not counted.
             self.usage = None;
-            let (scope, k) = split(key);
-            host::set(scope, k, value).map_err(convert)?;
+            host::set(scope, key, value).map_err(convert)?;
+            // The cache may have restarted: look the entry up afresh.
+            let found = self.locate(at, key);
             let (off, len) = self.store(value);
-            match self.find_mut(h, key) {
-                Some(s) => {
+            match found {
+                Located::Found(i) => {
+                    let s = &mut self.slots[i as usize];
                     s.val = Val::At { off, len };
                     s.counted = true;
                 }
-                None => self.insert(h, key, Val::At { off, len }, false, true, 0),
+                Located::Missing { hash } => {
+                    self.insert(hash, at, key, Val::At { off, len }, false, true, 0);
+                }
             }
             return Ok(());
         }
@@ -284,8 +479,9 @@ impl Cache {
         self.extra_bytes += extra;
         let (off, len) = self.store(value);
         let val = Val::At { off, len };
-        match self.find_mut(h, key) {
-            Some(s) => {
+        match found {
+            Located::Found(i) => {
+                let s = &mut self.slots[i as usize];
                 s.val = val;
                 s.counted = true;
                 s.charged = s.charged.max(need);
@@ -294,15 +490,18 @@ impl Cache {
                     self.pending += 1;
                 }
             }
-            None => self.insert(h, key, val, true, true, need),
+            Located::Missing { hash } => {
+                self.insert(hash, at, key, val, true, true, need);
+            }
         }
         Ok(())
     }
 
-    fn remove(&mut self, key: &str) -> bool {
-        let h = self.hash(key);
-        match self.find_mut(h, key) {
-            Some(s) => {
+    fn remove(&mut self, at: At<'_>, key: &str) -> bool {
+        let scope = at.scope;
+        match self.locate(at, key) {
+            Located::Found(i) => {
+                let s = &mut self.slots[i as usize];
                 let existed = matches!(s.val, Val::At { .. });
                 if existed {
                     s.val = Val::Absent;
@@ -313,10 +512,9 @@ impl Cache {
                 }
                 existed
             }
-            None => {
-                let (scope, k) = split(key);
-                let existed = host::remove(scope, k);
-                self.insert(h, key, Val::Absent, false, false, 0);
+            Located::Missing { hash } => {
+                let existed = host::remove(scope, key);
+                self.insert(hash, at, key, Val::Absent, false, false, 0);
                 existed
             }
         }
@@ -341,49 +539,53 @@ pub fn end_call() -> Result<(), StateError> {
     })
 }
 
-/// Prefetch `keys` in the scope of each of `scopes`; the scoped keys are built in one reused
-/// buffer.
+/// Prefetch `keys` in the scope of each of `scopes`.
 pub fn prefetch_keyed<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&str]) {
     with_cache(|c| {
         if c.direct {
             return;
         }
-        let mut buf = String::new();
         let mut req = KeyList::new();
-        let mut wanted: Vec<(u64, u32)> = Vec::new();
-        for s in scopes {
+        let mut wanted: Vec<u32> = Vec::new();
+        c.predicted.clear();
+        c.cursor = 0;
+        // Each scope as a frame of its own, so that its keys share its bytes.
+        for (n, s) in scopes.into_iter().enumerate() {
+            let at = At {
+                scope: Some(s),
+                frame: u64::MAX - n as u64,
+            };
             for k in keys {
-                buf.clear();
-                scoped::compose_into(&mut buf, Some(s), k);
-                c.want(&buf, &mut req, &mut wanted);
+                c.want(at, k, &mut req, &mut wanted);
             }
         }
         c.fetch(req, wanted);
     })
 }
 
-pub fn get(key: &str) -> Option<Vec<u8>> {
-    get_with(key, <[u8]>::to_vec)
+pub fn get(at: At<'_>, key: &str) -> Option<Vec<u8>> {
+    get_with(at, key, <[u8]>::to_vec)
 }
 
 /// `f` applied to the value, read in place (in the cache, or in the host's inline answer).
 /// `f` must not use the state: it may run while the cache is borrowed.
-pub fn get_with<R>(key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+pub fn get_with<R>(at: At<'_>, key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     let mut f = Some(f);
-    let cached = CACHE.with(|c| {
-        let c = c.borrow();
-        let h = c.hash(key);
-        c.find(h, key).map(|s| match s.val {
-            Val::Absent => None,
-            Val::At { off, len } => Some((f.take().expect("f unused"))(bytes_at(&c.arena, off, len))),
-        })
+    let cached = with_cache(|c| {
+        if c.direct {
+            return None;
+        }
+        match c.locate(at, key) {
+            Located::Found(i) => Some(match c.slots[i as usize].val {
+                Val::Absent => None,
+                Val::At { off, len } => Some((f.take().expect("f unused"))(bytes_at(&c.arena, off, len))),
+            }),
+            Located::Missing { .. } => None,
+        }
     });
     match cached {
         Some(answer) => answer,
-        None => {
-            let (scope, k) = split(key);
-            get_with_lookup(fast::get_inline(scope, k), f.take().expect("f unused"))
-        }
+        None => get_with_lookup(fast::get_inline(at.scope, key), f.take().expect("f unused")),
     }
 }
 
@@ -401,74 +603,63 @@ fn get_with_lookup<R>(lookup: fast::Lookup, f: impl FnOnce(&[u8]) -> R) -> Optio
     }
 }
 
-pub fn set(key: &str, value: &[u8]) -> Result<(), StateError> {
+pub fn set(at: At<'_>, key: &str, value: &[u8]) -> Result<(), StateError> {
     with_cache(|c| {
         if c.direct {
             // The usage estimate does not count direct writes: ask afresh next time.
             c.usage = None;
-            let (scope, k) = split(key);
-            host::set(scope, k, value).map_err(convert)
+            host::set(at.scope, key, value).map_err(convert)
         } else {
-            c.set(key, value)
+            c.set(at, key, value)
         }
     })
 }
 
-pub fn remove(key: &str) -> bool {
+pub fn remove(at: At<'_>, key: &str) -> bool {
     with_cache(|c| {
         if c.direct {
-            let (scope, k) = split(key);
-            host::remove(scope, k)
+            host::remove(at.scope, key)
         } else {
-            c.remove(key)
+            c.remove(at, key)
         }
     })
 }
 
-pub fn exists(key: &str) -> bool {
+pub fn exists(at: At<'_>, key: &str) -> bool {
     let known = with_cache(|c| {
-        let h = c.hash(key);
-        c.find(h, key).map(|s| matches!(s.val, Val::At { .. }))
+        if c.direct {
+            return None;
+        }
+        match c.locate(at, key) {
+            Located::Found(i) => Some(matches!(c.slots[i as usize].val, Val::At { .. })),
+            Located::Missing { .. } => None,
+        }
     });
-    known.unwrap_or_else(|| {
-        let (scope, k) = split(key);
-        host::exists(scope, k)
-    })
+    known.unwrap_or_else(|| host::exists(at.scope, key))
 }
 
-pub fn list_keys(prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
+/// Keys of `scope` starting with `prefix`, strictly after `start_after` (without the scope).
+pub fn list_keys(scope: Option<&str>, prefix: &str, start_after: Option<&str>, limit: u32) -> Vec<String> {
     // The host lists what it has: send what is held back first. A failure (a refusal the
     // cache ruled out) is kept and fails the call when it ends.
     let _ = with_cache(Cache::flush);
-    let (scope, p) = split(prefix);
-    let after = start_after.map(|a| split(a).1);
-    let head = &prefix[..prefix.len() - p.len()];
-    host::list_keys(scope, p, after, limit)
-        .into_iter()
-        .map(|k| {
-            let mut s = String::with_capacity(head.len() + k.len());
-            s.push_str(head);
-            s.push_str(&k);
-            s
-        })
-        .collect()
+    host::list_keys(scope, prefix, start_after, limit)
 }
 
-pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
+pub fn get_many(keys: &[(Option<&str>, &str)]) -> Vec<Option<Vec<u8>>> {
     // Cached keys (held-back writes included) from the cache, the rest in one host call.
     let mut out: Vec<Option<Option<Vec<u8>>>> = Vec::with_capacity(keys.len());
     let mut req = KeyList::new();
     with_cache(|c| {
-        for k in keys {
-            let h = c.hash(k);
-            match c.find(h, k) {
-                Some(s) => out.push(Some(match s.val {
+        for &(scope, k) in keys {
+            match c.locate(At { scope, frame: 0 }, k) {
+                Located::Found(i) => out.push(Some(match c.slots[i as usize].val {
                     Val::Absent => None,
                     Val::At { off, len } => Some(bytes_at(&c.arena, off, len).to_vec()),
                 })),
-                None => {
+                Located::Missing { .. } => {
                     out.push(None);
-                    req.push(k);
+                    req.push(scope.map(str::as_bytes), k.as_bytes());
                 }
             }
         }
@@ -490,7 +681,7 @@ pub fn get_many(keys: &[String]) -> Vec<Option<Vec<u8>>> {
         .collect()
 }
 
-pub fn set_many(entries: &[(String, &[u8])]) -> Result<(), StateError> {
+pub fn set_many(entries: &[(Option<&str>, &str, &[u8])]) -> Result<(), StateError> {
     // One call already: send what is held back, forget the cache (these writes supersede it)
     // and let the host answer the bulk write exactly.
     with_cache(|c| {
@@ -505,23 +696,20 @@ pub fn set_many(entries: &[(String, &[u8])]) -> Result<(), StateError> {
         Ok(())
     })?;
     let mut req = Writes::new();
-    for (k, v) in entries {
-        req.set(k.as_bytes(), v);
+    for &(scope, k, v) in entries {
+        req.set(scope.map(str::as_bytes), k.as_bytes(), v);
     }
     fast::write_many_packed(req.as_bytes()).map_err(convert)
 }
 
-pub fn remove_many(keys: &[String]) -> u32 {
+pub fn remove_many(keys: &[(Option<&str>, &str)]) -> u32 {
     with_cache(|c| {
         if c.direct {
-            keys.iter()
-                .filter(|k| {
-                    let (scope, k) = split(k);
-                    host::remove(scope, k)
-                })
-                .count() as u32
+            keys.iter().filter(|&&(s, k)| host::remove(s, k)).count() as u32
         } else {
-            keys.iter().filter(|k| c.remove(k)).count() as u32
+            keys.iter()
+                .filter(|&&(scope, k)| c.remove(At { scope, frame: 0 }, k))
+                .count() as u32
         }
     })
 }

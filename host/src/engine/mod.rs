@@ -57,6 +57,8 @@ impl Engine {
         config.epoch_interruption(true);
         config.consume_fuel(options.fuel);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        #[cfg(feature = "perfmap")]
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         let inner = wasmtime::Engine::new(&config).map_err(EngineError::Config)?;
         let weak = inner.weak();
         thread::Builder::new()

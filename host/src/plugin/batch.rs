@@ -8,8 +8,6 @@
 
 use thiserror::Error;
 
-use cairn_codec::Reader;
-
 use super::Event;
 
 /// A batch of events in one buffer (Cairn's packed encoding).
@@ -158,7 +156,7 @@ impl Batch {
     /// The events, in order.
     pub fn iter(&self) -> Iter<'_> {
         Iter {
-            r: Reader::new(&self.buf[4..]),
+            rest: &self.buf[4..],
             left: self.count,
         }
     }
@@ -183,8 +181,15 @@ impl Batch {
 
 /// Iterator over a [`Batch`].
 pub struct Iter<'a> {
-    r: Reader<'a>,
+    rest: &'a [u8],
     left: u32,
+}
+
+/// Split a length-prefixed field off the front of `b` (a valid batch: it is there).
+fn field(b: &[u8]) -> (&[u8], &[u8]) {
+    let (len, rest) = b.split_at(4);
+    let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+    rest.split_at(len)
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -195,12 +200,19 @@ impl<'a> Iterator for Iter<'a> {
             return None;
         }
         self.left -= 1;
-        // A batch is valid by construction (built by `push` or checked by `from_guest`).
-        let e = cairn_codec::batch::read_event(&mut self.r).ok()?;
+        // A batch is valid by construction (built by `push` or checked by `from_guest`): the
+        // fields are there, and a key is UTF-8. Reading it needs no second check.
+        let (key, rest) = field(self.rest);
+        let (ts, rest) = rest.split_at(8);
+        let (value, rest) = field(rest);
+        self.rest = rest;
+        // SAFETY: every key in `buf` was pushed as a `&str` or checked as UTF-8 by
+        // `from_guest`, and `buf` is private to `Batch`.
+        let key = unsafe { std::str::from_utf8_unchecked(key) };
         Some(EventRef {
-            key: e.key,
-            ts: e.ts,
-            value: e.value,
+            key,
+            ts: i64::from_le_bytes(ts.try_into().expect("8 bytes")),
+            value,
         })
     }
 

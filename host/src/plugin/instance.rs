@@ -194,23 +194,10 @@ impl OperatorInstance {
         &self.store.data().state
     }
 
-    /// Its state, mutably (checkpointing takes deltas from it).
-    pub fn state_mut(&mut self) -> &mut StateHolder {
-        &mut self.store.data_mut().state
-    }
-
     /// Its name, configuration and state at once (a checkpoint cut reads the first two while
     /// it takes the state's changes).
     pub fn parts_mut(&mut self) -> (&str, &str, &mut StateHolder) {
         (&self.name, &self.config, &mut self.store.data_mut().state)
-    }
-
-    /// Replace the state (restore) and re-run `init`.
-    pub fn restore_state(&mut self, mut state: StateHolder) -> Result<(), CallError> {
-        state.set_quotas(quotas(&self.limits));
-        self.store.data_mut().state = state;
-        self.live = false;
-        self.ensure_live()
     }
 
     fn init(&mut self) -> Result<(), CallError> {

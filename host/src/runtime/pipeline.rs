@@ -17,11 +17,6 @@ impl Pipeline {
         &self.operators
     }
 
-    /// The operators, mutably (checkpoints take their state deltas).
-    pub fn operators_mut(&mut self) -> &mut [OperatorInstance] {
-        &mut self.operators
-    }
-
     /// Every operator as a checkpoint cut sees it.
     pub fn checkpoint_parts(&mut self) -> Vec<crate::checkpoint::OperatorPart<'_>> {
         self.operators

@@ -60,7 +60,20 @@ impl JsonlSink {
             .truncate(false)
             .open(path)
             .map_err(err)?;
-        let actual = file.metadata().map_err(err)?.len();
+        let meta = file.metadata().map_err(err)?;
+        if !meta.is_file() {
+            // A device or a pipe (`/dev/null`, a FIFO): written as a stream, never truncated.
+            if len != 0 {
+                return Err(err(io::Error::other(
+                    "it is not a regular file, so it cannot be truncated to resume from a checkpoint; pass the output as a file",
+                )));
+            }
+            return Ok(Self::from_writer(
+                path,
+                Box::new(BufWriter::with_capacity(1 << 16, file)),
+            ));
+        }
+        let actual = meta.len();
         if actual < len {
             return Err(err(io::Error::other(format!(
                 "the checkpoint says {len} bytes were written but the file has only {actual}; \
@@ -109,11 +122,6 @@ impl JsonlSink {
             Target::File(w) => w.get_ref().try_clone().ok(),
             Target::Stream(_) => None,
         }
-    }
-
-    /// Whether the sink is a file that can be truncated on recovery.
-    pub fn is_file(&self) -> bool {
-        matches!(self.target, Target::File(_))
     }
 
     fn writer(&mut self) -> &mut dyn Write {

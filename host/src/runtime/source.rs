@@ -64,7 +64,6 @@ pub struct JsonlSource {
     offset: u64,
     line: u64,
     buf: Vec<u8>,
-    seekable: bool,
     limits: InputLimits,
 }
 
@@ -103,7 +102,6 @@ impl JsonlSource {
         let mut src = Self::from_reader(path, Box::new(BufReader::with_capacity(1 << 16, file)));
         src.offset = offset;
         src.line = line;
-        src.seekable = true;
         Ok(src)
     }
 
@@ -115,7 +113,6 @@ impl JsonlSource {
             offset: 0,
             line: 0,
             buf: Vec::with_capacity(256),
-            seekable: false,
             limits: InputLimits::default(),
         }
     }
@@ -139,11 +136,6 @@ impl JsonlSource {
     /// Lines consumed so far.
     pub fn line(&self) -> u64 {
         self.line
-    }
-
-    /// Whether the source is a file that can be resumed at an offset.
-    pub fn is_seekable(&self) -> bool {
-        self.seekable
     }
 
     /// The next event, or `None` at end of input. Blank lines are skipped. A malformed line is

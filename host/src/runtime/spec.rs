@@ -195,7 +195,7 @@ impl PipelineSpec {
     }
 
     /// Whether any operator asks for fuel (the engine must then count it).
-    pub fn needs_fuel(&self) -> bool {
+    fn needs_fuel(&self) -> bool {
         self.operators.iter().any(|o| o.limits.fuel.is_some())
     }
 

@@ -1,7 +1,6 @@
 use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::ops::Bound;
-use std::sync::Arc;
 
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
@@ -43,9 +42,7 @@ impl Default for StateQuotas {
     }
 }
 
-/// A stored key: shared between the map, the ordered index, the change list, the undo log and
-/// a checkpoint in flight, so none of them copies it.
-pub type Key = Arc<str>;
+pub use super::key::Key;
 
 use super::value::Value;
 

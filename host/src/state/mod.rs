@@ -2,7 +2,9 @@
 //! and a per-batch transaction. Knows nothing of WASM or storage.
 
 mod holder;
+mod key;
 mod value;
 
 pub use holder::{Key, StateDelta, StateError, StateHolder, StateQuotas};
+pub use key::INLINE_KEY_BYTES;
 pub use value::{INLINE_VALUE_BYTES, Value};

@@ -44,7 +44,7 @@ impl FileStore {
     }
 
     /// The path of checkpoint `id`.
-    pub fn path_of(&self, id: CheckpointId) -> PathBuf {
+    fn path_of(&self, id: CheckpointId) -> PathBuf {
         self.dir.join(format!("{PREFIX}{id:020}{SUFFIX}"))
     }
 

@@ -27,11 +27,6 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave Inner half-updated (single inserts).
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// Overwrite checkpoint `id` without touching the pointer (tests damage checkpoints).
-    pub fn put_raw(&self, id: CheckpointId, bytes: Vec<u8>) {
-        self.lock().checkpoints.insert(id, bytes);
-    }
 }
 
 impl CheckpointStore for MemoryStore {

@@ -1,7 +1,7 @@
 //! Test fixture: a plugin that breaks the packed encodings. It writes state on every batch,
 //! then returns from `process-packed` a batch that announces two events but breaks off
 //! (`"garbage"` in the input) or one whose key is not UTF-8 (`"badutf8"`), makes a packed
-//! state write that breaks off (`"badstate"`) or names a malformed scoped key (`"badscope"`)
+//! state write that breaks off (`"badstate"`) or names a scope that is not UTF-8 (`"badscope"`)
 //! and fails with the host's answer, or else returns one well-formed event. The host must
 //! refuse each, roll the batch back and keep running.
 
@@ -48,8 +48,8 @@ impl packed_operator::Guest for Liar {
             return Err(format!("the host answered {e:?}"));
         }
         if contains(&batch, b"badscope") {
-            // A well-formed call whose key is not a scoped key.
-            let e = packed_state::get_many_packed(&[1, 0, 0, 0, 3, 0, 0, 0, b'x', b'y', b'z']);
+            // A call whose one entry's scope is not UTF-8.
+            let e = packed_state::get_many_packed(&[1, 0, 0, 0, 1, 0, 0, 0, 0xff, 1, 0, 0, 0, b'k']);
             return Err(format!("the host answered {e:?}"));
         }
         if contains(&batch, b"badutf8") {

@@ -9,12 +9,15 @@ pub const BATCH_ONE_EVENT: &[u8] = &[
     2, 0, 0, 0, b'{', b'}', // value
 ];
 
-/// `write-many-packed`: set `8:sensor-1/count` to `7`, then remove `*/x`.
+/// `write-many-packed`: set `count` of scope `sensor-1` to `7` (the host stores it as
+/// `8:sensor-1/count`), then remove operator-wide `x` (`*/x`).
 pub const WRITES: &[u8] = &[
     2, 0, 0, 0, // count
-    16, 0, 0, 0, b'8', b':', b's', b'e', b'n', b's', b'o', b'r', b'-', b'1', b'/', b'c', b'o', b'u', b'n',
-    b't', 1, 0, 0, 0, b'7', // value
-    3, 0, 0, 0, b'*', b'/', b'x', // key
+    8, 0, 0, 0, b's', b'e', b'n', b's', b'o', b'r', b'-', b'1', // scope
+    5, 0, 0, 0, b'c', b'o', b'u', b'n', b't', // key
+    1, 0, 0, 0, b'7', // value
+    0xff, 0xff, 0xff, 0xff, // operator-wide scope
+    1, 0, 0, 0, b'x', // key
     0xff, 0xff, 0xff, 0xff, // removal
 ];
 
@@ -51,8 +54,8 @@ mod tests {
             BATCH_ONE_EVENT
         );
         let mut w = Writes::new();
-        w.set(crate::scoped::compose(Some("sensor-1"), "count").as_bytes(), b"7");
-        w.remove(crate::scoped::compose(None, "x").as_bytes());
+        w.set(Some(b"sensor-1"), b"count", b"7");
+        w.remove(None, b"x");
         assert_eq!(w.as_bytes(), WRITES);
         let mut a = Answers::new(ANSWERS);
         assert_eq!(a.next_answer().unwrap(), Some(&b"7"[..]));

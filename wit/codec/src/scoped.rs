@@ -31,10 +31,12 @@ pub fn prefix_into(out: &mut String, scope: Option<&str>) {
     match scope {
         None => out.push_str(OPERATOR),
         Some(s) => {
-            // The length in decimal, without the formatting machinery (this runs per event).
-            let mut digits = [0u8; 20];
+            // The length in decimal and the `:`, without the formatting machinery (this runs
+            // per entry).
+            let mut digits = [0u8; 21];
+            digits[20] = b':';
             let mut n = s.len();
-            let mut i = digits.len();
+            let mut i = 20;
             loop {
                 i -= 1;
                 digits[i] = b'0' + (n % 10) as u8;
@@ -43,14 +45,36 @@ pub fn prefix_into(out: &mut String, scope: Option<&str>) {
                     break;
                 }
             }
-            for &d in &digits[i..] {
-                out.push(char::from(d));
-            }
-            out.push(':');
+            out.reserve(21 - i + s.len() + 1);
+            out.push_str(ascii(&digits[i..]));
             out.push_str(s);
             out.push('/');
         }
     }
+}
+
+/// ASCII bytes as a `str`.
+fn ascii(b: &[u8]) -> &str {
+    debug_assert!(b.is_ascii());
+    // SAFETY: only called on ASCII digits and `:` (above); ASCII is UTF-8.
+    unsafe { std::str::from_utf8_unchecked(b) }
+}
+
+/// The byte length of the scoped key of (`scope`, `key`), without building it.
+pub fn scoped_len(scope: Option<&[u8]>, key: &[u8]) -> usize {
+    match scope {
+        None => OPERATOR.len() + key.len(),
+        Some(s) => decimal_digits(s.len()) + 1 + s.len() + 1 + key.len(),
+    }
+}
+
+fn decimal_digits(mut n: usize) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
 }
 
 /// Split a scoped key into its scope (`None`: operator-wide) and key.
@@ -171,6 +195,7 @@ mod tests {
             let mut p = String::new();
             prefix_into(&mut p, scope.as_deref());
             prop_assert!(s.starts_with(&p));
+            prop_assert_eq!(scoped_len(scope.as_deref().map(str::as_bytes), key.as_bytes()), s.len());
         }
     }
 }

@@ -1,10 +1,15 @@
-//! The packed state calls of `cairn:operator/packed-state@0.2.0`. Keys are scoped keys (see
-//! [`crate::scoped`]).
+//! The packed state calls of `cairn:operator/packed-state@0.2.0`. An entry is named by its
+//! scope and key as the guest names them; the host composes the scoped key it stores
+//! ([`crate::scoped`]), so a packed call can name no malformed scoped key.
 //!
-//! * `get-many-packed` request: a u32 count, then per key a u32 length and the scoped key.
-//!   Answer: per key, in order, a u32 length and the value, or the u32 [`ABSENT`].
-//! * `write-many-packed`: a u32 count, then per entry a u32 length and the scoped key, then a
-//!   u32 length and the value, or [`ABSENT`] (no bytes follow) to remove the key.
+//! * a *name*: the scope as `bytes`, or [`ABSENT`] for the operator-wide scope, then the key
+//!   as `bytes` (`bytes`: a u32 length and that many bytes; both UTF-8).
+//! * `get-many-packed` request: a u32 count, then per entry its name.
+//!   Answer: per entry, in order, a u32 length and the value, or the u32 [`ABSENT`].
+//! * `write-many-packed`: a u32 count, then per entry its name, then a u32 length and the
+//!   value, or [`ABSENT`] (no bytes follow) to remove the entry.
+//!
+//! 0.1.1's `get-many-packed` request is a count and plain keys ([`read_plain_keys`]).
 
 use crate::{ABSENT, Malformed, Reader, put};
 
@@ -30,6 +35,32 @@ impl Counted {
     }
 }
 
+/// Append an entry's name: its scope (`None`: operator-wide) and key.
+fn put_name(buf: &mut Vec<u8>, scope: Option<&[u8]>, key: &[u8]) {
+    match scope {
+        Some(s) => put(buf, s),
+        None => buf.extend_from_slice(&ABSENT.to_le_bytes()),
+    }
+    put(buf, key);
+}
+
+/// The smallest encoded name: an absent scope and an empty key.
+const MIN_NAME: usize = 8;
+
+/// Read an entry's name.
+fn read_name<'a>(r: &mut Reader<'a>) -> Result<(Option<&'a str>, &'a str), Malformed> {
+    let at = r.position();
+    let scope = match r.opt_bytes("a scope")? {
+        Some(b) => Some(std::str::from_utf8(b).map_err(|_| Malformed {
+            what: "a scope".to_string(),
+            at,
+            problem: "is not UTF-8",
+        })?),
+        None => None,
+    };
+    Ok((scope, r.str("a key")?))
+}
+
 /// A `get-many-packed` request being built.
 #[derive(Debug, Clone)]
 pub struct KeyList(Counted);
@@ -46,18 +77,18 @@ impl KeyList {
         Self(Counted::new())
     }
 
-    /// Ask for one more key.
-    pub fn push(&mut self, scoped_key: &str) {
-        put(&mut self.0.buf, scoped_key.as_bytes());
+    /// Ask for `key` of `scope` (`None`: operator-wide; both UTF-8).
+    pub fn push(&mut self, scope: Option<&[u8]>, key: &[u8]) {
+        put_name(&mut self.0.buf, scope, key);
         self.0.bump();
     }
 
-    /// How many keys are asked for.
+    /// How many entries are asked for.
     pub fn len(&self) -> usize {
         self.0.count as usize
     }
 
-    /// Whether no key is asked for.
+    /// Whether no entry is asked for.
     pub fn is_empty(&self) -> bool {
         self.0.count == 0
     }
@@ -68,9 +99,27 @@ impl KeyList {
     }
 }
 
-/// Read a `get-many-packed` request, calling `f` with each scoped key (checked UTF-8; the
-/// caller checks the scoped form).
+/// Read a `get-many-packed` request, calling `f` with each entry's scope and key (checked
+/// UTF-8).
 pub fn read_keys<'a, E>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(Option<&'a str>, &'a str) -> Result<(), E>,
+) -> Result<Result<(), E>, Malformed> {
+    let mut r = Reader::new(bytes);
+    let count = r.count(MIN_NAME, "the key count")?;
+    for _ in 0..count {
+        let (scope, key) = read_name(&mut r)?;
+        if let Err(e) = f(scope, key) {
+            return Ok(Err(e));
+        }
+    }
+    r.finish("the last key")?;
+    Ok(Ok(()))
+}
+
+/// Read a 0.1.1 `get-many-packed` request (a count, then plain keys), calling `f` with each
+/// key (checked UTF-8).
+pub fn read_plain_keys<'a, E>(
     bytes: &'a [u8],
     mut f: impl FnMut(&'a str) -> Result<(), E>,
 ) -> Result<Result<(), E>, Malformed> {
@@ -131,16 +180,16 @@ impl Writes {
         Self(Counted::new())
     }
 
-    /// Set `scoped_key` to `value`.
-    pub fn set(&mut self, scoped_key: &[u8], value: &[u8]) {
-        put(&mut self.0.buf, scoped_key);
+    /// Set `key` of `scope` (`None`: operator-wide; both UTF-8) to `value`.
+    pub fn set(&mut self, scope: Option<&[u8]>, key: &[u8], value: &[u8]) {
+        put_name(&mut self.0.buf, scope, key);
         put(&mut self.0.buf, value);
         self.0.bump();
     }
 
-    /// Remove `scoped_key`.
-    pub fn remove(&mut self, scoped_key: &[u8]) {
-        put(&mut self.0.buf, scoped_key);
+    /// Remove `key` of `scope`.
+    pub fn remove(&mut self, scope: Option<&[u8]>, key: &[u8]) {
+        put_name(&mut self.0.buf, scope, key);
         self.0.buf.extend_from_slice(&ABSENT.to_le_bytes());
         self.0.bump();
     }
@@ -163,25 +212,25 @@ impl Writes {
 
 /// One entry of a `write-many-packed` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Write<'a> {
-    /// Store the value under the scoped key.
-    Set(&'a str, &'a [u8]),
-    /// Remove the scoped key.
-    Remove(&'a str),
+pub struct Write<'a> {
+    /// The entry's scope (`None`: operator-wide).
+    pub scope: Option<&'a str>,
+    /// The entry's key in its scope.
+    pub key: &'a str,
+    /// The value to store, or `None` to remove the entry.
+    pub value: Option<&'a [u8]>,
 }
 
 /// Check a whole `write-many-packed` call and return its entries, so that nothing is applied
 /// from a call that turns out malformed half-way.
 pub fn read_writes(bytes: &[u8]) -> Result<Vec<Write<'_>>, Malformed> {
     let mut r = Reader::new(bytes);
-    let count = r.count(8, "the write count")?;
+    let count = r.count(MIN_NAME + 4, "the write count")?;
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
-        let key = r.str("a key")?;
-        out.push(match r.opt_bytes("a value")? {
-            Some(v) => Write::Set(key, v),
-            None => Write::Remove(key),
-        });
+        let (scope, key) = read_name(&mut r)?;
+        let value = r.opt_bytes("a value")?;
+        out.push(Write { scope, key, value });
     }
     r.finish("the last write")?;
     Ok(out)
@@ -192,34 +241,41 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    type Name = (Option<String>, String);
+
+    fn name() -> impl Strategy<Value = Name> {
+        (proptest::option::of(".{0,8}"), ".{0,8}")
+    }
+
     proptest! {
         #[test]
-        fn writes_round_trip(ws in proptest::collection::vec((".{0,8}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12))), 0..12)) {
+        fn writes_round_trip(ws in proptest::collection::vec((name(), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12))), 0..12)) {
             let mut w = Writes::new();
-            for (k, v) in &ws {
+            for ((s, k), v) in &ws {
+                let s = s.as_deref().map(str::as_bytes);
                 match v {
-                    Some(v) => w.set(k.as_bytes(), v),
-                    None => w.remove(k.as_bytes()),
+                    Some(v) => w.set(s, k.as_bytes(), v),
+                    None => w.remove(s, k.as_bytes()),
                 }
             }
-            let back: Vec<(String, Option<Vec<u8>>)> = read_writes(w.as_bytes()).unwrap().into_iter().map(|e| match e {
-                Write::Set(k, v) => (k.to_string(), Some(v.to_vec())),
-                Write::Remove(k) => (k.to_string(), None),
-            }).collect();
+            prop_assert_eq!(w.len(), ws.len());
+            let back: Vec<(Name, Option<Vec<u8>>)> = read_writes(w.as_bytes()).unwrap().into_iter()
+                .map(|e| ((e.scope.map(str::to_string), e.key.to_string()), e.value.map(<[u8]>::to_vec)))
+                .collect();
             prop_assert_eq!(back, ws);
         }
 
         #[test]
-        fn keys_and_answers_round_trip(ks in proptest::collection::vec((".{0,8}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12))), 0..12)) {
+        fn keys_and_answers_round_trip(ks in proptest::collection::vec((name(), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12))), 0..12)) {
             let mut req = KeyList::new();
             let mut answer = Vec::new();
-            for (k, v) in &ks {
-                req.push(k);
+            for ((s, k), v) in &ks {
+                req.push(s.as_deref().map(str::as_bytes), k.as_bytes());
                 put_answer(&mut answer, v.as_deref());
             }
             let mut seen = Vec::new();
-            read_keys::<()>(req.as_bytes(), |k| { seen.push(k.to_string()); Ok(()) }).unwrap().unwrap();
-            prop_assert_eq!(seen, ks.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>());
+            read_keys::<()>(req.as_bytes(), |s, k| { seen.push((s.map(str::to_string), k.to_string())); Ok(()) }).unwrap().unwrap();
+            prop_assert_eq!(seen, ks.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
             let mut a = Answers::new(&answer);
             for (_, v) in &ks {
                 prop_assert_eq!(a.next_answer().unwrap().map(<[u8]>::to_vec), v.clone());
@@ -230,7 +286,21 @@ mod tests {
         #[test]
         fn noise_is_an_error_not_a_panic(noise in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = read_writes(&noise);
-            let _ = read_keys::<()>(&noise, |_| Ok(()));
+            let _ = read_keys::<()>(&noise, |_, _| Ok(()));
+            let _ = read_plain_keys::<()>(&noise, |_| Ok(()));
+            let mut a = Answers::new(&noise);
+            while a.next_answer().is_ok() {}
         }
+    }
+
+    #[test]
+    fn malformed_names_say_what_and_where() {
+        // One entry whose scope is not UTF-8.
+        let bad = [1, 0, 0, 0, 1, 0, 0, 0, 0xff, 1, 0, 0, 0, b'k'];
+        let e = read_keys::<()>(&bad, |_, _| Ok(())).unwrap_err();
+        assert_eq!(e.to_string(), "a scope at byte 4: is not UTF-8");
+        // A write that breaks off after its name.
+        let cut = [1, 0, 0, 0, 255, 255, 255, 255, 1, 0, 0, 0, b'k'];
+        assert!(read_writes(&cut).is_err());
     }
 }

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use wit_parser::{ManglingAndAbi, Resolve, WorldItem, WorldKey};
 
 fn wit_dir(version: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // At run time: cargo may reuse a test binary built in another clone of the workspace.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .join("../wit")
         .join(version)
 }

@@ -31,7 +31,7 @@ pub(crate) struct StoreData {
     pub limiter: Limiter,
     pub state: StateHolder,
     pub plugin: Arc<str>,
-    /// Reused buffer for a key while the state is borrowed mutably.
+    /// Reused buffer for a (scoped) key while the state is borrowed.
     pub key_buf: String,
     /// Reused buffer for a packed state call's entries.
     pub blob_buf: Vec<u8>,

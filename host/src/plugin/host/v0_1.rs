@@ -161,7 +161,7 @@ fn list_keys(i: I, name: &'static str) -> R {
                     .list_keys(&prefix, after.as_deref(), limit as usize)
             };
             listing_done(&mut store, had_index);
-            Ok((keys,))
+            Ok((keys.iter().map(|k| k.to_string()).collect::<Vec<String>>(),))
         },
     )
 }
@@ -211,7 +211,7 @@ fn get_many_packed(i: I, name: &'static str) -> R {
     i.func_wrap(name, |store: Store<'_>, (keys,): (WasmList<u8>,)| {
         let state = &store.data().state;
         let mut out = Vec::new();
-        packed::read_keys::<()>(keys.as_le_slice(&store), |k| {
+        packed::read_plain_keys::<()>(keys.as_le_slice(&store), |k| {
             packed::put_answer(&mut out, state.get(k));
             Ok(())
         })

@@ -240,21 +240,21 @@ fn invalid(e: impl std::fmt::Display) -> WitStateError {
 }
 
 fn get_many_packed(i: I, name: &'static str) -> R {
-    i.func_wrap(name, |store: Store<'_>, (keys,): (WasmList<u8>,)| {
+    i.func_wrap(name, |mut store: Store<'_>, (keys,): (WasmList<u8>,)| {
+        let mut key = std::mem::take(&mut store.data_mut().key_buf);
         let state = &store.data().state;
         let mut out = Vec::new();
-        let r = packed::read_keys(keys.as_le_slice(&store), |k| {
-            let value = state.get(k);
-            // Stored keys are well-formed: only a miss can be a malformed key.
-            if value.is_none() {
-                scoped::check(k)?;
-            }
-            packed::put_answer(&mut out, value);
+        let r = packed::read_keys::<()>(keys.as_le_slice(&store), |scope, k| {
+            // Composed here from checked UTF-8: always a well-formed scoped key.
+            key.clear();
+            scoped::compose_into(&mut key, scope, k);
+            packed::put_answer(&mut out, state.get(&key));
             Ok(())
         });
+        store.data_mut().key_buf = key;
         Ok((match r {
-            Ok(Ok(())) => Ok(out),
-            Ok(Err(e)) | Err(e) => Err(invalid(e)),
+            Ok(_) => Ok(out),
+            Err(e) => Err(invalid(e)),
         },))
     })
 }
@@ -262,26 +262,28 @@ fn get_many_packed(i: I, name: &'static str) -> R {
 fn write_many_packed(i: I, name: &'static str) -> R {
     i.func_wrap(name, |mut store: Store<'_>, (writes,): (WasmList<u8>,)| {
         let mut buf = std::mem::take(&mut store.data_mut().blob_buf);
+        let mut key = std::mem::take(&mut store.data_mut().key_buf);
         buf.clear();
         buf.extend_from_slice(writes.as_le_slice(&store));
         let state = &mut store.data_mut().state;
         let result = (|| -> Result<(), WitStateError> {
+            // Checked whole before anything is applied.
             let all = packed::read_writes(&buf).map_err(invalid)?;
-            for w in &all {
-                let (packed::Write::Set(k, _) | packed::Write::Remove(k)) = w;
-                scoped::check(k).map_err(invalid)?;
-            }
             for w in all {
-                match w {
-                    packed::Write::Set(k, v) => state.set(k, Value::new(v)).map_err(WitStateError::from)?,
-                    packed::Write::Remove(k) => {
-                        state.remove(k);
+                key.clear();
+                scoped::compose_into(&mut key, w.scope, w.key);
+                match w.value {
+                    Some(v) => state.set(&key, Value::new(v)).map_err(WitStateError::from)?,
+                    None => {
+                        state.remove(&key);
                     }
                 }
             }
             Ok(())
         })();
-        store.data_mut().blob_buf = buf;
+        let data = store.data_mut();
+        data.blob_buf = buf;
+        data.key_buf = key;
         Ok((result,))
     })
 }

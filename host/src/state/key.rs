@@ -1,0 +1,151 @@
+//! Stored keys: short ones in place, longer ones shared.
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// The longest key kept in place.
+pub const INLINE_KEY_BYTES: usize = 22;
+
+/// A stored state key (a scoped key, `cairn_codec::scoped`).
+///
+/// Keys of up to [`INLINE_KEY_BYTES`] bytes (a short stream key in its scope: `8:user-417/count`)
+/// live in place: the hash table compares a probed key without following a pointer, and
+/// storing one allocates nothing. Longer keys are shared (`Arc`) between the map, the ordered
+/// index, the change list, the undo log and a checkpoint in flight, so none of them copies it.
+/// Hashes, compares and orders as the `str` it holds.
+#[derive(Clone)]
+pub struct Key(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE_KEY_BYTES] },
+    Shared(Arc<str>),
+}
+
+impl Key {
+    /// A key holding a copy of `s`.
+    pub fn new(s: &str) -> Self {
+        if s.len() <= INLINE_KEY_BYTES {
+            let mut bytes = [0u8; INLINE_KEY_BYTES];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Key(Repr::Inline {
+                len: s.len() as u8,
+                bytes,
+            })
+        } else {
+            Key(Repr::Shared(Arc::from(s)))
+        }
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // SAFETY: the bytes were copied from a `str` of exactly `len` bytes (`Key::new`).
+            Repr::Inline { len, bytes } => unsafe { std::str::from_utf8_unchecked(&bytes[..*len as usize]) },
+            Repr::Shared(s) => s,
+        }
+    }
+}
+
+impl Deref for Key {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Key {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Key {
+    fn from(s: &str) -> Self {
+        Key::new(s)
+    }
+}
+
+impl From<String> for Key {
+    fn from(s: String) -> Self {
+        if s.len() <= INLINE_KEY_BYTES {
+            Key::new(&s)
+        } else {
+            Key(Repr::Shared(Arc::from(s)))
+        }
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeSet, HashMap};
+
+    #[test]
+    fn short_keys_in_place_long_ones_shared_and_both_act_as_str() {
+        for n in [0, 1, INLINE_KEY_BYTES, INLINE_KEY_BYTES + 1, 300] {
+            let s: String = "é-ab".chars().cycle().take(n).collect();
+            let k = Key::new(&s);
+            assert_eq!(&*k, s.as_str());
+            assert_eq!(matches!(k.0, Repr::Inline { .. }), s.len() <= INLINE_KEY_BYTES);
+            let mut map = HashMap::new();
+            map.insert(k.clone(), 1);
+            assert_eq!(map.get(s.as_str()), Some(&1), "looked up by &str");
+        }
+        let set: BTreeSet<Key> = ["b", "a", "ab", &"z".repeat(40)]
+            .into_iter()
+            .map(Key::from)
+            .collect();
+        let order: Vec<&str> = set.iter().map(|k| k.as_str()).collect();
+        assert_eq!(order, ["a", "ab", "b", &*"z".repeat(40)]);
+        assert_eq!(std::mem::size_of::<Key>(), 24);
+    }
+}
