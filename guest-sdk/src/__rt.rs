@@ -85,3 +85,17 @@ pub fn on_watermark<T: Operator>(slot: &RefCell<Option<T>>, watermark: i64) -> R
     // A watermark may close many windows: always worth the cache.
     with_op(slot, usize::MAX, |op, out| op.on_watermark(watermark, out))
 }
+
+/// `on-timers` export: each timer in its key's scope.
+pub fn on_timers<T: Operator>(
+    slot: &RefCell<Option<T>>,
+    fired: Vec<(String, i64)>,
+) -> Result<Vec<WitEvent>, String> {
+    with_op(slot, usize::MAX, |op, out| {
+        for (key, ts) in fired {
+            let _scope = state::enter_key(&key);
+            op.on_timer(&key, ts, out)?;
+        }
+        Ok(())
+    })
+}

@@ -40,6 +40,7 @@ pub mod state;
 pub mod stats;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod timers;
 mod typed;
 
 pub use error::Error;
@@ -115,15 +116,29 @@ macro_rules! export {
                 }
             }
 
+            impl $crate::__bindings::exports::cairn::operator::timer_handler::Guest for __CairnExport {
+                fn on_timers(
+                    fired: ::std::vec::Vec<
+                        $crate::__bindings::exports::cairn::operator::timer_handler::Timer,
+                    >,
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<$crate::__bindings::cairn::operator::types::Event>,
+                    ::std::string::String,
+                > {
+                    let fired = fired.into_iter().map(|t| (t.key, t.ts)).collect();
+                    __CAIRN_INSTANCE.with(|slot| $crate::__rt::on_timers::<$ty>(slot, fired))
+                }
+            }
+
             impl $crate::__bindings::exports::cairn::operator::packed_operator::Guest for __CairnExport {
                 fn process_packed(
                     batch: ::std::vec::Vec<u8>,
                 ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
                     __CAIRN_INSTANCE.with(|slot| $crate::__rt::process_packed::<$ty>(slot, batch))
                 }
-            }
+    }
 
-    $crate::__bindings::__export_operator_world!(__CairnExport with_types_in $crate::__bindings);
+            $crate::__bindings::__export_operator_world!(__CairnExport with_types_in $crate::__bindings);
         };
     };
 }

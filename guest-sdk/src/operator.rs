@@ -21,6 +21,14 @@ pub trait Operator: Sized + 'static {
         Ok(())
     }
 
+    /// A timer registered with [`crate::timers::register`] came due: the watermark reached
+    /// `ts`. Runs in `key`'s scope, before [`Operator::on_watermark`]. The default does
+    /// nothing.
+    fn on_timer(&mut self, key: &str, ts: i64, out: &mut Output) -> Result<(), Error> {
+        let _ = (key, ts, out);
+        Ok(())
+    }
+
     /// Called with each batch before its events are handled: the place to read the state
     /// the batch will need in one call ([`crate::state::prefetch`]). The default does nothing.
     fn before_batch(&mut self, batch: &[Event]) -> Result<(), Error> {

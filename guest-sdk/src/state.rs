@@ -320,6 +320,12 @@ mod backend {
     pub fn prefetch_keyed<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&str]) {
         let _ = (scopes.into_iter().count(), keys);
     }
+    pub fn insert_raw(key: String, value: Vec<u8>) {
+        MAP.with(|m| m.borrow_mut().insert(key, value));
+    }
+    pub fn remove_raw(key: &str) -> bool {
+        MAP.with(|m| m.borrow_mut().remove(key).is_some())
+    }
     fn get_in(scope: Option<&str>, key: &str) -> Option<Vec<u8>> {
         MAP.with(|m| m.borrow().get(&scoped(scope, key)).cloned())
     }
@@ -398,5 +404,15 @@ pub mod native {
     /// A copy of this thread's state.
     pub fn snapshot() -> BTreeMap<String, Vec<u8>> {
         super::backend::snapshot()
+    }
+
+    /// Store a raw (already scoped) entry.
+    pub(crate) fn insert(key: String, value: Vec<u8>) {
+        super::backend::insert_raw(key, value)
+    }
+
+    /// Remove a raw entry; whether it was there.
+    pub(crate) fn take(key: &str) -> bool {
+        super::backend::remove_raw(key)
     }
 }

@@ -48,6 +48,7 @@ impl<O: Operator> Harness<O> {
     /// Start with the given state (e.g. what a previous harness left, to test restarts).
     pub fn with_state(config: &str, entries: BTreeMap<String, Vec<u8>>) -> Result<Self, Error> {
         state::native::reset(entries);
+        crate::timers::backend::set_watermark(None);
         let op = O::init(&Config::new(config))?;
         Ok(Self {
             op,
@@ -55,10 +56,14 @@ impl<O: Operator> Harness<O> {
         })
     }
 
-    /// Simulate a restart: a fresh operator from the same configuration, same state.
+    /// Simulate a restart: a fresh operator from the same configuration, same state (timers
+    /// included) and watermark.
     pub fn restart(self) -> Result<Self, Error> {
         let entries = state::native::snapshot();
-        Self::with_state(&self.config, entries)
+        let watermark = crate::timers::watermark();
+        let h = Self::with_state(&self.config, entries)?;
+        crate::timers::backend::set_watermark(watermark);
+        Ok(h)
     }
 
     fn transaction(
@@ -88,9 +93,49 @@ impl<O: Operator> Harness<O> {
         self.batch(vec![e])
     }
 
-    /// Advance event time to `watermark`; returns what the operator emitted.
+    /// Advance event time to `watermark` as the host does: the timers with `ts <= watermark`
+    /// fire ([`Operator::on_timer`], in (ts, key) order, each in its key's scope, including
+    /// timers registered meanwhile at a time already reached), then
+    /// [`Operator::on_watermark`]; one transaction. Returns what the operator emitted.
     pub fn watermark(&mut self, watermark: i64) -> Result<Vec<Event>, Error> {
-        self.transaction(|op, out| op.on_watermark(watermark, out))
+        let before = crate::timers::backend::watermark();
+        crate::timers::backend::set_watermark(Some(watermark));
+        let r = self.transaction(|op, out| {
+            loop {
+                let due = crate::timers::backend::take_due(watermark, 4096);
+                if due.is_empty() {
+                    break;
+                }
+                for (key, ts) in due {
+                    let _scope = state::enter_key(&key);
+                    op.on_timer(&key, ts, out)?;
+                }
+            }
+            op.on_watermark(watermark, out)
+        });
+        if r.is_err() {
+            crate::timers::backend::set_watermark(before);
+        }
+        r
+    }
+
+    /// A batch as `cairn run` feeds it: the events, then the watermark advanced to their
+    /// highest `ts` if that is beyond the current one ([`Harness::watermark`]). Returns
+    /// everything emitted, in order.
+    pub fn feed(&mut self, events: Vec<Event>) -> Result<Vec<Event>, Error> {
+        let max = events.iter().map(|e| e.ts).max();
+        let mut out = self.batch(events)?;
+        if let Some(m) = max
+            && crate::timers::watermark().is_none_or(|w| m > w)
+        {
+            out.extend(self.watermark(m)?);
+        }
+        Ok(out)
+    }
+
+    /// The current watermark (as [`crate::timers::watermark`] answers the operator).
+    pub fn current_watermark(&self) -> Option<i64> {
+        crate::timers::watermark()
     }
 
     /// The whole state.

@@ -139,10 +139,25 @@ fn aggregate_matches_a_reference_on_100k_events() -> Result<()> {
     Ok(())
 }
 
-/// The window semantics, written plainly: per event, the watermark before it decides which of
-/// its windows are still open; at the end, windows closed by the final watermark are emitted.
+/// The watermark before each event as the host moves it: the highest ts of the batches (of
+/// `batch` events) before the event's own.
+fn watermarks(events: &[(String, i64, Value)], batch: usize) -> Vec<Option<i64>> {
+    let mut out = Vec::with_capacity(events.len());
+    let mut wm: Option<i64> = None;
+    for chunk in events.chunks(batch) {
+        out.extend(std::iter::repeat_n(wm, chunk.len()));
+        let max = chunk.iter().map(|e| e.1).max();
+        wm = wm.max(max);
+    }
+    out
+}
+
+/// The window semantics, written plainly: per event, the host's watermark (as of the batch
+/// before) decides which of its windows are still open; at the end, windows closed by the
+/// final watermark are emitted.
 fn reference_windows(
     events: &[(String, i64, Value)],
+    batch: usize,
     size: i64,
     slide: i64,
     ooo: i64,
@@ -151,9 +166,9 @@ fn reference_windows(
     let mut windows: BTreeMap<(String, i64), Vec<f64>> = BTreeMap::new();
     let mut max_ts: Option<i64> = None;
     let mut late = 0;
-    for (k, ts, v) in events {
+    for ((k, ts, v), before) in events.iter().zip(watermarks(events, batch)) {
         let x = v["x"].as_f64().unwrap_or_default();
-        let wm = max_ts.map(|m| m - ooo);
+        let wm = before.map(|m| m - ooo);
         let mut assigned = false;
         let mut start = ts.div_euclid(slide) * slide;
         while start > ts - size {
@@ -177,10 +192,11 @@ fn reference_windows(
 fn window_matches_a_reference_on_100k_out_of_order_events() -> Result<()> {
     let _serial = serial();
     let events = random_events(100_000, 20, 400, 11, |r, _| json!({"x": r.below(100)}));
-    for (size, slide, ooo, lateness) in [(1000, 1000, 200, 0), (500, 250, 50, 50)] {
+    for (size, slide, ooo, lateness) in [(1000, 1000, 100, 0), (500, 250, 20, 30)] {
         let cfg = json!({"field": "x", "size_ms": size, "slide_ms": slide, "out_of_order_ms": ooo, "allowed_lateness_ms": lateness});
-        let out = run_plugin("window", &cfg, &events, "100")?;
-        let (expected, late) = reference_windows(&events, size, slide, ooo, lateness);
+        // 97 events (~970 ms) a batch: batch boundaries do not line up with window ends.
+        let out = run_plugin("window", &cfg, &events, "97")?;
+        let (expected, late) = reference_windows(&events, 97, size, slide, ooo, lateness);
         eprintln!(
             "size {size} slide {slide} ooo {ooo} lateness {lateness}: {} windows, {late} late events",
             expected.len()
@@ -214,13 +230,15 @@ fn window_matches_a_reference_on_100k_out_of_order_events() -> Result<()> {
 
 /// The pattern semantics, written plainly: keep every partial (key, ts, seq); a B completes
 /// the live partials of its key with a.ts <= b.ts <= a.ts + within, in (ts, seq) order; a
-/// partial dies when a.ts + within < the highest ts seen.
-fn reference_matches(events: &[(String, i64, Value)], within: i64) -> Vec<(String, i64, i64)> {
+/// partial dies once the host's watermark (as of the batch before) passes a.ts + within.
+fn reference_matches(events: &[(String, i64, Value)], batch: usize, within: i64) -> Vec<(String, i64, i64)> {
     let mut partials: Vec<(String, i64, u64, bool)> = Vec::new();
     let mut out = Vec::new();
     let mut seq = 0;
-    let mut max_ts = i64::MIN;
-    for (k, ts, v) in events {
+    for ((k, ts, v), wm) in events.iter().zip(watermarks(events, batch)) {
+        if let Some(wm) = wm {
+            partials.retain(|p| p.1 + within >= wm);
+        }
         if v["t"] == "B" {
             let mut live: Vec<&mut (String, i64, u64, bool)> = partials
                 .iter_mut()
@@ -236,8 +254,7 @@ fn reference_matches(events: &[(String, i64, Value)], within: i64) -> Vec<(Strin
             seq += 1;
             partials.push((k.clone(), *ts, seq, false));
         }
-        max_ts = max_ts.max(*ts);
-        partials.retain(|p| !p.3 && p.1 + within >= max_ts);
+        partials.retain(|p| !p.3);
     }
     out
 }
@@ -256,7 +273,7 @@ fn pattern_matches_a_reference_on_100k_out_of_order_events() -> Result<()> {
         .iter()
         .map(|(k, ts, v)| (k.clone(), v["first"]["ts"].as_i64().unwrap_or_default(), *ts))
         .collect();
-    let expected = reference_matches(&events, within);
+    let expected = reference_matches(&events, 64, within);
     assert!(expected.len() > 1000);
     assert_eq!(got, expected);
     // Each match carries both events.
@@ -283,11 +300,14 @@ fn dedup_matches_a_reference_on_100k_events() -> Result<()> {
         &events,
         "256",
     )?;
+    // Ids are forgotten when the host's watermark (as of the batch before) passes them by
+    // more than `within`.
     let mut seen: HashMap<(String, String), i64> = HashMap::new();
-    let mut max_ts = i64::MIN;
     let mut expected = Vec::new();
-    for (k, ts, v) in &events {
-        max_ts = max_ts.max(*ts);
+    for ((k, ts, v), wm) in events.iter().zip(watermarks(&events, 256)) {
+        if let Some(wm) = wm {
+            seen.retain(|_, t| *t >= wm - within);
+        }
         let id = (k.clone(), v["id"].to_string());
         match seen.get(&id) {
             Some(t) if (ts - t).abs() <= within => {}
@@ -296,7 +316,6 @@ fn dedup_matches_a_reference_on_100k_events() -> Result<()> {
                 expected.push((k.clone(), *ts, v.clone()));
             }
         }
-        seen.retain(|_, t| *t >= max_ts - within);
     }
     assert!(expected.len() < events.len() && expected.len() > 1000);
     assert_eq!(out, expected);

@@ -17,8 +17,12 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// The key group of a stored key: `None` for operator-wide entries and unscoped (0.1) keys.
+/// The key group of a stored key: its stream key's for keyed entries and timers, `None` for
+/// operator-wide entries and unscoped (0.1) keys.
 fn group_of(key: &str, groups: u32) -> Option<u32> {
+    if let Some((stream_key, _)) = cairn_codec::timers::parse(key) {
+        return Some(cairn_codec::scoped::key_group(stream_key, groups));
+    }
     match cairn_codec::scoped::split(key) {
         Ok((Some(scope), _)) => Some(cairn_codec::scoped::key_group(scope, groups)),
         _ => None,

@@ -78,6 +78,9 @@ pub struct LimitArgs {
     /// Maximum size of one state value.
     #[arg(long, default_value_t = ByteSize(Limits::default().max_value_bytes))]
     max_value_bytes: ByteSize,
+    /// Maximum number of event-time timers registered and not yet fired.
+    #[arg(long, default_value_t = Limits::default().max_timers)]
+    max_timers: u64,
 }
 
 impl LimitArgs {
@@ -87,6 +90,7 @@ impl LimitArgs {
             .with_fuel(self.fuel)
             .with_memory_bytes(self.memory_limit.0 as usize)
             .with_state_quotas(self.max_keys, self.max_state_bytes.0, self.max_value_bytes.0)
+            .with_max_timers(self.max_timers)
     }
 }
 

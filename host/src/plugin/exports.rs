@@ -4,14 +4,15 @@
 //! * 0.1.x: `init`, `process`, `on-watermark` (and the optional `process-packed`) at world
 //!   level.
 //! * 0.2.x: the same functions in the exported interface `cairn:operator/operator@0.2.0`, and
-//!   `process-packed` in the optional `cairn:operator/packed-operator@0.2.0`.
+//!   `process-packed` in the optional `cairn:operator/packed-operator@0.2.0`, `on-timers` in
+//!   the optional `cairn:operator/timer-handler@0.2.0`.
 //!
 //! WIT has no optional exports: the host finds out here, at load time, which optional exports
 //! a component has, so a capability added later never breaks an existing component.
 
 use wasmtime::Store;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
-use wasmtime::component::{Component, ComponentExportIndex, Func, Instance, TypedFunc};
+use wasmtime::component::{Component, ComponentExportIndex, ComponentType, Func, Instance, Lower, TypedFunc};
 
 use super::Event;
 use super::host::StoreData;
@@ -24,6 +25,17 @@ pub const PACKED_INTERFACE: &str = "cairn:operator/packed-operator@0.2.0";
 /// The optional export that takes and returns batches in the packed encoding.
 pub const PACKED_EXPORT: &str = "process-packed";
 const REQUIRED: [&str; 3] = ["init", "process", "on-watermark"];
+/// The optional interface of event-time timers that came due.
+const TIMERS_INTERFACE: &str = "cairn:operator/timer-handler@0.2.0";
+const TIMERS_EXPORT: &str = "on-timers";
+
+/// A timer that came due, as `on-timers` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct Timer {
+    pub key: String,
+    pub ts: i64,
+}
 
 /// Which contract a component was built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +64,7 @@ pub(crate) struct ExportIndices {
     process: ComponentExportIndex,
     on_watermark: ComponentExportIndex,
     packed: Option<ComponentExportIndex>,
+    timers: Option<ComponentExportIndex>,
 }
 
 /// Whether `f` is `func(list<u8>) -> result<list<u8>, string>`.
@@ -116,6 +129,30 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
             None
         }
     };
+    let timers = match contract {
+        Contract::V0_1 => None,
+        Contract::V0_2 => match ty.get_export(e, TIMERS_INTERFACE).map(|x| x.ty) {
+            Some(ComponentItem::ComponentInstance(inst)) => {
+                let scope = component.get_export_index(None, TIMERS_INTERFACE);
+                match inst.get_export(e, TIMERS_EXPORT).map(|x| x.ty) {
+                    Some(ComponentItem::ComponentFunc(_)) => {
+                        component.get_export_index(scope.as_ref(), TIMERS_EXPORT)
+                    }
+                    _ => {
+                        problems.push(format!(
+                            "`{TIMERS_INTERFACE}` does not export the function `{TIMERS_EXPORT}`"
+                        ));
+                        None
+                    }
+                }
+            }
+            Some(_) => {
+                problems.push(format!("export `{TIMERS_INTERFACE}` is not an interface"));
+                None
+            }
+            None => None,
+        },
+    };
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -126,6 +163,7 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
             process: *process,
             on_watermark: *on_watermark,
             packed,
+            timers,
         }),
         _ => Err(vec!["an export could not be located".into()]),
     }
@@ -138,6 +176,7 @@ type EventsR = (Result<Vec<Event>, String>,);
 type WatermarkP = (i64,);
 type PackedP<'a> = (&'a [u8],);
 type PackedR = (Result<Vec<u8>, String>,);
+type TimersP<'a> = (&'a [Timer],);
 
 /// The exports of one instance, their types checked when bound.
 pub(crate) struct Exports {
@@ -145,6 +184,7 @@ pub(crate) struct Exports {
     process: Func,
     on_watermark: Func,
     packed: Option<Func>,
+    timers: Option<Func>,
 }
 
 fn func(
@@ -174,11 +214,20 @@ impl ExportIndices {
             }
             None => None,
         };
+        let timers = match self.timers {
+            Some(ix) => {
+                let f = func(store, instance, ix)?;
+                f.typed::<TimersP<'_>, EventsR>(&*store)?;
+                Some(f)
+            }
+            None => None,
+        };
         Ok(Exports {
             init,
             process,
             on_watermark,
             packed,
+            timers,
         })
     }
 }
@@ -213,6 +262,22 @@ impl Exports {
     ) -> wasmtime::Result<Result<Vec<Event>, String>> {
         let f = unsafe { TypedFunc::<WatermarkP, EventsR>::new_unchecked(self.on_watermark) };
         Ok(f.call(store, (watermark,))?.0)
+    }
+
+    /// Whether the component exports `on-timers`.
+    pub fn has_timers(&self) -> bool {
+        self.timers.is_some()
+    }
+
+    /// `on-timers`; `None` when the component does not export it.
+    pub fn on_timers(
+        &self,
+        store: &mut Store<StoreData>,
+        fired: &[Timer],
+    ) -> Option<wasmtime::Result<Result<Vec<Event>, String>>> {
+        let func = self.timers?;
+        let f = unsafe { TypedFunc::<TimersP<'_>, EventsR>::new_unchecked(func) };
+        Some(f.call(store, (fired,)).map(|r| r.0))
     }
 
     /// `process-packed`; `None` when the component does not export it.

@@ -5,7 +5,7 @@ use wasmtime::{Store, Trap};
 
 use super::Event;
 use super::batch::Batch;
-use super::exports::Exports;
+use super::exports::{Exports, Timer};
 use super::host::StoreData;
 use super::{CallError, Plugin};
 use crate::engine::Engine;
@@ -73,7 +73,7 @@ impl OperatorBuilder {
     pub fn build_with_state(self, mut state: StateHolder) -> Result<OperatorInstance, CallError> {
         let name: Arc<str> = self.name.as_deref().unwrap_or(self.plugin.name()).into();
         state.set_quotas(quotas(&self.limits));
-        let (store, exports) = instantiate(&self.plugin, &name, &self.limits, state)?;
+        let (store, exports) = instantiate(&self.plugin, &name, &self.limits, state, None)?;
         let mut op = OperatorInstance {
             plugin: self.plugin,
             name,
@@ -88,11 +88,15 @@ impl OperatorBuilder {
     }
 }
 
+/// The most timers passed to one `on-timers` call.
+const TIMERS_PER_CALL: usize = 4096;
+
 fn quotas(limits: &Limits) -> StateQuotas {
     StateQuotas {
         max_keys: limits.max_keys,
         max_state_bytes: limits.max_state_bytes,
         max_value_bytes: limits.max_value_bytes,
+        max_timers: limits.max_timers,
     }
 }
 
@@ -101,6 +105,7 @@ fn instantiate(
     name: &Arc<str>,
     limits: &Limits,
     state: StateHolder,
+    watermark: Option<i64>,
 ) -> Result<(Store<StoreData>, Exports), CallError> {
     let engine = &plugin.inner.engine;
     let data = StoreData {
@@ -112,6 +117,8 @@ fn instantiate(
         key_buf: String::new(),
         blob_buf: Vec::new(),
         deadline_ticks: Engine::ticks_for(limits.timeout),
+        watermark,
+        timers_enabled: false,
     };
     let mut store = Store::new(engine.wasmtime(), data);
     store.limiter(|d| &mut d.limiter);
@@ -125,7 +132,10 @@ fn instantiate(
         .instantiate(&mut store)
         .and_then(|instance| plugin.inner.exports.bind(&mut store, &instance));
     match instantiated {
-        Ok(exports) => Ok((store, exports)),
+        Ok(exports) => {
+            store.data_mut().timers_enabled = exports.has_timers();
+            Ok((store, exports))
+        }
         Err(e) => {
             let mem = store.data().limiter.memory_denied;
             Err(if mem {
@@ -212,7 +222,8 @@ impl OperatorInstance {
             return Ok(());
         }
         let state = std::mem::take(&mut self.store.data_mut().state);
-        let (store, exports) = instantiate(&self.plugin, &self.name, &self.limits, state)?;
+        let watermark = self.store.data().watermark;
+        let (store, exports) = instantiate(&self.plugin, &self.name, &self.limits, state, watermark)?;
         self.store = store;
         self.exports = exports;
         self.live = true;
@@ -266,10 +277,71 @@ impl OperatorInstance {
         self.to_batch(&out)
     }
 
-    /// Tell the operator event time reached `watermark`; returns the events it emitted.
+    /// Tell the operator event time reached `watermark`: its timers with `ts <= watermark`
+    /// fire first (`on-timers`, in (ts, key) order, including timers registered meanwhile at a
+    /// time already reached), then `on-watermark`. Returns the events emitted, in that order.
     pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<Event>, CallError> {
         self.ensure_live()?;
-        self.call("on-watermark", |x, s| x.on_watermark(s, watermark))
+        let data = self.store.data_mut();
+        data.watermark = Some(watermark);
+        // One transaction for the timers and the watermark, unless a batch's is open.
+        let owned = !data.state.in_transaction();
+        data.state.begin();
+        let result = self.fire_timers(watermark).and_then(|mut out| {
+            out.extend(self.call("on-watermark", |x, s| x.on_watermark(s, watermark))?);
+            Ok(out)
+        });
+        if owned {
+            // A failed call rolled back already.
+            self.store.data_mut().state.commit();
+        }
+        result
+    }
+
+    /// The job's watermark as this operator knows it (`timers.current-watermark`).
+    pub fn watermark(&self) -> Option<i64> {
+        self.store.data().watermark
+    }
+
+    /// Set the watermark without telling the operator (a restore: it saw it before).
+    pub fn set_watermark(&mut self, watermark: Option<i64>) {
+        self.store.data_mut().watermark = watermark;
+    }
+
+    /// Fire every timer with `ts <= watermark`, in calls of at most [`TIMERS_PER_CALL`].
+    fn fire_timers(&mut self, watermark: i64) -> Result<Vec<Event>, CallError> {
+        let mut out = Vec::new();
+        if !self.exports.has_timers() {
+            return Ok(out);
+        }
+        let bound = cairn_codec::timers::after_ts(watermark);
+        loop {
+            let due: Vec<Timer> = {
+                let state = &self.store.data().state;
+                state
+                    .list_keys(cairn_codec::timers::PREFIX, None, TIMERS_PER_CALL)
+                    .into_iter()
+                    .take_while(|k| **k < *bound)
+                    .filter_map(|k| {
+                        cairn_codec::timers::parse(&k).map(|(key, ts)| Timer {
+                            key: key.to_string(),
+                            ts,
+                        })
+                    })
+                    .collect()
+            };
+            if due.is_empty() {
+                return Ok(out);
+            }
+            // A timer fires once: it is gone before its call (and back if the batch fails).
+            let state = &mut self.store.data_mut().state;
+            for t in &due {
+                state.remove(&cairn_codec::timers::entry_key(&t.key, t.ts));
+            }
+            out.extend(self.call("on-timers", |x, s| {
+                x.on_timers(s, &due).unwrap_or_else(|| Ok(Ok(Vec::new())))
+            })?);
+        }
     }
 
     /// Open a batch transaction spanning several calls (e.g. `process` then `on-watermark`):

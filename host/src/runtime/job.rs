@@ -377,6 +377,9 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         c.events_at_last = stats.events_in;
     }
     let batch_size = batch_size.max(1);
+    // A restored job's operators saw its watermark before the crash; they know it again.
+    let mut pipeline = pipeline;
+    pipeline.set_watermark(stats.watermark);
     let mut live = Live {
         name,
         pipeline,

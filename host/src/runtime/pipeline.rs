@@ -17,6 +17,13 @@ impl Pipeline {
         &self.operators
     }
 
+    /// Set every operator's watermark without calling it (a restored job).
+    pub fn set_watermark(&mut self, watermark: Option<i64>) {
+        for op in &mut self.operators {
+            op.set_watermark(watermark);
+        }
+    }
+
     /// Every operator as a checkpoint cut sees it.
     pub fn checkpoint_parts(&mut self) -> Vec<crate::checkpoint::OperatorPart<'_>> {
         self.operators

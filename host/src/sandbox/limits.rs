@@ -43,6 +43,8 @@ pub struct Limits {
     /// Bytes of one state value. Default 16 MiB.
     #[serde(with = "size_u64")]
     pub max_value_bytes: u64,
+    /// Event-time timers registered and not yet fired. Default 10,000,000.
+    pub max_timers: u64,
 }
 
 impl Default for Limits {
@@ -55,6 +57,7 @@ impl Default for Limits {
             max_keys: 10_000_000,
             max_state_bytes: 4 << 30,
             max_value_bytes: 16 << 20,
+            max_timers: 10_000_000,
         }
     }
 }
@@ -83,6 +86,12 @@ impl Limits {
         self.max_keys = max_keys;
         self.max_state_bytes = max_state_bytes;
         self.max_value_bytes = max_value_bytes;
+        self
+    }
+
+    /// Set the timer quota.
+    pub fn with_max_timers(mut self, max_timers: u64) -> Self {
+        self.max_timers = max_timers;
         self
     }
 

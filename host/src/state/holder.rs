@@ -4,43 +4,9 @@ use std::ops::Bound;
 
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
-use thiserror::Error;
 
-/// A write the state refused.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum StateError {
-    /// A quota would be exceeded.
-    #[error("state quota {limit} = {value} would be exceeded ({detail})")]
-    QuotaExceeded {
-        /// Which limit (`max-keys`, `max-state-bytes`, `max-value-bytes`).
-        limit: &'static str,
-        /// Its configured value.
-        value: u64,
-        /// What the write attempted.
-        detail: String,
-    },
-}
-
-/// Quotas applied to every write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StateQuotas {
-    /// Maximum number of keys.
-    pub max_keys: u64,
-    /// Maximum bytes of keys plus values.
-    pub max_state_bytes: u64,
-    /// Maximum bytes of one value.
-    pub max_value_bytes: u64,
-}
-
-impl Default for StateQuotas {
-    fn default() -> Self {
-        Self {
-            max_keys: u64::MAX,
-            max_state_bytes: u64::MAX,
-            max_value_bytes: u64::MAX,
-        }
-    }
-}
+use super::usage::Usage;
+pub use super::usage::{StateError, StateQuotas};
 
 pub use super::key::Key;
 
@@ -105,54 +71,14 @@ pub struct StateHolder {
     slots: HashMap<Key, Slot>,
     /// Ordered live keys; built on demand.
     order: OnceCell<BTreeSet<Key>>,
-    /// Number of live (non-tombstone) keys.
-    live: usize,
-    bytes: u64,
+    /// Live (non-tombstone) entries, counted.
+    usage: Usage,
     /// Keys whose `dirty` flag is set, each once.
     changed: Vec<Key>,
     undo: Vec<Undo>,
     txn: Option<Txn>,
     last_epoch: u64,
     quotas: StateQuotas,
-}
-
-fn entry_bytes(key: &str, value: &[u8]) -> u64 {
-    (key.len() + value.len()) as u64
-}
-
-/// Check a write of `new` bytes (replacing `old` bytes, if the key is live) against the quotas.
-fn check_quotas(
-    q: &StateQuotas,
-    live: usize,
-    bytes: u64,
-    key: &str,
-    value_len: usize,
-    old: Option<u64>,
-    new: u64,
-) -> Result<(), StateError> {
-    if value_len as u64 > q.max_value_bytes {
-        return Err(StateError::QuotaExceeded {
-            limit: "max-value-bytes",
-            value: q.max_value_bytes,
-            detail: format!("value of {value_len} bytes for key {key:?}"),
-        });
-    }
-    if old.is_none() && live as u64 >= q.max_keys {
-        return Err(StateError::QuotaExceeded {
-            limit: "max-keys",
-            value: q.max_keys,
-            detail: format!("adding key {key:?}"),
-        });
-    }
-    let new_total = bytes - old.unwrap_or(0) + new;
-    if new_total > q.max_state_bytes && new_total > bytes {
-        return Err(StateError::QuotaExceeded {
-            limit: "max-state-bytes",
-            value: q.max_state_bytes,
-            detail: format!("state would hold {new_total} bytes"),
-        });
-    }
-    Ok(())
 }
 
 impl StateHolder {
@@ -194,19 +120,24 @@ impl StateHolder {
         self.get_value(key).is_some()
     }
 
-    /// Number of keys.
+    /// Number of keys (timers not included).
     pub fn len(&self) -> usize {
-        self.live
+        self.usage.keys
     }
 
-    /// Whether the state is empty.
+    /// Whether the state holds no key and no timer.
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.usage.keys == 0 && self.usage.timers == 0
     }
 
-    /// Bytes of keys plus values.
+    /// Bytes of keys plus values (timers not included).
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.usage.bytes
+    }
+
+    /// Number of timers (entries under `cairn_codec::timers::PREFIX`).
+    pub fn timers(&self) -> usize {
+        self.usage.timers
     }
 
     /// Every entry, in key order.
@@ -228,11 +159,10 @@ impl StateHolder {
     /// Store `value` under `key`, subject to the quotas.
     pub fn set(&mut self, key: &str, value: impl Into<Value>) -> Result<(), StateError> {
         let value = value.into();
-        let new = entry_bytes(key, &value);
         let epoch = self.txn.map(|t| t.epoch);
         if let Some((k, slot)) = self.slots.get_key_value_mut(key) {
-            let old = slot.value.as_ref().map(|v| entry_bytes(key, v));
-            check_quotas(&self.quotas, self.live, self.bytes, key, value.len(), old, new)?;
+            let old = slot.value.as_ref().map(|v| v.len());
+            self.usage.check(&self.quotas, key, value.len(), old)?;
             if let Some(epoch) = epoch
                 && slot.epoch != epoch
             {
@@ -246,16 +176,18 @@ impl StateHolder {
                 slot.dirty = true;
                 self.changed.push(k.clone());
             }
-            if old.is_none() {
-                self.live += 1;
-                if let Some(ix) = self.order.get_mut() {
-                    ix.insert(k.clone());
+            match old {
+                Some(o) => self.usage.sub(key, o),
+                None => {
+                    if let Some(ix) = self.order.get_mut() {
+                        ix.insert(k.clone());
+                    }
                 }
             }
-            self.bytes = self.bytes - old.unwrap_or(0) + new;
+            self.usage.add(key, value.len());
             slot.value = Some(value);
         } else {
-            check_quotas(&self.quotas, self.live, self.bytes, key, value.len(), None, new)?;
+            self.usage.check(&self.quotas, key, value.len(), None)?;
             let k = Key::from(key);
             if epoch.is_some() {
                 self.undo.push(Undo {
@@ -267,8 +199,7 @@ impl StateHolder {
             if let Some(ix) = self.order.get_mut() {
                 ix.insert(k.clone());
             }
-            self.live += 1;
-            self.bytes += new;
+            self.usage.add(key, value.len());
             self.slots.insert(
                 k,
                 Slot {
@@ -298,8 +229,7 @@ impl StateHolder {
             });
             slot.epoch = t.epoch;
         }
-        self.bytes -= entry_bytes(key, old);
-        self.live -= 1;
+        self.usage.sub(key, old.len());
         if let Some(ix) = self.order.get_mut() {
             ix.remove(key);
         }
@@ -378,12 +308,10 @@ impl StateHolder {
                 }
             };
             if let Some(v) = &cur {
-                self.bytes -= entry_bytes(&u.key, v);
-                self.live -= 1;
+                self.usage.sub(&u.key, v.len());
             }
             if let Some(v) = &prev_value {
-                self.bytes += entry_bytes(&u.key, v);
-                self.live += 1;
+                self.usage.add(&u.key, v.len());
             }
             if let Some(ix) = self.order.get_mut() {
                 match (cur.is_some(), prev_value.is_some()) {
@@ -463,30 +391,30 @@ impl StateHolder {
         let mut ix = self.order.take();
         for key in delta.deletes {
             if let Some(Slot { value: Some(old), .. }) = self.slots.remove(&*key) {
-                self.bytes -= entry_bytes(&key, &old);
-                self.live -= 1;
+                self.usage.sub(&key, old.len());
                 if let Some(ix) = &mut ix {
                     ix.remove(&*key);
                 }
             }
         }
+        let mut usage = self.usage;
         for (key, value) in delta.sets {
-            self.bytes += entry_bytes(&key, &value);
+            usage.add(&key, value.len());
             if let Some(ix) = &mut ix {
                 ix.insert(key.clone());
             }
-            let key_len = key.len() as u64;
             let slot = Slot {
                 value: Some(value),
                 dirty: false,
                 epoch: 0,
             };
             // One hash per entry: insert, then fix up if the key was there.
-            match self.slots.insert(key, slot) {
-                Some(Slot { value: Some(old), .. }) => self.bytes -= key_len + old.len() as u64,
-                Some(Slot { value: None, .. }) | None => self.live += 1,
+            let k = key.clone();
+            if let Some(Slot { value: Some(old), .. }) = self.slots.insert(key, slot) {
+                usage.sub(&k, old.len());
             }
         }
+        self.usage = usage;
         if let Some(ix) = ix {
             let _ = self.order.set(ix);
         }
@@ -532,6 +460,7 @@ mod tests {
             max_keys: 2,
             max_state_bytes: 100,
             max_value_bytes: 10,
+            max_timers: 1,
         });
         s.set("a", vec![0; 10]).unwrap();
         let e = s.set("b", vec![0; 11]).unwrap_err();
@@ -540,6 +469,18 @@ mod tests {
         let e = s.set("c", vec![]).unwrap_err();
         assert!(e.to_string().contains("max-keys = 2"), "{e}");
         assert_eq!(s.len(), 2);
+        // Timers count against their own quota, not the keys' or bytes'.
+        let t = |k: &str, ts| cairn_codec::timers::entry_key(k, ts);
+        s.set(&t("a", 5), vec![]).unwrap();
+        let e = s.set(&t("a", 6), vec![]).unwrap_err();
+        assert!(e.to_string().contains("max-timers = 1"), "{e}");
+        assert!(e.to_string().contains("\"a\" at 6"), "{e}");
+        assert_eq!((s.len(), s.timers()), (2, 1));
+        s.begin();
+        s.remove(&t("a", 5));
+        assert_eq!(s.timers(), 0);
+        s.rollback();
+        assert_eq!((s.len(), s.timers(), s.bytes()), (2, 1, 13));
     }
 
     #[test]

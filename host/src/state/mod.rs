@@ -3,6 +3,7 @@
 
 mod holder;
 mod key;
+mod usage;
 mod value;
 
 pub use holder::{Key, StateDelta, StateError, StateHolder, StateQuotas};

@@ -6,11 +6,14 @@
 //! * An event is a duplicate if an earlier kept event of the same key had the same id and
 //!   their timestamps differ by at most `within_ms`; duplicates are dropped (counted under
 //!   `dropped`), others pass through unchanged and remember their id and ts.
-//! * Ids leave state once their ts is more than `within_ms` below the highest event time seen,
-//!   so results depend only on event order. Events without the id field pass through.
+//! * An id leaves state once the host's watermark passes its ts by more than `within_ms`: a
+//!   timer of its key fires then. Events without the id field pass through.
+//!
+//! All of a key's state is in its scope: `seen/<id>` holds the id's ts, and `ids/<ts>` the ids
+//! kept at that ts, which the key's timer at `ts + within_ms + 1` forgets.
 
 use cairn_sdk::stats::value_at;
-use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, state};
+use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, timers};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -24,6 +27,21 @@ struct Settings {
 pub struct Dedup {
     field: String,
     within: i64,
+}
+
+fn seen(id: &str) -> ValueState<i64> {
+    ValueState::new(format!("seen/{id}"))
+}
+
+/// The ids kept at `ts`, in the current key's scope.
+fn ids_at(ts: i64) -> ValueState<Vec<String>> {
+    ValueState::new(format!("ids/{}", key::ordered_i64(ts)))
+}
+
+impl Dedup {
+    fn forget_at(&self, ts: i64) -> i64 {
+        ts.saturating_add(self.within).saturating_add(1)
+    }
 }
 
 impl Operator for Dedup {
@@ -41,40 +59,41 @@ impl Operator for Dedup {
     fn on_event(&mut self, event: Event, out: &mut Output) -> Result<(), Error> {
         let value: serde_json::Value = event.value_json()?;
         let ts = event.ts;
-        let max = ValueState::<i64>::operator("max_ts").update(|m| m.map_or(ts, |m| m.max(ts)))?;
-        if let Some(id) = value_at(&value, &self.field) {
-            let id = key::escape(&id.to_string());
-            // In the event key's scope; the expiry index is operator-wide (until timers).
-            let seen = ValueState::<i64>::new(format!("seen/{id}"));
-            let tail = format!("{}/{id}", key::escape(&event.key));
-            match seen.get()? {
-                Some(t) if (ts - t).abs() <= self.within => {
-                    ValueState::<u64>::operator("dropped").update(|n| n.unwrap_or(0) + 1)?;
-                }
-                previous => {
-                    state::with_operator(|| {
-                        if let Some(t) = previous {
-                            state::remove(&format!("exp/{}/{tail}", key::ordered_i64(t)));
-                        }
-                        state::set(&format!("exp/{}/{tail}", key::ordered_i64(ts)), b"0")
-                    })?;
-                    seen.set(&ts)?;
-                    out.emit(event);
-                }
-            }
-        } else {
+        let Some(id) = value_at(&value, &self.field) else {
             out.emit(event);
+            return Ok(());
+        };
+        let id = key::escape(&id.to_string());
+        let seen = seen(&id);
+        match seen.get()? {
+            Some(t) if (ts - t).abs() <= self.within => {
+                ValueState::<u64>::operator("dropped").update(|n| n.unwrap_or(0) + 1)?;
+            }
+            _ => {
+                seen.set(&ts)?;
+                ids_at(ts).update(|ids| {
+                    let mut ids = ids.unwrap_or_default();
+                    ids.push(id.clone());
+                    ids
+                })?;
+                timers::register(&event.key, self.forget_at(ts))?;
+                out.emit(event);
+            }
         }
-        // Forget ids older than the bound.
-        let horizon = max.saturating_sub(self.within);
-        state::with_operator(|| {
-            state::expire_before("exp/", horizon, |tail| {
-                if let Some((k, id)) = tail.split_once('/') {
-                    let k = key::unescape(k).unwrap_or_default();
-                    state::with_key(&k, || state::remove(&format!("seen/{id}")));
-                }
-            })
-        })?;
+        Ok(())
+    }
+
+    fn on_timer(&mut self, _key: &str, ts: i64, _out: &mut Output) -> Result<(), Error> {
+        let kept_at = ts.saturating_sub(self.within).saturating_sub(1);
+        let at = ids_at(kept_at);
+        for id in at.get()?.unwrap_or_default() {
+            // Forget the id unless it was kept again since, at another time.
+            let seen = seen(&id);
+            if seen.get()? == Some(kept_at) {
+                seen.clear();
+            }
+        }
+        at.clear();
         Ok(())
     }
 }
@@ -112,7 +131,8 @@ mod tests {
     fn expired_ids_leave_state() {
         let mut h = Harness::<Dedup>::new(r#"{"id_field": "id", "within_ms": 10}"#).unwrap();
         for i in 0..100 {
-            h.send("k", i * 5, json!({"id": i})).unwrap();
+            h.feed(vec![Event::json("k", i * 5, &json!({"id": i})).unwrap()])
+                .unwrap();
         }
         let seen = h.state().keys().filter(|k| k.contains("/seen/")).count();
         assert!(

@@ -10,11 +10,13 @@
 //!   `A.ts <= B.ts <= A.ts + within_ms`; each is emitted once (as
 //!   `{"first": {"ts", "value"}, "then": {"ts", "value"}}` with `ts = B.ts`) and consumed.
 //!   (An event matching both predicates first completes, then starts a partial.)
-//! * Partials expire (leave state) once `A.ts + within_ms` is below the highest event time
-//!   seen, since nothing later may complete them — so results depend only on event order.
+//! * Partials expire (leave state) once the host's watermark passes `A.ts + within_ms` (a
+//!   timer of their key fires then): a `then` event that arrives later than that, behind the
+//!   watermark, no longer completes them. The watermark moves between batches, so for a given
+//!   batch size the matches are the same however often the job was restarted.
 
 use cairn_sdk::stats::value_at;
-use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, state};
+use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, state, timers};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -97,8 +99,8 @@ pub struct Pattern {
     within: i64,
 }
 
-/// Partial matches live in their key's scope under `pm/<ts>/<n>`; the expiry index is
-/// operator-wide (until timers): `exp/<deadline>/<escaped key>/<ts>/<n>`.
+/// Partial matches live in their key's scope under `pm/<ts>/<n>` (in time order), each with a
+/// timer of its key at `ts + within_ms + 1`.
 const PARTIAL: &str = "pm/";
 
 fn seq() -> ValueState<u64> {
@@ -143,13 +145,7 @@ impl Operator for Pattern {
                         },
                     )?;
                     state::remove(k);
-                    let exp = format!(
-                        "exp/{}/{}/{}",
-                        key::ordered_i64(a.ts.saturating_add(self.within)),
-                        key::escape(&event.key),
-                        &k[PARTIAL.len()..]
-                    );
-                    state::with_operator(|| state::remove(&exp));
+                    // Its timer stays: it finds nothing left to expire.
                 }
             }
         }
@@ -157,20 +153,26 @@ impl Operator for Pattern {
             let n = seq().update(|s| s.unwrap_or(0) + 1)?;
             let rest = format!("{}/{n:016x}", key::ordered_i64(ts));
             state::set_as(&format!("{PARTIAL}{rest}"), &Side { ts, value })?;
-            let deadline = key::ordered_i64(ts.saturating_add(self.within));
-            let exp = format!("exp/{deadline}/{}/{rest}", key::escape(&event.key));
-            state::with_operator(|| state::set(&exp, b"0"))?;
+            timers::register(&event.key, ts.saturating_add(self.within).saturating_add(1))?;
         }
-        // Expire partials that no later event can complete.
-        let max = ValueState::<i64>::operator("max_ts").update(|m| m.map_or(ts, |m| m.max(ts)))?;
-        state::with_operator(|| {
-            state::expire_before("exp/", max, |tail| {
-                if let Some((k, rest)) = tail.split_once('/') {
-                    let k = key::unescape(k).unwrap_or_default();
-                    state::with_key(&k, || state::remove(&format!("{PARTIAL}{rest}")));
-                }
-            })
-        })?;
+        Ok(())
+    }
+
+    fn on_timer(&mut self, _key: &str, ts: i64, _out: &mut Output) -> Result<(), Error> {
+        // Partials with `A.ts + within_ms < ts` can no longer complete: the first ones in
+        // time order.
+        let horizon = ts.saturating_sub(self.within);
+        for k in state::keys_with_prefix(PARTIAL) {
+            let t = k[PARTIAL.len()..]
+                .split('/')
+                .next()
+                .and_then(key::parse_ordered_i64)
+                .ok_or_else(|| Error::msg(format!("malformed partial key {k:?}")))?;
+            if t >= horizon {
+                break;
+            }
+            state::remove(&k);
+        }
         Ok(())
     }
 }
@@ -209,15 +211,23 @@ mod tests {
     #[test]
     fn too_late_and_expired_partials_do_not_match() {
         let mut h = Harness::<Pattern>::new(CFG).unwrap();
-        h.send("k", 1, json!({"t": "A"})).unwrap();
-        h.send("k", 2, json!({"t": "A"})).unwrap();
+        let ev = |ts, t: &str| vec![Event::json("k", ts, &json!({ "t": t })).unwrap()];
+        h.feed(ev(1, "A")).unwrap();
+        h.feed(ev(2, "A")).unwrap();
         assert!(
-            h.send("k", 12, json!({"t": "B"})).unwrap().len() == 1,
+            h.feed(ev(12, "B")).unwrap().len() == 1,
             "only the A at 2 is within 10"
         );
         assert!(
             h.state().keys().all(|k| !k.contains("/pm/")),
-            "the A at 1 expired, the A at 2 was consumed"
+            "the A at 1 expired (its timer fired at watermark 12), the A at 2 was consumed: {:?}",
+            h.state()
+        );
+        h.feed(ev(13, "C")).unwrap();
+        assert!(
+            h.state().keys().all(|k| !k.starts_with("!t/")),
+            "every timer fired: {:?}",
+            h.state()
         );
         // Numeric predicates.
         let cfg = r#"{"first": {"field": "x", "gt": 10}, "then": {"field": "x", "lte": 0}, "within_ms": 5}"#;

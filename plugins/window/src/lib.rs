@@ -5,17 +5,19 @@
 //! "allowed_lateness_ms": 0}` (`slide_ms` defaults to `size_ms`: tumbling).
 //!
 //! * Windows are `[start, start + size_ms)` with `start` a multiple of `slide_ms`.
-//! * The watermark is the highest event time seen (or given by the host) minus `out_of_order_ms`.
-//! * A window is closed once `end + allowed_lateness_ms <= watermark`; it is then emitted (on
-//!   the next watermark call) as an event with the window's key, `ts = end - 1` and value
-//!   `{"start", "end", "count", "sum", "min", "max", "avg", "stddev"}`, and leaves state.
+//! * The window's watermark is the host's (the highest event time of the batches before)
+//!   minus `out_of_order_ms`.
+//! * A window is closed once `end + allowed_lateness_ms <= watermark`: an event timer of its
+//!   key fires then, and the window is emitted as an event with the window's key,
+//!   `ts = end - 1` and value `{"start", "end", "count", "sum", "min", "max", "avg", "stddev"}`,
+//!   and leaves state.
 //! * An event all of whose windows are closed is late: dropped and counted (`late`).
 //!
-//! Which windows exist and what they hold depends only on the order of events, not on how
-//! they were batched; open windows live in state and survive restarts.
+//! Open windows and their timers live in the key's scope and survive restarts; for a given
+//! batch size the output is the same however often the job was restarted.
 
 use cairn_sdk::stats::{Stats, number_at};
-use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, state};
+use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, timers};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -47,12 +49,6 @@ struct Emitted<'a> {
     summary: &'a cairn_sdk::stats::Summary,
 }
 
-const PAGE: u32 = 256;
-
-fn max_ts() -> ValueState<i64> {
-    ValueState::operator("max_ts")
-}
-
 fn late() -> ValueState<u64> {
     ValueState::operator("late")
 }
@@ -62,18 +58,15 @@ fn window(k: &str, start: i64) -> ValueState<Stats> {
     ValueState::keyed(k, format!("win/{}", key::ordered_i64(start)))
 }
 
-fn index_key(end: i64, k: &str, start: i64) -> String {
-    format!(
-        "end/{}/{}/{}",
-        key::ordered_i64(end),
-        key::escape(k),
-        key::ordered_i64(start)
-    )
-}
-
 impl Window {
-    fn watermark(&self) -> Result<Option<i64>, Error> {
-        Ok(max_ts().get()?.map(|m| m.saturating_sub(self.ooo)))
+    /// The host's watermark less the allowance for out-of-order events.
+    fn watermark(&self) -> Option<i64> {
+        timers::watermark().map(|m| m.saturating_sub(self.ooo))
+    }
+
+    /// When the timer of a window ending at `end` fires: when it is closed.
+    fn close_at(&self, end: i64) -> i64 {
+        end.saturating_add(self.lateness).saturating_add(self.ooo)
     }
 
     fn closed(&self, end: i64, wm: Option<i64>) -> bool {
@@ -107,7 +100,7 @@ impl Operator for Window {
         let Some(x) = number_at(&value, &self.field) else {
             return Ok(());
         };
-        let wm = self.watermark()?;
+        let wm = self.watermark();
         let ts = event.ts;
         let mut start = ts.div_euclid(self.slide) * self.slide;
         let mut assigned = false;
@@ -117,8 +110,8 @@ impl Operator for Window {
                 let w = window(&event.key, start);
                 let mut s = w.get()?.unwrap_or_default();
                 if s.count == 0 {
-                    // The cross-key index of window ends is operator-wide (until timers).
-                    state::with_operator(|| state::set(&index_key(end, &event.key, start), b"0"))?;
+                    // One timer per window: a key's windows end at different times.
+                    timers::register(&event.key, self.close_at(end))?;
                 }
                 s.add(x);
                 w.set(&s)?;
@@ -129,46 +122,27 @@ impl Operator for Window {
         if !assigned {
             late().update(|n| n.unwrap_or(0) + 1)?;
         }
-        max_ts().update(|m| m.map_or(ts, |m| m.max(ts)))?;
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), Error> {
-        max_ts().update(|m| m.map_or(watermark, |m| m.max(watermark)))?;
-        let wm = self.watermark()?;
-        loop {
-            let page = state::list_keys("end/", None, PAGE);
-            let mut done = page.len() < PAGE as usize;
-            for idx in &page {
-                let mut parts = idx["end/".len()..].splitn(3, '/');
-                let (Some(end), Some(k), Some(start)) = (parts.next(), parts.next(), parts.next()) else {
-                    return Err(Error::msg(format!("malformed window index key {idx:?}")));
-                };
-                let end = key::parse_ordered_i64(end).ok_or_else(|| Error::msg("bad window end"))?;
-                if !self.closed(end, wm) {
-                    done = true;
-                    break;
-                }
-                let k = key::unescape(k).unwrap_or_default();
-                let start = key::parse_ordered_i64(start).ok_or_else(|| Error::msg("bad window start"))?;
-                let w = window(&k, start);
-                let stats = w.get()?.unwrap_or_default();
-                out.emit_json(
-                    k,
-                    end - 1,
-                    &Emitted {
-                        start,
-                        end,
-                        summary: &stats.summary(),
-                    },
-                )?;
-                w.clear();
-                state::remove(idx);
-            }
-            if done {
-                return Ok(());
-            }
-        }
+    fn on_timer(&mut self, key: &str, ts: i64, out: &mut Output) -> Result<(), Error> {
+        let end = ts.saturating_sub(self.lateness).saturating_sub(self.ooo);
+        let start = end - self.size;
+        let w = window(key, start);
+        let Some(stats) = w.get()? else {
+            return Ok(());
+        };
+        out.emit_json(
+            key.to_string(),
+            end - 1,
+            &Emitted {
+                start,
+                end,
+                summary: &stats.summary(),
+            },
+        )?;
+        w.clear();
+        Ok(())
     }
 }
 
@@ -212,12 +186,12 @@ mod tests {
     fn sliding_windows_and_out_of_order() {
         let cfg = r#"{"field": "", "size_ms": 10, "slide_ms": 5, "out_of_order_ms": 5}"#;
         let mut h = Harness::<Window>::new(cfg).unwrap();
-        h.send("k", 7, 1).unwrap(); // windows [0,10) and [5,15)
-        h.send("k", 12, 2).unwrap(); // [5,15) [10,20); watermark 7
+        let one = |k: &str, ts, v: i32| vec![Event::json(k, ts, &v).unwrap()];
+        h.feed(one("k", 7, 1)).unwrap(); // windows [0,10) and [5,15); watermark 7 - 5
+        h.feed(one("k", 12, 2)).unwrap(); // [5,15) [10,20); watermark 12 - 5
         // Out of order but on time for [0,10); its other window [-5,5) had already closed
         // (end 5 <= watermark 12 - 5), so it is not created.
-        h.send("k", 3, 4).unwrap();
-        assert!(h.watermark(12).unwrap().is_empty()); // watermark 7: no window ends by then
+        assert!(h.feed(one("k", 3, 4)).unwrap().is_empty());
         assert_eq!(h.state_json("late"), None);
         let out = h.watermark(30).unwrap(); // watermark 25: everything up to end 25
         let got: Vec<(i64, f64)> = values(&out)
@@ -225,6 +199,35 @@ mod tests {
             .map(|v| (v["start"].as_i64().unwrap(), v["sum"].as_f64().unwrap()))
             .collect();
         assert_eq!(got, vec![(0, 5.0), (5, 3.0), (10, 2.0)]);
+        assert!(
+            h.state().is_empty(),
+            "windows and their timers are gone: {:?}",
+            h.state()
+        );
+    }
+
+    #[test]
+    fn lateness_is_decided_by_the_host_watermark_not_by_the_batch() {
+        // Within one batch the watermark does not move: the event at 3 after the one at 50 is
+        // on time, as it would be in any other order within the batch.
+        let mut h = Harness::<Window>::new(r#"{"field": "", "size_ms": 10}"#).unwrap();
+        let batch = [("a", 50), ("a", 3)]
+            .map(|(k, ts)| Event::json(k, ts, &1).unwrap())
+            .to_vec();
+        let out = h.feed(batch).unwrap();
+        let starts: Vec<i64> = values(&out)
+            .iter()
+            .map(|v| v["start"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            starts,
+            vec![0],
+            "[0,10) closes at the batch's watermark 50; [50,60) stays open"
+        );
+        assert_eq!(h.state_json("late"), None);
+        // The next batch sees watermark 50: 3 is late now.
+        h.feed(vec![Event::json("a", 4, &1).unwrap()]).unwrap();
+        assert_eq!(h.state_json("late"), Some(json!(1)));
     }
 
     #[test]

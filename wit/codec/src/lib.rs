@@ -17,6 +17,7 @@ pub mod golden;
 pub mod quota;
 pub mod scoped;
 pub mod state;
+pub mod timers;
 
 use std::fmt;
 

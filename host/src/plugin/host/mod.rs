@@ -1,4 +1,4 @@
-//! The host side of the interfaces plugins import (`state`, `packed-state`, `log`), for every
+//! The host side of the interfaces plugins import (`state`, `packed-state`, `timers`, `log`), for every
 //! supported version of `cairn:operator`, registered from one table ([`VERSIONS`]).
 //!
 //! Each version's functions are registered by hand rather than through generated traits: they
@@ -12,6 +12,7 @@
 //!   (`cairn_codec::scoped`), from which the key group follows.
 
 mod log;
+mod timers;
 mod v0_1;
 mod v0_2;
 
@@ -37,6 +38,10 @@ pub(crate) struct StoreData {
     pub blob_buf: Vec<u8>,
     /// The call deadline in epoch ticks (the plugin's timeout).
     pub deadline_ticks: u64,
+    /// The job's watermark as of the last batch (`timers.current-watermark`).
+    pub watermark: Option<i64>,
+    /// Whether the component exports `on-timers` (else `timers.register` is refused).
+    pub timers_enabled: bool,
 }
 
 impl WasiView for StoreData {

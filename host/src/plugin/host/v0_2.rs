@@ -80,6 +80,21 @@ pub(super) const VERSION: Version = Version {
             name: "usage",
             add: add_usage,
         },
+        HostFunc {
+            interface: "timers",
+            name: "register",
+            add: super::timers::register,
+        },
+        HostFunc {
+            interface: "timers",
+            name: "delete",
+            add: super::timers::delete,
+        },
+        HostFunc {
+            interface: "timers",
+            name: "current-watermark",
+            add: super::timers::current_watermark,
+        },
     ],
 };
 
