@@ -136,9 +136,9 @@ macro_rules! export {
                 ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
                     __CAIRN_INSTANCE.with(|slot| $crate::__rt::process_packed::<$ty>(slot, batch))
                 }
-    }
+            }
 
-            $crate::__bindings::__export_operator_world!(__CairnExport with_types_in $crate::__bindings);
+    $crate::__bindings::__export_operator_world!(__CairnExport with_types_in $crate::__bindings);
         };
     };
 }

@@ -15,3 +15,4 @@ mod pipelines;
 mod sandbox;
 mod state_cache;
 mod store_conformance;
+mod timers;

@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 /// that timing-based kills are not disturbed by the others.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
@@ -25,13 +25,13 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
 
 /// `n` events over `keys` keys, ts rising ~10 ms per event with up to `jitter` ms of disorder.
-fn random_events(
+pub(crate) fn random_events(
     n: usize,
     keys: u64,
     jitter: i64,
@@ -62,7 +62,7 @@ fn to_jsonl(events: &[(String, i64, Value)]) -> String {
 }
 
 /// Run `plugin_name` with `config` over `events` through the CLI; returns the output events.
-fn run_plugin(
+pub(crate) fn run_plugin(
     plugin_name: &str,
     config: &Value,
     events: &[(String, i64, Value)],

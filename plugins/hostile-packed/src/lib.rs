@@ -12,7 +12,7 @@ wit_bindgen::generate!({
 
 use cairn::operator::types::Event;
 use cairn::operator::{packed_state, state};
-use exports::cairn::operator::{operator, packed_operator};
+use exports::cairn::operator::{operator, packed_operator, timer_handler};
 
 struct Liar;
 
@@ -30,6 +30,12 @@ impl operator::Guest for Liar {
     }
 
     fn on_watermark(_watermark: i64) -> Result<Vec<Event>, String> {
+        Ok(Vec::new())
+    }
+}
+
+impl timer_handler::Guest for Liar {
+    fn on_timers(_fired: Vec<timer_handler::Timer>) -> Result<Vec<Event>, String> {
         Ok(Vec::new())
     }
 }

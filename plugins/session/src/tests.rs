@@ -78,24 +78,27 @@ fn open_sessions_and_their_timers_survive_a_restart() {
     assert_eq!(emitted(&out), vec![("k".into(), 11, 1, 1, 1)]);
 }
 
+/// (start, end, count).
+type Interval = (i64, i64, u64);
+
 /// The rules, written plainly: per key a list of (start, end, count) intervals.
 #[derive(Default)]
 struct Model {
     gap: i64,
     watermark: Option<i64>,
-    open: BTreeMap<String, Vec<(i64, i64, u64)>>,
+    open: BTreeMap<String, Vec<Interval>>,
     late: u64,
 }
 
 impl Model {
     fn event(&mut self, k: &str, ts: i64) {
-        if self.watermark.is_some_and(|w| ts + self.gap + 1 <= w) {
+        if self.watermark.is_some_and(|w| ts + self.gap < w) {
             self.late += 1;
             return;
         }
         let list = self.open.entry(k.to_string()).or_default();
         let gap = self.gap;
-        let (near, far): (Vec<(i64, i64, u64)>, Vec<(i64, i64, u64)>) = list
+        let (near, far): (Vec<Interval>, Vec<Interval>) = list
             .iter()
             .partition(|&&(s, e, _)| s - gap <= ts && ts <= e + gap);
         let start = near.iter().map(|x| x.0).chain([ts]).min().unwrap();

@@ -1,0 +1,130 @@
+//! Event-time timers through the host: the same operators run in the host (wasm, checkpoints)
+//! and natively in cairn-sdk's harness give the same output, in the same order; timer quotas
+//! and failures roll a batch back; timers survive SIGKILLs.
+
+use std::fs;
+
+use anyhow::Result;
+use cairn_sdk::testing::Harness;
+use cairn_sdk::{Event, Operator};
+use cairn_tests::{plugin, run_args, run_cairn, sigkill_exactly_once, strs};
+use serde_json::{Value, json};
+
+use crate::operators::{random_events, run_plugin, serial};
+
+/// `events` through the operator natively, fed in batches of `batch` as `cairn run` feeds them.
+fn natively<O: Operator>(
+    config: &Value,
+    events: &[(String, i64, Value)],
+    batch: usize,
+) -> Result<Vec<(String, i64, Value)>> {
+    let mut h = Harness::<O>::new(&config.to_string()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    for chunk in events.chunks(batch) {
+        let evs: Vec<Event> = chunk
+            .iter()
+            .map(|(k, ts, v)| Event::json(k, *ts, v))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for e in h.feed(evs).map_err(|e| anyhow::anyhow!("{e}"))? {
+            out.push((e.key.clone(), e.ts, serde_json::from_slice(&e.value)?));
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn session_and_window_in_the_host_match_the_native_harness() -> Result<()> {
+    let _serial = serial();
+    let events = random_events(20_000, 50, 300, 17, |r, _| json!({"x": r.below(10)}));
+    let session = json!({"gap_ms": 150});
+    let host = run_plugin("session", &session, &events, "50")?;
+    let native = natively::<session::Sessions>(&session, &events, 50)?;
+    assert!(host.len() > 500, "{} sessions", host.len());
+    assert_eq!(host, native, "session: host vs native");
+    let window = json!({"field": "x", "size_ms": 100, "slide_ms": 50, "out_of_order_ms": 20});
+    let host = run_plugin("window", &window, &events, "50")?;
+    let native = natively::<window::Window>(&window, &events, 50)?;
+    assert!(host.len() > 1000, "{} windows", host.len());
+    assert_eq!(host, native, "window: host vs native");
+    Ok(())
+}
+
+#[test]
+fn a_refused_timer_fails_the_batch_and_rolls_it_back() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in.jsonl");
+    let output = dir.path().join("out.jsonl");
+    // One event a batch: a's window and timer fit the quota of one timer, b's timer does not.
+    fs::write(
+        &input,
+        "{\"key\":\"a\",\"ts\":1,\"value\":1}\n{\"key\":\"b\",\"ts\":2,\"value\":1}\n",
+    )?;
+    let cfg = r#"{"field": "", "size_ms": 10}"#;
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let args = run_args(
+        &plugin("window"),
+        &input,
+        &output,
+        &[
+            "--config",
+            cfg,
+            "--max-timers",
+            "1",
+            "--batch-size",
+            "1",
+            "--store",
+            &store,
+        ],
+    );
+    let out = run_cairn(&strs(&args), b"")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("max-timers = 1") && err.contains("\"b\" at 10"),
+        "{err}"
+    );
+    // The checkpoint taken at the failure holds a's window and timer, nothing of b's batch.
+    let show = run_cairn(
+        &["checkpoints", "show", "latest", "--store", &store, "--json"],
+        b"",
+    )?;
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
+    assert!(text.contains("1:a/win/") && text.contains("/a\""), "{text}");
+    assert!(!text.contains("1:b/") && !text.contains("/b\""), "{text}");
+    assert_eq!(text.matches("!t/").count(), 1, "{text}");
+    Ok(())
+}
+
+/// Short variant of the SIGKILL test with timers in play (sessions open and closing across
+/// every kill). The full 200-kill form: `CAIRN_KILLS=200 cargo test --release -p cairn --test all timers::`.
+#[test]
+fn session_runs_killed_mid_stream_give_identical_output() -> Result<()> {
+    let _serial = serial();
+    let kills: usize = std::env::var("CAIRN_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(12);
+    let events = random_events(120_000, 200, 300, 29, |_, i| json!(i));
+    let text: String = events
+        .iter()
+        .map(|(k, ts, v)| format!("{{\"key\":\"{k}\",\"ts\":{ts},\"value\":{v}}}\n"))
+        .collect();
+    let session = plugin("session");
+    let op = [
+        "--plugin",
+        session.to_str().unwrap_or_default(),
+        "--config",
+        r#"{"gap_ms": 40}"#,
+        "--batch-size",
+        "64",
+    ];
+    let reference = sigkill_exactly_once(&op, &text, &["--checkpoint-every", "2000"], kills, kills / 3)?;
+    assert!(
+        reference.lines().count() > 10_000,
+        "sessions closed: {}",
+        reference.lines().count()
+    );
+    Ok(())
+}
