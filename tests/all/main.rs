@@ -16,3 +16,4 @@ mod sandbox;
 mod state_cache;
 mod store_conformance;
 mod timers;
+mod ttl;

@@ -23,6 +23,9 @@ fn group_of(key: &str, groups: u32) -> Option<u32> {
     if let Some((stream_key, _)) = cairn_codec::timers::parse(key) {
         return Some(cairn_codec::scoped::key_group(stream_key, groups));
     }
+    if let Some(scope) = cairn_codec::expiry::scope_of(key) {
+        return Some(cairn_codec::scoped::key_group(scope, groups));
+    }
     match cairn_codec::scoped::split(key) {
         Ok((Some(scope), _)) => Some(cairn_codec::scoped::key_group(scope, groups)),
         _ => None,

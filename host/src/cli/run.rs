@@ -81,6 +81,10 @@ pub struct LimitArgs {
     /// Maximum number of event-time timers registered and not yet fired.
     #[arg(long, default_value_t = Limits::default().max_timers)]
     max_timers: u64,
+    /// Expire a stream key's state once the watermark is this far (event time, e.g. 1h, 30s)
+    /// past its last write. Default: never.
+    #[arg(long)]
+    state_ttl: Option<humantime::Duration>,
 }
 
 impl LimitArgs {
@@ -91,6 +95,7 @@ impl LimitArgs {
             .with_memory_bytes(self.memory_limit.0 as usize)
             .with_state_quotas(self.max_keys, self.max_state_bytes.0, self.max_value_bytes.0)
             .with_max_timers(self.max_timers)
+            .with_state_ttl(self.state_ttl.map(Into::into))
     }
 }
 

@@ -119,6 +119,11 @@ fn instantiate(
         deadline_ticks: Engine::ticks_for(limits.timeout),
         watermark,
         timers_enabled: false,
+        ttl_ms: limits
+            .state_ttl
+            .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+        ttl_buf: String::new(),
+        expired_keys: 0,
     };
     let mut store = Store::new(engine.wasmtime(), data);
     store.limiter(|d| &mut d.limiter);
@@ -283,17 +288,29 @@ impl OperatorInstance {
     pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<Event>, CallError> {
         self.ensure_live()?;
         let data = self.store.data_mut();
-        data.watermark = Some(watermark);
-        // One transaction for the timers and the watermark, unless a batch's is open.
+        let old = data.watermark.replace(watermark);
+        // One transaction for expiry, the timers and the watermark, unless a batch's is open.
         let owned = !data.state.in_transaction();
         data.state.begin();
-        let result = self.fire_timers(watermark).and_then(|mut out| {
-            out.extend(self.call("on-watermark", |x, s| x.on_watermark(s, watermark))?);
-            Ok(out)
+        let expired = super::host::ttl::advance(data, old, watermark).map_err(|e| CallError::Guest {
+            plugin: self.name.to_string(),
+            call: "on-watermark",
+            message: format!("state TTL clean-up: {e}"),
         });
+        let result = expired
+            .and_then(|_| self.fire_timers(watermark))
+            .and_then(|mut out| {
+                out.extend(self.call("on-watermark", |x, s| x.on_watermark(s, watermark))?);
+                Ok(out)
+            });
         if owned {
-            // A failed call rolled back already.
-            self.store.data_mut().state.commit();
+            // A failed call rolled back already; a failed clean-up has not.
+            let state = &mut self.store.data_mut().state;
+            if result.is_ok() {
+                state.commit();
+            } else {
+                state.rollback();
+            }
         }
         result
     }

@@ -45,6 +45,11 @@ pub struct Limits {
     pub max_value_bytes: u64,
     /// Event-time timers registered and not yet fired. Default 10,000,000.
     pub max_timers: u64,
+    /// State TTL in event time: a keyed scope not written for this long (by the watermark) is
+    /// expired, its entries never read again and removed. `None` (the default): never.
+    /// TOML: `state_ttl = "1h"`.
+    #[serde(with = "opt_duration_text")]
+    pub state_ttl: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -58,6 +63,7 @@ impl Default for Limits {
             max_state_bytes: 4 << 30,
             max_value_bytes: 16 << 20,
             max_timers: 10_000_000,
+            state_ttl: None,
         }
     }
 }
@@ -89,6 +95,12 @@ impl Limits {
         self
     }
 
+    /// Set the state TTL (event time).
+    pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.state_ttl = ttl;
+        self
+    }
+
     /// Set the timer quota.
     pub fn with_max_timers(mut self, max_timers: u64) -> Self {
         self.max_timers = max_timers;
@@ -99,6 +111,12 @@ impl Limits {
     pub fn check(&self) -> Result<(), String> {
         if self.timeout.is_zero() {
             return Err("timeout: must be positive".into());
+        }
+        if self
+            .state_ttl
+            .is_some_and(|t| t.is_zero() || t.as_millis() > i64::MAX as u128)
+        {
+            return Err("state_ttl: must be positive and at most i64::MAX ms".into());
         }
         Ok(())
     }
@@ -215,6 +233,25 @@ mod duration_text {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

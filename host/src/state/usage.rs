@@ -1,5 +1,6 @@
 //! What a state holds, counted for its quotas: keys and bytes of the operator's entries, and
-//! timers (entries under `cairn_codec::timers::PREFIX`) apart, against their own quota.
+//! timers (entries under `cairn_codec::timers::PREFIX`) apart, against their own quota. The
+//! host's other entries (state TTL bookkeeping, one or two per keyed scope) count as keys.
 
 use cairn_codec::timers;
 use thiserror::Error;

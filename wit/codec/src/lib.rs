@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod expiry;
 pub mod golden;
 pub mod quota;
 pub mod scoped;

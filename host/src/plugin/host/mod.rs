@@ -13,6 +13,7 @@
 
 mod log;
 mod timers;
+pub(crate) mod ttl;
 mod v0_1;
 mod v0_2;
 
@@ -42,6 +43,12 @@ pub(crate) struct StoreData {
     pub watermark: Option<i64>,
     /// Whether the component exports `on-timers` (else `timers.register` is refused).
     pub timers_enabled: bool,
+    /// State TTL in event-time ms (`ttl`); `None`: keyed scopes never expire.
+    pub ttl_ms: Option<i64>,
+    /// Reused buffer for TTL records.
+    pub ttl_buf: String,
+    /// State entries expired by TTL in this instance's life.
+    pub expired_keys: u64,
 }
 
 impl WasiView for StoreData {

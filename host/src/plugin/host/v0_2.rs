@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cairn_codec::{scoped, state as packed};
 use wasmtime::component::{LinkerInstance, WasmList, WasmStr};
 
-use super::{HostFunc, Store, StoreData, Version, WitStateError, listing_done, lookup, usage};
+use super::{HostFunc, Lookup, Store, StoreData, Version, WitStateError, listing_done, lookup, ttl, usage};
 use crate::state::{StateError, StateHolder, Value};
 
 pub(super) const VERSION: Version = Version {
@@ -117,19 +117,39 @@ fn with_key<T>(
     store: &mut Store<'_>,
     scope: &Scope,
     key: &WasmStr,
-    f: impl FnOnce(&mut StateHolder, &str) -> T,
+    f: impl FnOnce(&mut StoreData, &str) -> T,
 ) -> wasmtime::Result<T> {
     let mut buf = std::mem::take(&mut store.data_mut().key_buf);
     scope_prefix(store, scope, &mut buf)?;
     buf.push_str(&key.to_str(&*store)?);
     let data = store.data_mut();
-    let r = f(&mut data.state, &buf);
+    let r = f(data, &buf);
     data.key_buf = buf;
     Ok(r)
 }
 
+/// A read of `key`: absent when its scope expired (state TTL).
+fn read<T>(data: &mut StoreData, key: &str, absent: T, f: impl FnOnce(&StateHolder, &str) -> T) -> T {
+    if ttl::expired_key(data, key) {
+        return absent;
+    }
+    f(&data.state, key)
+}
+
+/// A write of `key`, recorded for state TTL first (which clears an expired scope).
+fn write<T>(
+    data: &mut StoreData,
+    key: &str,
+    f: impl FnOnce(&mut StateHolder, &str) -> Result<T, StateError>,
+) -> Result<T, StateError> {
+    ttl::touch_key(data, key)?;
+    f(&mut data.state, key)
+}
+
 fn get_one(store: &mut Store<'_>, scope: &Scope, key: &WasmStr) -> wasmtime::Result<Option<Arc<[u8]>>> {
-    with_key(store, scope, key, |s, k| s.get_value(k).map(Value::to_shared))
+    with_key(store, scope, key, |d, k| {
+        read(d, k, None, |s, k| s.get_value(k).map(Value::to_shared))
+    })
 }
 
 fn set_one(
@@ -139,7 +159,15 @@ fn set_one(
     value: &WasmList<u8>,
 ) -> wasmtime::Result<Result<(), StateError>> {
     let value = Value::from(value.as_le_slice(&*store));
-    with_key(store, scope, key, |s, k| s.set(k, value))
+    with_key(store, scope, key, |d, k| write(d, k, |s, k| s.set(k, value)))
+}
+
+fn remove_one(store: &mut Store<'_>, scope: &Scope, key: &WasmStr) -> wasmtime::Result<bool> {
+    // A removal that cannot be recorded for TTL (a quota) still removes.
+    with_key(store, scope, key, |d, k| {
+        let _ = ttl::touch_key(d, k);
+        d.state.remove(k)
+    })
 }
 
 fn get(i: I, name: &'static str) -> R {
@@ -150,7 +178,9 @@ fn get(i: I, name: &'static str) -> R {
 
 fn get_inline(i: I, name: &'static str) -> R {
     i.func_wrap(name, |mut store: Store<'_>, (scope, key): (Scope, WasmStr)| {
-        Ok((with_key(&mut store, &scope, &key, |s, k| lookup(s.get_value(k)))?,))
+        Ok((with_key(&mut store, &scope, &key, |d, k| {
+            read(d, k, Lookup::Absent, |s, k| lookup(s.get_value(k)))
+        })?,))
     })
 }
 
@@ -165,13 +195,15 @@ fn set(i: I, name: &'static str) -> R {
 
 fn remove(i: I, name: &'static str) -> R {
     i.func_wrap(name, |mut store: Store<'_>, (scope, key): (Scope, WasmStr)| {
-        Ok((with_key(&mut store, &scope, &key, |s, k| s.remove(k))?,))
+        Ok((remove_one(&mut store, &scope, &key)?,))
     })
 }
 
 fn exists(i: I, name: &'static str) -> R {
     i.func_wrap(name, |mut store: Store<'_>, (scope, key): (Scope, WasmStr)| {
-        Ok((with_key(&mut store, &scope, &key, |s, k| s.exists(k))?,))
+        Ok((with_key(&mut store, &scope, &key, |d, k| {
+            read(d, k, false, |s, k| s.exists(k))
+        })?,))
     })
 }
 
@@ -191,13 +223,18 @@ fn list_keys(i: I, name: &'static str) -> R {
                 }
                 None => None,
             };
-            let keys: Vec<String> = store
-                .data()
-                .state
-                .list_keys(&full, after, limit as usize)
-                .iter()
-                .map(|k| k[n..].to_string())
-                .collect();
+            let expired = ttl::expired_key(store.data_mut(), &full);
+            let keys: Vec<String> = if expired {
+                Vec::new()
+            } else {
+                store
+                    .data()
+                    .state
+                    .list_keys(&full, after, limit as usize)
+                    .iter()
+                    .map(|k| k[n..].to_string())
+                    .collect()
+            };
             listing_done(&mut store, had_index);
             Ok((keys,))
         },
@@ -243,7 +280,7 @@ fn remove_many(i: I, name: &'static str) -> R {
             let mut removed = 0u32;
             for n in 0..keys.len() {
                 let Some(key) = keys.get(&mut store, n) else { break };
-                removed += u32::from(with_key(&mut store, &scope, &key?, |s, k| s.remove(k))?);
+                removed += u32::from(remove_one(&mut store, &scope, &key?)?);
             }
             Ok((removed,))
         },
@@ -257,15 +294,36 @@ fn invalid(e: impl std::fmt::Display) -> WitStateError {
 fn get_many_packed(i: I, name: &'static str) -> R {
     i.func_wrap(name, |mut store: Store<'_>, (keys,): (WasmList<u8>,)| {
         let mut key = std::mem::take(&mut store.data_mut().key_buf);
-        let state = &store.data().state;
         let mut out = Vec::new();
-        let r = packed::read_keys::<()>(keys.as_le_slice(&store), |scope, k| {
-            // Composed here from checked UTF-8: always a well-formed scoped key.
-            key.clear();
-            scoped::compose_into(&mut key, scope, k);
-            packed::put_answer(&mut out, state.get(&key));
-            Ok(())
-        });
+        let r = if store.data().ttl_ms.is_none() {
+            let state = &store.data().state;
+            packed::read_keys::<()>(keys.as_le_slice(&store), |scope, k| {
+                // Composed here from checked UTF-8: always a well-formed scoped key.
+                key.clear();
+                scoped::compose_into(&mut key, scope, k);
+                packed::put_answer(&mut out, state.get(&key));
+                Ok(())
+            })
+        } else {
+            // With state TTL an entry of an expired scope reads as absent.
+            let mut request = std::mem::take(&mut store.data_mut().blob_buf);
+            request.clear();
+            request.extend_from_slice(keys.as_le_slice(&store));
+            let data = store.data_mut();
+            let r = packed::read_keys::<()>(&request, |scope, k| {
+                key.clear();
+                scoped::compose_into(&mut key, scope, k);
+                let value = if ttl::expired(data, scope) {
+                    None
+                } else {
+                    data.state.get(&key)
+                };
+                packed::put_answer(&mut out, value);
+                Ok(())
+            });
+            data.blob_buf = request;
+            r
+        };
         store.data_mut().key_buf = key;
         Ok((match r {
             Ok(_) => Ok(out),
@@ -280,7 +338,7 @@ fn write_many_packed(i: I, name: &'static str) -> R {
         let mut key = std::mem::take(&mut store.data_mut().key_buf);
         buf.clear();
         buf.extend_from_slice(writes.as_le_slice(&store));
-        let state = &mut store.data_mut().state;
+        let data = store.data_mut();
         let result = (|| -> Result<(), WitStateError> {
             // Checked whole before anything is applied.
             let all = packed::read_writes(&buf).map_err(invalid)?;
@@ -288,9 +346,13 @@ fn write_many_packed(i: I, name: &'static str) -> R {
                 key.clear();
                 scoped::compose_into(&mut key, w.scope, w.key);
                 match w.value {
-                    Some(v) => state.set(&key, Value::new(v)).map_err(WitStateError::from)?,
+                    Some(v) => {
+                        ttl::touch(data, w.scope).map_err(WitStateError::from)?;
+                        data.state.set(&key, Value::new(v)).map_err(WitStateError::from)?
+                    }
                     None => {
-                        state.remove(&key);
+                        let _ = ttl::touch(data, w.scope);
+                        data.state.remove(&key);
                     }
                 }
             }

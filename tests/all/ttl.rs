@@ -1,0 +1,153 @@
+//! State TTL in event time through the host: the counter with `--state-ttl` against a plain
+//! model over random inputs; expired state is gone from checkpoints; SIGKILLs change nothing.
+
+use std::collections::HashMap;
+use std::fs;
+
+use anyhow::Result;
+use cairn_tests::{plugin, run_args, run_ok, sigkill_exactly_once, strs};
+use serde_json::Value;
+
+use crate::operators::{Rng, serial};
+
+/// `(key, ts)` events: `keys` keys, ts rising by 0..`step` with jumps now and then.
+fn events(n: usize, keys: u64, step: u64, seed: u64) -> Vec<(String, i64)> {
+    let mut r = Rng(seed);
+    let mut ts = 0i64;
+    (0..n)
+        .map(|_| {
+            ts += r.below(step) as i64;
+            if r.below(50) == 0 {
+                ts += r.below(20 * step) as i64;
+            }
+            let jitter = r.below(step) as i64;
+            (format!("k{}", r.below(keys)), ts - jitter)
+        })
+        .collect()
+}
+
+fn jsonl(events: &[(String, i64)]) -> String {
+    events
+        .iter()
+        .map(|(k, ts)| format!("{{\"key\":\"{k}\",\"ts\":{ts},\"value\":1}}\n"))
+        .collect()
+}
+
+/// The counter with TTL, written plainly: a key's count starts over when the watermark in force
+/// (the highest ts of the batches before) is `ttl` past the watermark of its last write; writes
+/// made before the first watermark count as made at it.
+fn model(events: &[(String, i64)], batch: usize, ttl: i64) -> Vec<u64> {
+    let mut count: HashMap<&str, u64> = HashMap::new();
+    let mut written: HashMap<&str, Option<i64>> = HashMap::new();
+    let mut wm: Option<i64> = None;
+    let mut out = Vec::new();
+    for chunk in events.chunks(batch) {
+        for (k, _) in chunk {
+            let expired = matches!((written.get(k.as_str()), wm), (Some(Some(w)), Some(m)) if m >= w + ttl);
+            let c = count.entry(k).or_insert(0);
+            if expired {
+                *c = 0;
+            }
+            *c += 1;
+            out.push(*c);
+            written.insert(k, wm);
+        }
+        let max = chunk.iter().map(|e| e.1).max();
+        if max > wm {
+            if wm.is_none() {
+                for w in written.values_mut() {
+                    w.get_or_insert(max.unwrap_or_default());
+                }
+            }
+            wm = max;
+        }
+    }
+    out
+}
+
+fn counts(output: &str) -> Result<Vec<u64>> {
+    output
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l)?;
+            Ok(v["value"]["count"].as_u64().unwrap_or_default())
+        })
+        .collect()
+}
+
+#[test]
+fn the_counter_with_a_ttl_matches_the_model_and_expired_state_leaves_checkpoints() -> Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    for (seed, batch, ttl) in [(3, 16, 200), (5, 100, 50), (9, 1, 1000)] {
+        let evs = events(5_000, 40, 10, seed);
+        let input = dir.path().join(format!("in-{seed}.jsonl"));
+        let output = dir.path().join(format!("out-{seed}.jsonl"));
+        fs::write(&input, jsonl(&evs))?;
+        let store = format!("file:{}", dir.path().join(format!("ck-{seed}")).display());
+        let (b, t) = (batch.to_string(), format!("{ttl}ms"));
+        run_ok(&strs(&run_args(
+            &plugin("counter"),
+            &input,
+            &output,
+            &["--batch-size", &b, "--state-ttl", &t, "--store", &store],
+        )))?;
+        let got = counts(&fs::read_to_string(&output)?)?;
+        let want = model(&evs, batch, ttl);
+        let restarts = want.iter().zip(&evs).filter(|(c, _)| **c == 1).count();
+        assert!(
+            restarts > 40 + 20,
+            "seed {seed}: too few expiries to mean something ({restarts})"
+        );
+        assert_eq!(got, want, "seed {seed}, batch {batch}, ttl {ttl}");
+        // The last checkpoint holds only keys written within the TTL of the last watermark.
+        let show = run_ok(&["checkpoints", "show", "latest", "--store", &store, "--json"])?;
+        let text = String::from_utf8_lossy(&show.stdout);
+        let max = evs.iter().map(|e| e.1).max().unwrap_or_default();
+        let mut last_write: HashMap<&str, usize> = HashMap::new();
+        for (i, (k, _)) in evs.iter().enumerate() {
+            last_write.insert(k, i);
+        }
+        for (k, i) in last_write {
+            // The watermark in force at its last write: the max ts of the batches before.
+            let before = evs[..i - i % batch].iter().map(|e| e.1).max();
+            let live = before.is_none_or(|w| max < w + ttl);
+            let entry = format!("\"{}:{k}/count\"", k.len());
+            assert_eq!(text.contains(&entry), live, "seed {seed}: key {k} (live: {live})");
+        }
+    }
+    Ok(())
+}
+
+/// Short variant; the long form: `CAIRN_KILLS=200 cargo test --release -p cairn --test all ttl::`.
+#[test]
+fn a_ttl_counter_killed_mid_stream_gives_identical_output() -> Result<()> {
+    let _serial = serial();
+    let kills: usize = std::env::var("CAIRN_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(12);
+    let evs = events(150_000, 2_000, 10, 77);
+    let counter = plugin("counter");
+    let op = [
+        "--plugin",
+        counter.to_str().unwrap_or_default(),
+        "--state-ttl",
+        "300ms",
+        "--batch-size",
+        "128",
+    ];
+    let reference = sigkill_exactly_once(
+        &op,
+        &jsonl(&evs),
+        &["--checkpoint-every", "5000"],
+        kills,
+        kills / 3,
+    )?;
+    assert_eq!(
+        counts(&reference)?,
+        model(&evs, 128, 300),
+        "the uninterrupted run itself is wrong"
+    );
+    Ok(())
+}
