@@ -242,6 +242,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         restored_from = report.restored_from,
         checkpoints = report.checkpoints.len(),
         last_checkpoint = last,
+        expired_keys = report.expired_keys,
         "{} -> {} -> {}: {}",
         args.input,
         shown,

@@ -228,8 +228,10 @@ impl OperatorInstance {
         }
         let state = std::mem::take(&mut self.store.data_mut().state);
         let watermark = self.store.data().watermark;
+        let expired = self.store.data().expired_keys;
         let (store, exports) = instantiate(&self.plugin, &self.name, &self.limits, state, watermark)?;
         self.store = store;
+        self.store.data_mut().expired_keys = expired;
         self.exports = exports;
         self.live = true;
         self.init()
@@ -313,6 +315,11 @@ impl OperatorInstance {
             }
         }
         result
+    }
+
+    /// State entries expired by state TTL since this operator was built.
+    pub fn expired_keys(&self) -> u64 {
+        self.store.data().expired_keys
     }
 
     /// The job's watermark as this operator knows it (`timers.current-watermark`).

@@ -168,6 +168,8 @@ pub struct JobReport {
     pub max_pause: Duration,
     /// Events sent to the dead-letter file by this run.
     pub dead_lettered: u64,
+    /// State entries expired by state TTL in this run, all operators together.
+    pub expired_keys: u64,
 }
 
 fn short(d: &str) -> &str {
@@ -414,6 +416,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         }
         if at_end || stop.load(Ordering::Relaxed) {
             report.stopped = !at_end;
+            report.expired_keys = live.pipeline.operators().iter().map(|o| o.expired_keys()).sum();
             live.finish(&mut ckpt, live.position())?;
             break;
         }
