@@ -103,18 +103,29 @@ fn the_counter_with_a_ttl_matches_the_model_and_expired_state_leaves_checkpoints
         // The last checkpoint holds only keys written within the TTL of the last watermark.
         let show = run_ok(&["checkpoints", "show", "latest", "--store", &store, "--json"])?;
         let text = String::from_utf8_lossy(&show.stdout);
+        let doc: Value = serde_json::from_str(&text)?;
+        let expired = doc["operators"][0]["expired_keys"].as_u64().unwrap_or_default();
         let max = evs.iter().map(|e| e.1).max().unwrap_or_default();
         let mut last_write: HashMap<&str, usize> = HashMap::new();
         for (i, (k, _)) in evs.iter().enumerate() {
             last_write.insert(k, i);
         }
+        let mut live_keys = 0;
         for (k, i) in last_write {
             // The watermark in force at its last write: the max ts of the batches before.
             let before = evs[..i - i % batch].iter().map(|e| e.1).max();
             let live = before.is_none_or(|w| max < w + ttl);
             let entry = format!("\"{}:{k}/count\"", k.len());
             assert_eq!(text.contains(&entry), live, "seed {seed}: key {k} (live: {live})");
+            live_keys += usize::from(live);
         }
+        // Every count that started over, and every key not live at the end, lost one entry
+        // (its count) to expiry: as many expiries as counts started minus keys alive.
+        assert_eq!(
+            expired,
+            (restarts - live_keys) as u64,
+            "seed {seed}: expired keys in the checkpoint"
+        );
     }
     Ok(())
 }

@@ -143,14 +143,23 @@ fn show(id: &str, args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
         .operators
         .iter()
         .map(|o| {
-            let state: serde_json::Map<String, Value> = o
-                .state
-                .iter()
-                .map(|(k, v)| (k.to_string(), value_json(v)))
-                .collect();
+            // The operator's own entries; the host's (timers, TTL records) apart.
+            let mut state = serde_json::Map::new();
+            let mut timers = Vec::new();
+            let mut expired = 0u64;
+            for (k, v) in o.state.iter() {
+                if let Some((key, ts)) = cairn_codec::timers::parse(k) {
+                    timers.push(json!({ "key": key, "ts": ts }));
+                } else if k == cairn_codec::expiry::EXPIRED_COUNT {
+                    expired = v.try_into().map_or(0, u64::from_le_bytes);
+                } else if !k.starts_with('!') {
+                    state.insert(k.to_string(), value_json(v));
+                }
+            }
             json!({
                 "name": o.name, "partition": o.partition, "plugin_digest": o.plugin_digest,
-                "config": o.config, "keys": o.state.len(), "state": state,
+                "config": o.config, "keys": state.len(), "state": state,
+                "timers": timers, "expired_keys": expired,
             })
         })
         .collect();
@@ -187,17 +196,23 @@ fn show(id: &str, args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
     );
     for o in &operators {
         let digest = o["plugin_digest"].as_str().unwrap_or_default();
+        let timers = o["timers"].as_array().map_or(&[][..], Vec::as_slice);
         println!(
-            "operator {} (partition {}, plugin {}…), {} keys:",
+            "operator {} (partition {}, plugin {}…), {} keys, {} timers, {} keys expired by state TTL so far:",
             o["name"],
             o["partition"],
             &digest[..12.min(digest.len())],
-            o["keys"]
+            o["keys"],
+            timers.len(),
+            o["expired_keys"]
         );
         if let Some(m) = o["state"].as_object() {
             for (k, v) in m {
                 println!("  {k} = {v}");
             }
+        }
+        for t in timers {
+            println!("  timer {} at {}", t["key"], t["ts"]);
         }
     }
     Ok(ExitCode::SUCCESS)

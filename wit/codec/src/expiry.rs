@@ -10,6 +10,10 @@
 
 use crate::timers::ordered_ts;
 
+/// The count of entries expired so far (u64 little-endian), kept with the state so that a
+/// checkpoint can tell it.
+pub const EXPIRED_COUNT: &str = "!e";
+
 /// The prefix of the last-write entries.
 pub const WRITTEN_PREFIX: &str = "!w/";
 /// The prefix of the expiry index.

@@ -62,7 +62,8 @@ pub(crate) fn touch(data: &mut StoreData, scope: Option<&str>) -> Result<(), Sta
     data.ttl_buf = buf;
     let wm = data.watermark;
     if is_expired(w, ttl, wm) {
-        data.expired_keys += clear_scope(&mut data.state, scope);
+        let n = clear_scope(&mut data.state, scope);
+        count_expired(data, n)?;
     } else if w == Some(wm) {
         return Ok(());
     }
@@ -146,6 +147,20 @@ pub(crate) fn advance(data: &mut StoreData, old: Option<i64>, wm: i64) -> Result
             }
         }
     }
-    data.expired_keys += expired;
+    count_expired(data, expired)?;
     Ok(expired)
+}
+
+/// Count `n` expired entries, in this run and in the state (`cairn checkpoints show`).
+fn count_expired(data: &mut StoreData, n: u64) -> Result<(), StateError> {
+    if n == 0 {
+        return Ok(());
+    }
+    data.expired_keys += n;
+    let state = &mut data.state;
+    let before = state
+        .get(expiry::EXPIRED_COUNT)
+        .and_then(|v| v.try_into().ok())
+        .map_or(0, u64::from_le_bytes);
+    state.set(expiry::EXPIRED_COUNT, Value::new(&(before + n).to_le_bytes()))
 }
