@@ -335,7 +335,7 @@ impl OperatorInstance {
     /// Fire every timer with `ts <= watermark`, in calls of at most [`TIMERS_PER_CALL`].
     fn fire_timers(&mut self, watermark: i64) -> Result<Vec<Event>, CallError> {
         let mut out = Vec::new();
-        if !self.exports.has_timers() {
+        if !self.exports.has_timers() || self.store.data().state.timers() == 0 {
             return Ok(out);
         }
         let bound = cairn_codec::timers::after_ts(watermark);

@@ -6,6 +6,25 @@ use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 
 use super::usage::Usage;
+
+/// Key `k` became live (`live`) or went away: keep the ordered index (once built) and the
+/// host entries' index up to date.
+fn index(order: &mut OnceCell<BTreeSet<Key>>, host_keys: &mut BTreeSet<Key>, k: &Key, live: bool) {
+    if let Some(ix) = order.get_mut() {
+        if live {
+            ix.insert(k.clone());
+        } else {
+            ix.remove(&**k);
+        }
+    }
+    if k.starts_with('!') {
+        if live {
+            host_keys.insert(k.clone());
+        } else {
+            host_keys.remove(&**k);
+        }
+    }
+}
 pub use super::usage::{StateError, StateQuotas};
 
 pub use super::key::Key;
@@ -71,6 +90,9 @@ pub struct StateHolder {
     slots: HashMap<Key, Slot>,
     /// Ordered live keys; built on demand.
     order: OnceCell<BTreeSet<Key>>,
+    /// Ordered live host entries (keys starting with `!`: timers, TTL records), always kept:
+    /// listing timers must not build the index of every key.
+    host_keys: BTreeSet<Key>,
     /// Live (non-tombstone) entries, counted.
     usage: Usage,
     /// Keys whose `dirty` flag is set, each once.
@@ -178,11 +200,7 @@ impl StateHolder {
             }
             match old {
                 Some(o) => self.usage.sub(key, o),
-                None => {
-                    if let Some(ix) = self.order.get_mut() {
-                        ix.insert(k.clone());
-                    }
-                }
+                None => index(&mut self.order, &mut self.host_keys, k, true),
             }
             self.usage.add(key, value.len());
             slot.value = Some(value);
@@ -196,9 +214,7 @@ impl StateHolder {
                 });
             }
             self.changed.push(k.clone());
-            if let Some(ix) = self.order.get_mut() {
-                ix.insert(k.clone());
-            }
+            index(&mut self.order, &mut self.host_keys, &k, true);
             self.usage.add(key, value.len());
             self.slots.insert(
                 k,
@@ -230,9 +246,7 @@ impl StateHolder {
             slot.epoch = t.epoch;
         }
         self.usage.sub(key, old.len());
-        if let Some(ix) = self.order.get_mut() {
-            ix.remove(key);
-        }
+        index(&mut self.order, &mut self.host_keys, k, false);
         if !slot.dirty {
             slot.dirty = true;
             self.changed.push(k.clone());
@@ -258,13 +272,14 @@ impl StateHolder {
     }
 
     /// Up to `limit` keys starting with `prefix`, in byte order, strictly after `start_after`.
+    /// A prefix starting with `!` lists host entries only, from their own small index.
     pub fn list_keys(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Vec<Key> {
         let lower = match start_after {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
         };
-        self.index()
-            .range::<str, _>((lower, Bound::Unbounded))
+        let ix = if prefix.starts_with('!') { &self.host_keys } else { self.index() };
+        ix.range::<str, _>((lower, Bound::Unbounded))
             .take_while(|k| k.starts_with(prefix))
             .take(limit)
             .cloned()
@@ -313,16 +328,10 @@ impl StateHolder {
             if let Some(v) = &prev_value {
                 self.usage.add(&u.key, v.len());
             }
-            if let Some(ix) = self.order.get_mut() {
-                match (cur.is_some(), prev_value.is_some()) {
-                    (true, false) => {
-                        ix.remove(&*u.key);
-                    }
-                    (false, true) => {
-                        ix.insert(u.key.clone());
-                    }
-                    _ => {}
-                }
+            match (cur.is_some(), prev_value.is_some()) {
+                (true, false) => index(&mut self.order, &mut self.host_keys, &u.key, false),
+                (false, true) => index(&mut self.order, &mut self.host_keys, &u.key, true),
+                _ => {}
             }
         }
         // Keys first changed inside the batch were appended after `changed_len`; their flags
@@ -395,6 +404,9 @@ impl StateHolder {
                 if let Some(ix) = &mut ix {
                     ix.remove(&*key);
                 }
+                if key.starts_with('!') {
+                    self.host_keys.remove(&*key);
+                }
             }
         }
         let mut usage = self.usage;
@@ -402,6 +414,9 @@ impl StateHolder {
             usage.add(&key, value.len());
             if let Some(ix) = &mut ix {
                 ix.insert(key.clone());
+            }
+            if key.starts_with('!') {
+                self.host_keys.insert(key.clone());
             }
             let slot = Slot {
                 value: Some(value),
@@ -530,7 +545,8 @@ mod tests {
     }
 
     fn key_of(k: u8) -> String {
-        format!("{}/{k:02}", ["a", "b", "c"][k as usize % 3])
+        // `!c/…` keys are host entries (their own ordered index).
+        format!("{}/{k:02}", ["a", "b", "!c"][k as usize % 3])
     }
 
     proptest::proptest! {
@@ -595,7 +611,7 @@ mod tests {
                         }
                     }
                     Op::List(p) => {
-                        let prefix = ["a/", "b/", "c/"][p as usize];
+                        let prefix = ["a/", "b/", "!c/"][p as usize];
                         let got: Vec<String> = s.list_keys(prefix, None, 100).iter().map(|k| k.to_string()).collect();
                         let want: Vec<String> = model.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
                         proptest::prop_assert_eq!(got, want);
