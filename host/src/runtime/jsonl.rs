@@ -54,6 +54,9 @@ pub fn check_key(key: &str, max_key_bytes: usize) -> Result<(), String> {
 }
 
 fn parse(line: &[u8], line_no: u64) -> Result<(Cow<'_, str>, i64, &[u8]), String> {
+    if let Some((key, ts, value)) = canonical(line) {
+        return Ok((Cow::Borrowed(key), ts, value));
+    }
     // serde would also accept `["key", ts, value]` for a struct; only objects are events.
     if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("expected a JSON object".into());
@@ -61,6 +64,65 @@ fn parse(line: &[u8], line_no: u64) -> Result<(Cow<'_, str>, i64, &[u8]), String
     let parsed: LineIn<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     let value = parsed.value.map_or(&b"null"[..], |v| v.get().as_bytes());
     Ok((parsed.key, parsed.ts.unwrap_or(line_no as i64), value))
+}
+
+/// The fast path for the shape Cairn itself writes, `{"key":"<plain>","ts":<int>,"value":<json>}`
+/// (no whitespace, no escapes in the key, the fields in this order): one pass over the line,
+/// the key's UTF-8 checked once, the value checked as JSON. `None` for anything else, which
+/// the general parser then reads (and rejects with a precise message if it must).
+fn canonical(line: &[u8]) -> Option<(&str, i64, &[u8])> {
+    let rest = line.strip_prefix(b"{\"key\":\"")?;
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    let key = std::str::from_utf8(&rest[..end]).ok()?;
+    let rest = rest[end + 1..].strip_prefix(b",\"ts\":")?;
+    let digits = rest.iter().position(|b| !(b.is_ascii_digit() || *b == b'-'))?;
+    let ts = parse_i64(&rest[..digits])?;
+    let rest = rest[digits..].strip_prefix(b",\"value\":")?;
+    let value = rest.strip_suffix(b"}")?;
+    // The value must be one JSON value and nothing else, without surrounding whitespace (which
+    // the general parser leaves out of it): else the general parser reads it, or says why not.
+    let (first, last) = (value.first()?, value.last()?);
+    if first.is_ascii_whitespace() || last.is_ascii_whitespace() || !value_is_json(value) {
+        return None;
+    }
+    Some((key, ts, value))
+}
+
+/// A JSON integer as an i64 (no leading `+`, no leading zeros, no overflow).
+fn parse_i64(b: &[u8]) -> Option<i64> {
+    let (neg, digits) = match b.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, b),
+    };
+    // serde reads `-0` as a float, which is no i64: leave it to the general parser too.
+    if digits.is_empty()
+        || digits.len() > 19
+        || (digits.len() > 1 && digits[0] == b'0')
+        || (neg && digits == b"0")
+    {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?;
+        v = if neg {
+            v.checked_sub(i64::from(d - b'0'))?
+        } else {
+            v.checked_add(i64::from(d - b'0'))?
+        };
+    }
+    Some(v)
+}
+
+/// Whether `v` is exactly one JSON value (surrounding whitespace allowed, as serde's).
+fn value_is_json(v: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(v).is_ok()
 }
 
 /// Append `event` as one JSON line (with its newline) to `out`. The value is written as JSON
@@ -72,12 +134,12 @@ pub fn encode_event<'a>(event: impl Into<EventRef<'a>>, out: &mut Vec<u8>) {
     // Writing a string into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &event.key);
     out.extend_from_slice(b",\"ts\":");
-    out.extend_from_slice(event.ts.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(event.ts).as_bytes());
     out.extend_from_slice(b",\"value\":");
     let v = event.value;
-    match serde_json::from_slice::<serde::de::IgnoredAny>(v) {
-        Ok(_) if !v.iter().any(|&b| b == b'\n' || b == b'\r') => out.extend_from_slice(v),
-        Ok(_) => {
+    match value_is_json(v) {
+        true if !v.iter().any(|&b| b == b'\n' || b == b'\r') => out.extend_from_slice(v),
+        true => {
             // Valid JSON spread over lines: re-encode compactly to keep one event per line.
             match serde_json::from_slice::<serde_json::Value>(v) {
                 Ok(value) => {
@@ -86,7 +148,7 @@ pub fn encode_event<'a>(event: impl Into<EventRef<'a>>, out: &mut Vec<u8>) {
                 Err(_) => out.extend_from_slice(b"null"),
             }
         }
-        Err(_) => match std::str::from_utf8(v) {
+        false => match std::str::from_utf8(v) {
             Ok(text) => {
                 let _ = serde_json::to_writer(&mut *out, text);
             }
@@ -101,6 +163,52 @@ pub fn encode_event<'a>(event: impl Into<EventRef<'a>>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The general parser alone.
+    fn general(line: &[u8], line_no: u64) -> Result<(String, i64, Vec<u8>), String> {
+        if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err("expected a JSON object".into());
+        }
+        let p: LineIn<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        let value = p.value.map_or(&b"null"[..], |v| v.get().as_bytes());
+        Ok((p.key.into_owned(), p.ts.unwrap_or(line_no as i64), value.to_vec()))
+    }
+
+    fn json_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            ".{0,6}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            Just("{\"a\":[1,2.5,null]}".to_string()),
+            Just(" 1".to_string()),
+            Just("1 ".to_string()),
+            Just("[1,2]".to_string()),
+            Just("{}".to_string()),
+            Just("1,\"key\":\"x\"".to_string()),
+        ]
+    }
+
+    proptest! {
+        /// The fast path reads exactly what the general parser reads, and refuses nothing the
+        /// general parser accepts (it then falls back to it).
+        #[test]
+        fn the_fast_path_agrees_with_the_general_parser(
+            key in "[a-z\\\\\"/é\u{1}]{0,6}",
+            ts in prop_oneof![any::<i64>().prop_map(|t| t.to_string()), Just("01".to_string()), Just("-0".to_string()), Just("1.5".to_string())],
+            value in json_value(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let line = format!("{{\"key\":{},\"ts\":{ts},\"value\":{value}}}", serde_json::to_string(&key).unwrap());
+            for l in [line.as_bytes(), &line.as_bytes()[..cut.index(line.len() + 1)]] {
+                let fast = canonical(l).map(|(k, t, v)| (k.to_string(), t, v.to_vec()));
+                let slow = general(l, 7);
+                if let Some(f) = fast {
+                    prop_assert_eq!(Ok(f), slow.clone());
+                }
+                prop_assert_eq!(parse(l, 7).map(|(k, t, v)| (k.into_owned(), t, v.to_vec())), slow);
+            }
+        }
+    }
 
     fn enc(e: &Event) -> String {
         let mut v = Vec::new();

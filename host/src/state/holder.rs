@@ -278,7 +278,11 @@ impl StateHolder {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
         };
-        let ix = if prefix.starts_with('!') { &self.host_keys } else { self.index() };
+        let ix = if prefix.starts_with('!') {
+            &self.host_keys
+        } else {
+            self.index()
+        };
         ix.range::<str, _>((lower, Bound::Unbounded))
             .take_while(|k| k.starts_with(prefix))
             .take(limit)
