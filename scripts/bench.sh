@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Run the criterion benches (release) and print their summary tables with ratios:
+# Run the benches (release) and print their summary tables with ratios:
 #   runtime    — WASM vs native per event, state call cost, empty call, cold start (cache vs compile)
 #   checkpoint — delta vs full at 1M keys / 1% dirty, processing-thread pause, restore time
+#   end to end — a whole `cairn run` of the counter vs the same job as a plain native program
+#                (tests/src/bin/native-counter.rs), with and without a file checkpoint store
 # The plugins are built by the cairn-tests crate's build script, like for the tests.
+# `bash scripts/bench.sh e2e` runs only the end-to-end bench.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-for b in runtime checkpoint; do
-  echo "==> cargo bench -p cairn --bench $b" >&2
-  cargo bench -p cairn --bench "$b" -- "$@"
-done
+if [ "${1:-}" != "e2e" ]; then
+  for b in runtime checkpoint; do
+    echo "==> cargo bench -p cairn --bench $b" >&2
+    cargo bench -p cairn --bench "$b" -- "$@"
+  done
+fi
+echo "==> end to end: cargo build --release -p cairn -p cairn-tests --bins" >&2
+cargo build --release -p cairn -p cairn-tests --bins >&2
+"$CARGO_TARGET_DIR/release/e2e-bench" --runs 5
