@@ -76,8 +76,8 @@ pub fn process<T: Operator>(
 pub fn process_packed<T: Operator>(slot: &RefCell<Option<T>>, batch: Vec<u8>) -> Result<Vec<u8>, String> {
     let events = crate::packed::decode(&batch)?;
     drop(batch);
-    let out = run(slot, events.len(), |op, out| op.on_batch(events, out))?;
-    Ok(crate::packed::encode(out.events()))
+    let mut out = run(slot, events.len(), |op, out| op.on_batch(events, out))?;
+    Ok(out.take_packed())
 }
 
 /// `on-watermark` export.

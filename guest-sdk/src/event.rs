@@ -67,40 +67,92 @@ impl Config {
 }
 
 /// Where an operator puts the events it emits during one call.
-#[derive(Debug, Default)]
+///
+/// The events are written straight into the packed encoding the host reads
+/// (`cairn_codec::batch`): emitting one allocates nothing of its own once the buffer has grown,
+/// and a JSON value is serialized in place.
+#[derive(Debug)]
 pub struct Output {
-    events: Vec<Event>,
+    /// The packed batch: a u32 count, then the events.
+    buf: Vec<u8>,
+    count: u32,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Output {
     /// An empty output.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            buf: vec![0; 4],
+            count: 0,
+        }
+    }
+
+    fn put_head(&mut self, key: &str, ts: i64) {
+        cairn_codec::put(&mut self.buf, key.as_bytes());
+        self.buf.extend_from_slice(&ts.to_le_bytes());
     }
 
     /// Emit an event.
     pub fn emit(&mut self, event: Event) {
-        self.events.push(event);
+        self.put_head(&event.key, event.ts);
+        cairn_codec::put(&mut self.buf, &event.value);
+        self.count += 1;
     }
 
     /// Emit an event whose payload is `value` as JSON.
     pub fn emit_json<T: Serialize + ?Sized>(
         &mut self,
-        key: impl Into<String>,
+        key: impl AsRef<str>,
         ts: i64,
         value: &T,
     ) -> Result<(), Error> {
-        self.events.push(Event::json(key, ts, value)?);
+        let start = self.buf.len();
+        self.put_head(key.as_ref(), ts);
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        if let Err(e) = serde_json::to_writer(&mut self.buf, value) {
+            self.buf.truncate(start);
+            return Err(e.into());
+        }
+        let len = u32::try_from(self.buf.len() - at - 4)
+            .map_err(|_| Error::msg("an emitted value of 4 GiB or more"))?;
+        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        self.count += 1;
         Ok(())
     }
 
-    /// The events emitted so far.
-    pub fn events(&self) -> &[Event] {
-        &self.events
+    /// How many events were emitted.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether nothing was emitted.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
     }
 
     /// Take the emitted events, leaving the output empty.
     pub fn take(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.events)
+        let events = crate::packed::decode(&self.packed()).expect("an output encodes its own events");
+        *self = Self::new();
+        events
+    }
+
+    /// The emitted events in the packed encoding (for the host), leaving the output empty.
+    pub(crate) fn take_packed(&mut self) -> Vec<u8> {
+        let bytes = self.packed();
+        *self = Self::new();
+        bytes
+    }
+
+    fn packed(&mut self) -> Vec<u8> {
+        self.buf[..4].copy_from_slice(&self.count.to_le_bytes());
+        std::mem::take(&mut self.buf)
     }
 }

@@ -125,23 +125,23 @@ fn bytes_at(arena: &[u8], off: u32, len: u32) -> &[u8] {
     &arena[off as usize..off as usize + len as usize]
 }
 
-/// `a == b`, eight bytes at a time: keys and scopes are short, and a call to wasm's byte-wise
-/// `memcmp` costs more than comparing them here.
+/// `a == b` for the short byte strings keys and scopes are: two overlapping word loads per
+/// side up to 16 bytes (no call into wasm's byte-wise `memcmp`), `==` beyond.
 #[inline]
 fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
-    let mut ac = a.chunks_exact(8);
-    let mut bc = b.chunks_exact(8);
-    for (x, y) in (&mut ac).zip(&mut bc) {
-        if u64::from_le_bytes(x.try_into().expect("8 bytes"))
-            != u64::from_le_bytes(y.try_into().expect("8 bytes"))
-        {
-            return false;
-        }
+    let u64_at = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let u32_at = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => u32_at(a, 0) == u32_at(b, 0) && u32_at(a, n - 4) == u32_at(b, n - 4),
+        8..=16 => u64_at(a, 0) == u64_at(b, 0) && u64_at(a, n - 8) == u64_at(b, n - 8),
+        _ => a == b,
     }
-    ac.remainder().iter().zip(bc.remainder()).all(|(x, y)| x == y)
 }
 
 impl Cache {
@@ -215,10 +215,12 @@ impl Cache {
     /// last or the next one the prefetch predicted; else the hash to insert it under.
     fn locate(&mut self, at: At<'_>, key: &str) -> Located {
         let known = self.known_scope(at);
-        if let Some(i) = self.last_slot
+        // In a frame seen before, the entry found last is the likely one (a read, then a
+        // write); in a new frame, the next one the prefetch asked for.
+        if known.is_some()
+            && let Some(i) = self.last_slot
             && self.is_slot_at(i, known, at, key)
         {
-            self.remember(at, i);
             return Located::Found(i);
         }
         if let Some(&i) = self.predicted.get(self.cursor)
@@ -226,6 +228,13 @@ impl Cache {
         {
             self.cursor += 1;
             self.last_slot = Some(i);
+            self.remember(at, i);
+            return Located::Found(i);
+        }
+        if known.is_none()
+            && let Some(i) = self.last_slot
+            && self.is_slot_at(i, known, at, key)
+        {
             self.remember(at, i);
             return Located::Found(i);
         }

@@ -99,7 +99,7 @@ impl Operator for Sessions {
             return Ok(());
         };
         let s = sessions.remove(i);
-        out.emit_json(key.to_string(), s.end.saturating_add(self.gap), &s)?;
+        out.emit_json(key, s.end.saturating_add(self.gap), &s)?;
         if sessions.is_empty() {
             open().clear();
         } else {

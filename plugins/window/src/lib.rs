@@ -133,7 +133,7 @@ impl Operator for Window {
             return Ok(());
         };
         out.emit_json(
-            key.to_string(),
+            key,
             end - 1,
             &Emitted {
                 start,
