@@ -15,4 +15,4 @@ if [ "${1:-}" != "e2e" ]; then
 fi
 echo "==> end to end: cargo build --release -p cairn -p cairn-tests --bins" >&2
 cargo build --release -p cairn -p cairn-tests --bins >&2
-"$CARGO_TARGET_DIR/release/e2e-bench" --runs 5
+"$CARGO_TARGET_DIR/release/e2e-bench"
