@@ -59,7 +59,7 @@ fn job(store: &Flaky, input: &std::path::Path, output: &std::path::Path, every: 
         input: input.display().to_string(),
         output: output.display().to_string(),
         operators: vec![plugin.operator()],
-        batch_size: 100,
+        batch_size: Some(100),
         checkpoint: Some(CheckpointSpec {
             store: Box::new(store.clone()),
             codec: Codec::plain(),

@@ -136,3 +136,36 @@ fn session_runs_killed_mid_stream_give_identical_output() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_job_resumes_only_with_the_batch_size_it_was_checkpointed_with() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in.jsonl");
+    let output = dir.path().join("out.jsonl");
+    let text: String = (0..100)
+        .map(|i| format!("{{\"key\":\"k{}\",\"ts\":{i},\"value\":1}}\n", i % 7))
+        .collect();
+    fs::write(&input, text)?;
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let run = |batch: Option<&str>| {
+        let mut extra = vec!["--config", r#"{"field": "", "size_ms": 10}"#, "--store", &store];
+        if let Some(b) = batch {
+            extra.extend(["--batch-size", b]);
+        }
+        run_cairn(&strs(&run_args(&plugin("window"), &input, &output, &extra)), b"")
+    };
+    assert!(run(Some("8"))?.status.success());
+    let again = run(Some("16"))?;
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "{err}");
+    assert!(
+        err.contains("batches of 8 events") && err.contains("--batch-size 8"),
+        "{err}"
+    );
+    assert!(run(Some("8"))?.status.success(), "the same batch size resumes");
+    assert!(
+        run(None)?.status.success(),
+        "without --batch-size the checkpoint's is used"
+    );
+    Ok(())
+}

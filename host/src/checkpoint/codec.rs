@@ -238,6 +238,7 @@ mod tests {
                         input: "in.jsonl".into(),
                         offset: off,
                         line: off / 2,
+                        batch_size: Some(64),
                     }
                     .to_source(),
                     output_len: len,

@@ -47,6 +47,11 @@ pub struct JsonlPosition {
     pub offset: u64,
     /// Lines consumed.
     pub line: u64,
+    /// Events per batch: results depend on batch boundaries (the watermark moves between
+    /// batches), so a job resumes only with the batch size it was checkpointed with. Absent in
+    /// checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u64>,
 }
 
 impl JsonlPosition {

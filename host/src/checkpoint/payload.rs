@@ -185,6 +185,8 @@ pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
                         input: h.input,
                         offset: h.input_offset,
                         line: h.input_line,
+                        // Version 1 did not record it (and its operators did not depend on it).
+                        batch_size: None,
                     }
                     .to_source(),
                     output_len: h.output_len,

@@ -44,6 +44,11 @@ fn for_cause(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
                         .into()
                 }
                 Mismatch::Source { .. } => "use a new --store for this input".into(),
+                Mismatch::BatchSize { then, .. } => {
+                    format!(
+                        "resume with --batch-size {then} (or batch_size = {then} in the pipeline file), or use a new --store to start over"
+                    )
+                }
                 Mismatch::Plugin { .. } | Mismatch::Config { .. } => {
                     "pass --accept-plugin-change to resume with it anyway, or use a new --store to start over"
                         .into()

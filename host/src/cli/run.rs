@@ -31,7 +31,9 @@ pub struct RunArgs {
     /// The operator's configuration: a JSON text, or `@file.json`.
     #[arg(long, default_value = "{}", conflicts_with = "pipeline")]
     config: String,
-    /// Events per call into the operator [default: 256, or the pipeline file's batch_size].
+    /// Events per call into the operator [default: the pipeline file's batch_size, else the
+    /// batch size of the checkpoint resumed from, else 256]. A job resumes only with the batch
+    /// size its checkpoints were taken with: results depend on batch boundaries.
     #[arg(long)]
     batch_size: Option<usize>,
     /// The job's name, recorded in its checkpoints [default: the pipeline's name, or "default"].
@@ -221,7 +223,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         input: args.input.clone(),
         output: args.output.clone(),
         operators,
-        batch_size: args.batch_size.or(batch).unwrap_or(256),
+        batch_size: args.batch_size.or(batch),
         checkpoint,
         stop,
         on_error,

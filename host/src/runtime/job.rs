@@ -76,6 +76,19 @@ pub enum Mismatch {
         /// The kind of source that wrote the position.
         kind: String,
     },
+    /// The batch size changed (results depend on batch boundaries).
+    #[error(
+        "checkpoint {checkpoint} was taken reading batches of {then} events, this run reads batches of {now}; \
+         the watermark moves between batches, so timers, windows and state TTL would decide differently"
+    )]
+    BatchSize {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// The batch size then.
+        then: u64,
+        /// The batch size now.
+        now: u64,
+    },
     /// An operator's configuration changed.
     #[error(
         "operator `{operator}`: the configuration changed since checkpoint {checkpoint} ({then} then, {now} now)"
@@ -91,6 +104,9 @@ pub enum Mismatch {
         now: String,
     },
 }
+
+/// Events per batch when neither the job nor a checkpoint says otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 256;
 
 /// When to checkpoint, besides end of input and shutdown.
 #[derive(Debug, Clone, Default)]
@@ -141,8 +157,10 @@ pub struct JobSpec {
     pub output: String,
     /// The operators, in order.
     pub operators: Vec<OperatorBuilder>,
-    /// Events per batch.
-    pub batch_size: usize,
+    /// Events per batch; `None`: the batch size the restored checkpoint was taken with, else
+    /// [`DEFAULT_BATCH_SIZE`]. Results depend on batch boundaries (the watermark moves between
+    /// batches), so a job resumes only with the batch size its checkpoints were taken with.
+    pub batch_size: Option<usize>,
     /// Checkpointing; `None` keeps no checkpoints.
     pub checkpoint: Option<CheckpointSpec>,
     /// Set (e.g. by SIGINT/SIGTERM) to stop after the current batch with a final checkpoint.
@@ -250,9 +268,11 @@ impl Ckpt {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn host_state(
     job: &str,
     source: &JsonlSource,
+    batch_size: usize,
     offset: (u64, u64),
     sink: &JsonlSink,
     dead: Option<&JsonlSink>,
@@ -264,6 +284,7 @@ fn host_state(
             input: source.name().to_string(),
             offset: offset.0,
             line: offset.1,
+            batch_size: Some(batch_size as u64),
         }
         .to_source(),
         output_len: sink.len(),
@@ -317,6 +338,26 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             (Some(ckpt), restored)
         }
     };
+    // The batch size: the one asked for, which must be the checkpoint's when resuming.
+    let recorded = restored.as_ref().and_then(|r| {
+        JsonlPosition::from_source(&r.host.source)
+            .and_then(|p| p.batch_size)
+            .map(|b| (r.id, b))
+    });
+    let batch_size = match (batch_size, recorded) {
+        (Some(now), Some((checkpoint, then))) if now.max(1) as u64 != then => {
+            return Err(Mismatch::BatchSize {
+                checkpoint,
+                then,
+                now: now.max(1) as u64,
+            }
+            .into());
+        }
+        (Some(now), _) => now,
+        (None, Some((_, then))) => usize::try_from(then).unwrap_or(DEFAULT_BATCH_SIZE),
+        (None, None) => DEFAULT_BATCH_SIZE,
+    }
+    .max(1);
     let ops = build_operators(operators, restored.as_mut(), accept)?;
     let pipeline = Pipeline::new(ops);
     let (source, sink, stats) = match &restored {
@@ -378,12 +419,12 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     if let Some(c) = &mut ckpt {
         c.events_at_last = stats.events_in;
     }
-    let batch_size = batch_size.max(1);
     // A restored job's operators saw its watermark before the crash; they know it again.
     let mut pipeline = pipeline;
     pipeline.set_watermark(stats.watermark);
     let mut live = Live {
         name,
+        batch_size,
         pipeline,
         source,
         sink,
@@ -456,6 +497,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
 /// What a running job works on.
 struct Live {
     name: String,
+    batch_size: usize,
     pipeline: Pipeline,
     source: JsonlSource,
     sink: JsonlSink,
@@ -479,6 +521,7 @@ impl Live {
         Ok(host_state(
             &self.name,
             &self.source,
+            self.batch_size,
             pos,
             &self.sink,
             self.dead.as_ref(),

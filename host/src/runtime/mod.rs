@@ -9,7 +9,10 @@ mod sink;
 mod source;
 mod spec;
 
-pub use job::{CheckpointSpec, ErrorPolicy, JobError, JobReport, JobSpec, Mismatch, Triggers, run_job};
+pub use job::{
+    CheckpointSpec, DEFAULT_BATCH_SIZE, ErrorPolicy, JobError, JobReport, JobSpec, Mismatch, Triggers,
+    run_job,
+};
 pub use jsonl::{encode_event, parse_line};
 pub use pipeline::Pipeline;
 pub use run::{RunError, RunOptions, RunStats, run};
