@@ -32,7 +32,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "{}", conflicts_with = "pipeline")]
     config: String,
     /// Events per call into the operator [default: the pipeline file's batch_size, else the
-    /// batch size of the checkpoint resumed from, else 256]. A job resumes only with the batch
+    /// batch size of the checkpoint resumed from, else 1024]. A job resumes only with the batch
     /// size its checkpoints were taken with: results depend on batch boundaries.
     #[arg(long)]
     batch_size: Option<usize>,

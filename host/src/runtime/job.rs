@@ -106,7 +106,7 @@ pub enum Mismatch {
 }
 
 /// Events per batch when neither the job nor a checkpoint says otherwise.
-pub const DEFAULT_BATCH_SIZE: usize = 256;
+pub const DEFAULT_BATCH_SIZE: usize = 1024;
 
 /// When to checkpoint, besides end of input and shutdown.
 #[derive(Debug, Clone, Default)]

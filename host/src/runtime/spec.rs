@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! name = "sensors"            # job name (optional)
-//! batch_size = 256            # optional
+//! batch_size = 1024           # optional
 //!
 //! [[operators]]
 //! name = "dedup"              # optional; default: the plugin's file stem; must be unique
