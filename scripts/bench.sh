@@ -2,8 +2,8 @@
 # Run the benches (release) and print their summary tables with ratios:
 #   runtime    — WASM vs native per event, state call cost, empty call, cold start (cache vs compile)
 #   checkpoint — delta vs full at 1M keys / 1% dirty, processing-thread pause, restore time
-#   end to end — a whole `cairn run` of the counter vs the same job as a plain native program
-#                (tests/src/bin/native-counter.rs), with and without a file checkpoint store
+#   end to end — whole `cairn run`s of counter, window and dedup vs the same jobs as plain native
+#                programs (tests/src/bin/native-*.rs), with and without a file checkpoint store
 # The plugins are built by the cairn-tests crate's build script, like for the tests.
 # `bash scripts/bench.sh e2e` runs only the end-to-end bench.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"

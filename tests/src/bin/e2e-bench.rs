@@ -1,10 +1,11 @@
-//! The end-to-end bench: a whole `cairn run` of the `counter` operator against the same job
-//! as a plain native program (`native-counter`), on the same generated input, in alternating
+//! The end-to-end bench: a whole `cairn run` of the `counter`, `window` and `dedup` operators
+//! against the same jobs as plain native programs (`native-counter`, `native-window`,
+//! `native-dedup`), on the same generated input, in alternating
 //! pairs of runs; prints the medians and **Cairn ÷ native** as the median of the pairs' ratios
 //! (pairing keeps the ratio meaningful on a machine whose speed drifts). The outputs must be
 //! byte-identical.
 //!
-//! `e2e-bench [--events N] [--runs R]` (defaults: 1,000,000 events over 10,000 keys, 7 pairs).
+//! `e2e-bench [--events N] [--runs R]` (defaults: 1,000,000 events over 10,000 keys, 5 pairs).
 //! `scripts/bench.sh` runs it after building everything in release.
 
 use std::path::{Path, PathBuf};
@@ -64,77 +65,87 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let events = arg(&args, "--events", 1_000_000)?;
-    let runs = arg(&args, "--runs", 7)?.max(1);
+    let runs = arg(&args, "--runs", 5)?.max(1);
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("the bench's directory")?;
     let cairn = dir.join("cairn");
-    let native = dir.join("native-counter");
-    let plugin = PathBuf::from(env!("CAIRN_PLUGIN_DIR")).join("counter.wasm");
-    for p in [&cairn, &native, &plugin] {
-        ensure!(p.exists(), "{} is missing: run scripts/bench.sh", p.display());
-    }
+    ensure!(
+        cairn.exists(),
+        "{} is missing: run scripts/bench.sh",
+        cairn.display()
+    );
     let tmp = tempfile::tempdir()?;
     let input = tmp.path().join("in.jsonl");
     write_input(&input, events, 10_000)?;
     let out_c = tmp.path().join("cairn.jsonl");
     let out_n = tmp.path().join("native.jsonl");
-    let variants: [(&str, Vec<String>); 2] = [
-        ("no checkpoints", vec![]),
-        (
-            "file store, checkpoint every 100k events",
-            vec![
-                "--store".into(),
-                "STORE".into(),
-                "--checkpoint-every".into(),
-                "100000".into(),
-            ],
-        ),
+    // (operator, its configuration, whether its native program takes the batch and config)
+    let operators: [(&str, &str, bool); 3] = [
+        ("counter", "{}", false),
+        ("window", r#"{"field":"temp","size_ms":10000}"#, true),
+        ("dedup", r#"{"id_field":"temp","within_ms":5000}"#, true),
     ];
-    println!("end to end, counter, {events} events over 10,000 keys, batch 1024, {runs} alternating pairs:");
-    println!("| variant | Cairn (median) | native (median) | Cairn ÷ native (median of pairs, min–max) |");
-    println!("|---|---|---|---|");
-    for (name, extra) in variants {
-        let (mut tc, mut tn) = (Vec::new(), Vec::new());
-        for r in 0..runs {
-            let store = format!("file:{}", tmp.path().join(format!("ck-{r}")).display());
-            let extra: Vec<String> = extra
-                .iter()
-                .map(|a| if a == "STORE" { store.clone() } else { a.clone() })
-                .collect();
-            let _ = std::fs::remove_file(&out_c);
-            tc.push(time(
-                Command::new(&cairn)
-                    .args(["run", "--plugin"])
+    let variants: [(&str, bool); 2] = [
+        ("no checkpoints", false),
+        ("file store, checkpoint every 100k events", true),
+    ];
+    println!("end to end, {events} events over 10,000 keys, batch 1024, {runs} alternating pairs:");
+    println!(
+        "| operator | variant | Cairn (median) | native (median) | Cairn ÷ native (median of pairs, min–max) |"
+    );
+    println!("|---|---|---|---|---|");
+    for (op, config, native_args) in operators {
+        let plugin = PathBuf::from(env!("CAIRN_PLUGIN_DIR")).join(format!("{op}.wasm"));
+        let native = dir.join(format!("native-{op}"));
+        for p in [&native, &plugin] {
+            ensure!(p.exists(), "{} is missing: run scripts/bench.sh", p.display());
+        }
+        for (name, store) in variants {
+            let (mut tc, mut tn) = (Vec::new(), Vec::new());
+            for r in 0..runs {
+                let _ = std::fs::remove_file(&out_c);
+                let mut c = Command::new(&cairn);
+                c.args(["run", "--plugin"])
                     .arg(&plugin)
+                    .args(["--config", config, "--batch-size", "1024"])
                     .arg("--input")
                     .arg(&input)
                     .arg("--output")
                     .arg(&out_c)
-                    .args(["--batch-size", "1024"])
-                    .args(&extra)
-                    .env("RUST_LOG", "warn"),
-            )?);
-            tn.push(time(Command::new(&native).arg(&input).arg(&out_n))?);
+                    .env("RUST_LOG", "warn");
+                if store {
+                    let dir = tmp.path().join(format!("ck-{op}-{r}"));
+                    c.arg("--store").arg(format!("file:{}", dir.display()));
+                    c.args(["--checkpoint-every", "100000"]);
+                }
+                tc.push(time(&mut c)?);
+                let mut n = Command::new(&native);
+                n.arg(&input).arg(&out_n);
+                if native_args {
+                    n.args(["1024", config]);
+                }
+                tn.push(time(&mut n)?);
+            }
+            ensure!(
+                std::fs::read(&out_c)? == std::fs::read(&out_n)?,
+                "{op}: Cairn's output differs from the native program's"
+            );
+            let mut ratios: Vec<f64> = tc
+                .iter()
+                .zip(&tn)
+                .map(|(c, n)| c.as_secs_f64() / n.as_secs_f64())
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let (c, n) = (median(tc), median(tn));
+            println!(
+                "| {op} | {name} | {:.3} s | {:.3} s | **{:.2}** ({:.2}–{:.2}) |",
+                c.as_secs_f64(),
+                n.as_secs_f64(),
+                ratios[ratios.len() / 2],
+                ratios[0],
+                ratios[ratios.len() - 1]
+            );
         }
-        ensure!(
-            std::fs::read(&out_c)? == std::fs::read(&out_n)?,
-            "Cairn's output differs from the native program's"
-        );
-        let mut ratios: Vec<f64> = tc
-            .iter()
-            .zip(&tn)
-            .map(|(c, n)| c.as_secs_f64() / n.as_secs_f64())
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        let (c, n) = (median(tc), median(tn));
-        println!(
-            "| {name} | {:.3} s | {:.3} s | **{:.2}** ({:.2}–{:.2}) |",
-            c.as_secs_f64(),
-            n.as_secs_f64(),
-            ratios[ratios.len() / 2],
-            ratios[0],
-            ratios[ratios.len() - 1]
-        );
     }
     Ok(())
 }

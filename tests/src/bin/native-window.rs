@@ -1,0 +1,126 @@
+//! The `window` operator's whole job as a plain native program (the end-to-end bench's
+//! yardstick): windows in a hash map, their closing times in an ordered set, the watermark
+//! moved after every batch of `batch` events as `cairn run` moves it, so that the output is
+//! byte-identical to Cairn's.
+//!
+//! `native-window <input.jsonl> <output.jsonl> <batch> <config json>`
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+
+use cairn_sdk::stats::{Stats, Summary, number_at};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+struct Settings {
+    field: String,
+    size_ms: i64,
+    slide_ms: Option<i64>,
+    #[serde(default)]
+    out_of_order_ms: i64,
+    #[serde(default)]
+    allowed_lateness_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct In {
+    key: String,
+    ts: i64,
+    value: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct Emitted<'a> {
+    start: i64,
+    end: i64,
+    #[serde(flatten)]
+    summary: &'a Summary,
+}
+
+#[derive(Serialize)]
+struct Out<'a> {
+    key: &'a str,
+    ts: i64,
+    value: Emitted<'a>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    anyhow::ensure!(
+        args.len() == 5,
+        "usage: native-window <input> <output> <batch> <config>"
+    );
+    let batch: usize = args[3].parse()?;
+    let s: Settings = serde_json::from_str(&args[4])?;
+    let (size, slide, ooo, lateness) = (
+        s.size_ms,
+        s.slide_ms.unwrap_or(s.size_ms),
+        s.out_of_order_ms,
+        s.allowed_lateness_ms,
+    );
+    let input = BufReader::with_capacity(1 << 16, File::open(&args[1])?);
+    let mut out = BufWriter::with_capacity(1 << 16, File::create(&args[2])?);
+    let mut windows: HashMap<(String, i64), Stats> = HashMap::new();
+    let mut closing: BTreeSet<(i64, String)> = BTreeSet::new();
+    let mut watermark: Option<i64> = None;
+    let mut lines = input.lines();
+    loop {
+        let mut max: Option<i64> = None;
+        let mut n = 0;
+        for line in lines.by_ref() {
+            let e: In = serde_json::from_str(&line?)?;
+            max = max.max(Some(e.ts));
+            n += 1;
+            if let Some(x) = number_at(&e.value, &s.field) {
+                let wm = watermark.map(|w| w - ooo);
+                let mut start = e.ts.div_euclid(slide) * slide;
+                while start > e.ts - size {
+                    let end = start + size;
+                    if wm.is_none_or(|w| end + lateness > w) {
+                        let w = windows.entry((e.key.clone(), start)).or_default();
+                        if w.count == 0 {
+                            closing.insert((end + lateness + ooo, e.key.clone()));
+                        }
+                        w.add(x);
+                    }
+                    start -= slide;
+                }
+            }
+            if n == batch {
+                break;
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        if max > watermark {
+            watermark = max;
+            let w = watermark.unwrap_or(i64::MIN);
+            while closing.first().is_some_and(|(t, _)| *t <= w) {
+                let (t, key) = closing.pop_first().expect("checked");
+                let end = t - lateness - ooo;
+                let start = end - size;
+                if let Some(stats) = windows.remove(&(key.clone(), start)) {
+                    let summary = stats.summary();
+                    let value = Emitted {
+                        start,
+                        end,
+                        summary: &summary,
+                    };
+                    serde_json::to_writer(
+                        &mut out,
+                        &Out {
+                            key: &key,
+                            ts: end - 1,
+                            value,
+                        },
+                    )?;
+                    out.write_all(b"\n")?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
