@@ -8,11 +8,12 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 /// The longest key kept in place.
-pub const INLINE_KEY_BYTES: usize = 22;
+pub const INLINE_KEY_BYTES: usize = 38;
 
 /// A stored state key (a scoped key, `cairn_codec::scoped`).
 ///
-/// Keys of up to [`INLINE_KEY_BYTES`] bytes (a short stream key in its scope: `8:user-417/count`)
+/// Keys of up to [`INLINE_KEY_BYTES`] bytes (a stream key in its scope, `8:user-417/count`,
+/// a window's `10:user-12345/win/<16 hex digits>` or a timer's `!t/<16 hex digits>/user-12345`)
 /// live in place: the hash table compares a probed key without following a pointer, and
 /// storing one allocates nothing. Longer keys are shared (`Arc`) between the map, the ordered
 /// index, the change list, the undo log and a checkpoint in flight, so none of them copies it.
@@ -146,6 +147,6 @@ mod tests {
             .collect();
         let order: Vec<&str> = set.iter().map(|k| k.as_str()).collect();
         assert_eq!(order, ["a", "ab", "b", &*"z".repeat(40)]);
-        assert_eq!(std::mem::size_of::<Key>(), 24);
+        assert_eq!(std::mem::size_of::<Key>(), 40);
     }
 }

@@ -36,11 +36,16 @@ fn parse_ordered(hex: &str) -> Option<i64> {
 /// The entry of the timer of stream key `key` at `ts`.
 pub fn entry_key(key: &str, ts: i64) -> String {
     let mut s = String::with_capacity(PREFIX.len() + 17 + key.len());
-    s.push_str(PREFIX);
-    s.push_str(std::str::from_utf8(&ordered_ts(ts)).expect("hex digits"));
-    s.push('/');
-    s.push_str(key);
+    entry_key_into(&mut s, key, ts);
     s
+}
+
+/// [`entry_key`], appended to `out`.
+pub fn entry_key_into(out: &mut String, key: &str, ts: i64) {
+    out.push_str(PREFIX);
+    out.push_str(std::str::from_utf8(&ordered_ts(ts)).expect("hex digits"));
+    out.push('/');
+    out.push_str(key);
 }
 
 /// A bound for range scans: every timer entry with a time `<= ts` sorts below it, every later

@@ -20,7 +20,7 @@ fn with_entry<T>(
 ) -> wasmtime::Result<T> {
     let mut buf = std::mem::take(&mut store.data_mut().key_buf);
     buf.clear();
-    buf.push_str(&timers::entry_key(&key.to_str(&*store)?, ts));
+    timers::entry_key_into(&mut buf, &key.to_str(&*store)?, ts);
     let data = store.data_mut();
     let r = f(data, &buf);
     data.key_buf = buf;
