@@ -114,7 +114,8 @@ fn session_runs_killed_mid_stream_give_identical_output() -> Result<()> {
         .ok()
         .and_then(|k| k.parse().ok())
         .unwrap_or(12);
-    let events = random_events(120_000, 200, 300, 29, |_, i| json!(i));
+    // Enough input for every kill to land before the run ends.
+    let events = random_events(120_000.max(kills * 2_000), 200, 300, 29, |_, i| json!(i));
     let text: String = events
         .iter()
         .map(|(k, ts, v)| format!("{{\"key\":\"{k}\",\"ts\":{ts},\"value\":{v}}}\n"))

@@ -138,7 +138,8 @@ fn a_ttl_counter_killed_mid_stream_gives_identical_output() -> Result<()> {
         .ok()
         .and_then(|k| k.parse().ok())
         .unwrap_or(12);
-    let evs = events(150_000, 2_000, 10, 77);
+    // Enough input for every kill to land before the run ends.
+    let evs = events(150_000.max(kills * 2_000), 2_000, 10, 77);
     let counter = plugin("counter");
     let op = [
         "--plugin",
