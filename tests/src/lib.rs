@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+pub mod native;
 pub mod redis;
 
 /// The repository root: the parent of the package directory cargo runs the tests in (read at

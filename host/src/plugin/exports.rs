@@ -12,7 +12,10 @@
 
 use wasmtime::Store;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
-use wasmtime::component::{Component, ComponentExportIndex, ComponentType, Func, Instance, Lower, TypedFunc};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, ComponentType, Func, Instance, Lift, Lower,
+    TypedFunc,
+};
 
 use super::Event;
 use super::host::StoreData;
@@ -187,41 +190,37 @@ pub(crate) struct Exports {
     timers: Option<Func>,
 }
 
-fn func(
+/// The function at `ix`, checked to be of the type the host calls it with (`P` -> `R`).
+fn checked<P, R>(
     store: &mut Store<StoreData>,
     instance: &Instance,
     ix: ComponentExportIndex,
-) -> wasmtime::Result<Func> {
-    instance
+) -> wasmtime::Result<Func>
+where
+    P: ComponentNamedList + Lower,
+    R: ComponentNamedList + Lift,
+{
+    let f = instance
         .get_func(&mut *store, ix)
-        .ok_or_else(|| wasmtime::Error::msg("an export is not a function"))
+        .ok_or_else(|| wasmtime::Error::msg("an export is not a function"))?;
+    f.typed::<P, R>(&*store)?;
+    Ok(f)
 }
 
 impl ExportIndices {
     /// The exports of `instance`, each checked against the type the host calls it with.
     pub fn bind(&self, store: &mut Store<StoreData>, instance: &Instance) -> wasmtime::Result<Exports> {
-        let init = func(store, instance, self.init)?;
-        init.typed::<InitP<'_>, InitR>(&*store)?;
-        let process = func(store, instance, self.process)?;
-        process.typed::<ProcessP<'_>, EventsR>(&*store)?;
-        let on_watermark = func(store, instance, self.on_watermark)?;
-        on_watermark.typed::<WatermarkP, EventsR>(&*store)?;
-        let packed = match self.packed {
-            Some(ix) => {
-                let f = func(store, instance, ix)?;
-                f.typed::<PackedP<'_>, PackedR>(&*store)?;
-                Some(f)
-            }
-            None => None,
-        };
-        let timers = match self.timers {
-            Some(ix) => {
-                let f = func(store, instance, ix)?;
-                f.typed::<TimersP<'_>, EventsR>(&*store)?;
-                Some(f)
-            }
-            None => None,
-        };
+        let init = checked::<InitP<'_>, InitR>(store, instance, self.init)?;
+        let process = checked::<ProcessP<'_>, EventsR>(store, instance, self.process)?;
+        let on_watermark = checked::<WatermarkP, EventsR>(store, instance, self.on_watermark)?;
+        let packed = self
+            .packed
+            .map(|ix| checked::<PackedP<'_>, PackedR>(store, instance, ix))
+            .transpose()?;
+        let timers = self
+            .timers
+            .map(|ix| checked::<TimersP<'_>, EventsR>(store, instance, ix))
+            .transpose()?;
         Ok(Exports {
             init,
             process,

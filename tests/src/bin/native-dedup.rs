@@ -7,9 +7,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 
 use cairn_sdk::stats::value_at;
+use cairn_tests::native::{LineBatches, Watermark};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -42,21 +43,16 @@ fn main() -> anyhow::Result<()> {
     );
     let batch: usize = args[3].parse()?;
     let s: Settings = serde_json::from_str(&args[4])?;
-    let input = BufReader::with_capacity(1 << 16, File::open(&args[1])?);
     let mut out = BufWriter::with_capacity(1 << 16, File::create(&args[2])?);
     let mut seen: HashMap<(String, String), i64> = HashMap::new();
     // When to forget: (time, key) -> the ids kept at time - within - 1.
     let mut forget: BTreeMap<(i64, String), Vec<String>> = BTreeMap::new();
-    let mut watermark: Option<i64> = None;
-    let mut lines = input.lines();
-    loop {
+    let mut watermark = Watermark::default();
+    for lines in LineBatches::open(&args[1], batch)? {
         let mut max: Option<i64> = None;
-        let mut n = 0;
-        for line in lines.by_ref() {
-            let line = line?;
+        for line in lines? {
             let e: In = serde_json::from_str(&line)?;
             max = max.max(Some(e.ts));
-            n += 1;
             let value: serde_json::Value = serde_json::from_str(e.value.get())?;
             let keep = match value_at(&value, &s.id_field) {
                 None => true,
@@ -86,23 +82,16 @@ fn main() -> anyhow::Result<()> {
                 )?;
                 out.write_all(b"\n")?;
             }
-            if n == batch {
-                break;
-            }
         }
-        if n == 0 {
-            break;
-        }
-        if max > watermark {
-            watermark = max;
-            let w = watermark.unwrap_or(i64::MIN);
-            while forget.first_key_value().is_some_and(|((t, _), _)| *t <= w) {
-                let ((t, key), ids) = forget.pop_first().expect("checked");
-                for id in ids {
-                    let k = (key.clone(), id);
-                    if seen.get(&k) == Some(&(t - s.within_ms - 1)) {
-                        seen.remove(&k);
-                    }
+        let Some(w) = watermark.after_batch(max) else {
+            continue;
+        };
+        while forget.first_key_value().is_some_and(|((t, _), _)| *t <= w) {
+            let ((t, key), ids) = forget.pop_first().expect("checked");
+            for id in ids {
+                let k = (key.clone(), id);
+                if seen.get(&k) == Some(&(t - s.within_ms - 1)) {
+                    seen.remove(&k);
                 }
             }
         }

@@ -7,9 +7,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 
 use cairn_sdk::stats::{Stats, Summary, number_at};
+use cairn_tests::native::{LineBatches, Watermark};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -59,21 +60,17 @@ fn main() -> anyhow::Result<()> {
         s.out_of_order_ms,
         s.allowed_lateness_ms,
     );
-    let input = BufReader::with_capacity(1 << 16, File::open(&args[1])?);
     let mut out = BufWriter::with_capacity(1 << 16, File::create(&args[2])?);
     let mut windows: HashMap<(String, i64), Stats> = HashMap::new();
     let mut closing: BTreeSet<(i64, String)> = BTreeSet::new();
-    let mut watermark: Option<i64> = None;
-    let mut lines = input.lines();
-    loop {
+    let mut watermark = Watermark::default();
+    for lines in LineBatches::open(&args[1], batch)? {
         let mut max: Option<i64> = None;
-        let mut n = 0;
-        for line in lines.by_ref() {
-            let e: In = serde_json::from_str(&line?)?;
+        for line in lines? {
+            let e: In = serde_json::from_str(&line)?;
             max = max.max(Some(e.ts));
-            n += 1;
             if let Some(x) = number_at(&e.value, &s.field) {
-                let wm = watermark.map(|w| w - ooo);
+                let wm = watermark.get().map(|w| w - ooo);
                 let mut start = e.ts.div_euclid(slide) * slide;
                 while start > e.ts - size {
                     let end = start + size;
@@ -87,37 +84,30 @@ fn main() -> anyhow::Result<()> {
                     start -= slide;
                 }
             }
-            if n == batch {
-                break;
-            }
         }
-        if n == 0 {
-            break;
-        }
-        if max > watermark {
-            watermark = max;
-            let w = watermark.unwrap_or(i64::MIN);
-            while closing.first().is_some_and(|(t, _)| *t <= w) {
-                let (t, key) = closing.pop_first().expect("checked");
-                let end = t - lateness - ooo;
-                let start = end - size;
-                if let Some(stats) = windows.remove(&(key.clone(), start)) {
-                    let summary = stats.summary();
-                    let value = Emitted {
-                        start,
-                        end,
-                        summary: &summary,
-                    };
-                    serde_json::to_writer(
-                        &mut out,
-                        &Out {
-                            key: &key,
-                            ts: end - 1,
-                            value,
-                        },
-                    )?;
-                    out.write_all(b"\n")?;
-                }
+        let Some(w) = watermark.after_batch(max) else {
+            continue;
+        };
+        while closing.first().is_some_and(|(t, _)| *t <= w) {
+            let (t, key) = closing.pop_first().expect("checked");
+            let end = t - lateness - ooo;
+            let start = end - size;
+            if let Some(stats) = windows.remove(&(key.clone(), start)) {
+                let summary = stats.summary();
+                let value = Emitted {
+                    start,
+                    end,
+                    summary: &summary,
+                };
+                serde_json::to_writer(
+                    &mut out,
+                    &Out {
+                        key: &key,
+                        ts: end - 1,
+                        value,
+                    },
+                )?;
+                out.write_all(b"\n")?;
             }
         }
     }

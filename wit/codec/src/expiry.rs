@@ -8,7 +8,7 @@
 //! * `!x/<ts>/<scope>` (empty value): the scope may expire at `ts` (16 hex digits, as for
 //!   timers; byte order is time order): the host looks again then.
 
-use crate::timers::ordered_ts;
+use crate::timers::{parse_time_key, time_bound, time_key_into};
 
 /// The count of entries expired so far (u64 little-endian), kept with the state so that a
 /// checkpoint can tell it.
@@ -30,32 +30,18 @@ pub fn written_key(scope: &str) -> String {
 /// The expiry index entry of `scope` at `ts`.
 pub fn index_key(ts: i64, scope: &str) -> String {
     let mut s = String::with_capacity(INDEX_PREFIX.len() + 17 + scope.len());
-    s.push_str(INDEX_PREFIX);
-    s.push_str(std::str::from_utf8(&ordered_ts(ts)).expect("hex digits"));
-    s.push('/');
-    s.push_str(scope);
+    time_key_into(&mut s, INDEX_PREFIX, ts, scope);
     s
 }
 
 /// A bound for range scans of the index: entries with a time `<= ts` sort below it.
 pub fn index_after(ts: i64) -> String {
-    let mut s = String::with_capacity(INDEX_PREFIX.len() + 17);
-    s.push_str(INDEX_PREFIX);
-    s.push_str(std::str::from_utf8(&ordered_ts(ts)).expect("hex digits"));
-    s.push('0');
-    s
+    time_bound(INDEX_PREFIX, ts)
 }
 
 /// `(ts, scope)` of an index entry.
 pub fn parse_index(entry: &str) -> Option<(i64, &str)> {
-    let rest = entry.strip_prefix(INDEX_PREFIX)?;
-    let hex = rest.get(..16)?;
-    let scope = rest.get(16..)?.strip_prefix('/')?;
-    if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    let v = u64::from_str_radix(hex, 16).ok()?;
-    Some(((v ^ (1 << 63)) as i64, scope))
+    parse_time_key(entry, INDEX_PREFIX)
 }
 
 /// The stream key (scope) a host entry of TTL belongs to.

@@ -26,11 +26,35 @@ pub fn ordered_ts(ts: i64) -> [u8; 16] {
     out
 }
 
-fn parse_ordered(hex: &str) -> Option<i64> {
-    if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+/// `<prefix><ts: 16 hex digits>/<tail>`, appended to `out`: the form of the host's time-ordered
+/// entries (timers here, the TTL index in [`crate::expiry`]).
+pub(crate) fn time_key_into(out: &mut String, prefix: &str, ts: i64, tail: &str) {
+    out.push_str(prefix);
+    out.push_str(std::str::from_utf8(&ordered_ts(ts)).expect("hex digits"));
+    out.push('/');
+    out.push_str(tail);
+}
+
+/// A bound for range scans of `prefix`'s time-ordered entries: those with a time `<= ts` sort
+/// below it, every later one above (`/` + anything sorts before `0`, 0x30).
+pub(crate) fn time_bound(prefix: &str, ts: i64) -> String {
+    let mut s = String::with_capacity(prefix.len() + 17);
+    s.push_str(prefix);
+    s.push_str(std::str::from_utf8(&ordered_ts(ts)).expect("hex digits"));
+    s.push('0');
+    s
+}
+
+/// `(ts, tail)` of a time-ordered entry under `prefix`, or `None`.
+pub(crate) fn parse_time_key<'a>(entry: &'a str, prefix: &str) -> Option<(i64, &'a str)> {
+    let rest = entry.strip_prefix(prefix)?;
+    let hex = rest.get(..16)?;
+    let tail = rest.get(16..)?.strip_prefix('/')?;
+    if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
-    u64::from_str_radix(hex, 16).ok().map(|u| (u ^ (1 << 63)) as i64)
+    let v = u64::from_str_radix(hex, 16).ok()?;
+    Some(((v ^ (1 << 63)) as i64, tail))
 }
 
 /// The entry of the timer of stream key `key` at `ts`.
@@ -42,29 +66,18 @@ pub fn entry_key(key: &str, ts: i64) -> String {
 
 /// [`entry_key`], appended to `out`.
 pub fn entry_key_into(out: &mut String, key: &str, ts: i64) {
-    out.push_str(PREFIX);
-    out.push_str(std::str::from_utf8(&ordered_ts(ts)).expect("hex digits"));
-    out.push('/');
-    out.push_str(key);
+    time_key_into(out, PREFIX, ts, key);
 }
 
 /// A bound for range scans: every timer entry with a time `<= ts` sorts below it, every later
 /// one above.
 pub fn after_ts(ts: i64) -> String {
-    let mut s = String::with_capacity(PREFIX.len() + 17);
-    s.push_str(PREFIX);
-    s.push_str(std::str::from_utf8(&ordered_ts(ts)).expect("hex digits"));
-    // `/` + anything sorts before `0` (0x30): every entry of `ts` is below this bound.
-    s.push('0');
-    s
+    time_bound(PREFIX, ts)
 }
 
 /// `(key, ts)` of a timer entry, or `None` for any other key.
 pub fn parse(entry: &str) -> Option<(&str, i64)> {
-    let rest = entry.strip_prefix(PREFIX)?;
-    let (hex, key) = (rest.get(..16)?, rest.get(16..)?);
-    let key = key.strip_prefix('/')?;
-    Some((key, parse_ordered(hex)?))
+    parse_time_key(entry, PREFIX).map(|(ts, key)| (key, ts))
 }
 
 /// Whether a stored key is a timer entry.
