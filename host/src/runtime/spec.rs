@@ -36,17 +36,17 @@ pub enum SpecError {
         source: std::io::Error,
     },
     /// The file is not valid pipeline TOML.
-    #[error("pipeline file {path} is invalid: {message}")]
+    #[error("{path} is invalid: {message}")]
     Invalid {
-        /// The file.
+        /// Where the pipeline came from: `pipeline file <path>`, or the command line.
         path: String,
         /// What is wrong (with the line, for TOML errors).
         message: String,
     },
     /// A plugin could not be loaded.
-    #[error("pipeline file {path}, operator `{operator}`")]
+    #[error("{path}, operator `{operator}`")]
     Plugin {
-        /// The file.
+        /// Where the pipeline came from: `pipeline file <path>`, or the command line.
         path: String,
         /// The operator.
         operator: String,
@@ -149,11 +149,11 @@ impl PipelineSpec {
             source,
         })?;
         let mut spec: PipelineSpec = toml::from_str(&text).map_err(|e| SpecError::Invalid {
-            path: shown.clone(),
+            path: format!("pipeline file {shown}"),
             message: e.to_string(),
         })?;
         spec.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        spec.path = shown;
+        spec.path = format!("pipeline file {shown}");
         if spec.operators.is_empty() {
             return Err(spec.invalid("it has no [[operators]]"));
         }
@@ -214,7 +214,7 @@ impl PipelineSpec {
                 limits,
             }],
             dir: PathBuf::new(),
-            path: "the command line".into(),
+            path: "the command line (--plugin and its flags)".into(),
             single: true,
         };
         spec.limits_of(&spec.operators[0])?;
