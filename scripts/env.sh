@@ -32,3 +32,13 @@ need_apt() {
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
 }
+
+# Tools the tests run, installed by cargo into a cache outside the clone, pinned.
+TOOLS="${CAIRN_TOOLS:-$HOME/.cache/cairn/tools}"
+export PATH="$TOOLS/bin:$PATH"
+need_cargo_tool() {
+  local name="$1" version="$2"; shift 2
+  if "$TOOLS/bin/$name" --version 2>/dev/null | grep -qF "$version"; then return 0; fi
+  echo "==> installing $name $version (cargo install, once)" >&2
+  env -u CARGO_TARGET_DIR cargo install --locked --quiet --root "$TOOLS" "$name" --version "$version" "$@" >&2
+}

@@ -21,15 +21,18 @@ impl CheckpointStore for Flaky {
     fn describe(&self) -> String {
         "flaky-memory:".into()
     }
-    fn commit(&mut self, id: CheckpointId, bytes: &[u8], chain: &[CheckpointId]) -> Result<(), StoreError> {
+    fn put(&mut self, id: CheckpointId, bytes: &[u8], chain: &[CheckpointId]) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(StoreError::Backend {
                 store: self.describe(),
-                action: format!("committing checkpoint {id}"),
+                action: format!("writing checkpoint {id}"),
                 message: "connection refused".into(),
             });
         }
-        self.inner.commit(id, bytes, chain)
+        self.inner.put(id, bytes, chain)
+    }
+    fn publish(&mut self, id: CheckpointId) -> Result<(), StoreError> {
+        self.inner.publish(id)
     }
     fn get(&self, id: CheckpointId) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(id)

@@ -12,6 +12,7 @@ mod exactly_once;
 mod library_and_cli;
 mod operators;
 mod pipelines;
+mod s3;
 mod sandbox;
 mod state_cache;
 mod store_conformance;

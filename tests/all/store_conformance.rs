@@ -1,4 +1,4 @@
-//! One conformance suite for every checkpoint store (memory, file, RocksDB, Redis), plain and
+//! One conformance suite for every checkpoint store (memory, file, RocksDB, Redis, S3), plain and
 //! encrypted: commit, list, latest, restore, retention, damage detection and fallback, keys,
 //! and copying between backends all behave the same.
 
@@ -12,6 +12,7 @@ use cairn::state::StateHolder;
 use cairn::store::RocksStore;
 use cairn::store::{CheckpointStore, FileStore, MemoryStore, RedisStore};
 use cairn_tests::redis::RedisServer;
+use cairn_tests::s3::S3Server;
 
 const HEX_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const OTHER_KEY: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
@@ -265,6 +266,24 @@ fn redis_encrypted_with_ttl() -> Result<()> {
         Box::new(move || Ok(Box::new(RedisStore::open(&url, &server_url, "enc", Some(3600))?))),
         hex_key(HEX_KEY),
     )
+}
+
+#[test]
+fn s3_plain() -> Result<()> {
+    let server = S3Server::start()?;
+    let url = server.url("plain", "");
+    suite(Box::new(move || Ok(cairn::store::open(&url)?)), KeySource::None)
+}
+
+#[test]
+fn s3_encrypted_with_passphrase() -> Result<()> {
+    let server = S3Server::start()?;
+    let url = server.url("enc", "");
+    let key = KeySource::Passphrase {
+        var: "P".into(),
+        value: "correct horse battery staple".into(),
+    };
+    suite(Box::new(move || Ok(cairn::store::open(&url)?)), key)
 }
 
 #[test]

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod native;
 pub mod redis;
+pub mod s3;
 
 /// The repository root: the parent of the package directory cargo runs the tests in (read at
 /// run time, as cargo may reuse a build made in another clone sharing the target directory).
@@ -183,6 +184,28 @@ pub fn sigkill_exactly_once(
     kills: usize,
     min_distinct: usize,
 ) -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let stores = dir.path().to_path_buf();
+    sigkill_exactly_once_on(
+        &|name| format!("file:{}", stores.join(name).display()),
+        op_args,
+        input_text,
+        ckpt_args,
+        kills,
+        min_distinct,
+    )
+}
+
+/// [`sigkill_exactly_once`] with the stores `store_of(name)` names (a different store per
+/// name: the reference run's, start-up probes', the killed runs').
+pub fn sigkill_exactly_once_on(
+    store_of: &dyn Fn(&str) -> String,
+    op_args: &[&str],
+    input_text: &str,
+    ckpt_args: &[&str],
+    kills: usize,
+    min_distinct: usize,
+) -> Result<String> {
     use std::time::{Duration, Instant, SystemTime};
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("in.jsonl");
@@ -202,7 +225,6 @@ pub fn sigkill_exactly_once(
         v.extend(ckpt_args.iter().map(|s| s.to_string()));
         v
     };
-    let store_of = |name: &str| format!("file:{}", dir.path().join(name).display());
 
     let started = Instant::now();
     let out_ref = dir.path().join("ref.jsonl");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::codec::Placement;
 use super::{CheckpointData, CheckpointError, Codec, HostState, Kind, OperatorSnapshot};
 use crate::state::StateHolder;
-use crate::store::{CheckpointId, CheckpointStore};
+use crate::store::{CheckpointId, CheckpointStore, StoreError};
 
 /// How checkpoints are chained and retained.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +192,9 @@ impl Checkpointer {
             Ok(info) => {
                 tracing::debug!(id = info.id, kind = %info.kind, bytes = info.bytes, keys = info.keys,
                     write_ms = info.write_time.as_secs_f64() * 1e3, "checkpoint committed");
+            }
+            Err(e @ CheckpointError::Store(StoreError::Conflict { .. })) => {
+                tracing::error!("checkpoint {} refused: {e}; the job stops", at.id);
             }
             Err(e) => {
                 tracing::warn!(

@@ -13,7 +13,7 @@ use crate::checkpoint::{
     CheckpointConfig, CheckpointError, Checkpointer, Codec, CommitInfo, HostState, JsonlPosition, Restored,
     restore,
 };
-use crate::store::{CheckpointId, CheckpointStore};
+use crate::store::{CheckpointId, CheckpointStore, StoreError};
 use crate::{Batch, CallError, OperatorBuilder};
 
 /// Why a job stopped with an error.
@@ -256,15 +256,19 @@ struct Ckpt {
 }
 
 impl Ckpt {
-    fn record(&mut self, r: Option<Result<CommitInfo, CheckpointError>>) {
+    /// Note the outcome of a checkpoint. A failed one leaves the changes unsaved (the next
+    /// checkpoint is full); one refused because another job took the store over ends the job.
+    fn record(&mut self, r: Option<Result<CommitInfo, CheckpointError>>) -> Result<(), CheckpointError> {
         match r {
             Some(Ok(info)) => {
                 self.committed.push(info);
                 self.unsaved = false;
             }
+            Some(Err(e @ CheckpointError::Store(StoreError::Conflict { .. }))) => return Err(e),
             Some(Err(_)) => self.unsaved = true,
             None => {}
         }
+        Ok(())
     }
 }
 
@@ -463,7 +467,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         }
         if let Some(c) = &mut ckpt {
             let r = c.checkpointer.poll();
-            c.record(r);
+            c.record(r)?;
             let due_events = c
                 .triggers
                 .every_events
@@ -473,7 +477,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 // At most one checkpoint in flight: if the previous one is still being written,
                 // wait for it (backpressure), so checkpoints land where the triggers say.
                 let r = c.checkpointer.wait();
-                c.record(r);
+                c.record(r)?;
                 let host = live.cut(live.position())?;
                 if c.checkpointer
                     .begin(host, live.pipeline.checkpoint_parts(), live.sink.file_handle())?
@@ -535,7 +539,7 @@ impl Live {
         let host = self.cut(pos)?;
         let Some(c) = ckpt else { return Ok(()) };
         let r = c.checkpointer.wait();
-        c.record(r);
+        c.record(r)?;
         let dirty = self
             .pipeline
             .operators()

@@ -89,8 +89,11 @@ impl CheckpointStore for FileStore {
         self.url.clone()
     }
 
-    fn commit(&mut self, id: CheckpointId, bytes: &[u8], _chain: &[CheckpointId]) -> Result<(), StoreError> {
-        self.write_atomic(&format!("{PREFIX}{id:020}{SUFFIX}"), bytes)?;
+    fn put(&mut self, id: CheckpointId, bytes: &[u8], _chain: &[CheckpointId]) -> Result<(), StoreError> {
+        self.write_atomic(&format!("{PREFIX}{id:020}{SUFFIX}"), bytes)
+    }
+
+    fn publish(&mut self, id: CheckpointId) -> Result<(), StoreError> {
         self.write_atomic(LATEST, format!("{id}\n").as_bytes())
     }
 

@@ -34,6 +34,16 @@ impl CheckpointStore for MemoryStore {
         "memory:".into()
     }
 
+    fn put(&mut self, id: CheckpointId, bytes: &[u8], _chain: &[CheckpointId]) -> Result<(), StoreError> {
+        self.lock().checkpoints.insert(id, bytes.to_vec());
+        Ok(())
+    }
+
+    fn publish(&mut self, id: CheckpointId) -> Result<(), StoreError> {
+        self.lock().latest = Some(id);
+        Ok(())
+    }
+
     fn commit(&mut self, id: CheckpointId, bytes: &[u8], _chain: &[CheckpointId]) -> Result<(), StoreError> {
         let mut g = self.lock();
         g.checkpoints.insert(id, bytes.to_vec());

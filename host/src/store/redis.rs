@@ -94,32 +94,61 @@ fn ckpt_key(prefix: &str, id: CheckpointId) -> String {
     format!("{prefix}:ckpt:{id}")
 }
 
+/// Queue the commands that store checkpoint `id` (bytes, id set, TTLs of its chain).
+fn add_checkpoint(
+    pipe: &mut redis::Pipeline,
+    p: &str,
+    ttl: Option<u64>,
+    id: CheckpointId,
+    bytes: &[u8],
+    chain: &[CheckpointId],
+) {
+    match ttl {
+        Some(t) => pipe
+            .cmd("SET")
+            .arg(ckpt_key(p, id))
+            .arg(bytes)
+            .arg("EX")
+            .arg(t)
+            .ignore(),
+        None => pipe.cmd("SET").arg(ckpt_key(p, id)).arg(bytes).ignore(),
+    };
+    pipe.cmd("ZADD").arg(format!("{p}:ids")).arg(id).arg(id).ignore();
+    if let Some(t) = ttl {
+        for &needed in chain {
+            pipe.cmd("EXPIRE").arg(ckpt_key(p, needed)).arg(t).ignore();
+        }
+    }
+}
+
 impl CheckpointStore for RedisStore {
     fn describe(&self) -> String {
         self.url.clone()
     }
 
+    fn put(&mut self, id: CheckpointId, bytes: &[u8], chain: &[CheckpointId]) -> Result<(), StoreError> {
+        let ttl = self.ttl;
+        self.with(&format!("writing checkpoint {id}"), |c, p| {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            add_checkpoint(&mut pipe, p, ttl, id, bytes, chain);
+            pipe.query::<()>(c)
+        })
+    }
+
+    fn publish(&mut self, id: CheckpointId) -> Result<(), StoreError> {
+        self.with(&format!("pointing latest at checkpoint {id}"), |c, p| {
+            redis::cmd("SET").arg(format!("{p}:latest")).arg(id).query::<()>(c)
+        })
+    }
+
+    /// One MULTI/EXEC: the checkpoint, its id and the pointer land together or not at all.
     fn commit(&mut self, id: CheckpointId, bytes: &[u8], chain: &[CheckpointId]) -> Result<(), StoreError> {
         let ttl = self.ttl;
         self.with(&format!("committing checkpoint {id}"), |c, p| {
             let mut pipe = redis::pipe();
             pipe.atomic();
-            match ttl {
-                Some(t) => pipe
-                    .cmd("SET")
-                    .arg(ckpt_key(p, id))
-                    .arg(bytes)
-                    .arg("EX")
-                    .arg(t)
-                    .ignore(),
-                None => pipe.cmd("SET").arg(ckpt_key(p, id)).arg(bytes).ignore(),
-            };
-            pipe.cmd("ZADD").arg(format!("{p}:ids")).arg(id).arg(id).ignore();
-            if let Some(t) = ttl {
-                for &needed in chain {
-                    pipe.cmd("EXPIRE").arg(ckpt_key(p, needed)).arg(t).ignore();
-                }
-            }
+            add_checkpoint(&mut pipe, p, ttl, id, bytes, chain);
             pipe.cmd("SET").arg(format!("{p}:latest")).arg(id).ignore();
             pipe.query::<()>(c)
         })

@@ -69,6 +69,18 @@ impl CheckpointStore for RocksStore {
         self.url.clone()
     }
 
+    fn put(&mut self, id: CheckpointId, bytes: &[u8], _chain: &[CheckpointId]) -> Result<(), StoreError> {
+        self.db
+            .put_opt(ckpt_key(id), bytes, &Self::synced())
+            .map_err(|e| self.err(format!("writing checkpoint {id}"), e))
+    }
+
+    fn publish(&mut self, id: CheckpointId) -> Result<(), StoreError> {
+        self.db
+            .put_opt(LATEST, id.to_be_bytes(), &Self::synced())
+            .map_err(|e| self.err(format!("pointing latest at checkpoint {id}"), e))
+    }
+
     fn commit(&mut self, id: CheckpointId, bytes: &[u8], _chain: &[CheckpointId]) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         batch.put(ckpt_key(id), bytes);

@@ -20,6 +20,17 @@ pub enum StoreUrl {
         /// Expiry of checkpoints, seconds.
         ttl: Option<u64>,
     },
+    /// `s3://<bucket>[/<prefix>][?<setting>=<value>&...]`
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix, without slashes at its ends ("" for the bucket's root).
+        prefix: String,
+        /// Settings from the query (`endpoint`, `region`, `allow_http`, ...), `part_size` apart.
+        config: Vec<(String, String)>,
+        /// `part_size` in bytes, if given.
+        part_size: Option<usize>,
+    },
 }
 
 impl std::str::FromStr for StoreUrl {
@@ -91,6 +102,36 @@ impl std::str::FromStr for StoreUrl {
                 ttl,
             });
         }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+            if bucket.is_empty() {
+                return Err(bad("s3:// needs a bucket, e.g. s3://my-bucket/cairn/job-1"));
+            }
+            let mut config = Vec::new();
+            let mut part_size = None;
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let Some((k, v)) = pair.split_once('=') else {
+                    return Err(bad(&format!("query parameter {pair:?} needs a value (name=value)")));
+                };
+                if k == "part_size" {
+                    let n = v.parse::<usize>().ok().filter(|&n| n >= 5 << 20).ok_or_else(|| {
+                        bad("part_size must be a number of bytes of at least 5242880 (5 MiB, S3's smallest part)")
+                    })?;
+                    part_size = Some(n);
+                } else {
+                    // `allow_http` is a client setting object_store knows as `aws_allow_http`.
+                    let k = if k == "allow_http" { "aws_allow_http" } else { k };
+                    config.push((k.to_string(), v.to_string()));
+                }
+            }
+            return Ok(StoreUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+                config,
+                part_size,
+            });
+        }
         Err(bad("unknown scheme"))
     }
 }
@@ -103,6 +144,27 @@ pub fn open(url: &str) -> Result<Box<dyn CheckpointStore>, StoreError> {
         StoreUrl::Redis { server, prefix, ttl } => Box::new(RedisStore::open(url, &server, &prefix, ttl)?),
         #[cfg(feature = "rocksdb")]
         StoreUrl::Rocks(dir) => Box::new(super::RocksStore::open(dir)?),
+        #[cfg(feature = "s3")]
+        StoreUrl::S3 {
+            bucket,
+            prefix,
+            config,
+            part_size,
+        } => Box::new(super::S3Store::open(super::S3Options {
+            bucket,
+            prefix,
+            config,
+            part_size: part_size.unwrap_or(super::s3::DEFAULT_PART_SIZE),
+        })?),
+        #[cfg(not(feature = "s3"))]
+        StoreUrl::S3 { .. } => {
+            return Err(StoreError::BadUrl {
+                url: url.to_string(),
+                reason: "this cairn was built without S3 support; rebuild it with \
+                         `cargo build --release -p cairn --features s3`"
+                    .into(),
+            });
+        }
         #[cfg(not(feature = "rocksdb"))]
         StoreUrl::Rocks(_) => {
             return Err(StoreError::BadUrl {
@@ -152,8 +214,26 @@ mod tests {
 
     #[test]
     fn bad_urls_list_the_accepted_forms() {
+        assert_eq!(
+            "s3://b/jobs/one/?endpoint=http://127.0.0.1:9000&allow_http=true&part_size=6000000"
+                .parse::<StoreUrl>()
+                .unwrap(),
+            StoreUrl::S3 {
+                bucket: "b".into(),
+                prefix: "jobs/one".into(),
+                config: vec![
+                    ("endpoint".into(), "http://127.0.0.1:9000".into()),
+                    ("aws_allow_http".into(), "true".into())
+                ],
+                part_size: Some(6_000_000)
+            }
+        );
         for bad in [
-            "s3://bucket",
+            "s3://",
+            "s3:///x",
+            "s3://b?part_size=10",
+            "s3://b?endpoint",
+            "gs://bucket",
             "file:",
             "redis://host",
             "redis://h:port",
