@@ -87,16 +87,21 @@ fn bench_checkpoints(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(4));
 
+    // A real S3-compatible server (s3s-fs over a directory on this machine's disk).
+    let s3 = cairn_tests::s3::S3Server::start().unwrap();
     for (label, full_every, store_kind) in [
         ("delta (file store)", u32::MAX, "file"),
         ("full (file store)", 0, "file"),
+        ("delta (s3 store)", u32::MAX, "s3"),
+        ("full (s3 store)", 0, "s3"),
         ("delta (encode only, memory store)", u32::MAX, "memory"),
         ("full (encode only, memory store)", 0, "memory"),
     ] {
-        let store: Box<dyn CheckpointStore> = if store_kind == "file" {
-            Box::new(FileStore::open(dir.path().join(label.replace([' ', '(', ')', ','], "_"))).unwrap())
-        } else {
-            Box::new(MemoryStore::new())
+        let name = label.replace([' ', '(', ')', ','], "_");
+        let store: Box<dyn CheckpointStore> = match store_kind {
+            "file" => Box::new(FileStore::open(dir.path().join(&name)).unwrap()),
+            "s3" => cairn::store::open(&s3.url(&name, "")).unwrap(),
+            _ => Box::new(MemoryStore::new()),
         };
         let mut ck = checkpointer(store, full_every);
         // The chain starts with a full; later ones are deltas when full_every allows.
@@ -196,6 +201,11 @@ fn summary() {
             "full (file store)",
         ),
         (
+            "time, s3 store (encode + upload to s3s-fs on loopback)",
+            "delta (s3 store)",
+            "full (s3 store)",
+        ),
+        (
             "time, memory store (encode only)",
             "delta (encode only, memory store)",
             "full (encode only, memory store)",
@@ -210,6 +220,8 @@ fn summary() {
     }
     let (bd, bf) = (b("delta (file store)"), b("full (file store)"));
     println!("| bytes | {bd} | {bf} | {:.2}% |", 100.0 * bd as f64 / bf as f64);
+    let (sd, sf) = (b("delta (s3 store)"), b("full (s3 store)"));
+    println!("| bytes, s3 store (same format) | {sd} | {sf} | {:.2}% |", 100.0 * sd as f64 / sf as f64);
     println!(
         "| processing-thread pause, 10k dirty keys | {} | | |",
         ms(m("pause: cut of a 10k-key delta"))
