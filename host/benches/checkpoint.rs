@@ -221,7 +221,10 @@ fn summary() {
     let (bd, bf) = (b("delta (file store)"), b("full (file store)"));
     println!("| bytes | {bd} | {bf} | {:.2}% |", 100.0 * bd as f64 / bf as f64);
     let (sd, sf) = (b("delta (s3 store)"), b("full (s3 store)"));
-    println!("| bytes, s3 store (same format) | {sd} | {sf} | {:.2}% |", 100.0 * sd as f64 / sf as f64);
+    println!(
+        "| bytes, s3 store (same format) | {sd} | {sf} | {:.2}% |",
+        100.0 * sd as f64 / sf as f64
+    );
     println!(
         "| processing-thread pause, 10k dirty keys | {} | | |",
         ms(m("pause: cut of a 10k-key delta"))

@@ -257,7 +257,7 @@ fn encrypted_store_needs_the_key_and_never_logs_it() -> Result<()> {
 #[test]
 fn bad_store_urls_list_the_accepted_forms() -> Result<()> {
     let job = Job::new(10)?;
-    let out = job.run("s3://bucket/x", &[])?;
+    let out = job.run("gs://bucket/x", &[])?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -37,7 +37,12 @@ fn a_large_checkpoint_goes_up_in_parts_and_reads_back_whole() -> Result<()> {
     // One object holds it (the parts were assembled), next to the manifest.
     let objects: Vec<_> = fs::read_dir(server.bucket_dir().join("big"))?
         .flatten()
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len())))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().map(|m| m.len()),
+            )
+        })
         .collect();
     let ckpts: Vec<_> = objects.iter().filter(|(n, _)| n.starts_with("ckpt-")).collect();
     assert_eq!(ckpts.len(), 1, "{objects:?}");
@@ -57,10 +62,15 @@ fn of_two_writers_on_one_pointer_exactly_one_wins() -> Result<()> {
     assert!(matches!(e, StoreError::Conflict { .. }), "{e:?}");
     let msg = e.to_string();
     assert!(
-        msg.contains("changed under us") && msg.contains("s3://cairn/race") && msg.contains("its own store or prefix"),
+        msg.contains("changed under us")
+            && msg.contains("s3://cairn/race")
+            && msg.contains("its own store or prefix"),
         "{msg}"
     );
-    assert!(!msg.contains("cairn-test-secret"), "credentials must not leak: {msg}");
+    assert!(
+        !msg.contains("cairn-test-secret"),
+        "credentials must not leak: {msg}"
+    );
     // a's checkpoint stands, untouched; b stays refused; a goes on.
     let reader = cairn::store::open(&url)?;
     assert_eq!(reader.get(1)?.as_deref(), Some(&b"from a"[..]));
@@ -125,10 +135,15 @@ fn the_server_killed_mid_run_fails_checkpoints_clearly_and_processing_goes_on() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the run must survive the outage: {err}");
     assert!(
-        err.contains("failed") && err.contains("s3://cairn/killed") && err.contains("the next checkpoint will be full"),
+        err.contains("failed")
+            && err.contains("s3://cairn/killed")
+            && err.contains("the next checkpoint will be full"),
         "a failed checkpoint must be reported clearly: {err}"
     );
-    assert!(!err.contains("cairn-test-secret"), "credentials must not leak: {err}");
+    assert!(
+        !err.contains("cairn-test-secret"),
+        "credentials must not leak: {err}"
+    );
     assert_eq!(job.output()?, job.expected);
     run_ok(&["checkpoints", "verify", "--store", &store])?;
     let show = run_ok(&["checkpoints", "show", "latest", "--store", &store, "--json"])?;
@@ -155,7 +170,10 @@ fn a_short_outage_is_retried_and_loses_no_checkpoint() -> Result<()> {
     let out = child.wait_with_output()?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(!err.contains("failed"), "retries should have covered the outage: {err}");
+    assert!(
+        !err.contains("failed"),
+        "retries should have covered the outage: {err}"
+    );
     assert_eq!(job.output()?, job.expected);
     run_ok(&["checkpoints", "verify", "--store", &store])?;
     Ok(())
@@ -188,7 +206,9 @@ fn the_same_job_started_twice_on_one_store_stops_one_of_them() -> Result<()> {
     assert_eq!(lost.len(), 1, "exactly one must stop");
     let err = String::from_utf8_lossy(&lost[0].stderr);
     assert!(
-        err.contains("changed under us") && err.contains("another job is checkpointing"),
+        err.contains("changed under us")
+            && err.contains("another job is checkpointing")
+            && err.contains("stop the other `cairn run`"),
         "{err}"
     );
     run_ok(&["checkpoints", "verify", "--store", &store])?;
@@ -208,7 +228,16 @@ fn sigkill_at_random_moments_with_an_s3_store_gives_identical_output() -> Result
         &|name| server.url(name, ""),
         &["--plugin", counter.to_str().unwrap_or_default()],
         &input,
-        &["--checkpoint-every", "1000", "--batch-size", "8", "--full-every", "4", "--max-retained", "2"],
+        &[
+            "--checkpoint-every",
+            "1000",
+            "--batch-size",
+            "8",
+            "--full-every",
+            "4",
+            "--max-retained",
+            "2",
+        ],
         kills,
         kills / 3,
     )?;
@@ -221,10 +250,9 @@ fn checkpoints_copy_file_to_s3_to_file_round_trips_byte_for_byte() -> Result<()>
     let server = S3Server::start()?;
     let job = Job::new(50_000)?;
     let first = format!("file:{}", job.dir.path().join("first").display());
-    let out = run_ok(&strs(&job.args(
-        &first,
-        &["--checkpoint-every", "10000", "--max-retained", "10"],
-    )))?;
+    let out = run_ok(&strs(
+        &job.args(&first, &["--checkpoint-every", "10000", "--max-retained", "10"]),
+    ))?;
     assert!(out.status.success());
     let s3 = server.url("copied", "");
     run_ok(&["checkpoints", "copy", "--from", &first, "--to", &s3])?;
@@ -233,7 +261,12 @@ fn checkpoints_copy_file_to_s3_to_file_round_trips_byte_for_byte() -> Result<()>
     let files = |d: &str| -> Result<Vec<(String, Vec<u8>)>> {
         let mut v: Vec<_> = fs::read_dir(job.dir.path().join(d))?
             .flatten()
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).unwrap_or_default()))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read(e.path()).unwrap_or_default(),
+                )
+            })
             .collect();
         v.sort();
         Ok(v)

@@ -99,6 +99,12 @@ fn checkpoint(c: &CheckpointError) -> Option<String> {
         CheckpointError::NotFound { store, .. } => {
             format!("`cairn checkpoints list --store {store}` shows the checkpoints there")
         }
+        CheckpointError::Store(cairn::store::StoreError::Conflict { store, .. }) => {
+            format!(
+                "stop the other `cairn run` with --store {store}, or give this job its own --store \
+                 (another prefix); `cairn checkpoints list --store {store}` shows what the other job committed"
+            )
+        }
         CheckpointError::Damaged { store, .. } => {
             format!(
                 "`cairn checkpoints verify --store {store}` checks them all; --restore-from <id> picks another"
@@ -124,5 +130,12 @@ mod tests {
             .context("opening the store");
         assert!(hint(&e).is_some_and(|h| h.contains("--encryption-key-env")));
         assert!(hint(&anyhow::anyhow!("plain")).is_none());
+        let e = anyhow::Error::new(JobError::Checkpoint(CheckpointError::Store(
+            cairn::store::StoreError::Conflict {
+                store: "s3://b/p".into(),
+                message: "refused".into(),
+            },
+        )));
+        assert!(hint(&e).is_some_and(|h| h.contains("--store s3://b/p") && h.contains("own --store")));
     }
 }

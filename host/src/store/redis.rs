@@ -138,7 +138,10 @@ impl CheckpointStore for RedisStore {
 
     fn publish(&mut self, id: CheckpointId) -> Result<(), StoreError> {
         self.with(&format!("pointing latest at checkpoint {id}"), |c, p| {
-            redis::cmd("SET").arg(format!("{p}:latest")).arg(id).query::<()>(c)
+            redis::cmd("SET")
+                .arg(format!("{p}:latest"))
+                .arg(id)
+                .query::<()>(c)
         })
     }
 

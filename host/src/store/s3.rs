@@ -4,8 +4,8 @@ use std::time::Duration;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
-    UpdateVersion, WriteMultipart,
+    BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, UpdateVersion,
+    WriteMultipart,
 };
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
@@ -28,6 +28,9 @@ struct Manifest {
     /// id → object name (relative to the prefix).
     checkpoints: BTreeMap<CheckpointId, String>,
 }
+
+/// An object's bytes and its ETag.
+type Versioned = (Vec<u8>, Option<String>);
 
 /// Where [`S3Store`] connects and how it writes.
 #[derive(Debug, Clone)]
@@ -63,6 +66,7 @@ pub struct S3Store {
     url: String,
     prefix: String,
     part_size: usize,
+    retry_timeout: Duration,
     /// This handle's writer name, in the objects it writes.
     writer: String,
     /// The manifest as this handle last read or wrote it, and its ETag.
@@ -112,7 +116,10 @@ impl S3Store {
                 max_retries: if retry_timeout.is_zero() { 0 } else { 16 },
                 retry_timeout,
             })
-            .with_config(AmazonS3ConfigKey::Client(object_store::ClientConfigKey::Timeout), "30s")
+            .with_config(
+                AmazonS3ConfigKey::Client(object_store::ClientConfigKey::Timeout),
+                "30s",
+            )
             .with_config(
                 AmazonS3ConfigKey::Client(object_store::ClientConfigKey::ConnectTimeout),
                 "5s",
@@ -143,6 +150,7 @@ impl S3Store {
             url,
             prefix: options.prefix.trim_matches('/').to_string(),
             part_size: options.part_size.max(MIN_PART_SIZE),
+            retry_timeout,
             writer: hex::encode(id),
             manifest: Manifest::default(),
             etag: None,
@@ -152,6 +160,32 @@ impl S3Store {
         s.manifest = manifest;
         s.etag = etag;
         Ok(s)
+    }
+
+    /// Run `op` again, with backoff, while it fails on the way to or from the server (a
+    /// refused connection, a reset, a timeout), until the retry timeout. object_store retries
+    /// idempotent requests itself; this also covers the conditional puts, which are safe to
+    /// repeat here: a checkpoint object's name is this writer's alone (so "already exists" on
+    /// a repeat means the earlier attempt landed), and a manifest put that landed is recognised
+    /// as our own (`write_manifest`).
+    async fn again<T, Fut>(&self, mut op: impl FnMut(u32) -> Fut) -> object_store::Result<T>
+    where
+        Fut: std::future::Future<Output = object_store::Result<T>>,
+    {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(100);
+        let mut attempt = 0;
+        loop {
+            match op(attempt).await {
+                Err(e) if on_the_wire(&e) && started.elapsed() + pause < self.retry_timeout => {
+                    tracing::debug!(store = %self.url, "retrying in {pause:?}: {e}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(4));
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
     }
 
     fn path(&self, name: &str) -> Path {
@@ -182,13 +216,16 @@ impl S3Store {
     }
 
     /// An object's bytes and ETag, or `None` if it does not exist.
-    fn read(&self, name: &str) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
+    fn read(&self, name: &str) -> Result<Option<Versioned>, StoreError> {
         let path = self.path(name);
         self.runtime.block_on(async {
             match self.store.get(&path).await {
                 Ok(r) => {
                     let etag = r.meta.e_tag.clone();
-                    let bytes = r.bytes().await.map_err(|e| self.err(format!("reading {path}"), e))?;
+                    let bytes = r
+                        .bytes()
+                        .await
+                        .map_err(|e| self.err(format!("reading {path}"), e))?;
                     Ok(Some((bytes.to_vec(), etag)))
                 }
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -224,14 +261,14 @@ impl S3Store {
             }),
             None => PutMode::Create,
         };
-        let result = self.runtime.block_on(self.store.put_opts(
-            &path,
-            PutPayload::from(body),
-            PutOptions {
-                mode,
+        let body = bytes::Bytes::from(body);
+        let result = self.runtime.block_on(self.again(|_| {
+            let opts = PutOptions {
+                mode: mode.clone(),
                 ..Default::default()
-            },
-        ));
+            };
+            self.store.put_opts(&path, PutPayload::from(body.clone()), opts)
+        }));
         match result {
             Ok(r) => {
                 self.manifest = next;
@@ -262,6 +299,18 @@ impl S3Store {
     }
 }
 
+/// Whether `e` failed on the way to or from the server (not an answer of the server).
+fn on_the_wire(e: &object_store::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<object_store::client::HttpError>().is_some() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 impl CheckpointStore for S3Store {
     fn describe(&self) -> String {
         self.url.clone()
@@ -271,26 +320,33 @@ impl CheckpointStore for S3Store {
         let name = format!("ckpt-{id:020}-{}.cairn", self.writer);
         let path = self.path(&name);
         let action = format!("writing checkpoint {id} to {path}");
-        let result = self.runtime.block_on(async {
-            if bytes.len() <= self.part_size {
-                let opts = PutOptions {
-                    mode: PutMode::Create,
-                    ..Default::default()
-                };
-                self.store
-                    .put_opts(&path, PutPayload::from(bytes.to_vec()), opts)
-                    .await
-                    .map(|_| ())
-            } else {
-                let upload = self.store.put_multipart(&path).await?;
-                let mut w = WriteMultipart::new_with_chunk_size(upload, self.part_size);
-                for chunk in bytes.chunks(self.part_size) {
-                    w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-                    w.write(chunk);
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        let (store, part_size) = (&self.store, self.part_size);
+        let result = self.runtime.block_on(self.again(|attempt| {
+            let body = body.clone();
+            let path = &path;
+            async move {
+                if body.len() <= part_size {
+                    let opts = PutOptions {
+                        mode: PutMode::Create,
+                        ..Default::default()
+                    };
+                    match store.put_opts(path, PutPayload::from(body), opts).await {
+                        // An earlier attempt landed; only its answer was lost.
+                        Err(object_store::Error::AlreadyExists { .. }) if attempt > 0 => Ok(()),
+                        r => r.map(|_| ()),
+                    }
+                } else {
+                    let upload = store.put_multipart(path).await?;
+                    let mut w = WriteMultipart::new_with_chunk_size(upload, part_size);
+                    for chunk in body.chunks(part_size) {
+                        w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                        w.put(body.slice_ref(chunk));
+                    }
+                    w.finish().await.map(|_| ())
                 }
-                w.finish().await.map(|_| ())
             }
-        });
+        }));
         result.map_err(|e| self.err(action, e))?;
         self.pending.insert(id, name);
         Ok(())
@@ -344,7 +400,7 @@ impl CheckpointStore for S3Store {
         self.write_manifest(next, &format!("deleting checkpoint {id}"))?;
         // Unnamed now; a failure here only leaves an object nothing refers to.
         let path = self.path(&name);
-        match self.runtime.block_on(self.store.delete(&path)) {
+        match self.runtime.block_on(self.again(|_| self.store.delete(&path))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(format!("deleting {path}"), e)),
         }
@@ -356,8 +412,9 @@ impl CheckpointStore for S3Store {
 
     fn put_meta(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.path(&format!("meta-{name}"));
+        let body = bytes::Bytes::copy_from_slice(bytes);
         self.runtime
-            .block_on(self.store.put(&path, PutPayload::from(bytes.to_vec())))
+            .block_on(self.again(|_| self.store.put(&path, PutPayload::from(body.clone()))))
             .map(|_| ())
             .map_err(|e| self.err(format!("writing {path}"), e))
     }

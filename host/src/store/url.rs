@@ -112,7 +112,9 @@ impl std::str::FromStr for StoreUrl {
             let mut part_size = None;
             for pair in query.split('&').filter(|p| !p.is_empty()) {
                 let Some((k, v)) = pair.split_once('=') else {
-                    return Err(bad(&format!("query parameter {pair:?} needs a value (name=value)")));
+                    return Err(bad(&format!(
+                        "query parameter {pair:?} needs a value (name=value)"
+                    )));
                 };
                 if k == "part_size" {
                     let n = v.parse::<usize>().ok().filter(|&n| n >= 5 << 20).ok_or_else(|| {
