@@ -221,8 +221,17 @@ pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
                 // The payload is checksummed or authenticated: the groups are taken as written.
                 for g in o.groups {
                     let _ = g.group;
-                    state.sets.extend(g.delta.sets);
-                    state.deletes.extend(g.delta.deletes);
+                    // Most checkpoints have one group (or one large one): move it, not copy it.
+                    if state.sets.is_empty() {
+                        state.sets = g.delta.sets;
+                    } else {
+                        state.sets.extend(g.delta.sets);
+                    }
+                    if state.deletes.is_empty() {
+                        state.deletes = g.delta.deletes;
+                    } else {
+                        state.deletes.extend(g.delta.deletes);
+                    }
                 }
                 operators.push(OperatorSnapshot {
                     name: o.name,

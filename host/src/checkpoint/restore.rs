@@ -75,18 +75,6 @@ pub fn read_checkpoint(
     Ok((h, d, bytes.len()))
 }
 
-fn load_one(
-    store: &dyn CheckpointStore,
-    codec: &Codec,
-    id: CheckpointId,
-) -> Result<(Header, CheckpointData), Damage> {
-    match store.get(id) {
-        Ok(Some(bytes)) => codec.decode(id, &bytes),
-        Ok(None) => Err(Damage::MissingParent { missing: id }),
-        Err(e) => Err(Damage::BrokenChain(e.to_string())),
-    }
-}
-
 /// Restore checkpoint `id` by applying its chain.
 pub fn load_chain(
     store: &dyn CheckpointStore,
@@ -102,14 +90,19 @@ pub fn load_chain(
     let mut links: Vec<(Header, CheckpointData)> = Vec::new();
     let mut cur = id;
     loop {
-        let loaded = match store.get(cur)? {
-            None if cur == id => {
+        // One read per link: a store error on the newest is the caller's error, on a parent
+        // it damages the chain.
+        let loaded = match store.get(cur) {
+            Ok(None) if cur == id => {
                 return Err(CheckpointError::NotFound {
                     store: store.describe(),
                     id,
                 });
             }
-            _ => load_one(store, codec, cur),
+            Err(e) if cur == id => return Err(e.into()),
+            Ok(Some(bytes)) => codec.decode(cur, &bytes),
+            Ok(None) => Err(Damage::MissingParent { missing: cur }),
+            Err(e) => Err(Damage::BrokenChain(e.to_string())),
         };
         let (h, d) = match loaded {
             Ok(x) => x,

@@ -76,7 +76,7 @@ impl<'de> Deserialize<'de> for ValueDe {
 
 /// Values as byte strings (one copy) rather than sequences of numbers.
 mod entries {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
     use serde_bytes::Bytes;
 
     use super::{Key, KeyDe, Value, ValueDe};
@@ -85,9 +85,23 @@ mod entries {
         s.collect_seq(sets.iter().map(|(k, v)| (&**k, Bytes::new(v))))
     }
 
+    /// Straight into the final vector (no intermediate one to convert).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Key, Value)>, D::Error> {
-        let v = Vec::<(KeyDe, ValueDe)>::deserialize(d)?;
-        Ok(v.into_iter().map(|(k, v)| (k.0, v.0)).collect())
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<(Key, Value)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sequence of (key, value) entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 24));
+                while let Some((k, v)) = seq.next_element::<(KeyDe, ValueDe)>()? {
+                    out.push((k.0, v.0));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
     }
 }
 

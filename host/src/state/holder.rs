@@ -57,8 +57,9 @@ struct Slot {
     value: Option<Value>,
     /// Changed since the last checkpoint (then the key is in `changed` exactly once).
     dirty: bool,
-    /// The batch whose undo log already holds this key's previous entry.
-    epoch: u64,
+    /// The batch whose undo log already holds this key's previous entry (32 bits keep a slot
+    /// at 32 bytes; `begin` resets them all before the counter would wrap).
+    epoch: u32,
 }
 
 /// What a key was before the open batch first wrote it: `None` when it had no entry at all.
@@ -70,7 +71,7 @@ struct Undo {
 
 #[derive(Debug, Clone, Copy)]
 struct Txn {
-    epoch: u64,
+    epoch: u32,
     changed_len: usize,
 }
 
@@ -99,7 +100,7 @@ pub struct StateHolder {
     changed: Vec<Key>,
     undo: Vec<Undo>,
     txn: Option<Txn>,
-    last_epoch: u64,
+    last_epoch: u32,
     quotas: StateQuotas,
 }
 
@@ -293,6 +294,13 @@ impl StateHolder {
     /// Open a batch transaction. Nested calls keep the outer one.
     pub fn begin(&mut self) {
         if self.txn.is_none() {
+            if self.last_epoch == u32::MAX {
+                // Once per 4 billion batches: no slot may keep a number the next ones reuse.
+                for slot in self.slots.values_mut() {
+                    slot.epoch = 0;
+                }
+                self.last_epoch = 0;
+            }
             self.last_epoch += 1;
             self.txn = Some(Txn {
                 epoch: self.last_epoch,
@@ -422,15 +430,23 @@ impl StateHolder {
             if key.starts_with('!') {
                 self.host_keys.insert(key.clone());
             }
-            let slot = Slot {
-                value: Some(value),
-                dirty: false,
-                epoch: 0,
-            };
-            // One hash per entry: insert, then fix up if the key was there.
-            let k = key.clone();
-            if let Some(Slot { value: Some(old), .. }) = self.slots.insert(key, slot) {
-                usage.sub(&k, old.len());
+            // One hash per entry.
+            match self.slots.entry(key) {
+                hashbrown::hash_map::Entry::Occupied(mut e) => {
+                    if let Some(old) = e.get_mut().value.replace(value) {
+                        usage.sub(e.key(), old.len());
+                    }
+                    let slot = e.get_mut();
+                    slot.dirty = false;
+                    slot.epoch = 0;
+                }
+                hashbrown::hash_map::Entry::Vacant(e) => {
+                    e.insert(Slot {
+                        value: Some(value),
+                        dirty: false,
+                        epoch: 0,
+                    });
+                }
             }
         }
         self.usage = usage;
