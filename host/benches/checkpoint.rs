@@ -13,6 +13,10 @@ use cairn::store::{CheckpointStore, FileStore, MemoryStore};
 use cairn::{Engine, Event, Plugin};
 use criterion::{Criterion, criterion_group};
 
+/// As in the `cairn` binary.
+#[global_allocator]
+static ALLOC: cairn::alloc::HugePages = cairn::alloc::HugePages;
+
 const KEYS: usize = 1_000_000;
 const DIRTY: usize = KEYS / 100;
 

@@ -2,6 +2,10 @@
 
 mod cli;
 
+/// Large blocks (a big state's hash table) on transparent huge pages: `cairn::alloc`.
+#[global_allocator]
+static ALLOC: cairn::alloc::HugePages = cairn::alloc::HugePages;
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }
