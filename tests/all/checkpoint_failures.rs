@@ -77,6 +77,7 @@ fn job(store: &Flaky, input: &std::path::Path, output: &std::path::Path, every: 
         stop: Arc::new(AtomicBool::new(false)),
         on_error: ErrorPolicy::Fail,
         input_limits: Default::default(),
+        keep_open: false,
     })
 }
 

@@ -319,9 +319,10 @@ fn cairn_new_scaffolds_a_plugin_that_tests_builds_and_runs() -> Result<()> {
     Ok(())
 }
 
-/// Run `plugin` (a counter) over the first part of `input` with a file store, then over the
-/// whole of it: the second run resumes from the first's checkpoint, and the output is exactly
-/// the counts of the whole input.
+/// Run `plugin` (a counter) over the first part of `input` with a file store and `--keep-open`,
+/// then over the whole of it: the second run resumes from the first's checkpoint, and the output
+/// is exactly the counts of the whole input. Without `--keep-open`, the first run closes event
+/// time and a store so closed refuses the grown input, saying what to do.
 fn assert_resumes_from_checkpoints(plugin: &Path, input: &str) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (inp, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
@@ -337,9 +338,20 @@ fn assert_resumes_from_checkpoints(plugin: &Path, input: &str) -> Result<()> {
         "--batch-size",
         "64",
     ];
-    run_ok(&strs(&run_args(plugin, &inp, &out, &extra)))?;
+    let closed = format!("file:{}", dir.path().join("closed").display());
+    let closed_extra = ["--store", closed.as_str(), "--batch-size", "64"];
+    let closed_out = dir.path().join("closed-out.jsonl");
+    run_ok(&strs(&run_args(plugin, &inp, &closed_out, &closed_extra)))?;
+    let open_extra = [&extra[..], &["--keep-open"]].concat();
+    run_ok(&strs(&run_args(plugin, &inp, &out, &open_extra)))?;
     fs::write(&inp, input)?;
     run_ok(&strs(&run_args(plugin, &inp, &out, &extra)))?;
+    let refused = run_cairn(&strs(&run_args(plugin, &inp, &closed_out, &closed_extra)), b"")?;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("closed event time") && err.contains("--keep-open"),
+        "{err}"
+    );
     assert_eq!(
         fs::read_to_string(&out)?,
         expected_counts(input)?,

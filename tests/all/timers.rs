@@ -7,12 +7,13 @@ use std::fs;
 use anyhow::Result;
 use cairn_sdk::testing::Harness;
 use cairn_sdk::{Event, Operator};
-use cairn_tests::{plugin, run_args, run_cairn, sigkill_exactly_once, strs};
+use cairn_tests::{plugin, run_args, run_cairn, run_ok, sigkill_exactly_once, strs};
 use serde_json::{Value, json};
 
-use crate::operators::{random_events, run_plugin, serial};
+use crate::operators::{random_events, run_plugin, serial, to_jsonl};
 
-/// `events` through the operator natively, fed in batches of `batch` as `cairn run` feeds them.
+/// `events` through the operator natively, fed in batches of `batch` as `cairn run` feeds them,
+/// then the final watermark a bounded input ends with.
 fn natively<O: Operator>(
     config: &Value,
     events: &[(String, i64, Value)],
@@ -29,6 +30,10 @@ fn natively<O: Operator>(
         for e in h.feed(evs).map_err(|e| anyhow::anyhow!("{e}"))? {
             out.push((e.key.clone(), e.ts, serde_json::from_slice(&e.value)?));
         }
+    }
+    // The end of a bounded input ends event time.
+    for e in h.watermark(i64::MAX).map_err(|e| anyhow::anyhow!("{e}"))? {
+        out.push((e.key.clone(), e.ts, serde_json::from_slice(&e.value)?));
     }
     Ok(out)
 }
@@ -167,6 +172,94 @@ fn a_job_resumes_only_with_the_batch_size_it_was_checkpointed_with() -> Result<(
     assert!(
         run(None)?.status.success(),
         "without --batch-size the checkpoint's is used"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_end_of_the_input_closes_every_window_unless_kept_open() -> Result<()> {
+    let _serial = serial();
+    let events = random_events(6_000, 20, 300, 5, |r, _| json!({"x": r.below(10)}));
+    let cfg = json!({"field": "x", "size_ms": 1000, "slide_ms": 1000, "out_of_order_ms": 400}).to_string();
+    let dir = tempfile::tempdir()?;
+    let p = |name: &str| dir.path().join(name);
+    let store = |name: &str| format!("file:{}", p(name).display());
+    let (whole, half) = (to_jsonl(&events), to_jsonl(&events[..3_000]));
+    fs::write(p("whole.jsonl"), &whole)?;
+    fs::write(p("half.jsonl"), &half)?;
+    let window = plugin("window");
+    let run = |input: &str, output: &str, st: &str, extra: &[&str]| -> Result<String> {
+        let s = store(st);
+        let mut args = vec![
+            "--config",
+            cfg.as_str(),
+            "--batch-size",
+            "50",
+            "--store",
+            s.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        run_ok(&strs(&run_args(&window, &p(input), &p(output), &args)))?;
+        Ok(fs::read_to_string(p(output))?)
+    };
+    // Closed: every window of the input is emitted, the last ones by the final watermark.
+    let closed = run("half.jsonl", "closed.jsonl", "closed", &[])?;
+    let open = run("half.jsonl", "open.jsonl", "open", &["--keep-open"])?;
+    assert!(
+        closed.starts_with(&open) && closed.len() > open.len(),
+        "kept open, the last windows wait ({} vs {} bytes)",
+        open.len(),
+        closed.len()
+    );
+    let windows_of = |text: &str| -> Result<std::collections::BTreeSet<(String, i64)>> {
+        text.lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l)?;
+                Ok((
+                    v["key"].as_str().unwrap_or_default().to_string(),
+                    v["value"]["start"].as_i64().unwrap_or(-1),
+                ))
+            })
+            .collect()
+    };
+    let mut expected = std::collections::BTreeSet::new();
+    for (k, ts, _) in &events[..3_000] {
+        expected.insert((k.clone(), ts.div_euclid(1000) * 1000));
+    }
+    assert_eq!(
+        windows_of(&closed)?,
+        expected,
+        "closed: one output per window of the input"
+    );
+    // An input kept open grows and the job resumes over it, then ends: the same output as one
+    // closed run over the whole input.
+    let mut grown = fs::OpenOptions::new().append(true).open(p("half.jsonl"))?;
+    std::io::Write::write_all(&mut grown, whole[half.len()..].as_bytes())?;
+    let resumed = run("half.jsonl", "open.jsonl", "open", &[])?;
+    let once = run("whole.jsonl", "once.jsonl", "once", &[])?;
+    assert_eq!(resumed, once);
+    // The closed store refuses the grown input.
+    let s = store("closed");
+    let refused = run_cairn(
+        &strs(&run_args(
+            &window,
+            &p("half.jsonl"),
+            &p("closed.jsonl"),
+            &[
+                "--config",
+                cfg.as_str(),
+                "--batch-size",
+                "50",
+                "--store",
+                s.as_str(),
+            ],
+        )),
+        b"",
+    )?;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("closed event time"),
+        "{err}"
     );
     Ok(())
 }

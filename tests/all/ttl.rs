@@ -90,7 +90,15 @@ fn the_counter_with_a_ttl_matches_the_model_and_expired_state_leaves_checkpoints
             &plugin("counter"),
             &input,
             &output,
-            &["--batch-size", &b, "--state-ttl", &t, "--store", &store],
+            &[
+                "--batch-size",
+                &b,
+                "--state-ttl",
+                &t,
+                "--store",
+                &store,
+                "--keep-open",
+            ],
         )))?;
         let got = counts(&fs::read_to_string(&output)?)?;
         let want = model(&evs, batch, ttl);
@@ -125,6 +133,31 @@ fn the_counter_with_a_ttl_matches_the_model_and_expired_state_leaves_checkpoints
             expired,
             (restarts - live_keys) as u64,
             "seed {seed}: expired keys in the checkpoint"
+        );
+        // Without --keep-open the input's end ends event time: every count expires.
+        let closed = format!("file:{}", dir.path().join(format!("closed-{seed}")).display());
+        let closed_out = dir.path().join(format!("closed-out-{seed}.jsonl"));
+        run_ok(&strs(&run_args(
+            &plugin("counter"),
+            &input,
+            &closed_out,
+            &["--batch-size", &b, "--state-ttl", &t, "--store", &closed],
+        )))?;
+        assert_eq!(
+            fs::read(&closed_out)?,
+            fs::read(&output)?,
+            "the counts are the same"
+        );
+        let show = run_ok(&["checkpoints", "show", "latest", "--store", &closed, "--json"])?;
+        let doc: Value = serde_json::from_slice(&show.stdout)?;
+        assert_eq!(doc["host"]["watermark"], i64::MAX);
+        assert!(
+            !String::from_utf8_lossy(&show.stdout).contains("/count\""),
+            "seed {seed}: no count outlives the end of event time"
+        );
+        assert_eq!(
+            doc["operators"][0]["expired_keys"].as_u64(),
+            Some(restarts as u64)
         );
     }
     Ok(())

@@ -44,6 +44,11 @@ fn for_cause(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
                         .into()
                 }
                 Mismatch::Source { .. } => "use a new --store for this input".into(),
+                Mismatch::Closed { .. } => {
+                    "run an input that grows with --keep-open; for this one, use a new --store to start over, \
+                     or --restore-from an earlier checkpoint"
+                        .into()
+                }
                 Mismatch::BatchSize { then, .. } => {
                     format!(
                         "resume with --batch-size {then} (or batch_size = {then} in the pipeline file), or use a new --store to start over"

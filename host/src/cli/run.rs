@@ -39,6 +39,11 @@ pub struct RunArgs {
     /// The job's name, recorded in its checkpoints [default: the pipeline's name, or "default"].
     #[arg(long)]
     name: Option<String>,
+    /// At the end of the input, keep event time open (windows stay open, timers unfired), for an
+    /// input that will grow and be resumed. Without it the job ends with a final watermark that
+    /// closes every window, and its store refuses to resume over an input that grew.
+    #[arg(long)]
+    keep_open: bool,
     #[command(flatten)]
     checkpoint: CheckpointArgs,
     #[command(flatten)]
@@ -104,7 +109,8 @@ impl LimitArgs {
 #[derive(Debug, Args)]
 pub struct CheckpointArgs {
     /// Keep checkpoints here and resume from them: memory:, file:<dir>, rocksdb:<dir>,
-    /// redis://<host>:<port>[/<db>][?prefix=<p>&ttl=<secs>]. Without it a run keeps no checkpoints.
+    /// redis://<host>:<port>[/<db>][?prefix=<p>&ttl=<secs>], s3://<bucket>[/<prefix>][?...].
+    /// Without it a run keeps no checkpoints.
     #[arg(long)]
     store: Option<String>,
     #[command(flatten)]
@@ -228,6 +234,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         stop,
         on_error,
         input_limits,
+        keep_open: args.keep_open,
     };
     let report = run_job(spec)?;
     let last = report.checkpoints.last().map(|c| c.id);

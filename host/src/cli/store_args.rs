@@ -6,7 +6,7 @@ use clap::Args;
 /// A checkpoint store and its key.
 #[derive(Debug, Args, Clone)]
 pub struct StoreArgs {
-    /// The store: memory:, file:<dir>, rocksdb:<dir>, redis://<host>:<port>[/<db>][?prefix=<p>&ttl=<secs>].
+    /// The store: memory:, file:<dir>, rocksdb:<dir>, redis://<host>:<port>[/<db>][?prefix=<p>&ttl=<secs>], s3://<bucket>[/<prefix>][?...].
     #[arg(long)]
     pub store: String,
     #[command(flatten)]

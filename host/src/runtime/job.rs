@@ -76,6 +76,22 @@ pub enum Mismatch {
         /// The kind of source that wrote the position.
         kind: String,
     },
+    /// The job ended its event time at the end of its input, and the input grew since.
+    #[error(
+        "checkpoint {checkpoint} closed event time at the end of {input:?} (byte {offset}), but the input \
+         now has {len} bytes: windows and timers were already closed, so the events after it cannot be \
+         processed as part of the same job"
+    )]
+    Closed {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// The input.
+        input: String,
+        /// Where the job ended.
+        offset: u64,
+        /// The input's length now.
+        len: u64,
+    },
     /// The batch size changed (results depend on batch boundaries).
     #[error(
         "checkpoint {checkpoint} was taken reading batches of {then} events, this run reads batches of {now}; \
@@ -169,7 +185,14 @@ pub struct JobSpec {
     pub on_error: ErrorPolicy,
     /// Bounds on input lines.
     pub input_limits: InputLimits,
+    /// At the end of the input, leave event time where the events put it (for an input that
+    /// will grow and be resumed). By default the job ends with a final watermark of
+    /// [`FINAL_WATERMARK`], so every timer fires and every open window closes and is emitted.
+    pub keep_open: bool,
 }
+
+/// The watermark a bounded input ends with (unless kept open): the end of event time.
+pub const FINAL_WATERMARK: i64 = i64::MAX;
 
 /// What a job did.
 #[derive(Debug, Clone, Default)]
@@ -321,6 +344,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         stop,
         on_error,
         input_limits,
+        keep_open,
     } = spec;
     let mut report = JobReport::default();
     let accept = checkpoint.as_ref().is_some_and(|c| c.accept_plugin_change);
@@ -382,6 +406,19 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                     input,
                     at.offset
                 );
+            }
+            if h.watermark == Some(FINAL_WATERMARK)
+                && let Ok(meta) = std::fs::metadata(&input)
+                && meta.is_file()
+                && meta.len() > at.offset
+            {
+                return Err(Mismatch::Closed {
+                    checkpoint: r.id,
+                    input: input.clone(),
+                    offset: at.offset,
+                    len: meta.len(),
+                }
+                .into());
             }
             tracing::info!(
                 checkpoint = r.id,
@@ -458,6 +495,23 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             // The bad line is not consumed: a fixed input resumes exactly there.
             live.finish(&mut ckpt, live.position())?;
             return Err(RunError::from(e).into());
+        }
+        if at_end && !keep_open && live.stats.watermark != Some(FINAL_WATERMARK) {
+            // The input is closed: end event time, in one transaction, before the final
+            // checkpoint (a run killed during it redoes it from the checkpoint before).
+            let out = match live.pipeline.step(&Batch::new(), Some(FINAL_WATERMARK)) {
+                Ok(out) => out,
+                Err(e) => {
+                    // Rolled back: checkpoint the input's end with event time still open.
+                    live.finish(&mut ckpt, live.position())?;
+                    return Err(RunError::Operator(e).into());
+                }
+            };
+            for e in &out {
+                live.sink.write_event(e).map_err(RunError::from)?;
+            }
+            live.stats.events_out += out.len() as u64;
+            live.stats.watermark = Some(FINAL_WATERMARK);
         }
         if at_end || stop.load(Ordering::Relaxed) {
             report.stopped = !at_end;

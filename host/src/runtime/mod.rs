@@ -10,8 +10,8 @@ mod source;
 mod spec;
 
 pub use job::{
-    CheckpointSpec, DEFAULT_BATCH_SIZE, ErrorPolicy, JobError, JobReport, JobSpec, Mismatch, Triggers,
-    run_job,
+    CheckpointSpec, DEFAULT_BATCH_SIZE, ErrorPolicy, FINAL_WATERMARK, JobError, JobReport, JobSpec, Mismatch,
+    Triggers, run_job,
 };
 pub use jsonl::{encode_event, parse_line};
 pub use pipeline::Pipeline;

@@ -22,11 +22,17 @@ pub enum RunError {
 pub struct RunOptions {
     /// Events per `process` call.
     pub batch_size: usize,
+    /// At the end of the input, leave event time open instead of ending it with a final
+    /// watermark (`FINAL_WATERMARK`) that fires every timer and closes every window.
+    pub keep_open: bool,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { batch_size: 256 }
+        Self {
+            batch_size: 256,
+            keep_open: false,
+        }
     }
 }
 
@@ -44,7 +50,8 @@ pub struct RunStats {
 }
 
 /// Read every event of `source`, run it through `pipeline` in batches and write the results
-/// to `sink`. After each batch the watermark (the highest ts seen) is advanced if it moved.
+/// to `sink`. After each batch the watermark (the highest ts seen) is advanced if it moved; at
+/// the end of the input, event time ends (unless `keep_open`).
 ///
 /// A malformed line stops the run with an error naming the line, after the events before it
 /// were processed and written: nothing is lost and nothing is written past the last good event.
@@ -67,6 +74,14 @@ pub fn run(
             return Err(e.into());
         }
         if done {
+            if !options.keep_open && stats.watermark != Some(super::FINAL_WATERMARK) {
+                let out = pipeline.step(&Batch::new(), Some(super::FINAL_WATERMARK))?;
+                for e in &out {
+                    sink.write_event(e)?;
+                }
+                stats.events_out += out.len() as u64;
+                stats.watermark = Some(super::FINAL_WATERMARK);
+            }
             sink.flush()?;
             return Ok(stats);
         }
