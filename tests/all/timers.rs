@@ -234,7 +234,7 @@ fn the_end_of_the_input_closes_every_window_unless_kept_open() -> Result<()> {
     // An input kept open grows and the job resumes over it, then ends: the same output as one
     // closed run over the whole input.
     let mut grown = fs::OpenOptions::new().append(true).open(p("half.jsonl"))?;
-    std::io::Write::write_all(&mut grown, whole[half.len()..].as_bytes())?;
+    std::io::Write::write_all(&mut grown, &whole.as_bytes()[half.len()..])?;
     let resumed = run("half.jsonl", "open.jsonl", "open", &[])?;
     let once = run("whole.jsonl", "once.jsonl", "once", &[])?;
     assert_eq!(resumed, once);
