@@ -10,6 +10,7 @@ mod checkpoint_props;
 mod component_cache;
 mod exactly_once;
 mod library_and_cli;
+mod operability;
 mod operators;
 mod pipelines;
 mod s3;

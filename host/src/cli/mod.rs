@@ -17,8 +17,21 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about)]
 struct Cli {
+    /// How the log (stderr) is written: `text` for people, `json` (one object per line, the
+    /// same fields) for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The log's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,14 +73,18 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_ansi(colour)
+    let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Text => log.with_ansi(colour).init(),
+        LogFormat::Json => log.json().flatten_event(true).init(),
+    }
+    let format = cli.log_format;
     let result = match cli.command {
-        Command::Run(args) => run::run(*args),
+        Command::Run(args) => run::run(*args, format),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Checkpoints(args) => checkpoints::checkpoints(args),
         Command::New(args) => new::new(args),
@@ -75,9 +92,18 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            if let Some(h) = hints::hint(&e) {
-                eprintln!("hint: {h}");
+            let hint = hints::hint(&e);
+            match format {
+                LogFormat::Text => {
+                    eprintln!("error: {e:#}");
+                    if let Some(h) = hint {
+                        eprintln!("hint: {h}");
+                    }
+                }
+                LogFormat::Json => eprintln!(
+                    "{}",
+                    serde_json::json!({"level": "ERROR", "error": format!("{e:#}"), "hint": hint})
+                ),
             }
             ExitCode::FAILURE
         }

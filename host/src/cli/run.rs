@@ -39,6 +39,9 @@ pub struct RunArgs {
     /// The job's name, recorded in its checkpoints [default: the pipeline's name, or "default"].
     #[arg(long)]
     name: Option<String>,
+    /// No summary line at the end.
+    #[arg(long, short)]
+    quiet: bool,
     /// At the end of the input, keep event time open (windows stay open, timers unfired), for an
     /// input that will grow and be resumed. Without it the job ends with a final watermark that
     /// closes every window, and its store refuses to resume over an input that grew.
@@ -180,7 +183,8 @@ fn checkpoint_spec(args: &CheckpointArgs) -> Result<Option<CheckpointSpec>> {
     }))
 }
 
-pub fn run(args: RunArgs) -> Result<ExitCode> {
+pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
     // First, so that a signal during start-up also ends in a clean stop.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -237,7 +241,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         keep_open: args.keep_open,
     };
     let report = run_job(spec)?;
-    let last = report.checkpoints.last().map(|c| c.id);
+    if !args.quiet {
+        let route = format!("{} -> {shown} -> {}", args.input, args.output);
+        eprintln!("{}", summary(&route, &report, started.elapsed(), format));
+    }
     if report.dead_lettered > 0 {
         tracing::warn!(
             "{} events failed and went to {}",
@@ -245,22 +252,47 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             args.dead_letter.as_deref().unwrap_or("the dead-letter file")
         );
     }
-    tracing::info!(
-        events_in = report.stats.events_in,
-        events_out = report.stats.events_out,
-        restored_from = report.restored_from,
-        checkpoints = report.checkpoints.len(),
-        last_checkpoint = last,
-        expired_keys = report.expired_keys,
-        "{} -> {} -> {}: {}",
-        args.input,
-        shown,
-        args.output,
-        if report.stopped {
-            "stopped on signal"
-        } else {
-            "done"
-        }
-    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The line a run ends with: events in and out, time, rate, checkpoints, final state, failures.
+fn summary(route: &str, r: &cairn::runtime::JobReport, wall: Duration, format: super::LogFormat) -> String {
+    use cairn::checkpoint::Kind;
+    let full = r.checkpoints.iter().filter(|c| c.kind == Kind::Full).count();
+    let delta = r.checkpoints.len() - full;
+    let secs = wall.as_secs_f64();
+    // This run's events (a resumed job's counters include the runs before).
+    let events = r.stats.events_in - r.events_in_at_start;
+    let rate = if secs > 0.0 { events as f64 / secs } else { 0.0 };
+    let failures = r.dead_lettered + r.checkpoint_failures;
+    match format {
+        super::LogFormat::Json => serde_json::json!({
+            "summary": {
+                "route": route,
+                "events_in": r.stats.events_in,
+                "events_out": r.stats.events_out,
+                "events_this_run": events,
+                "wall_s": secs,
+                "events_per_s": rate.round(),
+                "checkpoints_full": full,
+                "checkpoints_delta": delta,
+                "state_keys": r.state_keys,
+                "state_bytes": r.state_bytes,
+                "dead_lettered": r.dead_lettered,
+                "checkpoint_failures": r.checkpoint_failures,
+                "stopped": r.stopped,
+            }
+        })
+        .to_string(),
+        super::LogFormat::Text => format!(
+            "{route}: {} events in, {} out; {events} this run in {secs:.2} s ({:.0} events/s); \
+             checkpoints {full} full, {delta} delta; state {} keys, {} bytes; {failures} failures{}",
+            r.stats.events_in,
+            r.stats.events_out,
+            rate,
+            r.state_keys,
+            r.state_bytes,
+            if r.stopped { " (stopped on signal)" } else { "" }
+        ),
+    }
 }

@@ -211,6 +211,14 @@ pub struct JobReport {
     pub dead_lettered: u64,
     /// State entries expired by state TTL in this run, all operators together.
     pub expired_keys: u64,
+    /// Live state entries at the end, all operators together (timers apart).
+    pub state_keys: u64,
+    /// Their bytes (keys and values).
+    pub state_bytes: u64,
+    /// Checkpoints that failed (the store down, the disk full) in this run.
+    pub checkpoint_failures: u64,
+    /// `stats.events_in` when this run started (non-zero when it resumed).
+    pub events_in_at_start: u64,
 }
 
 fn short(d: &str) -> &str {
@@ -276,6 +284,7 @@ struct Ckpt {
     max_pause: Duration,
     /// The newest checkpoint attempt failed: what it covered is not saved anywhere.
     unsaved: bool,
+    failures: u64,
 }
 
 impl Ckpt {
@@ -288,7 +297,10 @@ impl Ckpt {
                 self.unsaved = false;
             }
             Some(Err(e @ CheckpointError::Store(StoreError::Conflict { .. }))) => return Err(e),
-            Some(Err(_)) => self.unsaved = true,
+            Some(Err(_)) => {
+                self.unsaved = true;
+                self.failures += 1;
+            }
             None => {}
         }
         Ok(())
@@ -362,6 +374,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 committed: Vec::new(),
                 max_pause: Duration::ZERO,
                 unsaved: false,
+                failures: 0,
             };
             (Some(ckpt), restored)
         }
@@ -460,6 +473,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     if let Some(c) = &mut ckpt {
         c.events_at_last = stats.events_in;
     }
+    report.events_in_at_start = stats.events_in;
     // A restored job's operators saw its watermark before the crash; they know it again.
     let mut pipeline = pipeline;
     pipeline.set_watermark(stats.watermark);
@@ -515,7 +529,10 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         }
         if at_end || stop.load(Ordering::Relaxed) {
             report.stopped = !at_end;
-            report.expired_keys = live.pipeline.operators().iter().map(|o| o.expired_keys()).sum();
+            let ops = live.pipeline.operators();
+            report.expired_keys = ops.iter().map(|o| o.expired_keys()).sum();
+            report.state_keys = ops.iter().map(|o| o.state().len() as u64).sum();
+            report.state_bytes = ops.iter().map(|o| o.state().bytes()).sum();
             live.finish(&mut ckpt, live.position())?;
             break;
         }
@@ -547,6 +564,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     report.stats = live.stats;
     if let Some(c) = ckpt {
         report.checkpoints = c.committed;
+        report.checkpoint_failures = c.failures;
         report.max_pause = c.max_pause;
     }
     Ok(report)

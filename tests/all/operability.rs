@@ -1,0 +1,75 @@
+//! What a run tells its operator: the summary line it ends with, the JSON log format.
+
+use std::fs;
+use std::process::Stdio;
+
+use anyhow::Result;
+use cairn_tests::{cairn, plugin, run_args, strs, synthetic_input};
+use serde_json::Value;
+
+#[test]
+fn a_run_ends_with_a_summary_and_logs_json_lines_when_asked() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let text = synthetic_input(20_000, 300, 0);
+    let (input, output) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    fs::write(&input, &text)?;
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let args = run_args(
+        &plugin("counter"),
+        &input,
+        &output,
+        &["--store", &store, "--checkpoint-every", "5000", "--keep-open"],
+    );
+    let out = cairn()
+        .env("CAIRN_LOG", "debug")
+        .arg("--log-format")
+        .arg("json")
+        .args(strs(&args))
+        .stderr(Stdio::piped())
+        .output()?;
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8(out.stderr)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert!(lines.len() >= 2, "log lines and the summary: {lines:?}");
+    let summary = lines
+        .iter()
+        .find_map(|l| l.get("summary"))
+        .expect("a summary object");
+    let out_lines = fs::read_to_string(&output)?.lines().count() as u64;
+    assert_eq!(summary["events_in"], 20_000);
+    assert_eq!(summary["events_out"].as_u64(), Some(out_lines));
+    assert_eq!(summary["state_keys"], 300);
+    assert_eq!(
+        summary["checkpoints_full"].as_u64().unwrap_or(0)
+            + summary["checkpoints_delta"].as_u64().unwrap_or(0),
+        4
+    );
+    assert_eq!(summary["dead_lettered"], 0);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "DEBUG" && l["message"] == "checkpoint committed"),
+        "log events are JSON objects too, with their fields: {lines:?}"
+    );
+
+    // Text: one line; --quiet: none. A resumed run counts the events of this run apart.
+    let more = synthetic_input(30_000, 300, 0);
+    assert!(more.starts_with(&text));
+    fs::write(&input, &more)?;
+    let out = cairn().args(strs(&args)).stderr(Stdio::piped()).output()?;
+    let err = String::from_utf8(out.stderr)?;
+    assert!(
+        err.contains("-> counter ->") && err.contains("30000 events in") && err.contains("10000 this run"),
+        "{err}"
+    );
+    let quiet = [&args[..], &["-q".to_string()]].concat();
+    let out = cairn().args(strs(&quiet)).stderr(Stdio::piped()).output()?;
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
