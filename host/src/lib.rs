@@ -17,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod alloc;
 pub mod checkpoint;
 pub mod engine;

@@ -78,6 +78,7 @@ fn job(store: &Flaky, input: &std::path::Path, output: &std::path::Path, every: 
         on_error: ErrorPolicy::Fail,
         input_limits: Default::default(),
         keep_open: false,
+        ready: None,
     })
 }
 

@@ -2,6 +2,7 @@
 //! cargo builds the `cairn` binary the CLI tests run). The fixture plugins are built by the
 //! `cairn-tests` crate's build script. Modules by subject.
 
+mod admin;
 mod backends_cli;
 mod checkpoint_damage;
 mod checkpoint_failures;

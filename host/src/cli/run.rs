@@ -39,6 +39,14 @@ pub struct RunArgs {
     /// The job's name, recorded in its checkpoints [default: the pipeline's name, or "default"].
     #[arg(long)]
     name: Option<String>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address while the job runs
+    /// (e.g. 127.0.0.1:9464; port 0 picks a free one, the log says which).
+    #[arg(long)]
+    admin: Option<String>,
+    /// Keep the admin server up this long after the job ends, so that a scraper reads the
+    /// final values (e.g. 15s).
+    #[arg(long, value_parser = humantime::parse_duration, requires = "admin")]
+    admin_linger: Option<Duration>,
     /// No summary line at the end.
     #[arg(long, short)]
     quiet: bool,
@@ -228,6 +236,14 @@ pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
             .or(spec.max_key_bytes)
             .unwrap_or(defaults.max_key_bytes),
     };
+    let admin = match &args.admin {
+        Some(addr) => {
+            let server = cairn::admin::AdminServer::start(addr)?;
+            tracing::info!("admin server listening on http://{}", server.addr());
+            Some(server)
+        }
+        None => None,
+    };
     let spec = JobSpec {
         name: args.name.clone().or(name).unwrap_or_else(|| "default".into()),
         input: args.input.clone(),
@@ -239,12 +255,25 @@ pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
         on_error,
         input_limits,
         keep_open: args.keep_open,
+        ready: admin.as_ref().map(|a| a.readiness()),
     };
-    let report = run_job(spec)?;
-    if !args.quiet {
+    let result = run_job(spec);
+    let wall = started.elapsed();
+    if let Ok(report) = &result
+        && !args.quiet
+    {
         let route = format!("{} -> {shown} -> {}", args.input, args.output);
-        eprintln!("{}", summary(&route, &report, started.elapsed(), format));
+        eprintln!("{}", summary(&route, report, wall, format));
     }
+    if let (Some(_), Some(d)) = (&admin, args.admin_linger) {
+        tracing::info!(
+            "job ended; admin server stays up for {}",
+            humantime::format_duration(d)
+        );
+        std::thread::sleep(d);
+    }
+    drop(admin);
+    let report = result?;
     if report.dead_lettered > 0 {
         tracing::warn!(
             "{} events failed and went to {}",

@@ -189,6 +189,8 @@ pub struct JobSpec {
     /// will grow and be resumed). By default the job ends with a final watermark of
     /// [`FINAL_WATERMARK`], so every timer fires and every open window closes and is emitted.
     pub keep_open: bool,
+    /// Set while the job is restored and processing (an admin server's `/readyz`).
+    pub ready: Option<Arc<AtomicBool>>,
 }
 
 /// The watermark a bounded input ends with (unless kept open): the end of event time.
@@ -293,11 +295,13 @@ impl Ckpt {
     fn record(&mut self, r: Option<Result<CommitInfo, CheckpointError>>) -> Result<(), CheckpointError> {
         match r {
             Some(Ok(info)) => {
+                super::metrics::checkpoint(&info);
                 self.committed.push(info);
                 self.unsaved = false;
             }
             Some(Err(e @ CheckpointError::Store(StoreError::Conflict { .. }))) => return Err(e),
             Some(Err(_)) => {
+                super::metrics::checkpoint_failed();
                 self.unsaved = true;
                 self.failures += 1;
             }
@@ -357,13 +361,17 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         on_error,
         input_limits,
         keep_open,
+        ready,
     } = spec;
     let mut report = JobReport::default();
+    let mut restore_took = Duration::ZERO;
     let accept = checkpoint.as_ref().is_some_and(|c| c.accept_plugin_change);
     let (mut ckpt, mut restored) = match checkpoint {
         None => (None, None),
         Some(c) => {
+            let t = Instant::now();
             let restored = restore(c.store.as_ref(), &c.codec, c.restore_from)?;
+            restore_took = t.elapsed();
             let resume = restored.as_ref().map(Restored::resume_point);
             let checkpointer = Checkpointer::start(c.store, c.codec, c.config, resume)?;
             let ckpt = Ckpt {
@@ -474,6 +482,13 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         c.events_at_last = stats.events_in;
     }
     report.events_in_at_start = stats.events_in;
+    super::metrics::started(
+        restore_took,
+        std::fs::metadata(&input)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len()),
+    );
     // A restored job's operators saw its watermark before the crash; they know it again.
     let mut pipeline = pipeline;
     pipeline.set_watermark(stats.watermark);
@@ -487,23 +502,42 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         stats,
     };
 
+    // Restored and about to process; not ready again once the loop is left, on any path.
+    struct Ready(Option<Arc<AtomicBool>>);
+    impl Drop for Ready {
+        fn drop(&mut self) {
+            if let Some(r) = &self.0 {
+                r.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+    let _ready = Ready(ready);
+    if let Some(r) = &_ready.0 {
+        r.store(true, Ordering::Relaxed);
+    }
     loop {
         let pos = live.position();
         let (batch, failure) = read_batch(&mut live.source, batch_size);
         let at_end = batch.len() < batch_size;
         if !batch.is_empty() {
+            let t = Instant::now();
             match feed_batch(&mut live.pipeline, &mut live.sink, &batch, &mut live.stats) {
                 Ok(()) => {}
                 Err(RunError::Operator(e)) if live.dead.is_some() => {
+                    super::metrics::batch_failed();
                     tracing::warn!("{e}; retrying the batch's events one at a time (error policy: skip)");
-                    report.dead_lettered += live.isolate(&batch)?;
+                    let n = live.isolate(&batch)?;
+                    super::metrics::dead_lettered(n);
+                    report.dead_lettered += n;
                 }
                 Err(e) => {
+                    super::metrics::batch_failed();
                     // The batch was rolled back: checkpoint the position before it, then stop.
                     live.finish(&mut ckpt, pos)?;
                     return Err(e.into());
                 }
             }
+            super::metrics::batch(&live.stats, &live.pipeline, t.elapsed(), live.source.offset());
         }
         if let Some(e) = failure {
             // The bad line is not consumed: a fixed input resumes exactly there.
@@ -526,6 +560,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             }
             live.stats.events_out += out.len() as u64;
             live.stats.watermark = Some(FINAL_WATERMARK);
+            super::metrics::batch(&live.stats, &live.pipeline, Duration::ZERO, live.source.offset());
         }
         if at_end || stop.load(Ordering::Relaxed) {
             report.stopped = !at_end;
@@ -623,6 +658,8 @@ impl Live {
         let info =
             c.checkpointer
                 .checkpoint_now(host, self.pipeline.checkpoint_parts(), self.sink.file_handle())?;
+        super::metrics::checkpoint(&info);
+        super::metrics::state(&self.pipeline);
         c.committed.push(info);
         Ok(())
     }

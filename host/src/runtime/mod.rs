@@ -3,6 +3,7 @@
 
 mod job;
 mod jsonl;
+pub mod metrics;
 mod pipeline;
 mod run;
 mod sink;

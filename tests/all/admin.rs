@@ -1,0 +1,143 @@
+//! The admin server during a real run: /metrics scraped with HTTP while a 1M-event job runs,
+//! /healthz and /readyz, and the final values equal to the summary line and the output.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use cairn_tests::{cairn, plugin, run_args, strs, synthetic_input};
+
+/// `GET path` over HTTP/1.1: (status, body).
+fn get(addr: &str, path: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status line")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The unlabelled samples of a Prometheus text exposition.
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (name, v) = l.rsplit_once(' ')?;
+            Some((name.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_grow_during_a_run_and_end_equal_to_the_summary() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (input, output) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    std::fs::write(&input, synthetic_input(1_000_000, 10_000, 0))?;
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let extra = [
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-linger",
+        "30s",
+        "--store",
+        store.as_str(),
+        "--checkpoint-every",
+        "100000",
+        "--batch-size",
+        "256",
+    ];
+    let mut child = cairn()
+        .env("CAIRN_LOG", "info")
+        .args(strs(&run_args(&plugin("counter"), &input, &output, &extra)))
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let addr = loop {
+        let Some(line) = lines.next() else {
+            bail!("cairn ended without naming its admin address")
+        };
+        let line = line?;
+        if let Some(at) = line.find("listening on http://") {
+            break line[at + "listening on http://".len()..].trim().to_string();
+        }
+    };
+    assert_eq!(
+        get(&addr, "/healthz")?,
+        (200, r#"{"status":"alive"}"#.to_string())
+    );
+    assert_eq!(get(&addr, "/nope")?.0, 404);
+    // Scrape while the job runs: events_in only grows.
+    let mut seen = Vec::new();
+    let mut ready_seen = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let (status, body) = get(&addr, "/metrics")?;
+        assert_eq!(status, 200);
+        let m = samples(&body);
+        let n = m.get("cairn_events_in_total").copied().unwrap_or(0.0);
+        ready_seen |= get(&addr, "/readyz")?.0 == 200;
+        if seen.last().is_none_or(|&l| n != l) {
+            seen.push(n);
+        }
+        if n >= 1_000_000.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert!(ready_seen, "/readyz answers 200 while the job processes");
+    assert!(
+        seen.iter().filter(|&&n| n > 0.0 && n < 1_000_000.0).count() >= 2,
+        "the counters should be seen growing mid-run: {seen:?}"
+    );
+    // The summary line comes before the linger; then the final values are read.
+    let summary = loop {
+        let Some(line) = lines.next() else {
+            bail!("no summary line")
+        };
+        let line = line?;
+        if line.contains("events in,") {
+            break line;
+        }
+    };
+    let (_, body) = get(&addr, "/metrics")?;
+    let m = samples(&body);
+    let out_lines = std::fs::read_to_string(&output)?.lines().count();
+    assert_eq!(m["cairn_events_in_total"], 1_000_000.0);
+    assert_eq!(m["cairn_events_out_total"], out_lines as f64);
+    assert!(
+        summary.contains(&format!("1000000 events in, {out_lines} out")),
+        "{summary}"
+    );
+    assert_eq!(m["cairn_state_keys{operator=\"counter\"}"], 10_000.0);
+    assert!(summary.contains("state 10000 keys"), "{summary}");
+    let ckpts = m["cairn_checkpoints_total{kind=\"full\"}"]
+        + m.get("cairn_checkpoints_total{kind=\"delta\"}")
+            .copied()
+            .unwrap_or(0.0);
+    assert!(
+        summary.contains(&format!("checkpoints 1 full, {} delta", ckpts as u64 - 1)),
+        "{summary} / {ckpts}"
+    );
+    assert!(m["cairn_batch_duration_seconds_count"] >= (1_000_000 / 256) as f64);
+    assert!(m["cairn_input_bytes_read_total"] == m["cairn_input_bytes_total"]);
+    assert_eq!(get(&addr, "/readyz")?, (503, r#"{"ready":false}"#.to_string()));
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
