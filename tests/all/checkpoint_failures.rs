@@ -79,6 +79,7 @@ fn job(store: &Flaky, input: &std::path::Path, output: &std::path::Path, every: 
         input_limits: Default::default(),
         keep_open: false,
         ready: None,
+        progress: None,
     })
 }
 

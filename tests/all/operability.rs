@@ -73,3 +73,37 @@ fn a_run_ends_with_a_summary_and_logs_json_lines_when_asked() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_terminal_gets_a_progress_bar_and_quiet_gets_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in.jsonl");
+    fs::write(&input, synthetic_input(300_000, 1_000, 0))?;
+    let bin = cairn_tests::cairn_bin();
+    let base = format!(
+        "{} run --plugin {} --input {} --output /dev/null --batch-size 64",
+        bin.display(),
+        plugin("counter").display(),
+        input.display()
+    );
+    // `script` runs the command on a pseudo-terminal (util-linux, on every Debian).
+    let on_tty = |cmd: &str| -> Result<String> {
+        let out = std::process::Command::new("script")
+            .args(["-qfec", cmd, "/dev/null"])
+            .env("CAIRN_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let shown = on_tty(&base)?;
+    assert!(
+        shown.contains("ev/s, state 1000 keys")
+            && shown.contains("last checkpoint none")
+            && shown.contains("ETA"),
+        "{shown}"
+    );
+    assert!(shown.contains("300000 events in"), "the summary follows: {shown}");
+    assert_eq!(on_tty(&format!("{base} --quiet"))?, "", "--quiet: nothing at all");
+    Ok(())
+}

@@ -47,7 +47,7 @@ pub struct RunArgs {
     /// final values (e.g. 15s).
     #[arg(long, value_parser = humantime::parse_duration, requires = "admin")]
     admin_linger: Option<Duration>,
-    /// No summary line at the end.
+    /// No summary line at the end, and no progress bar.
     #[arg(long, short)]
     quiet: bool,
     /// At the end of the input, keep event time open (windows stay open, timers unfired), for an
@@ -256,9 +256,11 @@ pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
         input_limits,
         keep_open: args.keep_open,
         ready: admin.as_ref().map(|a| a.readiness()),
+        progress: progress_bar(&args),
     };
     let result = run_job(spec);
     let wall = started.elapsed();
+    // The progress bar (if any) was dropped with the job: the summary takes its place.
     if let Ok(report) = &result
         && !args.quiet
     {
@@ -323,5 +325,44 @@ fn summary(route: &str, r: &cairn::runtime::JobReport, wall: Duration, format: s
             r.state_bytes,
             if r.stopped { " (stopped on signal)" } else { "" }
         ),
+    }
+}
+
+/// A progress bar on stderr for a file input, when stderr is a terminal and not `--quiet`:
+/// bytes done of total, events/s, ETA, state size, last checkpoint.
+fn progress_bar(args: &RunArgs) -> Option<cairn::runtime::ProgressHook> {
+    use std::io::IsTerminal;
+    let len = std::fs::metadata(&args.input).ok().filter(|m| m.is_file())?.len();
+    if args.quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg} ETA {eta}").ok()?,
+    );
+    let started = std::time::Instant::now();
+    let bar = ProgressGuard(bar);
+    let mut first: Option<u64> = None;
+    Some(Box::new(move |p: &cairn::runtime::Progress| {
+        bar.0.set_position(p.input_offset);
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        // Events of this run (a resumed job's count starts where it stopped).
+        let from = *first.get_or_insert(p.events_in);
+        let last = p.last_checkpoint.map_or("none".to_string(), |c| c.to_string());
+        bar.0.set_message(format!(
+            "{:.0} ev/s, state {} keys {}, last checkpoint {last}",
+            (p.events_in - from) as f64 / secs,
+            p.state_keys,
+            indicatif::HumanBytes(p.state_bytes)
+        ));
+    }))
+}
+
+/// Clears the bar when the job drops it.
+struct ProgressGuard(indicatif::ProgressBar);
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }

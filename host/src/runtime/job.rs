@@ -191,6 +191,28 @@ pub struct JobSpec {
     pub keep_open: bool,
     /// Set while the job is restored and processing (an admin server's `/readyz`).
     pub ready: Option<Arc<AtomicBool>>,
+    /// Called after every batch with where the job stands (a progress bar).
+    pub progress: Option<ProgressHook>,
+}
+
+/// What [`JobSpec::progress`] calls after every batch.
+pub type ProgressHook = Box<dyn FnMut(&Progress) + Send>;
+
+/// Where a running job stands, after a batch.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Input bytes consumed.
+    pub input_offset: u64,
+    /// The input's size, when it is a file.
+    pub input_len: Option<u64>,
+    /// Events read (over the job's life).
+    pub events_in: u64,
+    /// Live state entries, all operators.
+    pub state_keys: u64,
+    /// Their bytes.
+    pub state_bytes: u64,
+    /// The last checkpoint committed by this run.
+    pub last_checkpoint: Option<CheckpointId>,
 }
 
 /// The watermark a bounded input ends with (unless kept open): the end of event time.
@@ -362,6 +384,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         input_limits,
         keep_open,
         ready,
+        mut progress,
     } = spec;
     let mut report = JobReport::default();
     let mut restore_took = Duration::ZERO;
@@ -482,13 +505,11 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         c.events_at_last = stats.events_in;
     }
     report.events_in_at_start = stats.events_in;
-    super::metrics::started(
-        restore_took,
-        std::fs::metadata(&input)
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len()),
-    );
+    let input_len = std::fs::metadata(&input)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    super::metrics::started(restore_took, input_len);
     // A restored job's operators saw its watermark before the crash; they know it again.
     let mut pipeline = pipeline;
     pipeline.set_watermark(stats.watermark);
@@ -538,6 +559,17 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 }
             }
             super::metrics::batch(&live.stats, &live.pipeline, t.elapsed(), live.source.offset());
+            if let Some(f) = &mut progress {
+                let ops = live.pipeline.operators();
+                f(&Progress {
+                    input_offset: live.source.offset(),
+                    input_len,
+                    events_in: live.stats.events_in,
+                    state_keys: ops.iter().map(|o| o.state().len() as u64).sum(),
+                    state_bytes: ops.iter().map(|o| o.state().bytes()).sum(),
+                    last_checkpoint: ckpt.as_ref().and_then(|c| c.committed.last()).map(|c| c.id),
+                });
+            }
         }
         if let Some(e) = failure {
             // The bad line is not consumed: a fixed input resumes exactly there.

@@ -12,7 +12,7 @@ mod spec;
 
 pub use job::{
     CheckpointSpec, DEFAULT_BATCH_SIZE, ErrorPolicy, FINAL_WATERMARK, JobError, JobReport, JobSpec, Mismatch,
-    Triggers, run_job,
+    Progress, ProgressHook, Triggers, run_job,
 };
 pub use jsonl::{encode_event, parse_line};
 pub use pipeline::Pipeline;
