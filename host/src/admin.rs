@@ -1,7 +1,8 @@
 //! The admin server: the job's metrics in Prometheus text format and its health, over HTTP,
 //! on a thread of its own.
 //!
-//! `GET /metrics` (Prometheus text format 0.0.4), `GET /healthz` (the process is alive: always
+//! `GET /` (a live status page: events, rates, state per operator, a throughput chart, the last
+//! checkpoints), `GET /metrics` (Prometheus text format 0.0.4), `GET /healthz` (the process is alive: always
 //! 200), `GET /readyz` (200 once the job is restored and processing, 503 before and after).
 //! The metrics are those of [`crate::runtime::metrics`], recorded by
 //! `metrics-exporter-prometheus`.
@@ -37,6 +38,9 @@ pub struct AdminServer {
     server: Arc<tiny_http::Server>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// The live status page (self-contained: no CDN, no build step); it polls `/metrics`.
+const STATUS_PAGE: &str = include_str!("admin/status.html");
 
 /// Buckets of the duration histograms, seconds: 50 µs to 60 s.
 const BUCKETS: &[f64] = &[
@@ -114,6 +118,7 @@ fn serve(server: &tiny_http::Server, metrics: &PrometheusHandle, ready: &AtomicB
             (tiny_http::Method::Get, "/metrics") => {
                 (200, "text/plain; version=0.0.4; charset=utf-8", metrics.render())
             }
+            (tiny_http::Method::Get, "/") => (200, "text/html; charset=utf-8", STATUS_PAGE.to_string()),
             (tiny_http::Method::Get, "/healthz") => {
                 (200, "application/json", r#"{"status":"alive"}"#.to_string())
             }
@@ -127,7 +132,7 @@ fn serve(server: &tiny_http::Server, metrics: &PrometheusHandle, ready: &AtomicB
             _ => (
                 404,
                 "text/plain; charset=utf-8",
-                "not found; try /metrics, /healthz or /readyz\n".to_string(),
+                "not found; try /, /metrics, /healthz or /readyz\n".to_string(),
             ),
         };
         let mut response = tiny_http::Response::from_string(body).with_status_code(status);

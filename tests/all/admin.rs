@@ -141,3 +141,120 @@ fn metrics_grow_during_a_run_and_end_equal_to_the_summary() -> Result<()> {
     child.wait()?;
     Ok(())
 }
+
+/// Debian's `chromium`, headless (`scripts/test.sh` installs it).
+fn chromium() -> Result<std::path::PathBuf> {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/bin"])
+    {
+        let p = std::path::Path::new(dir).join("chromium");
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    bail!("chromium is not installed: `bash scripts/test.sh` installs it (apt-get install chromium)")
+}
+
+/// The page at `url` as a real browser renders it after `ms` of its own (virtual) time: its
+/// scripts have run and fetched, and their timers fired.
+fn rendered(url: &str, ms: u32) -> Result<String> {
+    let profile = tempfile::tempdir()?;
+    let out = std::process::Command::new(chromium()?)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--virtual-time-budget={ms}"))
+        .args(["--dump-dom", url])
+        .stderr(Stdio::null())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "chromium failed on {url}");
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The number shown in the element with `id`.
+fn shown(dom: &str, id: &str) -> Result<f64> {
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .with_context(|| format!("no #{id} in the page"))?;
+    let text = &dom[at..];
+    let text = &text[text.find('>').context("tag")? + 1..];
+    let text = &text[..text.find('<').context("text")?];
+    text.replace(',', "")
+        .trim()
+        .parse()
+        .with_context(|| format!("#{id} shows {text:?}"))
+}
+
+#[test]
+fn the_status_page_shows_the_job_live_in_a_real_browser() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (input, output) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    std::fs::write(&input, synthetic_input(1_500_000, 5_000, 0))?;
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let extra = [
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-linger",
+        "60s",
+        "--store",
+        store.as_str(),
+        "--checkpoint-every",
+        "100000",
+        "--batch-size",
+        "8",
+    ];
+    let mut child = cairn()
+        .env("CAIRN_LOG", "info")
+        .args(strs(&run_args(&plugin("counter"), &input, &output, &extra)))
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let addr = loop {
+        let Some(line) = lines.next() else {
+            bail!("cairn ended without naming its admin address")
+        };
+        let line = line?;
+        if let Some(at) = line.find("listening on http://") {
+            break line[at + "listening on http://".len()..].trim().to_string();
+        }
+    };
+    let url = format!("http://{addr}/");
+    // During the run: the page's figures are live, and no ahead of /metrics read after it.
+    let dom = rendered(&url, 2500)?;
+    let page_in = shown(&dom, "events-in")?;
+    let metrics_in = samples(&get(&addr, "/metrics")?.1)["cairn_events_in_total"];
+    assert!(
+        page_in > 0.0 && page_in <= metrics_in,
+        "page {page_in}, metrics {metrics_in}"
+    );
+    assert!(dom.contains("id=\"op-counter\""), "the operator's row");
+    // After the job (the admin server lingers): the page shows exactly the final values.
+    loop {
+        let Some(line) = lines.next() else {
+            bail!("no summary line")
+        };
+        if line?.contains("events in,") {
+            break;
+        }
+    }
+    let m = samples(&get(&addr, "/metrics")?.1);
+    let dom = rendered(&url, 2500)?;
+    assert_eq!(shown(&dom, "events-in")?, m["cairn_events_in_total"]);
+    assert_eq!(shown(&dom, "events-out")?, m["cairn_events_out_total"]);
+    assert_eq!(m["cairn_events_in_total"], 1_500_000.0);
+    let keys = dom.split("id=\"op-counter\"").nth(1).context("row")?;
+    assert!(
+        keys.contains("<td>5,000</td>"),
+        "state keys of the counter: {keys:.200}"
+    );
+    let last_id = m["cairn_checkpoint_last_id"];
+    assert!(
+        dom.contains(&format!("<tr><td>{last_id}</td>")),
+        "the last checkpoint ({last_id}) is listed"
+    );
+    assert!(dom.contains("not processing"), "/readyz after the end");
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}

@@ -64,6 +64,16 @@ pub fn describe() {
         Unit::Bytes,
         "Stored bytes of the last checkpoint"
     );
+    describe_gauge!("cairn_checkpoint_last_id", "Id of the last committed checkpoint");
+    describe_gauge!(
+        "cairn_checkpoint_last_full",
+        "1 if the last committed checkpoint is a full one"
+    );
+    describe_gauge!(
+        "cairn_checkpoint_last_duration_seconds",
+        Unit::Seconds,
+        "Time from the last checkpoint's cut to its commit"
+    );
     describe_gauge!(
         "cairn_checkpoint_last_success_timestamp_seconds",
         Unit::Seconds,
@@ -128,6 +138,9 @@ pub(crate) fn checkpoint(info: &CommitInfo) {
     counter!("cairn_checkpoints_total", "kind" => kind).increment(1);
     histogram!("cairn_checkpoint_duration_seconds").record(info.write_time.as_secs_f64());
     gauge!("cairn_checkpoint_bytes").set(info.bytes as f64);
+    gauge!("cairn_checkpoint_last_id").set(info.id as f64);
+    gauge!("cairn_checkpoint_last_full").set(if info.kind == Kind::Full { 1.0 } else { 0.0 });
+    gauge!("cairn_checkpoint_last_duration_seconds").set(info.write_time.as_secs_f64());
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     gauge!("cairn_checkpoint_last_success_timestamp_seconds").set(now.as_secs_f64());
 }
