@@ -137,6 +137,49 @@ fn metrics_grow_during_a_run_and_end_equal_to_the_summary() -> Result<()> {
     assert!(m["cairn_batch_duration_seconds_count"] >= (1_000_000 / 256) as f64);
     assert!(m["cairn_input_bytes_read_total"] == m["cairn_input_bytes_total"]);
     assert_eq!(get(&addr, "/readyz")?, (503, r#"{"ready":false}"#.to_string()));
+    assert!(
+        !body.contains("cairn_fuel_consumed_total{"),
+        "no fuel metric without --fuel"
+    );
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
+
+#[test]
+fn fuel_is_counted_when_metered() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (input, output) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    std::fs::write(&input, synthetic_input(20_000, 100, 0))?;
+    let extra = [
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-linger",
+        "30s",
+        "--fuel",
+        "100000000",
+    ];
+    let mut child = cairn()
+        .env("CAIRN_LOG", "info")
+        .args(strs(&run_args(&plugin("counter"), &input, &output, &extra)))
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(at) = line.find("listening on http://") {
+            addr = Some(line[at + "listening on http://".len()..].trim().to_string());
+        }
+        if line.contains("events in,") {
+            break;
+        }
+    }
+    let addr = addr.context("no admin address")?;
+    let m = samples(&get(&addr, "/metrics")?.1);
+    let fuel = m["cairn_fuel_consumed_total{operator=\"counter\"}"];
+    // A counter event costs a few hundred units at least.
+    assert!(fuel > 20_000.0 * 100.0, "{fuel}");
     child.kill()?;
     child.wait()?;
     Ok(())

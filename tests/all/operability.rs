@@ -54,6 +54,18 @@ fn a_run_ends_with_a_summary_and_logs_json_lines_when_asked() -> Result<()> {
         "log events are JSON objects too, with their fields: {lines:?}"
     );
 
+    // `checkpoints list` says each one's chain length and keys per operator.
+    let list = cairn_tests::run_ok(&["checkpoints", "list", "--store", &store, "--json"])?;
+    let list: Vec<Value> = serde_json::from_slice(&list.stdout)?;
+    assert_eq!(list.len(), 4);
+    for c in &list {
+        let (id, base) = (c["id"].as_u64().unwrap_or(0), c["base"].as_u64().unwrap_or(0));
+        assert_eq!(c["chain_len"].as_u64(), Some(id - base + 1), "{c}");
+        assert_eq!(c["keys"][0]["operator"], "counter");
+        if c["kind"] == "full" {
+            assert_eq!(c["keys"][0]["keys"], 300, "a full checkpoint holds every key");
+        }
+    }
     // Text: one line; --quiet: none. A resumed run counts the events of this run apart.
     let more = synthetic_input(30_000, 300, 0);
     assert!(more.starts_with(&text));

@@ -30,6 +30,19 @@ pub struct Summary {
     pub events_in: u64,
     /// Whether the store's latest pointer names it.
     pub latest: bool,
+    /// Checkpoints a restore of it reads: 1 for a full one, base + deltas for a delta.
+    pub chain_len: u32,
+    /// Entries written or removed in it, per operator (all of them in a full checkpoint).
+    pub keys: Vec<OperatorKeys>,
+}
+
+/// Entries of one operator in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperatorKeys {
+    /// The operator.
+    pub operator: String,
+    /// Entries set (with their value) and removed.
+    pub keys: usize,
 }
 
 /// A checkpoint that could not be read, and why.
@@ -68,12 +81,42 @@ pub fn list(store: &dyn CheckpointStore, codec: &Codec) -> Result<Vec<Listed>, C
                 output_len: d.host.output_len,
                 events_in: d.host.events_in,
                 latest: latest == Some(id),
+                chain_len: 1,
+                keys: d
+                    .operators
+                    .iter()
+                    .map(|o| OperatorKeys {
+                        operator: o.name.clone(),
+                        keys: o.state.sets.len() + o.state.deletes.len(),
+                    })
+                    .collect(),
             }),
             Err(e) => Listed::Damaged(Damaged {
                 id,
                 error: e.to_string(),
             }),
         });
+    }
+    // Chain lengths from the parent links (a parent that is not listed ends the walk).
+    let parents: std::collections::HashMap<CheckpointId, Option<CheckpointId>> = out
+        .iter()
+        .filter_map(|l| match l {
+            Listed::Ok(s) => Some((s.id, s.parent)),
+            Listed::Damaged(_) => None,
+        })
+        .collect();
+    for l in &mut out {
+        if let Listed::Ok(s) = l {
+            let mut n = 1;
+            let mut cur = s.parent;
+            while let Some(p) = cur
+                && n <= parents.len() as u32
+            {
+                n += 1;
+                cur = parents.get(&p).copied().flatten();
+            }
+            s.chain_len = n;
+        }
     }
     Ok(out)
 }

@@ -82,6 +82,7 @@ impl OperatorBuilder {
             store,
             exports,
             live: true,
+            fuel_consumed: 0,
         };
         op.init()?;
         Ok(op)
@@ -172,6 +173,8 @@ pub struct OperatorInstance {
     store: Store<StoreData>,
     exports: Exports,
     live: bool,
+    /// Fuel burnt by every call so far (counted only when the engine meters fuel).
+    fuel_consumed: u64,
 }
 
 impl std::fmt::Debug for OperatorInstance {
@@ -184,6 +187,16 @@ impl std::fmt::Debug for OperatorInstance {
 }
 
 impl OperatorInstance {
+    /// Fuel consumed by every call so far, when the engine meters fuel (`None` otherwise).
+    pub fn fuel_consumed(&self) -> Option<u64> {
+        self.plugin
+            .inner
+            .engine
+            .options()
+            .fuel
+            .then_some(self.fuel_consumed)
+    }
+
     /// The operator's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -393,8 +406,10 @@ impl OperatorInstance {
     ) -> Result<T, CallError> {
         self.store
             .set_epoch_deadline(Engine::ticks_for(self.limits.timeout));
-        if self.plugin.inner.engine.options().fuel {
-            let _ = self.store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX));
+        let fuel = self.plugin.inner.engine.options().fuel;
+        let budget = self.limits.fuel.unwrap_or(u64::MAX);
+        if fuel {
+            let _ = self.store.set_fuel(budget);
         }
         let owned = {
             let data = self.store.data_mut();
@@ -404,6 +419,10 @@ impl OperatorInstance {
             !outer
         };
         let result = f(&self.exports, &mut self.store);
+        if fuel {
+            let left = self.store.get_fuel().unwrap_or(0);
+            self.fuel_consumed = self.fuel_consumed.saturating_add(budget.saturating_sub(left));
+        }
         match result {
             Ok(Ok(out)) => {
                 if owned {

@@ -51,6 +51,10 @@ pub fn describe() {
     );
     describe_gauge!("cairn_watermark_ms", "The job's watermark (event time, ms)");
     describe_counter!(
+        "cairn_fuel_consumed_total",
+        "Fuel an operator burnt (with --fuel only)"
+    );
+    describe_counter!(
         "cairn_checkpoints_total",
         "Checkpoints committed by this run, by kind"
     );
@@ -118,6 +122,9 @@ pub(crate) fn state(pipeline: &Pipeline) {
         gauge!("cairn_state_keys", "operator" => name.clone()).set(s.len() as f64);
         gauge!("cairn_state_bytes", "operator" => name.clone()).set(s.bytes() as f64);
         gauge!("cairn_state_dirty_keys", "operator" => name.clone()).set(s.dirty_len() as f64);
+        if let Some(f) = op.fuel_consumed() {
+            counter!("cairn_fuel_consumed_total", "operator" => name.clone()).absolute(f);
+        }
         counter!("cairn_state_expired_keys_total", "operator" => name).absolute(op.expired_keys());
     }
 }
