@@ -2,7 +2,8 @@
 //! against the same jobs as plain native programs (`native-counter`, `native-window`,
 //! `native-dedup`), on the same generated input, in alternating
 //! pairs of runs; prints the medians and **Cairn ÷ native** as the median of the pairs' ratios
-//! (pairing keeps the ratio meaningful on a machine whose speed drifts). The outputs must be
+//! (pairing keeps the ratio meaningful on a machine whose speed drifts); then the counter with
+//! and without `--admin` (the metrics' cost). The outputs must be
 //! byte-identical.
 //!
 //! `e2e-bench [--events N] [--runs R]` (defaults: 1,000,000 events over 10,000 keys, 5 pairs).
@@ -147,5 +148,33 @@ fn main() -> Result<()> {
             );
         }
     }
+    // The metrics' cost: the counter with the admin server (Prometheus recorder installed) and
+    // without, alternating.
+    let plugin = PathBuf::from(env!("CAIRN_PLUGIN_DIR")).join("counter.wasm");
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(10) {
+        for admin in [true, false] {
+            let mut c = Command::new(&cairn);
+            c.args(["run", "-q", "--plugin"])
+                .arg(&plugin)
+                .args(["--batch-size", "1024", "--output", "/dev/null", "--input"])
+                .arg(&input);
+            if admin {
+                c.args(["--admin", "127.0.0.1:0"]);
+                with.push(time(&mut c)?);
+            } else {
+                without.push(time(&mut c)?);
+            }
+        }
+    }
+    let pairs = with.len();
+    let (w, wo) = (median(with), median(without));
+    println!();
+    println!(
+        "counter with --admin vs without ({pairs} alternating pairs): medians {:.3} s vs {:.3} s, ratio **{:.3}**",
+        w.as_secs_f64(),
+        wo.as_secs_f64(),
+        w.as_secs_f64() / wo.as_secs_f64()
+    );
     Ok(())
 }

@@ -85,32 +85,52 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        let Some(w) = watermark.after_batch(max) else {
-            continue;
-        };
-        while closing.first().is_some_and(|(t, _)| *t <= w) {
-            let (t, key) = closing.pop_first().expect("checked");
-            let end = t - lateness - ooo;
-            let start = end - size;
-            if let Some(stats) = windows.remove(&(key.clone(), start)) {
-                let summary = stats.summary();
-                let value = Emitted {
-                    start,
-                    end,
-                    summary: &summary,
-                };
-                serde_json::to_writer(
-                    &mut out,
-                    &Out {
-                        key: &key,
-                        ts: end - 1,
-                        value,
-                    },
-                )?;
-                out.write_all(b"\n")?;
-            }
+        if let Some(w) = watermark.after_batch(max) {
+            close(&mut out, &mut windows, &mut closing, w, (size, lateness, ooo))?;
         }
     }
+    // The end of the input ends event time (as `cairn run` does): every window closes.
+    close(
+        &mut out,
+        &mut windows,
+        &mut closing,
+        i64::MAX,
+        (size, lateness, ooo),
+    )?;
     out.flush()?;
+    Ok(())
+}
+
+/// Emit (and forget) every window whose closing time is at or before the watermark `w`, in
+/// (closing time, key) order, as the plugin's timers fire.
+fn close(
+    out: &mut impl Write,
+    windows: &mut HashMap<(String, i64), Stats>,
+    closing: &mut BTreeSet<(i64, String)>,
+    w: i64,
+    (size, lateness, ooo): (i64, i64, i64),
+) -> anyhow::Result<()> {
+    while closing.first().is_some_and(|(t, _)| *t <= w) {
+        let (t, key) = closing.pop_first().expect("checked");
+        let end = t - lateness - ooo;
+        let start = end - size;
+        if let Some(stats) = windows.remove(&(key.clone(), start)) {
+            let summary = stats.summary();
+            let value = Emitted {
+                start,
+                end,
+                summary: &summary,
+            };
+            serde_json::to_writer(
+                &mut *out,
+                &Out {
+                    key: &key,
+                    ts: end - 1,
+                    value,
+                },
+            )?;
+            out.write_all(b"\n")?;
+        }
+    }
     Ok(())
 }
