@@ -62,6 +62,8 @@ fn a_run_ends_with_a_summary_and_logs_json_lines_when_asked() -> Result<()> {
         let (id, base) = (c["id"].as_u64().unwrap_or(0), c["base"].as_u64().unwrap_or(0));
         assert_eq!(c["chain_len"].as_u64(), Some(id - base + 1), "{c}");
         assert_eq!(c["keys"][0]["operator"], "counter");
+        // The write time of each is recorded by the next one (so not for the newest).
+        assert_eq!(c["write_us"].is_u64(), c != &list[3], "{c}");
         if c["kind"] == "full" {
             assert_eq!(c["keys"][0]["keys"], 300, "a full checkpoint holds every key");
         }

@@ -65,6 +65,18 @@ impl Codec {
 
     /// Serialize, compress and frame `data`.
     pub fn encode(&self, at: Placement, created_ms: u64, data: &CheckpointData) -> Result<Vec<u8>, String> {
+        self.encode_with(at, created_ms, None, data)
+    }
+
+    /// [`Codec::encode`], recording in the header how long the write of checkpoint `at.id - 1`
+    /// took (µs).
+    pub fn encode_with(
+        &self,
+        at: Placement,
+        created_ms: u64,
+        previous_write_us: Option<u32>,
+        data: &CheckpointData,
+    ) -> Result<Vec<u8>, String> {
         let raw = super::payload::encode(data)?;
         let compressed = lz4_flex::block::compress(&raw);
         let mut header = Header {
@@ -78,6 +90,7 @@ impl Codec {
             raw_len: raw.len() as u64,
             payload_len: compressed.len() as u64,
             nonce: [0; 12],
+            previous_write_us,
         };
         match &self.cipher {
             None => {

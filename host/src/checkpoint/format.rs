@@ -6,7 +6,8 @@
 //!      8    2 format version (2; 1 is still read)
 //!     10    1 kind: 0 full, 1 delta
 //!     11    1 flags: bit 0 LZ4-compressed payload, bit 1 AES-256-GCM-encrypted payload
-//!     12    4 reserved (0)
+//!     12    4 how long this process took to write checkpoint `sequence - 1`, µs + 1
+//!               (0: not recorded; readers before it ignored these bytes, then always 0)
 //!     16    8 sequence (the checkpoint id)
 //!     24    8 base: id of the full checkpoint this chain starts from (itself for a full)
 //!     32    8 parent: id of the previous checkpoint of the chain (u64::MAX for a full)
@@ -79,6 +80,9 @@ pub struct Header {
     pub payload_len: u64,
     /// AES-GCM nonce.
     pub nonce: [u8; 12],
+    /// How long the write of checkpoint `sequence - 1` took (cut to commit), µs, when the
+    /// process that wrote this one wrote that one too.
+    pub previous_write_us: Option<u32>,
 }
 
 impl Header {
@@ -102,6 +106,8 @@ impl Header {
             Kind::Delta => 1,
         };
         b[11] = self.flags;
+        let previous = self.previous_write_us.map_or(0, |us| us.saturating_add(1));
+        b[12..16].copy_from_slice(&previous.to_le_bytes());
         b[16..24].copy_from_slice(&self.sequence.to_le_bytes());
         b[24..32].copy_from_slice(&self.base.to_le_bytes());
         b[32..40].copy_from_slice(&self.parent.unwrap_or(NO_PARENT).to_le_bytes());
@@ -184,6 +190,10 @@ impl Header {
             raw_len: u64_at(48),
             payload_len: u64_at(56),
             nonce,
+            previous_write_us: match u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) {
+                0 => None,
+                us => Some(us - 1),
+            },
         };
         match (h.kind, h.parent) {
             (Kind::Full, Some(_)) => {
@@ -217,6 +227,7 @@ mod tests {
             raw_len: 1234,
             payload_len: 99,
             nonce: [0; 12],
+            previous_write_us: Some(12_345),
         }
     }
 

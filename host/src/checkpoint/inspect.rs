@@ -34,6 +34,9 @@ pub struct Summary {
     pub chain_len: u32,
     /// Entries written or removed in it, per operator (all of them in a full checkpoint).
     pub keys: Vec<OperatorKeys>,
+    /// How long its write took (cut to commit), µs, as the next checkpoint of the same process
+    /// recorded it; `None` for the newest and where no later one was written by that process.
+    pub write_us: Option<u32>,
 }
 
 /// Entries of one operator in a checkpoint.
@@ -68,9 +71,15 @@ pub enum Listed {
 pub fn list(store: &dyn CheckpointStore, codec: &Codec) -> Result<Vec<Listed>, CheckpointError> {
     let latest = store.latest()?;
     let mut out = Vec::new();
+    // What each checkpoint's header says of the write of the one before it.
+    let mut write_of_previous = std::collections::HashMap::new();
     for id in store.list()? {
         out.push(match read_one(store, codec, id) {
             Ok((h, d, bytes)) => Listed::Ok(Summary {
+                write_us: {
+                    write_of_previous.insert(id, h.previous_write_us);
+                    None
+                },
                 id,
                 kind: h.kind,
                 base: h.base,
@@ -116,6 +125,7 @@ pub fn list(store: &dyn CheckpointStore, codec: &Codec) -> Result<Vec<Listed>, C
                 cur = parents.get(&p).copied().flatten();
             }
             s.chain_len = n;
+            s.write_us = write_of_previous.get(&(s.id + 1)).copied().flatten();
         }
     }
     Ok(out)

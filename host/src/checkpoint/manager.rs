@@ -75,6 +75,8 @@ pub struct ResumePoint {
 
 struct WriteJob {
     at: Placement,
+    /// How long the write of checkpoint `at.id - 1` took, µs, if this process wrote it.
+    previous_write_us: Option<u32>,
     data: CheckpointData,
     output: Option<File>,
     keys: usize,
@@ -95,6 +97,8 @@ pub struct Checkpointer {
     done: Receiver<Result<CommitInfo, CheckpointError>>,
     writer: Option<JoinHandle<()>>,
     last_pause: Duration,
+    /// The last checkpoint this process committed, and how long its write took.
+    last_commit: Option<(CheckpointId, Duration)>,
 }
 
 fn now_ms() -> u64 {
@@ -166,6 +170,7 @@ impl Checkpointer {
             done: done_rx,
             writer: Some(writer),
             last_pause: Duration::ZERO,
+            last_commit: None,
         })
     }
 
@@ -190,6 +195,7 @@ impl Checkpointer {
         };
         match &r {
             Ok(info) => {
+                self.last_commit = Some((info.id, info.write_time));
                 tracing::debug!(id = info.id, kind = %info.kind, bytes = info.bytes, keys = info.keys,
                     write_ms = info.write_time.as_secs_f64() * 1e3, "checkpoint committed");
             }
@@ -277,8 +283,13 @@ impl Checkpointer {
                 }
             })
             .collect();
+        let previous_write_us = self
+            .last_commit
+            .filter(|(prev, _)| prev + 1 == id)
+            .map(|(_, d)| u32::try_from(d.as_micros()).unwrap_or(u32::MAX - 1));
         let job = WriteJob {
             at,
+            previous_write_us,
             data: CheckpointData { host, operators },
             output,
             keys,
@@ -346,7 +357,7 @@ impl Writer {
         }
         let bytes = self
             .codec
-            .encode(job.at, now_ms(), &data)
+            .encode_with(job.at, now_ms(), job.previous_write_us, &data)
             .map_err(|message| CheckpointError::Encode { id, message })?;
         drop(data);
         let mut chain = Vec::new();

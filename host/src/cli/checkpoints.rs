@@ -92,19 +92,21 @@ fn list(args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:>6} {:<5} {:>6} {:>5} {:>10} {:<20} {:>12} {:>12} {:>10}  keys",
-        "id", "kind", "base", "chain", "bytes", "created", "input_off", "output_len", "events_in"
+        "{:>6} {:<5} {:>6} {:>5} {:>10} {:>9} {:<20} {:>12} {:>12} {:>10}  keys",
+        "id", "kind", "base", "chain", "bytes", "write_ms", "created", "input_off", "output_len", "events_in"
     );
     for r in rows {
         match r {
             Listed::Damaged(d) => println!("{:>6} DAMAGED: {}", d.id, d.error),
             Listed::Ok(s) => println!(
-                "{:>6} {:<5} {:>6} {:>5} {:>10} {:<20} {:>12} {:>12} {:>10}  {}{}",
+                "{:>6} {:<5} {:>6} {:>5} {:>10} {:>9} {:<20} {:>12} {:>12} {:>10}  {}{}",
                 s.id,
                 s.kind.to_string(),
                 s.base,
                 s.chain_len,
                 s.bytes,
+                s.write_us
+                    .map_or("-".to_string(), |us| format!("{:.1}", f64::from(us) / 1000.0)),
                 time_text(s.created_ms),
                 s.input_offset,
                 s.output_len,
