@@ -263,3 +263,33 @@ fn the_end_of_the_input_closes_every_window_unless_kept_open() -> Result<()> {
     );
     Ok(())
 }
+
+/// Windows that only the end of the input closes (a huge out-of-order allowance): nearly all
+/// output comes from the final watermark, so the kills land in the final flush, and a run killed
+/// there redoes it from the checkpoint before and writes the same output.
+#[test]
+fn a_run_killed_during_the_final_flush_gives_identical_output() -> Result<()> {
+    let _serial = serial();
+    let kills: usize = std::env::var("CAIRN_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(12);
+    let events = random_events(60_000, 30, 0, 41, |r, _| json!({"x": r.below(100)}));
+    let text = to_jsonl(&events);
+    let window = plugin("window");
+    let op = [
+        "--plugin",
+        window.to_str().unwrap_or_default(),
+        "--config",
+        r#"{"field": "x", "size_ms": 100, "slide_ms": 100, "out_of_order_ms": 100000000}"#,
+        "--batch-size",
+        "64",
+    ];
+    let reference = sigkill_exactly_once(&op, &text, &["--checkpoint-every", "5000"], kills, kills / 3)?;
+    assert!(
+        reference.lines().count() > 5_000,
+        "windows closed at the end: {}",
+        reference.lines().count()
+    );
+    Ok(())
+}
