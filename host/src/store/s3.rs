@@ -168,20 +168,18 @@ impl S3Store {
     /// repeat here: a checkpoint object's name is this writer's alone (so "already exists" on
     /// a repeat means the earlier attempt landed), and a manifest put that landed is recognised
     /// as our own (`write_manifest`).
-    async fn again<T, Fut>(&self, mut op: impl FnMut(u32) -> Fut) -> object_store::Result<T>
+    async fn again<T, Fut>(&self, mut op: impl FnMut() -> Fut) -> object_store::Result<T>
     where
         Fut: std::future::Future<Output = object_store::Result<T>>,
     {
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(100);
-        let mut attempt = 0;
         loop {
-            match op(attempt).await {
+            match op().await {
                 Err(e) if on_the_wire(&e) && started.elapsed() + pause < self.retry_timeout => {
                     tracing::debug!(store = %self.url, "retrying in {pause:?}: {e}");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(4));
-                    attempt += 1;
                 }
                 r => return r,
             }
@@ -262,7 +260,7 @@ impl S3Store {
             None => PutMode::Create,
         };
         let body = bytes::Bytes::from(body);
-        let result = self.runtime.block_on(self.again(|_| {
+        let result = self.runtime.block_on(self.again(|| {
             let opts = PutOptions {
                 mode: mode.clone(),
                 ..Default::default()
@@ -322,7 +320,7 @@ impl CheckpointStore for S3Store {
         let action = format!("writing checkpoint {id} to {path}");
         let body = bytes::Bytes::copy_from_slice(bytes);
         let (store, part_size) = (&self.store, self.part_size);
-        let result = self.runtime.block_on(self.again(|attempt| {
+        let result = self.runtime.block_on(self.again(|| {
             let body = body.clone();
             let path = &path;
             async move {
@@ -331,9 +329,15 @@ impl CheckpointStore for S3Store {
                         mode: PutMode::Create,
                         ..Default::default()
                     };
+                    let len = body.len() as u64;
                     match store.put_opts(path, PutPayload::from(body), opts).await {
-                        // An earlier attempt landed; only its answer was lost.
-                        Err(object_store::Error::AlreadyExists { .. }) if attempt > 0 => Ok(()),
+                        // The name is this writer's alone and it puts each id once: an earlier
+                        // attempt (ours, or one object_store repeated) landed and only its answer
+                        // was lost. A put is atomic; check its size all the same.
+                        Err(e @ object_store::Error::AlreadyExists { .. }) => match store.head(path).await {
+                            Ok(meta) if meta.size == len => Ok(()),
+                            _ => Err(e),
+                        },
                         r => r.map(|_| ()),
                     }
                 } else {
@@ -400,7 +404,7 @@ impl CheckpointStore for S3Store {
         self.write_manifest(next, &format!("deleting checkpoint {id}"))?;
         // Unnamed now; a failure here only leaves an object nothing refers to.
         let path = self.path(&name);
-        match self.runtime.block_on(self.again(|_| self.store.delete(&path))) {
+        match self.runtime.block_on(self.again(|| self.store.delete(&path))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(format!("deleting {path}"), e)),
         }
@@ -414,7 +418,7 @@ impl CheckpointStore for S3Store {
         let path = self.path(&format!("meta-{name}"));
         let body = bytes::Bytes::copy_from_slice(bytes);
         self.runtime
-            .block_on(self.again(|_| self.store.put(&path, PutPayload::from(body.clone()))))
+            .block_on(self.again(|| self.store.put(&path, PutPayload::from(body.clone()))))
             .map(|_| ())
             .map_err(|e| self.err(format!("writing {path}"), e))
     }
