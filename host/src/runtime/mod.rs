@@ -2,6 +2,7 @@
 //! that drives them in batches, advancing the watermark.
 
 mod job;
+mod job_spec;
 mod jsonl;
 pub mod metrics;
 mod pipeline;
