@@ -43,6 +43,44 @@ fn samples(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
+/// `cairn run` of the counter from `input` to `output` with `extra` flags (which include
+/// `--admin`), its log lines, and the admin address the log names.
+fn with_admin(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    extra: &[&str],
+) -> Result<(std::process::Child, Lines, String)> {
+    let mut child = cairn()
+        .env("CAIRN_LOG", "info")
+        .args(strs(&run_args(&plugin("counter"), input, output, extra)))
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(at) = line.find("listening on http://") {
+            let addr = line[at + "listening on http://".len()..].trim().to_string();
+            return Ok((child, lines, addr));
+        }
+    }
+    bail!("cairn ended without naming its admin address")
+}
+
+/// Read the log up to the summary line a run ends with (printed before the admin server's
+/// linger), and return it.
+fn summary_line(lines: &mut Lines) -> Result<String> {
+    for line in lines {
+        let line = line?;
+        if line.contains("events in,") {
+            return Ok(line);
+        }
+    }
+    bail!("no summary line")
+}
+
+/// The log lines of a running `cairn`.
+type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
 #[test]
 fn metrics_grow_during_a_run_and_end_equal_to_the_summary() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -61,21 +99,7 @@ fn metrics_grow_during_a_run_and_end_equal_to_the_summary() -> Result<()> {
         "--batch-size",
         "256",
     ];
-    let mut child = cairn()
-        .env("CAIRN_LOG", "info")
-        .args(strs(&run_args(&plugin("counter"), &input, &output, &extra)))
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-    let addr = loop {
-        let Some(line) = lines.next() else {
-            bail!("cairn ended without naming its admin address")
-        };
-        let line = line?;
-        if let Some(at) = line.find("listening on http://") {
-            break line[at + "listening on http://".len()..].trim().to_string();
-        }
-    };
+    let (mut child, mut lines, addr) = with_admin(&input, &output, &extra)?;
     assert_eq!(
         get(&addr, "/healthz")?,
         (200, r#"{"status":"alive"}"#.to_string())
@@ -106,15 +130,7 @@ fn metrics_grow_during_a_run_and_end_equal_to_the_summary() -> Result<()> {
         "the counters should be seen growing mid-run: {seen:?}"
     );
     // The summary line comes before the linger; then the final values are read.
-    let summary = loop {
-        let Some(line) = lines.next() else {
-            bail!("no summary line")
-        };
-        let line = line?;
-        if line.contains("events in,") {
-            break line;
-        }
-    };
+    let summary = summary_line(&mut lines)?;
     let (_, body) = get(&addr, "/metrics")?;
     let m = samples(&body);
     let out_lines = std::fs::read_to_string(&output)?.lines().count();
@@ -159,23 +175,8 @@ fn fuel_is_counted_when_metered() -> Result<()> {
         "--fuel",
         "100000000",
     ];
-    let mut child = cairn()
-        .env("CAIRN_LOG", "info")
-        .args(strs(&run_args(&plugin("counter"), &input, &output, &extra)))
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-    let mut addr = None;
-    for line in lines.by_ref() {
-        let line = line?;
-        if let Some(at) = line.find("listening on http://") {
-            addr = Some(line[at + "listening on http://".len()..].trim().to_string());
-        }
-        if line.contains("events in,") {
-            break;
-        }
-    }
-    let addr = addr.context("no admin address")?;
+    let (mut child, mut lines, addr) = with_admin(&input, &output, &extra)?;
+    summary_line(&mut lines)?;
     let m = samples(&get(&addr, "/metrics")?.1);
     let fuel = m["cairn_fuel_consumed_total{operator=\"counter\"}"];
     // A counter event costs a few hundred units at least.
@@ -247,21 +248,7 @@ fn the_status_page_shows_the_job_live_in_a_real_browser() -> Result<()> {
         "--batch-size",
         "8",
     ];
-    let mut child = cairn()
-        .env("CAIRN_LOG", "info")
-        .args(strs(&run_args(&plugin("counter"), &input, &output, &extra)))
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-    let addr = loop {
-        let Some(line) = lines.next() else {
-            bail!("cairn ended without naming its admin address")
-        };
-        let line = line?;
-        if let Some(at) = line.find("listening on http://") {
-            break line[at + "listening on http://".len()..].trim().to_string();
-        }
-    };
+    let (mut child, mut lines, addr) = with_admin(&input, &output, &extra)?;
     let url = format!("http://{addr}/");
     // During the run: the page's figures are live, and no ahead of /metrics read after it.
     let dom = rendered(&url, 2500)?;
@@ -273,14 +260,7 @@ fn the_status_page_shows_the_job_live_in_a_real_browser() -> Result<()> {
     );
     assert!(dom.contains("id=\"op-counter\""), "the operator's row");
     // After the job (the admin server lingers): the page shows exactly the final values.
-    loop {
-        let Some(line) = lines.next() else {
-            bail!("no summary line")
-        };
-        if line?.contains("events in,") {
-            break;
-        }
-    }
+    summary_line(&mut lines)?;
     let m = samples(&get(&addr, "/metrics")?.1);
     let dom = rendered(&url, 2500)?;
     assert_eq!(shown(&dom, "events-in")?, m["cairn_events_in_total"]);

@@ -218,10 +218,7 @@ fn the_same_job_started_twice_on_one_store_stops_one_of_them() -> Result<()> {
 #[test]
 fn sigkill_at_random_moments_with_an_s3_store_gives_identical_output() -> Result<()> {
     let server = S3Server::start()?;
-    let kills: usize = std::env::var("CAIRN_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(12);
+    let kills = cairn_tests::kills(12);
     let input = synthetic_input(100_000 + 10_000 * kills, 3_000, 0);
     let counter = plugin("counter");
     let reference = sigkill_exactly_once_on(

@@ -115,10 +115,7 @@ fn a_refused_timer_fails_the_batch_and_rolls_it_back() -> Result<()> {
 #[test]
 fn session_runs_killed_mid_stream_give_identical_output() -> Result<()> {
     let _serial = serial();
-    let kills: usize = std::env::var("CAIRN_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(12);
+    let kills = cairn_tests::kills(12);
     // Enough input for every kill to land before the run ends.
     let events = random_events(120_000.max(kills * 2_000), 200, 300, 29, |_, i| json!(i));
     let text: String = events
@@ -270,10 +267,7 @@ fn the_end_of_the_input_closes_every_window_unless_kept_open() -> Result<()> {
 #[test]
 fn a_run_killed_during_the_final_flush_gives_identical_output() -> Result<()> {
     let _serial = serial();
-    let kills: usize = std::env::var("CAIRN_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(12);
+    let kills = cairn_tests::kills(12);
     let events = random_events(60_000, 30, 0, 41, |r, _| json!({"x": r.below(100)}));
     let text = to_jsonl(&events);
     let window = plugin("window");

@@ -167,10 +167,7 @@ fn the_counter_with_a_ttl_matches_the_model_and_expired_state_leaves_checkpoints
 #[test]
 fn a_ttl_counter_killed_mid_stream_gives_identical_output() -> Result<()> {
     let _serial = serial();
-    let kills: usize = std::env::var("CAIRN_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(12);
+    let kills = cairn_tests::kills(12);
     // Enough input for every kill to land before the run ends.
     let evs = events(150_000.max(kills * 2_000), 2_000, 10, 77);
     let counter = plugin("counter");

@@ -160,6 +160,15 @@ pub fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// How many SIGKILLs a kill test makes: `CAIRN_KILLS` (the long form, e.g. 200), else
+/// `default` (the short form CI runs).
+pub fn kills(default: usize) -> usize {
+    std::env::var("CAIRN_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(default)
+}
+
 struct XorShift(u64);
 
 impl XorShift {
