@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use cairn::store::StoreError;
+use cairn_tests::proxy::AnswerLosingProxy;
 use cairn_tests::s3::S3Server;
 use cairn_tests::{
     cairn, expected_counts, plugin, run_args, run_ok, sigkill_exactly_once_on, strs, synthetic_input,
@@ -114,6 +115,38 @@ impl Job {
     fn output(&self) -> Result<String> {
         Ok(fs::read_to_string(self.dir.path().join("out.jsonl"))?)
     }
+}
+
+#[test]
+fn a_commit_whose_answer_was_lost_is_recognised_as_ours_later() -> Result<()> {
+    // The server writes the manifest but the answer never comes back (seen in CI when the
+    // server was killed mid-request): the next commit must not take the manifest it finds for
+    // another job's.
+    let server = S3Server::start()?;
+    let proxy = AnswerLosingProxy::start(&server.address())?;
+    let mut store = cairn::store::open(&server.url_via(&proxy.endpoint(), "lost", "&retry_timeout=300ms"))?;
+    store.commit(1, b"one", &[])?;
+    store.put(2, b"two", &[1])?;
+    proxy.lose_answers(true);
+    let lost = store.publish(2).expect_err("no answer came back");
+    assert!(matches!(lost, StoreError::Backend { .. }), "{lost}");
+    proxy.lose_answers(false);
+    // It did land: a fresh reader sees checkpoint 2.
+    let reader = cairn::store::open(&server.url("lost", ""))?;
+    assert_eq!(reader.latest()?, Some(2));
+    // The writer goes on as the owner of that manifest.
+    store.commit(3, b"three", &[])?;
+    assert_eq!(reader.latest()?, Some(3));
+    assert_eq!(reader.list()?, vec![1, 2, 3]);
+    assert_eq!(reader.get(2)?.as_deref(), Some(&b"two"[..]));
+    // A real second writer is still refused.
+    let mut other = cairn::store::open(&server.url("lost", ""))?;
+    store.commit(4, b"four", &[])?;
+    let refused = other
+        .commit(5, b"five", &[])
+        .expect_err("another writer moved the pointer");
+    assert!(matches!(refused, StoreError::Conflict { .. }), "{refused}");
+    Ok(())
 }
 
 #[test]

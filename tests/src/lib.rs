@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use anyhow::{Context, Result, bail};
 
 pub mod native;
+pub mod proxy;
 pub mod redis;
 pub mod s3;
 

@@ -84,11 +84,20 @@ impl S3Server {
     /// A store URL for `prefix` in the bucket, carrying the endpoint and the credentials in its
     /// query (so that it works without `AWS_*` variables), plus `extra` query parameters.
     pub fn url(&self, prefix: &str, extra: &str) -> String {
+        self.url_via(&self.endpoint(), prefix, extra)
+    }
+
+    /// [`url`](Self::url), reaching the server through `endpoint` (a proxy in front of it).
+    pub fn url_via(&self, endpoint: &str, prefix: &str, extra: &str) -> String {
         format!(
-            "s3://cairn/{prefix}?endpoint={}&allow_http=true&access_key_id={ACCESS_KEY}\
-             &secret_access_key={SECRET_KEY}&region=us-east-1{extra}",
-            self.endpoint()
+            "s3://cairn/{prefix}?endpoint={endpoint}&allow_http=true&access_key_id={ACCESS_KEY}\
+             &secret_access_key={SECRET_KEY}&region=us-east-1{extra}"
         )
+    }
+
+    /// `127.0.0.1:<port>`, for a proxy to forward to.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// The environment variables that give the same settings to any S3 tool.

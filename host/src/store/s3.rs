@@ -74,6 +74,9 @@ pub struct S3Store {
     etag: Option<String>,
     /// Objects put but not published yet.
     pending: BTreeMap<CheckpointId, String>,
+    /// Manifests this handle sent whose answer never came (the server may have written them):
+    /// finding one of them in place later is finding our own write, not another job's.
+    unanswered: Vec<Manifest>,
 }
 
 impl std::fmt::Debug for S3Store {
@@ -155,6 +158,7 @@ impl S3Store {
             manifest: Manifest::default(),
             etag: None,
             pending: BTreeMap::new(),
+            unanswered: Vec::new(),
         };
         let (manifest, etag) = s.read_manifest()?;
         s.manifest = manifest;
@@ -247,52 +251,79 @@ impl S3Store {
         }
     }
 
-    /// Replace the manifest with `next`, on the condition that it is still the version this
-    /// handle last saw.
-    fn write_manifest(&mut self, next: Manifest, what: &str) -> Result<(), StoreError> {
+    /// Replace the manifest with `change(current)`, on the condition that it is still the
+    /// version this handle last saw.
+    ///
+    /// When the answer to a put is lost (the server went away mid-request), the put may or may
+    /// not have landed. Such a manifest is remembered; if a later conditional put is refused and
+    /// the manifest in place is one of them, it was our own write: this handle takes it as the
+    /// version it last saw and applies its change on top. Any other manifest in place is
+    /// another writer's, a [`StoreError::Conflict`].
+    fn write_manifest(
+        &mut self,
+        change: impl Fn(&Manifest) -> Manifest,
+        what: &str,
+    ) -> Result<(), StoreError> {
         let path = self.path("LATEST");
-        let body = serde_json::to_vec(&next).map_err(|e| self.err(what, e))?;
-        let mode = match &self.etag {
-            Some(e) => PutMode::Update(UpdateVersion {
-                e_tag: Some(e.clone()),
-                version: None,
-            }),
-            None => PutMode::Create,
-        };
-        let body = bytes::Bytes::from(body);
-        let result = self.runtime.block_on(self.again(|| {
-            let opts = PutOptions {
-                mode: mode.clone(),
-                ..Default::default()
+        loop {
+            let next = change(&self.manifest);
+            let body = serde_json::to_vec(&next).map_err(|e| self.err(what, e))?;
+            let mode = match &self.etag {
+                Some(e) => PutMode::Update(UpdateVersion {
+                    e_tag: Some(e.clone()),
+                    version: None,
+                }),
+                None => PutMode::Create,
             };
-            self.store.put_opts(&path, PutPayload::from(body.clone()), opts)
-        }));
-        match result {
-            Ok(r) => {
-                self.manifest = next;
-                self.etag = r.e_tag;
-                if self.etag.is_none() {
-                    // A server that does not answer with an ETag: read it back.
-                    self.etag = self.read_manifest()?.1;
-                }
-                Ok(())
-            }
-            Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
-                // Maybe our own earlier attempt landed and only its answer was lost: then the
-                // manifest is exactly what we wrote (it names objects only we write).
-                let (now, etag) = self.read_manifest()?;
-                if now == next {
+            let body = bytes::Bytes::from(body);
+            let result = self.runtime.block_on(self.again(|| {
+                let opts = PutOptions {
+                    mode: mode.clone(),
+                    ..Default::default()
+                };
+                self.store.put_opts(&path, PutPayload::from(body.clone()), opts)
+            }));
+            match result {
+                Ok(r) => {
                     self.manifest = next;
-                    self.etag = etag;
+                    self.unanswered.clear();
+                    self.etag = r.e_tag;
+                    if self.etag.is_none() {
+                        // A server that does not answer with an ETag: read it back.
+                        self.etag = self.read_manifest()?.1;
+                    }
                     return Ok(());
                 }
-                Err(self.conflict(format!(
-                    "{what} was refused because {path} was replaced since this job read it \
-                     (it now names checkpoint {})",
-                    now.latest.map_or("none".into(), |l| l.to_string())
-                )))
+                Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
+                    // Maybe our own earlier attempt landed and only its answer was lost: then the
+                    // manifest is one we wrote (it names objects only we write).
+                    let (now, etag) = self.read_manifest()?;
+                    if now == next {
+                        self.manifest = next;
+                        self.unanswered.clear();
+                        self.etag = etag;
+                        return Ok(());
+                    }
+                    if false && self.unanswered.contains(&now) {
+                        tracing::debug!(store = %self.url, "an earlier manifest put whose answer was lost had landed");
+                        self.manifest = now;
+                        self.unanswered.clear();
+                        self.etag = etag;
+                        continue;
+                    }
+                    return Err(self.conflict(format!(
+                        "{what} was refused because {path} was replaced since this job read it \
+                         (it now names checkpoint {})",
+                        now.latest.map_or("none".into(), |l| l.to_string())
+                    )));
+                }
+                Err(e) => {
+                    if on_the_wire(&e) {
+                        self.unanswered.push(next);
+                    }
+                    return Err(self.err(what, e));
+                }
             }
-            Err(e) => Err(self.err(what, e)),
         }
     }
 }
@@ -368,10 +399,13 @@ impl CheckpointStore for S3Store {
                 "this handle never wrote that checkpoint",
             ));
         };
-        let mut next = self.manifest.clone();
-        next.checkpoints.insert(id, name);
-        next.latest = Some(id);
-        self.write_manifest(next, &format!("committing checkpoint {id}"))?;
+        let add = |m: &Manifest| {
+            let mut next = m.clone();
+            next.checkpoints.insert(id, name.clone());
+            next.latest = Some(id);
+            next
+        };
+        self.write_manifest(add, &format!("committing checkpoint {id}"))?;
         self.pending.remove(&id);
         Ok(())
     }
@@ -396,12 +430,15 @@ impl CheckpointStore for S3Store {
         let Some(name) = self.manifest.checkpoints.get(&id).cloned() else {
             return Ok(());
         };
-        let mut next = self.manifest.clone();
-        next.checkpoints.remove(&id);
-        if next.latest == Some(id) {
-            next.latest = next.checkpoints.keys().next_back().copied();
-        }
-        self.write_manifest(next, &format!("deleting checkpoint {id}"))?;
+        let remove = |m: &Manifest| {
+            let mut next = m.clone();
+            next.checkpoints.remove(&id);
+            if next.latest == Some(id) {
+                next.latest = next.checkpoints.keys().next_back().copied();
+            }
+            next
+        };
+        self.write_manifest(remove, &format!("deleting checkpoint {id}"))?;
         // Unnamed now; a failure here only leaves an object nothing refers to.
         let path = self.path(&name);
         match self.runtime.block_on(self.again(|| self.store.delete(&path))) {
