@@ -22,6 +22,7 @@ pub mod alloc;
 pub mod checkpoint;
 pub mod engine;
 pub mod plugin;
+pub mod project;
 pub mod runtime;
 pub mod sandbox;
 pub mod state;

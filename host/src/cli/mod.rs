@@ -1,5 +1,6 @@
 //! Commands of the `cairn` binary.
 
+mod build;
 mod checkpoints;
 mod hints;
 mod inspect;
@@ -44,6 +45,9 @@ enum Command {
     Checkpoints(checkpoints::CheckpointsArgs),
     /// Create a new plugin crate (an operator with a native test) ready to build for wasm32-wasip2.
     New(new::NewArgs),
+    /// Build the operator project in a directory (its cairn.toml says how); prints the
+    /// component's path as the last line.
+    Build(build::BuildArgs),
 }
 
 /// The compiled-component cache the binary uses: `$CAIRN_CACHE_DIR`, else
@@ -88,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Checkpoints(args) => checkpoints::checkpoints(args),
         Command::New(args) => new::new(args),
+        Command::Build(args) => build::build(args),
     };
     match result {
         Ok(code) => code,

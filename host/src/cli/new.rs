@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use cairn::project::{self, Lang};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -11,7 +12,10 @@ pub struct NewArgs {
     /// Where to create it (a directory `<name>` is made inside).
     #[arg(long, default_value = ".")]
     dir: PathBuf,
-    /// Path of the cairn-sdk crate [default: the guest-sdk of the source tree this cairn was built from].
+    /// The operator's language.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    lang: Lang,
+    /// Path of the cairn-sdk crate (Rust only) [default: the guest-sdk/rust of the source tree this cairn was built from].
     #[arg(long)]
     sdk: Option<PathBuf>,
 }
@@ -29,22 +33,29 @@ fn fill(template: &str, name: &str, sdk: &str) -> String {
 
 pub fn new(args: NewArgs) -> Result<ExitCode> {
     let name = &args.name;
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if !valid {
+    if args.lang != Lang::Rust {
+        let root = project::scaffold(args.lang, name, &args.dir)?;
+        let manifest = project::Manifest::read(&root)?;
+        println!("created {} operator {}", args.lang, root.display());
+        println!("  build it:  cairn build {}", root.display());
+        println!(
+            "  run it:    cairn run --plugin {} --input events.jsonl --output -",
+            root.join(manifest.output()).display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !project::valid_name(name) {
         bail!(
             "{name:?} is not a valid plugin name: use lowercase letters, digits, `-` and `_`, starting with a letter"
         );
     }
     let sdk = match args.sdk {
         Some(p) => p,
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/rust"),
     };
     let sdk = sdk.canonicalize().with_context(|| {
         format!(
-            "cairn-sdk was not found at {}; pass --sdk <path to cairn's guest-sdk directory>",
+            "cairn-sdk was not found at {}; pass --sdk <path to cairn's guest-sdk/rust directory>",
             sdk.display()
         )
     })?;
@@ -57,7 +68,8 @@ pub fn new(args: NewArgs) -> Result<ExitCode> {
         ("Cargo.toml", fill(CARGO_TOML, name, &sdk_text)),
         ("src/lib.rs", fill(LIB_RS, name, &sdk_text)),
         ("rust-toolchain.toml", TOOLCHAIN.to_string()),
-        (".gitignore", "/target\n".to_string()),
+        (".gitignore", "/target\n/.cairn\n".to_string()),
+        ("cairn.toml", Lang::Rust.template(name).remove(0).1),
     ];
     std::fs::create_dir_all(root.join("src"))
         .with_context(|| format!("could not create {}", root.display()))?;

@@ -1,0 +1,116 @@
+"""The Python SDK under plain CPython: JSON as serde_json writes it, scoped state, timers,
+rollback, and the repository's Python operators through the test harness."""
+
+import os
+import struct
+import sys
+
+import pytest
+
+HERE = os.path.dirname(__file__)
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+import cairn_operator as cairn  # noqa: E402
+from cairn_operator import _json  # noqa: E402
+from cairn_operator.testing import Harness  # noqa: E402
+
+
+def test_floats_are_written_as_serde_json_writes_them():
+    path = os.path.join(HERE, "..", "..", "golden", "json-floats.txt")
+    n = 0
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            bits, want = line.split()
+            x = struct.unpack("<d", struct.pack("<Q", int(bits, 16)))[0]
+            assert _json.format_float(x) == want, bits
+            n += 1
+    assert n > 300
+
+
+def test_dumps_is_compact_and_keeps_non_ascii():
+    assert cairn.dumps({"a": [1, 2.0, None, True], "é": "x\"\n"}) == '{"a":[1,2.0,null,true],"é":"x\\"\\n"}'
+    with pytest.raises(TypeError):
+        cairn.dumps({1: 2})
+
+
+@cairn.operator
+class Counter:
+    def on_event(self, event, out):
+        n = cairn.state.incr("count")
+        cairn.operator_state.incr("total")
+        if event.json().get("fail"):
+            raise ValueError("asked to fail")
+        out.emit_json(event.key, event.ts, {"count": n})
+
+
+def test_state_is_the_events_key_and_a_failed_batch_leaves_nothing():
+    h = Harness(Counter)
+    out = h.send_all([("a", 1, {}), ("b", 2, {}), ("a", 3, {})])
+    assert [(e.key, e.value) for e in out] == [
+        ("a", b'{"count":1}'),
+        ("b", b'{"count":1}'),
+        ("a", b'{"count":2}'),
+    ]
+    assert h.state("a") == {"count": b"2"} and h.state(None) == {"total": b"3"}
+    with pytest.raises(ValueError, match="asked to fail"):
+        h.send_all([("a", 4, {}), ("c", 5, {"fail": True})])
+    assert h.state("a") == {"count": b"2"} and h.state("c") == {}
+
+
+def test_keys_page_in_byte_order_and_other_scopes_are_reachable():
+    h = Harness(Counter)
+    s = cairn.state.of("k")
+    for i in range(25):
+        s.set(f"x/{i:03}", b"v")
+    s.set("y", "w")
+    assert list(s.keys("x/", page=10)) == [f"x/{i:03}" for i in range(25)]
+    assert s.get("y") == b"w" and s.remove("y") and not s.exists("y")
+    assert cairn.state.of("other").get_json("nothing", 7) == 7
+    assert h.state("k")["x/000"] == b"v"
+
+
+@cairn.operator
+class Alarm:
+    """Emits each key's events once the watermark passes ts + 10."""
+
+    def on_event(self, event, out):
+        cairn.state.set_json("pending", cairn.state.get_json("pending", []) + [event.ts])
+        cairn.timers.register(event.key, event.ts + 10)
+
+    def on_timer(self, key, ts, out):
+        out.emit_json(key, ts, {"due": cairn.state.get_json("pending"), "wm": cairn.timers.watermark()})
+        cairn.state.remove("pending")
+
+
+def test_timers_fire_in_ts_then_key_order_in_their_keys_scope():
+    h = Harness(Alarm)
+    assert h.feed([("b", 5, 0), ("a", 5, 0), ("a", 1, 0)]) == []
+    assert h.timers() == [(11, "a"), (15, "a"), (15, "b")]
+    out = h.watermark(15)
+    assert [(e.key, e.ts, e.json()) for e in out] == [
+        ("a", 11, {"due": [5, 1], "wm": 15}),
+        ("a", 15, {"due": None, "wm": 15}),
+        ("b", 15, {"due": [5], "wm": 15}),
+    ]
+    assert h.timers() == []
+
+
+def test_the_repository_operators_run_in_the_harness():
+    root = os.path.join(HERE, "..", "..", "..", "plugins", "python")
+    sys.path.insert(0, os.path.join(root, "window"))
+    try:
+        import app as window_app
+    finally:
+        sys.path.pop(0)
+    h = Harness(window_app.Window, {"field": "v", "size_ms": 10})
+    for ts, v in [(1, 1.0), (4, 3.0), (12, 5.0)]:
+        assert h.send("a", ts, {"v": v}) == []
+    out = h.watermark(12)
+    assert [(e.key, e.ts) for e in out] == [("a", 9)]
+    assert out[0].value == b'{"start":0,"end":10,"count":2,"sum":4.0,"min":1.0,"max":3.0,"avg":2.0,"stddev":1.0}'
+    h.send("a", 3, {"v": 100})
+    assert h.state(None) == {"late": b"1"}
+    with pytest.raises(ValueError, match="size_ms and slide_ms must be positive"):
+        Harness(window_app.Window, {"field": "v", "size_ms": 0})

@@ -1,0 +1,241 @@
+//! The languages an operator is written in: their default build steps, the tools those need
+//! and how to install them, the SDK files `cairn build` provides, and the project templates.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{ProjectError, io};
+
+/// The WIT this host runs; written into every project's `.cairn/wit/` at build time.
+const WIT: &str = include_str!("../../../wit/0.2.0/operator.wit");
+
+/// The Python SDK (package `cairn_operator`), built into the binary.
+const PYTHON_SDK: [(&str, &str); 5] = [
+    (
+        "cairn_operator/__init__.py",
+        include_str!("../../../guest-sdk/python/cairn_operator/__init__.py"),
+    ),
+    (
+        "cairn_operator/_host.py",
+        include_str!("../../../guest-sdk/python/cairn_operator/_host.py"),
+    ),
+    (
+        "cairn_operator/_json.py",
+        include_str!("../../../guest-sdk/python/cairn_operator/_json.py"),
+    ),
+    (
+        "cairn_operator/exports.py",
+        include_str!("../../../guest-sdk/python/cairn_operator/exports.py"),
+    ),
+    (
+        "cairn_operator/testing.py",
+        include_str!("../../../guest-sdk/python/cairn_operator/testing.py"),
+    ),
+];
+
+/// A language operators are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    /// Rust, with the cairn-sdk crate.
+    Rust,
+    /// Python, with componentize-py and the `cairn_operator` package.
+    Python,
+    /// JavaScript, with componentize-js.
+    Js,
+    /// C, with clang, wit-bindgen and wasm-tools.
+    C,
+}
+
+impl std::fmt::Display for Lang {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::Js => "js",
+            Lang::C => "c",
+        })
+    }
+}
+
+fn argv(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+impl Lang {
+    /// The build steps when `cairn.toml` names none.
+    pub fn default_steps(self, name: &str) -> Vec<Vec<String>> {
+        match self {
+            Lang::Rust => vec![argv(&[
+                "cargo",
+                "build",
+                "--target",
+                "wasm32-wasip2",
+                "--release",
+            ])],
+            Lang::Python => vec![argv(&[
+                "componentize-py",
+                "-d",
+                "{wit}",
+                "-w",
+                "operator-timers",
+                "componentize",
+                "app",
+                "-p",
+                ".",
+                "-p",
+                "{sdk}",
+                "-o",
+                "{out}",
+            ])],
+            Lang::Js => vec![argv(&[
+                "componentize-js",
+                "{dir}/bundle.js",
+                "--wit",
+                "{wit}",
+                "--world-name",
+                "operator-timers",
+                "-d",
+                "http",
+                "fetch-event",
+                "-o",
+                "{out}",
+            ])],
+            Lang::C => {
+                let _ = name;
+                vec![
+                    argv(&[
+                        "wit-bindgen",
+                        "c",
+                        "{wit}",
+                        "--world",
+                        "operator-timers",
+                        "--out-dir",
+                        "{dir}/bindings",
+                    ]),
+                    argv(&[
+                        "clang",
+                        "--target=wasm32-wasi",
+                        "-mexec-model=reactor",
+                        "-O2",
+                        "-I{dir}/bindings",
+                        "-I{sdk}",
+                        "-o",
+                        "{dir}/core.wasm",
+                        "operator.c",
+                        "{sdk}/cairn_operator.c",
+                        "{dir}/bindings/operator_timers.c",
+                        "{dir}/bindings/operator_timers_component_type.o",
+                    ]),
+                    argv(&["wasm-tools", "component", "new", "{dir}/core.wasm", "-o", "{out}"]),
+                ]
+            }
+        }
+    }
+
+    /// Where the component goes when `cairn.toml` does not say.
+    pub fn default_output(self, name: &str) -> PathBuf {
+        match self {
+            Lang::Rust => PathBuf::from(format!(
+                "target/wasm32-wasip2/release/{}.wasm",
+                name.replace('-', "_")
+            )),
+            _ => PathBuf::from(format!("build/{name}.wasm")),
+        }
+    }
+
+    /// How to install `tool`, for an error message.
+    pub fn install_hint(self, tool: &str) -> String {
+        match tool {
+            "componentize-py" => "python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.1, then put .venv/bin on PATH".into(),
+            "componentize-js" => "npm install --prefix ~/.local/cairn-js @bytecodealliance/componentize-js@0.23.0, then put ~/.local/cairn-js/node_modules/.bin on PATH (node and npm: apt-get install nodejs npm)".into(),
+            "clang" | "wasm-ld" => "apt-get install clang lld wasi-libc libclang-rt-dev-wasm32".into(),
+            "wit-bindgen" => "cargo install --locked wit-bindgen-cli --version 0.63.0".into(),
+            "wasm-tools" => "cargo install --locked wasm-tools --version 1.263.0".into(),
+            "cargo" => "install Rust with rustup (https://rustup.rs), then `rustup target add wasm32-wasip2`".into(),
+            other => format!("`{other}` is named by cairn.toml's build steps; install it or change the steps ({self} operators)"),
+        }
+    }
+
+    /// Write what the build steps read under `dir` (a project's `.cairn/`): the WIT as
+    /// `wit/operator.wit` and the SDK under `sdk/`; for JavaScript also `bundle.js`, the SDK
+    /// followed by the project's `app.js` (componentize-js takes one module).
+    pub fn write_support(self, dir: &Path) -> Result<(), ProjectError> {
+        write(&dir.join("wit/operator.wit"), WIT)?;
+        let sdk = dir.join("sdk");
+        match self {
+            Lang::Rust => {}
+            Lang::Python => {
+                for (file, text) in PYTHON_SDK {
+                    write(&sdk.join(file), text)?;
+                }
+            }
+            Lang::Js | Lang::C => {}
+        }
+        Ok(())
+    }
+
+    /// The files of a new project: `cairn.toml`, the operator's source, `.gitignore`.
+    pub fn template(self, name: &str) -> Vec<(&'static str, String)> {
+        let manifest = format!(
+            "# Built by `cairn build`; run by `cairn run --plugin {}`.\n\
+             [operator]\nname = \"{name}\"\nlang = \"{self}\"\n\n[build]\n# Run in this directory; {{wit}}, {{sdk}}, {{dir}} (.cairn/) and {{out}} are filled in.\nsteps = [\n{}]\noutput = \"{}\"\n",
+            self.default_output(name).display(),
+            self.default_steps(name)
+                .iter()
+                .map(|s| format!("  {s:?},\n"))
+                .collect::<String>(),
+            self.default_output(name).display(),
+        );
+        let ignore = "/.cairn\n/build\n".to_string();
+        match self {
+            Lang::Python => vec![
+                ("cairn.toml", manifest),
+                ("app.py", PYTHON_APP.to_string()),
+                ("test_app.py", PYTHON_TEST.to_string()),
+                (".gitignore", ignore),
+            ],
+            _ => vec![("cairn.toml", manifest), (".gitignore", ignore)],
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ProjectError> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(io("creating", d))?;
+    }
+    std::fs::write(path, text).map_err(io("writing", path))
+}
+
+const PYTHON_APP: &str = r#""""An operator: for each event, count the events of its key and emit the count."""
+
+import cairn_operator as cairn
+from cairn_operator.exports import Operator, TimerHandler  # noqa: F401 (the component's exports)
+
+
+@cairn.operator
+class Counter:
+    def on_event(self, event, out):
+        n = cairn.state.incr("count")  # state is this event's key's
+        out.emit_json(event.key, event.ts, {"count": n})
+"#;
+
+const PYTHON_TEST: &str = r#""""Run the operator under plain Python: `PYTHONPATH=.cairn/sdk python -m pytest`
+(after one `cairn build`, which writes the SDK to .cairn/sdk)."""
+
+from cairn_operator.testing import Harness
+
+from app import Counter
+
+
+def test_counts_per_key():
+    h = Harness(Counter)
+    out = h.send_all([("a", 1, {}), ("b", 2, {}), ("a", 3, {})])
+    assert [(e.key, e.json()) for e in out] == [
+        ("a", {"count": 1}),
+        ("b", {"count": 1}),
+        ("a", {"count": 2}),
+    ]
+    assert h.state("a") == {"count": b"2"}
+"#;
