@@ -10,6 +10,7 @@ mod checkpoint_formats;
 mod checkpoint_props;
 mod component_cache;
 mod exactly_once;
+mod languages;
 mod library_and_cli;
 mod operability;
 mod operators;

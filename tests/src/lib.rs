@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+pub mod guests;
 pub mod native;
 pub mod proxy;
 pub mod redis;

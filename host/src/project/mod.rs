@@ -173,14 +173,10 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ProjectError> {
     let manifest = Manifest::read(dir)?;
     let lang = manifest.operator.lang;
     let support = dir.join(".cairn");
-    lang.write_support(&support)?;
     let output = match out {
         Some(o) => std::path::absolute(o).map_err(io("resolving", o))?,
         None => dir.join(manifest.output()),
     };
-    if let Some(parent) = output.parent() {
-        std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-    }
     let fill = |arg: &str| {
         arg.replace("{wit}", &support.join("wit").display().to_string())
             .replace("{sdk}", &support.join("sdk").display().to_string())
@@ -207,6 +203,10 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ProjectError> {
                 install: lang.install_hint(tool),
             });
         }
+    }
+    lang.write_support(&support)?;
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
     }
     // A stale component must not pass for a fresh one.
     let _ = std::fs::remove_file(&output);

@@ -1,0 +1,65 @@
+"""The component's exports, for componentize-py: import `Operator` and `TimerHandler` into the
+operator's module (`from cairn_operator.exports import Operator, TimerHandler`). They run the
+class registered with `@cairn_operator.operator`, turn an exception that escapes it into the
+call's error (message and Python traceback, for the host's log and error policy) instead of a
+trap, and convert events between the WIT records and `cairn_operator.Event`."""
+
+import traceback
+
+import cairn_operator as _cairn
+
+try:
+    from componentize_py_types import Err
+    from wit_world import exports as _exports
+    from wit_world.imports import types as _types
+except ImportError:  # plain CPython (an operator's own tests): nothing is exported
+    _exports = None
+
+if _exports is None:
+    Operator = TimerHandler = None
+else:
+    _op = [None]
+
+
+    def _failure(what: str) -> Err:
+        return Err(f"{what}: {traceback.format_exc().rstrip()}")
+
+
+    def _events(out) -> list:
+        Ev = _types.Event
+        return [Ev(k, ts, v) for (k, ts, v) in out.events]
+
+
+    class Operator(_exports.Operator):
+        def init(self, config: str) -> None:
+            try:
+                _op[0] = _cairn._instantiate(config)
+            except Exception as e:
+                raise Err(f"init failed: {type(e).__name__}: {e}") from None
+
+        def process(self, batch):
+            out = _cairn.Output()
+            Event = _cairn.Event
+            try:
+                _cairn._on_batch(_op[0], [Event(e.key, e.ts, e.value) for e in batch], out)
+            except Exception:
+                raise _failure("process failed") from None
+            return _events(out)
+
+        def on_watermark(self, watermark: int):
+            out = _cairn.Output()
+            try:
+                _cairn._on_watermark(_op[0], watermark, out)
+            except Exception:
+                raise _failure("on_watermark failed") from None
+            return _events(out)
+
+
+    class TimerHandler(_exports.TimerHandler):
+        def on_timers(self, fired):
+            out = _cairn.Output()
+            try:
+                _cairn._on_timers(_op[0], [(t.key, t.ts) for t in fired], out)
+            except Exception:
+                raise _failure("on_timer failed") from None
+            return _events(out)

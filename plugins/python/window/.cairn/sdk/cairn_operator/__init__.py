@@ -1,0 +1,239 @@
+"""Write Cairn stream operators in Python.
+
+    import cairn_operator as cairn
+    from cairn_operator.exports import Operator, TimerHandler  # what the component exports
+
+    @cairn.operator
+    class Counter:
+        def on_event(self, event, out):
+            n = cairn.state.incr("count")          # this event's key's count
+            out.emit_json(event.key, event.ts, {"count": n})
+
+Build it with `cairn build` (componentize-py, world `operator-timers` of WIT 0.2.0). The state
+an operator touches while handling an event (or a timer) is that key's scope; `operator_state`
+is the operator-wide scope and `state.of(key)` another key's. Every write is part of the
+current call's transaction: an exception that escapes a handler fails the call, the host
+discards its writes and applies the job's error policy (`--on-error`).
+"""
+
+from . import _host, _json
+from ._host import InvalidState, QuotaExceeded, StateError
+
+__all__ = [
+    "Event",
+    "InvalidState",
+    "Output",
+    "QuotaExceeded",
+    "State",
+    "StateError",
+    "dumps",
+    "log",
+    "operator",
+    "operator_state",
+    "state",
+    "timers",
+]
+
+dumps = _json.dumps
+
+# The key whose scope `state` means: set while an event or a timer is handled.
+_current = [None]
+_CURRENT = object()
+
+
+class Event:
+    """One event: `key` (str), `ts` (event time, ms), `value` (bytes: JSON text on the CLI)."""
+
+    __slots__ = ("key", "ts", "value")
+
+    def __init__(self, key: str, ts: int, value):
+        self.key = key
+        self.ts = ts
+        self.value = value.encode() if isinstance(value, str) else bytes(value)
+
+    def json(self):
+        """The value parsed as JSON."""
+        return _json.loads(self.value)
+
+    def __repr__(self):
+        return f"Event({self.key!r}, {self.ts}, {self.value!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, Event) and (self.key, self.ts, self.value) == (
+            other.key,
+            other.ts,
+            other.value,
+        )
+
+
+class Output:
+    """The events a call emits, in order."""
+
+    __slots__ = ("events",)
+
+    def __init__(self):
+        self.events = []
+
+    def emit(self, key: str, ts: int, value):
+        """Emit an event; `value` is bytes or str."""
+        self.events.append((key, ts, value.encode() if isinstance(value, str) else bytes(value)))
+
+    def emit_json(self, key: str, ts: int, value):
+        """Emit an event whose value is `value` as JSON text (as the Rust SDK writes it)."""
+        self.events.append((key, ts, _json.dumps(value).encode()))
+
+
+class State:
+    """Key-value state in one scope: the current key's (`state`), the operator's
+    (`operator_state`) or a named key's (`state.of(key)`). Keys are non-empty strings; values
+    are bytes, with JSON and integer helpers."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope=_CURRENT):
+        self._scope = scope
+
+    def _s(self):
+        return _current[0] if self._scope is _CURRENT else self._scope
+
+    def of(self, key: str) -> "State":
+        """The state of stream key `key`."""
+        return State(key)
+
+    def get(self, name: str, default=None):
+        """The bytes under `name`, or `default`."""
+        v = _host.get(self._s(), name)
+        return default if v is None else v
+
+    def set(self, name: str, value):
+        """Store bytes (or str) under `name`. Raises `QuotaExceeded` or `InvalidState`."""
+        _host.set_(self._s(), name, value.encode() if isinstance(value, str) else bytes(value))
+
+    def remove(self, name: str) -> bool:
+        """Delete `name`; whether it existed."""
+        return _host.remove(self._s(), name)
+
+    def exists(self, name: str) -> bool:
+        return _host.exists(self._s(), name)
+
+    def keys(self, prefix: str = "", start_after=None, page: int = 1000):
+        """The keys starting with `prefix`, in byte order (fetched a page at a time)."""
+        scope = self._s()
+        while True:
+            got = _host.list_keys(scope, prefix, start_after, page)
+            yield from got
+            if len(got) < page:
+                return
+            start_after = got[-1]
+
+    def get_json(self, name: str, default=None):
+        """The JSON value under `name`, or `default`."""
+        v = _host.get(self._s(), name)
+        return default if v is None else _json.loads(v)
+
+    def set_json(self, name: str, value):
+        """Store `value` as JSON text."""
+        _host.set_(self._s(), name, _json.dumps(value).encode())
+
+    def get_int(self, name: str, default: int = 0) -> int:
+        v = _host.get(self._s(), name)
+        return default if v is None else int(v)
+
+    def set_int(self, name: str, value: int):
+        _host.set_(self._s(), name, str(int(value)).encode())
+
+    def incr(self, name: str, by: int = 1) -> int:
+        """Add `by` to the integer under `name` (0 when absent); the new value."""
+        scope = self._s()
+        v = _host.get(scope, name)
+        n = (0 if v is None else int(v)) + by
+        _host.set_(scope, name, str(n).encode())
+        return n
+
+
+state = State()
+operator_state = State(None)
+
+
+class _Timers:
+    """Event-time timers: `register(key, ts)` asks for the operator's `on_timer(key, ts, out)`
+    once the watermark reaches `ts` (in `key`'s scope); `delete(key, ts)`; `watermark()` is the
+    host's watermark (None before the first event)."""
+
+    @staticmethod
+    def register(key: str, ts: int):
+        _host.register_timer(key, ts)
+
+    @staticmethod
+    def delete(key: str, ts: int) -> bool:
+        return _host.delete_timer(key, ts)
+
+    @staticmethod
+    def watermark():
+        return _host.watermark()
+
+
+timers = _Timers()
+
+
+def log(level: str, message: str):
+    """Log into the host's log ("trace", "debug", "info", "warn", "error")."""
+    _host.log(level, message)
+
+
+# The operator class registered by @operator, and its instance once `init` ran.
+_registered = [None]
+
+
+def operator(cls):
+    """Register `cls` as this component's operator. It is built with the configuration (a
+    dict, `{}` when none was given) and may define `on_event(event, out)`, `on_batch(events,
+    out)`, `on_timer(key, ts, out)` and `on_watermark(watermark, out)`."""
+    _registered[0] = cls
+    return cls
+
+
+def _instantiate(config_text: str):
+    cls = _registered[0]
+    if cls is None:
+        raise RuntimeError(
+            "no operator registered: decorate your operator class with @cairn_operator.operator"
+        )
+    config = _json.loads(config_text or "{}")
+    if cls.__init__ is object.__init__:  # no __init__: nothing to configure
+        return cls()
+    return cls(config)
+
+
+def _on_batch(op, events, out):
+    on_batch = getattr(op, "on_batch", None)
+    if on_batch is not None:
+        on_batch(events, out)
+        return
+    on_event = op.on_event
+    cur = _current
+    try:
+        for e in events:
+            cur[0] = e.key
+            on_event(e, out)
+    finally:
+        cur[0] = None
+
+
+def _on_timers(op, fired, out):
+    on_timer = getattr(op, "on_timer", None)
+    if on_timer is None:
+        raise RuntimeError(f"{type(op).__name__} registered timers but defines no on_timer(key, ts, out)")
+    cur = _current
+    try:
+        for key, ts in fired:
+            cur[0] = key
+            on_timer(key, ts, out)
+    finally:
+        cur[0] = None
+
+
+def _on_watermark(op, wm, out):
+    f = getattr(op, "on_watermark", None)
+    if f is not None:
+        f(wm, out)

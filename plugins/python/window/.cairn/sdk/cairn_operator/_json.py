@@ -1,0 +1,89 @@
+"""JSON text exactly as the Rust SDK writes it (serde_json): compact, non-ASCII kept, and
+floats in the shortest form that reads back, laid out as the `ryu` crate does (`1.0`, `0.001`,
+`1e+16`, `1.5e-7`); NaN and infinities become `null`. Operators written in any language then
+emit byte-identical output."""
+
+import json as _json
+import math
+
+_encode_str = _json.encoder.encode_basestring  # escapes as serde_json does (non-ASCII kept)
+
+
+def format_float(x: float) -> str:
+    """`x` as serde_json writes an f64."""
+    if not math.isfinite(x):
+        return "null"
+    if x == 0.0:
+        return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    sign = "-" if x < 0 else ""
+    text = repr(abs(x))  # the shortest digits that read back
+    mantissa, _, exp = text.partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0")
+    # value = 0.<digits> shifted: position of the decimal point relative to digits' start
+    point = len(whole.lstrip("0")) if whole.strip("0") else -(len(frac) - len(frac.lstrip("0")))
+    point += int(exp) if exp else 0
+    digits = digits.rstrip("0")
+    n = len(digits)
+    k = point - n  # value = digits * 10^k
+    kk = point
+    if 0 <= k and kk <= 16:
+        return sign + digits + "0" * k + ".0"
+    if 0 < kk <= 16:
+        return sign + digits[:kk] + "." + digits[kk:]
+    if -5 < kk <= 0:
+        return sign + "0." + "0" * (-kk) + digits
+    e = kk - 1
+    exp = f"e+{e}" if e > 0 else f"e{e}"
+    if n == 1:
+        return f"{sign}{digits}{exp}"
+    return f"{sign}{digits[0]}.{digits[1:]}{exp}"
+
+
+def dumps(value) -> str:
+    """`value` (dict, list, tuple, str, int, float, bool, None) as compact JSON text."""
+    out = []
+    _write(value, out)
+    return "".join(out)
+
+
+def _write(v, out):
+    if v is None:
+        out.append("null")
+    elif v is True:
+        out.append("true")
+    elif v is False:
+        out.append("false")
+    elif isinstance(v, int):
+        out.append(str(v))
+    elif isinstance(v, float):
+        out.append(format_float(v))
+    elif isinstance(v, str):
+        out.append(_encode_str(v))
+    elif isinstance(v, dict):
+        out.append("{")
+        first = True
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise TypeError(f"JSON object keys must be strings, not {type(k).__name__}")
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_encode_str(k))
+            out.append(":")
+            _write(x, out)
+        out.append("}")
+    elif isinstance(v, (list, tuple)):
+        out.append("[")
+        for i, x in enumerate(v):
+            if i:
+                out.append(",")
+            _write(x, out)
+        out.append("]")
+    else:
+        raise TypeError(f"{type(v).__name__} is not JSON serializable")
+
+
+def loads(text):
+    """Parse JSON text (str or bytes)."""
+    return _json.loads(text)

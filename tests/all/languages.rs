@@ -1,0 +1,314 @@
+//! Operators in Python (and the other SDKs' languages): built from `plugins/<lang>/` with
+//! `cairn build`, their output byte-identical to the Rust operators'; errors reach the error
+//! policy as they do for Rust; exactly-once under SIGKILL; `cairn new` → `cairn build` → `cairn run`.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Result;
+use cairn_tests::guests::{build, guest_plugin};
+use cairn_tests::{
+    cairn, expected_counts, kills, plugin, run_args, run_cairn, run_ok, sigkill_exactly_once, strs,
+    synthetic_input,
+};
+
+/// The languages with an SDK and `plugins/<lang>/{counter,window}`.
+const LANGS: [&str; 1] = ["python"];
+
+const WINDOW: &str =
+    r#"{"field":"t","size_ms":10000,"slide_ms":5000,"out_of_order_ms":1000,"allowed_lateness_ms":500}"#;
+
+/// Events over `keys` keys, out of order by up to 3 s, whose field `t` is an integer, a
+/// decimal with up to 3 places, a numeric string or null.
+fn window_input(n: usize, keys: u64) -> String {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut s = String::new();
+    for i in 0..n {
+        let key = next() % keys;
+        let ts = 1_700_000_000_000 + i as i64 * 7 - (next() % 3000) as i64;
+        let r = next();
+        let t = match r % 4 {
+            0 => format!("{}", (r >> 8) % 150) + "",
+            1 => format!("{}.{:03}", ((r >> 8) % 20) as i64 - 10, (r >> 20) % 1000),
+            2 => format!("\"{}\"", (r >> 8) % 9),
+            _ => "null".into(),
+        };
+        s.push_str(&format!(
+            "{{\"key\":\"k{key}\",\"ts\":{ts},\"value\":{{\"t\":{t}}}}}\n"
+        ));
+    }
+    s
+}
+
+fn run_to_string(plugin: &Path, input: &Path, dir: &Path, extra: &[&str]) -> Result<String> {
+    let out = dir.join(format!(
+        "{}.out",
+        plugin.file_stem().unwrap_or_default().to_string_lossy()
+    ));
+    run_ok(&strs(&run_args(plugin, input, &out, extra)))?;
+    Ok(fs::read_to_string(out)?)
+}
+
+#[test]
+fn counters_in_every_language_match_the_rust_counter_byte_for_byte() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let text = synthetic_input(100_000, 1000, 50);
+    let input = dir.path().join("in.jsonl");
+    fs::write(&input, &text)?;
+    let rust = run_to_string(&plugin("counter"), &input, dir.path(), &[])?;
+    assert_eq!(rust, expected_counts(&text)?);
+    for lang in LANGS {
+        let got = run_to_string(&guest_plugin(lang, "counter")?, &input, dir.path(), &[])?;
+        assert!(
+            got == rust,
+            "the {lang} counter's output differs from the Rust counter's"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn windows_in_every_language_match_the_rust_window_byte_for_byte() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in.jsonl");
+    fs::write(&input, window_input(100_000, 500))?;
+    let args = ["--config", WINDOW];
+    let rust = run_to_string(&plugin("window"), &input, dir.path(), &args)?;
+    assert!(rust.lines().count() > 50_000, "windows were emitted");
+    assert!(
+        rust.contains("e-") || rust.contains('.'),
+        "fractional figures were written"
+    );
+    for lang in LANGS {
+        let got = run_to_string(&guest_plugin(lang, "window")?, &input, dir.path(), &args)?;
+        if got != rust {
+            let first = got.lines().zip(rust.lines()).position(|(a, b)| a != b);
+            panic!(
+                "the {lang} window's output differs from the Rust window's at line {first:?}: {:?} vs {:?}",
+                first.and_then(|i| got.lines().nth(i)),
+                first.and_then(|i| rust.lines().nth(i))
+            );
+        }
+    }
+    Ok(())
+}
+
+const PICKY_PY: &str = r#"
+import cairn_operator as cairn
+from cairn_operator.exports import Operator, TimerHandler  # noqa: F401
+
+
+@cairn.operator
+class Picky:
+    def on_event(self, event, out):
+        n = cairn.state.incr("count")
+        v = event.json()
+        if v == "boom":
+            raise ValueError(f"refusing {event.key} at {event.ts}")
+        if v == "big":
+            try:
+                cairn.state.set("big", b"x" * 2048)
+            except cairn.QuotaExceeded as e:
+                cairn.state.set_int("count", n - 1)
+                out.emit_json(event.key, event.ts, {"refused": e.kind})
+                return
+        out.emit_json(event.key, event.ts, {"count": n})
+"#;
+
+/// A Python operator that raises on `"boom"` and meets a quota on `"big"`, built with `cairn build`.
+fn picky(dir: &Path) -> Result<std::path::PathBuf> {
+    let project = dir.join("picky");
+    fs::create_dir_all(&project)?;
+    fs::write(project.join("app.py"), PICKY_PY)?;
+    fs::write(
+        project.join("cairn.toml"),
+        "[operator]\nname = \"picky\"\nlang = \"python\"\n",
+    )?;
+    build(&project, &dir.join("picky.wasm"))
+}
+
+#[test]
+fn a_python_exception_reaches_the_error_policy_and_a_refusal_is_an_exception() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let wasm = picky(dir.path())?;
+    let mut input = String::new();
+    let mut good = String::new();
+    for i in 1..=1000 {
+        let value = match i {
+            300 | 700 => "\"boom\"",
+            _ => "1",
+        };
+        let line = format!("{{\"key\":\"k{}\",\"ts\":{i},\"value\":{value}}}\n", i % 7);
+        if value == "1" {
+            good.push_str(&line);
+        }
+        input.push_str(&line);
+    }
+    let in_path = dir.path().join("in.jsonl");
+    fs::write(&in_path, &input)?;
+    let out_path = dir.path().join("out.jsonl");
+    let dead = dir.path().join("dead.jsonl");
+    let extra = [
+        "--on-error",
+        "skip",
+        "--dead-letter",
+        dead.to_str().unwrap_or_default(),
+        "--batch-size",
+        "64",
+    ];
+    let out = run_cairn(&strs(&run_args(&wasm, &in_path, &out_path, &extra)), b"")?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The failing events' writes were rolled back: the counts are those of the good events.
+    assert_eq!(fs::read_to_string(&out_path)?, expected_counts(&good)?);
+    let dead: Vec<serde_json::Value> = fs::read_to_string(&dead)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(dead.len(), 2);
+    assert_eq!(
+        (dead[0]["event"]["ts"].clone(), dead[1]["event"]["ts"].clone()),
+        (300.into(), 700.into())
+    );
+    let error = dead[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("ValueError: refusing k6 at 300")
+            && error.contains("Traceback")
+            && error.contains("app.py"),
+        "the error carries the exception and its traceback: {error}"
+    );
+
+    // Under the fail policy the batch is rolled back and the run stops with the message.
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let extra = ["--store", store.as_str(), "--batch-size", "10"];
+    let out = run_cairn(
+        &strs(&run_args(&wasm, &in_path, &dir.path().join("o2.jsonl"), &extra)),
+        b"",
+    )?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ValueError: refusing k6 at 300") && err.contains("Traceback"),
+        "{err}"
+    );
+    let show = run_ok(&["checkpoints", "show", "latest", "--store", &store, "--json"])?;
+    let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
+    assert_eq!(doc["host"]["events_in"], 290);
+
+    // A refused write is the SDK's exception, which the operator may handle.
+    let big = dir.path().join("big.jsonl");
+    fs::write(
+        &big,
+        "{\"key\":\"a\",\"ts\":1,\"value\":1}\n{\"key\":\"a\",\"ts\":2,\"value\":\"big\"}\n",
+    )?;
+    let extra = ["--max-value-bytes", "1KiB"];
+    let out = run_cairn(
+        &strs(&run_args(&wasm, &big, &dir.path().join("o3.jsonl"), &extra)),
+        b"",
+    )?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        fs::read_to_string(dir.path().join("o3.jsonl"))?,
+        "{\"key\":\"a\",\"ts\":1,\"value\":{\"count\":1}}\n{\"key\":\"a\",\"ts\":2,\"value\":{\"refused\":\"quota-exceeded\"}}\n"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_python_counter_killed_at_random_moments_gives_identical_output() -> Result<()> {
+    let wasm = guest_plugin("python", "counter")?;
+    let input = synthetic_input(30_000, 300, 0);
+    let wasm = wasm.display().to_string();
+    let reference = sigkill_exactly_once(
+        &["--plugin", &wasm, "--batch-size", "64"],
+        &input,
+        &["--checkpoint-every", "500"],
+        kills(4),
+        2,
+    )?;
+    assert_eq!(reference, expected_counts(&input)?);
+    Ok(())
+}
+
+#[test]
+fn cairn_new_then_build_then_run_in_every_language() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("in.jsonl");
+    fs::write(
+        &input,
+        "{\"key\":\"a\",\"ts\":1,\"value\":{}}\n{\"key\":\"a\",\"ts\":2,\"value\":{}}\n",
+    )?;
+    for lang in LANGS {
+        let name = format!("hello-{lang}");
+        let made = cairn()
+            .args([
+                "new",
+                "--lang",
+                lang,
+                &name,
+                "--dir",
+                &dir.path().display().to_string(),
+            ])
+            .output()?;
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let project = dir.path().join(&name);
+        assert!(project.join("cairn.toml").is_file());
+        let built = cairn().args(["build", &project.display().to_string()]).output()?;
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let wasm = String::from_utf8(built.stdout)?
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        assert!(wasm.ends_with(&format!("build/{name}.wasm")), "{wasm}");
+        let out = dir.path().join(format!("{lang}.out"));
+        run_ok(&strs(&run_args(Path::new(&wasm), &input, &out, &[])))?;
+        assert_eq!(
+            fs::read_to_string(&out)?,
+            "{\"key\":\"a\",\"ts\":1,\"value\":{\"count\":1}}\n{\"key\":\"a\",\"ts\":2,\"value\":{\"count\":2}}\n",
+            "{lang}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_missing_toolchain_is_named_with_its_install_command() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let made = cairn()
+        .args([
+            "new",
+            "--lang",
+            "python",
+            "op",
+            "--dir",
+            &dir.path().display().to_string(),
+        ])
+        .output()?;
+    assert!(made.status.success());
+    let out = cairn()
+        .args(["build", &dir.path().join("op").display().to_string()])
+        .env("PATH", "/nonexistent")
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`componentize-py` was not found on PATH")
+            && err.contains("pip install componentize-py==0.25.1"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("op/build").exists(),
+        "nothing was built or installed"
+    );
+    Ok(())
+}
