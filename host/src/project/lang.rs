@@ -34,6 +34,18 @@ const PYTHON_SDK: [(&str, &str); 5] = [
     ),
 ];
 
+/// The C SDK, built into the binary.
+const C_SDK: [(&str, &str); 2] = [
+    (
+        "cairn_operator.h",
+        include_str!("../../../guest-sdk/c/cairn_operator.h"),
+    ),
+    (
+        "cairn_operator.c",
+        include_str!("../../../guest-sdk/c/cairn_operator.c"),
+    ),
+];
+
 /// A language operators are written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -128,7 +140,16 @@ impl Lang {
                         "{dir}/bindings/operator_timers.c",
                         "{dir}/bindings/operator_timers_component_type.o",
                     ]),
-                    argv(&["wasm-tools", "component", "new", "{dir}/core.wasm", "-o", "{out}"]),
+                    argv(&[
+                        "wasm-tools",
+                        "component",
+                        "new",
+                        "{dir}/core.wasm",
+                        "--adapt",
+                        "wasi_snapshot_preview1={dir}/wasi_snapshot_preview1.reactor.wasm",
+                        "-o",
+                        "{out}",
+                    ]),
                 ]
             }
         }
@@ -171,7 +192,19 @@ impl Lang {
                     write(&sdk.join(file), text)?;
                 }
             }
-            Lang::Js | Lang::C => {}
+            Lang::C => {
+                for (file, text) in C_SDK {
+                    write(&sdk.join(file), text)?;
+                }
+                // libc's stdio (snprintf) imports WASI preview1; the adapter maps it to 0.2.
+                let adapter = dir.join("wasi_snapshot_preview1.reactor.wasm");
+                std::fs::write(
+                    &adapter,
+                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+                )
+                .map_err(io("writing", &adapter))?;
+            }
+            Lang::Js => {}
         }
         Ok(())
     }
@@ -194,6 +227,11 @@ impl Lang {
                 ("cairn.toml", manifest),
                 ("app.py", PYTHON_APP.to_string()),
                 ("test_app.py", PYTHON_TEST.to_string()),
+                (".gitignore", ignore),
+            ],
+            Lang::C => vec![
+                ("cairn.toml", manifest),
+                ("operator.c", C_APP.to_string()),
                 (".gitignore", ignore),
             ],
             _ => vec![("cairn.toml", manifest), (".gitignore", ignore)],
@@ -238,4 +276,21 @@ def test_counts_per_key():
         ("a", {"count": 2}),
     ]
     assert h.state("a") == {"count": b"2"}
+"#;
+
+const C_APP: &str = r#"/* An operator: for each event, count the events of its key and emit the count. */
+#include <stdio.h>
+
+#include "cairn_operator.h"
+
+static cairn_status on_event(const cairn_event *ev, cairn_out *out) {
+    int64_t n;
+    cairn_status s = cairn_incr(CAIRN_KEY, "count", 1, &n); /* state is this event's key's */
+    if (s) return s;
+    char json[40];
+    snprintf(json, sizeof json, "{\"count\":%lld}", (long long)n);
+    return cairn_emit_str(out, ev->key, ev->ts, json);
+}
+
+CAIRN_OPERATOR(.on_event = on_event);
 "#;
