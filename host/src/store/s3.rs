@@ -304,7 +304,7 @@ impl S3Store {
                         self.etag = etag;
                         return Ok(());
                     }
-                    if false && self.unanswered.contains(&now) {
+                    if self.unanswered.contains(&now) {
                         tracing::debug!(store = %self.url, "an earlier manifest put whose answer was lost had landed");
                         self.manifest = now;
                         self.unanswered.clear();
