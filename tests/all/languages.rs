@@ -13,7 +13,7 @@ use cairn_tests::{
 };
 
 /// The languages with an SDK and `plugins/<lang>/{counter,window}`.
-const LANGS: [&str; 2] = ["python", "c"];
+const LANGS: [&str; 3] = ["python", "c", "js"];
 
 const WINDOW: &str =
     r#"{"field":"t","size_ms":10000,"slide_ms":5000,"out_of_order_ms":1000,"allowed_lateness_ms":500}"#;

@@ -167,12 +167,24 @@ fn the_server_killed_mid_run_fails_checkpoints_clearly_and_processing_goes_on() 
     let out = child.wait_with_output()?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the run must survive the outage: {err}");
+    // The outage hits whatever the checkpoint writer is doing then: a checkpoint's commit
+    // (reported, and the next one is full) or retention's deletes (reported, nothing lost).
+    let failed: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("WARN checkpoint") && l.contains(" failed: "))
+        .collect();
+    let retention = err.lines().any(|l| l.contains("retention could not delete"));
     assert!(
-        err.contains("failed")
-            && err.contains("s3://cairn/killed")
-            && err.contains("the next checkpoint will be full"),
-        "a failed checkpoint must be reported clearly: {err}"
+        !failed.is_empty() || retention,
+        "the outage must be reported: {err}"
     );
+    for l in failed {
+        assert!(
+            l.contains("s3://cairn/killed") && l.contains("the next checkpoint will be full"),
+            "a failed checkpoint must be reported clearly: {l}"
+        );
+    }
+    assert!(err.contains("s3://cairn/killed"), "the store is named: {err}");
     assert!(
         !err.contains("cairn-test-secret"),
         "credentials must not leak: {err}"

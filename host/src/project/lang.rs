@@ -46,6 +46,9 @@ const C_SDK: [(&str, &str); 2] = [
     ),
 ];
 
+/// The JavaScript SDK, built into the binary.
+const JS_SDK: &str = include_str!("../../../guest-sdk/js/cairn-operator.js");
+
 /// A language operators are written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -182,7 +185,7 @@ impl Lang {
     /// Write what the build steps read under `dir` (a project's `.cairn/`): the WIT as
     /// `wit/operator.wit` and the SDK under `sdk/`; for JavaScript also `bundle.js`, the SDK
     /// followed by the project's `app.js` (componentize-js takes one module).
-    pub fn write_support(self, dir: &Path) -> Result<(), ProjectError> {
+    pub fn write_support(self, project: &Path, dir: &Path) -> Result<(), ProjectError> {
         write(&dir.join("wit/operator.wit"), WIT)?;
         let sdk = dir.join("sdk");
         match self {
@@ -204,7 +207,15 @@ impl Lang {
                 )
                 .map_err(io("writing", &adapter))?;
             }
-            Lang::Js => {}
+            Lang::Js => {
+                write(&sdk.join("cairn-operator.js"), JS_SDK)?;
+                let app = project.join("app.js");
+                let text = std::fs::read_to_string(&app).map_err(io("reading", &app))?;
+                write(
+                    &dir.join("bundle.js"),
+                    &format!("{JS_SDK}\n// ---- app.js ----\n{text}"),
+                )?;
+            }
         }
         Ok(())
     }
@@ -227,6 +238,11 @@ impl Lang {
                 ("cairn.toml", manifest),
                 ("app.py", PYTHON_APP.to_string()),
                 ("test_app.py", PYTHON_TEST.to_string()),
+                (".gitignore", ignore),
+            ],
+            Lang::Js => vec![
+                ("cairn.toml", manifest),
+                ("app.js", JS_APP.to_string()),
                 (".gitignore", ignore),
             ],
             Lang::C => vec![
@@ -293,4 +309,16 @@ static cairn_status on_event(const cairn_event *ev, cairn_out *out) {
 }
 
 CAIRN_OPERATOR(.on_event = on_event);
+"#;
+
+const JS_APP: &str = r#"// An operator: for each event, count the events of its key and emit the count.
+// `cairn` is the SDK (cairn build puts it in front of this file).
+cairn.operator(
+  class Counter {
+    onEvent(event, out) {
+      const n = cairn.state.incr("count"); // state is this event's key's
+      out.emitJson(event.key, event.ts, { count: n });
+    }
+  },
+);
 "#;

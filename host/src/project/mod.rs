@@ -83,12 +83,6 @@ pub enum ProjectError {
         /// The name given.
         name: String,
     },
-    /// The language has no SDK in this version.
-    #[error("{lang} operators are not supported by this cairn yet (Python, C and Rust are); see issue 14")]
-    Unsupported {
-        /// The language.
-        lang: Lang,
-    },
     /// The target directory exists.
     #[error("{0} already exists; choose another name or --dir")]
     Exists(PathBuf),
@@ -178,9 +172,6 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ProjectError> {
     let dir = &std::path::absolute(dir).map_err(io("resolving", dir))?;
     let manifest = Manifest::read(dir)?;
     let lang = manifest.operator.lang;
-    if lang == Lang::Js {
-        return Err(ProjectError::Unsupported { lang });
-    }
     let support = dir.join(".cairn");
     let output = match out {
         Some(o) => std::path::absolute(o).map_err(io("resolving", o))?,
@@ -213,7 +204,7 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ProjectError> {
             });
         }
     }
-    lang.write_support(&support)?;
+    lang.write_support(dir, &support)?;
     if let Some(parent) = output.parent() {
         std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
     }
@@ -266,9 +257,6 @@ pub fn valid_name(name: &str) -> bool {
 pub fn scaffold(lang: Lang, name: &str, parent: &Path) -> Result<PathBuf, ProjectError> {
     if !valid_name(name) {
         return Err(ProjectError::BadName { name: name.into() });
-    }
-    if lang == Lang::Js {
-        return Err(ProjectError::Unsupported { lang });
     }
     let root = parent.join(name);
     if root.exists() {
