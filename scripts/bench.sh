@@ -5,8 +5,17 @@
 #   end to end — whole `cairn run`s of counter, window and dedup vs the same jobs as plain native
 #                programs (tests/src/bin/native-*.rs), with and without a file checkpoint store
 # The plugins are built by the cairn-tests crate's build script, like for the tests.
-# `bash scripts/bench.sh e2e` runs only the end-to-end bench.
+#   languages  — the counter in Rust, Python, JavaScript and C: events/s, cold and warm start
+#                (tests/src/bin/lang-bench.rs; needs the toolchains of scripts/toolchains.sh)
+# `bash scripts/bench.sh e2e` runs only the end-to-end bench, `bash scripts/bench.sh langs` only
+# the languages bench.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+source "$ROOT/scripts/toolchains.sh"
+if [ "${1:-}" = "langs" ]; then
+  need_guest_toolchains
+  cargo build --release -p cairn -p cairn-tests --bins >&2
+  exec "$CARGO_TARGET_DIR/release/lang-bench" "${@:2}"
+fi
 if [ "${1:-}" != "e2e" ]; then
   for b in runtime checkpoint; do
     echo "==> cargo bench -p cairn --bench $b" >&2
@@ -16,3 +25,5 @@ fi
 echo "==> end to end: cargo build --release -p cairn -p cairn-tests --bins" >&2
 cargo build --release -p cairn -p cairn-tests --bins >&2
 "$CARGO_TARGET_DIR/release/e2e-bench"
+need_guest_toolchains
+"$CARGO_TARGET_DIR/release/lang-bench"

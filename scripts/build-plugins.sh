@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Build plugin crates under plugins/ for wasm32-wasip2 and copy each to
-# dist/plugins/<crate-name>.wasm: the crates named as arguments, or every one.
+# Build the plugins into dist/plugins/: the Rust crates under plugins/ for wasm32-wasip2
+# (dist/plugins/<crate-name>.wasm) and, with no arguments, also the Python, JavaScript and C
+# operators under plugins/<lang>/ with `cairn build` (dist/plugins/<name>.wasm, e.g.
+# counter-python.wasm; installs their pinned toolchains, see scripts/toolchains.sh).
+# Arguments name Rust crates to build instead of everything.
 # (The tests do not need this: they build the plugins themselves, see tests/build.rs.)
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 if [ "$#" -gt 0 ]; then
   CRATES=("$@")
 else
-  mapfile -t CRATES < <(for d in plugins/*/; do sed -n 's/^name *= *"\(.*\)"/\1/p' "$d/Cargo.toml" | head -1; done)
+  mapfile -t CRATES < <(for d in plugins/*/; do [ -f "$d/Cargo.toml" ] && sed -n 's/^name *= *"\(.*\)"/\1/p' "$d/Cargo.toml" | head -1; done)
 fi
 ARGS=()
 for c in "${CRATES[@]}"; do ARGS+=(-p "$c"); done
@@ -17,4 +20,14 @@ for c in "${CRATES[@]}"; do
   f="${c//-/_}.wasm"
   cp "$CARGO_TARGET_DIR/wasm32-wasip2/plugin/$f" "dist/plugins/$c.wasm"
 done
+if [ "$#" -eq 0 ]; then
+  source scripts/toolchains.sh
+  need_guest_toolchains
+  cargo build --quiet --release -p cairn
+  for d in plugins/python/*/ plugins/js/*/ plugins/c/*/; do
+    name="$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$d/cairn.toml" | head -1)"
+    echo "==> cairn build $d" >&2
+    "$CARGO_TARGET_DIR/release/cairn" build "$d" --out "dist/plugins/$name.wasm" >/dev/null
+  done
+fi
 echo "==> plugins in dist/plugins/: $(cd dist/plugins && ls | tr '\n' ' ')" >&2

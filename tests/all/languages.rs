@@ -1,6 +1,7 @@
 //! Operators in Python (and the other SDKs' languages): built from `plugins/<lang>/` with
 //! `cairn build`, their output byte-identical to the Rust operators'; errors reach the error
-//! policy as they do for Rust; exactly-once under SIGKILL; `cairn new` → `cairn build` → `cairn run`.
+//! policy as they do for Rust; exactly-once under SIGKILL; `cairn new` → `cairn build` → `cairn run`;
+//! and a component that keeps its state through wasi:keyvalue.
 
 use std::fs;
 use std::path::Path;
@@ -310,5 +311,30 @@ fn a_missing_toolchain_is_named_with_its_install_command() -> Result<()> {
         !dir.path().join("op/build").exists(),
         "nothing was built or installed"
     );
+    Ok(())
+}
+
+#[test]
+fn a_wasi_keyvalue_operator_counts_like_the_counter_and_is_exactly_once() -> Result<()> {
+    // kv-counter keeps its counts through wasi:keyvalue@0.2.0-draft2 (bucket "default").
+    let dir = tempfile::tempdir()?;
+    let text = synthetic_input(100_000, 1000, 0);
+    let input = dir.path().join("in.jsonl");
+    fs::write(&input, &text)?;
+    let got = run_to_string(&plugin("kv-counter"), &input, dir.path(), &[])?;
+    assert!(
+        got == expected_counts(&text)?,
+        "kv-counter's output differs from the counter's"
+    );
+    let wasm = plugin("kv-counter").display().to_string();
+    let small = synthetic_input(20_000, 200, 0);
+    let reference = sigkill_exactly_once(
+        &["--plugin", &wasm, "--batch-size", "64"],
+        &small,
+        &["--checkpoint-every", "500"],
+        kills(4),
+        2,
+    )?;
+    assert_eq!(reference, expected_counts(&small)?);
     Ok(())
 }

@@ -36,6 +36,13 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
         for p in &report.problems {
             println!("  - {p}");
         }
+        println!(
+            "a plugin implements world `operator-core` (or `operator-timers`) of WIT cairn:operator@0.2.0; rebuild it:"
+        );
+        println!(
+            "  Rust:            cairn_sdk::export!(YourOperator); then cargo build --target wasm32-wasip2 --release"
+        );
+        println!("  Python, JS, C:   cairn build <project>   (cairn new --lang python|js|c NAME makes one)");
         Ok(ExitCode::FAILURE)
     }
 }

@@ -34,7 +34,9 @@ pub enum LoadError {
     /// A core module, not a component.
     #[error(
         "{path} is a core WebAssembly module, not a component; Cairn runs components: build the plugin \
-         with `cargo build --target wasm32-wasip2` (wasm32-unknown-unknown and wasm32-wasip1 produce core modules)"
+         with `cairn build` (any language; its cairn.toml says how), or for Rust with `cargo build --target \
+         wasm32-wasip2` (wasm32-unknown-unknown and wasm32-wasip1 produce core modules); a C core module \
+         becomes a component with `wasm-tools component new`"
     )]
     CoreModule {
         /// The path given.
@@ -50,8 +52,10 @@ pub enum LoadError {
     },
     /// A component of another world.
     #[error(
-        "{path} does not fit Cairn's world {world}: {}; write the plugin with cairn-sdk and export it with \
-         `cairn_sdk::export!(YourOperator);`",
+        "{path} does not fit Cairn's world {world}: {}; a plugin implements world `operator-core` (or \
+         `operator-timers`) of WIT cairn:operator@0.2.0: in Rust, export it with \
+         `cairn_sdk::export!(YourOperator);`; in Python, JavaScript or C, build it with `cairn build` \
+         (`cairn new --lang python|js|c NAME` makes a project whose SDK does)",
         problems.join("; ")
     )]
     WorldMismatch {

@@ -1,5 +1,6 @@
 //! The host side of the interfaces plugins import (`state`, `packed-state`, `timers`, `log`), for every
-//! supported version of `cairn:operator`, registered from one table ([`VERSIONS`]).
+//! supported version of `cairn:operator`, registered from one table ([`VERSIONS`]); and
+//! `wasi:keyvalue` over the same state (`keyvalue`).
 //!
 //! Each version's functions are registered by hand rather than through generated traits: they
 //! read keys and values straight out of the guest's memory ([`WasmStr`], [`WasmList`]) instead
@@ -11,6 +12,7 @@
 //! * 0.2.x (`v0_2`): every entry has a scope; the host stores it under its scoped key
 //!   (`cairn_codec::scoped`), from which the key group follows.
 
+pub(crate) mod keyvalue;
 mod log;
 mod timers;
 pub(crate) mod ttl;
@@ -104,7 +106,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<
             }
         }
     }
-    Ok(())
+    keyvalue::add_to_linker(linker)
 }
 
 /// The `state-error` variant of every version.
