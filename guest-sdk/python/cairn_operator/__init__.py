@@ -66,21 +66,27 @@ class Event:
         )
 
 
+# How an emitted event is kept: (key, ts, value) under CPython; the WIT record in a component
+# (set by `exports`), so that the host's list needs no conversion.
+_make_event = [lambda key, ts, value: (key, ts, value)]
+
+
 class Output:
     """The events a call emits, in order."""
 
-    __slots__ = ("events",)
+    __slots__ = ("events", "_make")
 
     def __init__(self):
         self.events = []
+        self._make = _make_event[0]
 
     def emit(self, key: str, ts: int, value):
         """Emit an event; `value` is bytes or str."""
-        self.events.append((key, ts, value.encode() if isinstance(value, str) else bytes(value)))
+        self.events.append(self._make(key, ts, value.encode() if isinstance(value, str) else bytes(value)))
 
     def emit_json(self, key: str, ts: int, value):
         """Emit an event whose value is `value` as JSON text (as the Rust SDK writes it)."""
-        self.events.append((key, ts, _json.dumps(value).encode()))
+        self.events.append(self._make(key, ts, _json.dumps(value).encode()))
 
 
 class State:

@@ -11,6 +11,10 @@ _encode_str = _json.encoder.encode_basestring  # escapes as serde_json does (non
 
 def format_float(x: float) -> str:
     """`x` as serde_json writes an f64."""
+    text = repr(x)
+    if "e" not in text and text[-1] not in "nf":
+        # Python's positional form (1e-4 <= |x| < 1e16, and 0) is serde_json's too.
+        return text
     if not math.isfinite(x):
         return "null"
     if x == 0.0:
@@ -42,29 +46,40 @@ def format_float(x: float) -> str:
 
 def dumps(value) -> str:
     """`value` (dict, list, tuple, str, int, float, bool, None) as compact JSON text."""
+    if type(value) is dict:
+        # The common case, a flat object: one join, no recursion for its scalars.
+        parts = []
+        for k, x in value.items():
+            if type(k) is not str:
+                raise TypeError(f"JSON object keys must be strings, not {type(k).__name__}")
+            t = type(x)
+            if t is int:
+                parts.append(f"{_encode_str(k)}:{x}")
+            elif t is str:
+                parts.append(f"{_encode_str(k)}:{_encode_str(x)}")
+            else:
+                out = [_encode_str(k), ":"]
+                _write(x, out)
+                parts.append("".join(out))
+        return "{" + ",".join(parts) + "}"
     out = []
     _write(value, out)
     return "".join(out)
 
 
 def _write(v, out):
-    if v is None:
-        out.append("null")
-    elif v is True:
-        out.append("true")
-    elif v is False:
-        out.append("false")
-    elif isinstance(v, int):
-        out.append(str(v))
-    elif isinstance(v, float):
-        out.append(format_float(v))
-    elif isinstance(v, str):
+    t = type(v)
+    if t is str:
         out.append(_encode_str(v))
-    elif isinstance(v, dict):
+    elif t is int:
+        out.append(str(v))
+    elif t is float:
+        out.append(format_float(v))
+    elif t is dict:
         out.append("{")
         first = True
         for k, x in v.items():
-            if not isinstance(k, str):
+            if type(k) is not str:
                 raise TypeError(f"JSON object keys must be strings, not {type(k).__name__}")
             if not first:
                 out.append(",")
@@ -73,13 +88,29 @@ def _write(v, out):
             out.append(":")
             _write(x, out)
         out.append("}")
-    elif isinstance(v, (list, tuple)):
+    elif t is list or t is tuple:
         out.append("[")
         for i, x in enumerate(v):
             if i:
                 out.append(",")
             _write(x, out)
         out.append("]")
+    elif v is None:
+        out.append("null")
+    elif v is True:
+        out.append("true")
+    elif v is False:
+        out.append("false")
+    elif isinstance(v, int):
+        out.append(int.__repr__(v))
+    elif isinstance(v, float):
+        out.append(format_float(v))
+    elif isinstance(v, str):
+        out.append(_encode_str(v))
+    elif isinstance(v, dict):
+        _write(dict(v), out)
+    elif isinstance(v, (list, tuple)):
+        _write(list(v), out)
     else:
         raise TypeError(f"{type(v).__name__} is not JSON serializable")
 
