@@ -112,8 +112,18 @@ impl Engine {
         &self,
         bytes: &[u8],
     ) -> wasmtime::Result<(wasmtime::component::Component, CacheOutcome)> {
+        use sha2::{Digest, Sha256};
+        self.compile_component_digested(bytes, &Sha256::digest(bytes).into())
+    }
+
+    /// [`compile_component`](Self::compile_component) with the SHA-256 of `bytes` given.
+    pub fn compile_component_digested(
+        &self,
+        bytes: &[u8],
+        digest: &[u8; 32],
+    ) -> wasmtime::Result<(wasmtime::component::Component, CacheOutcome)> {
         match &self.cache {
-            Some(c) => c.load(self, bytes),
+            Some(c) => c.load_digested(self, bytes, digest),
             None => Ok((
                 wasmtime::component::Component::new(&self.inner, bytes)?,
                 CacheOutcome::Disabled,

@@ -72,13 +72,23 @@ pub(crate) fn read_wasm(path: &Path) -> Result<Vec<u8>, LoadError> {
 }
 
 pub(crate) fn compile(engine: &Engine, shown: &str, bytes: &[u8]) -> Result<Component, LoadError> {
+    compile_digested(engine, shown, bytes, &Sha256::digest(bytes).into())
+}
+
+/// [`compile`] with the SHA-256 of `bytes` given.
+fn compile_digested(
+    engine: &Engine,
+    shown: &str,
+    bytes: &[u8],
+    digest: &[u8; 32],
+) -> Result<Component, LoadError> {
     match preamble(bytes) {
         Preamble::NotWasm => return Err(LoadError::NotWasm { path: shown.into() }),
         Preamble::CoreModule => return Err(LoadError::CoreModule { path: shown.into() }),
         Preamble::Component => {}
     }
     engine
-        .compile_component(bytes)
+        .compile_component_digested(bytes, digest)
         .map(|(c, outcome)| {
             tracing::debug!(plugin = shown, ?outcome, "component ready");
             c
@@ -126,7 +136,8 @@ impl Plugin {
 
     /// Compile and check a component from memory; `shown` names it in errors.
     pub fn from_bytes(engine: &Engine, name: &str, shown: &str, bytes: &[u8]) -> Result<Self, LoadError> {
-        let component = compile(engine, shown, bytes)?;
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let component = compile_digested(engine, shown, bytes, &digest)?;
         let mismatch = |problems| LoadError::WorldMismatch {
             path: shown.into(),
             world: WORLD,
@@ -140,7 +151,6 @@ impl Plugin {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| mismatch(vec![format!("{e:#}")]))?;
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
         Ok(Self {
             inner: Arc::new(PluginInner {
                 name: name.to_string(),
