@@ -55,6 +55,8 @@ enum CasError {
 }
 
 type R<T> = wasmtime::Result<(Result<T, Error>,)>;
+/// `get-many`'s answer: each key with its value, or none.
+type Found = Vec<Option<(String, Vec<u8>)>>;
 
 /// The state key of `key` in the operator-wide scope.
 fn full(key: &str) -> String {
@@ -199,7 +201,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<
     let mut batch = linker.instance(&format!("wasi:keyvalue/batch@{VERSION}"))?;
     batch.func_wrap(
         "get-many",
-        |s: Store<'_>, (_, keys): (Resource<Bucket>, Vec<String>)| -> R<Vec<Option<(String, Vec<u8>)>>> {
+        |s: Store<'_>, (_, keys): (Resource<Bucket>, Vec<String>)| -> R<Found> {
             let out = keys
                 .into_iter()
                 .map(|k| get(s.data(), &k).map(|v| (k, v)))
