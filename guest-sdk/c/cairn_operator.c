@@ -7,17 +7,49 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "operator_timers.h"
+#include "operator_packed.h"
 
 extern const cairn_operator cairn_the_operator;
 
-typedef operator_timers_string_t wstr;
+typedef operator_packed_string_t wstr;
+typedef operator_packed_list_u8_t wbytes;
 typedef exports_cairn_operator_operator_event_t wevent;
 
 struct cairn_out {
     wevent *ptr;
     size_t len, cap;
+    /* process-packed: the events as one buffer (u32 count, then key, ts, value each). */
+    bool packed;
+    uint8_t *buf;
+    size_t blen, bcap;
+    uint32_t count;
 };
+
+/* ---- the batch cache (process-packed only) ----
+ * Reads go through it (a miss asks the host once); writes are held in it and sent with one
+ * write-many-packed at the end of the batch, unless the state's quotas could be reached: then
+ * they are flushed and the write goes straight to the host, which answers it exactly. */
+typedef struct {
+    uint8_t *id; /* scope marker, scope, 0, name */
+    size_t idlen;
+    size_t scope_off, scope_len; /* scope inside id (scope_len == SIZE_MAX: operator-wide) */
+    size_t name_off;
+    uint8_t *val;
+    size_t vlen;
+    bool present, dirty;
+} centry;
+
+static bool cache_on;
+static centry *cache;
+static size_t cache_cap, cache_len, cache_dirty;
+static cairn_operator_packed_state_state_usage_t usage;
+static uint64_t pending_keys, pending_bytes;
+
+static uint64_t fnv(const uint8_t *p, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
 
 /* The key whose scope CAIRN_KEY means, while an event or a timer is handled. */
 static bool has_current;
@@ -67,9 +99,21 @@ void cairn_log(int level, const char *fmt, ...) {
     cairn_operator_log_log((cairn_operator_log_level_t)(level < 0 ? 0 : level > 4 ? 4 : level), &m);
 }
 
+static centry *cache_entry(cairn_scope s, const char *name, bool *created);
+static void fill_from_host(centry *e);
+static cairn_status cache_set(centry *e, const void *data, size_t len, bool present);
+
 bool cairn_get(cairn_scope s, const char *name, cairn_str *value) {
+    if (cache_on) {
+        centry *e = cache_entry(s, name, NULL);
+        if (!e || !e->present) return false;
+        uint8_t *c = malloc(e->vlen ? e->vlen : 1);
+        memcpy(c, e->val, e->vlen);
+        *value = (cairn_str){(const char *)c, e->vlen};
+        return true;
+    }
     wstr slot, k = wc(name);
-    operator_timers_list_u8_t ret;
+    operator_packed_list_u8_t ret;
     if (!cairn_operator_state_get(scope_arg(s, &slot), &k, &ret)) return false;
     *value = (cairn_str){(const char *)ret.ptr, ret.len};
     return true;
@@ -78,24 +122,67 @@ bool cairn_get(cairn_scope s, const char *name, cairn_str *value) {
 void cairn_free(cairn_str value) { free((void *)value.ptr); }
 
 cairn_status cairn_set(cairn_scope s, const char *name, const void *data, size_t len) {
+    if (cache_on) {
+        centry *e = cache_entry(s, name, NULL);
+        if (e) return cache_set(e, data, len, true);
+    }
     wstr slot, k = wc(name);
-    operator_timers_list_u8_t v = {(uint8_t *)data, len};
+    operator_packed_list_u8_t v = {(uint8_t *)data, len};
     cairn_operator_state_state_error_t err;
     if (!cairn_operator_state_set(scope_arg(s, &slot), &k, &v, &err)) return refused(&err);
     return CAIRN_OK;
 }
 
 bool cairn_remove(cairn_scope s, const char *name) {
+    if (cache_on) {
+        centry *e = cache_entry(s, name, NULL);
+        if (e) {
+            bool was = e->present;
+            if (was) cache_set(e, NULL, 0, false);
+            return was;
+        }
+    }
     wstr slot, k = wc(name);
     return cairn_operator_state_remove(scope_arg(s, &slot), &k);
 }
 
 bool cairn_exists(cairn_scope s, const char *name) {
+    if (cache_on) {
+        centry *e = cache_entry(s, name, NULL);
+        if (e) return e->present;
+    }
     wstr slot, k = wc(name);
     return cairn_operator_state_exists(scope_arg(s, &slot), &k);
 }
 
+size_t cairn_fmt_i64(char *buf, int64_t v) {
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t len = 0;
+    if (v < 0) buf[len++] = '-';
+    while (n) buf[len++] = tmp[--n];
+    buf[len] = 0;
+    return len;
+}
+
+static int64_t parse_i64(const uint8_t *p, size_t n, int64_t dflt) {
+    char buf[32];
+    if (n >= sizeof buf) return dflt;
+    memcpy(buf, p, n);
+    buf[n] = 0;
+    return strtoll(buf, NULL, 10);
+}
+
 int64_t cairn_get_i64(cairn_scope s, const char *name, int64_t dflt) {
+    if (cache_on) {
+        centry *e = cache_entry(s, name, NULL);
+        if (e) return e->present ? parse_i64(e->val, e->vlen, dflt) : dflt;
+    }
     cairn_str v;
     if (!cairn_get(s, name, &v)) return dflt;
     char buf[32];
@@ -108,11 +195,21 @@ int64_t cairn_get_i64(cairn_scope s, const char *name, int64_t dflt) {
 
 cairn_status cairn_set_i64(cairn_scope s, const char *name, int64_t v) {
     char buf[24];
-    int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
-    return cairn_set(s, name, buf, (size_t)n);
+    size_t n = cairn_fmt_i64(buf, v);
+    return cairn_set(s, name, buf, n);
 }
 
 cairn_status cairn_incr(cairn_scope s, const char *name, int64_t by, int64_t *result) {
+    if (cache_on) {
+        centry *e = cache_entry(s, name, NULL);
+        if (e) {
+            int64_t n = (e->present ? parse_i64(e->val, e->vlen, 0) : 0) + by;
+            char buf[24];
+            cairn_status st = cache_set(e, buf, cairn_fmt_i64(buf, n), true);
+            if (st == CAIRN_OK && result) *result = n;
+            return st;
+        }
+    }
     int64_t n = cairn_get_i64(s, name, 0) + by;
     cairn_status st = cairn_set_i64(s, name, n);
     if (st == CAIRN_OK && result) *result = n;
@@ -139,7 +236,34 @@ static uint8_t *copy(const void *p, size_t n) {
     return c;
 }
 
+static bool grow(uint8_t **buf, size_t *cap, size_t need) {
+    if (need <= *cap) return true;
+    size_t c = *cap ? *cap : 4096;
+    while (c < need) c *= 2;
+    uint8_t *p = realloc(*buf, c);
+    if (!p) return false;
+    *buf = p;
+    *cap = c;
+    return true;
+}
+
+static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
 cairn_status cairn_emit(cairn_out *out, cairn_str key, int64_t ts, cairn_str value) {
+    if (out->packed) {
+        size_t need = out->blen + 16 + key.len + value.len;
+        if (!grow(&out->buf, &out->bcap, need)) return cairn_fail("out of memory emitting an event");
+        uint8_t *p = out->buf + out->blen;
+        put_u32(p, (uint32_t)key.len);
+        memcpy(p + 4, key.ptr, key.len);
+        p += 4 + key.len;
+        memcpy(p, &ts, 8);
+        put_u32(p + 8, (uint32_t)value.len);
+        memcpy(p + 12, value.ptr, value.len);
+        out->blen = need;
+        out->count++;
+        return CAIRN_OK;
+    }
     if (out->len == out->cap) {
         size_t cap = out->cap ? out->cap * 2 : 64;
         wevent *p = realloc(out->ptr, cap * sizeof *p);
@@ -150,7 +274,7 @@ cairn_status cairn_emit(cairn_out *out, cairn_str key, int64_t ts, cairn_str val
     wevent *e = &out->ptr[out->len++];
     e->key = (wstr){copy(key.ptr, key.len), key.len};
     e->ts = ts;
-    e->value = (operator_timers_list_u8_t){copy(value.ptr, value.len), value.len};
+    e->value = (operator_packed_list_u8_t){copy(value.ptr, value.len), value.len};
     return CAIRN_OK;
 }
 
@@ -171,7 +295,7 @@ static bool finish(cairn_status st, cairn_out *out, exports_cairn_operator_opera
     exports_cairn_operator_operator_list_event_free(&all);
     char text[1200];
     snprintf(text, sizeof text, "%s failed: %s", call, message[0] ? message : "an error status without a message");
-    operator_timers_string_dup(err, text);
+    operator_packed_string_dup(err, text);
     return false;
 }
 
@@ -179,11 +303,11 @@ bool exports_cairn_operator_operator_init(wstr *config, wstr *err) {
     cairn_status st = CAIRN_OK;
     message[0] = 0;
     if (cairn_the_operator.init) st = cairn_the_operator.init((cairn_str){(const char *)config->ptr, config->len});
-    operator_timers_string_free(config);
+    operator_packed_string_free(config);
     if (st != CAIRN_OK) {
         char text[1200];
         snprintf(text, sizeof text, "init failed: %s", message[0] ? message : "an error status without a message");
-        operator_timers_string_dup(err, text);
+        operator_packed_string_dup(err, text);
         return false;
     }
     return true;
@@ -236,6 +360,302 @@ bool exports_cairn_operator_timer_handler_on_timers(exports_cairn_operator_timer
     }
     exports_cairn_operator_timer_handler_list_timer_free(fired);
     return ok;
+}
+
+/* ---- the speed path: process-packed and the batch cache ---- */
+
+#define ABSENT 0xFFFFFFFFu
+
+static cairn_str scope_bytes(cairn_scope s, bool *operator_wide) {
+    *operator_wide = false;
+    if (s.kind == 0 && has_current) return (cairn_str){(const char *)current.ptr, current.len};
+    if (s.kind == 2) return s.key;
+    *operator_wide = true;
+    return (cairn_str){"", 0};
+}
+
+static void cache_clear(void) {
+    for (size_t i = 0; i < cache_cap; i++) {
+        if (cache[i].id) {
+            free(cache[i].id);
+            free(cache[i].val);
+        }
+    }
+    memset(cache, 0, cache_cap * sizeof *cache);
+    cache_len = cache_dirty = 0;
+    pending_keys = pending_bytes = 0;
+}
+
+static centry *slot_for(const uint8_t *id, size_t idlen) {
+    size_t i = (size_t)fnv(id, idlen) & (cache_cap - 1);
+    while (cache[i].id && !(cache[i].idlen == idlen && memcmp(cache[i].id, id, idlen) == 0)) i = (i + 1) & (cache_cap - 1);
+    return &cache[i];
+}
+
+static bool cache_grow(void) {
+    size_t old_cap = cache_cap;
+    centry *old = cache;
+    cache_cap = old_cap ? old_cap * 2 : 1024;
+    cache = calloc(cache_cap, sizeof *cache);
+    if (!cache) return false;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].id) *slot_for(old[i].id, old[i].idlen) = old[i];
+    free(old);
+    return true;
+}
+
+static void put_entry_name(uint8_t *p, size_t *at, const centry *e) {
+    if (e->scope_len == SIZE_MAX) {
+        put_u32(p + *at, ABSENT);
+        *at += 4;
+    } else {
+        put_u32(p + *at, (uint32_t)e->scope_len);
+        memcpy(p + *at + 4, e->id + e->scope_off, e->scope_len);
+        *at += 4 + e->scope_len;
+    }
+    size_t nlen = e->idlen - e->name_off;
+    put_u32(p + *at, (uint32_t)nlen);
+    memcpy(p + *at + 4, e->id + e->name_off, nlen);
+    *at += 4 + nlen;
+}
+
+/* The cache's entry for (scope, name), made (and read from the host, unless `created` asks
+ * not to) when missing; NULL when out of memory. */
+static centry *cache_entry(cairn_scope s, const char *name, bool *created) {
+    bool wide;
+    cairn_str scope = scope_bytes(s, &wide);
+    size_t nlen = strlen(name);
+    size_t idlen = 1 + scope.len + 1 + nlen;
+    uint8_t stack[256];
+    uint8_t *id = idlen <= sizeof stack ? stack : malloc(idlen);
+    if (!id) return NULL;
+    id[0] = wide ? 'o' : 'k';
+    memcpy(id + 1, scope.ptr, scope.len);
+    id[1 + scope.len] = 0;
+    memcpy(id + 2 + scope.len, name, nlen);
+    if ((cache_len + 1) * 2 > cache_cap && !cache_grow()) return NULL;
+    centry *e = slot_for(id, idlen);
+    if (e->id) {
+        if (id != stack) free(id);
+        if (created) *created = false;
+        return e;
+    }
+    e->id = id == stack ? malloc(idlen) : id;
+    if (!e->id) return NULL;
+    if (id == stack) memcpy(e->id, stack, idlen);
+    e->idlen = idlen;
+    e->scope_off = 1;
+    e->scope_len = wide ? SIZE_MAX : scope.len;
+    e->name_off = 2 + scope.len;
+    e->val = NULL;
+    e->vlen = 0;
+    e->present = e->dirty = false;
+    cache_len++;
+    if (created) {
+        *created = true;
+        return e;
+    }
+    fill_from_host(e);
+    return e;
+}
+
+/* Read an entry's value from the host (in the inline form: no allocation for small values). */
+static void fill_from_host(centry *e) {
+    bool wide = e->scope_len == SIZE_MAX;
+    wstr sc = {e->id + e->scope_off, wide ? 0 : e->scope_len};
+    wstr k = {e->id + e->name_off, e->idlen - e->name_off};
+    cairn_operator_packed_state_lookup_t r;
+    cairn_operator_packed_state_get_inline(wide ? NULL : &sc, &k, &r);
+    if (r.tag == CAIRN_OPERATOR_PACKED_STATE_LOOKUP_INLINE) {
+        e->vlen = r.val.inline_.f0;
+        e->val = malloc(e->vlen ? e->vlen : 1);
+        uint64_t w[3] = {r.val.inline_.f1, r.val.inline_.f2, r.val.inline_.f3};
+        memcpy(e->val, w, e->vlen);
+        e->present = true;
+    } else if (r.tag == CAIRN_OPERATOR_PACKED_STATE_LOOKUP_LARGE) {
+        e->val = r.val.large.ptr;
+        e->vlen = r.val.large.len;
+        e->present = true;
+    }
+}
+
+/* Send the held-back writes in one call. */
+static cairn_status cache_flush(void) {
+    if (!cache_dirty) return CAIRN_OK;
+    size_t need = 4;
+    for (size_t i = 0; i < cache_cap; i++)
+        if (cache[i].id && cache[i].dirty) need += 12 + cache[i].idlen + cache[i].vlen;
+    uint8_t *buf = malloc(need);
+    if (!buf) return cairn_fail("out of memory writing the batch's state");
+    size_t at = 4;
+    uint32_t n = 0;
+    for (size_t i = 0; i < cache_cap; i++) {
+        centry *e = &cache[i];
+        if (!e->id || !e->dirty) continue;
+        put_entry_name(buf, &at, e);
+        if (e->present) {
+            put_u32(buf + at, (uint32_t)e->vlen);
+            memcpy(buf + at + 4, e->val, e->vlen);
+            at += 4 + e->vlen;
+        } else {
+            put_u32(buf + at, ABSENT);
+            at += 4;
+        }
+        e->dirty = false;
+        n++;
+    }
+    put_u32(buf, n);
+    wbytes w = {buf, at};
+    cairn_operator_packed_state_state_error_t err;
+    bool ok = cairn_operator_packed_state_write_many_packed(&w, &err);
+    free(buf);
+    cache_dirty = 0;
+    pending_keys = pending_bytes = 0;
+    cairn_operator_packed_state_usage(&usage);
+    return ok ? CAIRN_OK : refused(&err);
+}
+
+static cairn_status cache_set(centry *e, const void *data, size_t len, bool present) {
+    /* Could the held-back writes reach a quota? Then flush them, and write this one now. */
+    uint64_t add_keys = e->present ? 0 : 1;
+    /* The host's scoped key can be longer than ours (escapes, the key group): count it thrice. */
+    uint64_t add_bytes = 3 * e->idlen + 64 + len;
+    if (len > usage.max_value_bytes || usage.keys + pending_keys + add_keys > usage.max_keys ||
+        usage.bytes + pending_bytes + add_bytes > usage.max_state_bytes) {
+        cairn_status st = cache_flush();
+        if (st) return st;
+        bool wide = e->scope_len == SIZE_MAX;
+        wstr sc = {e->id + e->scope_off, wide ? 0 : e->scope_len};
+        wstr k = {e->id + e->name_off, e->idlen - e->name_off};
+        cairn_operator_packed_state_state_error_t err;
+        if (present) {
+            wbytes v = {(uint8_t *)data, len};
+            if (!cairn_operator_state_set(wide ? NULL : &sc, &k, &v, &err)) return refused(&err);
+        } else {
+            cairn_operator_state_remove(wide ? NULL : &sc, &k);
+        }
+        cairn_operator_packed_state_usage(&usage);
+    } else {
+        if (!e->dirty) cache_dirty++;
+        e->dirty = true;
+        pending_keys += add_keys;
+        pending_bytes += add_bytes;
+    }
+    uint8_t *v = NULL;
+    if (present) {
+        v = malloc(len ? len : 1);
+        if (!v) return cairn_fail("out of memory");
+        memcpy(v, data, len);
+    }
+    free(e->val);
+    e->val = v;
+    e->vlen = len;
+    e->present = present;
+    return CAIRN_OK;
+}
+
+/* Fetch the prefetch names of every event's key in one call. */
+static void prefetch(const uint8_t *p, uint32_t n) {
+    const char *const *names = cairn_the_operator.prefetch;
+    if (!names || !names[0] || !n) return;
+    size_t nn = 0, need = 4;
+    while (names[nn]) nn++;
+    /* Pass 1: entries not cached yet, and their size. */
+    /* Room for every entry first: growing the table moves them. */
+    while ((cache_len + (size_t)n * nn + 1) * 2 > cache_cap)
+        if (!cache_grow()) return;
+    centry **want = malloc(sizeof *want * n * nn);
+    if (!want) return;
+    size_t w = 0;
+    const uint8_t *q = p;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t kl;
+        memcpy(&kl, q, 4);
+        cairn_scope s = cairn_scope_of((cairn_str){(const char *)q + 4, kl});
+        for (size_t j = 0; j < nn; j++) {
+            bool created;
+            centry *e = cache_entry(s, names[j], &created);
+            if (e && created) {
+                want[w++] = e;
+                need += 8 + e->idlen;
+            }
+        }
+        uint32_t vl;
+        memcpy(&vl, q + 4 + kl + 8, 4);
+        q += 4 + kl + 8 + 4 + vl;
+    }
+    if (w) {
+        uint8_t *buf = malloc(need);
+        size_t at = 4;
+        put_u32(buf, (uint32_t)w);
+        for (size_t i = 0; i < w; i++) put_entry_name(buf, &at, want[i]);
+        wbytes req = {buf, at}, ans;
+        cairn_operator_packed_state_state_error_t err;
+        if (cairn_operator_packed_state_get_many_packed(&req, &ans, &err)) {
+            size_t a = 0;
+            for (size_t i = 0; i < w && a + 4 <= ans.len; i++) {
+                uint32_t l;
+                memcpy(&l, ans.ptr + a, 4);
+                a += 4;
+                if (l == ABSENT) continue;
+                want[i]->val = malloc(l ? l : 1);
+                memcpy(want[i]->val, ans.ptr + a, l);
+                want[i]->vlen = l;
+                want[i]->present = true;
+                a += l;
+            }
+            free(ans.ptr);
+        } else {
+            cairn_operator_packed_state_state_error_free(&err);
+            for (size_t i = 0; i < w; i++) fill_from_host(want[i]);
+        }
+        free(buf);
+    }
+    free(want);
+}
+
+bool exports_cairn_operator_packed_operator_process_packed(wbytes *batch, wbytes *ret, wstr *err) {
+    cairn_out out = {0};
+    out.packed = true;
+    out.blen = 4;
+    grow(&out.buf, &out.bcap, 4);
+    cairn_status st = CAIRN_OK;
+    message[0] = 0;
+    uint32_t n = 0;
+    if (batch->len >= 4) memcpy(&n, batch->ptr, 4);
+    cairn_operator_packed_state_usage(&usage);
+    cache_on = true;
+    if (!cache && !cache_grow()) st = cairn_fail("out of memory");
+    const uint8_t *p = batch->ptr + 4;
+    if (st == CAIRN_OK) prefetch(p, n);
+    for (uint32_t i = 0; i < n && st == CAIRN_OK && cairn_the_operator.on_event; i++) {
+        uint32_t kl, vl;
+        int64_t ts;
+        memcpy(&kl, p, 4);
+        memcpy(&ts, p + 4 + kl, 8);
+        memcpy(&vl, p + 4 + kl + 8, 4);
+        cairn_event ev = {{(const char *)p + 4, kl}, ts, {(const char *)p + 4 + kl + 12, vl}};
+        current = (wstr){(uint8_t *)p + 4, kl};
+        has_current = true;
+        st = cairn_the_operator.on_event(&ev, &out);
+        p += 4 + kl + 12 + vl;
+    }
+    has_current = false;
+    if (st == CAIRN_OK) st = cache_flush();
+    cache_clear();
+    cache_on = false;
+    free(batch->ptr);
+    if (st != CAIRN_OK) {
+        free(out.buf);
+        char text[1200];
+        snprintf(text, sizeof text, "on_event failed: %s", message[0] ? message : "an error status without a message");
+        operator_packed_string_dup(err, text);
+        return false;
+    }
+    put_u32(out.buf, out.count);
+    ret->ptr = out.buf;
+    ret->len = out.blen;
+    return true;
 }
 
 /* ---- JSON ---- */

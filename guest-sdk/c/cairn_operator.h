@@ -13,7 +13,8 @@
  *   CAIRN_OPERATOR(.on_event = on_event);
  *
  * Built by `cairn build` (wit-bindgen c, clang --target=wasm32-wasi, wasm-tools component new;
- * world `operator-timers` of WIT 0.2.0). A callback returns CAIRN_OK, or an error status: the
+ * world `operator-packed` of WIT 0.2.0: batches cross as one buffer each way, reads of a batch
+ * are cached, its writes are held back and sent in one call at its end). A callback returns CAIRN_OK, or an error status: the
  * host then discards the call's state writes and applies the job's error policy; set the
  * message with cairn_fail(). State calls return CAIRN_QUOTA_EXCEEDED or CAIRN_INVALID when the
  * host refuses them (cairn_error_message() says why).
@@ -59,8 +60,11 @@ typedef struct {
 #define CAIRN_OPERATOR_WIDE ((cairn_scope){1, {0, 0}})
 cairn_scope cairn_scope_of(cairn_str key);
 
-/* The operator: any callback may be NULL (on_event then drops events). */
+/* The operator: any callback may be NULL (on_event then drops events). `prefetch` (optional,
+ * NULL-terminated) names the entries on_event reads in its event's key's scope: the SDK fetches
+ * them for the whole batch in one host call. */
 typedef struct {
+    const char *const *prefetch;
     cairn_status (*init)(cairn_str config);
     cairn_status (*on_event)(const cairn_event *ev, cairn_out *out);
     cairn_status (*on_timer)(cairn_str key, int64_t ts, cairn_out *out);
@@ -111,6 +115,9 @@ bool cairn_json_number_at(cairn_str json, const char *path, double *x);
 /* The string at a dotted path of `json`, copied NUL-terminated into buf (cap bytes). False when
  * there is none, it holds escapes, or it does not fit. */
 bool cairn_json_string_at(cairn_str json, const char *path, char *buf, size_t cap);
+
+/* `v` in decimal, NUL-terminated; its length (buf >= 21 bytes). Faster than snprintf. */
+size_t cairn_fmt_i64(char *buf, int64_t v);
 
 /* A NUL-terminated C string as a cairn_str. */
 cairn_str cairn_cstr(const char *s);

@@ -220,6 +220,115 @@ fn a_python_exception_reaches_the_error_policy_and_a_refusal_is_an_exception() -
     Ok(())
 }
 
+const PICKY_C: &str = r#"
+#include <string.h>
+#include "cairn_operator.h"
+
+static cairn_status on_event(const cairn_event *ev, cairn_out *out) {
+    int64_t n;
+    cairn_status s = cairn_incr(CAIRN_KEY, "count", 1, &n);
+    if (s) return s;
+    if (ev->value.len == 6 && memcmp(ev->value.ptr, "\"boom\"", 6) == 0)
+        return cairn_fail("refusing %.*s at %lld", (int)ev->key.len, ev->key.ptr, (long long)ev->ts);
+    if (ev->value.len == 5 && memcmp(ev->value.ptr, "\"big\"", 5) == 0) {
+        static char big[2048];
+        s = cairn_set(CAIRN_KEY, "big", big, sizeof big);
+        if (s == CAIRN_QUOTA_EXCEEDED) {
+            cairn_set_i64(CAIRN_KEY, "count", n - 1);
+            return cairn_emit_str(out, ev->key, ev->ts, "{\"refused\":\"quota-exceeded\"}");
+        }
+        if (s) return s;
+    }
+    char json[40] = "{\"count\":";
+    size_t len = 9 + cairn_fmt_i64(json + 9, n);
+    json[len++] = '}';
+    return cairn_emit(out, ev->key, ev->ts, (cairn_str){json, len});
+}
+
+CAIRN_OPERATOR(.prefetch = (const char *const[]){"count", NULL}, .on_event = on_event);
+"#;
+
+#[test]
+fn a_c_error_status_reaches_the_error_policy_and_a_refusal_is_a_status() -> Result<()> {
+    // The C SDK holds a batch's writes back; a refusal must still come back from the call
+    // that made it, and a failed batch must leave nothing.
+    let dir = tempfile::tempdir()?;
+    let project = dir.path().join("picky-c");
+    fs::create_dir_all(&project)?;
+    fs::write(project.join("operator.c"), PICKY_C)?;
+    fs::write(
+        project.join("cairn.toml"),
+        "[operator]\nname = \"picky-c\"\nlang = \"c\"\n",
+    )?;
+    let wasm = build(&project, &dir.path().join("picky-c.wasm"))?;
+    let mut input = String::new();
+    let mut good = String::new();
+    for i in 1..=1000 {
+        let value = if i == 300 || i == 700 { "\"boom\"" } else { "1" };
+        let line = format!("{{\"key\":\"k{}\",\"ts\":{i},\"value\":{value}}}\n", i % 7);
+        if value == "1" {
+            good.push_str(&line);
+        }
+        input.push_str(&line);
+    }
+    let in_path = dir.path().join("in.jsonl");
+    fs::write(&in_path, &input)?;
+    let out_path = dir.path().join("out.jsonl");
+    let dead = dir.path().join("dead.jsonl");
+    let extra = [
+        "--on-error",
+        "skip",
+        "--dead-letter",
+        dead.to_str().unwrap_or_default(),
+        "--batch-size",
+        "64",
+    ];
+    let out = run_cairn(&strs(&run_args(&wasm, &in_path, &out_path, &extra)), b"")?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read_to_string(&out_path)?, expected_counts(&good)?);
+    let dead = fs::read_to_string(&dead)?;
+    assert_eq!(dead.lines().count(), 2, "{dead}");
+    assert!(
+        dead.contains("refusing k6 at 300") && dead.contains("refusing k0 at 700"),
+        "{dead}"
+    );
+
+    let big = dir.path().join("big.jsonl");
+    fs::write(
+        &big,
+        "{\"key\":\"a\",\"ts\":1,\"value\":1}\n{\"key\":\"a\",\"ts\":2,\"value\":\"big\"}\n{\"key\":\"a\",\"ts\":3,\"value\":1}\n",
+    )?;
+    let extra = ["--max-value-bytes", "1KiB"];
+    let out = run_cairn(
+        &strs(&run_args(&wasm, &big, &dir.path().join("o3.jsonl"), &extra)),
+        b"",
+    )?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        fs::read_to_string(dir.path().join("o3.jsonl"))?,
+        "{\"key\":\"a\",\"ts\":1,\"value\":{\"count\":1}}\n{\"key\":\"a\",\"ts\":2,\"value\":{\"refused\":\"quota-exceeded\"}}\n{\"key\":\"a\",\"ts\":3,\"value\":{\"count\":2}}\n"
+    );
+    // A job whose keys outgrow --max-keys fails with the quota named, whichever write reaches it.
+    let many = dir.path().join("many.jsonl");
+    fs::write(&many, synthetic_input(5_000, 1000, 0))?;
+    let out = run_cairn(
+        &strs(&run_args(
+            &wasm,
+            &many,
+            &dir.path().join("o4.jsonl"),
+            &["--max-keys", "100"],
+        )),
+        b"",
+    )?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("quota-exceeded") && err.contains("max-keys = 100"),
+        "{err}"
+    );
+    Ok(())
+}
+
 #[test]
 fn a_python_counter_killed_at_random_moments_gives_identical_output() -> Result<()> {
     let wasm = guest_plugin("python", "counter")?;

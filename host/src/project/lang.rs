@@ -125,7 +125,7 @@ impl Lang {
                         "c",
                         "{wit}",
                         "--world",
-                        "operator-timers",
+                        "operator-packed",
                         "--out-dir",
                         "{dir}/bindings",
                     ]),
@@ -140,8 +140,8 @@ impl Lang {
                         "{dir}/core.wasm",
                         "operator.c",
                         "{sdk}/cairn_operator.c",
-                        "{dir}/bindings/operator_timers.c",
-                        "{dir}/bindings/operator_timers_component_type.o",
+                        "{dir}/bindings/operator_packed.c",
+                        "{dir}/bindings/operator_packed_component_type.o",
                     ]),
                     argv(&[
                         "wasm-tools",
@@ -308,7 +308,8 @@ static cairn_status on_event(const cairn_event *ev, cairn_out *out) {
     return cairn_emit_str(out, ev->key, ev->ts, json);
 }
 
-CAIRN_OPERATOR(.on_event = on_event);
+/* on_event reads "count" of its key: the SDK fetches them for the whole batch in one call. */
+CAIRN_OPERATOR(.prefetch = (const char *const[]){"count", NULL}, .on_event = on_event);
 "#;
 
 const JS_APP: &str = r#"// An operator: for each event, count the events of its key and emit the count.
