@@ -742,6 +742,15 @@ static const char *skip_value(const char *p, const char *end) {
     return p;
 }
 
+/* Past the member or element value at p and its comma: the next one's start; NULL if malformed. */
+static const char *next_item(const char *p, const char *end) {
+    p = skip_value(p, end);
+    if (!p) return NULL;
+    p = ws(p, end);
+    if (p < end && *p == ',') p = ws(p + 1, end);
+    return p;
+}
+
 /* A whole string as a number (what Rust's f64 parsing accepts, near enough). */
 static bool parse_number(const char *p, size_t n, double *x) {
     char buf[64];
@@ -808,10 +817,7 @@ static const char *value_at(cairn_str json, const char *path, const char *end) {
                     found = true;
                     break;
                 }
-                p = skip_value(p, end);
-                if (!p) return NULL;
-                p = ws(p, end);
-                if (p < end && *p == ',') p = ws(p + 1, end);
+                if (!(p = next_item(p, end))) return NULL;
             }
         } else if (*p == '[') {
             char *stop;
@@ -827,10 +833,7 @@ static const char *value_at(cairn_str json, const char *path, const char *end) {
                     found = true;
                     break;
                 }
-                p = skip_value(p, end);
-                if (!p) return NULL;
-                p = ws(p, end);
-                if (p < end && *p == ',') p = ws(p + 1, end);
+                if (!(p = next_item(p, end))) return NULL;
             }
         }
         if (!found) return NULL;

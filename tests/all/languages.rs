@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::Result;
 use cairn_tests::guests::{build, guest_plugin};
 use cairn_tests::{
-    cairn, expected_counts, kills, plugin, run_args, run_cairn, run_ok, sigkill_exactly_once, strs,
-    synthetic_input,
+    cairn, expected_counts, input_failing_at, kills, plugin, run_args, run_cairn, run_ok,
+    sigkill_exactly_once, strs, synthetic_input,
 };
 
 /// The languages with an SDK and `plugins/<lang>/{counter,window}`.
@@ -134,43 +134,54 @@ fn picky(dir: &Path) -> Result<std::path::PathBuf> {
     build(&project, &dir.join("picky.wasm"))
 }
 
-#[test]
-fn a_python_exception_reaches_the_error_policy_and_a_refusal_is_an_exception() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let wasm = picky(dir.path())?;
-    let mut input = String::new();
-    let mut good = String::new();
-    for i in 1..=1000 {
-        let value = match i {
-            300 | 700 => "\"boom\"",
-            _ => "1",
-        };
-        let line = format!("{{\"key\":\"k{}\",\"ts\":{i},\"value\":{value}}}\n", i % 7);
-        if value == "1" {
-            good.push_str(&line);
-        }
-        input.push_str(&line);
-    }
-    let in_path = dir.path().join("in.jsonl");
+/// Runs `wasm` (a counter that fails on `"boom"`) under `--on-error skip` over 1000 events of
+/// which the 300th and the 700th are `"boom"`: checks that the run succeeded and that the
+/// counts are those of the good events (the failing events' writes were rolled back); returns
+/// the input's path and the dead-letter file's text.
+fn boom_twice_under_skip(wasm: &Path, dir: &Path) -> Result<(std::path::PathBuf, String)> {
+    let (input, good) = input_failing_at(1000, &[(300, "\"boom\""), (700, "\"boom\"")]);
+    let in_path = dir.join("in.jsonl");
     fs::write(&in_path, &input)?;
-    let out_path = dir.path().join("out.jsonl");
-    let dead = dir.path().join("dead.jsonl");
+    let out_path = dir.join("out.jsonl");
+    let dead = dir.join("dead.jsonl");
+    let dead_arg = dead.display().to_string();
     let extra = [
         "--on-error",
         "skip",
         "--dead-letter",
-        dead.to_str().unwrap_or_default(),
+        &dead_arg,
         "--batch-size",
         "64",
     ];
-    let out = run_cairn(&strs(&run_args(&wasm, &in_path, &out_path, &extra)), b"")?;
+    let out = run_cairn(&strs(&run_args(wasm, &in_path, &out_path, &extra)), b"")?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // The failing events' writes were rolled back: the counts are those of the good events.
     assert_eq!(fs::read_to_string(&out_path)?, expected_counts(&good)?);
-    let dead: Vec<serde_json::Value> = fs::read_to_string(&dead)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    Ok((in_path, fs::read_to_string(&dead)?))
+}
+
+/// The output of `wasm` with `--max-value-bytes 1KiB` over the first `n` of: key `a` value 1,
+/// key `a` value `"big"` (the operator then writes 2 KiB), key `a` value 1.
+fn big_under_a_small_quota(wasm: &Path, dir: &Path, n: usize) -> Result<String> {
+    let lines = [
+        "{\"key\":\"a\",\"ts\":1,\"value\":1}\n",
+        "{\"key\":\"a\",\"ts\":2,\"value\":\"big\"}\n",
+        "{\"key\":\"a\",\"ts\":3,\"value\":1}\n",
+    ];
+    let big = dir.join("big.jsonl");
+    fs::write(&big, lines[..n].concat())?;
+    let out_path = dir.join("big.out");
+    let extra = ["--max-value-bytes", "1KiB"];
+    let out = run_cairn(&strs(&run_args(wasm, &big, &out_path, &extra)), b"")?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(fs::read_to_string(out_path)?)
+}
+
+#[test]
+fn a_python_exception_reaches_the_error_policy_and_a_refusal_is_an_exception() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let wasm = picky(dir.path())?;
+    let (in_path, dead) = boom_twice_under_skip(&wasm, dir.path())?;
+    let dead: Vec<serde_json::Value> = dead.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     assert_eq!(dead.len(), 2);
     assert_eq!(
         (dead[0]["event"]["ts"].clone(), dead[1]["event"]["ts"].clone()),
@@ -202,19 +213,8 @@ fn a_python_exception_reaches_the_error_policy_and_a_refusal_is_an_exception() -
     assert_eq!(doc["host"]["events_in"], 290);
 
     // A refused write is the SDK's exception, which the operator may handle.
-    let big = dir.path().join("big.jsonl");
-    fs::write(
-        &big,
-        "{\"key\":\"a\",\"ts\":1,\"value\":1}\n{\"key\":\"a\",\"ts\":2,\"value\":\"big\"}\n",
-    )?;
-    let extra = ["--max-value-bytes", "1KiB"];
-    let out = run_cairn(
-        &strs(&run_args(&wasm, &big, &dir.path().join("o3.jsonl"), &extra)),
-        b"",
-    )?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
-        fs::read_to_string(dir.path().join("o3.jsonl"))?,
+        big_under_a_small_quota(&wasm, dir.path(), 2)?,
         "{\"key\":\"a\",\"ts\":1,\"value\":{\"count\":1}}\n{\"key\":\"a\",\"ts\":2,\"value\":{\"refused\":\"quota-exceeded\"}}\n"
     );
     Ok(())
@@ -261,51 +261,15 @@ fn a_c_error_status_reaches_the_error_policy_and_a_refusal_is_a_status() -> Resu
         "[operator]\nname = \"picky-c\"\nlang = \"c\"\n",
     )?;
     let wasm = build(&project, &dir.path().join("picky-c.wasm"))?;
-    let mut input = String::new();
-    let mut good = String::new();
-    for i in 1..=1000 {
-        let value = if i == 300 || i == 700 { "\"boom\"" } else { "1" };
-        let line = format!("{{\"key\":\"k{}\",\"ts\":{i},\"value\":{value}}}\n", i % 7);
-        if value == "1" {
-            good.push_str(&line);
-        }
-        input.push_str(&line);
-    }
-    let in_path = dir.path().join("in.jsonl");
-    fs::write(&in_path, &input)?;
-    let out_path = dir.path().join("out.jsonl");
-    let dead = dir.path().join("dead.jsonl");
-    let extra = [
-        "--on-error",
-        "skip",
-        "--dead-letter",
-        dead.to_str().unwrap_or_default(),
-        "--batch-size",
-        "64",
-    ];
-    let out = run_cairn(&strs(&run_args(&wasm, &in_path, &out_path, &extra)), b"")?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(fs::read_to_string(&out_path)?, expected_counts(&good)?);
-    let dead = fs::read_to_string(&dead)?;
+    let (_, dead) = boom_twice_under_skip(&wasm, dir.path())?;
     assert_eq!(dead.lines().count(), 2, "{dead}");
     assert!(
         dead.contains("refusing k6 at 300") && dead.contains("refusing k0 at 700"),
         "{dead}"
     );
 
-    let big = dir.path().join("big.jsonl");
-    fs::write(
-        &big,
-        "{\"key\":\"a\",\"ts\":1,\"value\":1}\n{\"key\":\"a\",\"ts\":2,\"value\":\"big\"}\n{\"key\":\"a\",\"ts\":3,\"value\":1}\n",
-    )?;
-    let extra = ["--max-value-bytes", "1KiB"];
-    let out = run_cairn(
-        &strs(&run_args(&wasm, &big, &dir.path().join("o3.jsonl"), &extra)),
-        b"",
-    )?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
-        fs::read_to_string(dir.path().join("o3.jsonl"))?,
+        big_under_a_small_quota(&wasm, dir.path(), 3)?,
         "{\"key\":\"a\",\"ts\":1,\"value\":{\"count\":1}}\n{\"key\":\"a\",\"ts\":2,\"value\":{\"refused\":\"quota-exceeded\"}}\n{\"key\":\"a\",\"ts\":3,\"value\":{\"count\":2}}\n"
     );
     // A job whose keys outgrow --max-keys fails with the quota named, whichever write reaches it.

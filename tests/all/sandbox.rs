@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use cairn::{CallError, Engine, EngineOptions, Event, Limits, OperatorInstance, Plugin};
-use cairn_tests::{expected_counts, plugin, run_args, run_cairn, run_ok, strs};
+use cairn_tests::{expected_counts, input_failing_at, plugin, run_args, run_cairn, run_ok, strs};
 
 fn ev(key: &str, ts: i64, value: &str) -> Event {
     Event {
@@ -309,20 +309,7 @@ fn non_plugins_are_refused_with_clear_messages() -> Result<()> {
 #[test]
 fn cli_on_error_skip_sends_failing_events_to_the_dead_letter_file() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut input = String::new();
-    let mut good = String::new();
-    for i in 1..=1000 {
-        let value = match i {
-            300 => "\"boom\"",
-            700 => "\"fail\"",
-            _ => "1",
-        };
-        let line = format!("{{\"key\":\"k{}\",\"ts\":{i},\"value\":{value}}}\n", i % 7);
-        if value == "1" {
-            good.push_str(&line);
-        }
-        input.push_str(&line);
-    }
+    let (input, good) = input_failing_at(1000, &[(300, "\"boom\""), (700, "\"fail\"")]);
     let in_path = dir.path().join("in.jsonl");
     fs::write(&in_path, &input)?;
     let out_path = dir.path().join("out.jsonl");

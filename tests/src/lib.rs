@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+pub mod bench;
 pub mod guests;
 pub mod native;
 pub mod proxy;
@@ -122,6 +123,21 @@ pub fn synthetic_input(n: usize, keys: usize, disorder: i64) -> String {
         ));
     }
     s
+}
+
+/// Events 1..=`n` (key `k<i % 7>`, ts `i`, value `1`) but for the `failing` ones (event number,
+/// JSON value); returns the input and the lines of the good events alone.
+pub fn input_failing_at(n: usize, failing: &[(usize, &str)]) -> (String, String) {
+    let (mut input, mut good) = (String::new(), String::new());
+    for i in 1..=n {
+        let value = failing.iter().find(|(at, _)| *at == i).map_or("1", |(_, v)| v);
+        let line = format!("{{\"key\":\"k{}\",\"ts\":{i},\"value\":{value}}}\n", i % 7);
+        if value == "1" {
+            good.push_str(&line);
+        }
+        input.push_str(&line);
+    }
+    (input, good)
 }
 
 /// What the counter plugin must output for `input`, computed independently.
