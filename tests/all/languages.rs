@@ -293,6 +293,53 @@ fn a_c_error_status_reaches_the_error_policy_and_a_refusal_is_a_status() -> Resu
     Ok(())
 }
 
+const PICKY_JS: &str = r#"
+cairn.operator(
+  class Picky {
+    onEvent(event, out) {
+      const n = cairn.state.incr("count");
+      const v = event.json();
+      if (v === "boom") throw new RangeError(`refusing ${event.key} at ${event.ts}`);
+      if (v === "big") {
+        try {
+          cairn.state.set("big", new Uint8Array(2048));
+        } catch (e) {
+          if (!(e instanceof cairn.StateError)) throw e;
+          cairn.state.set("count", String(n - 1));
+          out.emitJson(event.key, event.ts, { refused: e.kind });
+          return;
+        }
+      }
+      out.emitJson(event.key, event.ts, { count: n });
+    }
+  },
+);
+"#;
+
+#[test]
+fn a_js_error_reaches_the_error_policy_and_a_refusal_is_a_state_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let project = dir.path().join("picky-js");
+    fs::create_dir_all(&project)?;
+    fs::write(project.join("app.js"), PICKY_JS)?;
+    fs::write(
+        project.join("cairn.toml"),
+        "[operator]\nname = \"picky-js\"\nlang = \"js\"\n",
+    )?;
+    let wasm = build(&project, &dir.path().join("picky-js.wasm"))?;
+    let (_, dead) = boom_twice_under_skip(&wasm, dir.path())?;
+    assert_eq!(dead.lines().count(), 2, "{dead}");
+    assert!(
+        dead.contains("RangeError: refusing k6 at 300") && dead.contains("refusing k0 at 700"),
+        "the error carries the JS error: {dead}"
+    );
+    assert_eq!(
+        big_under_a_small_quota(&wasm, dir.path(), 3)?,
+        "{\"key\":\"a\",\"ts\":1,\"value\":{\"count\":1}}\n{\"key\":\"a\",\"ts\":2,\"value\":{\"refused\":\"quota-exceeded\"}}\n{\"key\":\"a\",\"ts\":3,\"value\":{\"count\":2}}\n"
+    );
+    Ok(())
+}
+
 #[test]
 fn a_python_counter_killed_at_random_moments_gives_identical_output() -> Result<()> {
     let wasm = guest_plugin("python", "counter")?;
