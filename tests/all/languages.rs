@@ -122,16 +122,16 @@ class Picky:
         out.emit_json(event.key, event.ts, {"count": n})
 "#;
 
-/// A Python operator that raises on `"boom"` and meets a quota on `"big"`, built with `cairn build`.
-fn picky(dir: &Path) -> Result<std::path::PathBuf> {
-    let project = dir.join("picky");
+/// A one-file project `name` in `lang` (its source written as `file`), built with `cairn build`.
+fn build_project(dir: &Path, name: &str, lang: &str, file: &str, source: &str) -> Result<std::path::PathBuf> {
+    let project = dir.join(name);
     fs::create_dir_all(&project)?;
-    fs::write(project.join("app.py"), PICKY_PY)?;
+    fs::write(project.join(file), source)?;
     fs::write(
         project.join("cairn.toml"),
-        "[operator]\nname = \"picky\"\nlang = \"python\"\n",
+        format!("[operator]\nname = \"{name}\"\nlang = \"{lang}\"\n"),
     )?;
-    build(&project, &dir.join("picky.wasm"))
+    build(&project, &dir.join(format!("{name}.wasm")))
 }
 
 /// Runs `wasm` (a counter that fails on `"boom"`) under `--on-error skip` over 1000 events of
@@ -179,7 +179,7 @@ fn big_under_a_small_quota(wasm: &Path, dir: &Path, n: usize) -> Result<String> 
 #[test]
 fn a_python_exception_reaches_the_error_policy_and_a_refusal_is_an_exception() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let wasm = picky(dir.path())?;
+    let wasm = build_project(dir.path(), "picky", "python", "app.py", PICKY_PY)?;
     let (in_path, dead) = boom_twice_under_skip(&wasm, dir.path())?;
     let dead: Vec<serde_json::Value> = dead.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     assert_eq!(dead.len(), 2);
@@ -253,14 +253,7 @@ fn a_c_error_status_reaches_the_error_policy_and_a_refusal_is_a_status() -> Resu
     // The C SDK holds a batch's writes back; a refusal must still come back from the call
     // that made it, and a failed batch must leave nothing.
     let dir = tempfile::tempdir()?;
-    let project = dir.path().join("picky-c");
-    fs::create_dir_all(&project)?;
-    fs::write(project.join("operator.c"), PICKY_C)?;
-    fs::write(
-        project.join("cairn.toml"),
-        "[operator]\nname = \"picky-c\"\nlang = \"c\"\n",
-    )?;
-    let wasm = build(&project, &dir.path().join("picky-c.wasm"))?;
+    let wasm = build_project(dir.path(), "picky-c", "c", "operator.c", PICKY_C)?;
     let (_, dead) = boom_twice_under_skip(&wasm, dir.path())?;
     assert_eq!(dead.lines().count(), 2, "{dead}");
     assert!(
@@ -319,14 +312,7 @@ cairn.operator(
 #[test]
 fn a_js_error_reaches_the_error_policy_and_a_refusal_is_a_state_error() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let project = dir.path().join("picky-js");
-    fs::create_dir_all(&project)?;
-    fs::write(project.join("app.js"), PICKY_JS)?;
-    fs::write(
-        project.join("cairn.toml"),
-        "[operator]\nname = \"picky-js\"\nlang = \"js\"\n",
-    )?;
-    let wasm = build(&project, &dir.path().join("picky-js.wasm"))?;
+    let wasm = build_project(dir.path(), "picky-js", "js", "app.js", PICKY_JS)?;
     let (_, dead) = boom_twice_under_skip(&wasm, dir.path())?;
     assert_eq!(dead.lines().count(), 2, "{dead}");
     assert!(

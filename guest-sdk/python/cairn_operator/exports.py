@@ -30,7 +30,13 @@ else:
     _cairn._make_event[0] = _types.Event
     _types.Event.json = lambda self: _cairn._json.loads(self.value)
 
-    def _events(out) -> list:
+    def _run(what, handler):
+        """Run `handler(out)`; the events it emitted, or the call's error with the traceback."""
+        out = _cairn.Output()
+        try:
+            handler(out)
+        except Exception:
+            raise _failure(f"{what} failed") from None
         return out.events
 
 
@@ -42,27 +48,12 @@ else:
                 raise Err(f"init failed: {type(e).__name__}: {e}") from None
 
         def process(self, batch):
-            out = _cairn.Output()
-            try:
-                _cairn._on_batch(_op[0], batch, out)
-            except Exception:
-                raise _failure("process failed") from None
-            return _events(out)
+            return _run("process", lambda out: _cairn._on_batch(_op[0], batch, out))
 
         def on_watermark(self, watermark: int):
-            out = _cairn.Output()
-            try:
-                _cairn._on_watermark(_op[0], watermark, out)
-            except Exception:
-                raise _failure("on_watermark failed") from None
-            return _events(out)
+            return _run("on_watermark", lambda out: _cairn._on_watermark(_op[0], watermark, out))
 
 
     class TimerHandler(_exports.TimerHandler):
         def on_timers(self, fired):
-            out = _cairn.Output()
-            try:
-                _cairn._on_timers(_op[0], [(t.key, t.ts) for t in fired], out)
-            except Exception:
-                raise _failure("on_timer failed") from None
-            return _events(out)
+            return _run("on_timer", lambda out: _cairn._on_timers(_op[0], [(t.key, t.ts) for t in fired], out))
