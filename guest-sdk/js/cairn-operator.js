@@ -13,9 +13,9 @@
 // refused state call throws `cairn.StateError` (kind "quota-exceeded" or "invalid"); an error
 // that escapes a handler fails the call: the host discards its writes and applies the job's
 // error policy (`--on-error`), with the message and the JS stack in the log.
-import * as wstate from "cairn:operator/state@0.2.0";
-import * as wtimers from "cairn:operator/timers@0.2.0";
-import { log as wlog } from "cairn:operator/log@0.2.0";
+import * as wstate from "cairn:operator/state@0.2.1";
+import * as wtimers from "cairn:operator/timers@0.2.1";
+import { log as wlog } from "cairn:operator/log@0.2.1";
 
 const cairn = (() => {
   const encoder = new TextEncoder();

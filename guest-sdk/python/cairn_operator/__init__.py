@@ -1,7 +1,7 @@
 """Write Cairn stream operators in Python.
 
     import cairn_operator as cairn
-    from cairn_operator.exports import Operator, TimerHandler  # what the component exports
+    from cairn_operator.exports import *  # what the component exports
 
     @cairn.operator
     class Counter:
@@ -9,12 +9,14 @@
             n = cairn.state.incr("count")          # this event's key's count
             out.emit_json(event.key, event.ts, {"count": n})
 
-Build it with `cairn build` (componentize-py, world `operator-timers` of WIT 0.2.0). The state
+Build it with `cairn build` (componentize-py, world `operator-bulk` of WIT 0.2.1). The state
 an operator touches while handling an event (or a timer) is that key's scope; `operator_state`
 is the operator-wide scope and `state.of(key)` another key's. Every write is part of the
 current call's transaction: an exception that escapes a handler fails the call, the host
 discards its writes and applies the job's error policy (`--on-error`).
 """
+
+from operator import itemgetter as _item
 
 from . import _host, _json
 from ._host import InvalidState, QuotaExceeded, StateError
@@ -39,54 +41,50 @@ dumps = _json.dumps
 # The key whose scope `state` means: set while an event or a timer is handled.
 _current = [None]
 _CURRENT = object()
+# Where state calls go: the host (one call each, or batched) or the in-memory stand-in.
+_b = _host.backend
 
 
-class Event:
-    """One event: `key` (str), `ts` (event time, ms), `value` (bytes: JSON text on the CLI)."""
+class Event(tuple):
+    """One event: `key` (str), `ts` (event time, ms), `value` (bytes: JSON text on the CLI).
+    A (key, ts, value) tuple, as the host hands events over."""
 
-    __slots__ = ("key", "ts", "value")
+    __slots__ = ()
 
-    def __init__(self, key: str, ts: int, value):
-        self.key = key
-        self.ts = ts
-        self.value = value.encode() if isinstance(value, str) else bytes(value)
+    def __new__(cls, key: str, ts: int, value):
+        return tuple.__new__(cls, (key, ts, value.encode() if isinstance(value, str) else bytes(value)))
+
+    key = property(_item(0), doc="Partitioning key.")
+    ts = property(_item(1), doc="Event time, ms.")
+    value = property(_item(2), doc="Payload bytes.")
 
     def json(self):
         """The value parsed as JSON."""
-        return _json.loads(self.value)
+        return _json.loads(self[2])
 
     def __repr__(self):
-        return f"Event({self.key!r}, {self.ts}, {self.value!r})"
-
-    def __eq__(self, other):
-        return isinstance(other, Event) and (self.key, self.ts, self.value) == (
-            other.key,
-            other.ts,
-            other.value,
-        )
+        return f"Event({self[0]!r}, {self[1]}, {self[2]!r})"
 
 
-# How an emitted event is kept: (key, ts, value) under CPython; the WIT record in a component
-# (set by `exports`), so that the host's list needs no conversion.
-_make_event = [lambda key, ts, value: (key, ts, value)]
+# An event as the host's tuple, without the checks of `Event(...)`.
+_as_event = tuple.__new__
 
 
 class Output:
-    """The events a call emits, in order."""
+    """The events a call emits, in order, as (key, ts, value bytes) tuples."""
 
-    __slots__ = ("events", "_make")
+    __slots__ = ("events",)
 
     def __init__(self):
         self.events = []
-        self._make = _make_event[0]
 
     def emit(self, key: str, ts: int, value):
         """Emit an event; `value` is bytes or str."""
-        self.events.append(self._make(key, ts, value.encode() if isinstance(value, str) else bytes(value)))
+        self.events.append((key, ts, value.encode() if isinstance(value, str) else bytes(value)))
 
     def emit_json(self, key: str, ts: int, value):
         """Emit an event whose value is `value` as JSON text (as the Rust SDK writes it)."""
-        self.events.append(self._make(key, ts, _json.dumps(value).encode()))
+        self.events.append((key, ts, _json.dumps(value).encode()))
 
 
 class State:
@@ -99,34 +97,37 @@ class State:
     def __init__(self, scope=_CURRENT):
         self._scope = scope
 
-    def _s(self):
-        return _current[0] if self._scope is _CURRENT else self._scope
-
     def of(self, key: str) -> "State":
         """The state of stream key `key`."""
         return State(key)
 
     def get(self, name: str, default=None):
         """The bytes under `name`, or `default`."""
-        v = _host.get(self._s(), name)
+        v = _b.get(_current[0] if self._scope is _CURRENT else self._scope, name)
         return default if v is None else v
 
     def set(self, name: str, value):
         """Store bytes (or str) under `name`. Raises `QuotaExceeded` or `InvalidState`."""
-        _host.set_(self._s(), name, value.encode() if isinstance(value, str) else bytes(value))
+        if not name:
+            raise InvalidState("a state key must not be empty")
+        _b.set(
+            _current[0] if self._scope is _CURRENT else self._scope,
+            name,
+            value.encode() if isinstance(value, str) else bytes(value),
+        )
 
     def remove(self, name: str) -> bool:
         """Delete `name`; whether it existed."""
-        return _host.remove(self._s(), name)
+        return _b.remove(_current[0] if self._scope is _CURRENT else self._scope, name)
 
     def exists(self, name: str) -> bool:
-        return _host.exists(self._s(), name)
+        return _b.exists(_current[0] if self._scope is _CURRENT else self._scope, name)
 
     def keys(self, prefix: str = "", start_after=None, page: int = 1000):
         """The keys starting with `prefix`, in byte order (fetched a page at a time)."""
-        scope = self._s()
+        scope = _current[0] if self._scope is _CURRENT else self._scope
         while True:
-            got = _host.list_keys(scope, prefix, start_after, page)
+            got = _b.list_keys(scope, prefix, start_after, page)
             yield from got
             if len(got) < page:
                 return
@@ -134,26 +135,28 @@ class State:
 
     def get_json(self, name: str, default=None):
         """The JSON value under `name`, or `default`."""
-        v = _host.get(self._s(), name)
+        v = _b.get(_current[0] if self._scope is _CURRENT else self._scope, name)
         return default if v is None else _json.loads(v)
 
     def set_json(self, name: str, value):
         """Store `value` as JSON text."""
-        _host.set_(self._s(), name, _json.dumps(value).encode())
+        self.set(name, _json.dumps(value).encode())
 
     def get_int(self, name: str, default: int = 0) -> int:
-        v = _host.get(self._s(), name)
+        v = _b.get(_current[0] if self._scope is _CURRENT else self._scope, name)
         return default if v is None else int(v)
 
     def set_int(self, name: str, value: int):
-        _host.set_(self._s(), name, str(int(value)).encode())
+        self.set(name, str(int(value)).encode())
 
     def incr(self, name: str, by: int = 1) -> int:
         """Add `by` to the integer under `name` (0 when absent); the new value."""
-        scope = self._s()
-        v = _host.get(scope, name)
+        scope = _current[0] if self._scope is _CURRENT else self._scope
+        v = _b.get(scope, name)
         n = (0 if v is None else int(v)) + by
-        _host.set_(scope, name, str(n).encode())
+        if not name:
+            raise InvalidState("a state key must not be empty")
+        _b.set(scope, name, str(n).encode())
         return n
 
 
@@ -194,7 +197,9 @@ _registered = [None]
 def operator(cls):
     """Register `cls` as this component's operator. It is built with the configuration (a
     dict, `{}` when none was given) and may define `on_event(event, out)`, `on_batch(events,
-    out)`, `on_timer(key, ts, out)` and `on_watermark(watermark, out)`."""
+    out)`, `on_timer(key, ts, out)` and `on_watermark(watermark, out)`. A class attribute
+    `prefetch = ("name", ...)` names entries of the event's key that the operator reads for
+    (nearly) every event: they are read for the whole batch in one host call."""
     _registered[0] = cls
     return cls
 
@@ -212,6 +217,9 @@ def _instantiate(config_text: str):
 
 
 def _on_batch(op, events, out):
+    names = getattr(op, "prefetch", None)
+    if names:
+        _b.prefetch([(e[0], n) for e in events for n in names])
     on_batch = getattr(op, "on_batch", None)
     if on_batch is not None:
         on_batch(events, out)
@@ -220,7 +228,7 @@ def _on_batch(op, events, out):
     cur = _current
     try:
         for e in events:
-            cur[0] = e.key
+            cur[0] = e[0]
             on_event(e, out)
     finally:
         cur[0] = None

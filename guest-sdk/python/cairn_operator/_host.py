@@ -13,6 +13,11 @@ except ImportError:  # plain CPython
     _log = _state = _timers = _types = None
     _Err = None
     IN_HOST = False
+try:  # built for world `operator-bulk` (WIT 0.2.1): the speed path
+    from wit_world.imports import bulk_state as _bulk
+    from wit_world.imports import packed_state as _packed
+except ImportError:
+    _bulk = _packed = None
 
 
 class StateError(Exception):
@@ -55,6 +60,18 @@ class Memory:
         self.watermark = None
         self.logs = []
 
+    def begin(self):
+        pass
+
+    def flush(self):
+        pass
+
+    def discard(self):
+        pass
+
+    def prefetch(self, names):
+        pass
+
     def get(self, scope, key):
         return self.entries.get((scope, key))
 
@@ -93,34 +110,122 @@ class Memory:
 memory = Memory()
 
 
-def get(scope, key):
-    if IN_HOST:
+class Direct:
+    """The host's `state` functions, one call each (a component built for `operator-timers`)."""
+
+    def begin(self):
+        pass
+
+    def flush(self):
+        pass
+
+    def discard(self):
+        pass
+
+    def get(self, scope, key):
         return _state.get(scope, key)
-    return memory.get(scope, key)
 
-
-def set_(scope, key, value):
-    if IN_HOST:
+    def set(self, scope, key, value):
         try:
             _state.set(scope, key, value)
         except _Err as e:
             raise state_error(e.value) from None
-    else:
-        memory.set(scope, key, value)
 
+    def remove(self, scope, key):
+        return _state.remove(scope, key)
 
-def remove(scope, key):
-    return _state.remove(scope, key) if IN_HOST else memory.remove(scope, key)
+    def exists(self, scope, key):
+        return _state.exists(scope, key)
 
-
-def exists(scope, key):
-    return _state.exists(scope, key) if IN_HOST else memory.exists(scope, key)
-
-
-def list_keys(scope, prefix, start_after, limit):
-    if IN_HOST:
+    def list_keys(self, scope, prefix, start_after, limit):
         return _state.list_keys(scope, prefix, start_after, limit)
-    return memory.list_keys(scope, prefix, start_after, limit)
+
+    def prefetch(self, names):
+        pass
+
+
+_MISSING = object()
+
+
+class Batched(Direct):
+    """The speed path of `operator-bulk` (WIT 0.2.1): within one call into the operator, reads
+    are cached (and the names the operator declares in `prefetch` are read for the whole batch
+    in one `get-entries`), writes are held back and sent in one `write-entries` when the call
+    ends. A held write is accepted only while the state's usage, read once per call, shows
+    that every held write fits the quotas even if each added a new key; otherwise the writes
+    so far are sent and this one goes through `state.set`, so that a refusal is raised by the
+    call that made it, as without the cache."""
+
+    def begin(self):
+        self.cache = {}
+        self.dirty = {}
+        self.usage = None
+
+    def discard(self):
+        self.cache = {}
+        self.dirty = {}
+
+    def flush(self):
+        dirty = self.dirty
+        if dirty:
+            self.dirty = {}
+            try:
+                _bulk.write_entries([(s, k, v) for (s, k), v in dirty.items()])
+            except _Err as e:
+                raise state_error(e.value) from None
+        self.usage = None
+
+    def prefetch(self, names):
+        _cache = self.cache
+        _cache.update(zip(names, _bulk.get_entries(names)))
+
+    def get(self, scope, key):
+        v = self.cache.get((scope, key), _MISSING)
+        if v is _MISSING:
+            v = self.cache[(scope, key)] = _state.get(scope, key)
+        return v
+
+    def _room(self):
+        """(keys, bytes, largest value) the held writes may still take."""
+        u = _packed.usage()
+        self.usage = [u.max_keys - u.keys, u.max_state_bytes - u.bytes, u.max_value_bytes]
+        return self.usage
+
+    def set(self, scope, key, value):
+        room = self.usage or self._room()
+        # Pessimistic: a new key, 4 bytes per character of the scoped key, and nothing freed.
+        cost = len(value) + 4 * (len(key) + (len(scope) if scope else 0)) + 24
+        if room[0] > 0 and room[1] >= cost and len(value) <= room[2]:
+            room[0] -= 1
+            room[1] -= cost
+            self.cache[(scope, key)] = self.dirty[(scope, key)] = value
+            return
+        # It might not fit: send what is held, then let the host decide on this one.
+        self.flush()
+        self.cache.pop((scope, key), None)
+        Direct.set(self, scope, key, value)
+        self.cache[(scope, key)] = value
+
+    def remove(self, scope, key):
+        existed = self.get(scope, key) is not None
+        self.cache[(scope, key)] = self.dirty[(scope, key)] = None
+        return existed
+
+    def exists(self, scope, key):
+        return self.get(scope, key) is not None
+
+    def list_keys(self, scope, prefix, start_after, limit):
+        self.flush()  # the host lists what it holds
+        return _state.list_keys(scope, prefix, start_after, limit)
+
+
+if not IN_HOST:
+    backend = memory
+elif _bulk is not None:
+    backend = Batched()
+    backend.begin()
+else:
+    backend = Direct()
 
 
 def register_timer(key, ts):

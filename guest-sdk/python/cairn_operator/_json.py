@@ -44,24 +44,45 @@ def format_float(x: float) -> str:
     return f"{sign}{digits[0]}.{digits[1:]}{exp}"
 
 
+try:  # CPython's C encoder: compact, non-ASCII kept, NaN and infinities refused
+    _c_encode = _json.encoder.c_make_encoder(
+        None, None, _encode_str, None, ":", ",", False, False, False
+    )
+except (AttributeError, TypeError):  # no C accelerator
+    _c_encode = None
+
+
 def dumps(value) -> str:
     """`value` (dict, list, tuple, str, int, float, bool, None) as compact JSON text."""
-    if type(value) is dict:
-        # The common case, a flat object: one join, no recursion for its scalars.
-        parts = []
-        for k, x in value.items():
-            if type(k) is not str:
-                raise TypeError(f"JSON object keys must be strings, not {type(k).__name__}")
-            t = type(x)
-            if t is int:
-                parts.append(f"{_encode_str(k)}:{x}")
-            elif t is str:
-                parts.append(f"{_encode_str(k)}:{_encode_str(x)}")
-            else:
-                out = [_encode_str(k), ":"]
-                _write(x, out)
-                parts.append("".join(out))
-        return "{" + ",".join(parts) + "}"
+    if _c_encode is not None:
+        try:
+            text = "".join(_c_encode(value, 0))
+        except (ValueError, TypeError):  # NaN or an infinity (null here), or not JSON
+            return _dumps(value)
+        # CPython writes floats as serde_json does except in exponent form (1e-05, 1e+16):
+        # text that may hold one is written again here.
+        if "e-" in text or "e+" in text:
+            return _dumps(value)
+        return text
+    return _dumps(value)
+
+
+def _key(k) -> str:
+    """An object key as JSON text: str, or int, float, bool and None as json.dumps writes them."""
+    if type(k) is str:
+        return _encode_str(k)
+    if k is True or k is False or k is None:
+        return '"' + ("true" if k is True else "false" if k is False else "null") + '"'
+    if isinstance(k, int):
+        return '"' + int.__repr__(k) + '"'
+    if isinstance(k, float):
+        return '"' + format_float(k) + '"'
+    if isinstance(k, str):
+        return _encode_str(k)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(k).__name__}")
+
+
+def _dumps(value) -> str:
     out = []
     _write(value, out)
     return "".join(out)
@@ -79,12 +100,10 @@ def _write(v, out):
         out.append("{")
         first = True
         for k, x in v.items():
-            if type(k) is not str:
-                raise TypeError(f"JSON object keys must be strings, not {type(k).__name__}")
             if not first:
                 out.append(",")
             first = False
-            out.append(_encode_str(k))
+            out.append(_key(k))
             out.append(":")
             _write(x, out)
         out.append("}")

@@ -1,12 +1,17 @@
-"""The component's exports, for componentize-py: import `Operator` and `TimerHandler` into the
-operator's module (`from cairn_operator.exports import Operator, TimerHandler`). They run the
-class registered with `@cairn_operator.operator`, turn an exception that escapes it into the
-call's error (message and Python traceback, for the host's log and error policy) instead of a
-trap, and convert events between the WIT records and `cairn_operator.Event`."""
+"""The component's exports, for componentize-py: `from cairn_operator.exports import *` in the
+operator's module. They run the class registered with `@cairn_operator.operator`, turn an
+exception that escapes it into the call's error (message and Python traceback, for the host's
+log and error policy) instead of a trap, and hand events over as the host's tuples.
+
+Built for world `operator-bulk` (WIT 0.2.1, what `cairn build` uses) the component exports
+`BulkOperator` too, which the host calls instead of `Operator.process`; state calls then go
+through the batched backend (`_host.Batched`). Built for `operator-timers` it runs the same
+operator with a host call per state call."""
 
 import traceback
 
 import cairn_operator as _cairn
+from cairn_operator import _host
 
 try:
     from componentize_py_types import Err
@@ -15,30 +20,34 @@ try:
 except ImportError:  # plain CPython (an operator's own tests): nothing is exported
     _exports = None
 
+__all__ = ["Operator", "TimerHandler", "BulkOperator"]
+
 if _exports is None:
-    Operator = TimerHandler = None
+    Operator = TimerHandler = BulkOperator = None
 else:
     _op = [None]
-
-
-    def _failure(what: str) -> Err:
-        return Err(f"{what}: {traceback.format_exc().rstrip()}")
-
-
-    # Emitted events are WIT records from the start, and the batch's records are handed to the
-    # operator as they are, with `json()` added: no copies either way.
-    _cairn._make_event[0] = _types.Event
-    _types.Event.json = lambda self: _cairn._json.loads(self.value)
+    _backend = _host.backend
+    _record = _types.Event
 
     def _run(what, handler):
-        """Run `handler(out)`; the events it emitted, or the call's error with the traceback."""
+        """Run `handler(out)` as one call: the events it emitted (tuples), or the call's error
+        with the traceback. Writes held back are sent before the call returns."""
         out = _cairn.Output()
+        _backend.begin()
         try:
             handler(out)
+            _backend.flush()
         except Exception:
-            raise _failure(f"{what} failed") from None
+            _backend.discard()
+            raise Err(f"{what} failed: {traceback.format_exc().rstrip()}") from None
         return out.events
 
+    def _records(events):
+        return [_record(k, ts, v) for (k, ts, v) in events]
+
+    def _batch(events):
+        as_event, event = _cairn._as_event, _cairn.Event
+        return [as_event(event, e) for e in events]
 
     class Operator(_exports.Operator):
         def init(self, config: str) -> None:
@@ -48,12 +57,23 @@ else:
                 raise Err(f"init failed: {type(e).__name__}: {e}") from None
 
         def process(self, batch):
-            return _run("process", lambda out: _cairn._on_batch(_op[0], batch, out))
+            events = _batch((e.key, e.ts, e.value) for e in batch)
+            return _records(_run("process", lambda out: _cairn._on_batch(_op[0], events, out)))
 
         def on_watermark(self, watermark: int):
-            return _run("on_watermark", lambda out: _cairn._on_watermark(_op[0], watermark, out))
-
+            return _records(_run("on_watermark", lambda out: _cairn._on_watermark(_op[0], watermark, out)))
 
     class TimerHandler(_exports.TimerHandler):
         def on_timers(self, fired):
-            return _run("on_timer", lambda out: _cairn._on_timers(_op[0], [(t.key, t.ts) for t in fired], out))
+            timers = [(t.key, t.ts) for t in fired]
+            return _records(_run("on_timer", lambda out: _cairn._on_timers(_op[0], timers, out)))
+
+    if hasattr(_exports, "BulkOperator"):
+
+        class BulkOperator(_exports.BulkOperator):
+            def process_bulk(self, batch):
+                events = _batch(batch)
+                return _run("process", lambda out: _cairn._on_batch(_op[0], events, out))
+
+    else:
+        BulkOperator = None

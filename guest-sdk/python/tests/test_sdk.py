@@ -31,8 +31,41 @@ def test_floats_are_written_as_serde_json_writes_them():
 
 def test_dumps_is_compact_and_keeps_non_ascii():
     assert cairn.dumps({"a": [1, 2.0, None, True], "é": "x\"\n"}) == '{"a":[1,2.0,null,true],"é":"x\\"\\n"}'
+    assert cairn.dumps({1: 2, None: True}) == '{"1":2,"null":true}'  # as json.dumps names them
     with pytest.raises(TypeError):
-        cairn.dumps({1: 2})
+        cairn.dumps({(1, 2): 3})
+    with pytest.raises(TypeError):
+        cairn.dumps({"a": object()})
+
+
+def test_the_c_encoders_fast_path_writes_what_the_python_path_writes():
+    import random
+
+    rng = random.Random(7)
+
+    def value(depth):
+        kind = rng.randrange(9 if depth < 3 else 6)
+        if kind == 0:
+            return rng.choice([0.0, -0.0, 1e-5, 9.99e-5, 1e-4, 1e15, 1e16, 1.5e-7, float("nan"), float("inf")])
+        if kind == 1:
+            return struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+        if kind == 2:
+            return rng.uniform(-1e6, 1e6)
+        if kind == 3:
+            return rng.randrange(-(1 << 63), 1 << 63)
+        if kind == 4:
+            return "".join(rng.choice("ae+-\\\"\n\x01é€") for _ in range(rng.randrange(6)))
+        if kind == 5:
+            return rng.choice([None, True, False])
+        if kind == 6:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        if kind == 7:
+            return tuple(value(depth + 1) for _ in range(rng.randrange(3)))
+        return {rng.choice(["a", "e-1", "é", "k"]) + str(i): value(depth + 1) for i in range(rng.randrange(4))}
+
+    for _ in range(3000):
+        v = value(0)
+        assert _json.dumps(v) == _json._dumps(v), v
 
 
 @cairn.operator

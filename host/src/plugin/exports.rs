@@ -3,9 +3,11 @@
 //!
 //! * 0.1.x: `init`, `process`, `on-watermark` (and the optional `process-packed`) at world
 //!   level.
-//! * 0.2.x: the same functions in the exported interface `cairn:operator/operator@0.2.0`, and
-//!   `process-packed` in the optional `cairn:operator/packed-operator@0.2.0`, `on-timers` in
-//!   the optional `cairn:operator/timer-handler@0.2.0`.
+//! * 0.2.x: the same functions in the exported interface `cairn:operator/operator@0.2.x`, and
+//!   `process-packed` in the optional `cairn:operator/packed-operator@0.2.x`, `process-bulk` in
+//!   the optional `cairn:operator/bulk-operator@0.2.x` (0.2.1), `on-timers` in the optional
+//!   `cairn:operator/timer-handler@0.2.x`. An interface is found at any 0.2 minor version: a
+//!   component built for 0.2.1 exports `...@0.2.1`.
 //!
 //! WIT has no optional exports: the host finds out here, at load time, which optional exports
 //! a component has, so a capability added later never breaks an existing component.
@@ -27,6 +29,10 @@ pub const OPERATOR_INTERFACE: &str = "cairn:operator/operator@0.2.0";
 pub const PACKED_INTERFACE: &str = "cairn:operator/packed-operator@0.2.0";
 /// The optional export that takes and returns batches in the packed encoding.
 pub const PACKED_EXPORT: &str = "process-packed";
+/// The optional interface of the bulk `process` (0.2.1).
+const BULK_INTERFACE: &str = "cairn:operator/bulk-operator@0.2.1";
+/// The optional export that takes and returns batches as lists of tuples.
+const BULK_EXPORT: &str = "process-bulk";
 const REQUIRED: [&str; 3] = ["init", "process", "on-watermark"];
 /// The optional interface of event-time timers that came due.
 const TIMERS_INTERFACE: &str = "cairn:operator/timer-handler@0.2.0";
@@ -67,7 +73,22 @@ pub(crate) struct ExportIndices {
     process: ComponentExportIndex,
     on_watermark: ComponentExportIndex,
     packed: Option<ComponentExportIndex>,
+    bulk: Option<ComponentExportIndex>,
     timers: Option<ComponentExportIndex>,
+}
+
+/// The name under which `component` exports `interface` (`pkg/name@0.2.0` as written here) at
+/// any patch or minor version of the same 0.x line (`@0.2.1` too), as semver allows.
+fn exported_as(engine: &wasmtime::Engine, component: &Component, interface: &str) -> Option<String> {
+    let (base, version) = interface.rsplit_once('@')?;
+    let line = version.rsplit_once('.').map_or(version, |(l, _)| l);
+    let ty = component.component_type();
+    let found = ty.exports(engine).find_map(|(name, _)| {
+        let (b, v) = name.rsplit_once('@')?;
+        let l = v.rsplit_once('.').map_or(v, |(l, _)| l);
+        (b == base && l == line).then(|| name.to_string())
+    });
+    found
 }
 
 /// Whether `f` is `func(list<u8>) -> result<list<u8>, string>`.
@@ -84,9 +105,11 @@ fn packed_signature(f: &ComponentFunc) -> bool {
 pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndices, Vec<String>> {
     let ty = component.component_type();
     let e = engine.wasmtime();
-    let (contract, scope, scope_ty) = match ty.get_export(e, OPERATOR_INTERFACE).map(|x| x.ty) {
+    let named = |iface: &str| exported_as(e, component, iface).unwrap_or_else(|| iface.to_string());
+    let operator_interface = named(OPERATOR_INTERFACE);
+    let (contract, scope, scope_ty) = match ty.get_export(e, &operator_interface).map(|x| x.ty) {
         Some(ComponentItem::ComponentInstance(inst)) => {
-            let ix = component.get_export_index(None, OPERATOR_INTERFACE);
+            let ix = component.get_export_index(None, &operator_interface);
             (Contract::V0_2, ix, Some(inst))
         }
         Some(_) => return Err(vec![format!("export `{OPERATOR_INTERFACE}` is not an interface")]),
@@ -112,9 +135,9 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
     }
     let (packed_scope, packed_item) = match contract {
         Contract::V0_1 => (None, ty.get_export(e, PACKED_EXPORT).map(|x| x.ty)),
-        Contract::V0_2 => match ty.get_export(e, PACKED_INTERFACE).map(|x| x.ty) {
+        Contract::V0_2 => match ty.get_export(e, &named(PACKED_INTERFACE)).map(|x| x.ty) {
             Some(ComponentItem::ComponentInstance(inst)) => (
-                component.get_export_index(None, PACKED_INTERFACE),
+                component.get_export_index(None, &named(PACKED_INTERFACE)),
                 inst.get_export(e, PACKED_EXPORT).map(|x| x.ty),
             ),
             _ => (None, None),
@@ -132,11 +155,35 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
             None
         }
     };
+    let bulk = match contract {
+        Contract::V0_1 => None,
+        Contract::V0_2 => match ty.get_export(e, &named(BULK_INTERFACE)).map(|x| x.ty) {
+            Some(ComponentItem::ComponentInstance(inst)) => {
+                let scope = component.get_export_index(None, &named(BULK_INTERFACE));
+                match inst.get_export(e, BULK_EXPORT).map(|x| x.ty) {
+                    Some(ComponentItem::ComponentFunc(_)) => {
+                        component.get_export_index(scope.as_ref(), BULK_EXPORT)
+                    }
+                    _ => {
+                        problems.push(format!(
+                            "`{BULK_INTERFACE}` does not export the function `{BULK_EXPORT}`"
+                        ));
+                        None
+                    }
+                }
+            }
+            Some(_) => {
+                problems.push(format!("export `{BULK_INTERFACE}` is not an interface"));
+                None
+            }
+            None => None,
+        },
+    };
     let timers = match contract {
         Contract::V0_1 => None,
-        Contract::V0_2 => match ty.get_export(e, TIMERS_INTERFACE).map(|x| x.ty) {
+        Contract::V0_2 => match ty.get_export(e, &named(TIMERS_INTERFACE)).map(|x| x.ty) {
             Some(ComponentItem::ComponentInstance(inst)) => {
-                let scope = component.get_export_index(None, TIMERS_INTERFACE);
+                let scope = component.get_export_index(None, &named(TIMERS_INTERFACE));
                 match inst.get_export(e, TIMERS_EXPORT).map(|x| x.ty) {
                     Some(ComponentItem::ComponentFunc(_)) => {
                         component.get_export_index(scope.as_ref(), TIMERS_EXPORT)
@@ -166,6 +213,7 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
             process: *process,
             on_watermark: *on_watermark,
             packed,
+            bulk,
             timers,
         }),
         _ => Err(vec!["an export could not be located".into()]),
@@ -180,6 +228,10 @@ type WatermarkP = (i64,);
 type PackedP<'a> = (&'a [u8],);
 type PackedR = (Result<Vec<u8>, String>,);
 type TimersP<'a> = (&'a [Timer],);
+/// An event as `process-bulk` takes it.
+pub(crate) type BulkEvent<'a> = (&'a str, i64, &'a [u8]);
+type BulkP<'a> = (&'a [BulkEvent<'a>],);
+type BulkR = (Result<Vec<(String, i64, Vec<u8>)>, String>,);
 
 /// The exports of one instance, their types checked when bound.
 pub(crate) struct Exports {
@@ -187,6 +239,7 @@ pub(crate) struct Exports {
     process: Func,
     on_watermark: Func,
     packed: Option<Func>,
+    bulk: Option<Func>,
     timers: Option<Func>,
 }
 
@@ -217,6 +270,10 @@ impl ExportIndices {
             .packed
             .map(|ix| checked::<PackedP<'_>, PackedR>(store, instance, ix))
             .transpose()?;
+        let bulk = self
+            .bulk
+            .map(|ix| checked::<BulkP<'_>, BulkR>(store, instance, ix))
+            .transpose()?;
         let timers = self
             .timers
             .map(|ix| checked::<TimersP<'_>, EventsR>(store, instance, ix))
@@ -226,6 +283,7 @@ impl ExportIndices {
             process,
             on_watermark,
             packed,
+            bulk,
             timers,
         })
     }
@@ -277,6 +335,22 @@ impl Exports {
         let func = self.timers?;
         let f = unsafe { TypedFunc::<TimersP<'_>, EventsR>::new_unchecked(func) };
         Some(f.call(store, (fired,)).map(|r| r.0))
+    }
+
+    /// Whether the component exports `process-bulk`.
+    pub fn has_bulk(&self) -> bool {
+        self.bulk.is_some()
+    }
+
+    /// `process-bulk`; `None` when the component does not export it.
+    pub fn process_bulk(
+        &self,
+        store: &mut Store<StoreData>,
+        batch: &[BulkEvent<'_>],
+    ) -> Option<wasmtime::Result<Result<Vec<(String, i64, Vec<u8>)>, String>>> {
+        let func = self.bulk?;
+        let f = unsafe { TypedFunc::<BulkP<'_>, BulkR>::new_unchecked(func) };
+        Some(f.call(store, (batch,)).map(|r| r.0))
     }
 
     /// `process-packed`; `None` when the component does not export it.

@@ -5,7 +5,7 @@ use wasmtime::{Store, Trap};
 
 use super::Event;
 use super::batch::Batch;
-use super::exports::{Exports, Timer};
+use super::exports::{BulkEvent, Exports, Timer};
 use super::host::StoreData;
 use super::{CallError, Plugin};
 use crate::engine::Engine;
@@ -252,7 +252,7 @@ impl OperatorInstance {
 
     /// Process one batch; returns the events the operator emitted.
     pub fn process(&mut self, batch: &[Event]) -> Result<Vec<Event>, CallError> {
-        if !self.exports.has_packed() {
+        if !self.exports.has_packed() && !self.exports.has_bulk() {
             self.ensure_live()?;
             return self.call("process", |x, s| x.process(s, batch));
         }
@@ -268,6 +268,22 @@ impl OperatorInstance {
     /// allocated on its own.
     pub fn process_batch(&mut self, batch: &Batch) -> Result<Batch, CallError> {
         self.ensure_live()?;
+        if self.exports.has_bulk() {
+            let events: Vec<BulkEvent<'_>> = batch.iter().map(|e| (e.key, e.ts, e.value)).collect();
+            let out = self.call("process", |x, s| {
+                x.process_bulk(s, &events)
+                    .unwrap_or_else(|| Ok(Err("no process-bulk".into())))
+            })?;
+            let mut emitted = Batch::with_capacity(out.iter().map(|(k, _, v)| k.len() + v.len() + 16).sum());
+            for (key, ts, value) in &out {
+                emitted.push(key, *ts, value).map_err(|e| CallError::Guest {
+                    plugin: self.name.to_string(),
+                    call: "process",
+                    message: e.to_string(),
+                })?;
+            }
+            return Ok(emitted);
+        }
         if !self.exports.has_packed() {
             let events = batch.to_events();
             let out = self.call("process", |x, s| x.process(s, &events))?;

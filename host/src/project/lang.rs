@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{ProjectError, io};
 
 /// The WIT this host runs; written into every project's `.cairn/wit/` at build time.
-const WIT: &str = include_str!("../../../wit/0.2.0/operator.wit");
+const WIT: &str = include_str!("../../../wit/0.2.1/operator.wit");
 
 /// The Python SDK (package `cairn_operator`), built into the binary.
 const PYTHON_SDK: [(&str, &str); 5] = [
@@ -94,7 +94,7 @@ impl Lang {
                 "-d",
                 "{wit}",
                 "-w",
-                "operator-timers",
+                "operator-bulk",
                 "componentize",
                 "app",
                 "-p",
@@ -265,7 +265,7 @@ fn write(path: &Path, text: &str) -> Result<(), ProjectError> {
 const PYTHON_APP: &str = r#""""An operator: for each event, count the events of its key and emit the count."""
 
 import cairn_operator as cairn
-from cairn_operator.exports import Operator, TimerHandler  # noqa: F401 (the component's exports)
+from cairn_operator.exports import *  # noqa: F401,F403 (the component's exports)
 
 
 @cairn.operator

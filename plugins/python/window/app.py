@@ -9,7 +9,7 @@ Config: {"field": "temp", "size_ms": 60000, "slide_ms": 60000, "out_of_order_ms"
 import math
 
 import cairn_operator as cairn
-from cairn_operator.exports import Operator, TimerHandler  # noqa: F401 (the component's exports)
+from cairn_operator.exports import *  # noqa: F401,F403 (the component's exports)
 
 SETTINGS = {"field", "size_ms", "slide_ms", "out_of_order_ms", "allowed_lateness_ms"}
 

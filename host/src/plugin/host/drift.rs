@@ -17,7 +17,12 @@ fn wit_dir(version: &str) -> PathBuf {
 }
 
 /// Every supported package version with a WIT directory, and the table entry serving it.
-const SUPPORTED: &[(&str, &str)] = &[("0.1.0", "0.1.1"), ("0.1.1", "0.1.1"), ("0.2.0", "0.2.0")];
+const SUPPORTED: &[(&str, &str)] = &[
+    ("0.1.0", "0.1.1"),
+    ("0.1.1", "0.1.1"),
+    ("0.2.0", "0.2.1"),
+    ("0.2.1", "0.2.1"),
+];
 
 fn resolve(version: &str) -> (Resolve, wit_parser::PackageId) {
     let mut r = Resolve::default();

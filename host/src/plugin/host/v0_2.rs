@@ -12,7 +12,7 @@ use super::{HostFunc, Lookup, Store, StoreData, Version, WitStateError, listing_
 use crate::state::{StateError, StateHolder, Value};
 
 pub(super) const VERSION: Version = Version {
-    version: "0.2.0",
+    version: "0.2.1",
     type_interfaces: &["types"],
     funcs: &[
         HostFunc {
@@ -81,6 +81,16 @@ pub(super) const VERSION: Version = Version {
             add: add_usage,
         },
         HostFunc {
+            interface: "bulk-state",
+            name: "get-entries",
+            add: super::bulk::get_entries,
+        },
+        HostFunc {
+            interface: "bulk-state",
+            name: "write-entries",
+            add: super::bulk::write_entries,
+        },
+        HostFunc {
             interface: "timers",
             name: "register",
             add: super::timers::register,
@@ -100,7 +110,7 @@ pub(super) const VERSION: Version = Version {
 
 type I<'a, 'b> = &'a mut LinkerInstance<'b, StoreData>;
 type R = wasmtime::Result<()>;
-type Scope = Option<WasmStr>;
+pub(super) type Scope = Option<WasmStr>;
 
 /// Write the prefix of `scope` into `buf` (cleared first); returns its length.
 fn scope_prefix(store: &Store<'_>, scope: &Scope, buf: &mut String) -> wasmtime::Result<usize> {
@@ -113,7 +123,7 @@ fn scope_prefix(store: &Store<'_>, scope: &Scope, buf: &mut String) -> wasmtime:
 }
 
 /// Run `f` on the state with the scoped key of (`scope`, `key`) built in the reused buffer.
-fn with_key<T>(
+pub(super) fn with_key<T>(
     store: &mut Store<'_>,
     scope: &Scope,
     key: &WasmStr,
@@ -146,13 +156,17 @@ fn write<T>(
     f(&mut data.state, key)
 }
 
-fn get_one(store: &mut Store<'_>, scope: &Scope, key: &WasmStr) -> wasmtime::Result<Option<Arc<[u8]>>> {
+pub(super) fn get_one(
+    store: &mut Store<'_>,
+    scope: &Scope,
+    key: &WasmStr,
+) -> wasmtime::Result<Option<Arc<[u8]>>> {
     with_key(store, scope, key, |d, k| {
         read(d, k, None, |s, k| s.get_value(k).map(Value::to_shared))
     })
 }
 
-fn set_one(
+pub(super) fn set_one(
     store: &mut Store<'_>,
     scope: &Scope,
     key: &WasmStr,
@@ -162,7 +176,7 @@ fn set_one(
     with_key(store, scope, key, |d, k| write(d, k, |s, k| s.set(k, value)))
 }
 
-fn remove_one(store: &mut Store<'_>, scope: &Scope, key: &WasmStr) -> wasmtime::Result<bool> {
+pub(super) fn remove_one(store: &mut Store<'_>, scope: &Scope, key: &WasmStr) -> wasmtime::Result<bool> {
     // A removal that cannot be recorded for TTL (a quota) still removes.
     with_key(store, scope, key, |d, k| {
         let _ = ttl::touch_key(d, k);
