@@ -83,12 +83,11 @@ fn exported_as(engine: &wasmtime::Engine, component: &Component, interface: &str
     let (base, version) = interface.rsplit_once('@')?;
     let line = version.rsplit_once('.').map_or(version, |(l, _)| l);
     let ty = component.component_type();
-    let found = ty.exports(engine).find_map(|(name, _)| {
+    ty.exports(engine).find_map(|(name, _)| {
         let (b, v) = name.rsplit_once('@')?;
         let l = v.rsplit_once('.').map_or(v, |(l, _)| l);
         (b == base && l == line).then(|| name.to_string())
-    });
-    found
+    })
 }
 
 /// Whether `f` is `func(list<u8>) -> result<list<u8>, string>`.
@@ -137,7 +136,7 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
         Contract::V0_1 => (None, ty.get_export(e, PACKED_EXPORT).map(|x| x.ty)),
         Contract::V0_2 => match ty.get_export(e, &named(PACKED_INTERFACE)).map(|x| x.ty) {
             Some(ComponentItem::ComponentInstance(inst)) => (
-                component.get_export_index(None, &named(PACKED_INTERFACE)),
+                component.get_export_index(None, named(PACKED_INTERFACE)),
                 inst.get_export(e, PACKED_EXPORT).map(|x| x.ty),
             ),
             _ => (None, None),
@@ -159,7 +158,7 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
         Contract::V0_1 => None,
         Contract::V0_2 => match ty.get_export(e, &named(BULK_INTERFACE)).map(|x| x.ty) {
             Some(ComponentItem::ComponentInstance(inst)) => {
-                let scope = component.get_export_index(None, &named(BULK_INTERFACE));
+                let scope = component.get_export_index(None, named(BULK_INTERFACE));
                 match inst.get_export(e, BULK_EXPORT).map(|x| x.ty) {
                     Some(ComponentItem::ComponentFunc(_)) => {
                         component.get_export_index(scope.as_ref(), BULK_EXPORT)
@@ -183,7 +182,7 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
         Contract::V0_1 => None,
         Contract::V0_2 => match ty.get_export(e, &named(TIMERS_INTERFACE)).map(|x| x.ty) {
             Some(ComponentItem::ComponentInstance(inst)) => {
-                let scope = component.get_export_index(None, &named(TIMERS_INTERFACE));
+                let scope = component.get_export_index(None, named(TIMERS_INTERFACE));
                 match inst.get_export(e, TIMERS_EXPORT).map(|x| x.ty) {
                     Some(ComponentItem::ComponentFunc(_)) => {
                         component.get_export_index(scope.as_ref(), TIMERS_EXPORT)
@@ -231,7 +230,9 @@ type TimersP<'a> = (&'a [Timer],);
 /// An event as `process-bulk` takes it.
 pub(crate) type BulkEvent<'a> = (&'a str, i64, &'a [u8]);
 type BulkP<'a> = (&'a [BulkEvent<'a>],);
-type BulkR = (Result<Vec<(String, i64, Vec<u8>)>, String>,);
+/// The events `process-bulk` returns, or its error.
+pub(crate) type BulkOut = Result<Vec<(String, i64, Vec<u8>)>, String>;
+type BulkR = (BulkOut,);
 
 /// The exports of one instance, their types checked when bound.
 pub(crate) struct Exports {
@@ -347,7 +348,7 @@ impl Exports {
         &self,
         store: &mut Store<StoreData>,
         batch: &[BulkEvent<'_>],
-    ) -> Option<wasmtime::Result<Result<Vec<(String, i64, Vec<u8>)>, String>>> {
+    ) -> Option<wasmtime::Result<BulkOut>> {
         let func = self.bulk?;
         let f = unsafe { TypedFunc::<BulkP<'_>, BulkR>::new_unchecked(func) };
         Some(f.call(store, (batch,)).map(|r| r.0))
