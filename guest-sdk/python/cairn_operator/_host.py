@@ -51,14 +51,8 @@ def state_error(err) -> StateError:
     return InvalidState(getattr(err, "value", str(err)))
 
 
-class Memory:
-    """The stand-in host: scoped entries, timers and a watermark, in dictionaries."""
-
-    def __init__(self):
-        self.entries = {}  # (scope, key) -> bytes
-        self.timers = set()  # (ts, key)
-        self.watermark = None
-        self.logs = []
+class _Unbatched:
+    """A backend whose calls go straight through: nothing to begin, send or discard."""
 
     def begin(self):
         pass
@@ -71,6 +65,16 @@ class Memory:
 
     def prefetch(self, names):
         pass
+
+
+class Memory(_Unbatched):
+    """The stand-in host: scoped entries, timers and a watermark, in dictionaries."""
+
+    def __init__(self):
+        self.entries = {}  # (scope, key) -> bytes
+        self.timers = set()  # (ts, key)
+        self.watermark = None
+        self.logs = []
 
     def get(self, scope, key):
         return self.entries.get((scope, key))
@@ -110,17 +114,8 @@ class Memory:
 memory = Memory()
 
 
-class Direct:
+class Direct(_Unbatched):
     """The host's `state` functions, one call each (a component built for `operator-timers`)."""
-
-    def begin(self):
-        pass
-
-    def flush(self):
-        pass
-
-    def discard(self):
-        pass
 
     def get(self, scope, key):
         return _state.get(scope, key)
@@ -139,9 +134,6 @@ class Direct:
 
     def list_keys(self, scope, prefix, start_after, limit):
         return _state.list_keys(scope, prefix, start_after, limit)
-
-    def prefetch(self, names):
-        pass
 
 
 _MISSING = object()

@@ -100,6 +100,35 @@ fn packed_signature(f: &ComponentFunc) -> bool {
             if r.ok().as_ref().is_some_and(bytes) && matches!(r.err(), Some(Type::String)))
 }
 
+/// The function `func` of the optional exported interface `iface` (its exported name): `None`
+/// when the component does not export the interface; a problem when it does but without
+/// `func`.
+fn optional_func(
+    e: &wasmtime::Engine,
+    component: &Component,
+    iface: &str,
+    func: &str,
+    problems: &mut Vec<String>,
+) -> Option<ComponentExportIndex> {
+    match component.component_type().get_export(e, iface).map(|x| x.ty) {
+        Some(ComponentItem::ComponentInstance(inst)) => {
+            let scope = component.get_export_index(None, iface);
+            match inst.get_export(e, func).map(|x| x.ty) {
+                Some(ComponentItem::ComponentFunc(_)) => component.get_export_index(scope.as_ref(), func),
+                _ => {
+                    problems.push(format!("`{iface}` does not export the function `{func}`"));
+                    None
+                }
+            }
+        }
+        Some(_) => {
+            problems.push(format!("export `{iface}` is not an interface"));
+            None
+        }
+        None => None,
+    }
+}
+
 /// Find the exports of `component`, or name every problem that keeps it from fitting.
 pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndices, Vec<String>> {
     let ty = component.component_type();
@@ -154,54 +183,12 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
             None
         }
     };
-    let bulk = match contract {
+    let optional = |iface: &str, func: &str, problems: &mut Vec<String>| match contract {
         Contract::V0_1 => None,
-        Contract::V0_2 => match ty.get_export(e, &named(BULK_INTERFACE)).map(|x| x.ty) {
-            Some(ComponentItem::ComponentInstance(inst)) => {
-                let scope = component.get_export_index(None, named(BULK_INTERFACE));
-                match inst.get_export(e, BULK_EXPORT).map(|x| x.ty) {
-                    Some(ComponentItem::ComponentFunc(_)) => {
-                        component.get_export_index(scope.as_ref(), BULK_EXPORT)
-                    }
-                    _ => {
-                        problems.push(format!(
-                            "`{BULK_INTERFACE}` does not export the function `{BULK_EXPORT}`"
-                        ));
-                        None
-                    }
-                }
-            }
-            Some(_) => {
-                problems.push(format!("export `{BULK_INTERFACE}` is not an interface"));
-                None
-            }
-            None => None,
-        },
+        Contract::V0_2 => optional_func(e, component, &named(iface), func, problems),
     };
-    let timers = match contract {
-        Contract::V0_1 => None,
-        Contract::V0_2 => match ty.get_export(e, &named(TIMERS_INTERFACE)).map(|x| x.ty) {
-            Some(ComponentItem::ComponentInstance(inst)) => {
-                let scope = component.get_export_index(None, named(TIMERS_INTERFACE));
-                match inst.get_export(e, TIMERS_EXPORT).map(|x| x.ty) {
-                    Some(ComponentItem::ComponentFunc(_)) => {
-                        component.get_export_index(scope.as_ref(), TIMERS_EXPORT)
-                    }
-                    _ => {
-                        problems.push(format!(
-                            "`{TIMERS_INTERFACE}` does not export the function `{TIMERS_EXPORT}`"
-                        ));
-                        None
-                    }
-                }
-            }
-            Some(_) => {
-                problems.push(format!("export `{TIMERS_INTERFACE}` is not an interface"));
-                None
-            }
-            None => None,
-        },
-    };
+    let bulk = optional(BULK_INTERFACE, BULK_EXPORT, &mut problems);
+    let timers = optional(TIMERS_INTERFACE, TIMERS_EXPORT, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
