@@ -14,5 +14,7 @@ source scripts/toolchains.sh
 need_guest_toolchains
 echo "==> pytest guest-sdk/python (the Python SDK under CPython)" >&2
 python -m pytest -q guest-sdk/python/tests >&2
+echo "==> node --test guest-sdk/js/tests (the JavaScript SDK under node)" >&2
+node --test guest-sdk/js/tests/ >&2
 echo "==> cargo test --release --workspace --features cairn/rocksdb" >&2
 cargo test --release --workspace --features cairn/rocksdb "$@"

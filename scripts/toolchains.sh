@@ -3,7 +3,7 @@
 # `cargo install --locked`), into the tool cache outside the clone. Sourced after env.sh;
 # `need_guest_toolchains` installs what is missing, once.
 #
-#   Python      componentize-py 0.25.1 and pytest 8.3.4 (pip, venv at $TOOLS/venv)
+#   Python      componentize-py 0.25.1, pytest 8.3.4 and wheel 0.45.1 (pip, venv at $TOOLS/venv)
 #   JavaScript  @bytecodealliance/componentize-js 0.23.0 (npm, prefix $TOOLS/npm; node from the machine)
 #   C           clang, lld, wasi-libc, libclang-rt-dev-wasm32 (apt); wit-bindgen-cli 0.63.0 and
 #               wasm-tools 1.263.0 (cargo install --locked)
@@ -11,6 +11,7 @@
 COMPONENTIZE_PY_VERSION=0.25.1
 COMPONENTIZE_JS_VERSION=0.23.0
 PYTEST_VERSION=8.3.4
+WHEEL_VERSION=0.45.1
 WIT_BINDGEN_CLI_VERSION=0.63.0
 WASM_TOOLS_VERSION=1.263.0
 
@@ -18,11 +19,14 @@ export PATH="$TOOLS/venv/bin:$TOOLS/npm/node_modules/.bin:$PATH"
 
 need_python_toolchain() {
   if "$TOOLS/venv/bin/componentize-py" --version 2>/dev/null | grep -qF "$COMPONENTIZE_PY_VERSION" \
-    && "$TOOLS/venv/bin/python" -m pytest --version 2>&1 | grep -qF "$PYTEST_VERSION"; then return 0; fi
+    && "$TOOLS/venv/bin/python" -m pytest --version 2>&1 | grep -qF "$PYTEST_VERSION" \
+    && "$TOOLS/venv/bin/python" -c 'import wheel; print(wheel.__version__)' 2>/dev/null | grep -qxF "$WHEEL_VERSION"; then
+    return 0
+  fi
   echo "==> installing componentize-py $COMPONENTIZE_PY_VERSION (pip, into $TOOLS/venv)" >&2
   python3 -m venv "$TOOLS/venv" >&2
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check \
-    "componentize-py==$COMPONENTIZE_PY_VERSION" "pytest==$PYTEST_VERSION" >&2
+    "componentize-py==$COMPONENTIZE_PY_VERSION" "pytest==$PYTEST_VERSION" "wheel==$WHEEL_VERSION" >&2
 }
 
 need_js_toolchain() {

@@ -236,6 +236,37 @@ static uint8_t *copy(const void *p, size_t n) {
     return c;
 }
 
+static cairn_status cache_flush(void);
+
+cairn_status cairn_list_keys(cairn_scope s, const char *prefix, const char *after, uint32_t limit, cairn_keys *keys) {
+    keys->names = NULL;
+    keys->len = 0;
+    cairn_status st = cache_flush(); /* the host lists what it holds */
+    if (st) return st;
+    wstr slot, p = wc(prefix ? prefix : ""), a = wc(after ? after : "");
+    operator_packed_list_string_t got;
+    cairn_operator_state_list_keys(scope_arg(s, &slot), &p, after ? &a : NULL, limit, &got);
+    keys->names = malloc((got.len ? got.len : 1) * sizeof(cairn_str));
+    if (!keys->names) {
+        operator_packed_list_string_free(&got);
+        return cairn_fail("out of memory listing keys");
+    }
+    for (size_t i = 0; i < got.len; i++) {
+        uint8_t *name = copy(got.ptr[i].ptr, got.ptr[i].len + 1);
+        if (name) name[got.ptr[i].len] = 0;
+        keys->names[keys->len++] = (cairn_str){(const char *)name, got.ptr[i].len};
+    }
+    operator_packed_list_string_free(&got);
+    return CAIRN_OK;
+}
+
+void cairn_free_keys(cairn_keys *keys) {
+    for (size_t i = 0; i < keys->len; i++) free((void *)keys->names[i].ptr);
+    free(keys->names);
+    keys->names = NULL;
+    keys->len = 0;
+}
+
 static bool grow(uint8_t **buf, size_t *cap, size_t need) {
     if (need <= *cap) return true;
     size_t c = *cap ? *cap : 4096;

@@ -85,6 +85,16 @@ cairn_status cairn_set_i64(cairn_scope s, const char *name, int64_t v);
 /* Add `by` to the integer under `name` (0 when absent); the new value in *result. */
 cairn_status cairn_incr(cairn_scope s, const char *name, int64_t by, int64_t *result);
 void cairn_free(cairn_str value);
+/* Names listed by cairn_list_keys, each NUL-terminated. */
+typedef struct {
+    cairn_str *names;
+    size_t len;
+} cairn_keys;
+/* The names in scope `s` starting with `prefix`, in byte order, strictly after `after` (NULL:
+ * from the first), at most `limit` of them (page through with the last name as `after`); free
+ * them with cairn_free_keys. Writes held back are sent first, so the listing sees them. */
+cairn_status cairn_list_keys(cairn_scope s, const char *prefix, const char *after, uint32_t limit, cairn_keys *keys);
+void cairn_free_keys(cairn_keys *keys);
 
 /* Timers (event time): on_timer(key, ts) once the watermark reaches ts, in key's scope. */
 cairn_status cairn_timer_register(cairn_str key, int64_t ts);

@@ -47,7 +47,7 @@ fn window_input(n: usize, keys: u64) -> String {
     s
 }
 
-fn run_to_string(plugin: &Path, input: &Path, dir: &Path, extra: &[&str]) -> Result<String> {
+pub(crate) fn run_to_string(plugin: &Path, input: &Path, dir: &Path, extra: &[&str]) -> Result<String> {
     let out = dir.join(format!(
         "{}.out",
         plugin.file_stem().unwrap_or_default().to_string_lossy()
@@ -125,7 +125,7 @@ class Picky:
 "#;
 
 /// A one-file project `name` in `lang` (its source written as `file`), built with `cairn build`.
-fn build_project(dir: &Path, name: &str, lang: &str, file: &str, source: &str) -> Result<std::path::PathBuf> {
+pub(crate) fn build_project(dir: &Path, name: &str, lang: &str, file: &str, source: &str) -> Result<std::path::PathBuf> {
     let project = dir.join(name);
     fs::create_dir_all(&project)?;
     fs::write(project.join(file), source)?;
@@ -385,6 +385,33 @@ fn cairn_new_then_build_then_run_in_every_language() -> Result<()> {
             .unwrap_or_default()
             .to_string();
         assert!(wasm.ends_with(&format!("build/{name}.wasm")), "{wasm}");
+        // The scaffold's own test runs under the language's native runner.
+        let native_test = match lang {
+            "python" => Some((
+                "1 passed",
+                std::process::Command::new("python")
+                    .args(["-m", "pytest", "-q"])
+                    .env("PYTHONPATH", project.join(".cairn/sdk"))
+                    .current_dir(&project)
+                    .output()?,
+            )),
+            "js" => Some((
+                "# pass 1",
+                std::process::Command::new("node")
+                    .arg("--test")
+                    .current_dir(&project)
+                    .output()?,
+            )),
+            _ => None,
+        };
+        if let Some((passed, t)) = native_test {
+            assert!(
+                t.status.success() && String::from_utf8_lossy(&t.stdout).contains(passed),
+                "{lang}: {}{}",
+                String::from_utf8_lossy(&t.stdout),
+                String::from_utf8_lossy(&t.stderr)
+            );
+        }
         let out = dir.path().join(format!("{lang}.out"));
         run_ok(&strs(&run_args(Path::new(&wasm), &input, &out, &[])))?;
         assert_eq!(
@@ -452,3 +479,4 @@ fn a_wasi_keyvalue_operator_counts_like_the_counter_and_is_exactly_once() -> Res
     assert_eq!(reference, expected_counts(&small)?);
     Ok(())
 }
+

@@ -17,6 +17,7 @@ mod operators;
 mod pipelines;
 mod s3;
 mod sandbox;
+mod sdks;
 mod state_cache;
 mod store_conformance;
 mod timers;

@@ -147,3 +147,47 @@ def test_the_repository_operators_run_in_the_harness():
     assert h.state(None) == {"late": b"1"}
     with pytest.raises(ValueError, match="size_ms and slide_ms must be positive"):
         Harness(window_app.Window, {"field": "v", "size_ms": 0})
+
+
+def test_the_sdk_builds_as_a_wheel_that_installs_and_runs(tmp_path):
+    import subprocess
+    import zipfile
+
+    import shutil
+
+    # Built from a copy: setuptools leaves build/ and *.egg-info beside the sources.
+    sdk = tmp_path / "src"
+    shutil.copytree(os.path.join(HERE, ".."), sdk, ignore=shutil.ignore_patterns("tests", "__pycache__", "build", "*.egg-info"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), sdk],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("cairn_operator-0.2.1-py3-none-any.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for module in ("__init__", "_host", "_json", "exports", "testing"):
+        assert f"cairn_operator/{module}.py" in names
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+    )
+    # Imported from the installed wheel alone (not this checkout), an operator runs in the harness.
+    script = (
+        "import cairn_operator as cairn, os\n"
+        "from cairn_operator.testing import Harness\n"
+        "assert os.path.dirname(cairn.__file__).startswith(os.environ['SITE'])\n"
+        "@cairn.operator\n"
+        "class C:\n"
+        "    def on_event(self, e, out):\n"
+        "        out.emit_json(e.key, e.ts, {'n': cairn.state.incr('n')})\n"
+        "print([e.value for e in Harness(C).send_all([('a', 1, {}), ('a', 2, {})])])\n"
+    )
+    got = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(site), "SITE": str(site)},
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert got.stdout.strip() == "[b'{\"n\":1}', b'{\"n\":2}']"

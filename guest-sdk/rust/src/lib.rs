@@ -58,7 +58,7 @@ pub use serde_json;
 #[doc(hidden)]
 pub mod __bindings {
     wit_bindgen::generate!({
-        path: "../../wit/0.2.0",
+        path: "wit",
         world: "operator-packed",
         pub_export_macro: true,
         export_macro_name: "__export_operator_world",

@@ -15,7 +15,7 @@ pub struct NewArgs {
     /// The operator's language.
     #[arg(long, value_enum, default_value_t = Lang::Rust)]
     lang: Lang,
-    /// Path of the cairn-sdk crate (Rust only) [default: the guest-sdk/rust of the source tree this cairn was built from].
+    /// Path of the cairn-sdk crate (Rust only) [default: the guest-sdk/rust of the source tree this cairn was built from when it exists, else cairn-sdk from crates.io at this cairn's version].
     #[arg(long)]
     sdk: Option<PathBuf>,
 }
@@ -24,11 +24,31 @@ const CARGO_TOML: &str = include_str!("templates/Cargo.toml.tmpl");
 const LIB_RS: &str = include_str!("templates/lib.rs.tmpl");
 const TOOLCHAIN: &str = include_str!("../../../rust-toolchain.toml");
 
-fn fill(template: &str, name: &str, sdk: &str) -> String {
+fn fill(template: &str, name: &str, sdk_dep: &str) -> String {
     template
         .replace("{{name}}", name)
         .replace("{{crate}}", &name.replace('-', "_"))
-        .replace("{{sdk}}", sdk)
+        .replace("{{sdk_dep}}", sdk_dep)
+}
+
+/// The cairn-sdk dependency of a new crate: the given path, else the source tree's SDK when
+/// this cairn runs from a checkout, else the package of this cairn's version.
+fn sdk_dependency(sdk: Option<PathBuf>) -> Result<String> {
+    let (path, given) = match sdk {
+        Some(p) => (p, true),
+        None => (PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/rust"), false),
+    };
+    match path.canonicalize() {
+        Ok(p) => Ok(format!("{{ path = {:?} }}", p.display().to_string())),
+        Err(_) if !given => Ok(format!("\"{}\"", env!("CARGO_PKG_VERSION"))),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "cairn-sdk was not found at {}; pass --sdk <path to cairn's guest-sdk/rust directory>, or leave --sdk out to use cairn-sdk {} from crates.io",
+                path.display(),
+                env!("CARGO_PKG_VERSION")
+            )
+        }),
+    }
 }
 
 pub fn new(args: NewArgs) -> Result<ExitCode> {
@@ -49,24 +69,14 @@ pub fn new(args: NewArgs) -> Result<ExitCode> {
             "{name:?} is not a valid plugin name: use lowercase letters, digits, `-` and `_`, starting with a letter"
         );
     }
-    let sdk = match args.sdk {
-        Some(p) => p,
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/rust"),
-    };
-    let sdk = sdk.canonicalize().with_context(|| {
-        format!(
-            "cairn-sdk was not found at {}; pass --sdk <path to cairn's guest-sdk/rust directory>",
-            sdk.display()
-        )
-    })?;
+    let sdk_dep = sdk_dependency(args.sdk)?;
     let root = args.dir.join(name);
     if root.exists() {
         bail!("{} already exists; choose another name or --dir", root.display());
     }
-    let sdk_text = sdk.display().to_string();
     let files = [
-        ("Cargo.toml", fill(CARGO_TOML, name, &sdk_text)),
-        ("src/lib.rs", fill(LIB_RS, name, &sdk_text)),
+        ("Cargo.toml", fill(CARGO_TOML, name, &sdk_dep)),
+        ("src/lib.rs", fill(LIB_RS, name, &sdk_dep)),
         ("rust-toolchain.toml", TOOLCHAIN.to_string()),
         (".gitignore", "/target\n/.cairn\n".to_string()),
         ("cairn.toml", Lang::Rust.template(name).remove(0).1),

@@ -49,6 +49,16 @@ const C_SDK: [(&str, &str); 2] = [
 /// The JavaScript SDK, built into the binary.
 const JS_SDK: &str = include_str!("../../../guest-sdk/js/cairn-operator.js");
 
+/// The JavaScript SDK's test harness (run under node), written beside the SDK.
+const JS_TESTING: [(&str, &str); 3] = [
+    ("testing.mjs", include_str!("../../../guest-sdk/js/testing.mjs")),
+    ("hooks.mjs", include_str!("../../../guest-sdk/js/hooks.mjs")),
+    (
+        "memory-host.mjs",
+        include_str!("../../../guest-sdk/js/memory-host.mjs"),
+    ),
+];
+
 /// A language operators are written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -209,6 +219,9 @@ impl Lang {
             }
             Lang::Js => {
                 write(&sdk.join("cairn-operator.js"), JS_SDK)?;
+                for (file, text) in JS_TESTING {
+                    write(&sdk.join(file), text)?;
+                }
                 let app = project.join("app.js");
                 let text = std::fs::read_to_string(&app).map_err(io("reading", &app))?;
                 write(
@@ -243,6 +256,7 @@ impl Lang {
             Lang::Js => vec![
                 ("cairn.toml", manifest),
                 ("app.js", JS_APP.to_string()),
+                ("app.test.mjs", JS_TEST.to_string()),
                 (".gitignore", ignore),
             ],
             Lang::C => vec![
@@ -294,6 +308,24 @@ def test_counts_per_key():
     assert h.state("a") == {"count": b"2"}
 "#;
 
+const JS_TEST: &str = r#"// Run the operator under node: `node --test` (after one `cairn build`, which writes the SDK
+// and its test harness to .cairn/sdk).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { load } from "./.cairn/sdk/testing.mjs";
+
+test("counts per key", async () => {
+  const h = await load(new URL("./app.js", import.meta.url));
+  const out = h.sendAll([["a", 1, {}], ["b", 2, {}], ["a", 3, {}]]);
+  assert.deepEqual(
+    out.map((e) => [e.key, JSON.parse(e.value)]),
+    [["a", { count: 1 }], ["b", { count: 1 }], ["a", { count: 2 }]],
+  );
+  assert.deepEqual(h.state("a"), { count: "2" });
+});
+"#;
+
 const C_APP: &str = r#"/* An operator: for each event, count the events of its key and emit the count. */
 #include <stdio.h>
 
@@ -323,3 +355,27 @@ cairn.operator(
   },
 );
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::WIT;
+
+    /// The Python and JavaScript SDK packages carry the version of the WIT they are built into
+    /// projects with (the JS SDK also imports the host's interfaces at that version).
+    #[test]
+    fn the_sdk_packages_carry_the_wit_version() {
+        let version = WIT
+            .lines()
+            .find_map(|l| l.strip_prefix("package cairn:operator@"))
+            .expect("a package line")
+            .trim_end_matches(';');
+        let pyproject = include_str!("../../../guest-sdk/python/pyproject.toml");
+        assert!(pyproject.contains(&format!("version = \"{version}\"")), "pyproject.toml");
+        let package = include_str!("../../../guest-sdk/js/package.json");
+        assert!(package.contains(&format!("\"version\": \"{version}\"")), "package.json");
+        assert!(
+            super::JS_SDK.contains(&format!("\"cairn:operator/state@{version}\"")),
+            "cairn-operator.js imports the host's interfaces at {version}"
+        );
+    }
+}

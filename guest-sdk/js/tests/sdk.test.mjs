@@ -1,0 +1,112 @@
+// The JavaScript SDK under node (`node --test guest-sdk/js/tests`): JSON as serde_json writes
+// it (the golden vectors), scoped state, timers, rollback and refusals, and the repository's
+// JavaScript operators through the test harness.
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+
+import { load } from "../testing.mjs";
+
+const ROOT = new URL("../../../", import.meta.url).pathname;
+
+function app(source) {
+  const dir = mkdtempSync(join(tmpdir(), "cairn-js-"));
+  const path = join(dir, "app.js");
+  writeFileSync(path, source);
+  return path;
+}
+
+test("floats are written as serde_json writes them", async () => {
+  const h = await load(join(ROOT, "plugins/js/counter/app.js"));
+  const view = new DataView(new ArrayBuffer(8));
+  let n = 0;
+  for (const line of readFileSync(join(ROOT, "guest-sdk/golden/json-floats.txt"), "utf8").split("\n")) {
+    if (line.startsWith("#") || line.trim() === "") continue;
+    const [bits, want] = line.split(/\s+/);
+    view.setBigUint64(0, BigInt(`0x${bits}`), true);
+    assert.equal(h.cairn.formatFloat(view.getFloat64(0, true)), want, bits);
+    n++;
+  }
+  assert.ok(n > 300);
+  assert.equal(h.cairn.dumps({ a: [1, h.cairn.float(2), null, true], é: 'x"\n' }), '{"a":[1,2.0,null,true],"é":"x\\"\\n"}');
+});
+
+test("the counter counts per key, and an operator-wide entry is shared", async () => {
+  const h = await load(
+    app(`cairn.operator(class {
+      onEvent(event, out) {
+        const n = cairn.state.incr("count");
+        cairn.operatorState.incr("total");
+        if (event.json().fail) throw new RangeError("asked to fail");
+        out.emitJson(event.key, event.ts, { count: n });
+      }
+    });`),
+  );
+  const out = h.sendAll([["a", 1, {}], ["b", 2, {}], ["a", 3, {}]]);
+  assert.deepEqual(
+    out.map((e) => [e.key, e.ts, e.value]),
+    [["a", 1, '{"count":1}'], ["b", 2, '{"count":1}'], ["a", 3, '{"count":2}']],
+  );
+  assert.deepEqual([h.state("a"), h.state(undefined)], [{ count: "2" }, { total: "3" }]);
+  // A failed batch leaves nothing: its writes are rolled back, the error names the cause.
+  assert.throws(() => h.sendAll([["a", 4, {}], ["c", 5, { fail: true }]]), /RangeError: asked to fail/);
+  assert.deepEqual([h.state("a"), h.state("c"), h.state(undefined)], [{ count: "2" }, {}, { total: "3" }]);
+});
+
+test("the repository's counter gives the Rust counter's output", async () => {
+  const h = await load(join(ROOT, "plugins/js/counter/app.js"));
+  const out = h.sendAll([["sensor-1", 10, { temp: 1 }], ["sensor-1", 11, { temp: 2 }]]);
+  assert.deepEqual(out.map((e) => e.value), ['{"count":1}', '{"count":2}']);
+});
+
+test("the repository's window closes a window on the watermark, with its aggregates", async () => {
+  const h = await load(join(ROOT, "plugins/js/window/app.js"), { field: "temp", size_ms: 10 });
+  assert.deepEqual(h.feed([["a", 1, { temp: 3 }], ["a", 4, { temp: 5.5 }], ["b", 12, { temp: 1 }]]), [
+    { key: "a", ts: 9, value: '{"start":0,"end":10,"count":2,"sum":8.5,"min":3.0,"max":5.5,"avg":4.25,"stddev":1.25}' },
+  ]);
+  assert.deepEqual(h.timers(), [[20, "b"]]);
+  assert.deepEqual(h.watermark(25).map((e) => e.key), ["b"]);
+  assert.deepEqual([h.timers(), h.state("a"), h.state("b")], [[], {}, {}]);
+});
+
+test("timers fire in (ts, key) order, and a refused write is a StateError", async () => {
+  const h = await load(
+    app(`cairn.operator(class {
+      onEvent(event, out) {
+        cairn.timers.register(event.key, event.ts + 5);
+        try {
+          cairn.state.set("", "x");
+        } catch (e) {
+          if (!(e instanceof cairn.StateError)) throw e;
+          out.emitJson(event.key, event.ts, { refused: e.kind });
+        }
+      }
+      onTimer(key, ts, out) {
+        out.emitJson(key, ts, { fired: cairn.timers.watermark() });
+      }
+    });`),
+  );
+  assert.deepEqual(h.sendAll([["b", 1, 0], ["a", 1, 0], ["c", 0, 0]]).map((e) => e.value), [
+    '{"refused":"invalid"}',
+    '{"refused":"invalid"}',
+    '{"refused":"invalid"}',
+  ]);
+  assert.deepEqual(h.watermark(6).map((e) => [e.key, e.ts, e.value]), [
+    ["c", 5, '{"fired":6}'],
+    ["a", 6, '{"fired":6}'],
+    ["b", 6, '{"fired":6}'],
+  ]);
+});
+
+test("the SDK packs as an npm package with the harness", async () => {
+  const { execFileSync } = await import("node:child_process");
+  const dir = new URL("..", import.meta.url).pathname;
+  const [pack] = JSON.parse(execFileSync("npm", ["pack", "--dry-run", "--json"], { cwd: dir, encoding: "utf8" }));
+  assert.equal(pack.name, "cairn-operator");
+  assert.deepEqual(
+    pack.files.map((f) => f.path).sort(),
+    ["README.md", "cairn-operator.js", "hooks.mjs", "memory-host.mjs", "package.json", "testing.mjs"],
+  );
+});

@@ -1,0 +1,106 @@
+//! The SDKs as a whole: one conformance probe (the same scripted state calls, errors and a
+//! timer) built in every language with an SDK and observing the same, and the SDKs packaged
+//! as their ecosystems expect (the Python wheel and the npm package are tested by their own
+//! suites under `guest-sdk/`).
+
+use std::fs;
+
+use anyhow::Result;
+use cairn_tests::repo_root;
+
+use crate::languages::{build_project, run_to_string};
+
+/// The conformance probe's input: state calls in the event's scope, another key's and the
+/// operator-wide one, a failing event, a timer (`tests/conformance/`).
+const PROBE_INPUT: &str = r#"{"key":"a","ts":1,"value":{"op":"put","name":"x","v":"1"}}
+{"key":"a","ts":2,"value":{"op":"put","name":"x","v":"2"}}
+{"key":"a","ts":3,"value":{"op":"put","name":"y","v":"3"}}
+{"key":"a","ts":4,"value":{"op":"keys"}}
+{"key":"a","ts":5,"value":{"op":"get","name":"x"}}
+{"key":"a","ts":6,"value":{"op":"del","name":"x"}}
+{"key":"a","ts":7,"value":{"op":"del","name":"x"}}
+{"key":"a","ts":8,"value":{"op":"keys"}}
+{"key":"b","ts":9,"value":{"op":"get","name":"y"}}
+{"key":"b","ts":10,"value":{"op":"other","target":"a","name":"z","v":"9"}}
+{"key":"a","ts":11,"value":{"op":"keys"}}
+{"key":"c","ts":12,"value":{"op":"global"}}
+{"key":"d","ts":13,"value":{"op":"global"}}
+{"key":"a","ts":14,"value":{"op":"fail"}}
+{"key":"a","ts":15,"value":{"op":"get","name":"y"}}
+{"key":"e","ts":16,"value":{"op":"put","name":"y","v":"7"}}
+{"key":"e","ts":17,"value":{"op":"timer","at":20}}
+"#;
+
+/// What every SDK's probe must emit for [`PROBE_INPUT`].
+const PROBE_OUTPUT: &str = r#"{"key":"a","ts":1,"value":{"had":false}}
+{"key":"a","ts":2,"value":{"had":true}}
+{"key":"a","ts":3,"value":{"had":false}}
+{"key":"a","ts":4,"value":{"keys":["x","y"]}}
+{"key":"a","ts":5,"value":{"value":"2"}}
+{"key":"a","ts":6,"value":{"removed":true,"exists":false}}
+{"key":"a","ts":7,"value":{"removed":false,"exists":false}}
+{"key":"a","ts":8,"value":{"keys":["y"]}}
+{"key":"b","ts":9,"value":{"value":null}}
+{"key":"b","ts":10,"value":{"value":"9"}}
+{"key":"a","ts":11,"value":{"keys":["y","z"]}}
+{"key":"c","ts":12,"value":{"total":1}}
+{"key":"d","ts":13,"value":{"total":2}}
+{"key":"a","ts":15,"value":{"value":"3"}}
+{"key":"e","ts":16,"value":{"had":false}}
+{"key":"e","ts":17,"value":{"registered":20}}
+{"key":"e","ts":20,"value":{"fired":20,"y":7}}
+"#;
+
+#[test]
+fn the_conformance_probe_observes_the_same_state_in_every_sdk() -> Result<()> {
+    // The same scripted state calls through each SDK (Python's and C's with their writes held
+    // back and their reads cached), in batches of 4 so that calls span batch boundaries and a
+    // failing event's batch is rolled back.
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("probe.jsonl");
+    fs::write(&input, PROBE_INPUT)?;
+    for (lang, file, source) in [
+        ("python", "app.py", include_str!("../conformance/probe.py")),
+        ("js", "app.js", include_str!("../conformance/probe.js")),
+        ("c", "operator.c", include_str!("../conformance/probe.c")),
+    ] {
+        let wasm = build_project(dir.path(), &format!("probe-{lang}"), lang, file, source)?;
+        let dead = dir.path().join(format!("{lang}.dead"));
+        let dead_arg = dead.display().to_string();
+        let extra = ["--batch-size", "4", "--on-error", "skip", "--dead-letter", &dead_arg];
+        let got = run_to_string(&wasm, &input, dir.path(), &extra)?;
+        assert_eq!(got, PROBE_OUTPUT, "{lang}");
+        let dead = fs::read_to_string(&dead)?;
+        assert!(
+            dead.lines().count() == 1 && dead.contains("\"ts\":14") && dead.contains("asked to fail"),
+            "{lang}: {dead}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_rust_sdk_packages_as_a_crate_that_builds_from_its_package() -> Result<()> {
+    // `cargo package` verifies by building the packaged crates on their own: cairn-sdk's WIT
+    // must be inside it. Built in a target dir that later runs reuse.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("package-check");
+    let out = std::process::Command::new("cargo")
+        .args(["package", "-p", "cairn-codec", "-p", "cairn-sdk", "--allow-dirty"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(repo_root())
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Verifying cairn-sdk"), "{err}");
+    let listed = std::process::Command::new("cargo")
+        .args(["package", "-p", "cairn-sdk", "--list", "--allow-dirty"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(repo_root())
+        .output()?;
+    let files = String::from_utf8(listed.stdout)?;
+    assert!(files.lines().any(|l| l == "wit/operator.wit"), "{files}");
+    Ok(())
+}
