@@ -125,7 +125,13 @@ class Picky:
 "#;
 
 /// A one-file project `name` in `lang` (its source written as `file`), built with `cairn build`.
-pub(crate) fn build_project(dir: &Path, name: &str, lang: &str, file: &str, source: &str) -> Result<std::path::PathBuf> {
+pub(crate) fn build_project(
+    dir: &Path,
+    name: &str,
+    lang: &str,
+    file: &str,
+    source: &str,
+) -> Result<std::path::PathBuf> {
     let project = dir.join(name);
     fs::create_dir_all(&project)?;
     fs::write(project.join(file), source)?;
@@ -479,4 +485,3 @@ fn a_wasi_keyvalue_operator_counts_like_the_counter_and_is_exactly_once() -> Res
     assert_eq!(reference, expected_counts(&small)?);
     Ok(())
 }
-

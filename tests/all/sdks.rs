@@ -67,7 +67,14 @@ fn the_conformance_probe_observes_the_same_state_in_every_sdk() -> Result<()> {
         let wasm = build_project(dir.path(), &format!("probe-{lang}"), lang, file, source)?;
         let dead = dir.path().join(format!("{lang}.dead"));
         let dead_arg = dead.display().to_string();
-        let extra = ["--batch-size", "4", "--on-error", "skip", "--dead-letter", &dead_arg];
+        let extra = [
+            "--batch-size",
+            "4",
+            "--on-error",
+            "skip",
+            "--dead-letter",
+            &dead_arg,
+        ];
         let got = run_to_string(&wasm, &input, dir.path(), &extra)?;
         assert_eq!(got, PROBE_OUTPUT, "{lang}");
         let dead = fs::read_to_string(&dead)?;

@@ -6,5 +6,8 @@ fn the_crates_wit_is_the_repositorys_0_2_0() {
     let dir = env!("CARGO_MANIFEST_DIR");
     let ours = std::fs::read_to_string(format!("{dir}/wit/operator.wit")).expect("the crate's WIT");
     let repo = std::fs::read_to_string(format!("{dir}/../../wit/0.2.0/operator.wit")).expect("wit/0.2.0");
-    assert!(ours == repo, "guest-sdk/rust/wit/operator.wit differs from wit/0.2.0/operator.wit: copy it again");
+    assert!(
+        ours == repo,
+        "guest-sdk/rust/wit/operator.wit differs from wit/0.2.0/operator.wit: copy it again"
+    );
 }

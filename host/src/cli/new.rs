@@ -36,7 +36,10 @@ fn fill(template: &str, name: &str, sdk_dep: &str) -> String {
 fn sdk_dependency(sdk: Option<PathBuf>) -> Result<String> {
     let (path, given) = match sdk {
         Some(p) => (p, true),
-        None => (PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/rust"), false),
+        None => (
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/rust"),
+            false,
+        ),
     };
     match path.canonicalize() {
         Ok(p) => Ok(format!("{{ path = {:?} }}", p.display().to_string())),

@@ -370,9 +370,15 @@ mod tests {
             .expect("a package line")
             .trim_end_matches(';');
         let pyproject = include_str!("../../../guest-sdk/python/pyproject.toml");
-        assert!(pyproject.contains(&format!("version = \"{version}\"")), "pyproject.toml");
+        assert!(
+            pyproject.contains(&format!("version = \"{version}\"")),
+            "pyproject.toml"
+        );
         let package = include_str!("../../../guest-sdk/js/package.json");
-        assert!(package.contains(&format!("\"version\": \"{version}\"")), "package.json");
+        assert!(
+            package.contains(&format!("\"version\": \"{version}\"")),
+            "package.json"
+        );
         assert!(
             super::JS_SDK.contains(&format!("\"cairn:operator/state@{version}\"")),
             "cairn-operator.js imports the host's interfaces at {version}"
