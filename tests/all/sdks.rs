@@ -111,3 +111,31 @@ fn the_rust_sdk_packages_as_a_crate_that_builds_from_its_package() -> Result<()>
     assert!(files.lines().any(|l| l == "wit/operator.wit"), "{files}");
     Ok(())
 }
+
+#[test]
+fn a_python_project_naming_only_some_exports_is_told_how_to_fix_it() -> Result<()> {
+    // Projects made before WIT 0.2.1 import `Operator, TimerHandler` only; the bulk world
+    // also exports `BulkOperator`, and the build error says what to write instead.
+    let dir = tempfile::tempdir()?;
+    let project = dir.path().join("old");
+    fs::create_dir_all(&project)?;
+    fs::write(
+        project.join("app.py"),
+        "import cairn_operator as cairn\nfrom cairn_operator.exports import Operator, TimerHandler  # noqa: F401\n\n\n@cairn.operator\nclass C:\n    def on_event(self, event, out):\n        pass\n",
+    )?;
+    fs::write(
+        project.join("cairn.toml"),
+        "[operator]\nname = \"old\"\nlang = \"python\"\n",
+    )?;
+    let out = cairn_tests::cairn()
+        .args(["build", &project.display().to_string()])
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has no attribute 'BulkOperator'")
+            && err.contains("write `from cairn_operator.exports import *` in app.py"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -192,6 +192,19 @@ impl Lang {
         }
     }
 
+    /// Appended to a failed build step's error: a known cause of this language's build
+    /// failing, and what to do.
+    pub(crate) fn step_failure_hint(self) -> &'static str {
+        match self {
+            Lang::Python => {
+                "; if it says `module 'app' has no attribute 'BulkOperator'`, app.py names only some \
+                 of the component's exports (projects made before WIT 0.2.1): write \
+                 `from cairn_operator.exports import *` in app.py"
+            }
+            _ => "",
+        }
+    }
+
     /// Write what the build steps read under `dir` (a project's `.cairn/`): the WIT as
     /// `wit/operator.wit` and the SDK under `sdk/`; for JavaScript also `bundle.js`, the SDK
     /// followed by the project's `app.js` (componentize-js takes one module).

@@ -60,7 +60,7 @@ pub enum ProjectError {
         install: String,
     },
     /// A build step failed.
-    #[error("build step `{step}` failed in {dir} ({status}); its output is above")]
+    #[error("build step `{step}` failed in {dir} ({status}); its output is above{hint}")]
     StepFailed {
         /// The command line.
         step: String,
@@ -68,6 +68,8 @@ pub enum ProjectError {
         dir: PathBuf,
         /// How it exited.
         status: String,
+        /// What commonly causes this language's build to fail, and the remedy ("" if none).
+        hint: &'static str,
     },
     /// The steps ran but the output is not there.
     #[error("the build finished but did not write {output}; check `output` in cairn.toml")]
@@ -222,6 +224,7 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ProjectError> {
                 step: step.join(" "),
                 dir: dir.to_path_buf(),
                 status: status.to_string(),
+                hint: lang.step_failure_hint(),
             });
         }
     }
