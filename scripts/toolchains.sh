@@ -5,15 +5,13 @@
 #
 #   Python      componentize-py 0.25.1, pytest 8.3.4 and wheel 0.45.1 (pip, venv at $TOOLS/venv)
 #   JavaScript  @bytecodealliance/componentize-js 0.23.0 (npm, prefix $TOOLS/npm; node from the machine)
-#   C           clang, lld, wasi-libc, libclang-rt-dev-wasm32 (apt); wit-bindgen-cli 0.63.0 and
-#               wasm-tools 1.263.0 (cargo install --locked)
+#   C           clang, lld, wasi-libc, libclang-rt-dev-wasm32 (apt); `cairn build` itself writes
+#               the bindings and makes the component (no cargo install)
 
 COMPONENTIZE_PY_VERSION=0.25.1
 COMPONENTIZE_JS_VERSION=0.23.0
 PYTEST_VERSION=8.3.4
 WHEEL_VERSION=0.45.1
-WIT_BINDGEN_CLI_VERSION=0.63.0
-WASM_TOOLS_VERSION=1.263.0
 
 export PATH="$TOOLS/venv/bin:$TOOLS/npm/node_modules/.bin:$PATH"
 
@@ -45,16 +43,6 @@ need_js_toolchain() {
 need_c_toolchain() {
   need_apt "command -v clang && command -v wasm-ld && test -d /usr/include/wasm32-wasi && dpkg -s libclang-rt-dev-wasm32" \
     clang lld wasi-libc libclang-rt-dev-wasm32
-  need_cargo_tool_named wit-bindgen-cli wit-bindgen "$WIT_BINDGEN_CLI_VERSION"
-  need_cargo_tool_named wasm-tools wasm-tools "$WASM_TOOLS_VERSION"
-}
-
-# need_cargo_tool for a crate whose binary has another name.
-need_cargo_tool_named() {
-  local crate="$1" bin="$2" version="$3"; shift 3
-  if "$TOOLS/bin/$bin" --version 2>/dev/null | grep -qF "$version"; then return 0; fi
-  echo "==> installing $crate $version (cargo install, once)" >&2
-  env -u CARGO_TARGET_DIR cargo install --locked --quiet --root "$TOOLS" "$crate" --version "$version" "$@" >&2
 }
 
 need_guest_toolchains() {

@@ -13,7 +13,16 @@
 // refused state call throws `cairn.StateError` (kind "quota-exceeded" or "invalid"); an error
 // that escapes a handler fails the call: the host discards its writes and applies the job's
 // error policy (`--on-error`), with the message and the JS stack in the log.
+//
+// Speed (the author's API does not change): the component is built against world
+// `operator-packed`, so a batch arrives and the emitted events leave in one buffer each
+// (`process-packed`); within a call, state reads are cached, the names a class lists in
+// `static prefetch = ["count"]` are read for the whole batch's keys in one `get-many-packed`,
+// and writes are held back and sent in one `write-many-packed` when the call succeeds (written
+// through instead when `usage` shows they might not fit a quota, so a refusal is still thrown
+// by the call that made it). Every host call costs a JS component much; these make few.
 import * as wstate from "cairn:operator/state@0.2.1";
+import * as wpacked from "cairn:operator/packed-state@0.2.1";
 import * as wtimers from "cairn:operator/timers@0.2.1";
 import { log as wlog } from "cairn:operator/log@0.2.1";
 
@@ -79,15 +88,129 @@ const cairn = (() => {
       case "string":
         return JSON.stringify(v);
     }
-    if (Array.isArray(v)) return "[" + v.map(dumps).join(",") + "]";
-    return "{" + Object.keys(v).map((k) => JSON.stringify(k) + ":" + dumps(v[k])).join(",") + "}";
+    let out;
+    if (Array.isArray(v)) {
+      out = "[";
+      for (let i = 0; i < v.length; i++) out += (i === 0 ? "" : ",") + dumps(v[i]);
+      return out + "]";
+    }
+    const keys = Object.keys(v);
+    out = "{";
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
+      out += (i === 0 ? "" : ",") + JSON.stringify(k) + ":" + dumps(v[k]);
+    }
+    return out + "}";
+  }
+
+  // ---- buffers in the packed layouts (wit/README.md): little-endian, `bytes` = u32 length
+  // then the bytes, ABSENT = 0xFFFFFFFF in place of a length.
+  const ABSENT = 0xffffffff;
+  const TWO32 = 4294967296;
+
+  class Writer {
+    constructor(size = 4096) {
+      this.buf = new Uint8Array(size);
+      this.view = new DataView(this.buf.buffer);
+      this.at = 0;
+    }
+    room(n) {
+      if (this.at + n <= this.buf.length) return;
+      let size = this.buf.length * 2;
+      while (size < this.at + n) size *= 2;
+      const buf = new Uint8Array(size);
+      buf.set(this.buf.subarray(0, this.at));
+      this.buf = buf;
+      this.view = new DataView(buf.buffer);
+    }
+    u32(n) {
+      this.room(4);
+      this.view.setUint32(this.at, n, true);
+      this.at += 4;
+    }
+    i64(n) {
+      let lo = n % TWO32;
+      if (lo < 0) lo += TWO32;
+      this.room(8);
+      this.view.setUint32(this.at, lo, true);
+      this.view.setInt32(this.at + 4, (n - lo) / TWO32, true);
+      this.at += 8;
+    }
+    str(s) {
+      this.room(4 + 3 * s.length);
+      const n = encoder.encodeInto(s, this.buf.subarray(this.at + 4)).written;
+      this.view.setUint32(this.at, n, true);
+      this.at += 4 + n;
+    }
+    bytes(v) {
+      if (v === null) return this.u32(ABSENT);
+      if (typeof v === "string") return this.str(v);
+      this.room(4 + v.length);
+      this.view.setUint32(this.at, v.length, true);
+      this.buf.set(v, this.at + 4);
+      this.at += 4 + v.length;
+    }
+    scope(s) {
+      if (s === undefined) this.u32(ABSENT);
+      else this.str(s);
+    }
+    done() {
+      return this.buf.subarray(0, this.at);
+    }
+  }
+
+  class Reader {
+    constructor(buf) {
+      this.buf = buf;
+      this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+      this.at = 0;
+    }
+    u32() {
+      const n = this.view.getUint32(this.at, true);
+      this.at += 4;
+      return n;
+    }
+    i64() {
+      const n = this.view.getInt32(this.at + 4, true) * TWO32 + this.view.getUint32(this.at, true);
+      this.at += 8;
+      return n;
+    }
+    bytes() {
+      const n = this.u32();
+      if (n === ABSENT) return null;
+      const v = this.buf.subarray(this.at, this.at + n);
+      this.at += n;
+      return v;
+    }
+    str() {
+      return decoder.decode(this.bytes());
+    }
+  }
+
+  // Building a buffer byte by byte costs a JS component dearly (every operation is
+  // interpreted); one string joined and encoded in one native call is cheap. So a buffer whose
+  // strings are all ASCII is written as text with zeroed placeholders where the binary fields
+  // go (in ASCII, byte offsets are character offsets), encoded once, and the placeholders
+  // filled in; anything else goes through `Writer`.
+  const ASCII = /^[\x00-\x7f]*$/;
+  const Z4 = "\0\0\0\0";
+  const Z12 = "\0\0\0\0\0\0\0\0\0\0\0\0";
+
+  function asBytes(v) {
+    return typeof v === "string" ? encoder.encode(v) : v;
   }
 
   class Event {
-    constructor(key, ts, value) {
+    constructor(key, ts, batch, at, len) {
       this.key = key;
       this.ts = ts;
-      this.value = value; // Uint8Array
+      this._batch = batch;
+      this._at = at;
+      this._len = len;
+    }
+    /** The value's bytes (a Uint8Array). */
+    get value() {
+      return this._batch.subarray(this._at, this._at + this._len);
     }
     text() {
       return decoder.decode(this.value);
@@ -97,17 +220,267 @@ const cairn = (() => {
     }
   }
 
+  function eventOf(e) {
+    return new Event(e.key, Number(e.ts), e.value, 0, e.value.length);
+  }
+
+  // The emitted events: [key, ts, value] kept as they come and packed once at the end.
   class Output {
     constructor() {
-      this.events = [];
+      this.keys = [];
+      this.ts = [];
+      this.values = [];
+      this.text = true; // every value a string
     }
     emit(key, ts, value) {
-      this.events.push({ key, ts: BigInt(ts), value: typeof value === "string" ? encoder.encode(value) : value });
+      this.keys.push(String(key));
+      this.ts.push(Number(ts));
+      if (typeof value === "string") {
+        this.values.push(value);
+      } else if (value instanceof Uint8Array) {
+        this.values.push(value);
+        this.text = false;
+      } else {
+        this.values.push(String(value));
+      }
     }
     emitJson(key, ts, value) {
       this.emit(key, ts, dumps(value));
     }
+    packed() {
+      const { keys, ts, values } = this;
+      const n = keys.length;
+      const parts = [Z4];
+      if (this.text) for (let i = 0; i < n; i++) parts.push(Z4, keys[i], Z12, values[i]);
+      const text = this.text ? parts.join("") : "";
+      if (this.text && ASCII.test(text)) {
+        const buf = encoder.encode(text);
+        const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+        view.setUint32(0, n, true);
+        let at = 4;
+        for (let i = 0; i < n; i++) {
+          const k = keys[i].length;
+          view.setUint32(at, k, true);
+          at += 4 + k;
+          const t = ts[i];
+          let lo = t % TWO32;
+          if (lo < 0) lo += TWO32;
+          view.setUint32(at, lo, true);
+          view.setInt32(at + 4, (t - lo) / TWO32, true);
+          const v = values[i].length;
+          view.setUint32(at + 8, v, true);
+          at += 12 + v;
+        }
+        return buf;
+      }
+      const w = new Writer();
+      w.u32(n);
+      for (let i = 0; i < n; i++) {
+        w.str(keys[i]);
+        w.i64(ts[i]);
+        w.bytes(values[i]);
+      }
+      return w.done();
+    }
+    records() {
+      const events = [];
+      for (let i = 0; i < this.keys.length; i++) {
+        events.push({ key: this.keys[i], ts: BigInt(this.ts[i]), value: asBytes(this.values[i]) });
+      }
+      return events;
+    }
   }
+
+  // State within one call into the operator: reads cached, writes held (see the top). Per
+  // entry name, a Map from scope (undefined: operator-wide) to the value: a Uint8Array, a
+  // string (written as text), or null (absent). Loops index arrays: in a JS component `for
+  // (... of ...)` costs several times an indexed loop.
+  const held = {
+    cache: new Map(), // name -> Map(scope -> value)
+    // The held writes, in order (a later write of the same entry is sent after, and wins).
+    scopes: [],
+    names: [],
+    values: [],
+    room: null, // [keys, bytes, largest value] the held writes may still take
+    begin() {
+      this.cache = new Map();
+      this.scopes = [];
+      this.names = [];
+      this.values = [];
+      this.room = null;
+    },
+    of(name) {
+      let m = this.cache.get(name);
+      if (m === undefined) this.cache.set(name, (m = new Map()));
+      return m;
+    },
+    get(scope, name) {
+      const m = this.of(name);
+      let v = m.get(scope);
+      if (v === undefined) {
+        v = wstate.get(scope, name);
+        if (v === undefined) v = null;
+        m.set(scope, v);
+      }
+      return v;
+    },
+    // Read `names` of every scope in `scopes` (repeats are harmless) in one host call.
+    prefetch(scopes, names) {
+      const ns = scopes.length;
+      const nn = names.length;
+      let request;
+      const parts = [Z4];
+      for (let i = 0; i < ns; i++) for (let j = 0; j < nn; j++) parts.push(Z4, scopes[i], Z4, names[j]);
+      const text = parts.join("");
+      if (ASCII.test(text)) {
+        request = encoder.encode(text);
+        const view = new DataView(request.buffer, request.byteOffset, request.byteLength);
+        view.setUint32(0, ns * nn, true);
+        let at = 4;
+        for (let i = 0; i < ns; i++) {
+          const k = scopes[i].length;
+          for (let j = 0; j < nn; j++) {
+            view.setUint32(at, k, true);
+            at += 4 + k;
+            const n = names[j].length;
+            view.setUint32(at, n, true);
+            at += 4 + n;
+          }
+        }
+      } else {
+        const w = new Writer();
+        w.u32(ns * nn);
+        for (let i = 0; i < ns; i++) for (let j = 0; j < nn; j++) (w.str(scopes[i]), w.str(names[j]));
+        request = w.done();
+      }
+      let answer;
+      try {
+        answer = wpacked.getManyPacked(request);
+      } catch (e) {
+        throw refused(e);
+      }
+      const view = new DataView(answer.buffer, answer.byteOffset, answer.byteLength);
+      const maps = [];
+      for (let j = 0; j < nn; j++) maps.push(this.of(names[j]));
+      let at = 0;
+      for (let i = 0; i < ns; i++) {
+        const s = scopes[i];
+        for (let j = 0; j < nn; j++) {
+          const len = view.getUint32(at, true);
+          at += 4;
+          let v = null;
+          if (len !== ABSENT) {
+            v = answer.subarray(at, at + len);
+            at += len;
+          }
+          const m = maps[j];
+          if (!m.has(s)) m.set(s, v);
+        }
+      }
+    },
+    set(scope, name, value) {
+      if (name === "") throw new StateError("invalid", "a state key must not be empty");
+      let room = this.room;
+      if (room === null) {
+        const u = wpacked.usage();
+        room = this.room = [
+          Number(u.maxKeys - u.keys),
+          Number(u.maxStateBytes - u.bytes),
+          Number(u.maxValueBytes),
+        ];
+      }
+      // Pessimistic: a new key, 4 bytes per character (UTF-8 takes at most 3) of the scoped
+      // key and the value, and nothing freed.
+      const len = typeof value === "string" ? 3 * value.length : value.length;
+      const cost = len + 4 * (name.length + (scope === undefined ? 0 : scope.length)) + 24;
+      if (room[0] > 0 && room[1] >= cost && len <= room[2]) {
+        room[0] -= 1;
+        room[1] -= cost;
+        this.hold(scope, name, value);
+        return;
+      }
+      // It might not fit: send what is held, then let the host decide on this one.
+      this.flush();
+      try {
+        wstate.set(scope, name, asBytes(value));
+      } catch (e) {
+        throw refused(e);
+      }
+      this.of(name).set(scope, value);
+    },
+    hold(scope, name, value) {
+      this.of(name).set(scope, value);
+      this.scopes.push(scope);
+      this.names.push(name);
+      this.values.push(value);
+    },
+    remove(scope, name) {
+      const existed = this.get(scope, name) !== null;
+      this.hold(scope, name, null);
+      return existed;
+    },
+    flush() {
+      this.room = null;
+      const { scopes, names, values } = this;
+      const n = scopes.length;
+      if (n === 0) return;
+      this.scopes = [];
+      this.names = [];
+      this.values = [];
+      let text = true;
+      const parts = [Z4];
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        const s = scopes[i];
+        parts.push(Z4, s === undefined ? "" : s, Z4, names[i], Z4);
+        if (typeof v === "string") parts.push(v);
+        else if (v !== null) text = false;
+      }
+      const joined = text ? parts.join("") : "";
+      let request;
+      if (text && ASCII.test(joined)) {
+        request = encoder.encode(joined);
+        const view = new DataView(request.buffer, request.byteOffset, request.byteLength);
+        view.setUint32(0, n, true);
+        let at = 4;
+        for (let i = 0; i < n; i++) {
+          const s = scopes[i];
+          if (s === undefined) {
+            view.setUint32(at, ABSENT, true);
+            at += 4;
+          } else {
+            view.setUint32(at, s.length, true);
+            at += 4 + s.length;
+          }
+          const k = names[i].length;
+          view.setUint32(at, k, true);
+          at += 4 + k;
+          const v = values[i];
+          if (v === null) {
+            view.setUint32(at, ABSENT, true);
+            at += 4;
+          } else {
+            view.setUint32(at, v.length, true);
+            at += 4 + v.length;
+          }
+        }
+      } else {
+        const w = new Writer();
+        w.u32(n);
+        for (let i = 0; i < n; i++) {
+          w.scope(scopes[i]);
+          w.str(names[i]);
+          w.bytes(values[i]);
+        }
+        request = w.done();
+      }
+      try {
+        wpacked.writeManyPacked(request);
+      } catch (e) {
+        throw refused(e);
+      }
+    },
+  };
 
   class State {
     constructor(scope) {
@@ -119,23 +492,23 @@ const cairn = (() => {
     of(key) {
       return new State(key);
     }
+    /** The value's bytes (a Uint8Array of its own), or undefined. */
     get(name) {
-      return wstate.get(this.s(), name);
+      const v = held.get(this.s(), name);
+      return v === null ? undefined : typeof v === "string" ? encoder.encode(v) : v.slice();
     }
+    /** Set to a string (written as UTF-8) or bytes (copied). */
     set(name, value) {
-      try {
-        wstate.set(this.s(), name, typeof value === "string" ? encoder.encode(value) : value);
-      } catch (e) {
-        throw refused(e);
-      }
+      held.set(this.s(), name, typeof value === "string" ? value : Uint8Array.from(value));
     }
     remove(name) {
-      return wstate.remove(this.s(), name);
+      return held.remove(this.s(), name);
     }
     exists(name) {
-      return wstate.exists(this.s(), name);
+      return held.get(this.s(), name) !== null;
     }
     *keys(prefix = "", page = 1000) {
+      held.flush(); // the host lists what it holds
       let after;
       for (;;) {
         const got = wstate.listKeys(this.s(), prefix, after, page);
@@ -144,17 +517,22 @@ const cairn = (() => {
         after = got[got.length - 1];
       }
     }
+    text(name) {
+      const v = held.get(this.s(), name);
+      return v === null ? undefined : typeof v === "string" ? v : decoder.decode(v);
+    }
     getJson(name, dflt) {
-      const v = this.get(name);
-      return v === undefined ? dflt : JSON.parse(decoder.decode(v));
+      const v = this.text(name);
+      return v === undefined ? dflt : JSON.parse(v);
     }
     setJson(name, value) {
-      this.set(name, dumps(value));
+      held.set(this.s(), name, dumps(value));
     }
     incr(name, by = 1) {
-      const v = this.get(name);
-      const n = (v === undefined ? 0 : Number(decoder.decode(v))) + by;
-      this.set(name, String(n));
+      const s = this.s();
+      const v = held.get(s, name);
+      const n = (v === null ? 0 : Number(typeof v === "string" ? v : decoder.decode(v))) + by;
+      held.set(s, name, String(n));
       return n;
     }
   }
@@ -181,6 +559,41 @@ const cairn = (() => {
     return `${what} failed: ${text}`;
   }
 
+  // One call into the operator: held writes sent when `f` succeeds, dropped when it fails
+  // (the host rolls back what was written through).
+  function call(what, f) {
+    held.begin();
+    try {
+      const result = f();
+      held.flush();
+      return result;
+    } catch (e) {
+      throw failure(what, e);
+    } finally {
+      current = undefined;
+      held.begin();
+    }
+  }
+
+  function handle(events, out) {
+    if (instance.onBatch) {
+      instance.onBatch(events, out);
+    } else {
+      const n = events.length;
+      for (let i = 0; i < n; i++) {
+        const e = events[i];
+        current = e.key;
+        instance.onEvent(e, out);
+      }
+      current = undefined;
+    }
+  }
+
+  function prefetchNames() {
+    const p = instance.constructor.prefetch;
+    return Array.isArray(p) && p.length > 0 ? p : null;
+  }
+
   const exports = {
     operator: {
       init(config) {
@@ -192,47 +605,53 @@ const cairn = (() => {
         }
       },
       process(batch) {
-        const out = new Output();
-        try {
-          if (instance.onBatch) {
-            instance.onBatch(batch.map((e) => new Event(e.key, Number(e.ts), e.value)), out);
-          } else {
-            for (const e of batch) {
-              current = e.key;
-              instance.onEvent(new Event(e.key, Number(e.ts), e.value), out);
-            }
-          }
-        } catch (e) {
-          throw failure("process", e);
-        } finally {
-          current = undefined;
-        }
-        return out.events;
+        return call("process", () => {
+          const out = new Output();
+          handle(batch.map(eventOf), out);
+          return out.records();
+        });
       },
       onWatermark(wm) {
-        const out = new Output();
-        try {
+        return call("onWatermark", () => {
+          const out = new Output();
           if (instance.onWatermark) instance.onWatermark(Number(wm), out);
-        } catch (e) {
-          throw failure("onWatermark", e);
-        }
-        return out.events;
+          return out.records();
+        });
       },
     },
     timerHandler: {
       onTimers(fired) {
-        const out = new Output();
-        try {
-          for (const t of fired) {
+        return call("onTimer", () => {
+          const out = new Output();
+          for (let i = 0; i < fired.length; i++) {
+            const t = fired[i];
             current = t.key;
             instance.onTimer(t.key, Number(t.ts), out);
           }
-        } catch (e) {
-          throw failure("onTimer", e);
-        } finally {
-          current = undefined;
-        }
-        return out.events;
+          return out.records();
+        });
+      },
+    },
+    packedOperator: {
+      processPacked(batch) {
+        return call("process", () => {
+          const r = new Reader(batch);
+          const events = [];
+          const keys = [];
+          for (let n = r.u32(); n > 0; n--) {
+            const key = r.str();
+            const ts = r.i64();
+            const len = r.u32();
+            events.push(new Event(key, ts, batch, r.at, len));
+            keys.push(key);
+            r.at += len;
+          }
+          const names = prefetchNames();
+          if (names) held.prefetch(keys, names);
+          const out = new Output();
+          handle(events, out);
+          return out.packed();
+        });
       },
     },
   };
@@ -261,3 +680,4 @@ const cairn = (() => {
 
 export const operator = cairn.exports.operator;
 export const timerHandler = cairn.exports.timerHandler;
+export const packedOperator = cairn.exports.packedOperator;

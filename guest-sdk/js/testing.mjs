@@ -8,7 +8,7 @@
 //   h.watermark(20);                   // timers due, then onWatermark; the emitted events
 //
 // The operator runs exactly as componentize-js runs it: this SDK followed by app.js, driven
-// through the same exports the host calls.
+// through the same exports the host calls (a batch through `process-packed`, in its layout).
 import { readFileSync } from "node:fs";
 import { register } from "node:module";
 import { resolve as resolvePath } from "node:path";
@@ -25,6 +25,26 @@ let loads = 0;
 function bytes(v) {
   if (v instanceof Uint8Array) return v;
   return encoder.encode(typeof v === "string" ? v : JSON.stringify(v));
+}
+
+function u32(n) {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n, true);
+  return b;
+}
+
+/** A packed batch (wit/README.md) as { key, ts (BigInt), value } records. */
+function unpack(buf) {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let at = 0;
+  const next = (n) => buf.subarray((at += n) - n, at);
+  const events = [];
+  for (let n = view.getUint32((at += 4) - 4, true); n > 0; n--) {
+    const key = decoder.decode(next(view.getUint32((at += 4) - 4, true)));
+    const ts = view.getBigInt64((at += 8) - 8, true);
+    events.push({ key, ts, value: next(view.getUint32((at += 4) - 4, true)) });
+  }
+  return events;
 }
 
 /** An emitted event as plain values: { key, ts (number), value (string) }. */
@@ -53,8 +73,15 @@ export class Harness {
   /** Process one batch of [key, ts, value] (a value that is not bytes or a string is written
    * as JSON); the emitted events. The watermark does not move. */
   sendAll(events) {
-    const batch = events.map(([key, ts, value]) => ({ key, ts: BigInt(ts), value: bytes(value) }));
-    return this.call(() => this.mod.operator.process(batch));
+    const batch = [u32(events.length)];
+    for (const [key, ts, value] of events) {
+      const k = encoder.encode(key);
+      const v = bytes(value);
+      const t = new Uint8Array(8);
+      new DataView(t.buffer).setBigInt64(0, BigInt(ts), true);
+      batch.push(u32(k.length), k, t, u32(v.length), v);
+    }
+    return this.call(() => unpack(this.mod.packedOperator.processPacked(Uint8Array.from(Buffer.concat(batch)))));
   }
 
   /** Move event time to `wm`: due timers in (ts, key) order (and ones registered meanwhile),

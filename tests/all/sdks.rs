@@ -139,3 +139,44 @@ fn a_python_project_naming_only_some_exports_is_told_how_to_fix_it() -> Result<(
     );
     Ok(())
 }
+
+#[test]
+fn componentizing_a_file_that_is_not_a_core_module_names_it_and_the_remedy() -> Result<()> {
+    // `cairn componentize` (a C project's last build step) on a file clang did not make.
+    let dir = tempfile::tempdir()?;
+    let core = dir.path().join("core.wasm");
+    fs::write(&core, b"not wasm")?;
+    let out_file = dir.path().join("op.wasm");
+    let out = cairn_tests::cairn()
+        .args(["componentize", &core.display().to_string(), "-o"])
+        .arg(&out_file)
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("making a component of {}", core.display()))
+            && err.contains("_component_type.o"),
+        "{err}"
+    );
+    assert!(!out_file.exists());
+
+    // The same as a build step, misspelt: the manifest is named with what clap says.
+    let project = dir.path().join("bad");
+    fs::create_dir_all(&project)?;
+    fs::write(
+        project.join("cairn.toml"),
+        "[operator]\nname = \"bad\"\nlang = \"c\"\n[build]\nsteps = [[\"{cairn}\", \"componentise\", \"x.wasm\"]]\noutput = \"x.wasm\"\n",
+    )?;
+    let out = cairn_tests::cairn()
+        .args(["build", &project.display().to_string()])
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not a valid cairn.toml")
+            && err.contains("componentise")
+            && err.contains("componentize"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -2,6 +2,7 @@
 
 mod build;
 mod checkpoints;
+mod componentize;
 mod hints;
 mod inspect;
 mod new;
@@ -48,6 +49,9 @@ enum Command {
     /// Build the operator project in a directory (its cairn.toml says how); prints the
     /// component's path as the last line.
     Build(build::BuildArgs),
+    /// Make a component of a core WebAssembly module that carries its component type (what a
+    /// C project's build does after clang; like `wasm-tools component new`).
+    Componentize(componentize::ComponentizeArgs),
 }
 
 /// The compiled-component cache the binary uses: `$CAIRN_CACHE_DIR`, else
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Checkpoints(args) => checkpoints::checkpoints(args),
         Command::New(args) => new::new(args),
         Command::Build(args) => build::build(args),
+        Command::Componentize(args) => componentize::componentize(args),
     };
     match result {
         Ok(code) => code,

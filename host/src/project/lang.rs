@@ -69,7 +69,7 @@ pub enum Lang {
     Python,
     /// JavaScript, with componentize-js.
     Js,
-    /// C, with clang, wit-bindgen and wasm-tools.
+    /// C, with clang (cairn writes the bindings and makes the component).
     C,
 }
 
@@ -120,7 +120,7 @@ impl Lang {
                 "--wit",
                 "{wit}",
                 "--world-name",
-                "operator-timers",
+                "operator-packed",
                 "-d",
                 "http",
                 "fetch-event",
@@ -130,15 +130,6 @@ impl Lang {
             Lang::C => {
                 let _ = name;
                 vec![
-                    argv(&[
-                        "wit-bindgen",
-                        "c",
-                        "{wit}",
-                        "--world",
-                        "operator-packed",
-                        "--out-dir",
-                        "{dir}/bindings",
-                    ]),
                     argv(&[
                         "clang",
                         "--target=wasm32-wasi",
@@ -154,9 +145,8 @@ impl Lang {
                         "{dir}/bindings/operator_packed_component_type.o",
                     ]),
                     argv(&[
-                        "wasm-tools",
-                        "component",
-                        "new",
+                        "{cairn}",
+                        "componentize",
                         "{dir}/core.wasm",
                         "--adapt",
                         "wasi_snapshot_preview1={dir}/wasi_snapshot_preview1.reactor.wasm",
@@ -185,8 +175,8 @@ impl Lang {
             "componentize-py" => "python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.1, then put .venv/bin on PATH".into(),
             "componentize-js" => "npm install --prefix ~/.local/cairn-js @bytecodealliance/componentize-js@0.23.0, then put ~/.local/cairn-js/node_modules/.bin on PATH (node and npm: apt-get install nodejs npm)".into(),
             "clang" | "wasm-ld" => "apt-get install clang lld wasi-libc libclang-rt-dev-wasm32".into(),
-            "wit-bindgen" => "cargo install --locked wit-bindgen-cli --version 0.63.0".into(),
-            "wasm-tools" => "cargo install --locked wasm-tools --version 1.263.0".into(),
+            "wit-bindgen" => "cargo install --locked wit-bindgen-cli --version 0.63.0 (or drop the step: `cairn build` writes the bindings to .cairn/bindings itself)".into(),
+            "wasm-tools" => "cargo install --locked wasm-tools --version 1.263.0 (or use the step `{cairn} componentize`, which does what `wasm-tools component new` does)".into(),
             "cargo" => "install Rust with rustup (https://rustup.rs), then `rustup target add wasm32-wasip2`".into(),
             other => format!("`{other}` is named by cairn.toml's build steps; install it or change the steps ({self} operators)"),
         }
@@ -206,7 +196,8 @@ impl Lang {
     }
 
     /// Write what the build steps read under `dir` (a project's `.cairn/`): the WIT as
-    /// `wit/operator.wit` and the SDK under `sdk/`; for JavaScript also `bundle.js`, the SDK
+    /// `wit/operator.wit` and the SDK under `sdk/`; for C also the bindings under `bindings/`
+    /// and the WASI adapter; for JavaScript also `bundle.js`, the SDK
     /// followed by the project's `app.js` (componentize-js takes one module).
     pub fn write_support(self, project: &Path, dir: &Path) -> Result<(), ProjectError> {
         write(&dir.join("wit/operator.wit"), WIT)?;
@@ -219,6 +210,11 @@ impl Lang {
                 }
             }
             Lang::C => {
+                super::componentize::write_c_bindings(
+                    WIT,
+                    super::componentize::C_WORLD,
+                    &dir.join("bindings"),
+                )?;
                 for (file, text) in C_SDK {
                     write(&sdk.join(file), text)?;
                 }
@@ -250,7 +246,7 @@ impl Lang {
     pub fn template(self, name: &str) -> Vec<(&'static str, String)> {
         let manifest = format!(
             "# Built by `cairn build`; run by `cairn run --plugin {}`.\n\
-             [operator]\nname = \"{name}\"\nlang = \"{self}\"\n\n[build]\n# Run in this directory; {{wit}}, {{sdk}}, {{dir}} (.cairn/) and {{out}} are filled in.\nsteps = [\n{}]\noutput = \"{}\"\n",
+             [operator]\nname = \"{name}\"\nlang = \"{self}\"\n\n[build]\n# Run in this directory; {{wit}}, {{sdk}}, {{dir}} (.cairn/) and {{out}} are filled in;\n# {{cairn}} runs cairn's own command (componentize).\nsteps = [\n{}]\noutput = \"{}\"\n",
             self.default_output(name).display(),
             self.default_steps(name)
                 .iter()
@@ -361,6 +357,8 @@ const JS_APP: &str = r#"// An operator: for each event, count the events of its 
 // `cairn` is the SDK (cairn build puts it in front of this file).
 cairn.operator(
   class Counter {
+    static prefetch = ["count"]; // read for the whole batch's keys in one host call
+
     onEvent(event, out) {
       const n = cairn.state.incr("count"); // state is this event's key's
       out.emitJson(event.key, event.ts, { count: n });

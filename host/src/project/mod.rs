@@ -14,11 +14,13 @@
 //!
 //! Before the steps run, `cairn build` writes this host's WIT and the language's SDK (both
 //! built into the binary) under `<project>/.cairn/`; `{wit}`, `{sdk}`, `{out}`, `{name}` and
-//! `{dir}` (the `.cairn` directory) in the steps name them. So a project builds with nothing but
+//! `{dir}` (the `.cairn` directory) in the steps name them; a step whose program is `{cairn}`
+//! runs one of this host's own commands (`componentize`) in-process. So a project builds with nothing but
 //! the language's toolchain, and always against the WIT of the `cairn` that will run it.
 //! A missing tool is named with its install command; nothing is installed behind the user's
 //! back.
 
+mod componentize;
 mod lang;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ use std::process::Command;
 
 use serde::Deserialize;
 
+pub use componentize::{ComponentizeArgs, componentize, write_c_bindings};
 pub use lang::Lang;
 
 /// Why a project could not be made or built. Each names the file or tool concerned.
@@ -76,6 +79,24 @@ pub enum ProjectError {
     NoOutput {
         /// Where the component was expected.
         output: PathBuf,
+    },
+    /// The C bindings could not be generated from the WIT.
+    #[error("generating the C bindings of world {world}: {message}")]
+    Bindings {
+        /// The world.
+        world: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A core module could not be made into a component.
+    #[error(
+        "making a component of {core}: {message} (link the bindings' *_component_type.o into the module, and adapt what it imports with --adapt NAME=FILE)"
+    )]
+    Componentize {
+        /// The core module.
+        core: PathBuf,
+        /// What went wrong.
+        message: String,
     },
     /// The name cannot be a project's.
     #[error(
@@ -198,7 +219,7 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ProjectError> {
                 message: "a build step is empty".into(),
             });
         };
-        if find_program(tool).is_none() {
+        if tool != componentize::BUILTIN && find_program(tool).is_none() {
             return Err(ProjectError::ToolMissing {
                 tool: tool.clone(),
                 lang,
@@ -213,6 +234,10 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ProjectError> {
     // A stale component must not pass for a fresh one.
     let _ = std::fs::remove_file(&output);
     for step in &steps {
+        if step[0] == componentize::BUILTIN {
+            componentize::run_builtin(&step[1..], &dir.join("cairn.toml"))?;
+            continue;
+        }
         let status = Command::new(&step[0])
             .args(&step[1..])
             .current_dir(dir)

@@ -62,4 +62,26 @@ mod tests {
         assert_eq!(a.next_answer().unwrap(), None);
         assert!(!KEY_GROUPS.is_empty());
     }
+
+    /// `guest-sdk/golden/packed.txt`, which the SDKs in other languages read, holds these
+    /// vectors.
+    #[test]
+    fn the_language_neutral_file_holds_the_same_vectors() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../guest-sdk/golden/packed.txt");
+        let text = std::fs::read_to_string(path).expect("guest-sdk/golden/packed.txt");
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let lines: Vec<(&str, &str)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.split_once(' ').expect("NAME HEX"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("batch-one-event", hex(BATCH_ONE_EVENT).as_str()),
+                ("writes", hex(WRITES).as_str()),
+                ("answers", hex(ANSWERS).as_str()),
+            ]
+        );
+    }
 }
