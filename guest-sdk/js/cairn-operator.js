@@ -396,7 +396,13 @@ const cairn = (() => {
       if (room[0] > 0 && room[1] >= cost && len <= room[2]) {
         room[0] -= 1;
         room[1] -= cost;
-        this.hold(scope, name, value);
+        // (hold(), inlined: this is the hot path.)
+        let m = this.cache.get(name);
+        if (m === undefined) this.cache.set(name, (m = new Map()));
+        m.set(scope, value);
+        this.scopes.push(scope);
+        this.names.push(name);
+        this.values.push(value);
         return;
       }
       // It might not fit: send what is held, then let the host decide on this one.
@@ -529,7 +535,7 @@ const cairn = (() => {
       held.set(this.s(), name, dumps(value));
     }
     incr(name, by = 1) {
-      const s = this.s();
+      const s = this.scope === CURRENT ? current : this.scope;
       const v = held.get(s, name);
       const n = (v === null ? 0 : Number(typeof v === "string" ? v : decoder.decode(v))) + by;
       held.set(s, name, String(n));
@@ -635,16 +641,20 @@ const cairn = (() => {
     packedOperator: {
       processPacked(batch) {
         return call("process", () => {
-          const r = new Reader(batch);
+          // Inlined Reader calls: in the interpreter each method call costs thousands.
+          const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
           const events = [];
           const keys = [];
-          for (let n = r.u32(); n > 0; n--) {
-            const key = r.str();
-            const ts = r.i64();
-            const len = r.u32();
-            events.push(new Event(key, ts, batch, r.at, len));
+          let at = 4;
+          for (let n = view.getUint32(0, true); n > 0; n--) {
+            const k = view.getUint32(at, true);
+            const key = decoder.decode(batch.subarray(at + 4, at + 4 + k));
+            at += 4 + k;
+            const ts = view.getInt32(at + 4, true) * TWO32 + view.getUint32(at, true);
+            const len = view.getUint32(at + 8, true);
+            events.push(new Event(key, ts, batch, at + 12, len));
             keys.push(key);
-            r.at += len;
+            at += 12 + len;
           }
           const names = prefetchNames();
           if (names) held.prefetch(keys, names);
