@@ -4,6 +4,7 @@
 
 mod admin;
 mod backends_cli;
+mod c_golden;
 mod checkpoint_damage;
 mod checkpoint_failures;
 mod checkpoint_formats;
