@@ -1,8 +1,10 @@
-//! Checkpoint format 1 (written by Cairn 0.1: the JSONL position in fixed fields, one flat list
-//! of entries) still restores: `tests/fixtures/v1-store` was written by the 0.1 `cairn` running
-//! `counter-0-1-0` over the first events of `input.jsonl`. A run of today's host resumes from
-//! it, continues the chain with format-2 checkpoints, and the output is exactly the counts of
-//! the whole input.
+//! Older checkpoint formats still restore. Format 1 (written by Cairn 0.1: the JSONL position
+//! in fixed fields, one flat list of entries): `tests/fixtures/v1-store` was written by the 0.1
+//! `cairn` running `counter-0-1-0` over the first events of `input.jsonl`; a run of today's host
+//! resumes from it, continues the chain in today's format, and the output is exactly the counts
+//! of the whole input. Format 2 (entries as a list per key group; format 3 writes sorted
+//! blocks): `tests/fixtures/v2-store` (its README says how it was made) resumes the `window`
+//! operator, timers and all, into the output of one uninterrupted run.
 
 use std::fs;
 use std::path::Path;
@@ -24,7 +26,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 }
 
 #[test]
-fn a_version_1_store_restores_and_its_chain_continues_in_version_2() -> Result<()> {
+fn a_version_1_store_restores_and_its_chain_continues_in_todays_format() -> Result<()> {
     let fixture = repo_root().join("tests/fixtures/v1-store");
     let dir = tempfile::tempdir()?;
     copy_dir(&fixture, dir.path())?;
@@ -65,6 +67,69 @@ fn a_version_1_store_restores_and_its_chain_continues_in_version_2() -> Result<(
     let all = report["checkpoints"].as_array().cloned().unwrap_or_default();
     assert!(
         all.len() >= 2 && all.iter().all(|c| c["error"].is_null()),
+        "{report}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_version_2_store_of_windows_and_timers_resumes_into_the_uninterrupted_output() -> Result<()> {
+    let fixture = repo_root().join("tests/fixtures/v2-store");
+    let dir = tempfile::tempdir()?;
+    copy_dir(&fixture, dir.path())?;
+    let store = format!("file:{}", dir.path().join("store").display());
+    let list = String::from_utf8(run_ok(&["checkpoints", "list", "--store", &store])?.stdout)?;
+    assert!(
+        list.contains("window=692  (latest)") && !list.contains("DAMAGED"),
+        "{list}"
+    );
+
+    fs::copy(
+        dir.path().join("full-input.jsonl"),
+        dir.path().join("input.jsonl"),
+    )?;
+    let window = plugin("window");
+    let job = |output: &str, extra: &[&str]| -> Result<String> {
+        let out = dir.path().join(output);
+        let mut args = vec![
+            "--config",
+            r#"{"field":"temp","size_ms":200}"#,
+            "--batch-size",
+            "100",
+        ];
+        args.extend_from_slice(extra);
+        run_ok(&strs(&run_args(
+            &window,
+            &dir.path().join("input.jsonl"),
+            &out,
+            &args,
+        )))?;
+        Ok(fs::read_to_string(&out)?)
+    };
+    let resumed = job(
+        "output.jsonl",
+        &[
+            "--store",
+            &store,
+            "--checkpoint-every",
+            "500",
+            "--accept-plugin-change",
+        ],
+    )?;
+    let fresh = job("fresh.jsonl", &[])?;
+    assert!(
+        resumed.lines().count() > 1500,
+        "{} lines",
+        resumed.lines().count()
+    );
+    assert_eq!(resumed, fresh);
+
+    // The chain continued in today's format and every checkpoint reads.
+    let verify = run_ok(&["checkpoints", "verify", "--store", &store, "--json"])?;
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout)?;
+    let all = report["checkpoints"].as_array().cloned().unwrap_or_default();
+    assert!(
+        all.len() >= 5 && all.iter().all(|c| c["error"].is_null()),
         "{report}"
     );
     Ok(())

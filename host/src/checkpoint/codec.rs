@@ -215,8 +215,18 @@ mod tests {
     /// What a decode gives back for `d`: the same entries, grouped by key group.
     fn normalized(mut d: CheckpointData) -> CheckpointData {
         for o in &mut d.operators {
+            // As written: sorted by key, a repeated key once (its later value), as applied.
             o.state.sets.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut sets: Vec<(crate::state::Key, crate::state::Value)> = Vec::new();
+            for e in o.state.sets.drain(..) {
+                match sets.last_mut() {
+                    Some(prev) if prev.0 == e.0 => *prev = e,
+                    _ => sets.push(e),
+                }
+            }
+            o.state.sets = sets;
             o.state.deletes.sort();
+            o.state.deletes.dedup();
         }
         d
     }

@@ -8,6 +8,7 @@
 //!
 //! Uses [`crate::store`] for the bytes; knows nothing of WASM.
 
+mod block;
 pub mod codec;
 pub mod crypto;
 mod error;

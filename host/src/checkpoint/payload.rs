@@ -1,6 +1,9 @@
 //! The payload of a checkpoint (what bincode writes before compression), by format version.
 //!
-//! * **Version 2** (written): the host's source position is an opaque record of the source
+//! * **Version 3** (written): as version 2, each key group's sets and deletes written as sorted
+//!   blocks ([`super::block`]: keys in byte order with shared prefixes elided, then the values
+//!   side by side), which LZ4 compresses further.
+//! * **Version 2** (read): the host's source position is an opaque record of the source
 //!   ([`SourcePosition`]), and each operator's entries are grouped by key group: one group per
 //!   keyed scope's `cairn_codec::scoped::key_group` among the operator's `key_groups`, and one
 //!   (`None`) for operator-wide entries and the plain keys of 0.1 plugins.
@@ -9,8 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::block;
 use super::model::{CheckpointData, HostState, JsonlPosition, OperatorSnapshot};
-use super::state_serde::{DeltaIn, DeltaOut};
+use super::state_serde::DeltaIn;
 use crate::state::{Key, StateDelta, Value};
 
 fn config() -> bincode::config::Configuration {
@@ -33,9 +37,12 @@ fn group_of(key: &str, groups: u32) -> Option<u32> {
 }
 
 #[derive(Serialize)]
-struct GroupOut<'a> {
+struct GroupOut {
     group: Option<u32>,
-    delta: DeltaOut<'a>,
+    #[serde(with = "serde_bytes")]
+    sets: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    deletes: Vec<u8>,
 }
 
 #[derive(Serialize)]
@@ -45,7 +52,7 @@ struct OperatorOut<'a> {
     plugin_digest: &'a str,
     config: &'a str,
     key_groups: u32,
-    groups: Vec<GroupOut<'a>>,
+    groups: Vec<GroupOut>,
 }
 
 #[derive(Serialize)]
@@ -74,7 +81,7 @@ fn grouped(d: &StateDelta, groups: u32) -> Vec<Group> {
     by.into_iter().map(|(g, (s, r))| (g, s, r)).collect()
 }
 
-/// Encode `data` as a version-2 payload.
+/// Encode `data` as a version-3 payload.
 pub fn encode(data: &CheckpointData) -> Result<Vec<u8>, String> {
     let split: Vec<Vec<Group>> = data
         .operators
@@ -95,7 +102,8 @@ pub fn encode(data: &CheckpointData) -> Result<Vec<u8>, String> {
                 .iter()
                 .map(|(g, sets, deletes)| GroupOut {
                     group: *g,
-                    delta: DeltaOut { sets, deletes },
+                    sets: block::encode_sets(sets),
+                    deletes: block::encode_deletes(deletes),
                 })
                 .collect(),
         })
@@ -114,6 +122,33 @@ pub fn encode(data: &CheckpointData) -> Result<Vec<u8>, String> {
 struct GroupIn {
     group: Option<u32>,
     delta: DeltaIn,
+}
+
+#[derive(Deserialize)]
+struct GroupIn3<'a> {
+    group: Option<u32>,
+    #[serde(borrow)]
+    sets: &'a [u8],
+    #[serde(borrow)]
+    deletes: &'a [u8],
+}
+
+#[derive(Deserialize)]
+struct OperatorIn3<'a> {
+    name: String,
+    partition: u32,
+    plugin_digest: String,
+    config: String,
+    key_groups: u32,
+    #[serde(borrow)]
+    groups: Vec<GroupIn3<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PayloadIn3<'a> {
+    host: HostState,
+    #[serde(borrow)]
+    operators: Vec<OperatorIn3<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -172,9 +207,49 @@ fn decode_all<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, String> {
     Ok(data)
 }
 
-/// Decode a payload of format `version` (1 or 2).
+/// Decode a payload of format `version` (1, 2 or 3).
 pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
     match version {
+        3 => {
+            let (p, used): (PayloadIn3<'_>, usize) =
+                bincode::serde::borrow_decode_from_slice(raw, config()).map_err(|e| e.to_string())?;
+            if used != raw.len() {
+                return Err(format!("{} trailing bytes", raw.len() - used));
+            }
+            let mut operators = Vec::with_capacity(p.operators.len());
+            for o in p.operators {
+                let mut state = StateDelta::default();
+                for g in o.groups {
+                    let _ = g.group;
+                    let sets = block::decode_sets(g.sets)
+                        .map_err(|e| format!("operator {} key group {:?}: sets: {e}", o.name, g.group))?;
+                    let deletes = block::decode_deletes(g.deletes)
+                        .map_err(|e| format!("operator {} key group {:?}: deletes: {e}", o.name, g.group))?;
+                    if state.sets.is_empty() {
+                        state.sets = sets;
+                    } else {
+                        state.sets.extend(sets);
+                    }
+                    if state.deletes.is_empty() {
+                        state.deletes = deletes;
+                    } else {
+                        state.deletes.extend(deletes);
+                    }
+                }
+                operators.push(OperatorSnapshot {
+                    name: o.name,
+                    partition: o.partition,
+                    plugin_digest: o.plugin_digest,
+                    config: o.config,
+                    key_groups: o.key_groups,
+                    state,
+                });
+            }
+            Ok(CheckpointData {
+                host: p.host,
+                operators,
+            })
+        }
         1 => {
             let p: PayloadV1 = decode_all(raw)?;
             let h = p.host;

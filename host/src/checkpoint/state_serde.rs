@@ -1,26 +1,10 @@
-//! How a `StateDelta` is written into a checkpoint's payload (bincode through serde): keys
-//! as strings, values as byte strings, decoded straight into the holder's shared forms.
+//! How a `StateDelta` was written into payloads of versions 1 and 2 (bincode through serde:
+//! keys as strings, values as byte strings), read straight into the holder's shared forms.
+//! Version 3 writes sorted blocks instead (`block.rs`).
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 
 use crate::state::{Key, Value};
-
-/// The same fields, in the same order, as [`DeltaIn`]: bincode writes structs as tuples.
-#[derive(Serialize)]
-pub(super) struct DeltaOut<'a> {
-    #[serde(serialize_with = "entries_out")]
-    pub sets: &'a [(Key, Value)],
-    #[serde(serialize_with = "keys_out")]
-    pub deletes: &'a [Key],
-}
-
-fn entries_out<S: Serializer>(sets: &&[(Key, Value)], s: S) -> Result<S::Ok, S::Error> {
-    entries::serialize(sets, s)
-}
-
-fn keys_out<S: Serializer>(keys: &&[Key], s: S) -> Result<S::Ok, S::Error> {
-    keys::serialize(keys, s)
-}
 
 #[derive(Deserialize)]
 pub(super) struct DeltaIn {
@@ -76,14 +60,9 @@ impl<'de> Deserialize<'de> for ValueDe {
 
 /// Values as byte strings (one copy) rather than sequences of numbers.
 mod entries {
-    use serde::{Deserializer, Serializer};
-    use serde_bytes::Bytes;
+    use serde::Deserializer;
 
     use super::{Key, KeyDe, Value, ValueDe};
-
-    pub fn serialize<S: Serializer>(sets: &[(Key, Value)], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(sets.iter().map(|(k, v)| (&**k, Bytes::new(v))))
-    }
 
     /// Straight into the final vector (no intermediate one to convert).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Key, Value)>, D::Error> {
@@ -106,13 +85,9 @@ mod entries {
 }
 
 mod keys {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer};
 
     use super::{Key, KeyDe};
-
-    pub fn serialize<S: Serializer>(keys: &[Key], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(keys.iter().map(|k| &**k))
-    }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Key>, D::Error> {
         let v = Vec::<KeyDe>::deserialize(d)?;
