@@ -123,6 +123,7 @@ pub fn prefetch<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&str]) {
 /// is too small for holding writes back to pay off (a batch of a few events).
 #[doc(hidden)]
 pub fn __begin_call(direct: bool) {
+    crate::timers::backend::forget_watermark();
     backend::begin_call(direct)
 }
 

@@ -61,6 +61,50 @@ impl Stats {
             stddev: (n > 0).then(|| (self.m2 / n as f64).max(0.0).sqrt()),
         }
     }
+
+    /// The length of [`Stats::to_bytes`].
+    pub const BYTES: usize = 49;
+
+    /// A compact binary form for state (no JSON to write or parse per update): a flags byte
+    /// (bit 0: `min` set, bit 1: `max` set), then `count` (u64) and `sum`, `min`, `max`,
+    /// `mean`, `m2` (f64 bits), little-endian. Exact: every float comes back bit for bit.
+    pub fn to_bytes(&self) -> [u8; Self::BYTES] {
+        let mut out = [0u8; Self::BYTES];
+        out[0] = u8::from(self.min.is_some()) | (u8::from(self.max.is_some()) << 1);
+        out[1..9].copy_from_slice(&self.count.to_le_bytes());
+        let floats = [
+            self.sum,
+            self.min.unwrap_or(0.0),
+            self.max.unwrap_or(0.0),
+            self.mean,
+            self.m2,
+        ];
+        for (i, f) in floats.iter().enumerate() {
+            out[9 + 8 * i..17 + 8 * i].copy_from_slice(&f.to_bits().to_le_bytes());
+        }
+        out
+    }
+
+    /// Read what [`Stats::to_bytes`] wrote, or the JSON form earlier versions stored (a value
+    /// starting with `{`); `None` for anything else.
+    pub fn from_stored(bytes: &[u8]) -> Option<Self> {
+        if bytes.first() == Some(&b'{') {
+            return serde_json::from_slice(bytes).ok();
+        }
+        if bytes.len() != Self::BYTES || bytes[0] & !3 != 0 {
+            return None;
+        }
+        let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let f = |i: usize| f64::from_bits(u64_at(9 + 8 * i));
+        Some(Self {
+            count: u64_at(1),
+            sum: f(0),
+            min: (bytes[0] & 1 != 0).then(|| f(1)),
+            max: (bytes[0] & 2 != 0).then(|| f(2)),
+            mean: f(3),
+            m2: f(4),
+        })
+    }
 }
 
 /// The number at `path` in a JSON value: a field name, a dotted path (`"a.b"`), or `""` for
@@ -112,5 +156,32 @@ mod tests {
         assert_eq!(number_at(&v, "a.b.1"), Some(2.5));
         assert_eq!(number_at(&v, "a.x"), None);
         assert_eq!(number_at(&serde_json::json!(4), ""), Some(4.0));
+    }
+}
+
+#[cfg(test)]
+mod binary_tests {
+    use super::Stats;
+
+    #[test]
+    fn the_binary_form_round_trips_exactly_and_json_still_reads() {
+        let mut s = Stats::default();
+        assert_eq!(Stats::from_stored(&s.to_bytes()), Some(s.clone()));
+        for x in [0.1, -3.25, 12.5, 7.0] {
+            s.add(x);
+        }
+        assert_eq!(Stats::from_stored(&s.to_bytes()), Some(s.clone()));
+        // (JSON has no infinity: the binary form keeps one.)
+        let mut huge = s.clone();
+        huge.add(1e300);
+        huge.add(-1e300);
+        assert!(huge.m2.is_infinite());
+        assert_eq!(Stats::from_stored(&huge.to_bytes()), Some(huge));
+        let json = serde_json::to_vec(&s).unwrap();
+        assert_eq!(Stats::from_stored(&json), Some(s.clone()));
+        assert_eq!(Stats::from_stored(b"\x07"), None);
+        let mut bad = s.to_bytes();
+        bad[0] = 4;
+        assert_eq!(Stats::from_stored(&bad), None);
     }
 }

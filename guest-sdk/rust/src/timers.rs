@@ -33,13 +33,13 @@ pub fn delete(key: &str, ts: i64) -> bool {
 }
 
 /// The host's watermark: the highest event time of the batches before this call; `None`
-/// before the first event.
+/// before the first event. Read from the host once per call (it moves only between calls).
 pub fn watermark() -> Option<i64> {
     backend::watermark()
 }
 
 #[cfg(target_arch = "wasm32")]
-mod backend {
+pub(crate) mod backend {
     use crate::__bindings::cairn::operator::timers as host;
     use crate::__bindings::cairn::operator::types::StateError as WitStateError;
     use crate::state::StateError;
@@ -55,8 +55,25 @@ mod backend {
         host::delete(key, ts)
     }
 
+    thread_local! {
+        /// The watermark, read once per export call: it moves only between calls.
+        static WATERMARK: std::cell::Cell<Option<Option<i64>>> = const { std::cell::Cell::new(None) };
+    }
+
     pub fn watermark() -> Option<i64> {
-        host::current_watermark()
+        WATERMARK.with(|w| match w.get() {
+            Some(v) => v,
+            None => {
+                let v = host::current_watermark();
+                w.set(Some(v));
+                v
+            }
+        })
+    }
+
+    /// An export call begins: the watermark may have moved since the last.
+    pub fn forget_watermark() {
+        WATERMARK.with(|w| w.set(None));
     }
 }
 
@@ -90,6 +107,9 @@ pub(crate) mod backend {
     pub fn set_watermark(w: Option<i64>) {
         WATERMARK.with(|c| c.set(w));
     }
+
+    /// (The host's watermark is read once per call; natively it is the harness's.)
+    pub fn forget_watermark() {}
 
     /// Remove and return up to `limit` timers with `ts <= watermark`, in (ts, key) order.
     pub fn take_due(watermark: i64, limit: usize) -> Vec<(String, i64)> {

@@ -17,7 +17,7 @@
 //! batch size the output is the same however often the job was restarted.
 
 use cairn_sdk::stats::{Stats, number_at};
-use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, timers};
+use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, state, timers};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -53,9 +53,29 @@ fn late() -> ValueState<u64> {
     ValueState::operator("late")
 }
 
-/// A window of key `k`, in `k`'s scope.
-fn window(k: &str, start: i64) -> ValueState<Stats> {
-    ValueState::keyed(k, format!("win/{}", key::ordered_i64(start)))
+/// The state key of the window starting at `start` (in its stream key's scope).
+fn window_key(start: i64) -> String {
+    format!("win/{}", key::ordered_i64(start))
+}
+
+/// The window of key `k` starting at `start`, if open. Windows are stored in `Stats`' binary
+/// form (JSON, which earlier versions stored, still reads).
+fn get_window(k: &str, start: i64) -> Result<Option<Stats>, Error> {
+    match state::with_key(k, || state::get(&window_key(start))) {
+        None => Ok(None),
+        Some(bytes) => Stats::from_stored(&bytes)
+            .map(Some)
+            .ok_or_else(|| Error::msg(format_args!("window {start} of key {k:?} holds no Stats"))),
+    }
+}
+
+fn set_window(k: &str, start: i64, s: &Stats) -> Result<(), Error> {
+    state::with_key(k, || state::set(&window_key(start), &s.to_bytes()))?;
+    Ok(())
+}
+
+fn clear_window(k: &str, start: i64) -> bool {
+    state::with_key(k, || state::remove(&window_key(start)))
 }
 
 impl Window {
@@ -107,14 +127,13 @@ impl Operator for Window {
         while start > ts - self.size {
             let end = start + self.size;
             if !self.closed(end, wm) {
-                let w = window(&event.key, start);
-                let mut s = w.get()?.unwrap_or_default();
+                let mut s = get_window(&event.key, start)?.unwrap_or_default();
                 if s.count == 0 {
                     // One timer per window: a key's windows end at different times.
                     timers::register(&event.key, self.close_at(end))?;
                 }
                 s.add(x);
-                w.set(&s)?;
+                set_window(&event.key, start, &s)?;
                 assigned = true;
             }
             start -= self.slide;
@@ -128,8 +147,7 @@ impl Operator for Window {
     fn on_timer(&mut self, key: &str, ts: i64, out: &mut Output) -> Result<(), Error> {
         let end = ts.saturating_sub(self.lateness).saturating_sub(self.ooo);
         let start = end - self.size;
-        let w = window(key, start);
-        let Some(stats) = w.get()? else {
+        let Some(stats) = get_window(key, start)? else {
             return Ok(());
         };
         out.emit_json(
@@ -141,7 +159,7 @@ impl Operator for Window {
                 summary: &stats.summary(),
             },
         )?;
-        w.clear();
+        clear_window(key, start);
         Ok(())
     }
 }
@@ -173,8 +191,8 @@ mod tests {
         assert_eq!(v["avg"], 2.0);
         assert_eq!(v["stddev"], 1.0);
         // The closed window left state; [10, 20) is still open.
-        assert!(window("a", 0).get().unwrap().is_none());
-        assert!(window("a", 10).get().unwrap().is_some());
+        assert!(get_window("a", 0).unwrap().is_none());
+        assert!(get_window("a", 10).unwrap().is_some());
         // A late event for [0, 10) is dropped and counted.
         h.send("a", 3, json!({"v": 100})).unwrap();
         assert_eq!(h.state_json("late"), Some(json!(1)));
