@@ -372,9 +372,8 @@ impl OperatorInstance {
             let due: Vec<Timer> = {
                 let state = &self.store.data().state;
                 state
-                    .list_keys(cairn_codec::timers::PREFIX, None, TIMERS_PER_CALL)
+                    .list_keys_below(cairn_codec::timers::PREFIX, &bound, TIMERS_PER_CALL)
                     .into_iter()
-                    .take_while(|k| **k < *bound)
                     .filter_map(|k| {
                         cairn_codec::timers::parse(&k).map(|(key, ts)| Timer {
                             key: key.to_string(),

@@ -291,6 +291,24 @@ impl StateHolder {
             .collect()
     }
 
+    /// Keys starting with `prefix` that sort before `below`, in byte order, at most `limit`
+    /// (due timers: only those, not the first `limit` timers, are looked at and cloned).
+    pub fn list_keys_below(&self, prefix: &str, below: &str, limit: usize) -> Vec<Key> {
+        if below <= prefix {
+            return Vec::new();
+        }
+        let ix = if prefix.starts_with('!') {
+            &self.host_keys
+        } else {
+            self.index()
+        };
+        ix.range::<str, _>((Bound::Included(prefix), Bound::Excluded(below)))
+            .take_while(|k| k.starts_with(prefix))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
     /// Open a batch transaction. Nested calls keep the outer one.
     pub fn begin(&mut self) {
         if self.txn.is_none() {
@@ -466,6 +484,20 @@ impl StateHolder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_below_a_bound_are_listed_in_order_and_nothing_past_it() {
+        let mut s = StateHolder::new();
+        for k in ["!t/3", "!t/1", "!t/2", "!u/0", "a"] {
+            s.set(k, Vec::new()).unwrap();
+        }
+        let listed = |below: &str, limit| s.list_keys_below("!t/", below, limit);
+        assert_eq!(listed("!t/3", 10), vec![Key::from("!t/1"), Key::from("!t/2")]);
+        assert_eq!(listed("!t/9", 2), vec![Key::from("!t/1"), Key::from("!t/2")]);
+        assert_eq!(listed("~", 10).len(), 3);
+        assert!(listed("!t/", 10).is_empty() && listed("!", 10).is_empty());
+        assert_eq!(s.list_keys_below("", "b", 10).len(), 5);
+    }
 
     #[test]
     fn rollback_restores_values_and_dirty_sets() {
