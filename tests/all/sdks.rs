@@ -112,26 +112,34 @@ fn the_rust_sdk_packages_as_a_crate_that_builds_from_its_package() -> Result<()>
     Ok(())
 }
 
+/// Write `files` into `project`, run `cairn build` on it, expect it to fail: its stderr.
+fn build_error(project: &std::path::Path, files: &[(&str, &str)]) -> Result<String> {
+    fs::create_dir_all(project)?;
+    for (name, text) in files {
+        fs::write(project.join(name), text)?;
+    }
+    let out = cairn_tests::cairn()
+        .args(["build", &project.display().to_string()])
+        .output()?;
+    assert!(!out.status.success(), "the build should fail");
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 #[test]
 fn a_python_project_naming_only_some_exports_is_told_how_to_fix_it() -> Result<()> {
     // Projects made before WIT 0.2.1 import `Operator, TimerHandler` only; the bulk world
     // also exports `BulkOperator`, and the build error says what to write instead.
     let dir = tempfile::tempdir()?;
-    let project = dir.path().join("old");
-    fs::create_dir_all(&project)?;
-    fs::write(
-        project.join("app.py"),
-        "import cairn_operator as cairn\nfrom cairn_operator.exports import Operator, TimerHandler  # noqa: F401\n\n\n@cairn.operator\nclass C:\n    def on_event(self, event, out):\n        pass\n",
+    let err = build_error(
+        &dir.path().join("old"),
+        &[
+            (
+                "app.py",
+                "import cairn_operator as cairn\nfrom cairn_operator.exports import Operator, TimerHandler  # noqa: F401\n\n\n@cairn.operator\nclass C:\n    def on_event(self, event, out):\n        pass\n",
+            ),
+            ("cairn.toml", "[operator]\nname = \"old\"\nlang = \"python\"\n"),
+        ],
     )?;
-    fs::write(
-        project.join("cairn.toml"),
-        "[operator]\nname = \"old\"\nlang = \"python\"\n",
-    )?;
-    let out = cairn_tests::cairn()
-        .args(["build", &project.display().to_string()])
-        .output()?;
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("has no attribute 'BulkOperator'")
             && err.contains("write `from cairn_operator.exports import *` in app.py"),
@@ -161,17 +169,13 @@ fn componentizing_a_file_that_is_not_a_core_module_names_it_and_the_remedy() -> 
     assert!(!out_file.exists());
 
     // The same as a build step, misspelt: the manifest is named with what clap says.
-    let project = dir.path().join("bad");
-    fs::create_dir_all(&project)?;
-    fs::write(
-        project.join("cairn.toml"),
-        "[operator]\nname = \"bad\"\nlang = \"c\"\n[build]\nsteps = [[\"{cairn}\", \"componentise\", \"x.wasm\"]]\noutput = \"x.wasm\"\n",
+    let err = build_error(
+        &dir.path().join("bad"),
+        &[(
+            "cairn.toml",
+            "[operator]\nname = \"bad\"\nlang = \"c\"\n[build]\nsteps = [[\"{cairn}\", \"componentise\", \"x.wasm\"]]\noutput = \"x.wasm\"\n",
+        )],
     )?;
-    let out = cairn_tests::cairn()
-        .args(["build", &project.display().to_string()])
-        .output()?;
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("is not a valid cairn.toml")
             && err.contains("componentise")

@@ -120,6 +120,8 @@ pub fn encode(data: &CheckpointData) -> Result<Vec<u8>, String> {
 
 #[derive(Deserialize)]
 struct GroupIn {
+    /// Part of the layout; the groups of a checkpoint are merged on reading.
+    #[allow(dead_code)]
     group: Option<u32>,
     delta: DeltaIn,
 }
@@ -197,6 +199,25 @@ struct PayloadV1 {
     operators: Vec<OperatorV1>,
 }
 
+/// One operator's key groups' sets and deletes as one delta. Most checkpoints have one group
+/// (or one large one): it is moved, not copied.
+fn merge(parts: impl IntoIterator<Item = (Vec<(Key, Value)>, Vec<Key>)>) -> StateDelta {
+    let mut state = StateDelta::default();
+    for (sets, deletes) in parts {
+        if state.sets.is_empty() {
+            state.sets = sets;
+        } else {
+            state.sets.extend(sets);
+        }
+        if state.deletes.is_empty() {
+            state.deletes = deletes;
+        } else {
+            state.deletes.extend(deletes);
+        }
+    }
+    state
+}
+
 fn decode_all<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, String> {
     // Borrowing decode: keys and values are copied once, from `raw` into their final form.
     let (data, used): (T, usize) =
@@ -218,24 +239,17 @@ pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
             }
             let mut operators = Vec::with_capacity(p.operators.len());
             for o in p.operators {
-                let mut state = StateDelta::default();
+                let mut parts = Vec::with_capacity(o.groups.len());
                 for g in o.groups {
-                    let _ = g.group;
-                    let sets = block::decode_sets(g.sets)
-                        .map_err(|e| format!("operator {} key group {:?}: sets: {e}", o.name, g.group))?;
-                    let deletes = block::decode_deletes(g.deletes)
-                        .map_err(|e| format!("operator {} key group {:?}: deletes: {e}", o.name, g.group))?;
-                    if state.sets.is_empty() {
-                        state.sets = sets;
-                    } else {
-                        state.sets.extend(sets);
-                    }
-                    if state.deletes.is_empty() {
-                        state.deletes = deletes;
-                    } else {
-                        state.deletes.extend(deletes);
-                    }
+                    let at = |what: &str, e: String| {
+                        format!("operator {} key group {:?}: {what}: {e}", o.name, g.group)
+                    };
+                    parts.push((
+                        block::decode_sets(g.sets).map_err(|e| at("sets", e))?,
+                        block::decode_deletes(g.deletes).map_err(|e| at("deletes", e))?,
+                    ));
                 }
+                let state = merge(parts);
                 operators.push(OperatorSnapshot {
                     name: o.name,
                     partition: o.partition,
@@ -292,22 +306,8 @@ pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
             let p: PayloadIn = decode_all(raw)?;
             let mut operators = Vec::with_capacity(p.operators.len());
             for o in p.operators {
-                let mut state = StateDelta::default();
                 // The payload is checksummed or authenticated: the groups are taken as written.
-                for g in o.groups {
-                    let _ = g.group;
-                    // Most checkpoints have one group (or one large one): move it, not copy it.
-                    if state.sets.is_empty() {
-                        state.sets = g.delta.sets;
-                    } else {
-                        state.sets.extend(g.delta.sets);
-                    }
-                    if state.deletes.is_empty() {
-                        state.deletes = g.delta.deletes;
-                    } else {
-                        state.deletes.extend(g.delta.deletes);
-                    }
-                }
+                let state = merge(o.groups.into_iter().map(|g| (g.delta.sets, g.delta.deletes)));
                 operators.push(OperatorSnapshot {
                     name: o.name,
                     partition: o.partition,
