@@ -184,3 +184,29 @@ fn componentizing_a_file_that_is_not_a_core_module_names_it_and_the_remedy() -> 
     );
     Ok(())
 }
+
+#[test]
+fn a_js_project_building_the_old_world_is_told_how_to_fix_it() -> Result<()> {
+    // Projects made before the JS speed path name world `operator-timers` in cairn.toml; the
+    // SDK now imports `packed-state`, and the build error says what to change.
+    let dir = tempfile::tempdir()?;
+    let steps = r#"[["componentize-js", "{dir}/bundle.js", "--wit", "{wit}", "--world-name", "operator-timers", "-d", "http", "fetch-event", "-o", "{out}"]]"#;
+    let err = build_error(
+        &dir.path().join("oldjs"),
+        &[
+            ("app.js", "cairn.operator(class { onEvent(event, out) {} });\n"),
+            (
+                "cairn.toml",
+                &format!(
+                    "[operator]\nname = \"oldjs\"\nlang = \"js\"\n[build]\nsteps = {steps}\noutput = \"build/oldjs.wasm\"\n"
+                ),
+            ),
+        ],
+    )?;
+    assert!(
+        err.contains("cairn:operator/packed-state@0.2.1")
+            && err.contains("write `operator-packed` there, or delete the `steps` line"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -191,6 +191,11 @@ impl Lang {
                  of the component's exports (projects made before WIT 0.2.1): write \
                  `from cairn_operator.exports import *` in app.py"
             }
+            Lang::Js => {
+                "; if it says `Error loading module \"cairn:operator/packed-state@…\"`, cairn.toml \
+                 builds world `operator-timers` (projects made before the JavaScript SDK's speed \
+                 path): write `operator-packed` there, or delete the `steps` line to use the defaults"
+            }
             _ => "",
         }
     }
