@@ -159,34 +159,6 @@ const cairn = (() => {
     }
   }
 
-  class Reader {
-    constructor(buf) {
-      this.buf = buf;
-      this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-      this.at = 0;
-    }
-    u32() {
-      const n = this.view.getUint32(this.at, true);
-      this.at += 4;
-      return n;
-    }
-    i64() {
-      const n = this.view.getInt32(this.at + 4, true) * TWO32 + this.view.getUint32(this.at, true);
-      this.at += 8;
-      return n;
-    }
-    bytes() {
-      const n = this.u32();
-      if (n === ABSENT) return null;
-      const v = this.buf.subarray(this.at, this.at + n);
-      this.at += n;
-      return v;
-    }
-    str() {
-      return decoder.decode(this.bytes());
-    }
-  }
-
   // Building a buffer byte by byte costs a JS component dearly (every operation is
   // interpreted); one string joined and encoded in one native call is cheap. So a buffer whose
   // strings are all ASCII is written as text with zeroed placeholders where the binary fields
@@ -641,7 +613,7 @@ const cairn = (() => {
     packedOperator: {
       processPacked(batch) {
         return call("process", () => {
-          // Inlined Reader calls: in the interpreter each method call costs thousands.
+          // Read inline: in the interpreter each method call costs thousands.
           const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
           const events = [];
           const keys = [];

@@ -135,38 +135,46 @@ struct GroupIn3<'a> {
     deletes: &'a [u8],
 }
 
+/// An operator of versions 2 and 3, whose key groups (`G`) differ in layout.
 #[derive(Deserialize)]
-struct OperatorIn3<'a> {
+struct OperatorIn<G> {
     name: String,
     partition: u32,
     plugin_digest: String,
     config: String,
     key_groups: u32,
-    #[serde(borrow)]
-    groups: Vec<GroupIn3<'a>>,
+    groups: Vec<G>,
 }
 
 #[derive(Deserialize)]
-struct PayloadIn3<'a> {
+struct PayloadIn<G> {
     host: HostState,
-    #[serde(borrow)]
-    operators: Vec<OperatorIn3<'a>>,
+    operators: Vec<OperatorIn<G>>,
 }
 
-#[derive(Deserialize)]
-struct OperatorIn {
-    name: String,
-    partition: u32,
-    plugin_digest: String,
-    config: String,
-    key_groups: u32,
-    groups: Vec<GroupIn>,
-}
-
-#[derive(Deserialize)]
-struct PayloadIn {
-    host: HostState,
-    operators: Vec<OperatorIn>,
+impl<G> PayloadIn<G> {
+    /// The checkpoint, each operator's groups turned into its state by `state_of(name, groups)`.
+    fn into_data(
+        self,
+        mut state_of: impl FnMut(&str, Vec<G>) -> Result<StateDelta, String>,
+    ) -> Result<CheckpointData, String> {
+        let mut operators = Vec::with_capacity(self.operators.len());
+        for o in self.operators {
+            let state = state_of(&o.name, o.groups)?;
+            operators.push(OperatorSnapshot {
+                name: o.name,
+                partition: o.partition,
+                plugin_digest: o.plugin_digest,
+                config: o.config,
+                key_groups: o.key_groups,
+                state,
+            });
+        }
+        Ok(CheckpointData {
+            host: self.host,
+            operators,
+        })
+    }
 }
 
 /// Version 1's host state: the JSONL position in fixed fields.
@@ -218,8 +226,9 @@ fn merge(parts: impl IntoIterator<Item = (Vec<(Key, Value)>, Vec<Key>)>) -> Stat
     state
 }
 
-fn decode_all<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, String> {
-    // Borrowing decode: keys and values are copied once, from `raw` into their final form.
+fn decode_all<'a, T: Deserialize<'a>>(raw: &'a [u8]) -> Result<T, String> {
+    // Borrowing decode: keys and values are copied once, from `raw` into their final form
+    // (version 3's blocks are not copied at all before they are read).
     let (data, used): (T, usize) =
         bincode::serde::borrow_decode_from_slice(raw, config()).map_err(|e| e.to_string())?;
     if used != raw.len() {
@@ -231,39 +240,21 @@ fn decode_all<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, String> {
 /// Decode a payload of format `version` (1, 2 or 3).
 pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
     match version {
-        3 => {
-            let (p, used): (PayloadIn3<'_>, usize) =
-                bincode::serde::borrow_decode_from_slice(raw, config()).map_err(|e| e.to_string())?;
-            if used != raw.len() {
-                return Err(format!("{} trailing bytes", raw.len() - used));
+        3 => decode_all::<PayloadIn<GroupIn3<'_>>>(raw)?.into_data(|name, groups| {
+            let mut parts = Vec::with_capacity(groups.len());
+            for g in groups {
+                let at =
+                    |what: &str, e: String| format!("operator {name} key group {:?}: {what}: {e}", g.group);
+                parts.push((
+                    block::decode_sets(g.sets).map_err(|e| at("sets", e))?,
+                    block::decode_deletes(g.deletes).map_err(|e| at("deletes", e))?,
+                ));
             }
-            let mut operators = Vec::with_capacity(p.operators.len());
-            for o in p.operators {
-                let mut parts = Vec::with_capacity(o.groups.len());
-                for g in o.groups {
-                    let at = |what: &str, e: String| {
-                        format!("operator {} key group {:?}: {what}: {e}", o.name, g.group)
-                    };
-                    parts.push((
-                        block::decode_sets(g.sets).map_err(|e| at("sets", e))?,
-                        block::decode_deletes(g.deletes).map_err(|e| at("deletes", e))?,
-                    ));
-                }
-                let state = merge(parts);
-                operators.push(OperatorSnapshot {
-                    name: o.name,
-                    partition: o.partition,
-                    plugin_digest: o.plugin_digest,
-                    config: o.config,
-                    key_groups: o.key_groups,
-                    state,
-                });
-            }
-            Ok(CheckpointData {
-                host: p.host,
-                operators,
-            })
-        }
+            Ok(merge(parts))
+        }),
+        // The payload is checksummed or authenticated: the groups are taken as written.
+        2 => decode_all::<PayloadIn<GroupIn>>(raw)?
+            .into_data(|_, groups| Ok(merge(groups.into_iter().map(|g| (g.delta.sets, g.delta.deletes))))),
         1 => {
             let p: PayloadV1 = decode_all(raw)?;
             let h = p.host;
@@ -300,26 +291,6 @@ pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
                         },
                     })
                     .collect(),
-            })
-        }
-        2 => {
-            let p: PayloadIn = decode_all(raw)?;
-            let mut operators = Vec::with_capacity(p.operators.len());
-            for o in p.operators {
-                // The payload is checksummed or authenticated: the groups are taken as written.
-                let state = merge(o.groups.into_iter().map(|g| (g.delta.sets, g.delta.deletes)));
-                operators.push(OperatorSnapshot {
-                    name: o.name,
-                    partition: o.partition,
-                    plugin_digest: o.plugin_digest,
-                    config: o.config,
-                    key_groups: o.key_groups,
-                    state,
-                });
-            }
-            Ok(CheckpointData {
-                host: p.host,
-                operators,
             })
         }
         v => Err(format!("no payload layout for format version {v}")),
