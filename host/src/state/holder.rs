@@ -1,5 +1,6 @@
 use std::cell::OnceCell;
 use std::collections::BTreeSet;
+use std::hash::BuildHasher;
 use std::ops::Bound;
 
 use hashbrown::HashMap;
@@ -494,7 +495,7 @@ impl StateHolder {
             }
         }
         let mut usage = self.usage;
-        for (key, value) in delta.sets {
+        for (key, value) in self.in_table_order(delta.sets).into_iter().flatten() {
             usage.add(&key, value.len());
             if let Some(ix) = &mut ix {
                 ix.insert(key.clone());
@@ -523,6 +524,32 @@ impl StateHolder {
         if let Some(ix) = ix {
             let _ = self.order.set(ix);
         }
+    }
+
+    /// `sets` in runs that, inserted one after the other, walk the table from one end to the
+    /// other instead of probing it at random: entries by their bucket's position, in up to
+    /// 4,096 runs (a counting sort on the hash; the entries are moved once, sequentially
+    /// read). Restoring 1M keys, each insert then finds its bucket in cache; in key order (a
+    /// checkpoint's) it missed almost every time.
+    fn in_table_order(&self, sets: Vec<(Key, Value)>) -> Vec<Vec<(Key, Value)>> {
+        let buckets = (self.slots.capacity() / 7 * 8).next_power_of_two().max(1);
+        let bits = buckets.trailing_zeros();
+        let run_bits = if sets.len() < 1 << 16 { 0 } else { bits.min(12) };
+        let shift = bits - run_bits;
+        let hasher = self.slots.hasher();
+        let run_of: Vec<u16> = sets
+            .iter()
+            .map(|(k, _)| ((hasher.hash_one(k.as_str()) as usize & (buckets - 1)) >> shift) as u16)
+            .collect();
+        let mut sizes = vec![0usize; 1 << run_bits];
+        for &r in &run_of {
+            sizes[r as usize] += 1;
+        }
+        let mut runs: Vec<Vec<(Key, Value)>> = sizes.into_iter().map(Vec::with_capacity).collect();
+        for (entry, r) in sets.into_iter().zip(run_of) {
+            runs[r as usize].push(entry);
+        }
+        runs
     }
 
     /// Replace everything with the given entries (restore path).
@@ -597,6 +624,44 @@ mod tests {
         assert_eq!(
             s.take_delta().sets,
             vec![(Key::from("k7"), Value::from(b"w".to_vec()))]
+        );
+    }
+
+    #[test]
+    fn a_large_restore_in_table_order_holds_every_entry() {
+        // Past 65,536 entries `apply` inserts in runs by bucket position.
+        let n = 70_000;
+        let entry = |i: usize, r: usize| {
+            (
+                Key::from(format!("k{i}").as_str()),
+                Value::from(vec![r as u8; i % 30]),
+            )
+        };
+        let mut s = StateHolder::new();
+        s.apply(StateDelta {
+            sets: (0..n).map(|i| entry(i, 1)).collect(),
+            deletes: vec![],
+        });
+        s.apply(StateDelta {
+            sets: (0..n)
+                .step_by(7)
+                .filter(|i| i % 11 != 0)
+                .map(|i| entry(i, 2))
+                .collect(),
+            deletes: (0..n)
+                .step_by(11)
+                .map(|i| Key::from(format!("k{i}").as_str()))
+                .collect(),
+        });
+        let mut bytes = 0;
+        for i in 0..n {
+            let want = (i % 11 != 0).then(|| vec![if i % 7 == 0 { 2 } else { 1 }; i % 30]);
+            assert_eq!(s.get(&format!("k{i}")).map(<[u8]>::to_vec), want, "k{i}");
+            bytes += want.map_or(0, |w| format!("k{i}").len() + w.len());
+        }
+        assert_eq!(
+            (s.len(), s.bytes(), s.dirty_len()),
+            (n - n.div_ceil(11), bytes as u64, 0)
         );
     }
 
