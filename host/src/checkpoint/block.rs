@@ -118,32 +118,37 @@ impl<'a> Reader<'a> {
         s
     }
 
-    /// `n` prefix-elided keys, checked UTF-8 and strictly ascending. Each key is rebuilt in
-    /// one buffer (no allocation but the key's own).
-    fn keys(&mut self, n: usize) -> Result<Vec<Key>, String> {
-        let mut keys = Vec::with_capacity(n);
-        let mut cur: Vec<u8> = Vec::new();
-        for i in 0..n {
-            let start = self.at;
-            let shared = self.varint("a shared length")? as usize;
-            if shared > cur.len() {
-                return Err(format!(
-                    "key {i} at byte {start} shares {shared} bytes of a {}-byte key",
-                    cur.len()
-                ));
-            }
-            let suffix = self.len("a key length", 1)?;
-            let rest = self.take(suffix);
-            // The keys agree on `shared` bytes: the new one is after iff its rest is.
-            if i > 0 && rest <= &cur[shared..] {
-                return Err(format!("key {i} at byte {start} is not after the key before it"));
-            }
-            cur.truncate(shared);
-            cur.extend_from_slice(rest);
-            let s = std::str::from_utf8(&cur).map_err(|_| format!("key {i} at byte {start} is not UTF-8"))?;
-            keys.push(Key::from(s));
+    /// Key `i` of a run of prefix-elided keys, rebuilt in `cur` (which holds key `i - 1`),
+    /// checked UTF-8 and after the key before it.
+    fn next_key(&mut self, i: usize, cur: &mut Vec<u8>) -> Result<Key, String> {
+        let start = self.at;
+        let shared = self.varint("a shared length")? as usize;
+        if shared > cur.len() {
+            return Err(format!(
+                "key {i} at byte {start} shares {shared} bytes of a {}-byte key",
+                cur.len()
+            ));
         }
-        Ok(keys)
+        let suffix = self.len("a key length", 1)?;
+        let rest = self.take(suffix);
+        // The keys agree on `shared` bytes: the new one is after iff its rest is.
+        if i > 0 && rest <= &cur[shared..] {
+            return Err(format!("key {i} at byte {start} is not after the key before it"));
+        }
+        cur.truncate(shared);
+        cur.extend_from_slice(rest);
+        let s = std::str::from_utf8(cur).map_err(|_| format!("key {i} at byte {start} is not UTF-8"))?;
+        Ok(Key::from(s))
+    }
+
+    /// Step over `n` prefix-elided keys (their lengths checked; the keys are read later).
+    fn skip_keys(&mut self, n: usize) -> Result<(), String> {
+        for _ in 0..n {
+            self.varint("a shared length")?;
+            let suffix = self.len("a key length", 1)?;
+            self.at += suffix;
+        }
+        Ok(())
     }
 
     fn end(&self) -> Result<(), String> {
@@ -157,27 +162,32 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Read a sets block.
+/// Read a sets block. Keys, lengths and values are read side by side by three cursors, so
+/// each entry is built once, straight into the result.
 pub(super) fn decode_sets(bytes: &[u8]) -> Result<Vec<(Key, Value)>, String> {
-    let mut r = Reader { bytes, at: 0 };
+    let mut values = Reader { bytes, at: 0 };
     // Each entry takes at least 3 bytes: two key varints and a value length.
-    let n = r.len("the entry count", 3)?;
-    let keys = r.keys(n)?;
-    let mut lens = Vec::with_capacity(n);
+    let n = values.len("the entry count", 3)?;
+    let mut keys = Reader { bytes, at: values.at };
+    values.skip_keys(n)?;
+    let mut lens = Reader { bytes, at: values.at };
     for _ in 0..n {
-        lens.push(r.len("a value length", 1)?);
+        values.len("a value length", 1)?;
     }
+    let mut cur = Vec::new();
     let mut out = Vec::with_capacity(n);
-    for (k, len) in keys.into_iter().zip(lens) {
-        if len > bytes.len() - r.at {
+    for i in 0..n {
+        let key = keys.next_key(i, &mut cur)?;
+        let len = lens.varint("a value length")? as usize;
+        if len > bytes.len() - values.at {
             return Err(format!(
                 "a value of {len} bytes at byte {} runs past the end of the block",
-                r.at
+                values.at
             ));
         }
-        out.push((k, Value::from(r.take(len))));
+        out.push((key, Value::from(values.take(len))));
     }
-    r.end()?;
+    values.end()?;
     Ok(out)
 }
 
@@ -185,7 +195,10 @@ pub(super) fn decode_sets(bytes: &[u8]) -> Result<Vec<(Key, Value)>, String> {
 pub(super) fn decode_deletes(bytes: &[u8]) -> Result<Vec<Key>, String> {
     let mut r = Reader { bytes, at: 0 };
     let n = r.len("the key count", 2)?;
-    let keys = r.keys(n)?;
+    let mut cur = Vec::new();
+    let keys = (0..n)
+        .map(|i| r.next_key(i, &mut cur))
+        .collect::<Result<_, _>>()?;
     r.end()?;
     Ok(keys)
 }
