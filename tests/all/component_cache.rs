@@ -34,7 +34,14 @@ fn second_load_hits_and_damage_or_foreign_artifacts_are_recompiled() -> Result<(
     assert_eq!(fs::metadata(cache.dir())?.permissions().mode() & 0o777, 0o700);
 
     // Damage the artifact: detected, recompiled, and the plugin still works.
-    let files: Vec<_> = fs::read_dir(cache.dir())?.flatten().map(|e| e.path()).collect();
+    let artifacts = || -> Result<Vec<std::path::PathBuf>> {
+        Ok(fs::read_dir(cache.dir())?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect())
+    };
+    let files = artifacts()?;
     assert_eq!(files.len(), 1);
     let mut b = fs::read(&files[0])?;
     let mid = b.len() / 2;
@@ -48,7 +55,7 @@ fn second_load_hits_and_damage_or_foreign_artifacts_are_recompiled() -> Result<(
     let fuel = Engine::with_options(EngineOptions { fuel: true })?.with_cache(Some(cache.clone()));
     assert_ne!(fuel.fingerprint(), engine.fingerprint());
     assert_eq!(fuel.compile_component(&bytes)?.1, CacheOutcome::Miss);
-    assert_eq!(fs::read_dir(cache.dir())?.count(), 2);
+    assert_eq!(artifacts()?.len(), 2);
 
     // A foreign artifact planted under this engine's name is rejected by the checksum or by
     // wasmtime, and replaced.
@@ -65,4 +72,54 @@ fn second_load_hits_and_damage_or_foreign_artifacts_are_recompiled() -> Result<(
     let plain = Engine::new()?.with_cache(None);
     assert_eq!(plain.compile_component(&bytes)?.1, CacheOutcome::Disabled);
     Ok(())
+}
+
+/// A plugin file loaded by path is hashed once: while its metadata (inode, size, modification
+/// and change times) is unchanged, its remembered digest finds the artifact; a changed file
+/// is read and hashed again, and a file modified moments ago is not remembered.
+#[test]
+fn an_unchanged_plugin_file_is_not_hashed_again_and_a_changed_one_is() -> Result<()> {
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir()?;
+    let cache = ComponentCache::new(dir.path().join("c"));
+    let engine = Engine::new()?.with_cache(Some(cache.clone()));
+    let digests = dir.path().join("c/digests");
+    let remembered = || fs::read_dir(&digests).map_or(0, |d| d.count());
+    let file = dir.path().join("op.wasm");
+    let age = |f: &std::path::Path| -> Result<()> {
+        fs::File::options()
+            .write(true)
+            .open(f)?
+            .set_modified(SystemTime::now() - Duration::from_secs(10))?;
+        Ok(())
+    };
+    fs::copy(plugin("counter"), &file)?;
+    let counter = Plugin::load(&engine, &file)?;
+    assert_eq!(remembered(), 0, "a file written moments ago is not remembered");
+    age(&file)?;
+    assert_eq!(Plugin::load(&engine, &file)?.digest(), counter.digest());
+    assert_eq!(remembered(), 1);
+
+    // The remembered digest is what a load trusts: planted as the window plugin's (whose
+    // artifact is in the cache), the unchanged file loads as that plugin.
+    let window = Plugin::load(&engine, plugin("window"))?;
+    let memo = fs::read_dir(&digests)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| fs::read(p).is_ok_and(|d| d == counter.digest()))
+        .expect("the counter file's remembered digest");
+    fs::write(&memo, window.digest())?;
+    assert_eq!(Plugin::load(&engine, &file)?.digest(), window.digest());
+    fs::write(&memo, counter.digest())?;
+
+    // Changed in place (same inode), even when dated back: read and hashed again.
+    fs::copy(plugin("dedup"), &file)?;
+    age(&file)?;
+    let dedup = Plugin::load(&engine, &file)?;
+    assert_eq!(
+        dedup.digest(),
+        Plugin::load(&Engine::new()?, plugin("dedup"))?.digest()
+    );
+    assert_ne!(dedup.digest(), counter.digest());
+    works(&engine)
 }

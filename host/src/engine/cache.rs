@@ -7,6 +7,12 @@
 //! artifact is deleted and the component recompiled. The directory is created private (0700):
 //! loading an artifact runs its machine code, so only this user may write there.
 //!
+//! A plugin file's digest is remembered too (`digests/`, named by the file's device, inode,
+//! size, modification and change times): loading an unchanged file by path then neither reads
+//! nor hashes it (0.2 ms for the Rust counter, tens of ms for an 18 MB Python component). A
+//! file whose modification time is under two seconds old is not remembered (it may still be
+//! being written within the clock's resolution), and any write changes its change time.
+//!
 //! A hit maps the artifact (no copy into fresh memory): its checksum is computed over the
 //! mapping and wasmtime then maps the same file for its code. For the counter plugin that is
 //! 0.2 ms instead of 0.75 ms of reading, copying and deserializing.
@@ -53,6 +59,62 @@ impl ComponentCache {
             .join(format!("{}-{}.cwasm", hex::encode(digest), engine.fingerprint()))
     }
 
+    /// Where the digest of the file with metadata `meta` is remembered.
+    fn digest_path(&self, meta: &fs::Metadata) -> PathBuf {
+        use std::os::unix::fs::MetadataExt;
+        self.dir.join("digests").join(format!(
+            "{:x}-{:x}-{:x}-{}.{}-{}.{}",
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        ))
+    }
+
+    /// The SHA-256 of the file whose metadata is `meta`, as remembered when a file with
+    /// exactly that metadata was last loaded.
+    pub fn known_digest(&self, meta: &fs::Metadata) -> Option<[u8; 32]> {
+        fs::read(self.digest_path(meta)).ok()?.try_into().ok()
+    }
+
+    /// Remember `digest` for the file whose metadata is `meta` (read before its bytes were,
+    /// and unchanged after). Recently modified files are not remembered.
+    pub fn remember_digest(&self, meta: &fs::Metadata, digest: &[u8; 32]) {
+        let settled = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= std::time::Duration::from_secs(2));
+        if !settled {
+            return;
+        }
+        let path = self.digest_path(meta);
+        let write = || -> std::io::Result<()> {
+            create_private_dir(path.parent().expect("digests/ has a parent"))?;
+            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+            fs::write(&tmp, digest)?;
+            fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            tracing::debug!("could not remember the digest in {}: {e}", path.display());
+        }
+    }
+
+    /// The stored artifact of the component with SHA-256 `digest`, if there is a sound one.
+    pub fn artifact(&self, engine: &Engine, digest: &[u8; 32]) -> Option<Component> {
+        let path = self.path_for(engine, digest);
+        let file = fs::File::open(&path).ok()?;
+        let c = Self::check(engine, &file, &path);
+        if c.is_none() {
+            tracing::debug!("discarding damaged or incompatible artifact {}", path.display());
+            let _ = fs::remove_file(&path);
+        }
+        c
+    }
+
     /// Load `bytes` as a component through the cache.
     pub fn load(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<(Component, CacheOutcome)> {
         self.load_digested(engine, bytes, &Sha256::digest(bytes).into())
@@ -66,14 +128,10 @@ impl ComponentCache {
         bytes: &[u8],
         digest: &[u8; 32],
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
-        let path = self.path_for(engine, digest);
-        if let Ok(file) = fs::File::open(&path) {
-            if let Some(c) = Self::check(engine, &file, &path) {
-                return Ok((c, CacheOutcome::Hit));
-            }
-            tracing::debug!("discarding damaged or incompatible artifact {}", path.display());
-            let _ = fs::remove_file(&path);
+        if let Some(c) = self.artifact(engine, digest) {
+            return Ok((c, CacheOutcome::Hit));
         }
+        let path = self.path_for(engine, digest);
         let component = Component::new(engine.wasmtime(), bytes)?;
         if let Err(e) = self.store(&path, &component) {
             tracing::debug!(

@@ -133,22 +133,74 @@ pub(crate) fn linker(engine: &Engine) -> Result<Arc<Linker<StoreData>>, String> 
         .clone()
 }
 
+/// Whether two reads of a file's metadata show it unchanged in between.
+fn same_file_state(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (
+        a.dev(),
+        a.ino(),
+        a.size(),
+        a.mtime(),
+        a.mtime_nsec(),
+        a.ctime(),
+        a.ctime_nsec(),
+    ) == (
+        b.dev(),
+        b.ino(),
+        b.size(),
+        b.mtime(),
+        b.mtime_nsec(),
+        b.ctime(),
+        b.ctime_nsec(),
+    )
+}
+
 impl Plugin {
     /// Load, compile and check the component at `path`. The plugin's name is the file stem.
+    ///
+    /// With a component cache, an unchanged file loaded before is neither read nor hashed:
+    /// its digest is remembered by its metadata and its compiled artifact mapped.
     pub fn load(engine: &Engine, path: impl AsRef<Path>) -> Result<Self, LoadError> {
         let path = path.as_ref();
-        let bytes = read_wasm(path)?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "plugin".into());
-        Self::from_bytes(engine, &name, &path.display().to_string(), &bytes)
+        let shown = path.display().to_string();
+        let cache = engine.cache();
+        let before = cache.and_then(|_| std::fs::metadata(path).ok());
+        if let (Some(cache), Some(meta)) = (cache, &before)
+            && let Some(digest) = cache.known_digest(meta)
+            && let Some(component) = cache.artifact(engine, &digest)
+        {
+            tracing::debug!(plugin = shown, "component ready (known file)");
+            return Self::from_component(engine, &name, &shown, component, digest);
+        }
+        let bytes = read_wasm(path)?;
+        let plugin = Self::from_bytes(engine, &name, &shown, &bytes)?;
+        if let (Some(cache), Some(before)) = (cache, before)
+            && std::fs::metadata(path).is_ok_and(|after| same_file_state(&before, &after))
+        {
+            cache.remember_digest(&before, &plugin.inner.digest);
+        }
+        Ok(plugin)
     }
 
     /// Compile and check a component from memory; `shown` names it in errors.
     pub fn from_bytes(engine: &Engine, name: &str, shown: &str, bytes: &[u8]) -> Result<Self, LoadError> {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         let component = compile_digested(engine, shown, bytes, &digest)?;
+        Self::from_component(engine, name, shown, component, digest)
+    }
+
+    /// Check a compiled component against the worlds and prepare its instantiation.
+    fn from_component(
+        engine: &Engine,
+        name: &str,
+        shown: &str,
+        component: Component,
+        digest: [u8; 32],
+    ) -> Result<Self, LoadError> {
         let mismatch = |problems| LoadError::WorldMismatch {
             path: shown.into(),
             world: WORLD,
