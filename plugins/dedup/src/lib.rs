@@ -35,7 +35,10 @@ fn seen(id: &str) -> ValueState<i64> {
 
 /// The ids kept at `ts`, in the current key's scope.
 fn ids_at(ts: i64) -> ValueState<Vec<String>> {
-    ValueState::new(format!("ids/{}", key::ordered_i64(ts)))
+    let mut k = String::with_capacity(20);
+    k.push_str("ids/");
+    key::push_ordered_i64(&mut k, ts);
+    ValueState::new(k)
 }
 
 impl Dedup {

@@ -55,7 +55,10 @@ fn late() -> ValueState<u64> {
 
 /// The state key of the window starting at `start` (in its stream key's scope).
 fn window_key(start: i64) -> String {
-    format!("win/{}", key::ordered_i64(start))
+    let mut k = String::with_capacity(20);
+    k.push_str("win/");
+    key::push_ordered_i64(&mut k, start);
+    k
 }
 
 /// The window of key `k` starting at `start`, if open. Windows are stored in `Stats`' binary
