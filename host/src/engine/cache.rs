@@ -61,16 +61,9 @@ impl ComponentCache {
 
     /// Where the digest of the file with metadata `meta` is remembered.
     fn digest_path(&self, meta: &fs::Metadata) -> PathBuf {
-        use std::os::unix::fs::MetadataExt;
+        let (dev, ino, size, mtime, mtime_ns, ctime, ctime_ns) = file_state(meta);
         self.dir.join("digests").join(format!(
-            "{:x}-{:x}-{:x}-{}.{}-{}.{}",
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.ctime(),
-            meta.ctime_nsec()
+            "{dev:x}-{ino:x}-{size:x}-{mtime}.{mtime_ns}-{ctime}.{ctime_ns}"
         ))
     }
 
@@ -169,6 +162,21 @@ impl ComponentCache {
         f.sync_all()?;
         fs::rename(&tmp, path)
     }
+}
+
+/// What identifies a file's contents without reading them: device, inode, size, and the
+/// modification and change times (seconds, nanoseconds). Any write changes the change time.
+pub fn file_state(meta: &fs::Metadata) -> (u64, u64, u64, i64, i64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    )
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

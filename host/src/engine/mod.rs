@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use cache::{CacheOutcome, ComponentCache};
+pub use cache::{CacheOutcome, ComponentCache, file_state};
 
 /// How often the epoch advances; call deadlines are rounded up to a multiple of it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);

@@ -7,7 +7,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use super::exports::{self, Contract, ExportIndices};
 use super::host::StoreData;
 use super::{LoadError, OperatorBuilder, WORLD};
-use crate::engine::Engine;
+use crate::engine::{Engine, file_state};
 
 /// Interfaces the host provides, besides WASI.
 const PROVIDED_PREFIX: &str = "cairn:operator/";
@@ -133,28 +133,6 @@ pub(crate) fn linker(engine: &Engine) -> Result<Arc<Linker<StoreData>>, String> 
         .clone()
 }
 
-/// Whether two reads of a file's metadata show it unchanged in between.
-fn same_file_state(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    (
-        a.dev(),
-        a.ino(),
-        a.size(),
-        a.mtime(),
-        a.mtime_nsec(),
-        a.ctime(),
-        a.ctime_nsec(),
-    ) == (
-        b.dev(),
-        b.ino(),
-        b.size(),
-        b.mtime(),
-        b.mtime_nsec(),
-        b.ctime(),
-        b.ctime_nsec(),
-    )
-}
-
 impl Plugin {
     /// Load, compile and check the component at `path`. The plugin's name is the file stem.
     ///
@@ -179,7 +157,7 @@ impl Plugin {
         let bytes = read_wasm(path)?;
         let plugin = Self::from_bytes(engine, &name, &shown, &bytes)?;
         if let (Some(cache), Some(before)) = (cache, before)
-            && std::fs::metadata(path).is_ok_and(|after| same_file_state(&before, &after))
+            && std::fs::metadata(path).is_ok_and(|after| file_state(&before) == file_state(&after))
         {
             cache.remember_digest(&before, &plugin.inner.digest);
         }

@@ -78,6 +78,38 @@ struct Txn {
     changed_len: usize,
 }
 
+/// Where a write to an existing slot is recorded: the undo log (its first write in the open
+/// batch) and the change list (its first write since the checkpoint; later ones update it).
+struct Log<'a> {
+    changed: &'a mut Vec<(Key, Option<Value>)>,
+    undo: &'a mut Vec<Undo>,
+    txn: bool,
+    gen_start: u32,
+}
+
+impl Log<'_> {
+    /// Record that `k`'s slot now holds `new`, written at `epoch`, and store it.
+    fn write(self, k: &Key, slot: &mut Slot, epoch: u32, new: Option<Value>) {
+        if self.txn && slot.epoch != epoch {
+            self.undo.push(Undo {
+                key: k.clone(),
+                prev: Some((slot.value.clone(), slot.epoch, slot.pos)),
+            });
+        }
+        if slot.epoch >= self.gen_start {
+            let copy = &mut self.changed[slot.pos as usize].1;
+            // SAFETY: a changed slot's entry in `changed` holds a clone of its value (every
+            // write and rollback sets both), and the slot still holds its own.
+            unsafe { super::value::overwrite_clone(copy, &slot.value, new.clone()) };
+        } else {
+            slot.pos = self.changed.len() as u32;
+            self.changed.push((k.clone(), new.clone()));
+        }
+        slot.epoch = epoch;
+        slot.value = new;
+    }
+}
+
 /// One operator instance's state: the entries, what changed since the last checkpoint, and the
 /// open batch's undo log.
 ///
@@ -217,28 +249,18 @@ impl StateHolder {
         if let Some((k, slot)) = self.slots.get_key_value_mut(key) {
             let old = slot.value.as_ref().map(|v| v.len());
             self.usage.check(&self.quotas, key, value.len(), old)?;
-            if self.txn.is_some() && slot.epoch != epoch {
-                self.undo.push(Undo {
-                    key: k.clone(),
-                    prev: Some((slot.value.clone(), slot.epoch, slot.pos)),
-                });
-            }
-            if slot.epoch >= self.gen_start {
-                let copy = &mut self.changed[slot.pos as usize].1;
-                // SAFETY: a changed slot's entry in `changed` holds a clone of its value
-                // (every write and rollback sets both), and the slot still holds its own.
-                unsafe { super::value::overwrite_clone(copy, &slot.value, Some(value.clone())) };
-            } else {
-                slot.pos = self.changed.len() as u32;
-                self.changed.push((k.clone(), Some(value.clone())));
-            }
-            slot.epoch = epoch;
             match old {
                 Some(o) => self.usage.sub(key, o),
                 None => index(&mut self.order, &mut self.host_keys, k, true),
             }
             self.usage.add(key, value.len());
-            slot.value = Some(value);
+            let log = Log {
+                changed: &mut self.changed,
+                undo: &mut self.undo,
+                txn: self.txn.is_some(),
+                gen_start: self.gen_start,
+            };
+            log.write(k, slot, epoch, Some(value));
         } else {
             self.usage.check(&self.quotas, key, value.len(), None)?;
             let k = Key::from(key);
@@ -273,24 +295,15 @@ impl StateHolder {
             return false;
         };
         let epoch = self.txn.map_or(self.last_epoch, |t| t.epoch);
-        if self.txn.is_some() && slot.epoch != epoch {
-            self.undo.push(Undo {
-                key: k.clone(),
-                prev: Some((slot.value.clone(), slot.epoch, slot.pos)),
-            });
-        }
         self.usage.sub(key, old.len());
         index(&mut self.order, &mut self.host_keys, k, false);
-        if slot.epoch >= self.gen_start {
-            let copy = &mut self.changed[slot.pos as usize].1;
-            // SAFETY: as in `set`: the entry is a clone of the slot's value, still held.
-            unsafe { super::value::overwrite_clone(copy, &slot.value, None) };
-        } else {
-            slot.pos = self.changed.len() as u32;
-            self.changed.push((k.clone(), None));
-        }
-        slot.epoch = epoch;
-        slot.value = None;
+        let log = Log {
+            changed: &mut self.changed,
+            undo: &mut self.undo,
+            txn: self.txn.is_some(),
+            gen_start: self.gen_start,
+        };
+        log.write(k, slot, epoch, None);
         true
     }
 
@@ -538,9 +551,13 @@ impl StateHolder {
     /// read). Restoring 1M keys, each insert then finds its bucket in cache; in key order (a
     /// checkpoint's) it missed almost every time.
     fn in_table_order(&self, sets: Vec<(Key, Value)>) -> Vec<Vec<(Key, Value)>> {
+        if sets.len() < 1 << 16 {
+            // Small enough to stay in cache whatever the order: one run, nothing hashed twice.
+            return vec![sets];
+        }
         let buckets = (self.slots.capacity() / 7 * 8).next_power_of_two().max(1);
         let bits = buckets.trailing_zeros();
-        let run_bits = if sets.len() < 1 << 16 { 0 } else { bits.min(12) };
+        let run_bits = bits.min(12);
         let shift = bits - run_bits;
         let hasher = self.slots.hasher();
         let run_of: Vec<u16> = sets
