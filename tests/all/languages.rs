@@ -142,6 +142,35 @@ pub(crate) fn build_project(
     build(&project, &dir.join(format!("{name}.wasm")))
 }
 
+#[test]
+fn a_python_operator_built_for_the_bulk_world_still_runs_alike() -> Result<()> {
+    // Projects whose cairn.toml names world `operator-bulk` (WIT 0.2.1, lists of tuples) keep
+    // working with the SDK that now builds `operator-pickled`: same dead letters, same
+    // refusal from the call that made it.
+    let dir = tempfile::tempdir()?;
+    let project = dir.path().join("picky-bulk");
+    fs::create_dir_all(&project)?;
+    fs::write(project.join("app.py"), PICKY_PY)?;
+    fs::write(
+        project.join("cairn.toml"),
+        "[operator]\nname = \"picky-bulk\"\nlang = \"python\"\n[build]\nsteps = [[\"componentize-py\", \"-d\", \"{wit}\", \"-w\", \"operator-bulk\", \"componentize\", \"app\", \"-p\", \".\", \"-p\", \"{sdk}\", \"-o\", \"{out}\"]]\noutput = \"build/picky-bulk.wasm\"\n",
+    )?;
+    let wasm = build(&project, &dir.path().join("picky-bulk.wasm"))?;
+    let exports = run_ok(&["inspect", &wasm.display().to_string()])?;
+    let exports = String::from_utf8_lossy(&exports.stdout);
+    assert!(
+        exports.contains("cairn:operator/bulk-operator@") && !exports.contains("pickled-operator"),
+        "{exports}"
+    );
+    let (_, dead) = boom_twice_under_skip(&wasm, dir.path())?;
+    assert_eq!(dead.lines().count(), 2);
+    assert_eq!(
+        big_under_a_small_quota(&wasm, dir.path(), 3)?,
+        "{\"key\":\"a\",\"ts\":1,\"value\":{\"count\":1}}\n{\"key\":\"a\",\"ts\":2,\"value\":{\"refused\":\"quota-exceeded\"}}\n{\"key\":\"a\",\"ts\":3,\"value\":{\"count\":2}}\n"
+    );
+    Ok(())
+}
+
 /// Runs `wasm` (a counter that fails on `"boom"`) under `--on-error skip` over 1000 events of
 /// which the 300th and the 700th are `"boom"`: checks that the run succeeded and that the
 /// counts are those of the good events (the failing events' writes were rolled back); returns

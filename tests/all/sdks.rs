@@ -127,8 +127,8 @@ fn build_error(project: &std::path::Path, files: &[(&str, &str)]) -> Result<Stri
 
 #[test]
 fn a_python_project_naming_only_some_exports_is_told_how_to_fix_it() -> Result<()> {
-    // Projects made before WIT 0.2.1 import `Operator, TimerHandler` only; the bulk world
-    // also exports `BulkOperator`, and the build error says what to write instead.
+    // Projects made before WIT 0.2.1 import `Operator, TimerHandler` only; the pickled
+    // world also exports `PickledOperator`, and the build error says what to write instead.
     let dir = tempfile::tempdir()?;
     let err = build_error(
         &dir.path().join("old"),
@@ -141,7 +141,7 @@ fn a_python_project_naming_only_some_exports_is_told_how_to_fix_it() -> Result<(
         ],
     )?;
     assert!(
-        err.contains("has no attribute 'BulkOperator'")
+        err.contains("has no attribute 'PickledOperator'")
             && err.contains("write `from cairn_operator.exports import *` in app.py"),
         "{err}"
     );
@@ -204,7 +204,7 @@ fn a_js_project_building_the_old_world_is_told_how_to_fix_it() -> Result<()> {
         ],
     )?;
     assert!(
-        err.contains("cairn:operator/packed-state@0.2.1")
+        err.contains("cairn:operator/packed-state@0.2.2")
             && err.contains("write `operator-packed` there, or delete the `steps` line"),
         "{err}"
     );

@@ -9,14 +9,22 @@
             n = cairn.state.incr("count")          # this event's key's count
             out.emit_json(event.key, event.ts, {"count": n})
 
-Build it with `cairn build` (componentize-py, world `operator-bulk` of WIT 0.2.1). The state
+Build it with `cairn build` (componentize-py, world `operator-pickled` of WIT 0.2.2). The state
 an operator touches while handling an event (or a timer) is that key's scope; `operator_state`
 is the operator-wide scope and `state.of(key)` another key's. Every write is part of the
 current call's transaction: an exception that escapes a handler fails the call, the host
 discards its writes and applies the job's error policy (`--on-error`).
 """
 
+from itertools import repeat as _repeat
 from operator import itemgetter as _item
+
+try:  # CPython's descriptor for namedtuple fields: reads the item without a call
+    from _collections import _tuplegetter as _field
+except ImportError:  # pragma: no cover (other Pythons)
+
+    def _field(index, doc):
+        return property(_item(index), doc=doc)
 
 from . import _host, _json
 from ._host import InvalidState, QuotaExceeded, StateError
@@ -41,8 +49,14 @@ dumps = _json.dumps
 # The key whose scope `state` means: set while an event or a timer is handled.
 _current = [None]
 _CURRENT = object()
+_MISSING = object()
 # Where state calls go: the host (one call each, or batched) or the in-memory stand-in.
 _b = _host.backend
+# The batched backend's read cache, held writes and room (changed in place; see
+# `_host.Batched`): `incr` uses them without a call. Other backends: always empty.
+_reads = getattr(_b, "cache", {})
+_held = getattr(_b, "dirty", {})
+_room = getattr(_b, "room", [])
 
 
 class Event(tuple):
@@ -54,9 +68,9 @@ class Event(tuple):
     def __new__(cls, key: str, ts: int, value):
         return tuple.__new__(cls, (key, ts, value.encode() if isinstance(value, str) else bytes(value)))
 
-    key = property(_item(0), doc="Partitioning key.")
-    ts = property(_item(1), doc="Event time, ms.")
-    value = property(_item(2), doc="Payload bytes.")
+    key = _field(0, "Partitioning key.")
+    ts = _field(1, "Event time, ms.")
+    value = _field(2, "Payload bytes.")
 
     def json(self):
         """The value parsed as JSON."""
@@ -66,6 +80,7 @@ class Event(tuple):
         return f"Event({self[0]!r}, {self[1]}, {self[2]!r})"
 
 
+_key_of = _item(0)
 # An event as the host's tuple, without the checks of `Event(...)`.
 _as_event = tuple.__new__
 
@@ -152,11 +167,24 @@ class State:
     def incr(self, name: str, by: int = 1) -> int:
         """Add `by` to the integer under `name` (0 when absent); the new value."""
         scope = _current[0] if self._scope is _CURRENT else self._scope
-        v = _b.get(scope, name)
+        entry = (scope, name)
+        v = _reads.get(entry, _MISSING)
+        if v is _MISSING:
+            v = _b.get(scope, name)
         n = (0 if v is None else int(v)) + by
         if not name:
             raise InvalidState("a state key must not be empty")
-        _b.set(scope, name, str(n).encode())
+        value = str(n).encode()
+        # `_host.Batched.set`, inlined: the write is held when it surely fits (see there).
+        room = _room
+        if room and room[0] > 0 and len(value) <= room[2]:
+            cost = len(value) + 4 * (len(name) + (len(scope) if scope else 0)) + 24
+            if room[1] >= cost:
+                room[0] -= 1
+                room[1] -= cost
+                _reads[entry] = _held[entry] = value
+                return n
+        _b.set(scope, name, value)
         return n
 
 
@@ -219,7 +247,9 @@ def _instantiate(config_text: str):
 def _on_batch(op, events, out):
     names = getattr(op, "prefetch", None)
     if names:
-        _b.prefetch([(e[0], n) for e in events for n in names])
+        keys = list(map(_key_of, events))
+        for n in names:
+            _b.prefetch(list(zip(keys, _repeat(n))))
     on_batch = getattr(op, "on_batch", None)
     if on_batch is not None:
         on_batch(events, out)

@@ -13,11 +13,33 @@ except ImportError:  # plain CPython
     _log = _state = _timers = _types = None
     _Err = None
     IN_HOST = False
-try:  # built for world `operator-bulk` (WIT 0.2.1): the speed path
-    from wit_world.imports import bulk_state as _bulk
+import io as _io
+import pickle as _pickle
+
+try:  # built for world `operator-pickled` (WIT 0.2.2) or `operator-bulk` (0.2.1): speed paths
     from wit_world.imports import packed_state as _packed
 except ImportError:
-    _bulk = _packed = None
+    _packed = None
+try:
+    from wit_world.imports import pickled_state as _pickled
+except ImportError:
+    _pickled = None
+try:
+    from wit_world.imports import bulk_state as _bulk
+except ImportError:
+    _bulk = None
+
+
+def dumps(items: list) -> bytes:
+    """`items` pickled as the host reads them (`wit/README.md`): protocol 4 without memo."""
+    f = _io.BytesIO()
+    p = _pickle.Pickler(f, 4)
+    p.fast = True
+    p.dump(items)
+    return f.getvalue()
+
+
+loads = _pickle.loads
 
 
 class StateError(Exception):
@@ -140,36 +162,46 @@ _MISSING = object()
 
 
 class Batched(Direct):
-    """The speed path of `operator-bulk` (WIT 0.2.1): within one call into the operator, reads
+    """The speed path of `operator-bulk` (WIT 0.2.1; `Pickled` for 0.2.2): within one call into the operator, reads
     are cached (and the names the operator declares in `prefetch` are read for the whole batch
     in one `get-entries`), writes are held back and sent in one `write-entries` when the call
     ends. A held write is accepted only while the state's usage, read once per call, shows
     that every held write fits the quotas even if each added a new key; otherwise the writes
     so far are sent and this one goes through `state.set`, so that a refusal is raised by the
-    call that made it, as without the cache."""
+    call that made it, as without the cache.
+
+    `cache`, `dirty` and `room` are changed in place only: `State` reads them directly on its
+    hot paths (`cairn_operator.State.incr`), without a call per read or held write."""
+
+    def __init__(self):
+        self.cache = {}  # (scope, key) -> bytes, or None when absent: this call's reads and writes
+        self.dirty = {}  # (scope, key) -> bytes, or None to remove: the writes held back
+        # [keys, bytes, largest value] the held writes may still take; empty: not read yet
+        self.room = []
 
     def begin(self):
-        self.cache = {}
-        self.dirty = {}
-        self.usage = None
+        self.cache.clear()
+        self.dirty.clear()
+        del self.room[:]
 
     def discard(self):
-        self.cache = {}
-        self.dirty = {}
+        self.cache.clear()
+        self.dirty.clear()
 
     def flush(self):
         dirty = self.dirty
         if dirty:
-            self.dirty = {}
+            # (scope, key) + (value,) for each held write, without a Python-level loop
+            writes = list(map(tuple.__add__, dirty, zip(dirty.values())))
+            dirty.clear()
             try:
-                _bulk.write_entries([(s, k, v) for (s, k), v in dirty.items()])
+                _bulk.write_entries(writes)
             except _Err as e:
                 raise state_error(e.value) from None
-        self.usage = None
+        del self.room[:]
 
     def prefetch(self, names):
-        _cache = self.cache
-        _cache.update(zip(names, _bulk.get_entries(names)))
+        self.cache.update(zip(names, _bulk.get_entries(names)))
 
     def get(self, scope, key):
         v = self.cache.get((scope, key), _MISSING)
@@ -177,14 +209,11 @@ class Batched(Direct):
             v = self.cache[(scope, key)] = _state.get(scope, key)
         return v
 
-    def _room(self):
-        """(keys, bytes, largest value) the held writes may still take."""
-        u = _packed.usage()
-        self.usage = [u.max_keys - u.keys, u.max_state_bytes - u.bytes, u.max_value_bytes]
-        return self.usage
-
     def set(self, scope, key, value):
-        room = self.usage or self._room()
+        room = self.room
+        if not room:
+            u = _packed.usage()
+            room[:] = [u.max_keys - u.keys, u.max_state_bytes - u.bytes, u.max_value_bytes]
         # Pessimistic: a new key, 4 bytes per character of the scoped key, and nothing freed.
         cost = len(value) + 4 * (len(key) + (len(scope) if scope else 0)) + 24
         if room[0] > 0 and room[1] >= cost and len(value) <= room[2]:
@@ -211,11 +240,37 @@ class Batched(Direct):
         return _state.list_keys(scope, prefix, start_after, limit)
 
 
+class Pickled(Batched):
+    """`Batched` over the pickled calls of `operator-pickled` (WIT 0.2.2): the prefetched
+    names, their answers and the held writes each cross as one pickle, which CPython reads
+    and writes in C."""
+
+    def prefetch(self, names):
+        try:
+            answers = loads(_pickled.get_entries_pickled(dumps(names)))
+        except _Err as e:
+            raise state_error(e.value) from None
+        self.cache.update(zip(names, answers))
+
+    def flush(self):
+        dirty = self.dirty
+        if dirty:
+            # (scope, key) + (value,) for each held write, without a Python-level loop
+            writes = dumps(list(map(tuple.__add__, dirty, zip(dirty.values()))))
+            dirty.clear()
+            try:
+                _pickled.write_entries_pickled(writes)
+            except _Err as e:
+                raise state_error(e.value) from None
+        del self.room[:]
+
+
 if not IN_HOST:
     backend = memory
+elif _pickled is not None:
+    backend = Pickled()
 elif _bulk is not None:
     backend = Batched()
-    backend.begin()
 else:
     backend = Direct()
 

@@ -3,12 +3,16 @@ operator's module. They run the class registered with `@cairn_operator.operator`
 exception that escapes it into the call's error (message and Python traceback, for the host's
 log and error policy) instead of a trap, and hand events over as the host's tuples.
 
-Built for world `operator-bulk` (WIT 0.2.1, what `cairn build` uses) the component exports
-`BulkOperator` too, which the host calls instead of `Operator.process`; state calls then go
-through the batched backend (`_host.Batched`). Built for `operator-timers` it runs the same
+Built for world `operator-pickled` (WIT 0.2.2, what `cairn build` uses) the component exports
+`PickledOperator` too, which the host calls instead of `Operator.process`: the batch and the
+emitted events cross as one pickle each, and state calls go through the batched backend
+(`_host.Pickled`). Built for `operator-bulk` (0.2.1) it exports `BulkOperator` instead, with
+lists of tuples (`_host.Batched`). Built for `operator-timers` it runs the same
 operator with a host call per state call."""
 
+import gc
 import traceback
+from itertools import repeat as _repeat
 
 import cairn_operator as _cairn
 from cairn_operator import _host
@@ -20,12 +24,13 @@ try:
 except ImportError:  # plain CPython (an operator's own tests): nothing is exported
     _exports = None
 
-__all__ = ["Operator", "TimerHandler", "BulkOperator"]
+__all__ = ["Operator", "TimerHandler", "BulkOperator", "PickledOperator"]
 
 if _exports is None:
-    Operator = TimerHandler = BulkOperator = None
+    Operator = TimerHandler = BulkOperator = PickledOperator = None
 else:
     _op = [None]
+    _map = map
     _backend = _host.backend
     _record = _types.Event
 
@@ -34,20 +39,24 @@ else:
         with the traceback. Writes held back are sent before the call returns."""
         out = _cairn.Output()
         _backend.begin()
+        # No cycle collection while the call runs: every event and emitted tuple it holds would
+        # be traversed again at each collection. Garbage it makes is collected after it.
+        gc.disable()
         try:
             handler(out)
             _backend.flush()
         except Exception:
             _backend.discard()
             raise Err(f"{what} failed: {traceback.format_exc().rstrip()}") from None
+        finally:
+            gc.enable()
         return out.events
 
     def _records(events):
         return [_record(k, ts, v) for (k, ts, v) in events]
 
     def _batch(events):
-        as_event, event = _cairn._as_event, _cairn.Event
-        return [as_event(event, e) for e in events]
+        return list(_map(_cairn._as_event, _repeat(_cairn.Event), events))
 
     class Operator(_exports.Operator):
         def init(self, config: str) -> None:
@@ -77,3 +86,13 @@ else:
 
     else:
         BulkOperator = None
+
+    if hasattr(_exports, "PickledOperator"):
+
+        class PickledOperator(_exports.PickledOperator):
+            def process_pickled(self, batch):
+                events = _batch(_host.loads(batch))
+                return _host.dumps(_run("process", lambda out: _cairn._on_batch(_op[0], events, out)))
+
+    else:
+        PickledOperator = None

@@ -2,6 +2,7 @@
 rollback, and the repository's Python operators through the test harness."""
 
 import os
+import pathlib
 import struct
 import sys
 
@@ -162,7 +163,7 @@ def test_the_sdk_builds_as_a_wheel_that_installs_and_runs(tmp_path):
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), sdk],
         check=True,
     )
-    (wheel,) = tmp_path.glob("cairn_operator-0.2.1-py3-none-any.whl")
+    (wheel,) = tmp_path.glob("cairn_operator-0.2.2-py3-none-any.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("__init__", "_host", "_json", "exports", "testing"):
         assert f"cairn_operator/{module}.py" in names
@@ -191,3 +192,22 @@ def test_the_sdk_builds_as_a_wheel_that_installs_and_runs(tmp_path):
         text=True,
     )
     assert got.stdout.strip() == "[b'{\"n\":1}', b'{\"n\":2}']"
+
+
+def _golden():
+    """The golden vectors of `guest-sdk/golden/packed.txt` (NAME HEX per line)."""
+    path = pathlib.Path(__file__).resolve().parents[2] / "golden" / "packed.txt"
+    lines = [l.split(" ", 1) for l in path.read_text().splitlines() if l and not l.startswith("#")]
+    return {name: bytes.fromhex(hex_) for name, hex_ in lines}
+
+
+def test_pickles_cross_as_the_host_writes_and_reads_them():
+    """WIT 0.2.2's pickled calls: what the host writes loads as its meaning, and what the SDK
+    writes is byte for byte what the host's decoder is tested against (no memo, a frame)."""
+    from cairn_operator import _host
+
+    golden = _golden()
+    assert _host.loads(golden["pickled-events-by-host"]) == [("a", 1700000000000, b"{}")]
+    assert _host.loads(golden["pickled-answers-by-host"]) == [b"7", None]
+    written = _host.dumps([("a", 1700000000000, b"{}"), (None, "k", None)])
+    assert written == golden["pickled-from-cpython"]

@@ -5,7 +5,8 @@
 //!   level.
 //! * 0.2.x: the same functions in the exported interface `cairn:operator/operator@0.2.x`, and
 //!   `process-packed` in the optional `cairn:operator/packed-operator@0.2.x`, `process-bulk` in
-//!   the optional `cairn:operator/bulk-operator@0.2.x` (0.2.1), `on-timers` in the optional
+//!   the optional `cairn:operator/bulk-operator@0.2.x` (0.2.1), `process-pickled` in the
+//!   optional `cairn:operator/pickled-operator@0.2.x` (0.2.2), `on-timers` in the optional
 //!   `cairn:operator/timer-handler@0.2.x`. An interface is found at any 0.2 minor version: a
 //!   component built for 0.2.1 exports `...@0.2.1`.
 //!
@@ -33,6 +34,10 @@ pub const PACKED_EXPORT: &str = "process-packed";
 const BULK_INTERFACE: &str = "cairn:operator/bulk-operator@0.2.1";
 /// The optional export that takes and returns batches as lists of tuples.
 const BULK_EXPORT: &str = "process-bulk";
+/// The optional interface of the pickled `process` (0.2.2).
+const PICKLED_INTERFACE: &str = "cairn:operator/pickled-operator@0.2.2";
+/// The optional export that takes and returns batches as pickles.
+const PICKLED_EXPORT: &str = "process-pickled";
 const REQUIRED: [&str; 3] = ["init", "process", "on-watermark"];
 /// The optional interface of event-time timers that came due.
 const TIMERS_INTERFACE: &str = "cairn:operator/timer-handler@0.2.0";
@@ -74,6 +79,7 @@ pub(crate) struct ExportIndices {
     on_watermark: ComponentExportIndex,
     packed: Option<ComponentExportIndex>,
     bulk: Option<ComponentExportIndex>,
+    pickled: Option<ComponentExportIndex>,
     timers: Option<ComponentExportIndex>,
 }
 
@@ -188,6 +194,7 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
         Contract::V0_2 => optional_func(e, component, &named(iface), func, problems),
     };
     let bulk = optional(BULK_INTERFACE, BULK_EXPORT, &mut problems);
+    let pickled = optional(PICKLED_INTERFACE, PICKLED_EXPORT, &mut problems);
     let timers = optional(TIMERS_INTERFACE, TIMERS_EXPORT, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
@@ -200,6 +207,7 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
             on_watermark: *on_watermark,
             packed,
             bulk,
+            pickled,
             timers,
         }),
         _ => Err(vec!["an export could not be located".into()]),
@@ -228,6 +236,7 @@ pub(crate) struct Exports {
     on_watermark: Func,
     packed: Option<Func>,
     bulk: Option<Func>,
+    pickled: Option<Func>,
     timers: Option<Func>,
 }
 
@@ -262,6 +271,10 @@ impl ExportIndices {
             .bulk
             .map(|ix| checked::<BulkP<'_>, BulkR>(store, instance, ix))
             .transpose()?;
+        let pickled = self
+            .pickled
+            .map(|ix| checked::<PackedP<'_>, PackedR>(store, instance, ix))
+            .transpose()?;
         let timers = self
             .timers
             .map(|ix| checked::<TimersP<'_>, EventsR>(store, instance, ix))
@@ -272,6 +285,7 @@ impl ExportIndices {
             on_watermark,
             packed,
             bulk,
+            pickled,
             timers,
         })
     }
@@ -338,6 +352,22 @@ impl Exports {
     ) -> Option<wasmtime::Result<BulkOut>> {
         let func = self.bulk?;
         let f = unsafe { TypedFunc::<BulkP<'_>, BulkR>::new_unchecked(func) };
+        Some(f.call(store, (batch,)).map(|r| r.0))
+    }
+
+    /// Whether the component exports `process-pickled`.
+    pub fn has_pickled(&self) -> bool {
+        self.pickled.is_some()
+    }
+
+    /// `process-pickled`; `None` when the component does not export it.
+    pub fn process_pickled(
+        &self,
+        store: &mut Store<StoreData>,
+        batch: &[u8],
+    ) -> Option<wasmtime::Result<Result<Vec<u8>, String>>> {
+        let func = self.pickled?;
+        let f = unsafe { TypedFunc::<PackedP<'_>, PackedR>::new_unchecked(func) };
         Some(f.call(store, (batch,)).map(|r| r.0))
     }
 

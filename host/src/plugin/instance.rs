@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use cairn_codec::pickle;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 
@@ -252,7 +253,7 @@ impl OperatorInstance {
 
     /// Process one batch; returns the events the operator emitted.
     pub fn process(&mut self, batch: &[Event]) -> Result<Vec<Event>, CallError> {
-        if !self.exports.has_packed() && !self.exports.has_bulk() {
+        if !self.exports.has_packed() && !self.exports.has_bulk() && !self.exports.has_pickled() {
             self.ensure_live()?;
             return self.call("process", |x, s| x.process(s, batch));
         }
@@ -268,6 +269,9 @@ impl OperatorInstance {
     /// allocated on its own.
     pub fn process_batch(&mut self, batch: &Batch) -> Result<Batch, CallError> {
         self.ensure_live()?;
+        if self.exports.has_pickled() {
+            return self.process_pickled(batch);
+        }
         if self.exports.has_bulk() {
             let events: Vec<BulkEvent<'_>> = batch.iter().map(|e| (e.key, e.ts, e.value)).collect();
             let out = self.call("process", |x, s| {
@@ -295,6 +299,26 @@ impl OperatorInstance {
                 .unwrap_or_else(|| Ok(Err("no process-packed".into())))?;
             Ok(out.and_then(|bytes| {
                 Batch::from_guest(bytes).map_err(|e| format!("returned a malformed packed batch: {e}"))
+            }))
+        })
+    }
+
+    /// The batch through `process-pickled` (CPython guests): one pickle each way.
+    fn process_pickled(&mut self, batch: &Batch) -> Result<Batch, CallError> {
+        let mut w = pickle::Writer::new(batch.as_bytes().len() + 8 * batch.len());
+        for e in batch.iter() {
+            w.str(e.key);
+            w.int(e.ts);
+            w.bytes(e.value);
+            w.tuple(3);
+        }
+        let input = w.finish();
+        self.call("process", |x, s| {
+            let out = x
+                .process_pickled(s, &input)
+                .unwrap_or_else(|| Ok(Err("no process-pickled".into())))?;
+            Ok(out.and_then(|bytes| {
+                unpickle_events(&bytes).map_err(|e| format!("returned a malformed pickled batch: {e}"))
             }))
         })
     }
@@ -491,4 +515,17 @@ impl OperatorInstance {
             },
         }
     }
+}
+
+/// The emitted events of `process-pickled`: a pickled list of `(key, ts, value)` tuples.
+fn unpickle_events(bytes: &[u8]) -> Result<Batch, String> {
+    let mut d = pickle::Decoder::new(bytes, "the emitted events").map_err(|e| e.to_string())?;
+    let mut out = Batch::with_capacity(bytes.len());
+    while d.next_item().map_err(|e| e.to_string())? {
+        let (key, ts, value) = (|| Ok::<_, cairn_codec::Malformed>((d.str()?, d.int()?, d.bytes()?)))()
+            .map_err(|e| e.to_string())?;
+        d.end_tuple(3).map_err(|e| e.to_string())?;
+        out.push(key, ts, value).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{ProjectError, io};
 
 /// The WIT this host runs; written into every project's `.cairn/wit/` at build time.
-const WIT: &str = include_str!("../../../wit/0.2.1/operator.wit");
+const WIT: &str = include_str!("../../../wit/0.2.2/operator.wit");
 
 /// The Python SDK (package `cairn_operator`), built into the binary.
 const PYTHON_SDK: [(&str, &str); 5] = [
@@ -104,7 +104,7 @@ impl Lang {
                 "-d",
                 "{wit}",
                 "-w",
-                "operator-bulk",
+                "operator-pickled",
                 "componentize",
                 "app",
                 "-p",
@@ -187,9 +187,9 @@ impl Lang {
     pub(crate) fn step_failure_hint(self) -> &'static str {
         match self {
             Lang::Python => {
-                "; if it says `module 'app' has no attribute 'BulkOperator'`, app.py names only some \
-                 of the component's exports (projects made before WIT 0.2.1): write \
-                 `from cairn_operator.exports import *` in app.py"
+                "; if it says `module 'app' has no attribute 'PickledOperator'` (or 'BulkOperator'), \
+                 app.py names only some of the component's exports (projects made before WIT \
+                 0.2.1): write `from cairn_operator.exports import *` in app.py"
             }
             Lang::Js => {
                 "; if it says `Error loading module \"cairn:operator/packed-state@…\"`, cairn.toml \

@@ -7,7 +7,7 @@
 //! lang = "python"            # rust | python | js | c
 //!
 //! [build]                    # optional: these are the language's defaults
-//! steps = [["componentize-py", "-d", "{wit}", "-w", "operator-bulk", "componentize", "app",
+//! steps = [["componentize-py", "-d", "{wit}", "-w", "operator-pickled", "componentize", "app",
 //!           "-p", ".", "-p", "{sdk}", "-o", "{out}"]]
 //! output = "build/counter.wasm"
 //! ```

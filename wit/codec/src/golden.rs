@@ -24,6 +24,25 @@ pub const WRITES: &[u8] = &[
 /// A `get-many-packed` answer: `b"7"`, then an absent key.
 pub const ANSWERS: &[u8] = &[1, 0, 0, 0, b'7', 0xff, 0xff, 0xff, 0xff];
 
+/// `pickled-operator` (0.2.2): the host's pickle of the batch `[("a", 1700000000000, b"{}")]`.
+pub const PICKLED_EVENTS_BY_HOST: &[u8] = &[
+    0x80, 4, b']', b'(', // protocol 4, a list, MARK
+    0x8c, 1, b'a', // SHORT_BINUNICODE "a"
+    0x8a, 6, 0x00, 0x68, 0xe5, 0xcf, 0x8b, 0x01, // LONG1 1700000000000
+    b'C', 2, b'{', b'}', // SHORT_BINBYTES b"{}"
+    0x87, b'e', b'.', // TUPLE3, APPENDS, STOP
+];
+
+/// `pickled-state` (0.2.2): the host's answer `[b"7", None]` to `get-entries-pickled`.
+pub const PICKLED_ANSWERS_BY_HOST: &[u8] = &[0x80, 4, b']', b'(', b'C', 1, b'7', b'N', b'e', b'.'];
+
+/// What CPython 3.11 writes for `[("a", 1700000000000, b"{}"), (None, "k", None)]` with
+/// `p = pickle.Pickler(f, 4); p.fast = True; p.dump(...)`: a frame, no memo.
+pub const PICKLED_FROM_CPYTHON: &[u8] = &[
+    0x80, 0x04, 0x95, 0x1a, 0, 0, 0, 0, 0, 0, 0, 0x5d, 0x28, 0x8c, 0x01, 0x61, 0x8a, 0x06, 0x00, 0x68, 0xe5,
+    0xcf, 0x8b, 0x01, 0x43, 0x02, 0x7b, 0x7d, 0x87, 0x4e, 0x8c, 0x01, 0x6b, 0x4e, 0x87, 0x65, 0x2e,
+];
+
 /// `(scope, groups, key_group(scope, groups))`.
 pub const KEY_GROUPS: &[(&str, u32, u32)] = &[
     ("", 128, 38),
@@ -61,6 +80,16 @@ mod tests {
         assert_eq!(a.next_answer().unwrap(), Some(&b"7"[..]));
         assert_eq!(a.next_answer().unwrap(), None);
         assert!(!KEY_GROUPS.is_empty());
+        let mut p = crate::pickle::Writer::new(0);
+        p.str("a");
+        p.int(1_700_000_000_000);
+        p.bytes(b"{}");
+        p.tuple(3);
+        assert_eq!(p.finish(), PICKLED_EVENTS_BY_HOST);
+        let mut p = crate::pickle::Writer::new(0);
+        p.opt_bytes(Some(b"7"));
+        p.opt_bytes(None);
+        assert_eq!(p.finish(), PICKLED_ANSWERS_BY_HOST);
     }
 
     /// `guest-sdk/golden/packed.txt`, which the SDKs in other languages read, holds these
@@ -81,6 +110,9 @@ mod tests {
                 ("batch-one-event", hex(BATCH_ONE_EVENT).as_str()),
                 ("writes", hex(WRITES).as_str()),
                 ("answers", hex(ANSWERS).as_str()),
+                ("pickled-events-by-host", hex(PICKLED_EVENTS_BY_HOST).as_str()),
+                ("pickled-answers-by-host", hex(PICKLED_ANSWERS_BY_HOST).as_str()),
+                ("pickled-from-cpython", hex(PICKLED_FROM_CPYTHON).as_str()),
             ]
         );
     }

@@ -15,6 +15,7 @@
 pub mod batch;
 pub mod expiry;
 pub mod golden;
+pub mod pickle;
 pub mod quota;
 pub mod scoped;
 pub mod state;

@@ -20,8 +20,9 @@ fn wit_dir(version: &str) -> PathBuf {
 const SUPPORTED: &[(&str, &str)] = &[
     ("0.1.0", "0.1.1"),
     ("0.1.1", "0.1.1"),
-    ("0.2.0", "0.2.1"),
-    ("0.2.1", "0.2.1"),
+    ("0.2.0", "0.2.2"),
+    ("0.2.1", "0.2.2"),
+    ("0.2.2", "0.2.2"),
 ];
 
 fn resolve(version: &str) -> (Resolve, wit_parser::PackageId) {

@@ -11,11 +11,13 @@
 //! * 0.1.x (`v0_1`): state keys are plain strings, stored as they are.
 //! * 0.2.x (`v0_2`): every entry has a scope; the host stores it under its scoped key
 //!   (`cairn_codec::scoped`), from which the key group follows. 0.2.1 adds `bulk-state`
-//!   (`bulk`); components built for 0.2.0 link to the 0.2.1 functions by semver.
+//!   (`bulk`), 0.2.2 `pickled-state` (`pickled`); components built for 0.2.0 and 0.2.1 link
+//!   to the 0.2.2 functions by semver.
 
 mod bulk;
 pub(crate) mod keyvalue;
 mod log;
+mod pickled;
 mod timers;
 pub(crate) mod ttl;
 mod v0_1;

@@ -12,7 +12,7 @@ use super::{HostFunc, Lookup, Store, StoreData, Version, WitStateError, listing_
 use crate::state::{StateError, StateHolder, Value};
 
 pub(super) const VERSION: Version = Version {
-    version: "0.2.1",
+    version: "0.2.2",
     type_interfaces: &["types"],
     funcs: &[
         HostFunc {
@@ -89,6 +89,16 @@ pub(super) const VERSION: Version = Version {
             interface: "bulk-state",
             name: "write-entries",
             add: super::bulk::write_entries,
+        },
+        HostFunc {
+            interface: "pickled-state",
+            name: "get-entries-pickled",
+            add: super::pickled::get_entries_pickled,
+        },
+        HostFunc {
+            interface: "pickled-state",
+            name: "write-entries-pickled",
+            add: super::pickled::write_entries_pickled,
         },
         HostFunc {
             interface: "timers",
