@@ -41,6 +41,7 @@ else:
         _backend.begin()
         # No cycle collection while the call runs: every event and emitted tuple it holds would
         # be traversed again at each collection. Garbage it makes is collected after it.
+        collecting = gc.isenabled()
         gc.disable()
         try:
             handler(out)
@@ -49,7 +50,8 @@ else:
             _backend.discard()
             raise Err(f"{what} failed: {traceback.format_exc().rstrip()}") from None
         finally:
-            gc.enable()
+            if collecting:
+                gc.enable()
         return out.events
 
     def _records(events):
