@@ -114,6 +114,9 @@ class Picky:
         v = event.json()
         if v == "boom":
             raise ValueError(f"refusing {event.key} at {event.ts}")
+        if v == "set":
+            out.emit_json(event.key, event.ts, {"s": {1, 2}})  # JSON has no sets
+            return
         if v == "big":
             try:
                 cairn.state.set("big", b"x" * 2048)
@@ -248,6 +251,35 @@ fn a_python_exception_reaches_the_error_policy_and_a_refusal_is_an_exception() -
     let show = run_ok(&["checkpoints", "show", "latest", "--store", &store, "--json"])?;
     let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
     assert_eq!(doc["host"]["events_in"], 290);
+
+    // A value JSON cannot hold, which the host finds when it writes the JSON (WIT 0.2.2), is
+    // that event's error under the policy, as an exception would be.
+    let sets = dir.path().join("sets.jsonl");
+    fs::write(
+        &sets,
+        "{\"key\":\"a\",\"ts\":1,\"value\":1}\n{\"key\":\"a\",\"ts\":2,\"value\":\"set\"}\n{\"key\":\"a\",\"ts\":3,\"value\":1}\n",
+    )?;
+    let dead_sets = dir.path().join("dead-sets.jsonl");
+    let extra = [
+        "--on-error",
+        "skip",
+        "--dead-letter",
+        dead_sets.to_str().unwrap_or_default(),
+    ];
+    let out_sets = dir.path().join("out-sets.jsonl");
+    let out = run_cairn(&strs(&run_args(&wasm, &sets, &out_sets, &extra)), b"")?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        fs::read_to_string(&out_sets)?,
+        "{\"key\":\"a\",\"ts\":1,\"value\":{\"count\":1}}\n{\"key\":\"a\",\"ts\":3,\"value\":{\"count\":2}}\n"
+    );
+    let dead = fs::read_to_string(&dead_sets)?;
+    assert!(
+        dead.lines().count() == 1
+            && dead.contains("\"ts\":2")
+            && dead.contains("a set is not JSON serializable"),
+        "{dead}"
+    );
 
     // A refused write is the SDK's exception, which the operator may handle; the SDK holds
     // a batch's writes back, yet the refusal comes from the call that made it.

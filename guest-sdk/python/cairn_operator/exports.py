@@ -34,9 +34,10 @@ else:
     _backend = _host.backend
     _record = _types.Event
 
-    def _run(what, handler):
-        """Run `handler(out)` as one call: the events it emitted (tuples), or the call's error
-        with the traceback. Writes held back are sent before the call returns."""
+    def _run(what, handler, encode=True):
+        """Run `handler(out)` as one call: the events it emitted (tuples; with `encode`, every
+        value as bytes), or the call's error with the traceback. Writes held back are sent
+        before the call returns."""
         out = _cairn.Output()
         _backend.begin()
         # No cycle collection while the call runs: every event and emitted tuple it holds would
@@ -46,13 +47,14 @@ else:
         try:
             handler(out)
             _backend.flush()
+            events = _cairn._encoded(out.events) if encode else out.events
         except Exception:
             _backend.discard()
             raise Err(f"{what} failed: {traceback.format_exc().rstrip()}") from None
         finally:
             if collecting:
                 gc.enable()
-        return out.events
+        return events
 
     def _records(events):
         return [_record(k, ts, v) for (k, ts, v) in events]
@@ -94,7 +96,8 @@ else:
         class PickledOperator(_exports.PickledOperator):
             def process_pickled(self, batch):
                 events = _batch(_host.loads(batch))
-                return _host.dumps(_run("process", lambda out: _cairn._on_batch(_op[0], events, out)))
+                run = _run("process", lambda out: _cairn._on_batch(_op[0], events, out), encode=False)
+                return _host.dumps(run)
 
     else:
         PickledOperator = None

@@ -37,7 +37,7 @@ class Harness:
         except BaseException:
             _host.memory.entries, _host.memory.timers = saved
             raise
-        return [_cairn.Event(k, ts, v) for (k, ts, v) in out.events]
+        return [_cairn.Event(k, ts, v) for (k, ts, v) in _cairn._encoded(out.events)]
 
     def send_all(self, events):
         """Process one batch (events or (key, ts, value) tuples; a value that is not bytes or

@@ -211,3 +211,24 @@ def test_pickles_cross_as_the_host_writes_and_reads_them():
     assert _host.loads(golden["pickled-answers-by-host"]) == [b"7", None]
     written = _host.dumps([("a", 1700000000000, b"{}"), (None, "k", None)])
     assert written == golden["pickled-from-cpython"]
+
+
+def test_emit_json_takes_the_value_as_it_is_when_emitted():
+    """`emit_json` snapshots the value (marshal) for the host to write; a value marshal cannot
+    take is written at once; mutating a value after emitting it changes nothing."""
+    import collections
+
+    out = cairn.Output()
+    d = {"count": 1, "x": [1.5, None, True, "é", (1, 2)]}
+    out.emit_json("k", 1, d)
+    d["count"] = 2
+    d["x"].append(3)
+    out.emit_json("k", 2, collections.OrderedDict(a=1))
+    out.emit_json("k", 3, float("nan"))
+    assert [v for (_, _, v) in cairn._encoded(out.events)] == [
+        b'{"count":1,"x":[1.5,null,true,"\xc3\xa9",[1,2]]}',
+        b'{"a":1}',
+        b"null",
+    ]
+    with pytest.raises(TypeError):
+        cairn._encoded([("k", 4, (__import__("marshal").dumps({1, 2}, 2),))])

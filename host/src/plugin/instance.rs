@@ -8,7 +8,7 @@ use super::Event;
 use super::batch::Batch;
 use super::exports::{BulkEvent, Exports, Timer};
 use super::host::StoreData;
-use super::{CallError, Plugin};
+use super::{CallError, Plugin, pyjson};
 use crate::engine::Engine;
 use crate::sandbox::{Limiter, Limits, no_authority_wasi};
 use crate::state::{StateHolder, StateQuotas};
@@ -517,15 +517,31 @@ impl OperatorInstance {
     }
 }
 
-/// The emitted events of `process-pickled`: a pickled list of `(key, ts, value)` tuples.
+/// The emitted events of `process-pickled`: a pickled list of `(key, ts, value)` tuples, the
+/// value bytes as they are, or a marshalled Python value (`out.emit_json`) written here as JSON.
 fn unpickle_events(bytes: &[u8]) -> Result<Batch, String> {
-    let mut d = pickle::Decoder::new(bytes, "the emitted events").map_err(|e| e.to_string())?;
+    let malformed = |e: cairn_codec::Malformed| e.to_string();
+    let mut d = pickle::Decoder::new(bytes, "the emitted events").map_err(malformed)?;
     let mut out = Batch::with_capacity(bytes.len());
-    while d.next_item().map_err(|e| e.to_string())? {
-        let (key, ts, value) = (|| Ok::<_, cairn_codec::Malformed>((d.str()?, d.int()?, d.bytes()?)))()
-            .map_err(|e| e.to_string())?;
-        d.end_tuple(3).map_err(|e| e.to_string())?;
+    let mut json = Vec::new();
+    let mut n = 0usize;
+    while d.next_item().map_err(malformed)? {
+        let (key, ts, value) = (
+            d.str().map_err(malformed)?,
+            d.int().map_err(malformed)?,
+            d.event_value().map_err(malformed)?,
+        );
+        d.end_tuple(3).map_err(malformed)?;
+        let value = match value {
+            pickle::EventValue::Raw(b) => b,
+            pickle::EventValue::Marshalled(m) => {
+                json.clear();
+                pyjson::write(m, &mut json).map_err(|e| format!("emitted event {n} (key {key:?}): {e}"))?;
+                &json[..]
+            }
+        };
         out.push(key, ts, value).map_err(|e| e.to_string())?;
+        n += 1;
     }
     Ok(out)
 }

@@ -9,6 +9,7 @@ mod host;
 mod inspect;
 mod instance;
 mod load;
+mod pyjson;
 
 pub use batch::{Batch, EventRef, Iter as BatchIter, TooLarge};
 pub use error::{CallError, LoadError};

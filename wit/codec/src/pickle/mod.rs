@@ -125,6 +125,15 @@ impl Writer {
     }
 }
 
+/// An emitted event's value as [`Decoder::event_value`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventValue<'a> {
+    /// The value's bytes.
+    Raw(&'a [u8]),
+    /// A Python value in `marshal` format version 2, to be written as JSON.
+    Marshalled(&'a [u8]),
+}
+
 /// Reads one pickled list: [`Decoder::new`], then while [`Decoder::next_item`] is true, the
 /// item's values in order and [`Decoder::end_tuple`] when it is a tuple.
 #[derive(Debug)]
@@ -316,6 +325,18 @@ impl<'a> Decoder<'a> {
         )
     }
 
+    /// An emitted event's value: `bytes` as they are, or a 1-tuple holding bytes, which are
+    /// a Python value in `marshal` format version 2 for the host to write as JSON
+    /// (`out.emit_json`).
+    pub fn event_value(&mut self) -> Result<EventValue<'a>, Malformed> {
+        let b = self.bytes()?;
+        if self.peek()? == TUPLE1 {
+            self.op()?;
+            return Ok(EventValue::Marshalled(b));
+        }
+        Ok(EventValue::Raw(b))
+    }
+
     /// `bytes`, or `None`.
     pub fn opt_bytes(&mut self) -> Result<Option<&'a [u8]>, Malformed> {
         if self.none()? {
@@ -419,6 +440,30 @@ mod tests {
         );
         d.end_tuple(3).unwrap();
         assert!(!d.next_item().unwrap());
+    }
+
+    #[test]
+    fn an_event_value_is_raw_bytes_or_marshalled_in_a_1_tuple() {
+        let mut w = Writer::new(0);
+        for wrapped in [false, true] {
+            w.str("k");
+            w.int(1);
+            w.bytes(b"v");
+            if wrapped {
+                w.tuple(1);
+            }
+            w.tuple(3);
+        }
+        let bytes = w.finish();
+        let mut d = Decoder::new(&bytes, "events").unwrap();
+        let mut got = Vec::new();
+        while d.next_item().unwrap() {
+            d.str().unwrap();
+            d.int().unwrap();
+            got.push(d.event_value().unwrap());
+            d.end_tuple(3).unwrap();
+        }
+        assert_eq!(got, [EventValue::Raw(b"v"), EventValue::Marshalled(b"v")]);
     }
 
     #[test]
