@@ -173,9 +173,9 @@ mod tests {
             m.push(b'g');
             m.extend_from_slice(&f64::to_le_bytes(f));
         }
-        m.extend_from_slice(&[b'{', b'g']);
+        m.extend_from_slice(b"{g");
         m.extend_from_slice(&0.5f64.to_le_bytes());
-        m.extend_from_slice(&[b'N', b'0']);
+        m.extend_from_slice(b"N0");
         let f = |x: f64| serde_json::to_string(&x).unwrap();
         assert_eq!(
             json(&m).unwrap(),
