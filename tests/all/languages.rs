@@ -524,7 +524,8 @@ fn a_missing_toolchain_is_named_with_its_install_command() -> Result<()> {
 
 #[test]
 fn a_wasi_keyvalue_operator_counts_like_the_counter_and_is_exactly_once() -> Result<()> {
-    // kv-counter keeps its counts through wasi:keyvalue@0.2.0-draft2 (bucket "default").
+    // kv-counter keeps its counts through wasi:keyvalue@0.2.0-draft2 (bucket "default"),
+    // kv-counter-draft (the same source) through @0.2.0-draft.
     let dir = tempfile::tempdir()?;
     let text = synthetic_input(100_000, 1000, 0);
     let input = dir.path().join("in.jsonl");
@@ -541,6 +542,22 @@ fn a_wasi_keyvalue_operator_counts_like_the_counter_and_is_exactly_once() -> Res
         &small,
         &["--checkpoint-every", "500"],
         kills(4),
+        2,
+    )?;
+    assert_eq!(reference, expected_counts(&small)?);
+
+    // The same operator built against wasi:keyvalue@0.2.0-draft (wasmtime-wasi-keyvalue's).
+    let got = run_to_string(&plugin("kv-counter-draft"), &input, dir.path(), &[])?;
+    assert!(
+        got == expected_counts(&text)?,
+        "kv-counter-draft's output differs from the counter's"
+    );
+    let wasm = plugin("kv-counter-draft").display().to_string();
+    let reference = sigkill_exactly_once(
+        &["--plugin", &wasm, "--batch-size", "64"],
+        &small,
+        &["--checkpoint-every", "500"],
+        kills(2),
         2,
     )?;
     assert_eq!(reference, expected_counts(&small)?);

@@ -1,5 +1,6 @@
-//! `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`, `batch`: what Spin 3 components import),
-//! backed by the operator's state: bucket `default` is the operator-wide scope of
+//! `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`, `batch`: what Spin 3 components import)
+//! and `@0.2.0-draft` (wasmtime-wasi-keyvalue's: a u64 `list-keys` cursor, a u64 `increment`,
+//! no `cas`), backed by the operator's state: bucket `default` is the operator-wide scope of
 //! `cairn:operator/state`, with the same dirty tracking, quotas, transactions and checkpoints.
 //! Other bucket names are refused. wasi:keyvalue knows no keys of events, so its entries are
 //! never split between parallel instances. `increment` keeps the number as decimal text (as the
@@ -11,8 +12,10 @@ use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource, Resource
 use super::{Store, StoreData};
 use crate::state::Value;
 
-/// The package version hosted.
-pub(crate) const VERSION: &str = "0.2.0-draft2";
+/// The package version Spin 3 components import.
+const DRAFT2: &str = "0.2.0-draft2";
+/// The package version wasmtime-wasi-keyvalue hosts.
+const DRAFT: &str = "0.2.0-draft";
 /// The only bucket.
 const BUCKET: &str = "default";
 /// Keys per `list-keys` page.
@@ -38,11 +41,20 @@ enum Error {
     Other(String),
 }
 
+/// draft2's `key-response`: the cursor is the last key listed.
 #[derive(ComponentType, Lower)]
 #[component(record)]
 struct KeyResponse {
     keys: Vec<String>,
     cursor: Option<String>,
+}
+
+/// draft's `key-response`: the cursor is how many keys were listed before the next page.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct KeyResponseU64 {
+    keys: Vec<String>,
+    cursor: Option<u64>,
 }
 
 #[derive(ComponentType, Lower)]
@@ -79,9 +91,47 @@ fn set(data: &mut StoreData, key: &str, value: &[u8]) -> Result<(), Error> {
         .map_err(|e| Error::Other(e.to_string()))
 }
 
-/// Register the three interfaces.
+/// The decimal integer stored under `key` (0 when absent), for `increment`.
+fn number<T: std::str::FromStr + Default>(data: &StoreData, key: &str) -> Result<T, Error> {
+    match get(data, key) {
+        None => Ok(T::default()),
+        Some(v) => std::str::from_utf8(&v)
+            .ok()
+            .and_then(|t| t.parse::<T>().ok())
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "increment: the value of {key:?} is not a decimal integer of the delta's type"
+                ))
+            }),
+    }
+}
+
+/// Up to `limit` keys of the bucket after `after` (a key) or past the first `skip`, in order.
+fn list(s: &mut Store<'_>, after: Option<&str>, skip: usize, limit: usize) -> Vec<String> {
+    let had_index = s.data().state.has_ordered_index();
+    let prefix = full("");
+    let after = after.map(full);
+    let keys: Vec<String> = s
+        .data()
+        .state
+        .list_keys(&prefix, after.as_deref(), skip.saturating_add(limit))
+        .iter()
+        .skip(skip)
+        .map(|k| k[prefix.len()..].to_string())
+        .collect();
+    super::listing_done(s, had_index);
+    keys
+}
+
+/// Register the three interfaces of both drafts.
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
-    let mut store = linker.instance(&format!("wasi:keyvalue/store@{VERSION}"))?;
+    add_version(linker, DRAFT2)?;
+    add_version(linker, DRAFT)
+}
+
+fn add_version(linker: &mut Linker<StoreData>, version: &str) -> wasmtime::Result<()> {
+    let draft2 = version == DRAFT2;
+    let mut store = linker.instance(&format!("wasi:keyvalue/store@{version}"))?;
     store.resource("bucket", ResourceType::host::<Bucket>(), |_, _| Ok(()))?;
     store.func_wrap(
         "open",
@@ -120,26 +170,42 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<
             Ok((Ok(s.data().state.exists(&full(&key))),))
         },
     )?;
-    store.func_wrap(
-        "[method]bucket.list-keys",
-        |mut s: Store<'_>, (_, cursor): (Resource<Bucket>, Option<String>)| -> R<KeyResponse> {
-            let had_index = s.data().state.has_ordered_index();
-            let prefix = full("");
-            let after = cursor.as_deref().map(full);
-            let keys: Vec<String> = s
-                .data()
-                .state
-                .list_keys(&prefix, after.as_deref(), PAGE)
-                .iter()
-                .map(|k| k[prefix.len()..].to_string())
-                .collect();
-            super::listing_done(&mut s, had_index);
-            let cursor = (keys.len() == PAGE).then(|| keys[PAGE - 1].clone());
-            Ok((Ok(KeyResponse { keys, cursor }),))
-        },
-    )?;
+    if draft2 {
+        store.func_wrap(
+            "[method]bucket.list-keys",
+            |mut s: Store<'_>, (_, cursor): (Resource<Bucket>, Option<String>)| -> R<KeyResponse> {
+                let keys = list(&mut s, cursor.as_deref(), 0, PAGE);
+                let cursor = (keys.len() == PAGE).then(|| keys[PAGE - 1].clone());
+                Ok((Ok(KeyResponse { keys, cursor }),))
+            },
+        )?;
+    } else {
+        store.func_wrap(
+            "[method]bucket.list-keys",
+            |mut s: Store<'_>, (_, cursor): (Resource<Bucket>, Option<u64>)| -> R<KeyResponseU64> {
+                let skip = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX);
+                let keys = list(&mut s, None, skip, PAGE);
+                let cursor = (keys.len() == PAGE).then(|| (skip + PAGE) as u64);
+                Ok((Ok(KeyResponseU64 { keys, cursor }),))
+            },
+        )?;
+    }
 
-    let mut atomics = linker.instance(&format!("wasi:keyvalue/atomics@{VERSION}"))?;
+    add_batch(&mut linker.instance(&format!("wasi:keyvalue/batch@{version}"))?)?;
+    let mut atomics = linker.instance(&format!("wasi:keyvalue/atomics@{version}"))?;
+    if !draft2 {
+        atomics.func_wrap(
+            "increment",
+            |mut s: Store<'_>, (_, key, delta): (Resource<Bucket>, String, u64)| -> R<u64> {
+                let next = number::<u64>(s.data(), &key).and_then(|now| {
+                    now.checked_add(delta)
+                        .ok_or_else(|| Error::Other(format!("increment: {key:?} would overflow")))
+                });
+                Ok((next.and_then(|n| set(s.data_mut(), &key, n.to_string().as_bytes()).map(|()| n)),))
+            },
+        )?;
+        return Ok(());
+    }
     atomics.resource("cas", ResourceType::host::<Cas>(), |mut s, rep| {
         s.data_mut().table.delete(Resource::<Cas>::new_own(rep))?;
         Ok(())
@@ -147,21 +213,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<
     atomics.func_wrap(
         "increment",
         |mut s: Store<'_>, (_, key, delta): (Resource<Bucket>, String, i64)| -> R<i64> {
-            let now = match get(s.data(), &key) {
-                None => 0,
-                Some(v) => match std::str::from_utf8(&v).ok().and_then(|t| t.parse::<i64>().ok()) {
-                    Some(n) => n,
-                    None => {
-                        return Ok((Err(Error::Other(format!(
-                            "increment: the value of {key:?} is not a decimal integer"
-                        ))),));
-                    }
-                },
-            };
-            let Some(next) = now.checked_add(delta) else {
-                return Ok((Err(Error::Other(format!("increment: {key:?} would overflow"))),));
-            };
-            Ok((set(s.data_mut(), &key, next.to_string().as_bytes()).map(|()| next),))
+            let next = number::<i64>(s.data(), &key).and_then(|now| {
+                now.checked_add(delta)
+                    .ok_or_else(|| Error::Other(format!("increment: {key:?} would overflow")))
+            });
+            Ok((next.and_then(|n| set(s.data_mut(), &key, n.to_string().as_bytes()).map(|()| n)),))
         },
     )?;
     atomics.func_wrap(
@@ -198,7 +254,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<
         },
     )?;
 
-    let mut batch = linker.instance(&format!("wasi:keyvalue/batch@{VERSION}"))?;
+    Ok(())
+}
+
+/// `batch`, the same in both drafts.
+fn add_batch(batch: &mut wasmtime::component::LinkerInstance<'_, StoreData>) -> wasmtime::Result<()> {
     batch.func_wrap(
         "get-many",
         |s: Store<'_>, (_, keys): (Resource<Bucket>, Vec<String>)| -> R<Found> {
