@@ -195,13 +195,25 @@ class Batched(Direct):
             writes = list(map(tuple.__add__, dirty, zip(dirty.values())))
             dirty.clear()
             try:
-                _bulk.write_entries(writes)
+                self._write(writes)
             except _Err as e:
                 raise state_error(e.value) from None
         del self.room[:]
 
     def prefetch(self, names):
-        self.cache.update(zip(names, _bulk.get_entries(names)))
+        try:
+            self.cache.update(zip(names, self._read(names)))
+        except _Err as e:
+            raise state_error(e.value) from None
+
+    # The host calls that move many entries: lists of tuples in `operator-bulk`.
+    @staticmethod
+    def _read(names):
+        return _bulk.get_entries(names)
+
+    @staticmethod
+    def _write(writes):
+        _bulk.write_entries(writes)
 
     def get(self, scope, key):
         v = self.cache.get((scope, key), _MISSING)
@@ -245,24 +257,13 @@ class Pickled(Batched):
     names, their answers and the held writes each cross as one pickle, which CPython reads
     and writes in C."""
 
-    def prefetch(self, names):
-        try:
-            answers = loads(_pickled.get_entries_pickled(dumps(names)))
-        except _Err as e:
-            raise state_error(e.value) from None
-        self.cache.update(zip(names, answers))
+    @staticmethod
+    def _read(names):
+        return loads(_pickled.get_entries_pickled(dumps(names)))
 
-    def flush(self):
-        dirty = self.dirty
-        if dirty:
-            # (scope, key) + (value,) for each held write, without a Python-level loop
-            writes = dumps(list(map(tuple.__add__, dirty, zip(dirty.values()))))
-            dirty.clear()
-            try:
-                _pickled.write_entries_pickled(writes)
-            except _Err as e:
-                raise state_error(e.value) from None
-        del self.room[:]
+    @staticmethod
+    def _write(writes):
+        _pickled.write_entries_pickled(dumps(writes))
 
 
 if not IN_HOST:

@@ -366,9 +366,7 @@ impl Exports {
         store: &mut Store<StoreData>,
         batch: &[u8],
     ) -> Option<wasmtime::Result<Result<Vec<u8>, String>>> {
-        let func = self.pickled?;
-        let f = unsafe { TypedFunc::<PackedP<'_>, PackedR>::new_unchecked(func) };
-        Some(f.call(store, (batch,)).map(|r| r.0))
+        Self::bytes_call(self.pickled?, store, batch)
     }
 
     /// `process-packed`; `None` when the component does not export it.
@@ -377,7 +375,15 @@ impl Exports {
         store: &mut Store<StoreData>,
         batch: &[u8],
     ) -> Option<wasmtime::Result<Result<Vec<u8>, String>>> {
-        let func = self.packed?;
+        Self::bytes_call(self.packed?, store, batch)
+    }
+
+    /// A `process` of type `func(list<u8>) -> result<list<u8>, string>` (checked in `bind`).
+    fn bytes_call(
+        func: Func,
+        store: &mut Store<StoreData>,
+        batch: &[u8],
+    ) -> Option<wasmtime::Result<Result<Vec<u8>, String>>> {
         let f = unsafe { TypedFunc::<PackedP<'_>, PackedR>::new_unchecked(func) };
         Some(f.call(store, (batch,)).map(|r| r.0))
     }

@@ -13,21 +13,15 @@ const MAX_DEPTH: usize = 128;
 
 /// Append the JSON text of the marshalled value `m` to `out`; what is wrong, otherwise.
 pub(crate) fn write(m: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    let mut r = Reader { m, at: 0 };
+    let mut r = Reader(cairn_codec::Reader::new(m));
     r.value(out, 0)?;
-    if r.at != m.len() {
-        return Err(format!(
-            "bytes left over after the marshalled value at byte {}",
-            r.at
-        ));
-    }
-    Ok(())
+    r.0.finish(WHAT).map_err(|e| e.to_string())
 }
 
-struct Reader<'a> {
-    m: &'a [u8],
-    at: usize,
-}
+const WHAT: &str = "the marshalled value";
+
+/// A bounds-checked cursor over the marshalled bytes (the guest's: untrusted).
+struct Reader<'a>(cairn_codec::Reader<'a>);
 
 fn scalar<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
     serde_json::to_writer(&mut *out, v).expect("writing a scalar into memory cannot fail");
@@ -35,28 +29,25 @@ fn scalar<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        match self.at.checked_add(n).filter(|&e| e <= self.m.len()) {
-            Some(end) => {
-                let s = &self.m[self.at..end];
-                self.at = end;
-                Ok(s)
-            }
-            None => Err(format!("the marshalled value ends early (byte {})", self.at)),
-        }
+        self.0.take(n, WHAT).map_err(|e| e.to_string())
+    }
+
+    /// The next byte, not read past.
+    fn peek(&self) -> Option<u8> {
+        self.0.clone().take(1, WHAT).ok().map(|b| b[0])
     }
 
     fn i32(&mut self) -> Result<i32, String> {
-        let b = self.take(4)?;
-        Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(self.0.u32(WHAT).map_err(|e| e.to_string())? as i32)
     }
 
     fn len(&mut self) -> Result<usize, String> {
-        usize::try_from(self.i32()?).map_err(|_| format!("a negative length at byte {}", self.at))
+        usize::try_from(self.i32()?).map_err(|_| format!("a negative length at byte {}", self.0.position()))
     }
 
     fn str(&mut self) -> Result<&'a str, String> {
         let n = self.len()?;
-        let at = self.at;
+        let at = self.0.position();
         std::str::from_utf8(self.take(n)?)
             .map_err(|_| format!("a str that is not UTF-8 (a lone surrogate?) at byte {at}"))
     }
@@ -83,7 +74,7 @@ impl<'a> Reader<'a> {
         if depth > MAX_DEPTH {
             return Err(format!("a JSON value nested more than {MAX_DEPTH} deep"));
         }
-        let at = self.at;
+        let at = self.0.position();
         match self.take(1)?[0] {
             b'N' => out.extend_from_slice(b"null"),
             b'T' => out.extend_from_slice(b"true"),
@@ -112,8 +103,8 @@ impl<'a> Reader<'a> {
                 out.push(b'{');
                 let mut first = true;
                 loop {
-                    if self.m.get(self.at) == Some(&b'0') {
-                        self.at += 1;
+                    if self.peek() == Some(b'0') {
+                        self.take(1)?;
                         break;
                     }
                     if !first {
@@ -136,7 +127,7 @@ impl<'a> Reader<'a> {
 
     /// A dict key: a str as it is; an int, float, bool or None as its JSON text, quoted.
     fn key(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
-        match self.m.get(self.at) {
+        match self.peek() {
             Some(b'u' | b't') => self.value(out, 0),
             Some(b'i' | b'l' | b'g' | b'T' | b'F' | b'N') => {
                 out.push(b'"');

@@ -91,10 +91,13 @@ fn set(data: &mut StoreData, key: &str, value: &[u8]) -> Result<(), Error> {
         .map_err(|e| Error::Other(e.to_string()))
 }
 
-/// The decimal integer stored under `key` (0 when absent), for `increment`.
-fn number<T: std::str::FromStr + Default>(data: &StoreData, key: &str) -> Result<T, Error> {
-    match get(data, key) {
-        None => Ok(T::default()),
+/// `increment`: the decimal integer stored under `key` (0 when absent) becomes `add(it)`.
+fn increment<T>(data: &mut StoreData, key: &str, add: impl Fn(T) -> Option<T>) -> Result<T, Error>
+where
+    T: std::str::FromStr + Default + std::fmt::Display + Copy,
+{
+    let now = match get(data, key) {
+        None => T::default(),
         Some(v) => std::str::from_utf8(&v)
             .ok()
             .and_then(|t| t.parse::<T>().ok())
@@ -102,8 +105,10 @@ fn number<T: std::str::FromStr + Default>(data: &StoreData, key: &str) -> Result
                 Error::Other(format!(
                     "increment: the value of {key:?} is not a decimal integer of the delta's type"
                 ))
-            }),
-    }
+            })?,
+    };
+    let next = add(now).ok_or_else(|| Error::Other(format!("increment: {key:?} would overflow")))?;
+    set(data, key, next.to_string().as_bytes()).map(|()| next)
 }
 
 /// Up to `limit` keys of the bucket after `after` (a key) or past the first `skip`, in order.
@@ -197,11 +202,7 @@ fn add_version(linker: &mut Linker<StoreData>, version: &str) -> wasmtime::Resul
         atomics.func_wrap(
             "increment",
             |mut s: Store<'_>, (_, key, delta): (Resource<Bucket>, String, u64)| -> R<u64> {
-                let next = number::<u64>(s.data(), &key).and_then(|now| {
-                    now.checked_add(delta)
-                        .ok_or_else(|| Error::Other(format!("increment: {key:?} would overflow")))
-                });
-                Ok((next.and_then(|n| set(s.data_mut(), &key, n.to_string().as_bytes()).map(|()| n)),))
+                Ok((increment(s.data_mut(), &key, |n: u64| n.checked_add(delta)),))
             },
         )?;
         return Ok(());
@@ -213,11 +214,7 @@ fn add_version(linker: &mut Linker<StoreData>, version: &str) -> wasmtime::Resul
     atomics.func_wrap(
         "increment",
         |mut s: Store<'_>, (_, key, delta): (Resource<Bucket>, String, i64)| -> R<i64> {
-            let next = number::<i64>(s.data(), &key).and_then(|now| {
-                now.checked_add(delta)
-                    .ok_or_else(|| Error::Other(format!("increment: {key:?} would overflow")))
-            });
-            Ok((next.and_then(|n| set(s.data_mut(), &key, n.to_string().as_bytes()).map(|()| n)),))
+            Ok((increment(s.data_mut(), &key, |n: i64| n.checked_add(delta)),))
         },
     )?;
     atomics.func_wrap(

@@ -10,7 +10,7 @@
 //! object construction — is refused as malformed, so a guest can make the host build nothing
 //! but these values. `wit/README.md` lists the opcodes.
 
-use crate::Malformed;
+use crate::{Malformed, Reader};
 
 const PROTO: u8 = 0x80;
 const FRAME: u8 = 0x95;
@@ -138,8 +138,7 @@ pub enum EventValue<'a> {
 /// item's values in order and [`Decoder::end_tuple`] when it is a tuple.
 #[derive(Debug)]
 pub struct Decoder<'a> {
-    bytes: &'a [u8],
-    at: usize,
+    r: Reader<'a>,
     what: &'static str,
     /// Inside `MARK ... APPENDS`.
     in_marks: bool,
@@ -151,13 +150,12 @@ impl<'a> Decoder<'a> {
     /// A decoder of the pickled list `bytes`; `what` names it in errors ("the emitted events").
     pub fn new(bytes: &'a [u8], what: &'static str) -> Result<Self, Malformed> {
         let mut d = Self {
-            bytes,
-            at: 0,
+            r: Reader::new(bytes),
             what,
             in_marks: false,
             single: false,
         };
-        if d.bytes.first() == Some(&PROTO) {
+        if bytes.first() == Some(&PROTO) {
             let v = d.take(2)?[1];
             if !(2..=5).contains(&v) {
                 return Err(d.error(2, "uses a pickle protocol other than 2 to 5"));
@@ -172,20 +170,13 @@ impl<'a> Decoder<'a> {
     fn error(&self, back: usize, problem: &'static str) -> Malformed {
         Malformed {
             what: self.what.to_string(),
-            at: self.at.saturating_sub(back),
+            at: self.r.position().saturating_sub(back),
             problem,
         }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
-        match self.at.checked_add(n).filter(|&e| e <= self.bytes.len()) {
-            Some(end) => {
-                let s = &self.bytes[self.at..end];
-                self.at = end;
-                Ok(s)
-            }
-            None => Err(self.error(0, "runs past the end of the pickle")),
-        }
+        self.r.take(n, self.what)
     }
 
     fn le(&mut self, n: usize) -> Result<u64, Malformed> {
@@ -206,9 +197,9 @@ impl<'a> Decoder<'a> {
     }
 
     fn peek(&mut self) -> Result<u8, Malformed> {
-        let at = self.at;
+        let at = self.r.clone();
         let op = self.op()?;
-        self.at = at;
+        self.r = at;
         Ok(op)
     }
 
@@ -233,7 +224,7 @@ impl<'a> Decoder<'a> {
                 }
                 (STOP, false) => {
                     self.op()?;
-                    if self.at != self.bytes.len() {
+                    if !self.r.done() {
                         return Err(self.error(0, "has bytes after the pickle's end"));
                     }
                     return Ok(false);
@@ -296,7 +287,7 @@ impl<'a> Decoder<'a> {
 
     /// A `str`.
     pub fn str(&mut self) -> Result<&'a str, Malformed> {
-        let start = self.at;
+        let start = self.r.position();
         let b = self.sized(
             [SHORT_BINUNICODE, BINUNICODE, BINUNICODE8],
             "has a value that is not a str where one is expected",
