@@ -202,7 +202,14 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         (None, None) => DEFAULT_BATCH_SIZE,
     }
     .max(1);
-    let ops = build_operators(operators, restored.as_mut(), accept)?;
+    let mut ops = build_operators(operators, restored.as_mut(), accept)?;
+    if ckpt.is_none() {
+        // No checkpoint will be taken: nothing needs to remember what changed, and a removed
+        // key can leave the map at once.
+        for op in &mut ops {
+            op.parts_mut().2.untrack();
+        }
+    }
     let pipeline = Pipeline::new(ops);
     let (source, sink, stats) = match &restored {
         Some(r) => {

@@ -51,18 +51,26 @@ impl StateDelta {
     }
 }
 
-/// One key's entry. A removed key stays as a tombstone (`value: None`) until the next
-/// checkpoint takes it, so the delta knows to delete it; the holder purges taken tombstones a
-/// few at a time as batches begin.
+/// One key's entry. A removed key that the last checkpoint holds stays as a tombstone
+/// (`value: None`) until the next checkpoint takes it, so the delta knows to delete it; the
+/// holder purges taken tombstones a few at a time as batches begin. A key the last checkpoint
+/// does not hold leaves no trace when removed (a window or timer that came and went between
+/// two checkpoints), and none at all when changes are not tracked.
 #[derive(Debug)]
 struct Slot {
     value: Option<Value>,
     /// The epoch of the last write: the batch's inside a transaction, else the holder's
     /// current one. A slot written at or after `gen_start` changed since the last checkpoint,
-    /// and `changed[pos]` holds its key and current value.
+    /// and `changed[pos & POS]` holds its key and current value; `pos & ABSENT` then says
+    /// that the last checkpoint does not hold the key.
     epoch: u32,
     pos: u32,
 }
+
+/// `Slot::pos`: the key was absent from the last checkpoint (set at its first change since).
+const ABSENT: u32 = 1 << 31;
+/// `Slot::pos`: the position in the change list.
+const POS: u32 = ABSENT - 1;
 
 /// What a key was before the open batch first wrote it: `None` when it had no entry at all,
 /// else its value, epoch and position in the change list.
@@ -84,7 +92,8 @@ struct Log<'a> {
     changed: &'a mut Vec<(Key, Option<Value>)>,
     undo: &'a mut Vec<Undo>,
     txn: bool,
-    gen_start: u32,
+    /// `None`: changes are not tracked.
+    gen_start: Option<u32>,
 }
 
 impl Log<'_> {
@@ -96,18 +105,34 @@ impl Log<'_> {
                 prev: Some((slot.value.clone(), slot.epoch, slot.pos)),
             });
         }
-        if slot.epoch >= self.gen_start {
-            let copy = &mut self.changed[slot.pos as usize].1;
-            // SAFETY: a changed slot's entry in `changed` holds a clone of its value (every
-            // write and rollback sets both), and the slot still holds its own.
-            unsafe { super::value::overwrite_clone(copy, &slot.value, new.clone()) };
-        } else {
-            slot.pos = self.changed.len() as u32;
-            self.changed.push((k.clone(), new.clone()));
+        match self.gen_start {
+            None => {}
+            Some(gen_start) if slot.epoch >= gen_start => {
+                let copy = &mut self.changed[(slot.pos & POS) as usize].1;
+                // SAFETY: a changed slot's entry in `changed` holds a clone of its value
+                // (every write and rollback sets both), and the slot still holds its own.
+                unsafe { super::value::overwrite_clone(copy, &slot.value, new.clone()) };
+            }
+            Some(_) => {
+                // Its first change since the checkpoint: a (clean) tombstone's key is one the
+                // checkpoint deleted.
+                let absent = if slot.value.is_none() { ABSENT } else { 0 };
+                slot.pos = change_pos(self.changed) | absent;
+                self.changed.push((k.clone(), new.clone()));
+            }
         }
         slot.epoch = epoch;
         slot.value = new;
     }
+}
+
+/// The position of the next entry of the change list.
+fn change_pos(changed: &[(Key, Option<Value>)]) -> u32 {
+    assert!(
+        changed.len() < POS as usize,
+        "over 2^31 keys changed between two checkpoints"
+    );
+    changed.len() as u32
 }
 
 /// One operator instance's state: the entries, what changed since the last checkpoint, and the
@@ -135,8 +160,13 @@ pub struct StateHolder {
     usage: Usage,
     /// Keys changed since the last checkpoint, each once, with their value now (`None`:
     /// removed). A write to a changed key overwrites its value here without reading it
-    /// (`overwrite_clone`), so the random place in this list costs no cache miss.
+    /// (`overwrite_clone`), so the random place in this list costs no cache miss. A key that
+    /// came and went since the checkpoint leaves a [`Key::void`] here (counted in `voids`).
     changed: Vec<(Key, Option<Value>)>,
+    voids: usize,
+    /// Whether changes are tracked (false: no checkpoint will be taken, see
+    /// [`StateHolder::untrack`]).
+    track: bool,
     /// Tombstones a checkpoint took, to drop from the map a few per batch.
     purge: Vec<Key>,
     undo: Vec<Undo>,
@@ -156,6 +186,8 @@ impl Default for StateHolder {
             host_keys: BTreeSet::new(),
             usage: Usage::default(),
             changed: Vec::new(),
+            voids: 0,
+            track: true,
             purge: Vec::new(),
             undo: Vec::new(),
             txn: None,
@@ -179,6 +211,26 @@ impl StateHolder {
             quotas,
             ..Self::default()
         }
+    }
+
+    /// Stop tracking changes: for a state that will never be checkpointed (a job without a
+    /// checkpoint store). A removed key then leaves the map at once and a write records
+    /// nothing but its undo (batches still roll back); [`StateHolder::take_delta`] must not be
+    /// called after.
+    pub fn untrack(&mut self) {
+        self.changed = Vec::new();
+        self.voids = 0;
+        self.track = false;
+    }
+
+    /// Whether changes are tracked (see [`StateHolder::untrack`]).
+    pub fn is_tracked(&self) -> bool {
+        self.track
+    }
+
+    /// The change-list generation, or `None` when changes are not tracked.
+    fn generation(&self) -> Option<u32> {
+        self.track.then_some(self.gen_start)
     }
 
     /// The quotas.
@@ -239,7 +291,7 @@ impl StateHolder {
 
     /// Number of keys changed since the last checkpoint.
     pub fn dirty_len(&self) -> usize {
-        self.changed.len()
+        self.changed.len() - self.voids
     }
 
     /// Store `value` under `key`, subject to the quotas.
@@ -258,7 +310,7 @@ impl StateHolder {
                 changed: &mut self.changed,
                 undo: &mut self.undo,
                 txn: self.txn.is_some(),
-                gen_start: self.gen_start,
+                gen_start: self.track.then_some(self.gen_start),
             };
             log.write(k, slot, epoch, Some(value));
         } else {
@@ -270,8 +322,13 @@ impl StateHolder {
                     prev: None,
                 });
             }
-            let pos = self.changed.len() as u32;
-            self.changed.push((k.clone(), Some(value.clone())));
+            let pos = if self.track {
+                let pos = change_pos(&self.changed) | ABSENT;
+                self.changed.push((k.clone(), Some(value.clone())));
+                pos
+            } else {
+                0
+            };
             index(&mut self.order, &mut self.host_keys, &k, true);
             self.usage.add(key, value.len());
             self.slots.insert(
@@ -288,6 +345,7 @@ impl StateHolder {
 
     /// Delete `key`; returns whether it existed.
     pub fn remove(&mut self, key: &str) -> bool {
+        let generation = self.generation();
         let Some((k, slot)) = self.slots.get_key_value_mut(key) else {
             return false;
         };
@@ -297,13 +355,36 @@ impl StateHolder {
         let epoch = self.txn.map_or(self.last_epoch, |t| t.epoch);
         self.usage.sub(key, old.len());
         index(&mut self.order, &mut self.host_keys, k, false);
-        let log = Log {
-            changed: &mut self.changed,
-            undo: &mut self.undo,
-            txn: self.txn.is_some(),
-            gen_start: self.gen_start,
+        let traceless = match generation {
+            None => true,
+            Some(g) => slot.epoch >= g && slot.pos & ABSENT != 0,
         };
-        log.write(k, slot, epoch, None);
+        if !traceless {
+            let log = Log {
+                changed: &mut self.changed,
+                undo: &mut self.undo,
+                txn: self.txn.is_some(),
+                gen_start: generation,
+            };
+            log.write(k, slot, epoch, None);
+            return true;
+        }
+        // Not in the last checkpoint (or none will be taken): the key leaves the map, and its
+        // change-list entry becomes void.
+        let (k, slot) = self.slots.remove_entry(key).expect("found above");
+        if generation.is_some() {
+            let entry = &mut self.changed[(slot.pos & POS) as usize];
+            // SAFETY: a changed slot's entry holds a clone of its value; the slot holds its own.
+            unsafe { super::value::overwrite_clone(&mut entry.1, &slot.value, None) };
+            entry.0 = Key::void();
+            self.voids += 1;
+        }
+        if self.txn.is_some() && slot.epoch != epoch {
+            self.undo.push(Undo {
+                key: k,
+                prev: Some((slot.value, slot.epoch, slot.pos)),
+            });
+        }
         true
     }
 
@@ -414,21 +495,35 @@ impl StateHolder {
         let Some(txn) = self.txn.take() else {
             return;
         };
+        let generation = self.generation();
         for u in self.undo.drain(..).rev() {
             let (cur, prev_value) = match u.prev {
                 None => (self.slots.remove(&*u.key).and_then(|s| s.value), None),
                 Some((value, epoch, pos)) => {
-                    let slot = self
-                        .slots
-                        .get_mut(&*u.key)
-                        .expect("a key in the undo log has an entry");
-                    slot.epoch = epoch;
-                    slot.pos = pos;
-                    if epoch >= self.gen_start {
-                        // Changed before the batch: its change entry is back to that value.
-                        self.changed[pos as usize].1 = value.clone();
+                    if generation.is_some_and(|g| epoch >= g) {
+                        // Changed before the batch: its change entry is back to that value
+                        // (and to its key, if the batch removed it without a trace).
+                        let entry = &mut self.changed[(pos & POS) as usize];
+                        if entry.0.is_void() {
+                            entry.0 = u.key.clone();
+                            self.voids -= 1;
+                        }
+                        entry.1 = value.clone();
                     }
-                    (std::mem::replace(&mut slot.value, value.clone()), value)
+                    let restored = Slot {
+                        value: value.clone(),
+                        epoch,
+                        pos,
+                    };
+                    // A key the batch removed without a trace has no slot.
+                    let cur = match self.slots.get_mut(&*u.key) {
+                        Some(slot) => std::mem::replace(slot, restored).value,
+                        None => {
+                            self.slots.insert(u.key.clone(), restored);
+                            None
+                        }
+                    };
+                    (cur, value)
                 }
             };
             if let Some(v) = &cur {
@@ -445,6 +540,11 @@ impl StateHolder {
         }
         // Keys first changed inside the batch were appended after `changed_len`; their slots
         // are back to their epochs before it.
+        let voided = self.changed[txn.changed_len.min(self.changed.len())..]
+            .iter()
+            .filter(|(k, _)| k.is_void())
+            .count();
+        self.voids -= voided;
         self.changed.truncate(txn.changed_len);
     }
 
@@ -458,12 +558,15 @@ impl StateHolder {
     /// key's value, and a new epoch makes every slot clean.
     pub fn take_delta(&mut self) -> StateDelta {
         debug_assert!(self.txn.is_none(), "take_delta inside a batch transaction");
+        assert!(self.track, "take_delta on a state whose changes are not tracked");
+        self.voids = 0;
         let mut deletes = Vec::new();
         let purge = &mut self.purge;
         // Collected in place (same element size): no allocation, one pass.
         let sets = std::mem::take(&mut self.changed)
             .into_iter()
             .filter_map(|(key, value)| match value {
+                _ if key.is_void() => None,
                 Some(v) => Some((key, v)),
                 None => {
                     purge.push(key.clone());
@@ -491,7 +594,9 @@ impl StateHolder {
 
     /// Forget what changed since the last checkpoint (after a full checkpoint was taken).
     pub fn clear_changes(&mut self) {
-        let _ = self.take_delta();
+        if self.track {
+            let _ = self.take_delta();
+        }
     }
 
     /// Apply a checkpoint delta (restore path): no quotas, and the applied entries do not
@@ -577,9 +682,12 @@ impl StateHolder {
 
     /// Replace everything with the given entries (restore path).
     pub fn replace(&mut self, entries: StateDelta) {
-        let quotas = self.quotas;
+        let (quotas, track) = (self.quotas, self.track);
         *self = Self::with_quotas(quotas);
         self.apply(entries);
+        if !track {
+            self.untrack();
+        }
     }
 }
 
@@ -742,9 +850,15 @@ mod tests {
     /// What `overwrite_clone` relies on: a changed slot's entry in the change list is its key
     /// and a clone of its value (the same allocation when shared).
     fn assert_change_list_mirrors_slots(s: &StateHolder) {
+        let voids = s.changed.iter().filter(|(k, _)| k.is_void()).count();
+        assert_eq!(voids, s.voids);
+        if !s.track {
+            assert!(s.changed.is_empty());
+            return;
+        }
         for (k, slot) in &s.slots {
             if slot.epoch >= s.gen_start {
-                let pos = slot.pos as usize;
+                let pos = (slot.pos & POS) as usize;
                 assert_eq!(&s.changed[pos].0, k);
                 let copy = &s.changed[pos].1;
                 assert_eq!(copy, &slot.value, "{k:?}");
@@ -791,9 +905,14 @@ mod tests {
         /// any mix of writes, removals, commits and rollbacks; and a replica that applies only
         /// the deltas always equals the live state at the checkpoint.
         #[test]
-        fn behaves_like_an_ordered_map(ops in proptest::collection::vec(op(), 1..200), near_wrap: bool) {
+        fn behaves_like_an_ordered_map(ops in proptest::collection::vec(op(), 1..200), near_wrap: bool, tracked in proptest::bool::weighted(0.8)) {
             use std::collections::{BTreeMap, BTreeSet};
             let mut s = StateHolder::new();
+            if !tracked {
+                s.untrack();
+            }
+            // The state at the last checkpoint.
+            let mut base: BTreeMap<String, Vec<u8>> = BTreeMap::new();
             if near_wrap {
                 // The epoch counter wraps within the run: slots are renumbered, changes kept.
                 s.last_epoch = u32::MAX - 30;
@@ -838,13 +957,19 @@ mod tests {
                         s.rollback();
                     }
                     Op::Checkpoint => {
-                        if saved.is_none() {
-                            proptest::prop_assert_eq!(s.dirty_len(), touched.len());
+                        if saved.is_none() && tracked {
+                            // Keys that came and went since the last checkpoint are not in it.
+                            let want: Vec<String> = std::mem::take(&mut touched)
+                                .into_iter()
+                                .filter(|k| base.contains_key(k) || model.contains_key(k))
+                                .collect();
+                            proptest::prop_assert_eq!(s.dirty_len(), want.len());
                             let d = s.take_delta();
                             let mut keys: Vec<String> =
                                 d.sets.iter().map(|(k, _)| k.to_string()).chain(d.deletes.iter().map(|k| k.to_string())).collect();
                             keys.sort();
-                            proptest::prop_assert_eq!(keys, std::mem::take(&mut touched).into_iter().collect::<Vec<_>>());
+                            proptest::prop_assert_eq!(keys, want);
+                            base = model.clone();
                             replica.apply(d);
                             proptest::prop_assert_eq!(s.dirty_len(), 0);
                             let r: Vec<(String, Vec<u8>)> =
@@ -862,6 +987,20 @@ mod tests {
                     }
                 }
                 assert_change_list_mirrors_slots(&s);
+                // A tombstone is only kept for a key the last checkpoint holds, or for one the
+                // last checkpoint deleted (until it is purged); untracked, never.
+                for (k, slot) in &s.slots {
+                    if slot.value.is_none() {
+                        proptest::prop_assert!(tracked, "{:?}: a tombstone, untracked", k);
+                        proptest::prop_assert!(
+                            base.contains_key(k.as_str()) || slot.epoch < s.gen_start,
+                            "{:?}: a tombstone of a key that came and went", k
+                        );
+                    }
+                }
+                if !tracked {
+                    proptest::prop_assert_eq!(s.dirty_len(), 0);
+                }
                 let got: Vec<(String, Vec<u8>)> = s.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect();
                 let want: Vec<(String, Vec<u8>)> = model.clone().into_iter().collect();
                 proptest::prop_assert_eq!(got, want);

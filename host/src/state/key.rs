@@ -42,6 +42,21 @@ impl Key {
         }
     }
 
+    /// A marker that is no key: an entry of the state holder's change list whose key came and
+    /// went since the last checkpoint. (Its length is out of range, so reading it as a `str`
+    /// panics instead of reading anything.)
+    pub(super) const fn void() -> Self {
+        Key(Repr::Inline {
+            len: u8::MAX,
+            bytes: [0; INLINE_KEY_BYTES],
+        })
+    }
+
+    /// Whether this is [`Key::void`].
+    pub(super) fn is_void(&self) -> bool {
+        matches!(self.0, Repr::Inline { len: u8::MAX, .. })
+    }
+
     /// The key.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -148,5 +163,6 @@ mod tests {
         let order: Vec<&str> = set.iter().map(|k| k.as_str()).collect();
         assert_eq!(order, ["a", "ab", "b", &*"z".repeat(40)]);
         assert_eq!(std::mem::size_of::<Key>(), 40);
+        assert!(Key::void().is_void() && !Key::new("").is_void());
     }
 }
