@@ -35,7 +35,6 @@ pub fn ordered_i64(v: i64) -> String {
 /// Append [`ordered_i64`]`(v)` to `out` (no formatting machinery: a window's or an id's key
 /// is built on every event).
 pub fn push_ordered_i64(out: &mut String, v: i64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let u = (v as u64) ^ (1 << 63);
     let mut digits = [0u8; 16];
     for (i, d) in digits.iter_mut().enumerate() {
@@ -43,6 +42,54 @@ pub fn push_ordered_i64(out: &mut String, v: i64) {
     }
     out.push_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"));
 }
+
+/// A short key built on the stack: a prefix of up to 8 bytes, then [`ordered_i64`]`(v)` — a
+/// window's `win/…` or a time bucket's `ids/…` — without allocating on every event.
+///
+/// ```
+/// use cairn_sdk::key::{TimeKey, ordered_i64};
+/// assert_eq!(&*TimeKey::new("win/", -5), format!("win/{}", ordered_i64(-5)));
+/// ```
+#[derive(Clone, Copy)]
+pub struct TimeKey {
+    buf: [u8; 24],
+    len: u8,
+}
+
+impl TimeKey {
+    /// `prefix` (at most 8 bytes) followed by the 16 digits of `v`.
+    pub fn new(prefix: &str, v: i64) -> Self {
+        assert!(
+            prefix.len() <= 8,
+            "a TimeKey prefix is at most 8 bytes: {prefix:?}"
+        );
+        let mut buf = [0u8; 24];
+        buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        let u = (v as u64) ^ (1 << 63);
+        for i in 0..16 {
+            buf[prefix.len() + i] = HEX[((u >> (60 - 4 * i)) & 15) as usize];
+        }
+        Self {
+            buf,
+            len: (prefix.len() + 16) as u8,
+        }
+    }
+}
+
+impl std::ops::Deref for TimeKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len as usize]).expect("an str prefix and hex digits")
+    }
+}
+
+impl std::fmt::Debug for TimeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Undo [`ordered_i64`].
 pub fn parse_ordered_i64(text: &str) -> Option<i64> {

@@ -33,6 +33,7 @@
 
 mod error;
 mod event;
+pub mod json;
 pub mod key;
 pub mod log;
 mod operator;

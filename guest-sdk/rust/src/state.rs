@@ -105,6 +105,20 @@ pub fn get(key: &str) -> Option<Vec<u8>> {
     scope::with_at(|at| backend::get(at, key))
 }
 
+/// `f` applied to the value stored under `key`, read where it lies (no copy of the bytes).
+/// `f` must not use the state.
+///
+/// ```
+/// use cairn_sdk::state;
+/// # state::native::reset(Default::default());
+/// state::set("n", b"12")?;
+/// assert_eq!(state::get_with("n", |v| v.len()), Some(2));
+/// # Ok::<(), cairn_sdk::state::StateError>(())
+/// ```
+pub fn get_with<R>(key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    scope::with_at(|at| backend::get_with(at, key, f))
+}
+
 /// Read state now, with one call to the host, so that this batch's reads of it are answered
 /// inside the plugin: `keys` in the scope of each of `scopes` (stream keys). Call it at the
 /// start of [`crate::Operator::on_batch`]; an entry read but not prefetched is simply read from

@@ -12,7 +12,6 @@
 //! All of a key's state is in its scope: `seen/<id>` holds the id's ts, and `ids/<ts>` the ids
 //! kept at that ts, which the key's timer at `ts + within_ms + 1` forgets.
 
-use cairn_sdk::stats::value_at;
 use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, timers};
 use serde::Deserialize;
 
@@ -60,9 +59,8 @@ impl Operator for Dedup {
     }
 
     fn on_event(&mut self, event: Event, out: &mut Output) -> Result<(), Error> {
-        let value: serde_json::Value = event.value_json()?;
         let ts = event.ts;
-        let Some(id) = value_at(&value, &self.field) else {
+        let Some(id) = event.value_at_json(&self.field)? else {
             out.emit(event);
             return Ok(());
         };

@@ -41,12 +41,29 @@ pub struct Window {
     lateness: i64,
 }
 
-#[derive(Serialize)]
+/// A closed window as emitted: `start`, `end`, then the summary's fields (written as one
+/// struct: serde's `flatten` would go through its slower map path).
 struct Emitted<'a> {
     start: i64,
     end: i64,
-    #[serde(flatten)]
     summary: &'a cairn_sdk::stats::Summary,
+}
+
+impl Serialize for Emitted<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let m = self.summary;
+        let mut st = s.serialize_struct("Emitted", 8)?;
+        st.serialize_field("start", &self.start)?;
+        st.serialize_field("end", &self.end)?;
+        st.serialize_field("count", &m.count)?;
+        st.serialize_field("sum", &m.sum)?;
+        st.serialize_field("min", &m.min)?;
+        st.serialize_field("max", &m.max)?;
+        st.serialize_field("avg", &m.avg)?;
+        st.serialize_field("stddev", &m.stddev)?;
+        st.end()
+    }
 }
 
 fn late() -> ValueState<u64> {
@@ -54,19 +71,16 @@ fn late() -> ValueState<u64> {
 }
 
 /// The state key of the window starting at `start` (in its stream key's scope).
-fn window_key(start: i64) -> String {
-    let mut k = String::with_capacity(20);
-    k.push_str("win/");
-    key::push_ordered_i64(&mut k, start);
-    k
+fn window_key(start: i64) -> key::TimeKey {
+    key::TimeKey::new("win/", start)
 }
 
 /// The window of key `k` starting at `start`, if open. Windows are stored in `Stats`' binary
 /// form (JSON, which earlier versions stored, still reads).
 fn get_window(k: &str, start: i64) -> Result<Option<Stats>, Error> {
-    match state::with_key(k, || state::get(&window_key(start))) {
+    match state::with_key(k, || state::get_with(&window_key(start), Stats::from_stored)) {
         None => Ok(None),
-        Some(bytes) => Stats::from_stored(&bytes)
+        Some(stats) => stats
             .map(Some)
             .ok_or_else(|| Error::msg(format_args!("window {start} of key {k:?} holds no Stats"))),
     }
@@ -119,8 +133,7 @@ impl Operator for Window {
     }
 
     fn on_event(&mut self, event: Event, _out: &mut Output) -> Result<(), Error> {
-        let value: serde_json::Value = event.value_json()?;
-        let Some(x) = number_at(&value, &self.field) else {
+        let Some(x) = event.value_at_json(&self.field)?.and_then(|v| number_at(&v, "")) else {
             return Ok(());
         };
         let wm = self.watermark();

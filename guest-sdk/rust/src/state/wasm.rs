@@ -578,19 +578,35 @@ pub fn get(at: At<'_>, key: &str) -> Option<Vec<u8>> {
 
 /// `f` applied to the value, read in place (in the cache, or in the host's inline answer).
 /// `f` must not use the state: it may run while the cache is borrowed.
+///
+/// The host's answer to a read the cache could not answer is cached too (while the arena has
+/// room), so that a write or removal of the same entry later in the call — a window read, then
+/// updated or closed — is held back instead of going to the host on its own.
 pub fn get_with<R>(at: At<'_>, key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     let mut f = Some(f);
     let cached = with_cache(|c| {
         if c.direct {
             return None;
         }
-        match c.locate(at, key) {
-            Located::Found(i) => Some(match c.slots[i as usize].val {
-                Val::Absent => None,
-                Val::At { off, len } => Some((f.take().expect("f unused"))(bytes_at(&c.arena, off, len))),
-            }),
-            Located::Missing { .. } => None,
-        }
+        let i = match c.locate(at, key) {
+            Located::Found(i) => i,
+            Located::Missing { .. } if c.arena.len() > ARENA_LIMIT => return None,
+            Located::Missing { hash } => {
+                let val = match fast::get_inline(at.scope, key) {
+                    fast::Lookup::Absent => Val::Absent,
+                    lookup => {
+                        let (off, len) = get_with_lookup(lookup, |v| c.store(v)).expect("present");
+                        Val::At { off, len }
+                    }
+                };
+                let counted = matches!(val, Val::At { .. });
+                c.insert(hash, at, key, val, false, counted, 0)
+            }
+        };
+        Some(match c.slots[i as usize].val {
+            Val::Absent => None,
+            Val::At { off, len } => Some((f.take().expect("f unused"))(bytes_at(&c.arena, off, len))),
+        })
     });
     match cached {
         Some(answer) => answer,
