@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use aes_gcm::Aes256Gcm;
 
+use super::compression::Compression;
 use super::crypto::{EncryptionKey, fresh_nonce, open, seal_with};
 use super::format::{FLAG_ENCRYPTED, FLAG_LZ4, HEADER_LEN, Header, Kind, VERSION};
 use super::{CheckpointData, Damage};
@@ -17,12 +18,14 @@ const MAX_RAW_LEN: u64 = 64 << 30;
 #[derive(Clone, Default)]
 pub struct Codec {
     cipher: Option<Aes256Gcm>,
+    compression: Compression,
 }
 
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Codec")
             .field("encrypted", &self.cipher.is_some())
+            .field("compression", &self.compression)
             .finish()
     }
 }
@@ -50,7 +53,18 @@ impl Codec {
     pub fn encrypted(key: &EncryptionKey) -> Self {
         Self {
             cipher: Some(key.cipher()),
+            compression: Compression::default(),
         }
+    }
+
+    /// The same codec, writing with `compression` (reading is the same for every setting).
+    pub fn with_compression(self, compression: Compression) -> Self {
+        Self { compression, ..self }
+    }
+
+    /// How it compresses what it writes.
+    pub fn compression(&self) -> Compression {
+        self.compression
     }
 
     /// A codec for an optional key.
@@ -78,7 +92,7 @@ impl Codec {
         data: &CheckpointData,
     ) -> Result<Vec<u8>, String> {
         let raw = super::payload::encode(data)?;
-        let compressed = lz4_flex::block::compress(&raw);
+        let compressed = self.compression.compress(&raw)?;
         let mut header = Header {
             version: VERSION,
             kind: at.kind,

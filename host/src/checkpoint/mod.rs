@@ -10,6 +10,7 @@
 
 mod block;
 pub mod codec;
+mod compression;
 pub mod crypto;
 mod error;
 pub mod format;
@@ -21,6 +22,7 @@ pub mod restore;
 mod state_serde;
 
 pub use codec::Codec;
+pub use compression::Compression;
 pub use crypto::{EncryptionKey, KeyError, KeyKind, KeySource};
 pub use error::{CheckpointError, Damage};
 pub use format::{Header, Kind};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cairn::Limits;
-use cairn::checkpoint::{CheckpointConfig, open_store};
+use cairn::checkpoint::{CheckpointConfig, Compression, open_store};
 use cairn::runtime::{CheckpointSpec, ErrorPolicy, InputLimits, JobSpec, PipelineSpec, Triggers, run_job};
 use cairn::sandbox::ByteSize;
 use clap::Args;
@@ -135,6 +135,11 @@ pub struct CheckpointArgs {
     /// Write a full checkpoint after this many deltas.
     #[arg(long, default_value_t = 10)]
     full_every: u32,
+    /// How hard checkpoints are compressed: `high` (LZ4 HC level 4; `high:<1-12>` for
+    /// another level) writes smaller checkpoints, `fast` (plain LZ4) writes them faster.
+    /// Either is read by any Cairn since format 1's LZ4.
+    #[arg(long, default_value_t = Compression::default())]
+    checkpoint_compression: Compression,
     /// Keep this many restorable checkpoints (and the bases they need).
     #[arg(long, default_value_t = 3)]
     max_retained: usize,
@@ -171,6 +176,7 @@ fn checkpoint_spec(args: &CheckpointArgs) -> Result<Option<CheckpointSpec>> {
         return Ok(None);
     };
     let (store, codec) = open_store(url, &args.key.source()?)?;
+    let codec = codec.with_compression(args.checkpoint_compression);
     let mut triggers = Triggers {
         interval: args.checkpoint_interval,
         every_events: args.checkpoint_every,
