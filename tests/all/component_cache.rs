@@ -43,6 +43,9 @@ fn second_load_hits_and_damage_or_foreign_artifacts_are_recompiled() -> Result<(
     };
     let files = artifacts()?;
     assert_eq!(files.len(), 1);
+    // The artifact written is remembered as verified (by its file's identity and times), so
+    // a hit does not checksum it again; any write to it changes those and checks it afresh.
+    assert_eq!(fs::read_dir(cache.dir().join("verified"))?.count(), 1);
     let mut b = fs::read(&files[0])?;
     let mid = b.len() / 2;
     b[mid] ^= 0xff;

@@ -24,11 +24,14 @@ pub fn no_authority_wasi(plugin: &Arc<str>) -> WasiCtx {
         .allow_ip_name_lookup(false)
         .wall_clock(FrozenClock)
         .monotonic_clock(FrozenClock)
-        .secure_random(Deterministic::new(fixed_bytes()))
-        .insecure_random(Deterministic::new(fixed_bytes()))
+        .secure_random(Deterministic::new(FIXED_BYTES.clone()))
+        .insecure_random(Deterministic::new(FIXED_BYTES.clone()))
         .insecure_random_seed(0x6361_6972_6e00);
     b.build()
 }
+
+/// The bytes the guest's randomness cycles through (computed once: every instance starts one).
+static FIXED_BYTES: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(fixed_bytes);
 
 fn fixed_bytes() -> Vec<u8> {
     // A fixed, non-trivial byte cycle (xorshift), so hash seeds are not all zero.
