@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::ahead::ReadAhead;
 pub use super::job_spec::{
     CheckpointSpec, DEFAULT_BATCH_SIZE, ErrorPolicy, FINAL_WATERMARK, JobError, JobReport, JobSpec, Mismatch,
     Progress, ProgressHook, Triggers,
 };
-use super::run::{feed_batch, read_batch};
+use super::run::feed_batch;
 use super::{JsonlSink, JsonlSource, Pipeline, RunError, RunStats};
 use crate::checkpoint::{
     CheckpointError, Checkpointer, CommitInfo, HostState, JsonlPosition, Restored, restore,
@@ -108,7 +109,7 @@ impl Ckpt {
 #[allow(clippy::too_many_arguments)]
 fn host_state(
     job: &str,
-    source: &JsonlSource,
+    input: &str,
     batch_size: usize,
     offset: (u64, u64),
     sink: &JsonlSink,
@@ -118,7 +119,7 @@ fn host_state(
     HostState {
         job: job.to_string(),
         source: JsonlPosition {
-            input: source.name().to_string(),
+            input: input.to_string(),
             offset: offset.0,
             line: offset.1,
             batch_size: Some(batch_size as u64),
@@ -292,6 +293,13 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     // A restored job's operators saw its watermark before the crash; they know it again.
     let mut pipeline = pipeline;
     pipeline.set_watermark(stats.watermark);
+    // The input is read and parsed a batch or two ahead, on a thread of its own.
+    let source = ReadAhead::spawn(source, batch_size).map_err(|e| {
+        RunError::from(super::SourceError::Io {
+            input: input.clone(),
+            source: e,
+        })
+    })?;
     let mut live = Live {
         name,
         batch_size,
@@ -317,7 +325,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     }
     loop {
         let pos = live.position();
-        let (batch, failure) = read_batch(&mut live.source, batch_size);
+        let (batch, failure) = live.source.next_batch();
         let at_end = batch.len() < batch_size;
         if !batch.is_empty() {
             let t = Instant::now();
@@ -337,11 +345,11 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                     return Err(e.into());
                 }
             }
-            super::metrics::batch(&live.stats, &live.pipeline, t.elapsed(), live.source.offset());
+            super::metrics::batch(&live.stats, &live.pipeline, t.elapsed(), live.position().0);
             if let Some(f) = &mut progress {
                 let ops = live.pipeline.operators();
                 f(&Progress {
-                    input_offset: live.source.offset(),
+                    input_offset: live.position().0,
                     input_len,
                     events_in: live.stats.events_in,
                     state_keys: ops.iter().map(|o| o.state().len() as u64).sum(),
@@ -371,7 +379,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             }
             live.stats.events_out += out.len() as u64;
             live.stats.watermark = Some(FINAL_WATERMARK);
-            super::metrics::batch(&live.stats, &live.pipeline, Duration::ZERO, live.source.offset());
+            super::metrics::batch(&live.stats, &live.pipeline, Duration::ZERO, live.position().0);
         }
         if at_end || stop.load(Ordering::Relaxed) {
             report.stopped = !at_end;
@@ -421,7 +429,7 @@ struct Live {
     name: String,
     batch_size: usize,
     pipeline: Pipeline,
-    source: JsonlSource,
+    source: ReadAhead,
     sink: JsonlSink,
     dead: Option<JsonlSink>,
     stats: RunStats,
@@ -430,7 +438,7 @@ struct Live {
 impl Live {
     /// Input bytes and lines consumed.
     fn position(&self) -> (u64, u64) {
-        (self.source.offset(), self.source.line())
+        self.source.position()
     }
 
     /// Make the outputs' bytes visible (flushed; the dead-letter file synced) and describe
@@ -442,7 +450,7 @@ impl Live {
         }
         Ok(host_state(
             &self.name,
-            &self.source,
+            self.source.name(),
             self.batch_size,
             pos,
             &self.sink,

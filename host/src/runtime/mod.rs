@@ -1,6 +1,7 @@
 //! The pipeline: a JSON Lines source, a chain of operators, a JSON Lines sink, and the loop
 //! that drives them in batches, advancing the watermark.
 
+mod ahead;
 mod job;
 mod job_spec;
 mod jsonl;
