@@ -11,7 +11,7 @@ use super::host::StoreData;
 use super::{CallError, Plugin, pyjson};
 use crate::engine::Engine;
 use crate::sandbox::{Limiter, Limits, no_authority_wasi};
-use crate::state::{StateHolder, StateQuotas};
+use crate::state::{Key, StateHolder, StateQuotas};
 
 /// Builds an [`OperatorInstance`]: configuration, limits and a name.
 #[derive(Debug, Clone)]
@@ -393,26 +393,32 @@ impl OperatorInstance {
         }
         let bound = cairn_codec::timers::after_ts(watermark);
         loop {
-            let due: Vec<Timer> = {
-                let state = &self.store.data().state;
-                state
-                    .list_keys_below(cairn_codec::timers::PREFIX, &bound, TIMERS_PER_CALL)
-                    .into_iter()
-                    .filter_map(|k| {
-                        cairn_codec::timers::parse(&k).map(|(key, ts)| Timer {
+            let entries =
+                self.store
+                    .data()
+                    .state
+                    .list_keys_below(cairn_codec::timers::PREFIX, &bound, TIMERS_PER_CALL);
+            let (fired, due): (Vec<&Key>, Vec<Timer>) = entries
+                .iter()
+                .filter_map(|k| {
+                    let (key, ts) = cairn_codec::timers::parse(k)?;
+                    Some((
+                        k,
+                        Timer {
                             key: key.to_string(),
                             ts,
-                        })
-                    })
-                    .collect()
-            };
+                        },
+                    ))
+                })
+                .unzip();
             if due.is_empty() {
                 return Ok(out);
             }
             // A timer fires once: it is gone before its call (and back if the batch fails).
+            // (Removed by the entry listed: its key is not built again.)
             let state = &mut self.store.data_mut().state;
-            for t in &due {
-                state.remove(&cairn_codec::timers::entry_key(&t.key, t.ts));
+            for k in fired {
+                state.remove(k);
             }
             out.extend(self.call("on-timers", |x, s| {
                 x.on_timers(s, &due).unwrap_or_else(|| Ok(Ok(Vec::new())))

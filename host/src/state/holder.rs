@@ -346,32 +346,34 @@ impl StateHolder {
     /// Delete `key`; returns whether it existed.
     pub fn remove(&mut self, key: &str) -> bool {
         let generation = self.generation();
-        let Some((k, slot)) = self.slots.get_key_value_mut(key) else {
+        let EntryRef::Occupied(e) = self.slots.entry_ref(key) else {
             return false;
         };
-        let Some(old) = &slot.value else {
+        let Some(old) = &e.get().value else {
             return false;
         };
         let epoch = self.txn.map_or(self.last_epoch, |t| t.epoch);
         self.usage.sub(key, old.len());
-        index(&mut self.order, &mut self.host_keys, k, false);
+        index(&mut self.order, &mut self.host_keys, e.key(), false);
+        let slot = e.get();
         let traceless = match generation {
             None => true,
             Some(g) => slot.epoch >= g && slot.pos & ABSENT != 0,
         };
         if !traceless {
+            let k = e.key().clone();
             let log = Log {
                 changed: &mut self.changed,
                 undo: &mut self.undo,
                 txn: self.txn.is_some(),
                 gen_start: generation,
             };
-            log.write(k, slot, epoch, None);
+            log.write(&k, e.into_mut(), epoch, None);
             return true;
         }
         // Not in the last checkpoint (or none will be taken): the key leaves the map, and its
         // change-list entry becomes void.
-        let (k, slot) = self.slots.remove_entry(key).expect("found above");
+        let (k, slot) = e.remove_entry();
         if generation.is_some() {
             let entry = &mut self.changed[(slot.pos & POS) as usize];
             // SAFETY: a changed slot's entry holds a clone of its value; the slot holds its own.
