@@ -135,7 +135,7 @@ pub struct CheckpointArgs {
     /// Write a full checkpoint after this many deltas.
     #[arg(long, default_value_t = 10)]
     full_every: u32,
-    /// How hard checkpoints are compressed: `high` (LZ4 HC level 4; `high:<1-12>` for
+    /// How hard checkpoints are compressed: `high` (LZ4 HC level 4; `high:<1-9>` for
     /// another level) writes smaller checkpoints, `fast` (plain LZ4) writes them faster.
     /// Either is read by any Cairn since format 1's LZ4.
     #[arg(long, default_value_t = Compression::default())]
