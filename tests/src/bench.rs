@@ -1,5 +1,5 @@
 //! What the bench binaries (`e2e-bench`, `lang-bench`) share: their flags, the generated input,
-//! timing a command, medians.
+//! timing a command (and its peak memory), medians.
 
 use std::path::Path;
 use std::process::Command;
@@ -50,6 +50,66 @@ pub fn time(cmd: &mut Command) -> Result<Duration> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(d)
+}
+
+/// Run `cmd` to success: how long it took and its peak resident memory in bytes (the
+/// kernel's `ru_maxrss` for that one child, read by `wait4`). The kernel counts the memory the
+/// child had before its `exec` — a copy of this process — so keep this process small (compare
+/// outputs with [`same_file`], not by reading them whole).
+pub fn time_rss(cmd: &mut Command) -> Result<(Duration, u64)> {
+    use std::io::{Read, Seek};
+    let mut err = tempfile::tempfile()?;
+    let t = Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(err.try_clone()?)
+        .spawn()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not waited for yet; both pointers are valid.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let d = t.elapsed();
+    ensure!(
+        r == pid,
+        "waiting for {cmd:?}: {}",
+        std::io::Error::last_os_error()
+    );
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let mut text = String::new();
+        err.rewind()?;
+        err.read_to_string(&mut text)?;
+        anyhow::bail!("{cmd:?} failed: {text}");
+    }
+    Ok((d, usage.ru_maxrss.max(0) as u64 * 1024))
+}
+
+/// Whether two files hold the same bytes, read in 64 KiB chunks.
+pub fn same_file(a: &Path, b: &Path) -> Result<bool> {
+    use std::io::Read;
+    let open = |p: &Path| -> Result<std::io::BufReader<std::fs::File>> {
+        Ok(std::io::BufReader::with_capacity(
+            1 << 16,
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+        ))
+    };
+    if std::fs::metadata(a)?.len() != std::fs::metadata(b)?.len() {
+        return Ok(false);
+    }
+    let (mut ra, mut rb) = (open(a)?, open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = ra.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        rb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
 }
 
 /// The median.

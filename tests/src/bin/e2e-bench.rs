@@ -1,8 +1,9 @@
 //! The end-to-end bench: a whole `cairn run` of the `counter`, `window` and `dedup` operators
 //! against the same jobs as plain native programs (`native-counter`, `native-window`,
 //! `native-dedup`), on the same generated input, in alternating
-//! pairs of runs; prints the medians and **Cairn ÷ native** as the median of the pairs' ratios
-//! (pairing keeps the ratio meaningful on a machine whose speed drifts); then the counter with
+//! pairs of runs; prints the medians (time and peak memory) and **Cairn ÷ native** as the median
+//! of the pairs' ratios (pairing keeps the ratio meaningful on a machine whose speed drifts);
+//! then the counter with
 //! and without `--admin` (the metrics' cost). The outputs must be
 //! byte-identical.
 //!
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
-use cairn_tests::bench::{arg, median, time, write_input};
+use cairn_tests::bench::{arg, median, same_file, time, time_rss, write_input};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -44,9 +45,9 @@ fn main() -> Result<()> {
     ];
     println!("end to end, {events} events over 10,000 keys, batch 1024, {runs} alternating pairs:");
     println!(
-        "| operator | variant | Cairn (median) | native (median) | Cairn ÷ native (median of pairs, min–max) |"
+        "| operator | variant | Cairn (median) | native (median) | Cairn ÷ native (median of pairs, min–max) | peak RSS, Cairn / native (median) |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for (op, config, native_args) in operators {
         let plugin = PathBuf::from(env!("CAIRN_PLUGIN_DIR")).join(format!("{op}.wasm"));
         let native = dir.join(format!("native-{op}"));
@@ -55,6 +56,7 @@ fn main() -> Result<()> {
         }
         for (name, store) in variants {
             let (mut tc, mut tn) = (Vec::new(), Vec::new());
+            let (mut mc, mut mn) = (Vec::new(), Vec::new());
             for r in 0..runs {
                 let _ = std::fs::remove_file(&out_c);
                 let mut c = Command::new(&cairn);
@@ -71,16 +73,20 @@ fn main() -> Result<()> {
                     c.arg("--store").arg(format!("file:{}", dir.display()));
                     c.args(["--checkpoint-every", "100000"]);
                 }
-                tc.push(time(&mut c)?);
+                let (t, m) = time_rss(&mut c)?;
+                tc.push(t);
+                mc.push(m);
                 let mut n = Command::new(&native);
                 n.arg(&input).arg(&out_n);
                 if native_args {
                     n.args(["1024", config]);
                 }
-                tn.push(time(&mut n)?);
+                let (t, m) = time_rss(&mut n)?;
+                tn.push(t);
+                mn.push(m);
             }
             ensure!(
-                std::fs::read(&out_c)? == std::fs::read(&out_n)?,
+                same_file(&out_c, &out_n)?,
                 "{op}: Cairn's output differs from the native program's"
             );
             let mut ratios: Vec<f64> = tc
@@ -90,13 +96,19 @@ fn main() -> Result<()> {
                 .collect();
             ratios.sort_by(f64::total_cmp);
             let (c, n) = (median(tc), median(tn));
+            let mib = |mut v: Vec<u64>| {
+                v.sort_unstable();
+                v[v.len() / 2] as f64 / (1 << 20) as f64
+            };
             println!(
-                "| {op} | {name} | {:.3} s | {:.3} s | **{:.2}** ({:.2}–{:.2}) |",
+                "| {op} | {name} | {:.3} s | {:.3} s | **{:.2}** ({:.2}–{:.2}) | {:.1} / {:.1} MiB |",
                 c.as_secs_f64(),
                 n.as_secs_f64(),
                 ratios[ratios.len() / 2],
                 ratios[0],
-                ratios[ratios.len() - 1]
+                ratios[ratios.len() - 1],
+                mib(mc),
+                mib(mn)
             );
         }
     }
