@@ -15,28 +15,34 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 /// array index `"items.0"`, or `""` for the whole document), or `None` when there is none.
 /// Fails as `serde_json::from_slice` would on a malformed document.
 pub fn value_in(json: &[u8], path: &str) -> Result<Option<serde_json::Value>, serde_json::Error> {
-    let parts: Vec<&str> = if path.is_empty() {
-        Vec::new()
-    } else {
-        path.split('.').collect()
-    };
     let mut de = serde_json::Deserializer::from_slice(json);
-    let found = At(&parts).deserialize(&mut de)?;
+    let found = At((!path.is_empty()).then_some(path)).deserialize(&mut de)?;
     de.end()?;
     Ok(found)
 }
 
-/// Find the rest of the path in the value being read.
-struct At<'p>(&'p [&'p str]);
+/// Find the rest of the path (`None`: the value itself) in the value being read; its parts
+/// are split off one at a time, as `path.split('.')` would give them.
+struct At<'p>(Option<&'p str>);
+
+impl<'p> At<'p> {
+    /// The next part and the rest.
+    fn next(path: &'p str) -> (&'p str, At<'p>) {
+        match path.split_once('.') {
+            Some((part, rest)) => (part, At(Some(rest))),
+            None => (path, At(None)),
+        }
+    }
+}
 
 impl<'de> DeserializeSeed<'de> for At<'_> {
     type Value = Option<serde_json::Value>;
 
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
-        if self.0.is_empty() {
-            return serde::Deserialize::deserialize(de).map(Some);
+        match self.0 {
+            None => serde::Deserialize::deserialize(de).map(Some),
+            Some(_) => de.deserialize_any(self),
         }
-        de.deserialize_any(self)
     }
 }
 
@@ -48,12 +54,12 @@ impl<'de> Visitor<'de> for At<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (part, rest) = (self.0[0], &self.0[1..]);
+        let (part, rest) = At::next(self.0.unwrap_or_default());
         let mut found = None;
         while let Some(hit) = map.next_key_seed(KeyIs(part))? {
             if hit {
                 // As in a parsed document, the last of duplicate keys counts.
-                found = map.next_value_seed(At(rest))?;
+                found = map.next_value_seed(At(rest.0))?;
             } else {
                 map.next_value_seed(Skip)?;
             }
@@ -62,12 +68,13 @@ impl<'de> Visitor<'de> for At<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let (want, rest) = (self.0[0].parse::<usize>().ok(), &self.0[1..]);
+        let (part, rest) = At::next(self.0.unwrap_or_default());
+        let want = part.parse::<usize>().ok();
         let mut found = None;
         let mut i = 0;
         loop {
             if Some(i) == want {
-                match seq.next_element_seed(At(rest))? {
+                match seq.next_element_seed(At(rest.0))? {
                     Some(v) => found = v,
                     None => break,
                 }

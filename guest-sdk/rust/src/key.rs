@@ -35,12 +35,7 @@ pub fn ordered_i64(v: i64) -> String {
 /// Append [`ordered_i64`]`(v)` to `out` (no formatting machinery: a window's or an id's key
 /// is built on every event).
 pub fn push_ordered_i64(out: &mut String, v: i64) {
-    let u = (v as u64) ^ (1 << 63);
-    let mut digits = [0u8; 16];
-    for (i, d) in digits.iter_mut().enumerate() {
-        *d = HEX[((u >> (60 - 4 * i)) & 15) as usize];
-    }
-    out.push_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"));
+    out.push_str(std::str::from_utf8(&ordered_digits(v)).expect("hex digits are ASCII"));
 }
 
 /// A short key built on the stack: a prefix of up to 8 bytes, then [`ordered_i64`]`(v)` — a
@@ -65,10 +60,7 @@ impl TimeKey {
         );
         let mut buf = [0u8; 24];
         buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
-        let u = (v as u64) ^ (1 << 63);
-        for i in 0..16 {
-            buf[prefix.len() + i] = HEX[((u >> (60 - 4 * i)) & 15) as usize];
-        }
+        buf[prefix.len()..prefix.len() + 16].copy_from_slice(&ordered_digits(v));
         Self {
             buf,
             len: (prefix.len() + 16) as u8,
@@ -79,7 +71,8 @@ impl TimeKey {
 impl std::ops::Deref for TimeKey {
     type Target = str;
     fn deref(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len as usize]).expect("an str prefix and hex digits")
+        // SAFETY: the bytes are a whole `str` (the prefix) followed by ASCII hex digits.
+        unsafe { std::str::from_utf8_unchecked(&self.buf[..self.len as usize]) }
     }
 }
 
@@ -89,7 +82,16 @@ impl std::fmt::Debug for TimeKey {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// The 16 hex digits of [`ordered_i64`]`(v)`.
+fn ordered_digits(v: i64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let u = (v as u64) ^ (1 << 63);
+    let mut digits = [0u8; 16];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((u >> (60 - 4 * i)) & 15) as usize];
+    }
+    digits
+}
 
 /// Undo [`ordered_i64`].
 pub fn parse_ordered_i64(text: &str) -> Option<i64> {

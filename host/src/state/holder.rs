@@ -223,11 +223,6 @@ impl StateHolder {
         self.track = false;
     }
 
-    /// Whether changes are tracked (see [`StateHolder::untrack`]).
-    pub fn is_tracked(&self) -> bool {
-        self.track
-    }
-
     /// The change-list generation, or `None` when changes are not tracked.
     fn generation(&self) -> Option<u32> {
         self.track.then_some(self.gen_start)
@@ -298,6 +293,7 @@ impl StateHolder {
     pub fn set(&mut self, key: &str, value: impl Into<Value>) -> Result<(), StateError> {
         let value = value.into();
         let epoch = self.txn.map_or(self.last_epoch, |t| t.epoch);
+        let generation = self.generation();
         if let Some((k, slot)) = self.slots.get_key_value_mut(key) {
             let old = slot.value.as_ref().map(|v| v.len());
             self.usage.check(&self.quotas, key, value.len(), old)?;
@@ -310,7 +306,7 @@ impl StateHolder {
                 changed: &mut self.changed,
                 undo: &mut self.undo,
                 txn: self.txn.is_some(),
-                gen_start: self.track.then_some(self.gen_start),
+                gen_start: generation,
             };
             log.write(k, slot, epoch, Some(value));
         } else {
@@ -322,7 +318,7 @@ impl StateHolder {
                     prev: None,
                 });
             }
-            let pos = if self.track {
+            let pos = if generation.is_some() {
                 let pos = change_pos(&self.changed) | ABSENT;
                 self.changed.push((k.clone(), Some(value.clone())));
                 pos
