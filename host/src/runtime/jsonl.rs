@@ -5,6 +5,7 @@ use serde_json::value::RawValue;
 
 use std::borrow::Cow;
 
+use super::json_check::is_json;
 use crate::{Batch, Event, EventRef};
 
 #[derive(Deserialize)]
@@ -85,7 +86,7 @@ fn canonical(line: &[u8]) -> Option<(&str, i64, &[u8])> {
     // The value must be one JSON value and nothing else, without surrounding whitespace (which
     // the general parser leaves out of it): else the general parser reads it, or says why not.
     let (first, last) = (value.first()?, value.last()?);
-    if first.is_ascii_whitespace() || last.is_ascii_whitespace() || !value_is_json(value) {
+    if first.is_ascii_whitespace() || last.is_ascii_whitespace() || !is_json(value) {
         return None;
     }
     Some((key, ts, value))
@@ -120,11 +121,6 @@ fn parse_i64(b: &[u8]) -> Option<i64> {
     Some(v)
 }
 
-/// Whether `v` is exactly one JSON value (surrounding whitespace allowed, as serde's).
-fn value_is_json(v: &[u8]) -> bool {
-    serde_json::from_slice::<serde::de::IgnoredAny>(v).is_ok()
-}
-
 /// Append `event` as one JSON line (with its newline) to `out`. The value is written as JSON
 /// when its bytes are JSON, as a JSON string when they are other UTF-8 text, and as an array
 /// of byte numbers otherwise.
@@ -137,7 +133,7 @@ pub fn encode_event<'a>(event: impl Into<EventRef<'a>>, out: &mut Vec<u8>) {
     out.extend_from_slice(itoa::Buffer::new().format(event.ts).as_bytes());
     out.extend_from_slice(b",\"value\":");
     let v = event.value;
-    match value_is_json(v) {
+    match is_json(v) {
         true if !v.iter().any(|&b| b == b'\n' || b == b'\r') => out.extend_from_slice(v),
         true => {
             // Valid JSON spread over lines: re-encode compactly to keep one event per line.

@@ -4,6 +4,7 @@
 mod ahead;
 mod job;
 mod job_spec;
+mod json_check;
 mod jsonl;
 pub mod metrics;
 mod pipeline;
