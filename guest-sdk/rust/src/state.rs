@@ -46,6 +46,7 @@ impl fmt::Display for StateError {
 
 impl std::error::Error for StateError {}
 
+mod bytes;
 mod scope;
 
 pub use scope::ScopeGuard;

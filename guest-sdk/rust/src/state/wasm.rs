@@ -30,6 +30,7 @@ use cairn_codec::state::{Answers, KeyList, Writes};
 use cairn_codec::{quota, scoped};
 
 use super::StateError;
+use super::bytes::same;
 use super::scope::At;
 use crate::__bindings::cairn::operator::packed_state as fast;
 use crate::__bindings::cairn::operator::state as host;
@@ -123,25 +124,6 @@ fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
 
 fn bytes_at(arena: &[u8], off: u32, len: u32) -> &[u8] {
     &arena[off as usize..off as usize + len as usize]
-}
-
-/// `a == b` for the short byte strings keys and scopes are: two overlapping word loads per
-/// side up to 16 bytes (no call into wasm's byte-wise `memcmp`), `==` beyond.
-#[inline]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let u64_at = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-    let u32_at = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
-    match n {
-        0 => true,
-        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
-        4..=7 => u32_at(a, 0) == u32_at(b, 0) && u32_at(a, n - 4) == u32_at(b, n - 4),
-        8..=16 => u64_at(a, 0) == u64_at(b, 0) && u64_at(a, n - 8) == u64_at(b, n - 8),
-        _ => a == b,
-    }
 }
 
 impl Cache {
