@@ -15,14 +15,14 @@ fn index(order: &mut OnceCell<BTreeSet<Key>>, host_keys: &mut BTreeSet<Key>, k: 
         if live {
             ix.insert(k.clone());
         } else {
-            ix.remove(&**k);
+            ix.remove(k);
         }
     }
     if k.starts_with('!') {
         if live {
             host_keys.insert(k.clone());
         } else {
-            host_keys.remove(&**k);
+            host_keys.remove(k);
         }
     }
 }

@@ -123,8 +123,30 @@ impl PartialOrd for Key {
 }
 
 impl Ord for Key {
+    /// The `str` order. Two keys in place compare as big-endian words of their zero-padded
+    /// bytes, then by length (the ordered indexes compare timer keys that share their first
+    /// 20 bytes: no call into `memcmp` per step).
     fn cmp(&self, other: &Self) -> Ordering {
-        self.as_str().cmp(other.as_str())
+        match (&self.0, &other.0) {
+            (Repr::Inline { len: a, bytes: x }, Repr::Inline { len: b, bytes: y }) => {
+                // Where one key is shorter, its padding (0) is at most the other's byte: a
+                // key that is a prefix of the other is ordered by the lengths, as in `str`.
+                let word = |s: &[u8; INLINE_KEY_BYTES], i: usize| {
+                    let mut w = [0u8; 8];
+                    let n = (INLINE_KEY_BYTES - i).min(8);
+                    w[..n].copy_from_slice(&s[i..i + n]);
+                    u64::from_be_bytes(w)
+                };
+                for i in (0..INLINE_KEY_BYTES).step_by(8) {
+                    let (p, q) = (word(x, i), word(y, i));
+                    if p != q {
+                        return p.cmp(&q);
+                    }
+                }
+                a.cmp(b)
+            }
+            _ => self.as_str().cmp(other.as_str()),
+        }
     }
 }
 
@@ -164,5 +186,19 @@ mod tests {
         assert_eq!(order, ["a", "ab", "b", &*"z".repeat(40)]);
         assert_eq!(std::mem::size_of::<Key>(), 40);
         assert!(Key::void().is_void() && !Key::new("").is_void());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn orders_as_str(a in "[\\x00ab\u{ff}é]{0,42}", b in "[\\x00ab\u{ff}é]{0,42}", shared_prefix in "[!t/0-9a-f]{0,24}") {
+            let (a, b) = (format!("{shared_prefix}{a}"), format!("{shared_prefix}{b}"));
+            let (ka, kb) = (Key::new(&a), Key::new(&b));
+            proptest::prop_assert_eq!(ka.cmp(&kb), a.cmp(&b), "{:?} {:?}", a, b);
+            proptest::prop_assert_eq!(ka.cmp(&ka.clone()), Ordering::Equal);
+            // A key and itself followed by NULs (equal words, apart by length only).
+            let padded = format!("{a}\0\0");
+            proptest::prop_assert_eq!(ka.cmp(&Key::new(&padded)), a.as_str().cmp(padded.as_str()));
+            proptest::prop_assert_eq!(Key::new(&padded).cmp(&ka), padded.as_str().cmp(a.as_str()));
+        }
     }
 }
