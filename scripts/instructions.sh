@@ -22,8 +22,11 @@ count() {
     "$CAIRN" run --plugin "$PLUGIN" --input "$input" --output - --batch-size 1024 "$@" 2>&1 >/dev/null \
     | sed -n 's/.*I *refs: *\([0-9,]*\).*/\1/p' | tr -d ,
 }
-# Once without counting: the first run of a binary or plugin compiles the component.
-"$CAIRN" run --plugin "$PLUGIN" --input "$TMP/one.jsonl" --output - --batch-size 1024 "$@" >/dev/null 2>&1
+# Once without counting, under valgrind too: the first run of a binary or plugin compiles the
+# component, and an artifact compiled outside valgrind does not load inside it (valgrind's CPU
+# reports other features), so it would be compiled again inside the first counted run.
+valgrind -q --tool=none --smc-check=all-non-file \
+  "$CAIRN" run --plugin "$PLUGIN" --input "$TMP/one.jsonl" --output - --batch-size 1024 "$@" >/dev/null 2>&1
 MANY="$(count "$TMP/many.jsonl" "$@")"
 ONE="$(count "$TMP/one.jsonl" "$@")"
 echo "$(( (MANY - ONE) / (N - 1) )) instructions per event ($PLUGIN, $N events)"

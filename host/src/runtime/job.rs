@@ -256,7 +256,9 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 JsonlSource::open_at(&input, at.offset, at.line)
                     .map_err(RunError::from)?
                     .with_limits(input_limits),
-                JsonlSink::open_at(&output, h.output_len).map_err(RunError::from)?,
+                JsonlSink::open_at(&output, h.output_len)
+                    .and_then(JsonlSink::in_background)
+                    .map_err(RunError::from)?,
                 RunStats {
                     events_in: h.events_in,
                     events_out: h.events_out,
@@ -269,7 +271,9 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             JsonlSource::open(&input)
                 .map_err(RunError::from)?
                 .with_limits(input_limits),
-            JsonlSink::create(&output).map_err(RunError::from)?,
+            JsonlSink::create(&output)
+                .and_then(JsonlSink::in_background)
+                .map_err(RunError::from)?,
             RunStats::default(),
         ),
     };
@@ -374,10 +378,8 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                     return Err(RunError::Operator(e).into());
                 }
             };
-            for e in &out {
-                live.sink.write_event(e).map_err(RunError::from)?;
-            }
             live.stats.events_out += out.len() as u64;
+            live.sink.write_batch(out).map_err(RunError::from)?;
             live.stats.watermark = Some(FINAL_WATERMARK);
             super::metrics::batch(&live.stats, &live.pipeline, Duration::ZERO, live.position().0);
         }

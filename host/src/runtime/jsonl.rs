@@ -121,14 +121,26 @@ fn parse_i64(b: &[u8]) -> Option<i64> {
     Some(v)
 }
 
+/// Append `s` as a JSON string: as it is between quotes when nothing in it needs escaping
+/// (serde_json escapes `"`, `\` and control characters only), else through serde_json.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
 /// Append `event` as one JSON line (with its newline) to `out`. The value is written as JSON
 /// when its bytes are JSON, as a JSON string when they are other UTF-8 text, and as an array
 /// of byte numbers otherwise.
 pub fn encode_event<'a>(event: impl Into<EventRef<'a>>, out: &mut Vec<u8>) {
     let event = event.into();
     out.extend_from_slice(b"{\"key\":");
-    // Writing a string into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &event.key);
+    write_str(out, event.key);
     out.extend_from_slice(b",\"ts\":");
     out.extend_from_slice(itoa::Buffer::new().format(event.ts).as_bytes());
     out.extend_from_slice(b",\"value\":");
@@ -160,6 +172,15 @@ pub fn encode_event<'a>(event: impl Into<EventRef<'a>>, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn keys_are_written_as_serde_writes_them(key in "[a-z0-9\"\\\\\u{0}-\u{1f}\u{7f}é/-]{0,12}") {
+            let mut out = Vec::new();
+            super::write_str(&mut out, &key);
+            prop_assert_eq!(out, serde_json::to_vec(&key).unwrap());
+        }
+    }
 
     /// The general parser alone.
     fn general(line: &[u8], line_no: u64) -> Result<(String, i64, Vec<u8>), String> {

@@ -12,6 +12,7 @@ mod run;
 mod sink;
 mod source;
 mod spec;
+mod writer;
 
 pub use job::{
     CheckpointSpec, DEFAULT_BATCH_SIZE, ErrorPolicy, FINAL_WATERMARK, JobError, JobReport, JobSpec, Mismatch,

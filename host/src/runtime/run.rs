@@ -76,10 +76,8 @@ pub fn run(
         if done {
             if !options.keep_open && stats.watermark != Some(super::FINAL_WATERMARK) {
                 let out = pipeline.step(&Batch::new(), Some(super::FINAL_WATERMARK))?;
-                for e in &out {
-                    sink.write_event(e)?;
-                }
                 stats.events_out += out.len() as u64;
+                sink.write_batch(out)?;
                 stats.watermark = Some(super::FINAL_WATERMARK);
             }
             sink.flush()?;
@@ -114,12 +112,11 @@ pub(crate) fn feed_batch(
     let n = batch.len() as u64;
     let advanced = max_ts.filter(|&ts| stats.watermark.is_none_or(|w| ts > w));
     let out = pipeline.step(batch, advanced)?;
-    for e in &out {
-        sink.write_event(e)?;
-    }
+    let n_out = out.len() as u64;
+    sink.write_batch(out)?;
     stats.events_in += n;
     stats.batches += 1;
-    stats.events_out += out.len() as u64;
+    stats.events_out += n_out;
     if advanced.is_some() {
         stats.watermark = advanced;
     }

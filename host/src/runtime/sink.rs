@@ -4,7 +4,8 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use thiserror::Error;
 
 use super::jsonl::encode_event;
-use crate::EventRef;
+use super::writer::Background;
+use crate::{Batch, EventRef};
 
 /// A failure writing the output.
 #[derive(Debug, Error)]
@@ -20,10 +21,16 @@ pub struct SinkError {
 enum Target {
     File(BufWriter<File>),
     Stream(Box<dyn Write + Send>),
+    /// Encoded and written by a thread of its own ([`JsonlSink::in_background`]); the file
+    /// (if it is one) kept for fsyncs.
+    Background(Background, Option<File>),
+    /// Only while switching targets.
+    Moved,
 }
 
 /// Events to a JSON Lines file or stdout, counting the bytes written (recorded in checkpoints
-/// so a restart truncates the file to exactly what the checkpoint covered).
+/// so a restart truncates the file to exactly what the checkpoint covered). Written on the
+/// calling thread, or on a thread of its own after [`JsonlSink::in_background`].
 pub struct JsonlSink {
     target: Target,
     name: String,
@@ -100,19 +107,49 @@ impl JsonlSink {
         }
     }
 
+    /// Encode and write on a thread of its own from now on: [`JsonlSink::write_batch`] hands a
+    /// batch over and returns. The byte count, flushes and syncs wait for the thread, so they
+    /// mean what they mean on the calling thread; a write error is reported by the next call.
+    pub fn in_background(mut self) -> Result<Self, SinkError> {
+        let err = |source| SinkError {
+            output: self.name.clone(),
+            source,
+        };
+        let (out, file): (Box<dyn Write + Send>, _) = match std::mem::replace(&mut self.target, Target::Moved)
+        {
+            Target::File(w) => {
+                let file = w.into_inner().map_err(|e| err(e.into_error()))?;
+                let kept = file.try_clone().map_err(err)?;
+                (Box::new(file), Some(kept))
+            }
+            Target::Stream(w) => (w, None),
+            t @ (Target::Background(..) | Target::Moved) => {
+                self.target = t;
+                return Ok(self);
+            }
+        };
+        self.target = Target::Background(Background::start(out, self.written).map_err(err)?, file);
+        Ok(self)
+    }
+
     /// The output's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Bytes written so far (including any kept from before a restart).
+    /// Bytes written so far (including any kept from before a restart). In the background,
+    /// this waits until the thread has encoded everything handed over.
     pub fn len(&self) -> u64 {
-        self.written
+        match &self.target {
+            // An error is the next write's or flush's to report: the count stays as it was.
+            Target::Background(bg, _) => bg.count().unwrap_or(self.written),
+            _ => self.written,
+        }
     }
 
     /// Whether nothing was written.
     pub fn is_empty(&self) -> bool {
-        self.written == 0
+        self.len() == 0
     }
 
     /// A second handle to the output file (for a background fsync before a checkpoint
@@ -120,15 +157,27 @@ impl JsonlSink {
     pub fn file_handle(&self) -> Option<File> {
         match &self.target {
             Target::File(w) => w.get_ref().try_clone().ok(),
-            Target::Stream(_) => None,
+            Target::Background(_, file) => file.as_ref().and_then(|f| f.try_clone().ok()),
+            Target::Stream(_) | Target::Moved => None,
         }
     }
 
-    fn writer(&mut self) -> &mut dyn Write {
-        match &mut self.target {
-            Target::File(w) => w,
-            Target::Stream(w) => w,
+    fn failed(&self, source: io::Error) -> SinkError {
+        SinkError {
+            output: self.name.clone(),
+            source,
         }
+    }
+
+    /// Write a batch's output events, one JSON line each (in the background: hand it over).
+    pub fn write_batch(&mut self, out: Batch) -> Result<(), SinkError> {
+        if let Target::Background(bg, _) = &self.target {
+            return bg.events(out).map_err(|e| self.failed(e));
+        }
+        for e in &out {
+            self.write_event(e)?;
+        }
+        Ok(())
     }
 
     /// Write one event as a JSON line.
@@ -161,33 +210,137 @@ impl JsonlSink {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
         fill(&mut line);
-        let r = self.writer().write_all(&line);
+        let r = match &mut self.target {
+            Target::File(w) => w.write_all(&line),
+            Target::Stream(w) => w.write_all(&line),
+            Target::Background(bg, _) => bg.bytes(line.clone()),
+            Target::Moved => Ok(()),
+        };
         self.written += line.len() as u64;
         self.line = line;
-        r.map_err(|source| SinkError {
-            output: self.name.clone(),
-            source,
-        })
+        r.map_err(|e| self.failed(e))
     }
 
     /// Push buffered bytes to the OS.
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        self.writer().flush().map_err(|source| SinkError {
-            output: self.name.clone(),
-            source,
-        })
+        let r = match &mut self.target {
+            Target::File(w) => w.flush(),
+            Target::Stream(w) => w.flush(),
+            Target::Background(bg, _) => bg.flush().map(|n| self.written = n),
+            Target::Moved => Ok(()),
+        };
+        r.map_err(|e| self.failed(e))
     }
 
     /// Flush and, for a file, fsync: after this the bytes counted by [`JsonlSink::len`] are
     /// durable (a checkpoint must not record more output than survives a crash).
     pub fn sync(&mut self) -> Result<(), SinkError> {
         self.flush()?;
-        if let Target::File(w) = &mut self.target {
-            w.get_ref().sync_data().map_err(|source| SinkError {
-                output: self.name.clone(),
-                source,
-            })?;
+        let file = match &self.target {
+            Target::File(w) => Some(w.get_ref()),
+            Target::Background(_, file) => file.as_ref(),
+            Target::Stream(_) | Target::Moved => None,
+        };
+        if let Some(f) = file {
+            f.sync_data().map_err(|e| self.failed(e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(from: i64, n: i64) -> Batch {
+        let mut b = Batch::new();
+        for ts in from..from + n {
+            let value = if ts % 3 == 0 {
+                b"not json".to_vec()
+            } else {
+                format!("{{\"n\":{ts}}}").into_bytes()
+            };
+            b.push(&format!("k\"{}", ts % 7), ts, &value).unwrap();
+        }
+        b
+    }
+
+    /// The same calls on a sink writing in line and one writing in the background.
+    fn write(sink: &mut JsonlSink) -> Vec<u64> {
+        let mut lens = Vec::new();
+        for round in 0..50 {
+            sink.write_batch(batch(round * 1000, 997)).unwrap();
+            lens.push(sink.len());
+            sink.write_event(EventRef {
+                key: "one",
+                ts: round,
+                value: b"[1]",
+            })
+            .unwrap();
+            sink.write_dead_letter(
+                EventRef {
+                    key: "bad",
+                    ts: round,
+                    value: b"x",
+                },
+                "it failed",
+            )
+            .unwrap();
+            if round % 10 == 0 {
+                sink.flush().unwrap();
+                lens.push(sink.len());
+            }
+        }
+        sink.sync().unwrap();
+        lens.push(sink.len());
+        lens
+    }
+
+    #[test]
+    fn the_background_writes_the_same_bytes_and_counts_them_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+        let mut inline = JsonlSink::create(a.to_str().unwrap()).unwrap();
+        let mut background = JsonlSink::create(b.to_str().unwrap())
+            .unwrap()
+            .in_background()
+            .unwrap();
+        assert_eq!(write(&mut inline), write(&mut background));
+        assert!(background.file_handle().is_some());
+        drop(background);
+        let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+        assert!(a.len() > 1_000_000, "{} bytes", a.len());
+        assert_eq!(a, b);
+        // Resuming in the background keeps the bytes counted before.
+        let dir2 = tempfile::tempdir().unwrap();
+        let c = dir2.path().join("c.jsonl");
+        std::fs::write(&c, b"{\"key\":\"k\",\"ts\":1,\"value\":1}\n").unwrap();
+        let resumed = JsonlSink::open_at(c.to_str().unwrap(), 29)
+            .unwrap()
+            .in_background()
+            .unwrap();
+        assert_eq!(resumed.len(), 29);
+    }
+
+    #[test]
+    fn a_write_error_in_the_background_is_reported_and_sticks() {
+        let mut sink = JsonlSink::create("/dev/full").unwrap().in_background().unwrap();
+        // Handing over succeeds until the thread has met the error (it writes 64 KiB at a time).
+        let mut reported = None;
+        for round in 0..200 {
+            if let Err(e) = sink.write_batch(batch(round * 1000, 1000)) {
+                reported = Some(e);
+                break;
+            }
+        }
+        let e = reported.unwrap_or_else(|| sink.flush().unwrap_err());
+        assert_eq!(e.output, "/dev/full");
+        assert!(
+            e.source.to_string().contains("No space left"),
+            "{e:?}: {}",
+            e.source
+        );
+        // Sticky: a flush after it fails too, so no checkpoint counts the lost output.
+        assert!(sink.flush().is_err());
     }
 }
