@@ -13,7 +13,7 @@
 //! Numbers are LEB128 varints. Decoding checks every length against what is left and that the
 //! keys are UTF-8 and strictly ascending, and reports the first fault with its byte offset.
 
-use crate::state::{Key, Value};
+use crate::state::{Block, Key, Value};
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -164,7 +164,21 @@ impl<'a> Reader<'a> {
 
 /// Read a sets block. Keys, lengths and values are read side by side by three cursors, so
 /// each entry is built once, straight into the result.
+#[cfg(test)]
 pub(super) fn decode_sets(bytes: &[u8]) -> Result<Vec<(Key, Value)>, String> {
+    let mut out = Vec::new();
+    decode_sets_into(bytes, &mut out)?;
+    Ok(out)
+}
+
+/// How many entries the sets block `bytes` says it holds (0 if it cannot say: decoding it
+/// then tells what is wrong).
+pub(super) fn set_count(bytes: &[u8]) -> usize {
+    Reader { bytes, at: 0 }.len("the entry count", 3).unwrap_or(0)
+}
+
+/// [`decode_sets`], appending to `out`.
+pub(super) fn decode_sets_into(bytes: &[u8], out: &mut Vec<(Key, Value)>) -> Result<(), String> {
     let mut values = Reader { bytes, at: 0 };
     // Each entry takes at least 3 bytes: two key varints and a value length.
     let n = values.len("the entry count", 3)?;
@@ -174,8 +188,11 @@ pub(super) fn decode_sets(bytes: &[u8]) -> Result<Vec<(Key, Value)>, String> {
     for _ in 0..n {
         values.len("a value length", 1)?;
     }
+    // The values, one after the other, to the end: longer ones share one copy of them.
+    let block = Block::new(&bytes[values.at..]);
+    let base = values.at;
     let mut cur = Vec::new();
-    let mut out = Vec::with_capacity(n);
+    out.reserve(n);
     for i in 0..n {
         let key = keys.next_key(i, &mut cur)?;
         let len = lens.varint("a value length")? as usize;
@@ -185,10 +202,11 @@ pub(super) fn decode_sets(bytes: &[u8]) -> Result<Vec<(Key, Value)>, String> {
                 values.at
             ));
         }
-        out.push((key, Value::from(values.take(len))));
+        let at = values.at - base;
+        values.take(len);
+        out.push((key, block.value(at..at + len)));
     }
-    values.end()?;
-    Ok(out)
+    values.end()
 }
 
 /// Read a deletes block.

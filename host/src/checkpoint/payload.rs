@@ -209,6 +209,64 @@ struct PayloadV1 {
 
 /// One operator's key groups' sets and deletes as one delta. Most checkpoints have one group
 /// (or one large one): it is moved, not copied.
+/// Sets blocks of at least this many bytes in all are decoded on two threads.
+const PARALLEL_BYTES: usize = 1 << 20;
+
+#[cfg(test)]
+thread_local! {
+    /// A test's own threshold for [`decode_groups`] on this thread.
+    static TEST_PARALLEL_BYTES: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+fn parallel_bytes() -> usize {
+    #[cfg(test)]
+    if let Some(n) = TEST_PARALLEL_BYTES.with(|c| c.get()) {
+        return n;
+    }
+    PARALLEL_BYTES
+}
+
+/// Version 3's key groups of operator `name` as one delta: decoded in order, and — when
+/// there is much to decode (a restore of a large state) — in two halves at once, the first
+/// here and the second on a scoped thread. Errors are reported as the first damaged group's.
+fn decode_groups(name: &str, groups: &[GroupIn3<'_>]) -> Result<StateDelta, String> {
+    let decode = |part: &[GroupIn3<'_>], reserve: usize| -> Result<StateDelta, String> {
+        let mut d = StateDelta::default();
+        d.sets.reserve(reserve);
+        for g in part {
+            let at = |what: &str, e: String| format!("operator {name} key group {:?}: {what}: {e}", g.group);
+            block::decode_sets_into(g.sets, &mut d.sets).map_err(|e| at("sets", e))?;
+            d.deletes
+                .extend(block::decode_deletes(g.deletes).map_err(|e| at("deletes", e))?);
+        }
+        Ok(d)
+    };
+    let count = |part: &[GroupIn3<'_>]| part.iter().map(|g| block::set_count(g.sets)).sum::<usize>();
+    let bytes: usize = groups.iter().map(|g| g.sets.len()).sum();
+    if bytes < parallel_bytes() || groups.len() < 2 {
+        return decode(groups, count(groups));
+    }
+    // Split where half the bytes are behind.
+    let mut behind = 0;
+    let mid = groups
+        .iter()
+        .position(|g| {
+            behind += g.sets.len();
+            behind * 2 >= bytes
+        })
+        .map_or(groups.len() - 1, |i| (i + 1).min(groups.len() - 1));
+    let (first, second) = groups.split_at(mid);
+    let (a, b) = std::thread::scope(|s| {
+        let b = s.spawn(|| decode(second, 0));
+        (decode(first, count(groups)), b.join())
+    });
+    let mut a = a?;
+    let b = b.map_err(|_| "the thread decoding the second half of the key groups panicked".to_string())??;
+    a.sets.extend(b.sets);
+    a.deletes.extend(b.deletes);
+    Ok(a)
+}
+
 fn merge(parts: impl IntoIterator<Item = (Vec<(Key, Value)>, Vec<Key>)>) -> StateDelta {
     let mut state = StateDelta::default();
     for (sets, deletes) in parts {
@@ -240,18 +298,9 @@ fn decode_all<'a, T: Deserialize<'a>>(raw: &'a [u8]) -> Result<T, String> {
 /// Decode a payload of format `version` (1, 2 or 3).
 pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
     match version {
-        3 => decode_all::<PayloadIn<GroupIn3<'_>>>(raw)?.into_data(|name, groups| {
-            let mut parts = Vec::with_capacity(groups.len());
-            for g in groups {
-                let at =
-                    |what: &str, e: String| format!("operator {name} key group {:?}: {what}: {e}", g.group);
-                parts.push((
-                    block::decode_sets(g.sets).map_err(|e| at("sets", e))?,
-                    block::decode_deletes(g.deletes).map_err(|e| at("deletes", e))?,
-                ));
-            }
-            Ok(merge(parts))
-        }),
+        3 => {
+            decode_all::<PayloadIn<GroupIn3<'_>>>(raw)?.into_data(|name, groups| decode_groups(name, &groups))
+        }
         // The payload is checksummed or authenticated: the groups are taken as written.
         2 => decode_all::<PayloadIn<GroupIn>>(raw)?
             .into_data(|_, groups| Ok(merge(groups.into_iter().map(|g| (g.delta.sets, g.delta.deletes))))),
@@ -294,5 +343,74 @@ pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
             })
         }
         v => Err(format!("no payload layout for format version {v}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::OperatorSnapshot;
+
+    fn data(keys: usize) -> CheckpointData {
+        let mut state = StateDelta::default();
+        for i in 0..keys {
+            let key = format!("{}:sensor-{i}/count", format!("sensor-{i}").len());
+            let value = format!(
+                "{{\"count\":{},\"sum\":{}.5, \"pad\":\"{}\"}}",
+                i % 977,
+                i * 3,
+                "x".repeat(i % 40)
+            );
+            state
+                .sets
+                .push((Key::from(key.as_str()), Value::from(value.into_bytes())));
+        }
+        state.deletes = (0..keys / 10)
+            .map(|i| Key::from(format!("8:gone-{i}/x").as_str()))
+            .collect();
+        CheckpointData {
+            host: HostState::default(),
+            operators: vec![OperatorSnapshot {
+                name: "op".into(),
+                partition: 0,
+                plugin_digest: "d".into(),
+                config: "{}".into(),
+                key_groups: cairn_codec::scoped::DEFAULT_KEY_GROUPS,
+                state,
+            }],
+        }
+    }
+
+    fn decode_with(threshold: usize, raw: &[u8]) -> Result<CheckpointData, String> {
+        TEST_PARALLEL_BYTES.with(|c| c.set(Some(threshold)));
+        let r = decode(3, raw);
+        TEST_PARALLEL_BYTES.with(|c| c.set(None));
+        r
+    }
+
+    #[test]
+    fn two_threads_decode_what_one_does_damage_included() {
+        let d = data(60_000);
+        let raw = encode(&d).unwrap();
+        assert!(
+            raw.len() > 2 * PARALLEL_BYTES,
+            "{} bytes: large enough to split",
+            raw.len()
+        );
+        let one = decode_with(usize::MAX, &raw).unwrap();
+        let two = decode_with(0, &raw).unwrap();
+        assert_eq!(one, two);
+        let sorted = |d: &CheckpointData| {
+            let mut s = d.operators[0].state.sets.clone();
+            s.sort_by(|a, b| a.0.cmp(&b.0));
+            s
+        };
+        assert_eq!(sorted(&two), sorted(&d));
+        // Damage anywhere (the second half included) reads as the same error either way.
+        for at in (0..raw.len()).step_by(raw.len() / 97) {
+            let mut bad = raw.clone();
+            bad[at] ^= 0x5a;
+            assert_eq!(decode_with(usize::MAX, &bad), decode_with(0, &bad), "byte {at}");
+        }
     }
 }

@@ -8,4 +8,5 @@ mod value;
 
 pub use holder::{Key, StateDelta, StateError, StateHolder, StateQuotas};
 pub use key::INLINE_KEY_BYTES;
+pub(crate) use value::Block;
 pub use value::{INLINE_VALUE_BYTES, Value};

@@ -12,7 +12,9 @@ pub const INLINE_VALUE_BYTES: usize = 22;
 /// Values of up to [`INLINE_VALUE_BYTES`] bytes (counters, sums, small records: most operator state)
 /// live in place, so storing one allocates nothing and copying one (into the undo log or a
 /// checkpoint) is a 24-byte copy. Longer values are shared (`Arc`) between the state, the undo
-/// log and a checkpoint in flight, and never copied after the write.
+/// log and a checkpoint in flight, and never copied after the write. Longer values restored
+/// from a checkpoint share the buffer of their block ([`Block`]): a restore allocates once
+/// per block, not once per value.
 #[derive(Clone)]
 pub struct Value(Repr);
 
@@ -23,6 +25,41 @@ enum Repr {
         bytes: [u8; INLINE_VALUE_BYTES],
     },
     Shared(Arc<[u8]>),
+    /// Bytes `off..off + len` of a restored block's values.
+    InBlock {
+        block: Arc<Box<[u8]>>,
+        off: u32,
+        len: u32,
+    },
+}
+
+/// The values of a checkpoint block, decoded into one buffer that the restored values longer
+/// than [`INLINE_VALUE_BYTES`] share. The buffer lives while any of them does; it holds no
+/// more than the restored values themselves.
+pub struct Block(Arc<Box<[u8]>>);
+
+impl Block {
+    /// A block holding a copy of `values` (the values, one after the other).
+    pub fn new(values: &[u8]) -> Self {
+        Block(Arc::new(values.into()))
+    }
+
+    /// The value at `range` of the block's bytes: in place if short, else sharing the block.
+    ///
+    /// # Panics
+    ///
+    /// If `range` is outside the block (the caller checked it against the same bytes).
+    pub fn value(&self, range: std::ops::Range<usize>) -> Value {
+        let bytes = &self.0[range.clone()];
+        if bytes.len() <= INLINE_VALUE_BYTES || u32::try_from(range.end).is_err() {
+            return Value::new(bytes);
+        }
+        Value(Repr::InBlock {
+            block: self.0.clone(),
+            off: range.start as u32,
+            len: bytes.len() as u32,
+        })
+    }
 }
 
 impl Value {
@@ -45,14 +82,15 @@ impl Value {
         match &self.0 {
             Repr::Inline { len, bytes } => &bytes[..*len as usize],
             Repr::Shared(b) => b,
+            Repr::InBlock { block, off, len } => &block[*off as usize..(*off + *len) as usize],
         }
     }
 
-    /// The bytes as a shared buffer (no copy when the value is already shared).
+    /// The bytes as a shared buffer (no copy when the value is already shared on its own).
     pub fn to_shared(&self) -> Arc<[u8]> {
         match &self.0 {
-            Repr::Inline { .. } => Arc::from(self.as_slice()),
             Repr::Shared(b) => b.clone(),
+            Repr::Inline { .. } | Repr::InBlock { .. } => Arc::from(self.as_slice()),
         }
     }
 }
@@ -69,10 +107,14 @@ impl Value {
 /// `copy` must hold a clone of `original` (made by `Clone`, or the value `original` was
 /// cloned from), and `original` must still hold its reference.
 pub(crate) unsafe fn overwrite_clone(copy: &mut Option<Value>, original: &Option<Value>, new: Option<Value>) {
-    if let Some(Value(Repr::Shared(arc))) = original {
-        // SAFETY: `copy` holds a strong reference to this same allocation (the caller's
+    match original {
+        // SAFETY (both): `copy` holds a strong reference to this same allocation (the caller's
         // contract), released here once; `original`'s keeps it alive meanwhile.
-        unsafe { Arc::decrement_strong_count(Arc::as_ptr(arc)) };
+        Some(Value(Repr::Shared(arc))) => unsafe { Arc::decrement_strong_count(Arc::as_ptr(arc)) },
+        Some(Value(Repr::InBlock { block, .. })) => unsafe {
+            Arc::decrement_strong_count(Arc::as_ptr(block))
+        },
+        Some(Value(Repr::Inline { .. })) | None => {}
     }
     // SAFETY: `copy` points to a valid `Option<Value>` whose only resource (a shared
     // allocation's reference) was released above, so not dropping it leaks nothing.
@@ -137,6 +179,24 @@ mod tests {
             assert_eq!(matches!(v.0, Repr::Inline { .. }), n <= INLINE_VALUE_BYTES);
         }
         assert_eq!(std::mem::size_of::<Option<Value>>(), 24);
+        // Restored values: in place when short, else sharing their block's buffer.
+        let values: Vec<u8> = (0..=255u8).collect();
+        let block = Block::new(&values);
+        for (from, to) in [
+            (0, 0),
+            (3, 3 + INLINE_VALUE_BYTES),
+            (3, 4 + INLINE_VALUE_BYTES),
+            (0, 256),
+        ] {
+            let v = block.value(from..to);
+            assert_eq!(&*v, &values[from..to]);
+            assert_eq!(&*v.to_shared(), &values[from..to]);
+            assert_eq!(
+                matches!(v.0, Repr::InBlock { .. }),
+                to - from > INLINE_VALUE_BYTES
+            );
+            assert_eq!(v, Value::new(&values[from..to]));
+        }
     }
 
     #[test]
@@ -151,6 +211,19 @@ mod tests {
         unsafe { overwrite_clone(&mut copy, &shared, Some(Value::new(b"x"))) };
         assert_eq!(Arc::strong_count(arc), 1);
         assert_eq!(copy.as_deref(), Some(&b"x"[..]));
+        let block = Block::new(&[9u8; 200]);
+        let in_block = Some(block.value(50..150));
+        let Some(Value(Repr::InBlock { block: arc, .. })) = &in_block else {
+            unreachable!()
+        };
+        let mut copy = in_block.clone();
+        assert_eq!(Arc::strong_count(arc), 3, "the block, the value, its copy");
+        // SAFETY: `copy` is a clone of `in_block`, which still holds its reference.
+        unsafe { overwrite_clone(&mut copy, &in_block, Some(Value::new(b"y"))) };
+        assert_eq!(Arc::strong_count(arc), 2);
+        drop(block);
+        assert_eq!(Arc::strong_count(arc), 1);
+        assert_eq!(in_block.as_deref(), Some(&[9u8; 100][..]));
         let inline = Some(Value::new(b"abc"));
         let mut copy = inline.clone();
         // SAFETY: as above.
