@@ -12,7 +12,7 @@
 //! All of a key's state is in its scope: `seen/<id>` holds the id's ts, and `ids/<ts>` the ids
 //! kept at that ts, which the key's timer at `ts + within_ms + 1` forgets.
 
-use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, timers};
+use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, state, timers};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -22,27 +22,75 @@ struct Settings {
     within_ms: i64,
 }
 
-/// The operator.
+/// The operator. Its buffers are reused from event to event (the keys of the id's entries,
+/// the id's text), so that an event allocates nothing for them.
 pub struct Dedup {
     field: String,
     within: i64,
+    id: String,
+    seen_key: String,
+    ids_key: String,
+    ids: Vec<u8>,
 }
 
-fn seen(id: &str) -> ValueState<i64> {
-    ValueState::new(format!("seen/{id}"))
+/// `seen/<id>` (the id escaped for a key) in `buf`.
+fn seen_key<'b>(buf: &'b mut String, id: &str) -> &'b str {
+    buf.clear();
+    buf.push_str("seen/");
+    buf.push_str(id);
+    buf
 }
 
-/// The ids kept at `ts`, in the current key's scope.
-fn ids_at(ts: i64) -> ValueState<Vec<String>> {
-    let mut k = String::with_capacity(20);
-    k.push_str("ids/");
-    key::push_ordered_i64(&mut k, ts);
-    ValueState::new(k)
+/// `ids/<ts>`, the ids kept at `ts`, in `buf`.
+fn ids_key(buf: &mut String, ts: i64) -> &str {
+    buf.clear();
+    buf.push_str("ids/");
+    key::push_ordered_i64(buf, ts);
+    buf
+}
+
+/// `list` (a JSON list of strings, as serde_json writes it: `["a","b"]`) with `id` appended,
+/// into `out`; `None` if `list` is not of that form.
+fn appended(list: Option<&[u8]>, id: &str, out: &mut Vec<u8>) -> Option<()> {
+    out.clear();
+    match list {
+        None => out.push(b'['),
+        Some(l) if l.len() >= 2 && l[0] == b'[' && l[l.len() - 1] == b']' => {
+            out.extend_from_slice(&l[..l.len() - 1]);
+            if l.len() > 2 {
+                out.push(b',');
+            }
+        }
+        Some(_) => return None,
+    }
+    serde_json::to_writer(&mut *out, id).ok()?;
+    out.push(b']');
+    Some(())
 }
 
 impl Dedup {
     fn forget_at(&self, ts: i64) -> i64 {
         ts.saturating_add(self.within).saturating_add(1)
+    }
+
+    /// Remember that `self.id` was kept at `ts`: its time, and its place in the list of ids
+    /// kept at `ts` (which the key's timer at `ts + within + 1` forgets).
+    fn keep(&mut self, ts: i64) -> Result<(), Error> {
+        state::set_as(seen_key(&mut self.seen_key, &self.id), &ts)?;
+        let at = ids_key(&mut self.ids_key, ts);
+        let (id, ids) = (&self.id, &mut self.ids);
+        match state::get_with(at, |old| appended(Some(old), id, ids)) {
+            None => appended(None, id, ids).ok_or_else(|| Error::msg("an id is not JSON text"))?,
+            Some(Some(())) => {}
+            // Not in the form this operator writes: read it as JSON (or fail saying why).
+            Some(None) => {
+                let mut list: Vec<String> = state::get_as(at)?.unwrap_or_default();
+                list.push(id.clone());
+                *ids = serde_json::to_vec(&list)?;
+            }
+        }
+        state::set(at, ids)?;
+        Ok(())
     }
 }
 
@@ -55,6 +103,10 @@ impl Operator for Dedup {
         Ok(Self {
             field: s.id_field,
             within: s.within_ms,
+            id: String::new(),
+            seen_key: String::new(),
+            ids_key: String::new(),
+            ids: Vec::new(),
         })
     }
 
@@ -64,19 +116,25 @@ impl Operator for Dedup {
             out.emit(event);
             return Ok(());
         };
-        let id = key::escape(&id.to_string());
-        let seen = seen(&id);
-        match seen.get()? {
+        // The id as JSON text (`7`, `"a"`), escaped for a key.
+        let mut text = std::mem::take(&mut self.ids);
+        text.clear();
+        serde_json::to_writer(&mut text, &id)?;
+        self.id.clear();
+        let text_str =
+            std::str::from_utf8(&text).map_err(|e| Error::msg(format_args!("an id is not UTF-8: {e}")))?;
+        if text_str.contains(['%', '/']) {
+            self.id.push_str(&key::escape(text_str));
+        } else {
+            self.id.push_str(text_str);
+        }
+        self.ids = text;
+        match state::get_as::<i64>(seen_key(&mut self.seen_key, &self.id))? {
             Some(t) if (ts - t).abs() <= self.within => {
                 ValueState::<u64>::operator("dropped").update(|n| n.unwrap_or(0) + 1)?;
             }
             _ => {
-                seen.set(&ts)?;
-                ids_at(ts).update(|ids| {
-                    let mut ids = ids.unwrap_or_default();
-                    ids.push(id.clone());
-                    ids
-                })?;
+                self.keep(ts)?;
                 timers::register(&event.key, self.forget_at(ts))?;
                 out.emit(event);
             }
@@ -86,15 +144,16 @@ impl Operator for Dedup {
 
     fn on_timer(&mut self, _key: &str, ts: i64, _out: &mut Output) -> Result<(), Error> {
         let kept_at = ts.saturating_sub(self.within).saturating_sub(1);
-        let at = ids_at(kept_at);
-        for id in at.get()?.unwrap_or_default() {
+        let at = ids_key(&mut self.ids_key, kept_at);
+        let ids: Vec<String> = state::get_as(at)?.unwrap_or_default();
+        for id in &ids {
             // Forget the id unless it was kept again since, at another time.
-            let seen = seen(&id);
-            if seen.get()? == Some(kept_at) {
-                seen.clear();
+            let seen = seen_key(&mut self.seen_key, id);
+            if state::get_as::<i64>(seen)? == Some(kept_at) {
+                state::remove(seen);
             }
         }
-        at.clear();
+        state::remove(ids_key(&mut self.ids_key, kept_at));
         Ok(())
     }
 }
@@ -126,6 +185,25 @@ mod tests {
         );
         assert_eq!(h.send("k", 13, json!({"no_id": 1})).unwrap().len(), 1);
         assert_eq!(h.state_json("dropped"), Some(json!(1)));
+    }
+
+    #[test]
+    fn an_id_is_appended_as_serde_writes_the_list() {
+        let ids = ["7", "\"a\\\"b\"", "x%2Fy", "é", ""];
+        for n in 0..ids.len() {
+            let list: Vec<String> = ids[..n].iter().map(|s| s.to_string()).collect();
+            let stored = (n > 0).then(|| serde_json::to_vec(&list).unwrap());
+            let mut out = Vec::new();
+            appended(stored.as_deref(), ids[n], &mut out).unwrap();
+            let mut want = list.clone();
+            want.push(ids[n].to_string());
+            assert_eq!(out, serde_json::to_vec(&want).unwrap());
+        }
+        assert_eq!(
+            appended(Some(b"{}"), "1", &mut Vec::new()),
+            None,
+            "not a list: read as JSON"
+        );
     }
 
     #[test]
