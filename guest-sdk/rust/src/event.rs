@@ -114,6 +114,14 @@ impl Output {
         self.count += 1;
     }
 
+    /// Emit an event with key `key`, time `ts` and payload `value`, written straight into the
+    /// output (no [`Event`] is built).
+    pub fn emit_bytes(&mut self, key: &str, ts: i64, value: &[u8]) {
+        self.put_head(key, ts);
+        cairn_codec::put(&mut self.buf, value);
+        self.count += 1;
+    }
+
     /// Emit an event whose payload is `value` as JSON.
     pub fn emit_json<T: Serialize + ?Sized>(
         &mut self,

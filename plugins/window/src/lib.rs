@@ -18,7 +18,7 @@
 
 use cairn_sdk::stats::{Stats, number_at};
 use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, state, timers};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,31 +39,38 @@ pub struct Window {
     slide: i64,
     ooo: i64,
     lateness: i64,
+    /// The closed window being emitted (reused).
+    emitted: Vec<u8>,
 }
 
-/// A closed window as emitted: `start`, `end`, then the summary's fields (written as one
-/// struct: serde's `flatten` would go through its slower map path).
-struct Emitted<'a> {
+/// A closed window as emitted — `{"start", "end", "count", "sum", "min", "max", "avg",
+/// "stddev"}` — written into `out` as serde_json writes such a struct (numbers by serde_json
+/// itself, `null` for `None`), without its map machinery and key escaping.
+fn write_emitted(
+    out: &mut Vec<u8>,
     start: i64,
     end: i64,
-    summary: &'a cairn_sdk::stats::Summary,
-}
-
-impl Serialize for Emitted<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let m = self.summary;
-        let mut st = s.serialize_struct("Emitted", 8)?;
-        st.serialize_field("start", &self.start)?;
-        st.serialize_field("end", &self.end)?;
-        st.serialize_field("count", &m.count)?;
-        st.serialize_field("sum", &m.sum)?;
-        st.serialize_field("min", &m.min)?;
-        st.serialize_field("max", &m.max)?;
-        st.serialize_field("avg", &m.avg)?;
-        st.serialize_field("stddev", &m.stddev)?;
-        st.end()
+    m: &cairn_sdk::stats::Summary,
+) -> Result<(), Error> {
+    out.clear();
+    out.extend_from_slice(b"{\"start\":");
+    serde_json::to_writer(&mut *out, &start)?;
+    out.extend_from_slice(b",\"end\":");
+    serde_json::to_writer(&mut *out, &end)?;
+    out.extend_from_slice(b",\"count\":");
+    serde_json::to_writer(&mut *out, &m.count)?;
+    for (name, x) in [
+        (&b",\"sum\":"[..], Some(m.sum)),
+        (b",\"min\":", m.min),
+        (b",\"max\":", m.max),
+        (b",\"avg\":", m.avg),
+        (b",\"stddev\":", m.stddev),
+    ] {
+        out.extend_from_slice(name);
+        serde_json::to_writer(&mut *out, &x)?;
     }
+    out.push(b'}');
+    Ok(())
 }
 
 fn late() -> ValueState<u64> {
@@ -129,6 +136,7 @@ impl Operator for Window {
             slide,
             ooo: s.out_of_order_ms,
             lateness: s.allowed_lateness_ms,
+            emitted: Vec::new(),
         })
     }
 
@@ -166,15 +174,8 @@ impl Operator for Window {
         let Some(stats) = get_window(key, start)? else {
             return Ok(());
         };
-        out.emit_json(
-            key,
-            end - 1,
-            &Emitted {
-                start,
-                end,
-                summary: &stats.summary(),
-            },
-        )?;
+        write_emitted(&mut self.emitted, start, end, &stats.summary())?;
+        out.emit_bytes(key, end - 1, &self.emitted);
         clear_window(key, start);
         Ok(())
     }
@@ -188,6 +189,72 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_closed_window_is_written_as_serde_writes_the_struct() {
+        #[derive(serde::Serialize)]
+        struct Reference {
+            start: i64,
+            end: i64,
+            count: u64,
+            sum: f64,
+            min: Option<f64>,
+            max: Option<f64>,
+            avg: Option<f64>,
+            stddev: Option<f64>,
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut out = Vec::new();
+        let specials = [
+            0.0,
+            -0.0,
+            1.5,
+            -2.25e-300,
+            1e308,
+            f64::NAN,
+            f64::INFINITY,
+            0.1 + 0.2,
+        ];
+        for i in 0..5000 {
+            let mut f = || {
+                let r = next();
+                match r % 4 {
+                    0 => None,
+                    1 => Some(specials[(r >> 8) as usize % specials.len()]),
+                    _ => Some(f64::from_bits(r >> 2) * if r & 2 == 0 { 1.0 } else { -1.0 }),
+                }
+            };
+            let (sum, min, max, avg, stddev) = (f().unwrap_or(0.0), f(), f(), f(), f());
+            let m = cairn_sdk::stats::Summary {
+                count: next() >> (i % 64),
+                sum,
+                min,
+                max,
+                avg,
+                stddev,
+            };
+            let (start, end) = (next() as i64, next() as i64 >> 3);
+            write_emitted(&mut out, start, end, &m).unwrap();
+            let want = serde_json::to_vec(&Reference {
+                start,
+                end,
+                count: m.count,
+                sum: m.sum,
+                min: m.min,
+                max: m.max,
+                avg: m.avg,
+                stddev: m.stddev,
+            })
+            .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want));
+        }
+    }
 
     #[test]
     fn tumbling_windows_close_on_the_watermark() {
