@@ -82,10 +82,11 @@ fn window_key(start: i64) -> key::TimeKey {
     key::TimeKey::new("win/", start)
 }
 
-/// The window of key `k` starting at `start`, if open. Windows are stored in `Stats`' binary
-/// form (JSON, which earlier versions stored, still reads).
+/// The window starting at `start` of the key whose scope the call is in (`on_event` and
+/// `on_timer` run in their key's scope), if open. Windows are stored in `Stats`' binary form
+/// (JSON, which earlier versions stored, still reads).
 fn get_window(k: &str, start: i64) -> Result<Option<Stats>, Error> {
-    match state::with_key(k, || state::get_with(&window_key(start), Stats::from_stored)) {
+    match state::get_with(&window_key(start), Stats::from_stored) {
         None => Ok(None),
         Some(stats) => stats
             .map(Some)
@@ -93,13 +94,13 @@ fn get_window(k: &str, start: i64) -> Result<Option<Stats>, Error> {
     }
 }
 
-fn set_window(k: &str, start: i64, s: &Stats) -> Result<(), Error> {
-    state::with_key(k, || state::set(&window_key(start), &s.to_bytes()))?;
+fn set_window(start: i64, s: &Stats) -> Result<(), Error> {
+    state::set(&window_key(start), &s.to_bytes())?;
     Ok(())
 }
 
-fn clear_window(k: &str, start: i64) -> bool {
-    state::with_key(k, || state::remove(&window_key(start)))
+fn clear_window(start: i64) -> bool {
+    state::remove(&window_key(start))
 }
 
 impl Window {
@@ -157,7 +158,7 @@ impl Operator for Window {
                     timers::register(&event.key, self.close_at(end))?;
                 }
                 s.add(x);
-                set_window(&event.key, start, &s)?;
+                set_window(start, &s)?;
                 assigned = true;
             }
             start -= self.slide;
@@ -176,7 +177,7 @@ impl Operator for Window {
         };
         write_emitted(&mut self.emitted, start, end, &stats.summary())?;
         out.emit_bytes(key, end - 1, &self.emitted);
-        clear_window(key, start);
+        clear_window(start);
         Ok(())
     }
 }
@@ -274,8 +275,8 @@ mod tests {
         assert_eq!(v["avg"], 2.0);
         assert_eq!(v["stddev"], 1.0);
         // The closed window left state; [10, 20) is still open.
-        assert!(get_window("a", 0).unwrap().is_none());
-        assert!(get_window("a", 10).unwrap().is_some());
+        assert!(state::with_key("a", || get_window("a", 0)).unwrap().is_none());
+        assert!(state::with_key("a", || get_window("a", 10)).unwrap().is_some());
         // A late event for [0, 10) is dropped and counted.
         h.send("a", 3, json!({"v": 100})).unwrap();
         assert_eq!(h.state_json("late"), Some(json!(1)));
