@@ -86,6 +86,21 @@ pub fn on_watermark<T: Operator>(slot: &RefCell<Option<T>>, watermark: i64) -> R
     with_op(slot, usize::MAX, |op, out| op.on_watermark(watermark, out))
 }
 
+/// `on-timers-packed` export: `on-timers` with the timers and the output in the packed
+/// encoding (a timer is an event with an empty value).
+pub fn on_timers_packed<T: Operator>(slot: &RefCell<Option<T>>, fired: Vec<u8>) -> Result<Vec<u8>, String> {
+    let timers = crate::packed::decode(&fired)?;
+    drop(fired);
+    let mut out = run(slot, usize::MAX, |op, out| {
+        for t in timers {
+            let _scope = state::enter_key(&t.key);
+            op.on_timer(&t.key, t.ts, out)?;
+        }
+        Ok(())
+    })?;
+    Ok(out.take_packed())
+}
+
 /// `on-timers` export: each timer in its key's scope.
 pub fn on_timers<T: Operator>(
     slot: &RefCell<Option<T>>,

@@ -131,6 +131,14 @@ macro_rules! export {
                 }
             }
 
+            impl $crate::__bindings::exports::cairn::operator::packed_timer_handler::Guest for __CairnExport {
+                fn on_timers_packed(
+                    fired: ::std::vec::Vec<u8>,
+                ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                    __CAIRN_INSTANCE.with(|slot| $crate::__rt::on_timers_packed::<$ty>(slot, fired))
+                }
+            }
+
             impl $crate::__bindings::exports::cairn::operator::packed_operator::Guest for __CairnExport {
                 fn process_packed(
                     batch: ::std::vec::Vec<u8>,

@@ -7,7 +7,9 @@
 //!   `process-packed` in the optional `cairn:operator/packed-operator@0.2.x`, `process-bulk` in
 //!   the optional `cairn:operator/bulk-operator@0.2.x` (0.2.1), `process-pickled` in the
 //!   optional `cairn:operator/pickled-operator@0.2.x` (0.2.2), `on-timers` in the optional
-//!   `cairn:operator/timer-handler@0.2.x`. An interface is found at any 0.2 minor version: a
+//!   `cairn:operator/timer-handler@0.2.x`, `on-timers-packed` in the optional
+//!   `cairn:operator/packed-timer-handler@0.2.x` (0.2.3). An interface is found at any 0.2
+//!   minor version: a
 //!   component built for 0.2.1 exports `...@0.2.1`.
 //!
 //! WIT has no optional exports: the host finds out here, at load time, which optional exports
@@ -42,6 +44,9 @@ const REQUIRED: [&str; 3] = ["init", "process", "on-watermark"];
 /// The optional interface of event-time timers that came due.
 const TIMERS_INTERFACE: &str = "cairn:operator/timer-handler@0.2.0";
 const TIMERS_EXPORT: &str = "on-timers";
+/// The optional interface of the packed `on-timers` (0.2.3).
+const PACKED_TIMERS_INTERFACE: &str = "cairn:operator/packed-timer-handler@0.2.3";
+const PACKED_TIMERS_EXPORT: &str = "on-timers-packed";
 
 /// A timer that came due, as `on-timers` takes it.
 #[derive(Debug, Clone, PartialEq, Eq, ComponentType, Lower)]
@@ -81,6 +86,7 @@ pub(crate) struct ExportIndices {
     bulk: Option<ComponentExportIndex>,
     pickled: Option<ComponentExportIndex>,
     timers: Option<ComponentExportIndex>,
+    packed_timers: Option<ComponentExportIndex>,
 }
 
 /// The name under which `component` exports `interface` (`pkg/name@0.2.0` as written here) at
@@ -196,6 +202,7 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
     let bulk = optional(BULK_INTERFACE, BULK_EXPORT, &mut problems);
     let pickled = optional(PICKLED_INTERFACE, PICKLED_EXPORT, &mut problems);
     let timers = optional(TIMERS_INTERFACE, TIMERS_EXPORT, &mut problems);
+    let packed_timers = optional(PACKED_TIMERS_INTERFACE, PACKED_TIMERS_EXPORT, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -209,6 +216,7 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
             bulk,
             pickled,
             timers,
+            packed_timers,
         }),
         _ => Err(vec!["an export could not be located".into()]),
     }
@@ -238,6 +246,7 @@ pub(crate) struct Exports {
     bulk: Option<Func>,
     pickled: Option<Func>,
     timers: Option<Func>,
+    packed_timers: Option<Func>,
 }
 
 /// The function at `ix`, checked to be of the type the host calls it with (`P` -> `R`).
@@ -279,6 +288,10 @@ impl ExportIndices {
             .timers
             .map(|ix| checked::<TimersP<'_>, EventsR>(store, instance, ix))
             .transpose()?;
+        let packed_timers = self
+            .packed_timers
+            .map(|ix| checked::<PackedP<'_>, PackedR>(store, instance, ix))
+            .transpose()?;
         Ok(Exports {
             init,
             process,
@@ -287,6 +300,7 @@ impl ExportIndices {
             bulk,
             pickled,
             timers,
+            packed_timers,
         })
     }
 }
@@ -323,9 +337,24 @@ impl Exports {
         Ok(f.call(store, (watermark,))?.0)
     }
 
-    /// Whether the component exports `on-timers`.
+    /// Whether the component exports `on-timers` (or `on-timers-packed`).
     pub fn has_timers(&self) -> bool {
-        self.timers.is_some()
+        self.timers.is_some() || self.packed_timers.is_some()
+    }
+
+    /// Whether the component exports `on-timers-packed`.
+    pub fn has_packed_timers(&self) -> bool {
+        self.packed_timers.is_some()
+    }
+
+    /// `on-timers-packed`: the fired timers as a packed batch of events with empty values;
+    /// `None` when the component does not export it.
+    pub fn on_timers_packed(
+        &self,
+        store: &mut Store<StoreData>,
+        fired: &[u8],
+    ) -> Option<wasmtime::Result<Result<Vec<u8>, String>>> {
+        Self::bytes_call(self.packed_timers?, store, fired)
     }
 
     /// `on-timers`; `None` when the component does not export it.

@@ -331,16 +331,10 @@ impl OperatorInstance {
         })
     }
 
-    /// [`OperatorInstance::on_watermark`], with the emitted events as a [`Batch`].
-    pub fn on_watermark_batch(&mut self, watermark: i64) -> Result<Batch, CallError> {
-        let out = self.on_watermark(watermark)?;
-        self.to_batch(&out)
-    }
-
     /// Tell the operator event time reached `watermark`: its timers with `ts <= watermark`
     /// fire first (`on-timers`, in (ts, key) order, including timers registered meanwhile at a
     /// time already reached), then `on-watermark`. Returns the events emitted, in that order.
-    pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<Event>, CallError> {
+    pub fn on_watermark_batch(&mut self, watermark: i64) -> Result<Batch, CallError> {
         self.ensure_live()?;
         let data = self.store.data_mut();
         let old = data.watermark.replace(watermark);
@@ -355,7 +349,8 @@ impl OperatorInstance {
         let result = expired
             .and_then(|_| self.fire_timers(watermark))
             .and_then(|mut out| {
-                out.extend(self.call("on-watermark", |x, s| x.on_watermark(s, watermark))?);
+                let emitted = self.call("on-watermark", |x, s| x.on_watermark(s, watermark))?;
+                out.append(&self.to_batch(&emitted)?);
                 Ok(out)
             });
         if owned {
@@ -368,6 +363,11 @@ impl OperatorInstance {
             }
         }
         result
+    }
+
+    /// [`OperatorInstance::on_watermark_batch`], with the emitted events as a list.
+    pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<Event>, CallError> {
+        Ok(self.on_watermark_batch(watermark)?.to_events())
     }
 
     /// State entries expired by state TTL since this operator was built.
@@ -385,9 +385,11 @@ impl OperatorInstance {
         self.store.data_mut().watermark = watermark;
     }
 
-    /// Fire every timer with `ts <= watermark`, in calls of at most [`TIMERS_PER_CALL`].
-    fn fire_timers(&mut self, watermark: i64) -> Result<Vec<Event>, CallError> {
-        let mut out = Vec::new();
+    /// Fire every timer with `ts <= watermark`, in calls of at most [`TIMERS_PER_CALL`]:
+    /// through `on-timers-packed` when the component exports it (the timers in one buffer,
+    /// the emitted events in another), else `on-timers`.
+    fn fire_timers(&mut self, watermark: i64) -> Result<Batch, CallError> {
+        let mut out = Batch::new();
         if !self.exports.has_timers() || self.store.data().state.timers() == 0 {
             return Ok(out);
         }
@@ -398,31 +400,53 @@ impl OperatorInstance {
                     .data()
                     .state
                     .list_keys_below(cairn_codec::timers::PREFIX, &bound, TIMERS_PER_CALL);
-            let (fired, due): (Vec<&Key>, Vec<Timer>) = entries
+            let due: Vec<(&Key, &str, i64)> = entries
                 .iter()
                 .filter_map(|k| {
                     let (key, ts) = cairn_codec::timers::parse(k)?;
-                    Some((
-                        k,
-                        Timer {
-                            key: key.to_string(),
-                            ts,
-                        },
-                    ))
+                    Some((k, key, ts))
                 })
-                .unzip();
+                .collect();
             if due.is_empty() {
                 return Ok(out);
             }
             // A timer fires once: it is gone before its call (and back if the batch fails).
             // (Removed by the entry listed: its key is not built again.)
             let state = &mut self.store.data_mut().state;
-            for k in fired {
+            for (k, _, _) in &due {
                 state.remove(k);
             }
-            out.extend(self.call("on-timers", |x, s| {
-                x.on_timers(s, &due).unwrap_or_else(|| Ok(Ok(Vec::new())))
-            })?);
+            if self.exports.has_packed_timers() {
+                let mut fired = Batch::with_capacity(due.iter().map(|(_, key, _)| key.len() + 16).sum());
+                for (_, key, ts) in &due {
+                    fired.push(key, *ts, &[]).map_err(|e| CallError::Guest {
+                        plugin: self.name.to_string(),
+                        call: "on-timers",
+                        message: e.to_string(),
+                    })?;
+                }
+                out.append(&self.call("on-timers", |x, s| {
+                    let emitted = x
+                        .on_timers_packed(s, fired.as_bytes())
+                        .unwrap_or_else(|| Ok(Err("no on-timers-packed".into())))?;
+                    Ok(emitted.and_then(|bytes| {
+                        Batch::from_guest(bytes)
+                            .map_err(|e| format!("returned a malformed packed batch: {e}"))
+                    }))
+                })?);
+            } else {
+                let fired: Vec<Timer> = due
+                    .iter()
+                    .map(|(_, key, ts)| Timer {
+                        key: key.to_string(),
+                        ts: *ts,
+                    })
+                    .collect();
+                let emitted = self.call("on-timers", |x, s| {
+                    x.on_timers(s, &fired).unwrap_or_else(|| Ok(Ok(Vec::new())))
+                })?;
+                out.append(&self.to_batch(&emitted)?);
+            }
         }
     }
 

@@ -23,6 +23,7 @@ const SUPPORTED: &[(&str, &str)] = &[
     ("0.2.0", "0.2.2"),
     ("0.2.1", "0.2.2"),
     ("0.2.2", "0.2.2"),
+    ("0.2.3", "0.2.2"),
 ];
 
 fn resolve(version: &str) -> (Resolve, wit_parser::PackageId) {
