@@ -272,7 +272,7 @@ fn non_plugins_are_refused_with_clear_messages() -> Result<()> {
         .expect_err("another world")
         .to_string();
     for n in [
-        "does not fit Cairn's world cairn:operator/operator-packed@0.2.0",
+        "does not fit Cairn's world cairn:operator/operator-packed@0.2.3",
         "missing export `cairn:operator/operator@0.2.0` (0.2) or `init` (0.1)",
         "missing export `process`",
         "imports `example:other/clock@1.0.0`, which Cairn does not provide",
