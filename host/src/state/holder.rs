@@ -72,6 +72,10 @@ const ABSENT: u32 = 1 << 31;
 /// `Slot::pos`: the position in the change list.
 const POS: u32 = ABSENT - 1;
 
+/// The change list is compacted once it holds at least this many voids, and they are at
+/// least half of it (a few in tests, so that the model-based proptest compacts often).
+const COMPACT_FROM: usize = if cfg!(test) { 3 } else { 4096 };
+
 /// What a key was before the open batch first wrote it: `None` when it had no entry at all,
 /// else its value, epoch and position in the change list.
 #[derive(Debug)]
@@ -458,12 +462,40 @@ impl StateHolder {
     pub fn begin(&mut self) {
         if self.txn.is_none() {
             self.purge_some();
+            self.compact_changes();
             let epoch = self.next_epoch();
             self.txn = Some(Txn {
                 epoch,
                 changed_len: self.changed.len(),
             });
         }
+    }
+
+    /// Drop the void entries (keys that came and went) from the change list once they are
+    /// most of it, moving the others up and telling their slots where they are now. Between
+    /// batches only: no undo entry refers to a position then. (A job whose keys live shortly —
+    /// a dedup's ids, a window's timers — would otherwise carry a list of mostly voids, 64
+    /// bytes each, from one checkpoint to the next.)
+    fn compact_changes(&mut self) {
+        if self.voids < COMPACT_FROM || self.voids * 2 < self.changed.len() {
+            return;
+        }
+        let mut kept = 0;
+        for i in 0..self.changed.len() {
+            if self.changed[i].0.is_void() {
+                continue;
+            }
+            self.changed.swap(i, kept);
+            let slot = self
+                .slots
+                .get_mut(&*self.changed[kept].0)
+                .expect("a changed key keeps its slot until the checkpoint takes it");
+            slot.pos = (slot.pos & ABSENT) | kept as u32;
+            kept += 1;
+        }
+        // What is left are voids, which hold no value.
+        self.changed.truncate(kept);
+        self.voids = 0;
     }
 
     /// Drop from the map some of the tombstones a checkpoint took (those not written since):
