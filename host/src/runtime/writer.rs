@@ -126,55 +126,73 @@ impl Drop for Background {
     }
 }
 
+/// The writer thread's side: the output, the bytes encoded and not yet written, and the
+/// first write error.
+struct Writer {
+    out: Box<dyn Write + Send>,
+    buf: Vec<u8>,
+    written: u64,
+    failure: Option<Failure>,
+}
+
+impl Writer {
+    /// Write out what is encoded once it fills a chunk (or now, flushed, with `flush`).
+    fn put(&mut self, flush: bool, failed: &AtomicBool) {
+        if self.failure.is_some() || !(flush || self.buf.len() >= CHUNK) {
+            return;
+        }
+        let r = self
+            .out
+            .write_all(&self.buf)
+            .and_then(|()| if flush { self.out.flush() } else { Ok(()) });
+        self.buf.clear();
+        if let Err(e) = r {
+            self.failure = Some(Failure {
+                kind: e.kind(),
+                message: e.to_string(),
+            });
+            failed.store(true, Ordering::Release);
+        }
+    }
+
+    fn answer(&self) -> Result<u64, Failure> {
+        self.failure.clone().map_or(Ok(self.written), Err)
+    }
+}
+
 /// The writer thread: encode and write what arrives, in order, until the channel closes.
-fn write_all(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>, mut written: u64, failed: &AtomicBool) {
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
-    let mut failure: Option<Failure> = None;
-    let put =
-        |buf: &mut Vec<u8>, failure: &mut Option<Failure>, out: &mut Box<dyn Write + Send>, flush: bool| {
-            if failure.is_none() && (flush || buf.len() >= CHUNK) {
-                let r = out
-                    .write_all(buf)
-                    .and_then(|()| if flush { out.flush() } else { Ok(()) });
-                buf.clear();
-                if let Err(e) = r {
-                    *failure = Some(Failure {
-                        kind: e.kind(),
-                        message: e.to_string(),
-                    });
-                    failed.store(true, Ordering::Release);
-                }
-            }
-        };
+fn write_all(rx: Receiver<Msg>, out: Box<dyn Write + Send>, written: u64, failed: &AtomicBool) {
+    let mut w = Writer {
+        out,
+        buf: Vec::with_capacity(CHUNK + 4096),
+        written,
+        failure: None,
+    };
     for msg in rx {
         match msg {
-            Msg::Events(batch) => {
-                if failure.is_some() {
-                    continue;
-                }
+            Msg::Events(batch) if w.failure.is_none() => {
                 for e in &batch {
-                    let before = buf.len();
-                    encode_event(e, &mut buf);
-                    written += (buf.len() - before) as u64;
-                    put(&mut buf, &mut failure, &mut out, false);
+                    let before = w.buf.len();
+                    encode_event(e, &mut w.buf);
+                    w.written += (w.buf.len() - before) as u64;
+                    w.put(false, failed);
                 }
             }
-            Msg::Bytes(lines) => {
-                if failure.is_some() {
-                    continue;
-                }
-                written += lines.len() as u64;
-                buf.extend_from_slice(&lines);
-                put(&mut buf, &mut failure, &mut out, false);
+            Msg::Bytes(lines) if w.failure.is_none() => {
+                w.written += lines.len() as u64;
+                w.buf.extend_from_slice(&lines);
+                w.put(false, failed);
             }
+            // After a write error nothing more is written.
+            Msg::Events(_) | Msg::Bytes(_) => {}
             Msg::Flush(reply) => {
-                put(&mut buf, &mut failure, &mut out, true);
-                let _ = reply.send(failure.clone().map_or(Ok(written), Err));
+                w.put(true, failed);
+                let _ = reply.send(w.answer());
             }
             Msg::Count(reply) => {
-                let _ = reply.send(failure.clone().map_or(Ok(written), Err));
+                let _ = reply.send(w.answer());
             }
         }
     }
-    put(&mut buf, &mut failure, &mut out, true);
+    w.put(true, failed);
 }

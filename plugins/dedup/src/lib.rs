@@ -23,10 +23,11 @@ struct Settings {
 }
 
 /// The operator. Its buffers are reused from event to event (the keys of the id's entries,
-/// the id's text), so that an event allocates nothing for them.
+/// the id's JSON text and the id escaped), so that an event allocates nothing for them.
 pub struct Dedup {
     field: String,
     within: i64,
+    text: Vec<u8>,
     id: String,
     seen_key: String,
     ids_key: String,
@@ -103,6 +104,7 @@ impl Operator for Dedup {
         Ok(Self {
             field: s.id_field,
             within: s.within_ms,
+            text: Vec::new(),
             id: String::new(),
             seen_key: String::new(),
             ids_key: String::new(),
@@ -117,18 +119,15 @@ impl Operator for Dedup {
             return Ok(());
         };
         // The id as JSON text (`7`, `"a"`), escaped for a key.
-        let mut text = std::mem::take(&mut self.ids);
-        text.clear();
-        serde_json::to_writer(&mut text, &id)?;
+        self.text.clear();
+        serde_json::to_writer(&mut self.text, &id)?;
+        let text = std::str::from_utf8(&self.text).expect("serde_json writes UTF-8");
         self.id.clear();
-        let text_str =
-            std::str::from_utf8(&text).map_err(|e| Error::msg(format_args!("an id is not UTF-8: {e}")))?;
-        if text_str.contains(['%', '/']) {
-            self.id.push_str(&key::escape(text_str));
+        if text.contains(['%', '/']) {
+            self.id.push_str(&key::escape(text));
         } else {
-            self.id.push_str(text_str);
+            self.id.push_str(text);
         }
-        self.ids = text;
         match state::get_as::<i64>(seen_key(&mut self.seen_key, &self.id))? {
             Some(t) if (ts - t).abs() <= self.within => {
                 ValueState::<u64>::operator("dropped").update(|n| n.unwrap_or(0) + 1)?;
