@@ -13,6 +13,7 @@ mod component_cache;
 mod exactly_once;
 mod languages;
 mod library_and_cli;
+mod memory;
 mod operability;
 mod operators;
 mod pipelines;
