@@ -12,6 +12,9 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 mod flat;
+mod number;
+
+pub use number::{write_f64, write_opt_f64};
 
 /// The JSON value at `path` in the document `json` (a field name, a dotted path `"a.b"`, an
 /// array index `"items.0"`, or `""` for the whole document), or `None` when there is none.

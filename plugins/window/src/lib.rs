@@ -17,7 +17,7 @@
 //! batch size the output is the same however often the job was restarted.
 
 use cairn_sdk::stats::{Stats, number_at};
-use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, state, timers};
+use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, json, key, state, timers};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -44,8 +44,9 @@ pub struct Window {
 }
 
 /// A closed window as emitted — `{"start", "end", "count", "sum", "min", "max", "avg",
-/// "stddev"}` — written into `out` as serde_json writes such a struct (numbers by serde_json
-/// itself, `null` for `None`), without its map machinery and key escaping.
+/// "stddev"}` — written into `out` as serde_json writes such a struct (integers by serde_json,
+/// floats by `json::write_f64`, which writes serde_json's digits; `null` for `None`), without
+/// its map machinery and key escaping.
 fn write_emitted(
     out: &mut Vec<u8>,
     start: i64,
@@ -59,15 +60,16 @@ fn write_emitted(
     serde_json::to_writer(&mut *out, &end)?;
     out.extend_from_slice(b",\"count\":");
     serde_json::to_writer(&mut *out, &m.count)?;
+    out.extend_from_slice(b",\"sum\":");
+    json::write_f64(out, m.sum);
     for (name, x) in [
-        (&b",\"sum\":"[..], Some(m.sum)),
-        (b",\"min\":", m.min),
+        (&b",\"min\":"[..], m.min),
         (b",\"max\":", m.max),
         (b",\"avg\":", m.avg),
         (b",\"stddev\":", m.stddev),
     ] {
         out.extend_from_slice(name);
-        serde_json::to_writer(&mut *out, &x)?;
+        json::write_opt_f64(out, x);
     }
     out.push(b'}');
     Ok(())
