@@ -295,50 +295,70 @@ impl StateHolder {
 
     /// Store `value` under `key`, subject to the quotas.
     pub fn set(&mut self, key: &str, value: impl Into<Value>) -> Result<(), StateError> {
-        let value = value.into();
+        self.put(key, value.into(), true)
+    }
+
+    /// Store `value` under `key` unless a value is there already (which stays), subject to
+    /// the quotas; one lookup either way (a timer registered again).
+    pub fn set_if_absent(&mut self, key: &str, value: impl Into<Value>) -> Result<(), StateError> {
+        self.put(key, value.into(), false)
+    }
+
+    /// [`StateHolder::set`] (`replace`) or [`StateHolder::set_if_absent`], hashing `key` once.
+    fn put(&mut self, key: &str, value: Value, replace: bool) -> Result<(), StateError> {
         let epoch = self.txn.map_or(self.last_epoch, |t| t.epoch);
         let generation = self.generation();
-        if let Some((k, slot)) = self.slots.get_key_value_mut(key) {
-            let old = slot.value.as_ref().map(|v| v.len());
-            self.usage.check(&self.quotas, key, value.len(), old)?;
-            match old {
-                Some(o) => self.usage.sub(key, o),
-                None => index(&mut self.order, &mut self.host_keys, k, true),
+        match self.slots.entry_ref(key) {
+            EntryRef::Occupied(mut e) => {
+                let old = e.get().value.as_ref().map(|v| v.len());
+                if old.is_some() && !replace {
+                    return Ok(());
+                }
+                self.usage.check(&self.quotas, key, value.len(), old)?;
+                // (An entry lends its key and value one at a time: the key is copied, or its
+                // `Arc` counted, which costs less than hashing it again.)
+                let k = e.key().clone();
+                let slot = e.get_mut();
+                match old {
+                    Some(o) => self.usage.sub(key, o),
+                    None => index(&mut self.order, &mut self.host_keys, &k, true),
+                }
+                self.usage.add(key, value.len());
+                let log = Log {
+                    changed: &mut self.changed,
+                    undo: &mut self.undo,
+                    txn: self.txn.is_some(),
+                    gen_start: generation,
+                };
+                log.write(&k, slot, epoch, Some(value));
             }
-            self.usage.add(key, value.len());
-            let log = Log {
-                changed: &mut self.changed,
-                undo: &mut self.undo,
-                txn: self.txn.is_some(),
-                gen_start: generation,
-            };
-            log.write(k, slot, epoch, Some(value));
-        } else {
-            self.usage.check(&self.quotas, key, value.len(), None)?;
-            let k = Key::from(key);
-            if self.txn.is_some() {
-                self.undo.push(Undo {
-                    key: k.clone(),
-                    prev: None,
-                });
+            EntryRef::Vacant(e) => {
+                self.usage.check(&self.quotas, key, value.len(), None)?;
+                let k = Key::from(key);
+                if self.txn.is_some() {
+                    self.undo.push(Undo {
+                        key: k.clone(),
+                        prev: None,
+                    });
+                }
+                let pos = if generation.is_some() {
+                    let pos = change_pos(&self.changed) | ABSENT;
+                    self.changed.push((k.clone(), Some(value.clone())));
+                    pos
+                } else {
+                    0
+                };
+                index(&mut self.order, &mut self.host_keys, &k, true);
+                self.usage.add(key, value.len());
+                e.insert_with_key(
+                    k,
+                    Slot {
+                        value: Some(value),
+                        epoch,
+                        pos,
+                    },
+                );
             }
-            let pos = if generation.is_some() {
-                let pos = change_pos(&self.changed) | ABSENT;
-                self.changed.push((k.clone(), Some(value.clone())));
-                pos
-            } else {
-                0
-            };
-            index(&mut self.order, &mut self.host_keys, &k, true);
-            self.usage.add(key, value.len());
-            self.slots.insert(
-                k,
-                Slot {
-                    value: Some(value),
-                    epoch,
-                    pos,
-                },
-            );
         }
         Ok(())
     }

@@ -36,10 +36,9 @@ pub(super) fn register(i: I, name: &'static str) -> R {
                         .into(),
                 ));
             }
-            if data.state.exists(entry) {
-                return Ok(());
-            }
-            data.state.set(entry, Value::new(&[])).map_err(WitStateError::from)
+            data.state
+                .set_if_absent(entry, Value::new(&[]))
+                .map_err(WitStateError::from)
         })?;
         Ok((r,))
     })

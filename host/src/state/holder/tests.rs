@@ -180,6 +180,7 @@ fn assert_change_list_mirrors_slots(s: &StateHolder) {
 #[derive(Debug, Clone)]
 enum Op {
     Set(u8, u8),
+    SetIfAbsent(u8, u8),
     Remove(u8),
     Begin,
     Commit,
@@ -192,6 +193,7 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
     use proptest::prelude::*;
     prop_oneof![
         4 => (0u8..12, any::<u8>()).prop_map(|(k, v)| Op::Set(k, v)),
+        1 => (0u8..12, any::<u8>()).prop_map(|(k, v)| Op::SetIfAbsent(k, v)),
         2 => (0u8..12).prop_map(Op::Remove),
         1 => Just(Op::Begin),
         1 => Just(Op::Commit),
@@ -237,6 +239,14 @@ proptest::proptest! {
                     s.set(&key_of(k), value.clone()).unwrap();
                     model.insert(key_of(k), value);
                     touched.insert(key_of(k));
+                }
+                Op::SetIfAbsent(k, v) => {
+                    let value = vec![v; v as usize % 4];
+                    s.set_if_absent(&key_of(k), value.clone()).unwrap();
+                    if let std::collections::btree_map::Entry::Vacant(e) = model.entry(key_of(k)) {
+                        e.insert(value);
+                        touched.insert(key_of(k));
+                    }
                 }
                 Op::Remove(k) => {
                     let existed = model.remove(&key_of(k)).is_some();
