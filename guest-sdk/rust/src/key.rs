@@ -82,15 +82,10 @@ impl std::fmt::Debug for TimeKey {
     }
 }
 
-/// The 16 hex digits of [`ordered_i64`]`(v)`.
+/// The 16 hex digits of [`ordered_i64`]`(v)`: the host's timer encoding
+/// (`cairn_codec::timers::ordered_ts`).
 fn ordered_digits(v: i64) -> [u8; 16] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let u = (v as u64) ^ (1 << 63);
-    let mut digits = [0u8; 16];
-    for (i, d) in digits.iter_mut().enumerate() {
-        *d = HEX[((u >> (60 - 4 * i)) & 15) as usize];
-    }
-    digits
+    cairn_codec::timers::ordered_ts(v)
 }
 
 /// Undo [`ordered_i64`].
