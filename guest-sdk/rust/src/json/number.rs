@@ -42,8 +42,9 @@ fn short_decimal(out: &mut Vec<u8>, x: f64) -> bool {
         return false;
     }
     for (places, scale) in SCALES.iter().enumerate() {
-        let scaled = a * scale;
-        let n = scaled.round();
+        // (Ties to even: wasm's one-instruction rounding. An `x` that is a decimal of this
+        // many places is within rounding error of an integer here, never halfway.)
+        let n = (a * scale).round_ties_even();
         if n >= (1u64 << 50) as f64 {
             return false;
         }
@@ -57,22 +58,38 @@ fn short_decimal(out: &mut Vec<u8>, x: f64) -> bool {
     false
 }
 
-/// `-`? then `n / 10^places` with at least one digit after the point.
+/// `-`? then `n / 10^places` with at least one digit after the point. Digits are worked out
+/// in `u32` where they fit: WebAssembly has no 64-bit multiply-high, so a `u64` division by 10
+/// stays a division.
 fn write_scaled(out: &mut Vec<u8>, negative: bool, n: u64, places: u32) {
     if negative {
         out.push(b'-');
     }
     let pow = 10u64.pow(places);
-    let (int, frac) = (n / pow, n % pow);
+    let (int, frac) = (n / pow, (n % pow) as u32);
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    let mut v = int;
-    loop {
+    let mut push = |d: u32| {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
+        digits[i] = b'0' + d as u8;
+    };
+    match u32::try_from(int) {
+        Ok(mut v) => loop {
+            push(v % 10);
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut v = int;
+            loop {
+                push((v % 10) as u32);
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
         }
     }
     out.extend_from_slice(&digits[i..]);
