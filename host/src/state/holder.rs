@@ -75,6 +75,11 @@ const POS: u32 = ABSENT - 1;
 /// The change list is compacted once it holds at least this many voids, and they are at
 /// least half of it (a few in tests, so that the model-based proptest compacts often).
 const COMPACT_FROM: usize = if cfg!(test) { 3 } else { 4096 };
+/// A compaction tells the staying entries' slots their new places by one pass over every slot
+/// when there are at most this many slots per staying entry (a pass reads memory in order; a
+/// lookup per entry reads it at random), else by a lookup per entry. (In tests: either way,
+/// by the parity of the voids, so that the model-based proptest runs both.)
+const SWEEP_PER_ENTRY: usize = 8;
 
 /// What a key was before the open batch first wrote it: `None` when it had no entry at all,
 /// else its value, epoch and position in the change list.
@@ -500,19 +505,47 @@ impl StateHolder {
         if self.voids < COMPACT_FROM || self.voids * 2 < self.changed.len() {
             return;
         }
-        let mut kept = 0;
-        for i in 0..self.changed.len() {
-            if self.changed[i].0.is_void() {
-                continue;
+        let staying = self.changed.len() - self.voids;
+        let sweep = if cfg!(test) {
+            self.voids % 2 == 0
+        } else {
+            self.slots.len() <= SWEEP_PER_ENTRY * staying
+        };
+        if sweep {
+            // Few slots besides the changed ones: one pass over all of them, in memory order,
+            // costs less than looking each changed one up at random.
+            let mut moved_to = vec![0u32; self.changed.len()];
+            let mut kept = 0;
+            for i in 0..self.changed.len() {
+                if self.changed[i].0.is_void() {
+                    continue;
+                }
+                self.changed.swap(i, kept);
+                moved_to[i] = kept as u32;
+                kept += 1;
             }
-            self.changed.swap(i, kept);
-            let slot = self
-                .slots
-                .get_mut(&*self.changed[kept].0)
-                .expect("a changed key keeps its slot until the checkpoint takes it");
-            slot.pos = (slot.pos & ABSENT) | kept as u32;
-            kept += 1;
+            for slot in self.slots.values_mut() {
+                // Changed since the checkpoint: it has an entry in the list.
+                if slot.epoch >= self.gen_start {
+                    slot.pos = (slot.pos & ABSENT) | moved_to[(slot.pos & POS) as usize];
+                }
+            }
+        } else {
+            let mut kept = 0;
+            for i in 0..self.changed.len() {
+                if self.changed[i].0.is_void() {
+                    continue;
+                }
+                self.changed.swap(i, kept);
+                let slot = self
+                    .slots
+                    .get_mut(&*self.changed[kept].0)
+                    .expect("a changed key keeps its slot until the checkpoint takes it");
+                slot.pos = (slot.pos & ABSENT) | kept as u32;
+                kept += 1;
+            }
         }
+        let kept = staying;
         // What is left are voids, which hold no value.
         self.changed.truncate(kept);
         self.voids = 0;
