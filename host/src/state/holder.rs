@@ -507,7 +507,7 @@ impl StateHolder {
         }
         let staying = self.changed.len() - self.voids;
         let sweep = if cfg!(test) {
-            self.voids % 2 == 0
+            self.voids.is_multiple_of(2)
         } else {
             self.slots.len() <= SWEEP_PER_ENTRY * staying
         };
@@ -516,12 +516,12 @@ impl StateHolder {
             // costs less than looking each changed one up at random.
             let mut moved_to = vec![0u32; self.changed.len()];
             let mut kept = 0;
-            for i in 0..self.changed.len() {
+            for (i, to) in moved_to.iter_mut().enumerate() {
                 if self.changed[i].0.is_void() {
                     continue;
                 }
                 self.changed.swap(i, kept);
-                moved_to[i] = kept as u32;
+                *to = kept as u32;
                 kept += 1;
             }
             for slot in self.slots.values_mut() {
