@@ -12,7 +12,7 @@
 //! All of a key's state is in its scope: `seen/<id>` holds the id's ts, and `ids/<ts>` the ids
 //! kept at that ts, which the key's timer at `ts + within_ms + 1` forgets.
 
-use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, state, timers};
+use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, json, key, state, timers};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -32,6 +32,8 @@ pub struct Dedup {
     seen_key: String,
     ids_key: String,
     ids: Vec<u8>,
+    /// The ids a timer forgets (reused).
+    kept: Vec<String>,
 }
 
 /// `seen/<id>` (the id escaped for a key) in `buf`.
@@ -66,6 +68,29 @@ fn appended(list: Option<&[u8]>, id: &str, out: &mut Vec<u8>) -> Option<()> {
     }
     serde_json::to_writer(&mut *out, id).ok()?;
     out.push(b']');
+    Some(())
+}
+
+/// The ids of a list as this operator writes it (`["7","\"a\""]`) into `out` (cleared first),
+/// when none of them holds a backslash (their JSON text is then the id itself); `None` for
+/// anything else, which is read as JSON instead.
+fn simple_ids(list: &[u8], out: &mut Vec<String>) -> Option<()> {
+    out.clear();
+    let inner = list.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    if inner.is_empty() {
+        return Some(());
+    }
+    let inner = std::str::from_utf8(inner).ok()?;
+    let inner = inner.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        return None;
+    }
+    for id in inner.split("\",\"") {
+        if id.contains('"') {
+            return None;
+        }
+        out.push(id.to_string());
+    }
     Some(())
 }
 
@@ -109,6 +134,7 @@ impl Operator for Dedup {
             seen_key: String::new(),
             ids_key: String::new(),
             ids: Vec::new(),
+            kept: Vec::new(),
         })
     }
 
@@ -118,9 +144,15 @@ impl Operator for Dedup {
             out.emit(event);
             return Ok(());
         };
-        // The id as JSON text (`7`, `"a"`), escaped for a key.
+        // The id as JSON text (`7`, `"a"`, `89.5`: serde_json's, floats through the SDK's
+        // faster writer of the same digits), escaped for a key.
         self.text.clear();
-        serde_json::to_writer(&mut self.text, &id)?;
+        match &id {
+            serde_json::Value::Number(n) if n.is_f64() => {
+                json::write_f64(&mut self.text, n.as_f64().expect("a float"))
+            }
+            _ => serde_json::to_writer(&mut self.text, &id)?,
+        }
         let text = std::str::from_utf8(&self.text).expect("serde_json writes UTF-8");
         self.id.clear();
         if text.contains(['%', '/']) {
@@ -144,7 +176,16 @@ impl Operator for Dedup {
     fn on_timer(&mut self, _key: &str, ts: i64, _out: &mut Output) -> Result<(), Error> {
         let kept_at = ts.saturating_sub(self.within).saturating_sub(1);
         let at = ids_key(&mut self.ids_key, kept_at);
-        let ids: Vec<String> = state::get_as(at)?.unwrap_or_default();
+        let ids = &mut self.kept;
+        ids.clear();
+        let listed = state::get_with(at, |list| simple_ids(list, ids));
+        if listed == Some(None) {
+            // Not a list of plain strings: read it as JSON (or fail saying why).
+            let list: Vec<String> = state::get_as(at)?.unwrap_or_default();
+            ids.clear();
+            ids.extend(list);
+        }
+        let ids = std::mem::take(&mut self.kept);
         for id in &ids {
             // Forget the id unless it was kept again since, at another time.
             let seen = seen_key(&mut self.seen_key, id);
@@ -153,6 +194,7 @@ impl Operator for Dedup {
             }
         }
         state::remove(ids_key(&mut self.ids_key, kept_at));
+        self.kept = ids;
         Ok(())
     }
 }
@@ -203,6 +245,35 @@ mod tests {
             None,
             "not a list: read as JSON"
         );
+    }
+
+    #[test]
+    fn plain_id_lists_are_read_as_serde_reads_them() {
+        let ids = ["7", "89.5", "", "x%2Fy", "é", "a\"b", "back\\slash", "tab\t"];
+        for n in 0..ids.len() {
+            for m in n..=ids.len() {
+                let list: Vec<String> = ids[n..m].iter().map(|s| s.to_string()).collect();
+                let text = serde_json::to_vec(&list).unwrap();
+                let mut got = vec!["stale".to_string()];
+                match simple_ids(&text, &mut got) {
+                    Some(()) => assert_eq!(got, list),
+                    None => assert!(
+                        list.iter().any(|id| id.contains(['"', '\\', '\t'])),
+                        "{list:?} declined"
+                    ),
+                }
+            }
+        }
+        for other in [
+            &b"{}"[..],
+            b"[1]",
+            b"[\"a\",2]",
+            b" [\"a\"]",
+            b"[\"a\"",
+            b"[\"a\"]]",
+        ] {
+            assert_eq!(simple_ids(other, &mut Vec::new()), None, "{other:?}");
+        }
     }
 
     #[test]
