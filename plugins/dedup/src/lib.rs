@@ -94,6 +94,36 @@ fn simple_ids(list: &[u8], out: &mut Vec<String>) -> Option<()> {
     Some(())
 }
 
+/// The time `seen/<id>` (`key`) holds: the integer as this operator writes it, read without
+/// serde; anything else is read as JSON (and fails as that would).
+fn seen_at(key: &str) -> Result<Option<i64>, Error> {
+    match state::get_with(key, plain_i64) {
+        None => Ok(None),
+        Some(Some(t)) => Ok(Some(t)),
+        Some(None) => state::get_as::<i64>(key),
+    }
+}
+
+/// `-`? then 1 to 18 digits, no leading zero, not `-0`: an integer as serde_json writes it.
+fn plain_i64(b: &[u8]) -> Option<i64> {
+    let (negative, digits) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, b),
+    };
+    // (serde_json reads `-0` as a float: declined too.)
+    if digits.is_empty() || digits.len() > 18 || (digits[0] == b'0' && (digits.len() > 1 || negative)) {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(d - b'0');
+    }
+    Some(if negative { -v } else { v })
+}
+
 impl Dedup {
     fn forget_at(&self, ts: i64) -> i64 {
         ts.saturating_add(self.within).saturating_add(1)
@@ -160,7 +190,7 @@ impl Operator for Dedup {
         } else {
             self.id.push_str(text);
         }
-        match state::get_as::<i64>(seen_key(&mut self.seen_key, &self.id))? {
+        match seen_at(seen_key(&mut self.seen_key, &self.id))? {
             Some(t) if (ts - t).abs() <= self.within => {
                 ValueState::<u64>::operator("dropped").update(|n| n.unwrap_or(0) + 1)?;
             }
@@ -189,7 +219,7 @@ impl Operator for Dedup {
         for id in &ids {
             // Forget the id unless it was kept again since, at another time.
             let seen = seen_key(&mut self.seen_key, id);
-            if state::get_as::<i64>(seen)? == Some(kept_at) {
+            if seen_at(seen)? == Some(kept_at) {
                 state::remove(seen);
             }
         }
@@ -273,6 +303,34 @@ mod tests {
             b"[\"a\"]]",
         ] {
             assert_eq!(simple_ids(other, &mut Vec::new()), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn plain_integers_are_read_as_serde_reads_them() {
+        // What this operator writes is read without serde...
+        for n in [0i64, 1, -1, 7, 1_700_000_000_000, -999_999_999_999_999_999] {
+            assert_eq!(plain_i64(n.to_string().as_bytes()), Some(n));
+        }
+        // ... and nothing is read otherwise than serde reads it (declined: serde reads it).
+        for text in [
+            "-0",
+            "01",
+            "",
+            "-",
+            "1.0",
+            "1e3",
+            " 1",
+            "+1",
+            "12a",
+            "\"5\"",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "99999999999999999999",
+        ] {
+            if let Some(v) = plain_i64(text.as_bytes()) {
+                assert_eq!(Some(v), serde_json::from_str::<i64>(text).ok(), "{text:?}");
+            }
         }
     }
 
