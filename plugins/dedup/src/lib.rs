@@ -34,6 +34,8 @@ pub struct Dedup {
     ids: Vec<u8>,
     /// The ids a timer forgets (reused).
     kept: Vec<String>,
+    /// Duplicates dropped in the batch being handled, added to `dropped` at its end.
+    dropped: u64,
 }
 
 /// `seen/<id>` (the id escaped for a key) in `buf`.
@@ -165,6 +167,7 @@ impl Operator for Dedup {
             ids_key: String::new(),
             ids: Vec::new(),
             kept: Vec::new(),
+            dropped: 0,
         })
     }
 
@@ -191,14 +194,28 @@ impl Operator for Dedup {
             self.id.push_str(text);
         }
         match seen_at(seen_key(&mut self.seen_key, &self.id))? {
-            Some(t) if (ts - t).abs() <= self.within => {
-                ValueState::<u64>::operator("dropped").update(|n| n.unwrap_or(0) + 1)?;
-            }
+            Some(t) if (ts - t).abs() <= self.within => self.dropped += 1,
             _ => {
                 self.keep(ts)?;
                 timers::register(&event.key, self.forget_at(ts))?;
                 out.emit(event);
             }
+        }
+        Ok(())
+    }
+
+    /// Each event in its key's scope, as by default; the batch's duplicates are then counted
+    /// with one update of `dropped` instead of one per duplicate (a failed batch leaves no
+    /// write either way).
+    fn on_batch(&mut self, batch: Vec<Event>, out: &mut Output) -> Result<(), Error> {
+        self.dropped = 0;
+        for event in batch {
+            let _scope = state::enter_key(&event.key);
+            self.on_event(event, out)?;
+        }
+        let dropped = std::mem::take(&mut self.dropped);
+        if dropped > 0 {
+            ValueState::<u64>::operator("dropped").update(|n| n.unwrap_or(0) + dropped)?;
         }
         Ok(())
     }
