@@ -92,6 +92,7 @@ pub fn on_timers_packed<T: Operator>(slot: &RefCell<Option<T>>, fired: Vec<u8>) 
     let timers = crate::packed::decode(&fired)?;
     drop(fired);
     let mut out = run(slot, usize::MAX, |op, out| {
+        op.before_timers(&timers)?;
         for t in timers {
             let _scope = state::enter_key(&t.key);
             op.on_timer(&t.key, t.ts, out)?;
@@ -106,10 +107,15 @@ pub fn on_timers<T: Operator>(
     slot: &RefCell<Option<T>>,
     fired: Vec<(String, i64)>,
 ) -> Result<Vec<WitEvent>, String> {
+    let timers: Vec<Event> = fired
+        .into_iter()
+        .map(|(key, ts)| Event::new(key, ts, Vec::new()))
+        .collect();
     with_op(slot, usize::MAX, |op, out| {
-        for (key, ts) in fired {
-            let _scope = state::enter_key(&key);
-            op.on_timer(&key, ts, out)?;
+        op.before_timers(&timers)?;
+        for t in &timers {
+            let _scope = state::enter_key(&t.key);
+            op.on_timer(&t.key, t.ts, out)?;
         }
         Ok(())
     })

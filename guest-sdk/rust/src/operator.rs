@@ -36,6 +36,15 @@ pub trait Operator: Sized + 'static {
         Ok(())
     }
 
+    /// Called with the timers that came due in one call, in (ts, key) order, before
+    /// [`Operator::on_timer`] runs for each (a timer is an event with an empty value): the
+    /// place to read the state they will need in one call ([`crate::state::prefetch`]). The
+    /// default does nothing.
+    fn before_timers(&mut self, timers: &[Event]) -> Result<(), Error> {
+        let _ = timers;
+        Ok(())
+    }
+
     /// Handle a whole batch. The default calls [`Operator::before_batch`], then
     /// [`Operator::on_event`] for each event in its key's scope. Override it only to work on
     /// the batch as a whole; state calls then work in the operator-wide scope unless you enter

@@ -94,7 +94,8 @@ impl<O: Operator> Harness<O> {
     }
 
     /// Advance event time to `watermark` as the host does: the timers with `ts <= watermark`
-    /// fire ([`Operator::on_timer`], in (ts, key) order, each in its key's scope, including
+    /// fire ([`Operator::before_timers`] with each call's worth, then [`Operator::on_timer`],
+    /// in (ts, key) order, each in its key's scope, including
     /// timers registered meanwhile at a time already reached), then
     /// [`Operator::on_watermark`]; one transaction. Returns what the operator emitted.
     pub fn watermark(&mut self, watermark: i64) -> Result<Vec<Event>, Error> {
@@ -106,9 +107,14 @@ impl<O: Operator> Harness<O> {
                 if due.is_empty() {
                     break;
                 }
-                for (key, ts) in due {
-                    let _scope = state::enter_key(&key);
-                    op.on_timer(&key, ts, out)?;
+                let due: Vec<Event> = due
+                    .into_iter()
+                    .map(|(key, ts)| Event::new(key, ts, Vec::new()))
+                    .collect();
+                op.before_timers(&due)?;
+                for t in &due {
+                    let _scope = state::enter_key(&t.key);
+                    op.on_timer(&t.key, t.ts, out)?;
                 }
             }
             op.on_watermark(watermark, out)

@@ -172,6 +172,17 @@ impl Operator for Window {
         Ok(())
     }
 
+    /// The windows the timers close, read in one call per closing time (a tumbling window's
+    /// keys all close at once).
+    fn before_timers(&mut self, timers: &[Event]) -> Result<(), Error> {
+        for group in timers.chunk_by(|a, b| a.ts == b.ts) {
+            let end = group[0].ts.saturating_sub(self.lateness).saturating_sub(self.ooo);
+            let key = window_key(end - self.size);
+            state::prefetch(group.iter().map(|t| t.key.as_str()), &[&key]);
+        }
+        Ok(())
+    }
+
     fn on_timer(&mut self, key: &str, ts: i64, out: &mut Output) -> Result<(), Error> {
         let end = ts.saturating_sub(self.lateness).saturating_sub(self.ooo);
         let start = end - self.size;
