@@ -31,7 +31,11 @@ pub fn prefetch_keyed<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&st
         let mut wanted: Vec<u32> = Vec::new();
         c.predicted.clear();
         c.cursor = 0;
-        // Each scope as a frame of its own, so that its keys share its bytes.
+        // Each scope as a frame of its own, so that its keys share its bytes. The frame numbers
+        // are the same in every prefetch: forget which scope an earlier one's frame had, or a
+        // second prefetch in one call (`before_timers` reads one per closing time) would file
+        // its first scope's entries under the earlier scope's bytes.
+        c.frame_scope = None;
         for (n, s) in scopes.into_iter().enumerate() {
             let at = At {
                 scope: Some(s),
