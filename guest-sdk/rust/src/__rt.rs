@@ -92,12 +92,7 @@ pub fn on_timers_packed<T: Operator>(slot: &RefCell<Option<T>>, fired: Vec<u8>) 
     let timers = crate::packed::decode(&fired)?;
     drop(fired);
     let mut out = run(slot, usize::MAX, |op, out| {
-        op.before_timers(&timers)?;
-        for t in timers {
-            let _scope = state::enter_key(&t.key);
-            op.on_timer(&t.key, t.ts, out)?;
-        }
-        Ok(())
+        crate::operator::fire_timers(op, &timers, out)
     })?;
     Ok(out.take_packed())
 }
@@ -112,11 +107,6 @@ pub fn on_timers<T: Operator>(
         .map(|(key, ts)| Event::new(key, ts, Vec::new()))
         .collect();
     with_op(slot, usize::MAX, |op, out| {
-        op.before_timers(&timers)?;
-        for t in &timers {
-            let _scope = state::enter_key(&t.key);
-            op.on_timer(&t.key, t.ts, out)?;
-        }
-        Ok(())
+        crate::operator::fire_timers(op, &timers, out)
     })
 }

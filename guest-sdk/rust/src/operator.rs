@@ -58,3 +58,15 @@ pub trait Operator: Sized + 'static {
         Ok(())
     }
 }
+
+/// Fire `timers` (one call's due timers, in (ts, key) order) as the host does:
+/// [`Operator::before_timers`] with all of them, then [`Operator::on_timer`] for each in its
+/// key's scope. Used by the timer exports and by the testing harness alike.
+pub(crate) fn fire_timers<T: Operator>(op: &mut T, timers: &[Event], out: &mut Output) -> Result<(), Error> {
+    op.before_timers(timers)?;
+    for t in timers {
+        let _scope = crate::state::enter_key(&t.key);
+        op.on_timer(&t.key, t.ts, out)?;
+    }
+    Ok(())
+}

@@ -111,11 +111,7 @@ impl<O: Operator> Harness<O> {
                     .into_iter()
                     .map(|(key, ts)| Event::new(key, ts, Vec::new()))
                     .collect();
-                op.before_timers(&due)?;
-                for t in &due {
-                    let _scope = state::enter_key(&t.key);
-                    op.on_timer(&t.key, t.ts, out)?;
-                }
+                crate::operator::fire_timers(op, &due, out)?;
             }
             op.on_watermark(watermark, out)
         });

@@ -117,6 +117,11 @@ impl Window {
         end.saturating_add(self.lateness).saturating_add(self.ooo)
     }
 
+    /// The start of the window whose timer fires at `ts`.
+    fn start_closed_at(&self, ts: i64) -> i64 {
+        ts.saturating_sub(self.lateness).saturating_sub(self.ooo) - self.size
+    }
+
     fn closed(&self, end: i64, wm: Option<i64>) -> bool {
         wm.is_some_and(|w| end.saturating_add(self.lateness) <= w)
     }
@@ -176,16 +181,15 @@ impl Operator for Window {
     /// keys all close at once).
     fn before_timers(&mut self, timers: &[Event]) -> Result<(), Error> {
         for group in timers.chunk_by(|a, b| a.ts == b.ts) {
-            let end = group[0].ts.saturating_sub(self.lateness).saturating_sub(self.ooo);
-            let key = window_key(end - self.size);
+            let key = window_key(self.start_closed_at(group[0].ts));
             state::prefetch(group.iter().map(|t| t.key.as_str()), &[&key]);
         }
         Ok(())
     }
 
     fn on_timer(&mut self, key: &str, ts: i64, out: &mut Output) -> Result<(), Error> {
-        let end = ts.saturating_sub(self.lateness).saturating_sub(self.ooo);
-        let start = end - self.size;
+        let start = self.start_closed_at(ts);
+        let end = start + self.size;
         let Some(stats) = get_window(key, start)? else {
             return Ok(());
         };

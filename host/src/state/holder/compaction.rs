@@ -28,41 +28,40 @@ impl StateHolder {
         } else {
             self.slots.len() <= SWEEP_PER_ENTRY * staying
         };
-        if sweep {
-            // Few slots besides the changed ones: one pass over all of them, in memory order,
-            // costs less than looking each changed one up at random.
-            let mut moved_to = vec![0u32; self.changed.len()];
-            let mut kept = 0;
-            for (i, to) in moved_to.iter_mut().enumerate() {
-                if self.changed[i].0.is_void() {
-                    continue;
-                }
-                self.changed.swap(i, kept);
-                *to = kept as u32;
-                kept += 1;
+        // Move the staying entries up; with `sweep`, note where each went (old place -> new)
+        // and tell the slots afterwards in one pass over all of them, in memory order, which
+        // costs less than a random lookup per entry when the slots are few.
+        let mut moved_to = if sweep {
+            vec![0u32; self.changed.len()]
+        } else {
+            Vec::new()
+        };
+        let mut kept = 0;
+        for i in 0..self.changed.len() {
+            if self.changed[i].0.is_void() {
+                continue;
             }
+            self.changed.swap(i, kept);
+            // (`moved_to` is empty unless sweeping.)
+            if let Some(to) = moved_to.get_mut(i) {
+                *to = kept as u32;
+            } else {
+                let slot = self
+                    .slots
+                    .get_mut(&*self.changed[kept].0)
+                    .expect("a changed key keeps its slot until the checkpoint takes it");
+                slot.pos = (slot.pos & ABSENT) | kept as u32;
+            }
+            kept += 1;
+        }
+        if sweep {
             for slot in self.slots.values_mut() {
                 // Changed since the checkpoint: it has an entry in the list.
                 if slot.epoch >= self.gen_start {
                     slot.pos = (slot.pos & ABSENT) | moved_to[(slot.pos & POS) as usize];
                 }
             }
-        } else {
-            let mut kept = 0;
-            for i in 0..self.changed.len() {
-                if self.changed[i].0.is_void() {
-                    continue;
-                }
-                self.changed.swap(i, kept);
-                let slot = self
-                    .slots
-                    .get_mut(&*self.changed[kept].0)
-                    .expect("a changed key keeps its slot until the checkpoint takes it");
-                slot.pos = (slot.pos & ABSENT) | kept as u32;
-                kept += 1;
-            }
         }
-        let kept = staying;
         // What is left are voids, which hold no value.
         self.changed.truncate(kept);
         self.voids = 0;
