@@ -134,6 +134,21 @@ pub fn prefetch<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&str]) {
     backend::prefetch_keyed(scopes, keys)
 }
 
+/// Like [`prefetch`], for entries that differ from scope to scope: each `(stream key, key)`
+/// pair, best in the order the operator will read them (reads that follow the prefetch's
+/// order are found without hashing). For example, a batch's events each reading an entry
+/// named after something in its value, or timers each reading the entry of its own time.
+///
+/// ```
+/// use cairn_sdk::{state, Event};
+/// # let batch: Vec<Event> = vec![Event::new("a", 1, b"1".to_vec())];
+/// let names: Vec<String> = batch.iter().map(|e| format!("at/{}", e.ts)).collect();
+/// state::prefetch_entries(batch.iter().zip(&names).map(|(e, n)| (e.key.as_str(), n.as_str())));
+/// ```
+pub fn prefetch_entries<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    backend::prefetch_entries(entries)
+}
+
 /// An export call begins (used by [`crate::export!`]; see [`__end_call`]). `direct`: the call
 /// is too small for holding writes back to pay off (a batch of a few events).
 #[doc(hidden)]
@@ -335,6 +350,9 @@ mod backend {
     }
     pub fn prefetch_keyed<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&str]) {
         let _ = (scopes.into_iter().count(), keys);
+    }
+    pub fn prefetch_entries<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let _ = entries.into_iter().count();
     }
     pub fn insert_raw(key: String, value: Vec<u8>) {
         MAP.with(|m| m.borrow_mut().insert(key, value));

@@ -28,20 +28,33 @@ pub struct Dedup {
     field: String,
     within: i64,
     text: Vec<u8>,
-    id: String,
     seen_key: String,
     ids_key: String,
     ids: Vec<u8>,
-    /// The ids a timer forgets (reused).
-    kept: Vec<String>,
+    /// The text of the list of ids a timer forgets (reused).
+    list_text: String,
     /// Duplicates dropped in the batch being handled, added to `dropped` at its end.
     dropped: u64,
+    /// The entry names a batch's events (or a timers call's timers) read, one after the
+    /// other, and where each one's are (reused).
+    names: String,
+    spans: Vec<Option<Span>>,
+    /// A timers call's lists' names, each followed by the `seen/<id>` names it lists:
+    /// (timer, start, end) (reused).
+    seen_names: String,
+    seen_spans: Vec<(usize, usize, usize)>,
 }
+
+/// An event's names in [`Dedup::names`]: `seen/<id>` at `.0..`.1`, `ids/<ts>` at `.1..`.2`.
+#[derive(Debug, Clone, Copy)]
+struct Span(usize, usize, usize);
+
+const SEEN: &str = "seen/";
 
 /// `seen/<id>` (the id escaped for a key) in `buf`.
 fn seen_key<'b>(buf: &'b mut String, id: &str) -> &'b str {
     buf.clear();
-    buf.push_str("seen/");
+    buf.push_str(SEEN);
     buf.push_str(id);
     buf
 }
@@ -49,9 +62,14 @@ fn seen_key<'b>(buf: &'b mut String, id: &str) -> &'b str {
 /// `ids/<ts>`, the ids kept at `ts`, in `buf`.
 fn ids_key(buf: &mut String, ts: i64) -> &str {
     buf.clear();
+    push_ids_key(buf, ts);
+    buf
+}
+
+/// `ids/<ts>` appended to `buf`.
+fn push_ids_key(buf: &mut String, ts: i64) {
     buf.push_str("ids/");
     key::push_ordered_i64(buf, ts);
-    buf
 }
 
 /// `list` (a JSON list of strings, as serde_json writes it: `["a","b"]`) with `id` appended,
@@ -73,27 +91,28 @@ fn appended(list: Option<&[u8]>, id: &str, out: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
-/// The ids of a list as this operator writes it (`["7","\"a\""]`) into `out` (cleared first),
-/// when none of them holds a backslash (their JSON text is then the id itself); `None` for
-/// anything else, which is read as JSON instead.
-fn simple_ids(list: &[u8], out: &mut Vec<String>) -> Option<()> {
-    out.clear();
+/// The text between a list's brackets when it is a list of ids as this operator writes it
+/// (`["7","\"a\""]`) and none of them holds a backslash (each id's JSON text is then the id
+/// between quotes, and quotes are only the list's own); `None` for anything else, which is
+/// read as JSON instead. Its ids: [`ids_in`].
+fn plain_list(list: &[u8]) -> Option<&str> {
     let inner = list.strip_prefix(b"[")?.strip_suffix(b"]")?;
-    if inner.is_empty() {
-        return Some(());
-    }
     let inner = std::str::from_utf8(inner).ok()?;
-    let inner = inner.strip_prefix('"')?.strip_suffix('"')?;
-    if inner.contains('\\') {
-        return None;
+    if inner.is_empty() {
+        return Some(inner);
     }
-    for id in inner.split("\",\"") {
-        if id.contains('"') {
-            return None;
-        }
-        out.push(id.to_string());
-    }
-    Some(())
+    let body = inner.strip_prefix('"')?.strip_suffix('"')?;
+    // `a","b","c`: the pieces between quotes alternate id, `,`, id, ..., id.
+    let plain = !body.contains('\\')
+        && body.matches('"').count() % 2 == 0
+        && body.split('"').skip(1).step_by(2).all(|sep| sep == ",");
+    plain.then_some(inner)
+}
+
+/// The ids of a list's text as [`plain_list`] gives it.
+fn ids_in(inner: &str) -> impl Iterator<Item = &str> {
+    let body = (!inner.is_empty()).then(|| &inner[1..inner.len() - 1]);
+    body.into_iter().flat_map(|b| b.split('"').step_by(2))
 }
 
 /// The time `seen/<id>` (`key`) holds: the integer as this operator writes it, read without
@@ -126,29 +145,179 @@ fn plain_i64(b: &[u8]) -> Option<i64> {
     Some(if negative { -v } else { v })
 }
 
+/// The time whose ids a timer fired at `fired` forgets.
+fn kept_at(fired: i64, within: i64) -> i64 {
+    fired.saturating_sub(within).saturating_sub(1)
+}
+
 impl Dedup {
     fn forget_at(&self, ts: i64) -> i64 {
         ts.saturating_add(self.within).saturating_add(1)
     }
 
-    /// Remember that `self.id` was kept at `ts`: its time, and its place in the list of ids
-    /// kept at `ts` (which the key's timer at `ts + within + 1` forgets).
-    fn keep(&mut self, ts: i64) -> Result<(), Error> {
-        state::set_as(seen_key(&mut self.seen_key, &self.id), &ts)?;
-        let at = ids_key(&mut self.ids_key, ts);
-        let (id, ids) = (&self.id, &mut self.ids);
+    /// The event's id (its field's JSON text: `7`, `"a"`, `89.5` as serde_json writes it,
+    /// floats through the SDK's faster writer of the same digits), escaped for a key, appended
+    /// to `into`; false when the event has no such field.
+    fn push_id(&mut self, event: &Event, into: &mut String) -> Result<bool, Error> {
+        let Some(id) = event.value_at_json(&self.field)? else {
+            return Ok(false);
+        };
+        self.text.clear();
+        match &id {
+            serde_json::Value::Number(n) if n.is_f64() => {
+                json::write_f64(&mut self.text, n.as_f64().expect("a float"))
+            }
+            _ => serde_json::to_writer(&mut self.text, &id)?,
+        }
+        let text = std::str::from_utf8(&self.text).expect("serde_json writes UTF-8");
+        if text.contains(['%', '/']) {
+            into.push_str(&key::escape(text));
+        } else {
+            into.push_str(text);
+        }
+        Ok(true)
+    }
+
+    /// The names the event reads, `seen/<id>` then `ids/<ts>`, appended to `names`; `None`
+    /// (and nothing appended) when the event has no id.
+    fn push_names(&mut self, event: &Event, names: &mut String) -> Result<Option<Span>, Error> {
+        let a = names.len();
+        names.push_str(SEEN);
+        if !self.push_id(event, names)? {
+            names.truncate(a);
+            return Ok(None);
+        }
+        let b = names.len();
+        push_ids_key(names, event.ts);
+        Ok(Some(Span(a, b, names.len())))
+    }
+
+    /// The event (in its key's scope), whose id's time is in `seen` and whose time's list of
+    /// ids in `at`: dropped if a duplicate, else kept and passed on.
+    fn handle(&mut self, event: Event, seen: &str, at: &str, out: &mut Output) -> Result<(), Error> {
+        let ts = event.ts;
+        match seen_at(seen)? {
+            Some(t) if (ts - t).abs() <= self.within => self.dropped += 1,
+            _ => {
+                self.keep(ts, seen, at)?;
+                timers::register(&event.key, self.forget_at(ts))?;
+                out.emit(event);
+            }
+        }
+        Ok(())
+    }
+
+    /// Remember that the id of `seen` was kept at `ts`: its time, and its place in the list
+    /// `at` of ids kept at `ts` (which the key's timer at `ts + within + 1` forgets).
+    fn keep(&mut self, ts: i64, seen: &str, at: &str) -> Result<(), Error> {
+        state::set_as(seen, &ts)?;
+        let (id, ids) = (&seen[SEEN.len()..], &mut self.ids);
         match state::get_with(at, |old| appended(Some(old), id, ids)) {
             None => appended(None, id, ids).ok_or_else(|| Error::msg("an id is not JSON text"))?,
             Some(Some(())) => {}
             // Not in the form this operator writes: read it as JSON (or fail saying why).
             Some(None) => {
                 let mut list: Vec<String> = state::get_as(at)?.unwrap_or_default();
-                list.push(id.clone());
+                list.push(id.to_string());
                 *ids = serde_json::to_vec(&list)?;
             }
         }
         state::set(at, ids)?;
         Ok(())
+    }
+
+    /// A batch: the names of each event's entries first, read from the host in one call,
+    /// then each event in its key's scope. An event whose value fails to parse stops the
+    /// first pass; the events before it are handled, then it fails as it would alone.
+    fn batch(
+        &mut self,
+        batch: Vec<Event>,
+        names: &mut String,
+        spans: &mut Vec<Option<Span>>,
+        out: &mut Output,
+    ) -> Result<(), Error> {
+        for e in &batch {
+            match self.push_names(e, names) {
+                Ok(s) => spans.push(s),
+                Err(_) => break,
+            }
+        }
+        let named = batch
+            .iter()
+            .zip(spans.iter())
+            .filter_map(|(e, s)| Some((e.key.as_str(), (*s)?)));
+        state::prefetch_entries(named.flat_map(|(k, s)| [(k, &names[s.0..s.1]), (k, &names[s.1..s.2])]));
+        for (i, event) in batch.into_iter().enumerate() {
+            let _scope = state::enter_key(&event.key);
+            let span = match spans.get(i) {
+                Some(&s) => s,
+                // (The event whose value failed to parse: it fails again here.)
+                None => self.push_names(&event, names)?,
+            };
+            match span {
+                None => out.emit(event),
+                Some(s) => self.handle(event, &names[s.0..s.1], &names[s.1..s.2], out)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Forget each of `ids` that was kept at `kept_at` (and not kept again since, at another
+    /// time).
+    fn forget<'i>(&mut self, kept_at: i64, ids: impl Iterator<Item = &'i str>) -> Result<(), Error> {
+        for id in ids {
+            let seen = seen_key(&mut self.seen_key, id);
+            if seen_at(seen)? == Some(kept_at) {
+                state::remove(seen);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ahead of a timers call's `on_timer` calls: the lists of ids they forget, read in one
+    /// host call, then the `seen/<id>` entries those lists name in another (which names the
+    /// lists again, already read, so that the SDK follows `on_timer`'s reads in its order).
+    fn prefetch_forgotten(&mut self, timers: &[Event]) {
+        let within = self.within;
+        let (names, spans) = (&mut self.names, &mut self.spans);
+        names.clear();
+        spans.clear();
+        for t in timers {
+            let a = names.len();
+            push_ids_key(names, kept_at(t.ts, within));
+            spans.push(Some(Span(a, names.len(), names.len())));
+        }
+        let named = timers
+            .iter()
+            .zip(spans.iter())
+            .filter_map(|(t, s)| Some((t.key.as_str(), (*s)?)));
+        state::prefetch_entries(named.map(|(k, s)| (k, &names[s.0..s.1])));
+        let (seen, seen_spans) = (&mut self.seen_names, &mut self.seen_spans);
+        seen.clear();
+        seen_spans.clear();
+        for (i, (t, s)) in timers.iter().zip(spans.iter()).enumerate() {
+            let Some(s) = s else { continue };
+            let _scope = state::enter_key(&t.key);
+            let list = &names[s.0..s.1];
+            // The list again, then its ids: the order `on_timer` reads them in. (A list not in
+            // this operator's form is read by `on_timer` itself.)
+            let a = seen.len();
+            seen.push_str(list);
+            seen_spans.push((i, a, seen.len()));
+            state::get_with(list, |list| {
+                for id in plain_list(list).into_iter().flat_map(ids_in) {
+                    let a = seen.len();
+                    seen.push_str(SEEN);
+                    seen.push_str(id);
+                    seen_spans.push((i, a, seen.len()));
+                }
+            });
+        }
+        state::prefetch_entries(
+            seen_spans
+                .iter()
+                .map(|&(i, a, b)| (timers[i].key.as_str(), &seen[a..b])),
+        );
     }
 }
 
@@ -162,57 +331,46 @@ impl Operator for Dedup {
             field: s.id_field,
             within: s.within_ms,
             text: Vec::new(),
-            id: String::new(),
             seen_key: String::new(),
             ids_key: String::new(),
             ids: Vec::new(),
-            kept: Vec::new(),
+            list_text: String::new(),
             dropped: 0,
+            names: String::new(),
+            spans: Vec::new(),
+            seen_names: String::new(),
+            seen_spans: Vec::new(),
         })
     }
 
     fn on_event(&mut self, event: Event, out: &mut Output) -> Result<(), Error> {
-        let ts = event.ts;
-        let Some(id) = event.value_at_json(&self.field)? else {
-            out.emit(event);
-            return Ok(());
-        };
-        // The id as JSON text (`7`, `"a"`, `89.5`: serde_json's, floats through the SDK's
-        // faster writer of the same digits), escaped for a key.
-        self.text.clear();
-        match &id {
-            serde_json::Value::Number(n) if n.is_f64() => {
-                json::write_f64(&mut self.text, n.as_f64().expect("a float"))
-            }
-            _ => serde_json::to_writer(&mut self.text, &id)?,
-        }
-        let text = std::str::from_utf8(&self.text).expect("serde_json writes UTF-8");
-        self.id.clear();
-        if text.contains(['%', '/']) {
-            self.id.push_str(&key::escape(text));
-        } else {
-            self.id.push_str(text);
-        }
-        match seen_at(seen_key(&mut self.seen_key, &self.id))? {
-            Some(t) if (ts - t).abs() <= self.within => self.dropped += 1,
-            _ => {
-                self.keep(ts)?;
-                timers::register(&event.key, self.forget_at(ts))?;
+        let mut names = std::mem::take(&mut self.names);
+        names.clear();
+        let r = match self.push_names(&event, &mut names) {
+            Ok(None) => {
                 out.emit(event);
+                Ok(())
             }
-        }
-        Ok(())
+            Ok(Some(s)) => self.handle(event, &names[s.0..s.1], &names[s.1..s.2], out),
+            Err(e) => Err(e),
+        };
+        self.names = names;
+        r
     }
 
-    /// Each event in its key's scope, as by default; the batch's duplicates are then counted
-    /// with one update of `dropped` instead of one per duplicate (a failed batch leaves no
-    /// write either way).
+    /// The batch's entries read in one host call (see [`Dedup::batch`]), and its duplicates
+    /// counted with one update of `dropped` instead of one per duplicate (a failed batch
+    /// leaves no write either way).
     fn on_batch(&mut self, batch: Vec<Event>, out: &mut Output) -> Result<(), Error> {
         self.dropped = 0;
-        for event in batch {
-            let _scope = state::enter_key(&event.key);
-            self.on_event(event, out)?;
-        }
+        let mut names = std::mem::take(&mut self.names);
+        let mut spans = std::mem::take(&mut self.spans);
+        names.clear();
+        spans.clear();
+        let r = self.batch(batch, &mut names, &mut spans, out);
+        self.names = names;
+        self.spans = spans;
+        r?;
         let dropped = std::mem::take(&mut self.dropped);
         if dropped > 0 {
             ValueState::<u64>::operator("dropped").update(|n| n.unwrap_or(0) + dropped)?;
@@ -220,28 +378,27 @@ impl Operator for Dedup {
         Ok(())
     }
 
+    fn before_timers(&mut self, timers: &[Event]) -> Result<(), Error> {
+        self.prefetch_forgotten(timers);
+        Ok(())
+    }
+
     fn on_timer(&mut self, _key: &str, ts: i64, _out: &mut Output) -> Result<(), Error> {
-        let kept_at = ts.saturating_sub(self.within).saturating_sub(1);
+        let kept_at = kept_at(ts, self.within);
         let at = ids_key(&mut self.ids_key, kept_at);
-        let ids = &mut self.kept;
-        ids.clear();
-        let listed = state::get_with(at, |list| simple_ids(list, ids));
-        if listed == Some(None) {
+        let mut text = std::mem::take(&mut self.list_text);
+        text.clear();
+        let listed = state::get_with(at, |list| plain_list(list).map(|l| text.push_str(l)));
+        let forgotten = if listed == Some(None) {
             // Not a list of plain strings: read it as JSON (or fail saying why).
-            let list: Vec<String> = state::get_as(at)?.unwrap_or_default();
-            ids.clear();
-            ids.extend(list);
-        }
-        let ids = std::mem::take(&mut self.kept);
-        for id in &ids {
-            // Forget the id unless it was kept again since, at another time.
-            let seen = seen_key(&mut self.seen_key, id);
-            if seen_at(seen)? == Some(kept_at) {
-                state::remove(seen);
-            }
-        }
+            state::get_as::<Vec<String>>(at)
+                .and_then(|list| self.forget(kept_at, list.unwrap_or_default().iter().map(String::as_str)))
+        } else {
+            self.forget(kept_at, ids_in(&text))
+        };
+        self.list_text = text;
+        forgotten?;
         state::remove(ids_key(&mut self.ids_key, kept_at));
-        self.kept = ids;
         Ok(())
     }
 }
@@ -301,9 +458,8 @@ mod tests {
             for m in n..=ids.len() {
                 let list: Vec<String> = ids[n..m].iter().map(|s| s.to_string()).collect();
                 let text = serde_json::to_vec(&list).unwrap();
-                let mut got = vec!["stale".to_string()];
-                match simple_ids(&text, &mut got) {
-                    Some(()) => assert_eq!(got, list),
+                match plain_list(&text) {
+                    Some(inner) => assert_eq!(ids_in(inner).collect::<Vec<_>>(), list),
                     None => assert!(
                         list.iter().any(|id| id.contains(['"', '\\', '\t'])),
                         "{list:?} declined"
@@ -318,8 +474,12 @@ mod tests {
             b" [\"a\"]",
             b"[\"a\"",
             b"[\"a\"]]",
+            b"[\"a\",]",
+            b"[\"a\",\"]",
+            b"[\"a\" ,\"b\"]",
+            b"[\"\"\"]",
         ] {
-            assert_eq!(simple_ids(other, &mut Vec::new()), None, "{other:?}");
+            assert_eq!(plain_list(other), None, "{other:?}");
         }
     }
 

@@ -42,6 +42,18 @@ impl fmt::Display for Malformed {
 
 impl std::error::Error for Malformed {}
 
+/// `bytes` as a `str` if it is UTF-8, as `std::str::from_utf8` decides, with a fast path for
+/// ASCII: keys, scopes and ids nearly always are, and checking ASCII goes a word at a time
+/// where `from_utf8` goes byte by byte on input this short.
+pub fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes)
+    }
+}
+
 /// The length that marks "nothing here" where a length is expected: an absent value in a
 /// `get-many-packed` answer, a removal in `write-many-packed`.
 pub const ABSENT: u32 = u32::MAX;
@@ -154,7 +166,7 @@ impl<'a> Reader<'a> {
     pub fn str(&mut self, what: &str) -> Result<&'a str, Malformed> {
         let start = self.at;
         let b = self.bytes(what)?;
-        std::str::from_utf8(b).map_err(|_| Malformed {
+        utf8(b).map_err(|_| Malformed {
             what: what.to_string(),
             at: start,
             problem: "is not UTF-8",
@@ -181,5 +193,18 @@ mod tests {
         let mut r = Reader::new(&[1, 2]);
         assert!(r.u32("x").is_err());
         assert_eq!(r.position(), 0);
+    }
+
+    proptest::proptest! {
+        /// `utf8` decides as `from_utf8` does, on ASCII, on UTF-8 and on any bytes (mostly
+        /// ASCII with a few high bytes, where the fast path must hand over).
+        #[test]
+        fn utf8_is_from_utf8(
+            text in ".{0,40}",
+            bytes in proptest::collection::vec(proptest::prop_oneof![8 => 0u8..0x80, 1 => 0x80u8..=0xff], 0..40),
+        ) {
+            proptest::prop_assert_eq!(utf8(text.as_bytes()), Ok(text.as_str()));
+            proptest::prop_assert_eq!(utf8(&bytes), std::str::from_utf8(&bytes));
+        }
     }
 }

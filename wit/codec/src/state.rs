@@ -51,7 +51,7 @@ const MIN_NAME: usize = 8;
 fn read_name<'a>(r: &mut Reader<'a>) -> Result<(Option<&'a str>, &'a str), Malformed> {
     let at = r.position();
     let scope = match r.opt_bytes("a scope")? {
-        Some(b) => Some(std::str::from_utf8(b).map_err(|_| Malformed {
+        Some(b) => Some(crate::utf8(b).map_err(|_| Malformed {
             what: "a scope".to_string(),
             at,
             problem: "is not UTF-8",

@@ -24,7 +24,8 @@
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 
 use cairn_codec::state::{Answers, KeyList, Writes};
 use cairn_codec::{quota, scoped};
@@ -75,6 +76,10 @@ struct Slot {
     counted: bool,
     /// Bytes (scoped key + value) counted against `max-state-bytes` since the last sync.
     charged: u64,
+    /// Where the entry was last in a prefetch's order, plus one (0: never): an entry found
+    /// by its hash puts the prefetch's cursor back in step (an operator that skips a read
+    /// the prefetch asked for goes on following it after the next one it makes).
+    predicted_at: u32,
 }
 
 /// Where [`Cache::locate`] found an entry, or the hash to insert it under.
@@ -101,7 +106,7 @@ struct Cache {
     /// calls have followed it: the next call usually wants `predicted[cursor]`.
     predicted: Vec<u32>,
     cursor: usize,
-    hasher: DefaultHashBuilder,
+    hasher: FxBuildHasher,
     pending: usize,
     /// Usage and quotas as of the last ask, plus everything held back and sent since: never
     /// less than the host's real usage.
@@ -189,7 +194,8 @@ impl Cache {
     /// Whether slot `i` is `key` in `at`'s scope (whose bytes are at `known`, if worked out).
     fn is_slot_at(&self, i: u32, known: Option<ScopeRef>, at: At<'_>, key: &str) -> bool {
         let s = &self.slots[i as usize];
-        same(bytes_at(&self.arena, s.key_off, s.key_len), key.as_bytes())
+        s.key_len as usize == key.len()
+            && same(bytes_at(&self.arena, s.key_off, s.key_len), key.as_bytes())
             && (known == Some(s.scope) || self.is_scope(s.scope, at.scope))
     }
 
@@ -220,6 +226,11 @@ impl Cache {
             self.remember(at, i);
             return Located::Found(i);
         }
+        self.lookup(at, key)
+    }
+
+    /// [`Cache::locate`] by the hash alone (a prefetch names entries not yet read).
+    fn lookup(&mut self, at: At<'_>, key: &str) -> Located {
         let hash = self.hash(at.scope, key);
         let found = {
             let (arena, slots) = (&self.arena, &self.slots);
@@ -239,6 +250,10 @@ impl Cache {
         };
         match found {
             Some(i) => {
+                let p = self.slots[i as usize].predicted_at as usize;
+                if p > 0 && self.predicted.get(p - 1) == Some(&i) {
+                    self.cursor = p;
+                }
                 self.last_slot = Some(i);
                 self.remember(at, i);
                 Located::Found(i)
@@ -316,6 +331,7 @@ impl Cache {
             pending,
             counted,
             charged,
+            predicted_at: 0,
         });
         let slots = &self.slots;
         self.table.insert_unique(hash, i, |&j| slots[j as usize].hash);
@@ -364,7 +380,7 @@ impl Cache {
     /// Add `key` of `at`'s scope to a prefetch request unless the cache already knows it;
     /// either way it is the next entry predicted.
     fn want(&mut self, at: At<'_>, key: &str, req: &mut KeyList, wanted: &mut Vec<u32>) {
-        let i = match self.locate(at, key) {
+        let i = match self.lookup(at, key) {
             Located::Found(i) => i,
             Located::Missing { hash } => {
                 let i = self.insert(hash, at, key, Val::Absent, false, false, 0);
@@ -375,6 +391,7 @@ impl Cache {
             }
         };
         self.predicted.push(i);
+        self.slots[i as usize].predicted_at = self.predicted.len() as u32;
     }
 
     /// Read the keys of a prefetch request in one host call into the cache.

@@ -23,6 +23,11 @@ pub fn end_call() -> Result<(), StateError> {
 
 /// Prefetch `keys` in the scope of each of `scopes`.
 pub fn prefetch_keyed<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&str]) {
+    prefetch_entries(scopes.into_iter().flat_map(|s| keys.iter().map(move |&k| (s, k))));
+}
+
+/// Prefetch each (scope, key) entry, in order (the order the operator will read them in).
+pub fn prefetch_entries<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) {
     with_cache(|c| {
         if c.direct {
             return;
@@ -31,19 +36,23 @@ pub fn prefetch_keyed<'a>(scopes: impl IntoIterator<Item = &'a str>, keys: &[&st
         let mut wanted: Vec<u32> = Vec::new();
         c.predicted.clear();
         c.cursor = 0;
-        // Each scope as a frame of its own, so that its keys share its bytes. The frame numbers
-        // are the same in every prefetch: forget which scope an earlier one's frame had, or a
-        // second prefetch in one call (`before_timers` reads one per closing time) would file
-        // its first scope's entries under the earlier scope's bytes.
+        // Each run of one scope as a frame of its own, so that its keys share its bytes. The
+        // frame numbers are the same in every prefetch: forget which scope an earlier one's
+        // frame had, or a second prefetch in one call (`before_timers` reads one per closing
+        // time) would file its first scope's entries under the earlier scope's bytes.
         c.frame_scope = None;
-        for (n, s) in scopes.into_iter().enumerate() {
-            let at = At {
-                scope: Some(s),
-                frame: u64::MAX - n as u64,
-            };
-            for k in keys {
-                c.want(at, k, &mut req, &mut wanted);
+        let mut frame = u64::MAX;
+        let mut last: Option<&str> = None;
+        for (scope, key) in entries {
+            if last.is_some_and(|l| !std::ptr::eq(l, scope) && l != scope) {
+                frame -= 1;
             }
+            last = Some(scope);
+            let at = At {
+                scope: Some(scope),
+                frame,
+            };
+            c.want(at, key, &mut req, &mut wanted);
         }
         c.fetch(req, wanted);
     })

@@ -292,7 +292,7 @@ impl<'a> Decoder<'a> {
             [SHORT_BINUNICODE, BINUNICODE, BINUNICODE8],
             "has a value that is not a str where one is expected",
         )?;
-        std::str::from_utf8(b).map_err(|_| Malformed {
+        crate::utf8(b).map_err(|_| Malformed {
             what: self.what.to_string(),
             at: start,
             problem: "has a str that is not UTF-8 (a lone surrogate?)",
