@@ -222,7 +222,7 @@ fn load_errors_are_distinct_and_say_what_to_do() -> Result<()> {
     // The smallest valid component: fits no world.
     let other = load_err(Some(b"\0asm\x0d\0\x01\0"))?;
     assert!(
-        other.contains("does not fit Cairn's world cairn:operator/operator-packed@0.2.3"),
+        other.contains("does not fit Cairn's world cairn:operator/operator-packed@0.2.4"),
         "{other}"
     );
     assert!(other.contains("or `init` (0.1)"), "{other}");
@@ -246,12 +246,12 @@ fn inspect_reports_world_fit() -> Result<()> {
     let text = String::from_utf8(out.stdout)?;
     for needle in [
         "component",
-        "cairn:operator/state@0.2.3",
-        "cairn:operator/packed-state@0.2.3",
-        "  cairn:operator/operator@0.2.3",
-        "  cairn:operator/packed-operator@0.2.3",
-        "  cairn:operator/packed-timer-handler@0.2.3",
-        "fits world cairn:operator/operator-packed@0.2.3: yes",
+        "cairn:operator/state@0.2.4",
+        "cairn:operator/packed-state@0.2.4",
+        "  cairn:operator/operator@0.2.4",
+        "  cairn:operator/packed-operator@0.2.4",
+        "  cairn:operator/packed-timer-handler@0.2.4",
+        "fits world cairn:operator/operator-packed@0.2.4: yes",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }

@@ -170,13 +170,17 @@ fn malformed_packed_output_is_refused_and_rolled_back() -> Result<()> {
             "the write count at byte 0: is larger than the input can hold",
         ),
         ("\"badscope\"", "a scope at byte 4: is not UTF-8"),
+        (
+            "\"badtimers\"",
+            "a timer's time at byte 22: runs past the end of the input\")); the whole timer was registered: false",
+        ),
     ] {
         let e = hostile(
             "hostile-packed",
             Limits::default(),
             false,
             &[ev("c", 6, input)],
-            &["Invalid", "malformed packed state call", needle],
+            &["Invalid", "malformed packed", needle],
         )?;
         assert!(matches!(e, CallError::Guest { .. }), "{e:?}");
     }
@@ -272,7 +276,7 @@ fn non_plugins_are_refused_with_clear_messages() -> Result<()> {
         .expect_err("another world")
         .to_string();
     for n in [
-        "does not fit Cairn's world cairn:operator/operator-packed@0.2.3",
+        "does not fit Cairn's world cairn:operator/operator-packed@0.2.4",
         "missing export `cairn:operator/operator@0.2.0` (0.2) or `init` (0.1)",
         "missing export `process`",
         "imports `example:other/clock@1.0.0`, which Cairn does not provide",

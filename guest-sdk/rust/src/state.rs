@@ -315,7 +315,7 @@ pub fn scoped_key(scope: Option<&str>, key: &str) -> String {
 
 #[cfg(target_arch = "wasm32")]
 #[path = "state/wasm.rs"]
-mod backend;
+pub(crate) mod backend;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod backend {

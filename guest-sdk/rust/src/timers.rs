@@ -41,18 +41,14 @@ pub fn watermark() -> Option<i64> {
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod backend {
     use crate::__bindings::cairn::operator::timers as host;
-    use crate::__bindings::cairn::operator::types::StateError as WitStateError;
     use crate::state::StateError;
 
     pub fn register(key: &str, ts: i64) -> Result<(), StateError> {
-        host::register(key, ts).map_err(|e| match e {
-            WitStateError::QuotaExceeded(m) => StateError::QuotaExceeded(m),
-            WitStateError::Invalid(m) => StateError::Invalid(m),
-        })
+        crate::state::backend::register_timer(key, ts)
     }
 
     pub fn delete(key: &str, ts: i64) -> bool {
-        host::delete(key, ts)
+        crate::state::backend::delete_timer(key, ts)
     }
 
     thread_local! {

@@ -37,7 +37,7 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
             println!("  - {p}");
         }
         println!(
-            "a plugin implements world `operator-core` (or `operator-timers`) of WIT cairn:operator@0.2.3 (0.2.0 to 0.2.2 link too); rebuild it:"
+            "a plugin implements world `operator-core` (or `operator-timers`) of WIT cairn:operator@0.2.4 (0.2.0 to 0.2.3 link too); rebuild it:"
         );
         println!(
             "  Rust:            cairn_sdk::export!(YourOperator); then cargo build --target wasm32-wasip2 --release"

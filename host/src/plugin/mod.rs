@@ -21,4 +21,4 @@ pub use load::Plugin;
 
 /// The world cairn-sdk plugins are built for. Components of `operator-core` (any language) and
 /// of the older 0.1.x worlds run too.
-pub const WORLD: &str = "cairn:operator/operator-packed@0.2.3";
+pub const WORLD: &str = "cairn:operator/operator-packed@0.2.4";

@@ -9,6 +9,9 @@
 //! * `write-many-packed`: a u32 count, then per entry its name, then a u32 length and the
 //!   value, or [`ABSENT`] (no bytes follow) to remove the entry.
 //!
+//! * `packed-timers.register-packed` (0.2.4): a u32 count, then per timer its stream key as `bytes`
+//!   (UTF-8) and its time as an i64.
+//!
 //! 0.1.1's `get-many-packed` request is a count and plain keys ([`read_plain_keys`]).
 
 use crate::{ABSENT, Malformed, Reader, put};
@@ -210,6 +213,66 @@ impl Writes {
     }
 }
 
+/// A `packed-timers.register-packed` call being built (0.2.4).
+#[derive(Debug, Clone)]
+pub struct TimerList(Counted);
+
+impl Default for TimerList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TimerList {
+    /// No timers yet.
+    pub fn new() -> Self {
+        Self(Counted::new())
+    }
+
+    /// Register the timer of stream key `key` (UTF-8) at `ts`.
+    pub fn push(&mut self, key: &[u8], ts: i64) {
+        put(&mut self.0.buf, key);
+        self.0.buf.extend_from_slice(&ts.to_le_bytes());
+        self.0.bump();
+    }
+
+    /// How many timers.
+    pub fn len(&self) -> usize {
+        self.0.count as usize
+    }
+
+    /// Whether there is no timer.
+    pub fn is_empty(&self) -> bool {
+        self.0.count == 0
+    }
+
+    /// The encoded call.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0.buf
+    }
+
+    /// Forget the timers, keeping the buffer.
+    pub fn clear(&mut self) {
+        self.0.buf.truncate(4);
+        self.0.buf[..4].fill(0);
+        self.0.count = 0;
+    }
+}
+
+/// Read a whole `packed-timers.register-packed` call: its timers (stream key, time), in order, so
+/// that nothing is applied from a call that turns out malformed half-way.
+pub fn read_timers(bytes: &[u8]) -> Result<Vec<(&str, i64)>, Malformed> {
+    let mut r = Reader::new(bytes);
+    let count = r.count(4 + 8, "the timer count")?;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key = r.str("a timer's key")?;
+        out.push((key, r.i64("a timer's time")?));
+    }
+    r.finish("the last timer")?;
+    Ok(out)
+}
+
 /// One entry of a `write-many-packed` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Write<'a> {
@@ -248,6 +311,26 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn timers_round_trip(ts in proptest::collection::vec((".{0,12}", any::<i64>()), 0..12), cut in any::<prop::sample::Index>()) {
+            let mut l = TimerList::new();
+            l.push(b"stale", 1);
+            l.clear();
+            for (k, t) in &ts {
+                l.push(k.as_bytes(), *t);
+            }
+            prop_assert_eq!(l.len(), ts.len());
+            let got = read_timers(l.as_bytes()).unwrap();
+            let want: Vec<(&str, i64)> = ts.iter().map(|(k, t)| (k.as_str(), *t)).collect();
+            prop_assert_eq!(got, want);
+            // Cut short anywhere: an error, never a panic.
+            let bytes = l.as_bytes();
+            let n = cut.index(bytes.len());
+            if n < bytes.len() && !ts.is_empty() {
+                prop_assert!(read_timers(&bytes[..n]).is_err());
+            }
+        }
+
         #[test]
         fn writes_round_trip(ws in proptest::collection::vec((name(), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12))), 0..12)) {
             let mut w = Writes::new();

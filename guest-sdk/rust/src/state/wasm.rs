@@ -19,7 +19,10 @@
 //!   held-back values at their full size against the quotas (from `usage`), and a write that
 //!   might not fit first sends what is held back, then goes to the host alone and gets the
 //!   host's exact answer;
-//! * `list_keys` (and what is built on it) first sends what is held back.
+//! * `list_keys` (and what is built on it) first sends what is held back;
+//! * timer registrations are held back too (0.2.4's `packed-timers`), as long as the
+//!   timers the host has (from its `usage`) plus every registration held back or sent since
+//!   stay below `max-timers`; `timers::delete` first sends what is held back.
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
@@ -27,13 +30,14 @@ use std::hash::{BuildHasher, Hasher};
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
-use cairn_codec::state::{Answers, KeyList, Writes};
+use cairn_codec::state::{Answers, KeyList, TimerList, Writes};
 use cairn_codec::{quota, scoped};
 
 use super::StateError;
 use super::bytes::same;
 use super::scope::At;
 use crate::__bindings::cairn::operator::packed_state as fast;
+use crate::__bindings::cairn::operator::packed_timers;
 use crate::__bindings::cairn::operator::state as host;
 use crate::__bindings::cairn::operator::types::StateError as WitStateError;
 
@@ -113,6 +117,12 @@ struct Cache {
     usage: Option<fast::StateUsage>,
     extra_keys: u64,
     extra_bytes: u64,
+    /// Timer registrations held back, sent after the writes.
+    timers: TimerList,
+    /// Timers the host has and its `max-timers`, as of the last ask, plus every registration
+    /// held back and sent since (each counted as a new timer): never less than the host's.
+    timer_usage: Option<(u64, u64)>,
+    extra_timers: u64,
     /// A held-back write the host refused after all: the call must fail.
     failed: Option<StateError>,
     /// This call goes straight to the host (a call too small for the cache to pay off).
@@ -146,6 +156,7 @@ impl Cache {
         self.predicted.clear();
         self.cursor = 0;
         self.pending = 0;
+        self.timers.clear();
         self.failed = None;
     }
 
@@ -157,6 +168,10 @@ impl Cache {
         }
         self.extra_keys = 0;
         self.extra_bytes = 0;
+        if let Some((n, _)) = &mut self.timer_usage {
+            *n = n.saturating_add(self.extra_timers);
+        }
+        self.extra_timers = 0;
     }
 
     fn scope_of(&self, r: ScopeRef) -> Option<&[u8]> {
@@ -348,6 +363,20 @@ impl Cache {
             return Err(e.clone());
         }
         self.fold_usage();
+        self.flush_writes()?;
+        if !self.timers.is_empty() {
+            let r = packed_timers::register_packed(self.timers.as_bytes());
+            self.timers.clear();
+            if let Err(e) = r {
+                let e = convert(e);
+                self.failed = Some(e.clone());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_writes(&mut self) -> Result<(), StateError> {
         if self.pending == 0 {
             return Ok(());
         }

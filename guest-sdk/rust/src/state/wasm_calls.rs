@@ -2,6 +2,7 @@
 //! `state/wasm.rs`, or straight to the host.
 
 use super::*;
+use crate::__bindings::cairn::operator::timers as timers_host;
 
 /// An export call starts: nothing cached by an earlier call is trusted (the host may have
 /// rolled a batch back or restored the state since). `direct`: skip the cache for this call.
@@ -223,4 +224,30 @@ pub fn remove_many(keys: &[(Option<&str>, &str)]) -> u32 {
                 .count() as u32
         }
     })
+}
+
+/// Register the timer (`key`, `ts`): held back while it cannot be refused (see the module
+/// documentation), else sent now, after what is held back.
+pub fn register_timer(key: &str, ts: i64) -> Result<(), StateError> {
+    with_cache(|c| {
+        if !c.direct {
+            let (n, max) = *c.timer_usage.get_or_insert_with(packed_timers::usage);
+            if n.saturating_add(c.extra_timers) < max {
+                c.extra_timers += 1;
+                c.timers.push(key.as_bytes(), ts);
+                return Ok(());
+            }
+            c.flush()?;
+            // Ask afresh next time: timers may have fired since the last ask.
+            c.timer_usage = None;
+        }
+        timers_host::register(key, ts).map_err(convert)
+    })
+}
+
+/// Delete the timer (`key`, `ts`), after sending what is held back; whether there was one.
+pub fn delete_timer(key: &str, ts: i64) -> bool {
+    // A failure (a refusal the cache ruled out) is kept and fails the call when it ends.
+    let _ = with_cache(Cache::flush);
+    timers_host::delete(key, ts)
 }

@@ -12,7 +12,7 @@ use super::{HostFunc, Lookup, Store, StoreData, Version, WitStateError, listing_
 use crate::state::{StateError, StateHolder, Value};
 
 pub(super) const VERSION: Version = Version {
-    version: "0.2.2",
+    version: "0.2.4",
     type_interfaces: &["types"],
     funcs: &[
         HostFunc {
@@ -79,6 +79,16 @@ pub(super) const VERSION: Version = Version {
             interface: "packed-state",
             name: "usage",
             add: add_usage,
+        },
+        HostFunc {
+            interface: "packed-timers",
+            name: "register-packed",
+            add: super::timers::register_packed,
+        },
+        HostFunc {
+            interface: "packed-timers",
+            name: "usage",
+            add: super::timers::usage,
         },
         HostFunc {
             interface: "bulk-state",
