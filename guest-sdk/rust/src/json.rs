@@ -16,6 +16,18 @@ mod number;
 
 pub use number::{write_f64, write_opt_f64};
 
+/// `bytes` as a `str` if it is UTF-8, as `std::str::from_utf8` decides, checked a word at a
+/// time when it is ASCII (JSON text that a plugin wrote, an id, a key), where `from_utf8` goes
+/// byte by byte on short input.
+///
+/// ```
+/// assert_eq!(cairn_sdk::json::utf8(b"89.5"), Ok("89.5"));
+/// assert!(cairn_sdk::json::utf8(&[0xff]).is_err());
+/// ```
+pub fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    cairn_codec::utf8(bytes)
+}
+
 /// The JSON value at `path` in the document `json` (a field name, a dotted path `"a.b"`, an
 /// array index `"items.0"`, or `""` for the whole document), or `None` when there is none.
 /// Fails as `serde_json::from_slice` would on a malformed document.

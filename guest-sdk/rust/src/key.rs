@@ -35,7 +35,7 @@ pub fn ordered_i64(v: i64) -> String {
 /// Append [`ordered_i64`]`(v)` to `out` (no formatting machinery: a window's or an id's key
 /// is built on every event).
 pub fn push_ordered_i64(out: &mut String, v: i64) {
-    out.push_str(std::str::from_utf8(&ordered_digits(v)).expect("hex digits are ASCII"));
+    cairn_codec::timers::push_ordered_ts(out, v);
 }
 
 /// A short key built on the stack: a prefix of up to 8 bytes, then [`ordered_i64`]`(v)` — a

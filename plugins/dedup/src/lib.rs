@@ -97,7 +97,7 @@ fn appended(list: Option<&[u8]>, id: &str, out: &mut Vec<u8>) -> Option<()> {
 /// read as JSON instead. Its ids: [`ids_in`].
 fn plain_list(list: &[u8]) -> Option<&str> {
     let inner = list.strip_prefix(b"[")?.strip_suffix(b"]")?;
-    let inner = std::str::from_utf8(inner).ok()?;
+    let inner = json::utf8(inner).ok()?;
     if inner.is_empty() {
         return Some(inner);
     }
@@ -169,7 +169,7 @@ impl Dedup {
             }
             _ => serde_json::to_writer(&mut self.text, &id)?,
         }
-        let text = std::str::from_utf8(&self.text).expect("serde_json writes UTF-8");
+        let text = json::utf8(&self.text).expect("serde_json writes UTF-8");
         if text.contains(['%', '/']) {
             into.push_str(&key::escape(text));
         } else {

@@ -58,6 +58,13 @@ pub fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
 /// `get-many-packed` answer, a removal in `write-many-packed`.
 pub const ABSENT: u32 = u32::MAX;
 
+/// ASCII bytes as a `str`.
+pub(crate) fn ascii(b: &[u8]) -> &str {
+    debug_assert!(b.is_ascii());
+    // SAFETY: only called on ASCII (digits, `:`, hex digits); ASCII is UTF-8.
+    unsafe { std::str::from_utf8_unchecked(b) }
+}
+
 /// Append `bytes` with its u32 length, the layouts' unit for keys and values. Panics if
 /// `bytes` is 4 GiB or more (no key or value may be: the host's limits are far below).
 pub fn put(buf: &mut Vec<u8>, bytes: &[u8]) {

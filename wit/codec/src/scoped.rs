@@ -9,6 +9,7 @@
 //! listing of scoped keys, in the same order.
 
 use crate::Malformed;
+use crate::ascii;
 
 /// The prefix of operator-wide scoped keys.
 pub const OPERATOR: &str = "*/";
@@ -51,13 +52,6 @@ pub fn prefix_into(out: &mut String, scope: Option<&str>) {
             out.push('/');
         }
     }
-}
-
-/// ASCII bytes as a `str`.
-fn ascii(b: &[u8]) -> &str {
-    debug_assert!(b.is_ascii());
-    // SAFETY: only called on ASCII digits and `:` (above); ASCII is UTF-8.
-    unsafe { std::str::from_utf8_unchecked(b) }
 }
 
 /// The byte length of the scoped key of (`scope`, `key`), without building it.

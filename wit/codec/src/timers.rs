@@ -11,6 +11,11 @@
 /// The prefix of every timer entry.
 pub const PREFIX: &str = "!t/";
 
+/// [`ordered_ts`]`(ts)` appended to `out`.
+pub fn push_ordered_ts(out: &mut String, ts: i64) {
+    out.push_str(crate::ascii(&ordered_ts(ts)));
+}
+
 /// 16 lower-case hex digits whose string order is the numeric order of `ts`.
 pub fn ordered_ts(ts: i64) -> [u8; 16] {
     let v = (ts as u64) ^ (1 << 63);
@@ -38,7 +43,7 @@ fn hex8(x: u32) -> [u8; 8] {
 /// entries (timers here, the TTL index in [`crate::expiry`]).
 pub(crate) fn time_key_into(out: &mut String, prefix: &str, ts: i64, tail: &str) {
     out.push_str(prefix);
-    out.push_str(std::str::from_utf8(&ordered_ts(ts)).expect("hex digits"));
+    push_ordered_ts(out, ts);
     out.push('/');
     out.push_str(tail);
 }
@@ -48,7 +53,7 @@ pub(crate) fn time_key_into(out: &mut String, prefix: &str, ts: i64, tail: &str)
 pub(crate) fn time_bound(prefix: &str, ts: i64) -> String {
     let mut s = String::with_capacity(prefix.len() + 17);
     s.push_str(prefix);
-    s.push_str(std::str::from_utf8(&ordered_ts(ts)).expect("hex digits"));
+    push_ordered_ts(&mut s, ts);
     s.push('0');
     s
 }

@@ -57,7 +57,7 @@ pub(super) fn field_in<'j>(json: &'j [u8], name: &str) -> Option<Option<&'j [u8]
 /// give the correctly rounded double.
 pub(super) fn scalar_value(raw: &[u8]) -> serde_json::Value {
     use serde_json::Value;
-    let text = || std::str::from_utf8(raw).expect("the scanner took ASCII only");
+    let text = || cairn_codec::utf8(raw).expect("the scanner took ASCII only");
     match raw[0] {
         b'"' => Value::String(text()[1..raw.len() - 1].to_string()),
         b't' => Value::Bool(true),

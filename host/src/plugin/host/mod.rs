@@ -11,8 +11,8 @@
 //! * 0.1.x (`v0_1`): state keys are plain strings, stored as they are.
 //! * 0.2.x (`v0_2`): every entry has a scope; the host stores it under its scoped key
 //!   (`cairn_codec::scoped`), from which the key group follows. 0.2.1 adds `bulk-state`
-//!   (`bulk`), 0.2.2 `pickled-state` (`pickled`); components built for 0.2.0 and 0.2.1 link
-//!   to the 0.2.2 functions by semver.
+//!   (`bulk`), 0.2.2 `pickled-state` (`pickled`), 0.2.4 `packed-timers` (`timers`);
+//!   components built for 0.2.0 to 0.2.3 link to the 0.2.4 functions by semver.
 
 mod bulk;
 pub(crate) mod keyvalue;
