@@ -46,7 +46,7 @@ impl fmt::Display for StateError {
 
 impl std::error::Error for StateError {}
 
-mod bytes;
+pub(crate) mod bytes;
 mod scope;
 
 pub use scope::ScopeGuard;

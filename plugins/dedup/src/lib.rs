@@ -101,12 +101,22 @@ fn plain_list(list: &[u8]) -> Option<&str> {
     if inner.is_empty() {
         return Some(inner);
     }
-    let body = inner.strip_prefix('"')?.strip_suffix('"')?;
-    // `a","b","c`: the pieces between quotes alternate id, `,`, id, ..., id.
-    let plain = !body.contains('\\')
-        && body.matches('"').count() % 2 == 0
-        && body.split('"').skip(1).step_by(2).all(|sep| sep == ",");
-    plain.then_some(inner)
+    // `"a","b","c"`: quotes only at the ends and around each `,` between ids, no backslash.
+    let b = inner.as_bytes();
+    let end = b.len().checked_sub(1)?;
+    if end == 0 || b[0] != b'"' || b[end] != b'"' {
+        return None;
+    }
+    let mut i = 1;
+    while i < end {
+        match b[i] {
+            b'\\' => return None,
+            b'"' if b[i + 1] == b',' && i + 2 < end && b[i + 2] == b'"' => i += 3,
+            b'"' => return None,
+            _ => i += 1,
+        }
+    }
+    Some(inner)
 }
 
 /// The ids of a list's text as [`plain_list`] gives it.
@@ -170,7 +180,7 @@ impl Dedup {
             _ => serde_json::to_writer(&mut self.text, &id)?,
         }
         let text = json::utf8(&self.text).expect("serde_json writes UTF-8");
-        if text.contains(['%', '/']) {
+        if text.bytes().any(|c| c == b'%' || c == b'/') {
             into.push_str(&key::escape(text));
         } else {
             into.push_str(text);

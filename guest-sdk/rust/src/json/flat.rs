@@ -34,7 +34,7 @@ pub(super) fn field_in<'j>(json: &'j [u8], name: &str) -> Option<Option<&'j [u8]
             }
             let start = skip_ws(json, i + 1);
             let end = scalar(json, start)?;
-            if key == name.as_bytes() {
+            if crate::state::bytes::same(key, name.as_bytes()) {
                 found = Some(&json[start..end]);
             }
             i = skip_ws(json, end);

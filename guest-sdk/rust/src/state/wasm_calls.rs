@@ -45,7 +45,7 @@ pub fn prefetch_entries<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)
         let mut frame = u64::MAX;
         let mut last: Option<&str> = None;
         for (scope, key) in entries {
-            if last.is_some_and(|l| !std::ptr::eq(l, scope) && l != scope) {
+            if last.is_some_and(|l| !std::ptr::eq(l, scope) && !same(l.as_bytes(), scope.as_bytes())) {
                 frame -= 1;
             }
             last = Some(scope);
