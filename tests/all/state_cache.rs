@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 enum Op {
     Set(String, String),
     Remove(String),
+    Discard(String),
     Get(String),
     Exists(String),
     List(String),
@@ -30,6 +31,7 @@ impl Op {
         match self {
             Op::Set(k, v) => json!(["set", k, v]),
             Op::Remove(k) => json!(["remove", k]),
+            Op::Discard(k) => json!(["discard", k]),
             Op::Get(k) => json!(["get", k]),
             Op::Exists(k) => json!(["exists", k]),
             Op::List(p) => json!(["list", p]),
@@ -87,6 +89,10 @@ impl Model {
         match op {
             Op::Set(k, v) => written(self.set(k, v)),
             Op::Remove(k) => json!(self.map.remove(&scoped(k)).is_some()),
+            Op::Discard(k) => {
+                self.map.remove(&scoped(k));
+                json!("ok")
+            }
             Op::Get(k) => json!(self.map.get(&scoped(k))),
             Op::Exists(k) => json!(self.map.contains_key(&scoped(k))),
             Op::List(p) => json!(
@@ -122,6 +128,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (key(), value()).prop_map(|(k, v)| Op::Set(k, v)),
         2 => key().prop_map(Op::Remove),
+        2 => key().prop_map(Op::Discard),
         4 => key().prop_map(Op::Get),
         1 => key().prop_map(Op::Exists),
         1 => prop::sample::select(vec!["", "a", "b", "c"]).prop_map(|p| Op::List(p.into())),

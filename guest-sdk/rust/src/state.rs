@@ -173,6 +173,14 @@ pub fn remove(key: &str) -> bool {
     scope::with_at(|at| backend::remove(at, key))
 }
 
+/// Delete `key` without asking whether it existed: in a plugin, held back and sent with the
+/// call's writes, where [`remove`] must ask the host unless the entry was read in this call.
+/// For removals whose answer the operator does not need (forgetting what a timer says is
+/// expired).
+pub fn discard(key: &str) {
+    scope::with_at(|at| backend::discard(at, key))
+}
+
 /// Whether `key` holds a value.
 pub fn exists(key: &str) -> bool {
     scope::with_at(|at| backend::exists(at, key))
@@ -382,6 +390,9 @@ mod backend {
     }
     pub fn remove(at: At<'_>, key: &str) -> bool {
         remove_in(at.scope, key)
+    }
+    pub fn discard(at: At<'_>, key: &str) {
+        remove_in(at.scope, key);
     }
     pub fn exists(at: At<'_>, key: &str) -> bool {
         MAP.with(|m| m.borrow().contains_key(&scoped(at.scope, key)))

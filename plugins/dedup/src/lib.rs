@@ -9,11 +9,19 @@
 //! * An id leaves state once the host's watermark passes its ts by more than `within_ms`: a
 //!   timer of its key fires then. Events without the id field pass through.
 //!
-//! All of a key's state is in its scope: `seen/<id>` holds the id's ts, and `ids/<ts>` the ids
-//! kept at that ts, which the key's timer at `ts + within_ms + 1` forgets.
+//! All of a key's state is in its scope: `seen/<id>` holds the id's ts, and `kept/<ts>` the ids
+//! kept at that ts and not kept again since (an id kept again, at another time, is taken off
+//! its earlier list), which the key's timer at `ts + within_ms + 1` forgets without reading
+//! their times. Lists named `ids/<ts>`, which dedup wrote before (2026-12-01), may still name
+//! ids kept again since: their timers check each id's time before forgetting it. (One corner
+//! stays: a key whose events at one ts were kept both before and after the upgrade keeps the
+//! older list's ids until they are kept again.)
 
 use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, json, key, state, timers};
 use serde::Deserialize;
+
+mod text;
+use text::{appended, ids_in, plain_i64, plain_list};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,17 +47,17 @@ pub struct Dedup {
     /// other, and where each one's are (reused).
     names: String,
     spans: Vec<Option<Span>>,
-    /// A timers call's lists' names, each followed by the `seen/<id>` names it lists:
-    /// (timer, start, end) (reused).
-    seen_names: String,
-    seen_spans: Vec<(usize, usize, usize)>,
 }
 
-/// An event's names in [`Dedup::names`]: `seen/<id>` at `.0..`.1`, `ids/<ts>` at `.1..`.2`.
+/// An event's names in [`Dedup::names`]: `seen/<id>` at `.0..`.1`, `kept/<ts>` at `.1..`.2`.
 #[derive(Debug, Clone, Copy)]
 struct Span(usize, usize, usize);
 
 const SEEN: &str = "seen/";
+/// The lists of ids kept at a time and not kept again since.
+const KEPT: &str = "kept/";
+/// The lists of ids kept at a time that dedup wrote before `kept/` (2026-12-01).
+const LEGACY: &str = "ids/";
 
 /// `seen/<id>` (the id escaped for a key) in `buf`.
 fn seen_key<'b>(buf: &'b mut String, id: &str) -> &'b str {
@@ -59,70 +67,18 @@ fn seen_key<'b>(buf: &'b mut String, id: &str) -> &'b str {
     buf
 }
 
-/// `ids/<ts>`, the ids kept at `ts`, in `buf`.
-fn ids_key(buf: &mut String, ts: i64) -> &str {
+/// `<prefix><ts>` (a list of the ids kept at `ts`) in `buf`.
+fn list_key<'b>(buf: &'b mut String, prefix: &str, ts: i64) -> &'b str {
     buf.clear();
-    push_ids_key(buf, ts);
+    buf.push_str(prefix);
+    key::push_ordered_i64(buf, ts);
     buf
 }
 
-/// `ids/<ts>` appended to `buf`.
-fn push_ids_key(buf: &mut String, ts: i64) {
-    buf.push_str("ids/");
+/// `kept/<ts>` appended to `buf`.
+fn push_kept_key(buf: &mut String, ts: i64) {
+    buf.push_str(KEPT);
     key::push_ordered_i64(buf, ts);
-}
-
-/// `list` (a JSON list of strings, as serde_json writes it: `["a","b"]`) with `id` appended,
-/// into `out`; `None` if `list` is not of that form.
-fn appended(list: Option<&[u8]>, id: &str, out: &mut Vec<u8>) -> Option<()> {
-    out.clear();
-    match list {
-        None => out.push(b'['),
-        Some(l) if l.len() >= 2 && l[0] == b'[' && l[l.len() - 1] == b']' => {
-            out.extend_from_slice(&l[..l.len() - 1]);
-            if l.len() > 2 {
-                out.push(b',');
-            }
-        }
-        Some(_) => return None,
-    }
-    serde_json::to_writer(&mut *out, id).ok()?;
-    out.push(b']');
-    Some(())
-}
-
-/// The text between a list's brackets when it is a list of ids as this operator writes it
-/// (`["7","\"a\""]`) and none of them holds a backslash (each id's JSON text is then the id
-/// between quotes, and quotes are only the list's own); `None` for anything else, which is
-/// read as JSON instead. Its ids: [`ids_in`].
-fn plain_list(list: &[u8]) -> Option<&str> {
-    let inner = list.strip_prefix(b"[")?.strip_suffix(b"]")?;
-    let inner = json::utf8(inner).ok()?;
-    if inner.is_empty() {
-        return Some(inner);
-    }
-    // `"a","b","c"`: quotes only at the ends and around each `,` between ids, no backslash.
-    let b = inner.as_bytes();
-    let end = b.len().checked_sub(1)?;
-    if end == 0 || b[0] != b'"' || b[end] != b'"' {
-        return None;
-    }
-    let mut i = 1;
-    while i < end {
-        match b[i] {
-            b'\\' => return None,
-            b'"' if b[i + 1] == b',' && i + 2 < end && b[i + 2] == b'"' => i += 3,
-            b'"' => return None,
-            _ => i += 1,
-        }
-    }
-    Some(inner)
-}
-
-/// The ids of a list's text as [`plain_list`] gives it.
-fn ids_in(inner: &str) -> impl Iterator<Item = &str> {
-    let body = (!inner.is_empty()).then(|| &inner[1..inner.len() - 1]);
-    body.into_iter().flat_map(|b| b.split('"').step_by(2))
 }
 
 /// The time `seen/<id>` (`key`) holds: the integer as this operator writes it, read without
@@ -133,26 +89,6 @@ fn seen_at(key: &str) -> Result<Option<i64>, Error> {
         Some(Some(t)) => Ok(Some(t)),
         Some(None) => state::get_as::<i64>(key),
     }
-}
-
-/// `-`? then 1 to 18 digits, no leading zero, not `-0`: an integer as serde_json writes it.
-fn plain_i64(b: &[u8]) -> Option<i64> {
-    let (negative, digits) = match b {
-        [b'-', rest @ ..] => (true, rest),
-        _ => (false, b),
-    };
-    // (serde_json reads `-0` as a float: declined too.)
-    if digits.is_empty() || digits.len() > 18 || (digits[0] == b'0' && (digits.len() > 1 || negative)) {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v * 10 + i64::from(d - b'0');
-    }
-    Some(if negative { -v } else { v })
 }
 
 /// The time whose ids a timer fired at `fired` forgets.
@@ -188,7 +124,7 @@ impl Dedup {
         Ok(true)
     }
 
-    /// The names the event reads, `seen/<id>` then `ids/<ts>`, appended to `names`; `None`
+    /// The names the event reads, `seen/<id>` then `kept/<ts>`, appended to `names`; `None`
     /// (and nothing appended) when the event has no id.
     fn push_names(&mut self, event: &Event, names: &mut String) -> Result<Option<Span>, Error> {
         let a = names.len();
@@ -198,7 +134,7 @@ impl Dedup {
             return Ok(None);
         }
         let b = names.len();
-        push_ids_key(names, event.ts);
+        push_kept_key(names, event.ts);
         Ok(Some(Span(a, b, names.len())))
     }
 
@@ -208,7 +144,12 @@ impl Dedup {
         let ts = event.ts;
         match seen_at(seen)? {
             Some(t) if (ts - t).abs() <= self.within => self.dropped += 1,
-            _ => {
+            earlier => {
+                if let Some(t) = earlier {
+                    // Kept again, at another time: off the list of `t`, whose timer has not
+                    // fired (it would have forgotten the id).
+                    self.unlist(t, &seen[SEEN.len()..])?;
+                }
                 self.keep(ts, seen, at)?;
                 timers::register(&event.key, self.forget_at(ts))?;
                 out.emit(event);
@@ -233,6 +174,45 @@ impl Dedup {
             }
         }
         state::set(at, ids)?;
+        Ok(())
+    }
+
+    /// The timer of `kept_at` without a `kept/` list: a list that dedup wrote before
+    /// (`ids/<kept_at>`), whose ids are forgotten unless kept again since, or nothing.
+    fn forget_legacy(&mut self, kept_at: i64) -> Result<(), Error> {
+        let at = list_key(&mut self.ids_key, LEGACY, kept_at);
+        let mut text = std::mem::take(&mut self.list_text);
+        text.clear();
+        let listed = state::get_with(at, |list| plain_list(list).map(|l| text.push_str(l)));
+        let forgotten = match listed {
+            None => Ok(()),
+            Some(Some(())) => self.forget_checked(kept_at, ids_in(&text)),
+            Some(None) => state::get_as::<Vec<String>>(at).and_then(|list| {
+                self.forget_checked(kept_at, list.unwrap_or_default().iter().map(String::as_str))
+            }),
+        };
+        self.list_text = text;
+        forgotten?;
+        if listed.is_some() {
+            state::remove(list_key(&mut self.ids_key, LEGACY, kept_at));
+        }
+        Ok(())
+    }
+
+    /// Take `id` off the list of ids kept at `t` (`kept/<t>`; removed when none remains).
+    /// Nothing when it is not there (a list that dedup wrote before `kept/`: its timer checks
+    /// each id's time).
+    fn unlist(&mut self, t: i64, id: &str) -> Result<(), Error> {
+        let at = list_key(&mut self.ids_key, KEPT, t);
+        let ids = &mut self.ids;
+        match state::get_with(at, |list| text::without(list, id, ids)) {
+            None => {}
+            Some(Ok(true)) => state::set(at, ids)?,
+            Some(Ok(false)) => {
+                state::remove(at);
+            }
+            Some(Err(e)) => return Err(e.into()),
+        }
         Ok(())
     }
 
@@ -272,9 +252,9 @@ impl Dedup {
         Ok(())
     }
 
-    /// Forget each of `ids` that was kept at `kept_at` (and not kept again since, at another
-    /// time).
-    fn forget<'i>(&mut self, kept_at: i64, ids: impl Iterator<Item = &'i str>) -> Result<(), Error> {
+    /// Forget each of `ids` (of a list that dedup wrote before `kept/`) that was kept at
+    /// `kept_at` and not kept again since, at another time.
+    fn forget_checked<'i>(&mut self, kept_at: i64, ids: impl Iterator<Item = &'i str>) -> Result<(), Error> {
         for id in ids {
             let seen = seen_key(&mut self.seen_key, id);
             if seen_at(seen)? == Some(kept_at) {
@@ -285,8 +265,7 @@ impl Dedup {
     }
 
     /// Ahead of a timers call's `on_timer` calls: the lists of ids they forget, read in one
-    /// host call, then the `seen/<id>` entries those lists name in another (which names the
-    /// lists again, already read, so that the SDK follows `on_timer`'s reads in its order).
+    /// host call.
     fn prefetch_forgotten(&mut self, timers: &[Event]) {
         let within = self.within;
         let (names, spans) = (&mut self.names, &mut self.spans);
@@ -294,7 +273,7 @@ impl Dedup {
         spans.clear();
         for t in timers {
             let a = names.len();
-            push_ids_key(names, kept_at(t.ts, within));
+            push_kept_key(names, kept_at(t.ts, within));
             spans.push(Some(Span(a, names.len(), names.len())));
         }
         let named = timers
@@ -302,32 +281,6 @@ impl Dedup {
             .zip(spans.iter())
             .filter_map(|(t, s)| Some((t.key.as_str(), (*s)?)));
         state::prefetch_entries(named.map(|(k, s)| (k, &names[s.0..s.1])));
-        let (seen, seen_spans) = (&mut self.seen_names, &mut self.seen_spans);
-        seen.clear();
-        seen_spans.clear();
-        for (i, (t, s)) in timers.iter().zip(spans.iter()).enumerate() {
-            let Some(s) = s else { continue };
-            let _scope = state::enter_key(&t.key);
-            let list = &names[s.0..s.1];
-            // The list again, then its ids: the order `on_timer` reads them in. (A list not in
-            // this operator's form is read by `on_timer` itself.)
-            let a = seen.len();
-            seen.push_str(list);
-            seen_spans.push((i, a, seen.len()));
-            state::get_with(list, |list| {
-                for id in plain_list(list).into_iter().flat_map(ids_in) {
-                    let a = seen.len();
-                    seen.push_str(SEEN);
-                    seen.push_str(id);
-                    seen_spans.push((i, a, seen.len()));
-                }
-            });
-        }
-        state::prefetch_entries(
-            seen_spans
-                .iter()
-                .map(|&(i, a, b)| (timers[i].key.as_str(), &seen[a..b])),
-        );
     }
 }
 
@@ -348,8 +301,6 @@ impl Operator for Dedup {
             dropped: 0,
             names: String::new(),
             spans: Vec::new(),
-            seen_names: String::new(),
-            seen_spans: Vec::new(),
         })
     }
 
@@ -393,23 +344,36 @@ impl Operator for Dedup {
         Ok(())
     }
 
+    /// Forget the ids kept at the timer's time minus `within + 1` (and not kept again since):
+    /// their `seen/` entries and their list go, without reading their times.
     fn on_timer(&mut self, _key: &str, ts: i64, _out: &mut Output) -> Result<(), Error> {
         let kept_at = kept_at(ts, self.within);
-        let at = ids_key(&mut self.ids_key, kept_at);
+        let at = list_key(&mut self.ids_key, KEPT, kept_at);
         let mut text = std::mem::take(&mut self.list_text);
         text.clear();
         let listed = state::get_with(at, |list| plain_list(list).map(|l| text.push_str(l)));
-        let forgotten = if listed == Some(None) {
+        let r = match listed {
+            Some(Some(())) => {
+                for id in ids_in(&text) {
+                    state::discard(seen_key(&mut self.seen_key, id));
+                }
+                Ok(true)
+            }
             // Not a list of plain strings: read it as JSON (or fail saying why).
-            state::get_as::<Vec<String>>(at)
-                .and_then(|list| self.forget(kept_at, list.unwrap_or_default().iter().map(String::as_str)))
-        } else {
-            self.forget(kept_at, ids_in(&text))
+            Some(None) => state::get_as::<Vec<String>>(at).map(|list| {
+                for id in list.unwrap_or_default() {
+                    state::discard(seen_key(&mut self.seen_key, &id));
+                }
+                true
+            }),
+            None => Ok(false),
         };
         self.list_text = text;
-        forgotten?;
-        state::remove(ids_key(&mut self.ids_key, kept_at));
-        Ok(())
+        if r? {
+            state::remove(list_key(&mut self.ids_key, KEPT, kept_at));
+            return Ok(());
+        }
+        self.forget_legacy(kept_at)
     }
 }
 
@@ -442,83 +406,72 @@ mod tests {
         assert_eq!(h.state_json("dropped"), Some(json!(1)));
     }
 
+    fn ev(key: &str, ts: i64, id: i64) -> Event {
+        Event::json(key, ts, &json!({ "id": id })).unwrap()
+    }
+
     #[test]
-    fn an_id_is_appended_as_serde_writes_the_list() {
-        let ids = ["7", "\"a\\\"b\"", "x%2Fy", "é", ""];
-        for n in 0..ids.len() {
-            let list: Vec<String> = ids[..n].iter().map(|s| s.to_string()).collect();
-            let stored = (n > 0).then(|| serde_json::to_vec(&list).unwrap());
-            let mut out = Vec::new();
-            appended(stored.as_deref(), ids[n], &mut out).unwrap();
-            let mut want = list.clone();
-            want.push(ids[n].to_string());
-            assert_eq!(out, serde_json::to_vec(&want).unwrap());
-        }
+    fn an_id_kept_again_before_its_timer_fired_is_not_forgotten_by_it() {
+        let mut h = Harness::<Dedup>::new(r#"{"id_field": "id", "within_ms": 10}"#).unwrap();
+        assert_eq!(h.feed(vec![ev("k", 1, 7)]).unwrap().len(), 1);
+        // 19 ms later, before the watermark reached the first keep's timer (12): kept again.
+        assert_eq!(h.feed(vec![ev("k", 20, 7)]).unwrap().len(), 1);
+        assert_eq!(h.current_watermark(), Some(20), "the timer of 12 has fired");
+        assert_eq!(h.keyed_json("k", "seen/7"), Some(json!(20)));
         assert_eq!(
-            appended(Some(b"{}"), "1", &mut Vec::new()),
-            None,
-            "not a list: read as JSON"
+            h.feed(vec![ev("k", 25, 7)]).unwrap().len(),
+            0,
+            "a duplicate of 20"
+        );
+        // Kept again within one batch: the first keep's list loses it at once.
+        assert_eq!(h.feed(vec![ev("k", 40, 8), ev("k", 60, 8)]).unwrap().len(), 2);
+        let lists: Vec<String> = h
+            .state()
+            .keys()
+            .filter(|k| k.contains("/kept/"))
+            .cloned()
+            .collect();
+        assert_eq!(lists.len(), 1, "{lists:?}");
+        assert_eq!(h.feed(vec![ev("k", 65, 8)]).unwrap().len(), 0);
+        h.watermark(100).unwrap();
+        assert!(
+            !h.state()
+                .keys()
+                .any(|k| k.contains("/seen/") || k.contains("/kept/")),
+            "{:?}",
+            h.state().keys().collect::<Vec<_>>()
         );
     }
 
     #[test]
-    fn plain_id_lists_are_read_as_serde_reads_them() {
-        let ids = ["7", "89.5", "", "x%2Fy", "é", "a\"b", "back\\slash", "tab\t"];
-        for n in 0..ids.len() {
-            for m in n..=ids.len() {
-                let list: Vec<String> = ids[n..m].iter().map(|s| s.to_string()).collect();
-                let text = serde_json::to_vec(&list).unwrap();
-                match plain_list(&text) {
-                    Some(inner) => assert_eq!(ids_in(inner).collect::<Vec<_>>(), list),
-                    None => assert!(
-                        list.iter().any(|id| id.contains(['"', '\\', '\t'])),
-                        "{list:?} declined"
-                    ),
-                }
-            }
-        }
-        for other in [
-            &b"{}"[..],
-            b"[1]",
-            b"[\"a\",2]",
-            b" [\"a\"]",
-            b"[\"a\"",
-            b"[\"a\"]]",
-            b"[\"a\",]",
-            b"[\"a\",\"]",
-            b"[\"a\" ,\"b\"]",
-            b"[\"\"\"]",
-        ] {
-            assert_eq!(plain_list(other), None, "{other:?}");
-        }
-    }
-
-    #[test]
-    fn plain_integers_are_read_as_serde_reads_them() {
-        // What this operator writes is read without serde...
-        for n in [0i64, 1, -1, 7, 1_700_000_000_000, -999_999_999_999_999_999] {
-            assert_eq!(plain_i64(n.to_string().as_bytes()), Some(n));
-        }
-        // ... and nothing is read otherwise than serde reads it (declined: serde reads it).
-        for text in [
-            "-0",
-            "01",
-            "",
-            "-",
-            "1.0",
-            "1e3",
-            " 1",
-            "+1",
-            "12a",
-            "\"5\"",
-            "9223372036854775807",
-            "-9223372036854775808",
-            "99999999999999999999",
-        ] {
-            if let Some(v) = plain_i64(text.as_bytes()) {
-                assert_eq!(Some(v), serde_json::from_str::<i64>(text).ok(), "{text:?}");
-            }
-        }
+    fn lists_written_before_kept_are_forgotten_as_before() {
+        let mut h = Harness::<Dedup>::new(r#"{"id_field": "id", "within_ms": 10}"#).unwrap();
+        // State as dedup wrote it before `kept/`: 7 kept at 1; 8 kept at 1, then again at 30
+        // (still listed at 1); their timers at 12 and 41.
+        state::with_key("k", || {
+            state::set_as("seen/7", &1).unwrap();
+            state::set_as("seen/8", &30).unwrap();
+            state::set_as(&format!("ids/{}", key::ordered_i64(1)), &["7", "8"]).unwrap();
+            state::set_as(&format!("ids/{}", key::ordered_i64(30)), &["8"]).unwrap();
+        });
+        timers::register("k", 12).unwrap();
+        timers::register("k", 41).unwrap();
+        h.watermark(12).unwrap();
+        assert_eq!(h.keyed_json("k", "seen/7"), None, "forgotten at its time");
+        assert_eq!(
+            h.keyed_json("k", "seen/8"),
+            Some(json!(30)),
+            "kept again since: stays"
+        );
+        assert_eq!(h.send("k", 35, json!({"id": 8})).unwrap().len(), 0);
+        h.watermark(41).unwrap();
+        assert!(
+            !h.state()
+                .keys()
+                .any(|k| k.contains("/seen/") || k.contains("/ids/")),
+            "{:?}",
+            h.state().keys().collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! not a failure; the operation `["fail"]` fails the batch. Tests compare the answers and the
 //! final state with a plain model.
 //!
-//! Operations: `["set", k, v]`, `["remove", k]`, `["get", k]`, `["exists", k]`,
+//! Operations: `["set", k, v]`, `["remove", k]`, `["discard", k]`, `["get", k]`, `["exists", k]`,
 //! `["list", prefix]`, `["prefetch", [k…]]`, `["get_many", [k…]]`, `["set_many", [[k, v]…]]`,
 //! `["remove_many", [k…]]`, `["fail"]`. Values are strings. Keys are in the event key's
 //! scope.
@@ -55,6 +55,10 @@ impl Operator for Model {
             let answer = match name {
                 "set" => written(state::set(s(&a[1])?, s(&a[2])?.as_bytes())),
                 "remove" => json!(state::remove(s(&a[1])?)),
+                "discard" => {
+                    state::discard(s(&a[1])?);
+                    json!("ok")
+                }
                 "get" => text(state::get(s(&a[1])?)),
                 "exists" => json!(state::exists(s(&a[1])?)),
                 "list" => json!(state::keys_with_prefix(s(&a[1])?)),

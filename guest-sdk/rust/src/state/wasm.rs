@@ -534,6 +534,20 @@ impl Cache {
         Ok(())
     }
 
+    /// Remove without an answer: a removal of an entry the cache does not know is held back
+    /// too (the host's removal of an absent entry changes nothing).
+    fn discard(&mut self, at: At<'_>, key: &str) {
+        match self.locate(at, key) {
+            Located::Found(i) => {
+                self.remove(at, key);
+                debug_assert!(matches!(self.slots[i as usize].val, Val::Absent));
+            }
+            Located::Missing { hash } => {
+                self.insert(hash, at, key, Val::Absent, true, false, 0);
+            }
+        }
+    }
+
     fn remove(&mut self, at: At<'_>, key: &str) -> bool {
         let scope = at.scope;
         match self.locate(at, key) {

@@ -137,6 +137,16 @@ pub fn remove(at: At<'_>, key: &str) -> bool {
     })
 }
 
+pub fn discard(at: At<'_>, key: &str) {
+    with_cache(|c| {
+        if c.direct {
+            host::remove(at.scope, key);
+        } else {
+            c.discard(at, key);
+        }
+    })
+}
+
 pub fn exists(at: At<'_>, key: &str) -> bool {
     let known = with_cache(|c| {
         if c.direct {
