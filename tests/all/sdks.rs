@@ -94,6 +94,47 @@ fn the_rust_sdk_packages_as_a_crate_that_builds_from_its_package() -> Result<()>
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"))
         .join("package-check");
+    // cairn-sdk is verified against the cairn-codec just packaged, which cargo takes for a
+    // registry crate: a registry crate of the same version unpacked (under
+    // `$CARGO_HOME/registry/src`) or built by an earlier run is taken as it is, not unpacked
+    // and built from the new source. Forget both.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+        });
+    let mut stale: Vec<std::path::PathBuf> =
+        vec![target.join("debug/.fingerprint"), target.join("debug/deps")];
+    stale.extend(
+        fs::read_dir(cargo_home.join("registry/src"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    for dir in stale {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if [
+                "cairn-codec-",
+                "cairn_codec-",
+                "libcairn_codec-",
+                "cairn-sdk-",
+                "cairn_sdk-",
+                "libcairn_sdk-",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p))
+            {
+                let path = entry.path();
+                let _ = if path.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+            }
+        }
+    }
     let out = std::process::Command::new("cargo")
         .args(["package", "-p", "cairn-codec", "-p", "cairn-sdk", "--allow-dirty"])
         .env("CARGO_TARGET_DIR", &target)
