@@ -296,9 +296,10 @@ pub fn sigkill_exactly_once_on(
         let out = dir.path().join(format!("out-{round}.jsonl"));
         let store = store_of(&format!("store-{round}"));
         let a = args(&input, &out, &store);
-        // (On a loaded machine a kill that waited for progress can still land after the last
-        // output: such rounds go on, up to three times the kills, until one landed mid-run.)
-        let landed = |m: &[u64]| m.iter().any(|&l| l > 0 && l < total);
+        // (On a loaded machine kills that waited for progress can still land after the last
+        // output, or where an earlier one did: rounds go on, up to three times the kills, until
+        // they landed mid-run at enough distinct places.)
+        let landed = |m: &[u64]| mid_run_spread(m, min_distinct, total);
         while (sizes.len() < kills || !landed(&mid_run)) && sizes.len() < kills * 3 {
             let at_spawn = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
             let mut child = cairn()
@@ -358,12 +359,19 @@ pub fn sigkill_exactly_once_on(
         "only {} kills landed in 4 rounds (seed {seed})",
         sizes.len()
     );
-    let mut distinct = mid_run.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
     anyhow::ensure!(
-        distinct.len() >= min_distinct.min(mid_run.len()) && distinct.iter().any(|&l| l > 0 && l < total),
+        mid_run_spread(&mid_run, min_distinct, total),
         "kills did not land mid-run: {sizes:?}, of which waited for progress {mid_run:?} (seed {seed})"
     );
     Ok(reference)
+}
+
+/// Whether the kills that waited for progress (the output lengths they left, of `total`)
+/// landed at `min_distinct` distinct lengths (or as many as there were kills), one of them
+/// mid-run.
+fn mid_run_spread(mid_run: &[u64], min_distinct: usize, total: u64) -> bool {
+    let mut distinct = mid_run.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct.len() >= min_distinct.min(mid_run.len()) && distinct.iter().any(|&l| l > 0 && l < total)
 }
