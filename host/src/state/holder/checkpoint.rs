@@ -13,8 +13,11 @@ impl StateHolder {
         self.voids = 0;
         let mut deletes = Vec::new();
         let purge = &mut self.purge;
+        // The next change list starts as large as this one ended: it is refilled at the same
+        // pace, and growing it by doubling copied it over and over (fresh pages each time).
+        let next = Vec::with_capacity(self.changed.len());
         // Collected in place (same element size): no allocation, one pass.
-        let sets = std::mem::take(&mut self.changed)
+        let sets = std::mem::replace(&mut self.changed, next)
             .into_iter()
             .filter_map(|(key, value)| match value {
                 _ if key.is_void() => None,
