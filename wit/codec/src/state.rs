@@ -64,41 +64,51 @@ fn read_name<'a>(r: &mut Reader<'a>) -> Result<(Option<&'a str>, &'a str), Malfo
     Ok((scope, r.str("a key")?))
 }
 
+/// `new`, `Default`, `len`, `is_empty` and `as_bytes` of a call built in a [`Counted`]
+/// buffer; `$items` names what it counts.
+macro_rules! counted_call {
+    ($t:ident, $items:literal) => {
+        impl Default for $t {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl $t {
+            #[doc = concat!("No ", $items, " yet.")]
+            pub fn new() -> Self {
+                Self(Counted::new())
+            }
+
+            #[doc = concat!("How many ", $items, ".")]
+            pub fn len(&self) -> usize {
+                self.0.count as usize
+            }
+
+            #[doc = concat!("Whether there are no ", $items, ".")]
+            pub fn is_empty(&self) -> bool {
+                self.0.count == 0
+            }
+
+            /// The encoded call.
+            pub fn as_bytes(&self) -> &[u8] {
+                &self.0.buf
+            }
+        }
+    };
+}
+
 /// A `get-many-packed` request being built.
 #[derive(Debug, Clone)]
 pub struct KeyList(Counted);
 
-impl Default for KeyList {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+counted_call!(KeyList, "entries asked for");
 
 impl KeyList {
-    /// An empty request.
-    pub fn new() -> Self {
-        Self(Counted::new())
-    }
-
     /// Ask for `key` of `scope` (`None`: operator-wide; both UTF-8).
     pub fn push(&mut self, scope: Option<&[u8]>, key: &[u8]) {
         put_name(&mut self.0.buf, scope, key);
         self.0.bump();
-    }
-
-    /// How many entries are asked for.
-    pub fn len(&self) -> usize {
-        self.0.count as usize
-    }
-
-    /// Whether no entry is asked for.
-    pub fn is_empty(&self) -> bool {
-        self.0.count == 0
-    }
-
-    /// The encoded request.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0.buf
     }
 }
 
@@ -171,18 +181,9 @@ impl<'a> Answers<'a> {
 #[derive(Debug, Clone)]
 pub struct Writes(Counted);
 
-impl Default for Writes {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+counted_call!(Writes, "writes");
 
 impl Writes {
-    /// No writes yet.
-    pub fn new() -> Self {
-        Self(Counted::new())
-    }
-
     /// Set `key` of `scope` (`None`: operator-wide; both UTF-8) to `value`.
     pub fn set(&mut self, scope: Option<&[u8]>, key: &[u8], value: &[u8]) {
         put_name(&mut self.0.buf, scope, key);
@@ -196,59 +197,20 @@ impl Writes {
         self.0.buf.extend_from_slice(&ABSENT.to_le_bytes());
         self.0.bump();
     }
-
-    /// How many writes.
-    pub fn len(&self) -> usize {
-        self.0.count as usize
-    }
-
-    /// Whether there is no write.
-    pub fn is_empty(&self) -> bool {
-        self.0.count == 0
-    }
-
-    /// The encoded call.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0.buf
-    }
 }
 
 /// A `packed-timers.register-packed` call being built (0.2.4).
 #[derive(Debug, Clone)]
 pub struct TimerList(Counted);
 
-impl Default for TimerList {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+counted_call!(TimerList, "timers");
 
 impl TimerList {
-    /// No timers yet.
-    pub fn new() -> Self {
-        Self(Counted::new())
-    }
-
     /// Register the timer of stream key `key` (UTF-8) at `ts`.
     pub fn push(&mut self, key: &[u8], ts: i64) {
         put(&mut self.0.buf, key);
         self.0.buf.extend_from_slice(&ts.to_le_bytes());
         self.0.bump();
-    }
-
-    /// How many timers.
-    pub fn len(&self) -> usize {
-        self.0.count as usize
-    }
-
-    /// Whether there is no timer.
-    pub fn is_empty(&self) -> bool {
-        self.0.count == 0
-    }
-
-    /// The encoded call.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0.buf
     }
 
     /// Forget the timers, keeping the buffer.

@@ -206,3 +206,12 @@ pub(crate) fn read_into(store: &Store<'_>, s: &WasmStr, buf: &mut String) -> was
 
 #[cfg(test)]
 mod drift;
+
+/// A packed call's request bytes, copied out of guest memory into the store's reused buffer
+/// (the state is changed while they are read); give the buffer back to `blob_buf` after.
+fn request(store: &mut Store<'_>, list: &wasmtime::component::WasmList<u8>) -> Vec<u8> {
+    let mut buf = std::mem::take(&mut store.data_mut().blob_buf);
+    buf.clear();
+    buf.extend_from_slice(list.as_le_slice(&*store));
+    buf
+}

@@ -8,7 +8,7 @@ use cairn_codec::pickle::{Decoder, Writer};
 use cairn_codec::{Malformed, scoped};
 use wasmtime::component::{LinkerInstance, WasmList};
 
-use super::{Store, StoreData, WitStateError, ttl};
+use super::{Store, StoreData, WitStateError, request, ttl};
 use crate::state::Value;
 
 type I<'a, 'b> = &'a mut LinkerInstance<'b, StoreData>;
@@ -16,15 +16,6 @@ type R = wasmtime::Result<()>;
 
 fn invalid(e: Malformed) -> WitStateError {
     WitStateError::Invalid(format!("malformed pickled state call: {e}"))
-}
-
-/// The request's bytes, copied out of guest memory into the store's reused buffer (the state
-/// is changed while they are read).
-fn request(store: &mut Store<'_>, list: &WasmList<u8>) -> Vec<u8> {
-    let mut buf = std::mem::take(&mut store.data_mut().blob_buf);
-    buf.clear();
-    buf.extend_from_slice(list.as_le_slice(&*store));
-    buf
 }
 
 pub(super) fn get_entries_pickled(i: I, name: &'static str) -> R {

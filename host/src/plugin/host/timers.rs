@@ -51,11 +51,9 @@ pub(super) fn register(i: I, name: &'static str) -> R {
 /// order, after checking the whole buffer; stops at the first refusal.
 pub(super) fn register_packed(i: I, name: &'static str) -> R {
     i.func_wrap(name, |mut store: Store<'_>, (list,): (WasmList<u8>,)| {
-        let mut buf = std::mem::take(&mut store.data_mut().blob_buf);
-        let mut entry = std::mem::take(&mut store.data_mut().key_buf);
-        buf.clear();
-        buf.extend_from_slice(list.as_le_slice(&store));
+        let buf = super::request(&mut store, &list);
         let data = store.data_mut();
+        let mut entry = std::mem::take(&mut data.key_buf);
         let result = packed::read_timers(&buf)
             .map_err(|e| WitStateError::Invalid(format!("malformed packed timers call: {e}")))
             .and_then(|all| {

@@ -368,11 +368,9 @@ fn get_many_packed(i: I, name: &'static str) -> R {
 
 fn write_many_packed(i: I, name: &'static str) -> R {
     i.func_wrap(name, |mut store: Store<'_>, (writes,): (WasmList<u8>,)| {
-        let mut buf = std::mem::take(&mut store.data_mut().blob_buf);
-        let mut key = std::mem::take(&mut store.data_mut().key_buf);
-        buf.clear();
-        buf.extend_from_slice(writes.as_le_slice(&store));
+        let buf = super::request(&mut store, &writes);
         let data = store.data_mut();
+        let mut key = std::mem::take(&mut data.key_buf);
         let result = (|| -> Result<(), WitStateError> {
             // Checked whole before anything is applied.
             let all = packed::read_writes(&buf).map_err(invalid)?;
