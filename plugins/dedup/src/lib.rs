@@ -177,26 +177,31 @@ impl Dedup {
         Ok(())
     }
 
-    /// The timer of `kept_at` without a `kept/` list: a list that dedup wrote before
-    /// (`ids/<kept_at>`), whose ids are forgotten unless kept again since, or nothing.
-    fn forget_legacy(&mut self, kept_at: i64) -> Result<(), Error> {
-        let at = list_key(&mut self.ids_key, LEGACY, kept_at);
+    /// Each id of the list `<prefix><t>` (read without serde when it is plain) given to `f`;
+    /// whether there is such a list (it stays).
+    fn each_listed(
+        &mut self,
+        prefix: &str,
+        t: i64,
+        mut f: impl FnMut(&mut Self, &str) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
+        let at = list_key(&mut self.ids_key, prefix, t);
         let mut text = std::mem::take(&mut self.list_text);
         text.clear();
         let listed = state::get_with(at, |list| plain_list(list).map(|l| text.push_str(l)));
-        let forgotten = match listed {
-            None => Ok(()),
-            Some(Some(())) => self.forget_checked(kept_at, ids_in(&text)),
+        let r = match listed {
+            None => Ok(false),
+            Some(Some(())) => ids_in(&text).try_for_each(|id| f(self, id)).map(|()| true),
+            // Not a list of plain strings: read it as JSON (or fail saying why).
             Some(None) => state::get_as::<Vec<String>>(at).and_then(|list| {
-                self.forget_checked(kept_at, list.unwrap_or_default().iter().map(String::as_str))
+                list.unwrap_or_default()
+                    .iter()
+                    .try_for_each(|id| f(self, id))
+                    .map(|()| true)
             }),
         };
         self.list_text = text;
-        forgotten?;
-        if listed.is_some() {
-            state::remove(list_key(&mut self.ids_key, LEGACY, kept_at));
-        }
-        Ok(())
+        r
     }
 
     /// Take `id` off the list of ids kept at `t` (`kept/<t>`; removed when none remains).
@@ -252,14 +257,12 @@ impl Dedup {
         Ok(())
     }
 
-    /// Forget each of `ids` (of a list that dedup wrote before `kept/`) that was kept at
-    /// `kept_at` and not kept again since, at another time.
-    fn forget_checked<'i>(&mut self, kept_at: i64, ids: impl Iterator<Item = &'i str>) -> Result<(), Error> {
-        for id in ids {
-            let seen = seen_key(&mut self.seen_key, id);
-            if seen_at(seen)? == Some(kept_at) {
-                state::remove(seen);
-            }
+    /// Forget `id` (of a list that dedup wrote before `kept/`) if it was kept at `kept_at` and
+    /// not kept again since, at another time.
+    fn forget_checked(&mut self, kept_at: i64, id: &str) -> Result<(), Error> {
+        let seen = seen_key(&mut self.seen_key, id);
+        if seen_at(seen)? == Some(kept_at) {
+            state::remove(seen);
         }
         Ok(())
     }
@@ -348,32 +351,17 @@ impl Operator for Dedup {
     /// their `seen/` entries and their list go, without reading their times.
     fn on_timer(&mut self, _key: &str, ts: i64, _out: &mut Output) -> Result<(), Error> {
         let kept_at = kept_at(ts, self.within);
-        let at = list_key(&mut self.ids_key, KEPT, kept_at);
-        let mut text = std::mem::take(&mut self.list_text);
-        text.clear();
-        let listed = state::get_with(at, |list| plain_list(list).map(|l| text.push_str(l)));
-        let r = match listed {
-            Some(Some(())) => {
-                for id in ids_in(&text) {
-                    state::discard(seen_key(&mut self.seen_key, id));
-                }
-                Ok(true)
-            }
-            // Not a list of plain strings: read it as JSON (or fail saying why).
-            Some(None) => state::get_as::<Vec<String>>(at).map(|list| {
-                for id in list.unwrap_or_default() {
-                    state::discard(seen_key(&mut self.seen_key, &id));
-                }
-                true
-            }),
-            None => Ok(false),
+        let forget = |op: &mut Self, id: &str| {
+            state::discard(seen_key(&mut op.seen_key, id));
+            Ok(())
         };
-        self.list_text = text;
-        if r? {
+        if self.each_listed(KEPT, kept_at, forget)? {
             state::remove(list_key(&mut self.ids_key, KEPT, kept_at));
-            return Ok(());
+        } else if self.each_listed(LEGACY, kept_at, |op, id| op.forget_checked(kept_at, id))? {
+            // A list that dedup wrote before `kept/`: its ids may have been kept again since.
+            state::remove(list_key(&mut self.ids_key, LEGACY, kept_at));
         }
-        self.forget_legacy(kept_at)
+        Ok(())
     }
 }
 

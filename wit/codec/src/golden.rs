@@ -21,6 +21,16 @@ pub const WRITES: &[u8] = &[
     0xff, 0xff, 0xff, 0xff, // removal
 ];
 
+/// `packed-timers.register-packed` (0.2.4): the timers of `sensor-1` at 60000 and of `a` at
+/// -1.
+pub const TIMERS: &[u8] = &[
+    2, 0, 0, 0, // count
+    8, 0, 0, 0, b's', b'e', b'n', b's', b'o', b'r', b'-', b'1', // key
+    0x60, 0xea, 0, 0, 0, 0, 0, 0, // ts 60000
+    1, 0, 0, 0, b'a', // key
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // ts -1
+];
+
 /// A `get-many-packed` answer: `b"7"`, then an absent key.
 pub const ANSWERS: &[u8] = &[1, 0, 0, 0, b'7', 0xff, 0xff, 0xff, 0xff];
 
@@ -73,7 +83,7 @@ pub const KEY_GROUPS: &[(&str, u32, u32)] = &[
 mod tests {
     use super::*;
     use crate::batch::{self, EventRef};
-    use crate::state::{Answers, Writes};
+    use crate::state::{Answers, TimerList, Writes};
 
     #[test]
     fn vectors_match_the_codec() {
@@ -89,6 +99,14 @@ mod tests {
         w.set(Some(b"sensor-1"), b"count", b"7");
         w.remove(None, b"x");
         assert_eq!(w.as_bytes(), WRITES);
+        let mut t = TimerList::new();
+        t.push(b"sensor-1", 60_000);
+        t.push(b"a", -1);
+        assert_eq!(t.as_bytes(), TIMERS);
+        assert_eq!(
+            crate::state::read_timers(TIMERS).unwrap(),
+            [("sensor-1", 60_000), ("a", -1)]
+        );
         let mut a = Answers::new(ANSWERS);
         assert_eq!(a.next_answer().unwrap(), Some(&b"7"[..]));
         assert_eq!(a.next_answer().unwrap(), None);
@@ -123,6 +141,7 @@ mod tests {
                 ("batch-one-event", hex(BATCH_ONE_EVENT).as_str()),
                 ("writes", hex(WRITES).as_str()),
                 ("answers", hex(ANSWERS).as_str()),
+                ("timers", hex(TIMERS).as_str()),
                 ("pickled-events-by-host", hex(PICKLED_EVENTS_BY_HOST).as_str()),
                 ("pickled-answers-by-host", hex(PICKLED_ANSWERS_BY_HOST).as_str()),
                 ("pickled-from-cpython", hex(PICKLED_FROM_CPYTHON).as_str()),

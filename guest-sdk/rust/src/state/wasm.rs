@@ -534,22 +534,10 @@ impl Cache {
         Ok(())
     }
 
-    /// Remove without an answer: a removal of an entry the cache does not know is held back
-    /// too (the host's removal of an absent entry changes nothing).
-    fn discard(&mut self, at: At<'_>, key: &str) {
-        match self.locate(at, key) {
-            Located::Found(i) => {
-                self.remove(at, key);
-                debug_assert!(matches!(self.slots[i as usize].val, Val::Absent));
-            }
-            Located::Missing { hash } => {
-                self.insert(hash, at, key, Val::Absent, true, false, 0);
-            }
-        }
-    }
-
-    fn remove(&mut self, at: At<'_>, key: &str) -> bool {
-        let scope = at.scope;
+    /// Remove `key`; whether it existed. An entry the cache does not know is removed on the
+    /// host at once when `answer` asks whether it existed, else held back too (the host's
+    /// removal of an absent entry changes nothing) and `false` returned.
+    fn remove(&mut self, at: At<'_>, key: &str, answer: bool) -> bool {
         match self.locate(at, key) {
             Located::Found(i) => {
                 let s = &mut self.slots[i as usize];
@@ -564,8 +552,8 @@ impl Cache {
                 existed
             }
             Located::Missing { hash } => {
-                let existed = host::remove(scope, key);
-                self.insert(hash, at, key, Val::Absent, false, false, 0);
+                let existed = answer && host::remove(at.scope, key);
+                self.insert(hash, at, key, Val::Absent, !answer, false, 0);
                 existed
             }
         }

@@ -132,7 +132,7 @@ pub fn remove(at: At<'_>, key: &str) -> bool {
         if c.direct {
             host::remove(at.scope, key)
         } else {
-            c.remove(at, key)
+            c.remove(at, key, true)
         }
     })
 }
@@ -142,7 +142,7 @@ pub fn discard(at: At<'_>, key: &str) {
         if c.direct {
             host::remove(at.scope, key);
         } else {
-            c.discard(at, key);
+            c.remove(at, key, false);
         }
     })
 }
@@ -230,7 +230,7 @@ pub fn remove_many(keys: &[(Option<&str>, &str)]) -> u32 {
             keys.iter().filter(|&&(s, k)| host::remove(s, k)).count() as u32
         } else {
             keys.iter()
-                .filter(|&&(scope, k)| c.remove(At { scope, frame: 0 }, k))
+                .filter(|&&(scope, k)| c.remove(At { scope, frame: 0 }, k, true))
                 .count() as u32
         }
     })
