@@ -6,6 +6,7 @@ use std::ops::Bound;
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 
+use self::changes::{Change, Changes};
 use super::usage::Usage;
 
 /// Key `k` became live (`live`) or went away: keep the ordered index (once built) and the
@@ -72,24 +73,25 @@ const ABSENT: u32 = 1 << 31;
 /// `Slot::pos`: the position in the change list.
 const POS: u32 = ABSENT - 1;
 
-/// What a key was before the open batch first wrote it: `None` when it had no entry at all,
-/// else its value, epoch and position in the change list.
+/// What a key was before the open batch wrote it (first, or took it out of the change list):
+/// `prev` is `None` when it had no entry at all, else its value, epoch and position in the
+/// change list; `change` what the write did to the list.
 #[derive(Debug)]
 struct Undo {
     key: Key,
     prev: Option<(Option<Value>, u32, u32)>,
+    change: Change,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Txn {
     epoch: u32,
-    changed_len: usize,
 }
 
 /// Where a write to an existing slot is recorded: the undo log (its first write in the open
 /// batch) and the change list (its first write since the checkpoint; later ones update it).
 struct Log<'a> {
-    changed: &'a mut Vec<(Key, Option<Value>)>,
+    changed: &'a mut Changes,
     undo: &'a mut Vec<Undo>,
     txn: bool,
     /// `None`: changes are not tracked.
@@ -99,40 +101,34 @@ struct Log<'a> {
 impl Log<'_> {
     /// Record that `k`'s slot now holds `new`, written at `epoch`, and store it.
     fn write(self, k: &Key, slot: &mut Slot, epoch: u32, new: Option<Value>) {
-        if self.txn && slot.epoch != epoch {
-            self.undo.push(Undo {
-                key: k.clone(),
-                prev: Some((slot.value.clone(), slot.epoch, slot.pos)),
-            });
-        }
-        match self.gen_start {
-            None => {}
+        let prev = (self.txn && slot.epoch != epoch).then(|| (slot.value.clone(), slot.epoch, slot.pos));
+        let change = match self.gen_start {
+            None => Change::InPlace,
             Some(gen_start) if slot.epoch >= gen_start => {
-                let copy = &mut self.changed[(slot.pos & POS) as usize].1;
-                // SAFETY: a changed slot's entry in `changed` holds a clone of its value
+                // SAFETY: a changed slot's entry in the change list holds a clone of its value
                 // (every write and rollback sets both), and the slot still holds its own.
-                unsafe { super::value::overwrite_clone(copy, &slot.value, new.clone()) };
+                unsafe { self.changed.set(slot.pos & POS, &slot.value, new.clone()) };
+                Change::InPlace
             }
             Some(_) => {
                 // Its first change since the checkpoint: a (clean) tombstone's key is one the
                 // checkpoint deleted.
                 let absent = if slot.value.is_none() { ABSENT } else { 0 };
-                slot.pos = change_pos(self.changed) | absent;
-                self.changed.push((k.clone(), new.clone()));
+                let (at, change) = self.changed.add(k.clone(), new.clone());
+                slot.pos = at | absent;
+                change
             }
+        };
+        if prev.is_some() {
+            self.undo.push(Undo {
+                key: k.clone(),
+                prev,
+                change,
+            });
         }
         slot.epoch = epoch;
         slot.value = new;
     }
-}
-
-/// The position of the next entry of the change list.
-fn change_pos(changed: &[(Key, Option<Value>)]) -> u32 {
-    assert!(
-        changed.len() < POS as usize,
-        "over 2^31 keys changed between two checkpoints"
-    );
-    changed.len() as u32
 }
 
 /// One operator instance's state: the entries, what changed since the last checkpoint, and the
@@ -159,11 +155,9 @@ pub struct StateHolder {
     /// Live (non-tombstone) entries, counted.
     usage: Usage,
     /// Keys changed since the last checkpoint, each once, with their value now (`None`:
-    /// removed). A write to a changed key overwrites its value here without reading it
-    /// (`overwrite_clone`), so the random place in this list costs no cache miss. A key that
-    /// came and went since the checkpoint leaves a [`Key::void`] here (counted in `voids`).
-    changed: Vec<(Key, Option<Value>)>,
-    voids: usize,
+    /// removed). A write to a changed key overwrites its value there without reading it
+    /// (`overwrite_clone`), so the random place in this list costs no cache miss.
+    changed: Changes,
     /// Whether changes are tracked (false: no checkpoint will be taken, see
     /// [`StateHolder::untrack`]).
     track: bool,
@@ -185,8 +179,7 @@ impl Default for StateHolder {
             order: OnceCell::new(),
             host_keys: BTreeSet::new(),
             usage: Usage::default(),
-            changed: Vec::new(),
-            voids: 0,
+            changed: Changes::default(),
             track: true,
             purge: Vec::new(),
             undo: Vec::new(),
@@ -218,8 +211,7 @@ impl StateHolder {
     /// nothing but its undo (batches still roll back); [`StateHolder::take_delta`] must not be
     /// called after.
     pub fn untrack(&mut self) {
-        self.changed = Vec::new();
-        self.voids = 0;
+        self.changed = Changes::default();
         self.track = false;
     }
 
@@ -286,7 +278,7 @@ impl StateHolder {
 
     /// Number of keys changed since the last checkpoint.
     pub fn dirty_len(&self) -> usize {
-        self.changed.len() - self.voids
+        self.changed.len()
     }
 
     /// Store `value` under `key`, subject to the quotas.
@@ -331,19 +323,19 @@ impl StateHolder {
             EntryRef::Vacant(e) => {
                 self.usage.check(&self.quotas, key, value.len(), None)?;
                 let k = Key::from(key);
+                let (pos, change) = if generation.is_some() {
+                    let (at, change) = self.changed.add(k.clone(), Some(value.clone()));
+                    (at | ABSENT, change)
+                } else {
+                    (0, Change::InPlace)
+                };
                 if self.txn.is_some() {
                     self.undo.push(Undo {
                         key: k.clone(),
                         prev: None,
+                        change,
                     });
                 }
-                let pos = if generation.is_some() {
-                    let pos = change_pos(&self.changed) | ABSENT;
-                    self.changed.push((k.clone(), Some(value.clone())));
-                    pos
-                } else {
-                    0
-                };
                 index(&mut self.order, &mut self.host_keys, &k, true);
                 self.usage.add(key, value.len());
                 e.insert_with_key(
@@ -388,19 +380,23 @@ impl StateHolder {
             return true;
         }
         // Not in the last checkpoint (or none will be taken): the key leaves the map, and its
-        // change-list entry becomes void.
+        // change-list entry the list (its place is the next new key's).
         let (k, slot) = e.remove_entry();
-        if generation.is_some() {
-            let entry = &mut self.changed[(slot.pos & POS) as usize];
-            // SAFETY: a changed slot's entry holds a clone of its value; the slot holds its own.
-            unsafe { super::value::overwrite_clone(&mut entry.1, &slot.value, None) };
-            entry.0 = Key::void();
-            self.voids += 1;
-        }
-        if self.txn.is_some() && slot.epoch != epoch {
+        let change = if generation.is_some() {
+            // SAFETY: a changed slot's entry holds clones of its key and value; the slot and
+            // the map's key hold their own.
+            unsafe { self.changed.take_out(slot.pos & POS, &k, &slot.value) };
+            Change::TakenOut
+        } else {
+            Change::InPlace
+        };
+        // A place freed is undone even when the batch wrote the key before: a rollback then
+        // frees and takes places exactly in reverse.
+        if self.txn.is_some() && (slot.epoch != epoch || change == Change::TakenOut) {
             self.undo.push(Undo {
                 key: k,
                 prev: Some((slot.value, slot.epoch, slot.pos)),
+                change,
             });
         }
         true
@@ -478,12 +474,8 @@ impl StateHolder {
     pub fn begin(&mut self) {
         if self.txn.is_none() {
             self.purge_some();
-            self.compact_changes();
             let epoch = self.next_epoch();
-            self.txn = Some(Txn {
-                epoch,
-                changed_len: self.changed.len(),
-            });
+            self.txn = Some(Txn { epoch });
         }
     }
 
@@ -511,24 +503,26 @@ impl StateHolder {
     /// Discard the open batch's writes: state, size and changes are exactly what they were at
     /// [`StateHolder::begin`].
     pub fn rollback(&mut self) {
-        let Some(txn) = self.txn.take() else {
+        if self.txn.take().is_none() {
             return;
-        };
+        }
         let generation = self.generation();
         for u in self.undo.drain(..).rev() {
+            // The change list first, as the write left it (the log is undone in reverse).
+            match (u.change, &u.prev) {
+                (Change::Pushed | Change::Reused(_), _) => self.changed.unadd(&u.key, u.change),
+                (Change::TakenOut, Some((value, _, pos))) => {
+                    self.changed.put_back(pos & POS, u.key.clone(), value.clone())
+                }
+                (Change::InPlace, Some((value, epoch, pos))) if generation.is_some_and(|g| *epoch >= g) => {
+                    // Changed before the batch: its change entry is back to that value.
+                    self.changed.restore_value(pos & POS, value.clone())
+                }
+                _ => {}
+            }
             let (cur, prev_value) = match u.prev {
                 None => (self.slots.remove(&*u.key).and_then(|s| s.value), None),
                 Some((value, epoch, pos)) => {
-                    if generation.is_some_and(|g| epoch >= g) {
-                        // Changed before the batch: its change entry is back to that value
-                        // (and to its key, if the batch removed it without a trace).
-                        let entry = &mut self.changed[(pos & POS) as usize];
-                        if entry.0.is_void() {
-                            entry.0 = u.key.clone();
-                            self.voids -= 1;
-                        }
-                        entry.1 = value.clone();
-                    }
                     let restored = Slot {
                         value: value.clone(),
                         epoch,
@@ -557,14 +551,6 @@ impl StateHolder {
                 _ => {}
             }
         }
-        // Keys first changed inside the batch were appended after `changed_len`; their slots
-        // are back to their epochs before it.
-        let voided = self.changed[txn.changed_len.min(self.changed.len())..]
-            .iter()
-            .filter(|(k, _)| k.is_void())
-            .count();
-        self.voids -= voided;
-        self.changed.truncate(txn.changed_len);
     }
 
     /// Whether a batch transaction is open.
@@ -573,7 +559,7 @@ impl StateHolder {
     }
 }
 
+mod changes;
 mod checkpoint;
-mod compaction;
 #[cfg(test)]
 mod tests;

@@ -67,6 +67,22 @@ impl Key {
     }
 }
 
+/// Store `new` in `copy`, a clone of `original` (the same allocation when shared), without
+/// reading `copy`: as [`super::value::overwrite_clone`] does for values.
+///
+/// # Safety
+///
+/// `copy` must hold a clone of `original`, and `original` must still hold its reference.
+pub(super) unsafe fn overwrite_clone(copy: &mut Key, original: &Key, new: Key) {
+    if let Repr::Shared(arc) = &original.0 {
+        // SAFETY: `copy` holds a strong reference to this same allocation (the caller's
+        // contract), released here once; `original`'s keeps it alive meanwhile.
+        unsafe { Arc::decrement_strong_count(Arc::as_ptr(arc)) }
+    }
+    // SAFETY: `copy` is valid and its only resource was released above.
+    unsafe { std::ptr::write(copy, new) };
+}
+
 impl Deref for Key {
     type Target = str;
     fn deref(&self) -> &str {

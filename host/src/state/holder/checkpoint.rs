@@ -10,14 +10,12 @@ impl StateHolder {
     pub fn take_delta(&mut self) -> StateDelta {
         debug_assert!(self.txn.is_none(), "take_delta inside a batch transaction");
         assert!(self.track, "take_delta on a state whose changes are not tracked");
-        self.voids = 0;
         let mut deletes = Vec::new();
         let purge = &mut self.purge;
-        // The next change list starts as large as this one ended: it is refilled at the same
-        // pace, and growing it by doubling copied it over and over (fresh pages each time).
-        let next = Vec::with_capacity(self.changed.len());
         // Collected in place (same element size): no allocation, one pass.
-        let sets = std::mem::replace(&mut self.changed, next)
+        let sets = self
+            .changed
+            .take()
             .into_iter()
             .filter_map(|(key, value)| match value {
                 _ if key.is_void() => None,
@@ -57,7 +55,7 @@ impl StateHolder {
     /// count as changed. Call it on a state without pending changes (a restored one).
     pub fn apply(&mut self, delta: StateDelta) {
         debug_assert!(self.txn.is_none(), "apply inside a batch transaction");
-        debug_assert!(self.changed.is_empty(), "apply on a state with pending changes");
+        debug_assert!(self.changed.len() == 0, "apply on a state with pending changes");
         self.slots
             .reserve(delta.sets.len().saturating_sub(self.slots.len()));
         let mut ix = self.order.take();
