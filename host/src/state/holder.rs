@@ -52,23 +52,25 @@ impl StateDelta {
     }
 }
 
-/// One key's entry. A removed key that the last checkpoint holds stays as a tombstone
-/// (`value: None`) until the next checkpoint takes it, so the delta knows to delete it; the
-/// holder purges taken tombstones a few at a time as batches begin. A key the last checkpoint
-/// does not hold leaves no trace when removed (a window or timer that came and went between
-/// two checkpoints), and none at all when changes are not tracked.
+/// One live key's entry. A removed key leaves the map at once: when the last checkpoint may
+/// hold it, its removal stays in the change list (an entry without a value) for the next
+/// delta; a key the last checkpoint does not hold leaves no trace (a window or timer that came
+/// and went between two checkpoints), and none at all when changes are not tracked. A key
+/// removed and written again since the checkpoint has a new slot and an entry of its own:
+/// the delta deletes and sets it, which applied in that order (deletes first) leaves the value.
 #[derive(Debug)]
 struct Slot {
-    value: Option<Value>,
+    value: Value,
     /// The epoch of the last write: the batch's inside a transaction, else the holder's
     /// current one. A slot written at or after `gen_start` changed since the last checkpoint,
-    /// and `changed[pos & POS]` holds its key and current value; `pos & ABSENT` then says
-    /// that the last checkpoint does not hold the key.
+    /// and the change list's entry at `pos & POS` holds its key and current value; `pos &
+    /// ABSENT` then says that its removal needs no entry (the last checkpoint does not hold
+    /// the key, or an earlier entry removes it).
     epoch: u32,
     pos: u32,
 }
 
-/// `Slot::pos`: the key was absent from the last checkpoint (set at its first change since).
+/// `Slot::pos`: the key needs no removal entry (set at its first change since the checkpoint).
 const ABSENT: u32 = 1 << 31;
 /// `Slot::pos`: the position in the change list.
 const POS: u32 = ABSENT - 1;
@@ -79,7 +81,7 @@ const POS: u32 = ABSENT - 1;
 #[derive(Debug)]
 struct Undo {
     key: Key,
-    prev: Option<(Option<Value>, u32, u32)>,
+    prev: Option<(Value, u32, u32)>,
     change: Change,
 }
 
@@ -100,22 +102,20 @@ struct Log<'a> {
 
 impl Log<'_> {
     /// Record that `k`'s slot now holds `new`, written at `epoch`, and store it.
-    fn write(self, k: &Key, slot: &mut Slot, epoch: u32, new: Option<Value>) {
+    fn write(self, k: &Key, slot: &mut Slot, epoch: u32, new: Value) {
         let prev = (self.txn && slot.epoch != epoch).then(|| (slot.value.clone(), slot.epoch, slot.pos));
         let change = match self.gen_start {
             None => Change::InPlace,
             Some(gen_start) if slot.epoch >= gen_start => {
                 // SAFETY: a changed slot's entry in the change list holds a clone of its value
                 // (every write and rollback sets both), and the slot still holds its own.
-                unsafe { self.changed.set(slot.pos & POS, &slot.value, new.clone()) };
+                unsafe { self.changed.set(slot.pos & POS, &slot.value, Some(new.clone())) };
                 Change::InPlace
             }
             Some(_) => {
-                // Its first change since the checkpoint: a (clean) tombstone's key is one the
-                // checkpoint deleted.
-                let absent = if slot.value.is_none() { ABSENT } else { 0 };
-                let (at, change) = self.changed.add(k.clone(), new.clone());
-                slot.pos = at | absent;
+                // Its first change since the checkpoint (which holds it).
+                let (at, change) = self.changed.add(k.clone(), Some(new.clone()));
+                slot.pos = at;
                 change
             }
         };
@@ -161,8 +161,6 @@ pub struct StateHolder {
     /// Whether changes are tracked (false: no checkpoint will be taken, see
     /// [`StateHolder::untrack`]).
     track: bool,
-    /// Tombstones a checkpoint took, to drop from the map a few per batch.
-    purge: Vec<Key>,
     undo: Vec<Undo>,
     txn: Option<Txn>,
     /// The newest epoch handed out (batches and checkpoint generations share the counter).
@@ -181,7 +179,6 @@ impl Default for StateHolder {
             usage: Usage::default(),
             changed: Changes::default(),
             track: true,
-            purge: Vec::new(),
             undo: Vec::new(),
             txn: None,
             // Epoch 0 is "clean" (restored entries); the first generation starts at 1.
@@ -232,7 +229,7 @@ impl StateHolder {
 
     /// The value under `key`, shared.
     pub fn get_value(&self, key: &str) -> Option<&Value> {
-        self.slots.get(key).and_then(|s| s.value.as_ref())
+        self.slots.get(key).map(|s| &s.value)
     }
 
     /// The value under `key`.
@@ -267,16 +264,13 @@ impl StateHolder {
 
     /// Every entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        let mut all: Vec<(&str, &[u8])> = self
-            .slots
-            .iter()
-            .filter_map(|(k, s)| s.value.as_deref().map(|v| (&**k, v)))
-            .collect();
+        let mut all: Vec<(&str, &[u8])> = self.slots.iter().map(|(k, s)| (&**k, &*s.value)).collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all.into_iter()
     }
 
-    /// Number of keys changed since the last checkpoint.
+    /// Number of entries of the next delta: keys changed since the last checkpoint (one
+    /// removed and written again since counts twice: deleted, then set).
     pub fn dirty_len(&self) -> usize {
         self.changed.len()
     }
@@ -298,19 +292,16 @@ impl StateHolder {
         let generation = self.generation();
         match self.slots.entry_ref(key) {
             EntryRef::Occupied(mut e) => {
-                let old = e.get().value.as_ref().map(|v| v.len());
-                if old.is_some() && !replace {
+                if !replace {
                     return Ok(());
                 }
-                self.usage.check(&self.quotas, key, value.len(), old)?;
+                let old = e.get().value.len();
+                self.usage.check(&self.quotas, key, value.len(), Some(old))?;
                 // (An entry lends its key and value one at a time: the key is copied, or its
                 // `Arc` counted, which costs less than hashing it again.)
                 let k = e.key().clone();
                 let slot = e.get_mut();
-                match old {
-                    Some(o) => self.usage.sub(key, o),
-                    None => index(&mut self.order, &mut self.host_keys, &k, true),
-                }
+                self.usage.sub(key, old);
                 self.usage.add(key, value.len());
                 let log = Log {
                     changed: &mut self.changed,
@@ -318,7 +309,7 @@ impl StateHolder {
                     txn: self.txn.is_some(),
                     gen_start: generation,
                 };
-                log.write(&k, slot, epoch, Some(value));
+                log.write(&k, slot, epoch, value);
             }
             EntryRef::Vacant(e) => {
                 self.usage.check(&self.quotas, key, value.len(), None)?;
@@ -338,14 +329,7 @@ impl StateHolder {
                 }
                 index(&mut self.order, &mut self.host_keys, &k, true);
                 self.usage.add(key, value.len());
-                e.insert_with_key(
-                    k,
-                    Slot {
-                        value: Some(value),
-                        epoch,
-                        pos,
-                    },
-                );
+                e.insert_with_key(k, Slot { value, epoch, pos });
             }
         }
         Ok(())
@@ -357,38 +341,25 @@ impl StateHolder {
         let EntryRef::Occupied(e) = self.slots.entry_ref(key) else {
             return false;
         };
-        let Some(old) = &e.get().value else {
-            return false;
-        };
         let epoch = self.txn.map_or(self.last_epoch, |t| t.epoch);
-        self.usage.sub(key, old.len());
-        index(&mut self.order, &mut self.host_keys, e.key(), false);
-        let slot = e.get();
-        let traceless = match generation {
-            None => true,
-            Some(g) => slot.epoch >= g && slot.pos & ABSENT != 0,
-        };
-        if !traceless {
-            let k = e.key().clone();
-            let log = Log {
-                changed: &mut self.changed,
-                undo: &mut self.undo,
-                txn: self.txn.is_some(),
-                gen_start: generation,
-            };
-            log.write(&k, e.into_mut(), epoch, None);
-            return true;
-        }
-        // Not in the last checkpoint (or none will be taken): the key leaves the map, and its
-        // change-list entry the list (its place is the next new key's).
         let (k, slot) = e.remove_entry();
-        let change = if generation.is_some() {
-            // SAFETY: a changed slot's entry holds clones of its key and value; the slot and
-            // the map's key hold their own.
-            unsafe { self.changed.take_out(slot.pos & POS, &k, &slot.value) };
-            Change::TakenOut
-        } else {
-            Change::InPlace
+        self.usage.sub(&k, slot.value.len());
+        index(&mut self.order, &mut self.host_keys, &k, false);
+        let change = match generation {
+            None => Change::InPlace,
+            Some(g) if slot.epoch >= g && slot.pos & ABSENT != 0 => {
+                // Its entry goes (and its place is the next new key's).
+                self.changed.take_out(slot.pos & POS);
+                Change::TakenOut
+            }
+            Some(g) if slot.epoch >= g => {
+                // SAFETY: a changed slot's entry holds a clone of its value; the slot, just
+                // taken out, holds its own.
+                unsafe { self.changed.set(slot.pos & POS, &slot.value, None) };
+                Change::InPlace
+            }
+            // Its first change since the checkpoint (which holds it): the delta deletes it.
+            Some(_) => self.changed.add(k.clone(), None).1,
         };
         // A place freed is undone even when the batch wrote the key before: a rollback then
         // frees and takes places exactly in reverse.
@@ -409,13 +380,7 @@ impl StateHolder {
     }
 
     fn index(&self) -> &BTreeSet<Key> {
-        self.order.get_or_init(|| {
-            self.slots
-                .iter()
-                .filter(|(_, s)| s.value.is_some())
-                .map(|(k, _)| k.clone())
-                .collect()
-        })
+        self.order.get_or_init(|| self.slots.keys().cloned().collect())
     }
 
     /// Up to `limit` keys starting with `prefix`, in byte order, strictly after `start_after`.
@@ -473,24 +438,8 @@ impl StateHolder {
     /// Open a batch transaction. Nested calls keep the outer one.
     pub fn begin(&mut self) {
         if self.txn.is_none() {
-            self.purge_some();
             let epoch = self.next_epoch();
             self.txn = Some(Txn { epoch });
-        }
-    }
-
-    /// Drop from the map some of the tombstones a checkpoint took (those not written since):
-    /// at least 256 per call, more when many wait, so they never pile up.
-    fn purge_some(&mut self) {
-        let n = self.purge.len().min(256.max(self.purge.len() / 16));
-        let from = self.purge.len() - n;
-        for key in self.purge.drain(from..) {
-            if let EntryRef::Occupied(e) = self.slots.entry_ref(&*key)
-                && e.get().value.is_none()
-                && e.get().epoch < self.gen_start
-            {
-                e.remove();
-            }
         }
     }
 
@@ -512,31 +461,32 @@ impl StateHolder {
             match (u.change, &u.prev) {
                 (Change::Pushed | Change::Reused(_), _) => self.changed.unadd(&u.key, u.change),
                 (Change::TakenOut, Some((value, _, pos))) => {
-                    self.changed.put_back(pos & POS, u.key.clone(), value.clone())
+                    self.changed
+                        .put_back(pos & POS, u.key.clone(), Some(value.clone()))
                 }
                 (Change::InPlace, Some((value, epoch, pos))) if generation.is_some_and(|g| *epoch >= g) => {
                     // Changed before the batch: its change entry is back to that value.
-                    self.changed.restore_value(pos & POS, value.clone())
+                    self.changed.restore_value(pos & POS, Some(value.clone()))
                 }
                 _ => {}
             }
             let (cur, prev_value) = match u.prev {
-                None => (self.slots.remove(&*u.key).and_then(|s| s.value), None),
+                None => (self.slots.remove(&*u.key).map(|s| s.value), None),
                 Some((value, epoch, pos)) => {
                     let restored = Slot {
                         value: value.clone(),
                         epoch,
                         pos,
                     };
-                    // A key the batch removed without a trace has no slot.
+                    // A key the batch removed has no slot.
                     let cur = match self.slots.get_mut(&*u.key) {
-                        Some(slot) => std::mem::replace(slot, restored).value,
+                        Some(slot) => Some(std::mem::replace(slot, restored).value),
                         None => {
                             self.slots.insert(u.key.clone(), restored);
                             None
                         }
                     };
-                    (cur, value)
+                    (cur, Some(value))
                 }
             };
             if let Some(v) = &cur {

@@ -42,21 +42,6 @@ impl Key {
         }
     }
 
-    /// A marker that is no key: an entry of the state holder's change list whose key came and
-    /// went since the last checkpoint. (Its length is out of range, so reading it as a `str`
-    /// panics instead of reading anything.)
-    pub(super) const fn void() -> Self {
-        Key(Repr::Inline {
-            len: u8::MAX,
-            bytes: [0; INLINE_KEY_BYTES],
-        })
-    }
-
-    /// Whether this is [`Key::void`].
-    pub(super) fn is_void(&self) -> bool {
-        matches!(self.0, Repr::Inline { len: u8::MAX, .. })
-    }
-
     /// The key.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -65,22 +50,6 @@ impl Key {
             Repr::Shared(s) => s,
         }
     }
-}
-
-/// Store `new` in `copy`, a clone of `original` (the same allocation when shared), without
-/// reading `copy`: as [`super::value::overwrite_clone`] does for values.
-///
-/// # Safety
-///
-/// `copy` must hold a clone of `original`, and `original` must still hold its reference.
-pub(super) unsafe fn overwrite_clone(copy: &mut Key, original: &Key, new: Key) {
-    if let Repr::Shared(arc) = &original.0 {
-        // SAFETY: `copy` holds a strong reference to this same allocation (the caller's
-        // contract), released here once; `original`'s keeps it alive meanwhile.
-        unsafe { Arc::decrement_strong_count(Arc::as_ptr(arc)) }
-    }
-    // SAFETY: `copy` is valid and its only resource was released above.
-    unsafe { std::ptr::write(copy, new) };
 }
 
 impl Deref for Key {
@@ -201,7 +170,6 @@ mod tests {
         let order: Vec<&str> = set.iter().map(|k| k.as_str()).collect();
         assert_eq!(order, ["a", "ab", "b", &*"z".repeat(40)]);
         assert_eq!(std::mem::size_of::<Key>(), 40);
-        assert!(Key::void().is_void() && !Key::new("").is_void());
     }
 
     proptest::proptest! {

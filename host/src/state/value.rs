@@ -106,15 +106,13 @@ impl Value {
 ///
 /// `copy` must hold a clone of `original` (made by `Clone`, or the value `original` was
 /// cloned from), and `original` must still hold its reference.
-pub(crate) unsafe fn overwrite_clone(copy: &mut Option<Value>, original: &Option<Value>, new: Option<Value>) {
-    match original {
+pub(crate) unsafe fn overwrite_clone(copy: &mut Option<Value>, original: &Value, new: Option<Value>) {
+    match &original.0 {
         // SAFETY (both): `copy` holds a strong reference to this same allocation (the caller's
         // contract), released here once; `original`'s keeps it alive meanwhile.
-        Some(Value(Repr::Shared(arc))) => unsafe { Arc::decrement_strong_count(Arc::as_ptr(arc)) },
-        Some(Value(Repr::InBlock { block, .. })) => unsafe {
-            Arc::decrement_strong_count(Arc::as_ptr(block))
-        },
-        Some(Value(Repr::Inline { .. })) | None => {}
+        Repr::Shared(arc) => unsafe { Arc::decrement_strong_count(Arc::as_ptr(arc)) },
+        Repr::InBlock { block, .. } => unsafe { Arc::decrement_strong_count(Arc::as_ptr(block)) },
+        Repr::Inline { .. } => {}
     }
     // SAFETY: `copy` points to a valid `Option<Value>` whose only resource (a shared
     // allocation's reference) was released above, so not dropping it leaks nothing.
@@ -208,7 +206,7 @@ mod tests {
         let mut copy = shared.clone();
         assert_eq!(Arc::strong_count(arc), 2);
         // SAFETY: `copy` is a clone of `shared`, which still holds its reference.
-        unsafe { overwrite_clone(&mut copy, &shared, Some(Value::new(b"x"))) };
+        unsafe { overwrite_clone(&mut copy, shared.as_ref().unwrap(), Some(Value::new(b"x"))) };
         assert_eq!(Arc::strong_count(arc), 1);
         assert_eq!(copy.as_deref(), Some(&b"x"[..]));
         let block = Block::new(&[9u8; 200]);
@@ -219,7 +217,7 @@ mod tests {
         let mut copy = in_block.clone();
         assert_eq!(Arc::strong_count(arc), 3, "the block, the value, its copy");
         // SAFETY: `copy` is a clone of `in_block`, which still holds its reference.
-        unsafe { overwrite_clone(&mut copy, &in_block, Some(Value::new(b"y"))) };
+        unsafe { overwrite_clone(&mut copy, in_block.as_ref().unwrap(), Some(Value::new(b"y"))) };
         assert_eq!(Arc::strong_count(arc), 2);
         drop(block);
         assert_eq!(Arc::strong_count(arc), 1);
@@ -227,7 +225,7 @@ mod tests {
         let inline = Some(Value::new(b"abc"));
         let mut copy = inline.clone();
         // SAFETY: as above.
-        unsafe { overwrite_clone(&mut copy, &inline, None) };
+        unsafe { overwrite_clone(&mut copy, inline.as_ref().unwrap(), None) };
         assert_eq!(copy, None);
     }
 }

@@ -1,8 +1,10 @@
 //! The change list: each key changed since the last checkpoint, once, with its value now.
 //!
-//! A key that came and went since the checkpoint (a dedup's id, a window and its timer) leaves
-//! a void entry, and its place is the next new key's: the list never holds more entries than
-//! keys were changed at once, and nothing compacts it or tells slots their new places.
+//! A key that came and went since the checkpoint (a dedup's id, a window and its timer) frees
+//! its place for the next new key: the list never holds more entries than keys were changed at
+//! once, and nothing compacts it or tells slots their new places. A freed entry is not even
+//! written (a random place in a large list: a cache miss): it stays as it was, a stale entry,
+//! until a new key's entry replaces it or the checkpoint takes the list and skips it.
 
 use super::{Key, POS, Value};
 
@@ -15,16 +17,16 @@ pub(super) enum Change {
     Pushed,
     /// The key's entry was added in this place, free before.
     Reused(u32),
-    /// The key came and went: its entry became void and its place free.
+    /// The key came and went: its place became free.
     TakenOut,
 }
 
-/// The keys changed since the last checkpoint with their value now (`None`: removed), each
-/// once, and the places of void entries.
+/// The keys changed since the last checkpoint with their value now (`None`: removed), and
+/// the free places, whose entries are stale.
 #[derive(Debug, Default)]
 pub(super) struct Changes {
     list: Vec<(Key, Option<Value>)>,
-    /// Places of void entries, the last freed last.
+    /// Free places, the last freed last.
     free: Vec<u32>,
 }
 
@@ -34,13 +36,13 @@ impl Changes {
         self.list.len() - self.free.len()
     }
 
-    /// Entries, void ones included (tests).
+    /// Entries, stale ones included (tests).
     #[cfg(test)]
     pub(super) fn entries(&self) -> &[(Key, Option<Value>)] {
         &self.list
     }
 
-    /// Places of void entries (tests).
+    /// Free places (tests).
     #[cfg(test)]
     pub(super) fn free(&self) -> &[u32] {
         &self.free
@@ -49,9 +51,8 @@ impl Changes {
     /// Add `key`'s entry (its first change since the checkpoint); returns its place.
     pub(super) fn add(&mut self, key: Key, value: Option<Value>) -> (u32, Change) {
         if let Some(at) = self.free.pop() {
-            // SAFETY: a free place holds a void entry, which owns nothing: it needs no drop
-            // (and is not read, which would be a cache miss at a random place).
-            unsafe { std::ptr::write(&mut self.list[at as usize], (key, value)) };
+            // (The stale entry is dropped: one miss for the read and the write.)
+            self.list[at as usize] = (key, value);
             return (at, Change::Reused(at));
         }
         let at = self.list.len();
@@ -68,29 +69,19 @@ impl Changes {
     /// # Safety
     ///
     /// The entry must hold a clone of `original`, which still holds its reference.
-    pub(super) unsafe fn set(&mut self, at: u32, original: &Option<Value>, new: Option<Value>) {
+    pub(super) unsafe fn set(&mut self, at: u32, original: &Value, new: Option<Value>) {
         let copy = &mut self.list[at as usize].1;
         // SAFETY: the caller's contract.
         unsafe { super::super::value::overwrite_clone(copy, original, new) };
     }
 
-    /// The entry at `at` becomes void (its key came and went) and its place free, without
-    /// reading it.
-    ///
-    /// # Safety
-    ///
-    /// The entry must hold clones of `key` and `value`, which still hold their references.
-    pub(super) unsafe fn take_out(&mut self, at: u32, key: &Key, value: &Option<Value>) {
-        let entry = &mut self.list[at as usize];
-        // SAFETY: the caller's contract.
-        unsafe {
-            super::super::key::overwrite_clone(&mut entry.0, key, Key::void());
-            super::super::value::overwrite_clone(&mut entry.1, value, None);
-        }
+    /// Free the place `at` (its key came and went). Its entry stays, stale, unread.
+    pub(super) fn take_out(&mut self, at: u32) {
         self.free.push(at);
     }
 
-    /// Undo [`Changes::take_out`] of the entry at `at` (the last place freed).
+    /// Undo [`Changes::take_out`] of `at` (the place freed last): its entry is `key`'s again,
+    /// with `value` (another key's may have taken the place meanwhile).
     pub(super) fn put_back(&mut self, at: u32, key: Key, value: Option<Value>) {
         let freed = self.free.pop();
         debug_assert_eq!(freed, Some(at), "put back in the place freed last");
@@ -105,8 +96,7 @@ impl Changes {
                 debug_assert_eq!(&last, key);
             }
             Change::Reused(at) => {
-                let entry = std::mem::replace(&mut self.list[at as usize], (Key::void(), None));
-                debug_assert_eq!(&entry.0, key);
+                debug_assert_eq!(&self.list[at as usize].0, key);
                 self.free.push(at);
             }
             Change::InPlace | Change::TakenOut => unreachable!("{change:?} added nothing"),
@@ -118,12 +108,22 @@ impl Changes {
         self.list[at as usize].1 = value;
     }
 
-    /// The entries, void ones included, leaving none. The next list starts as large as this
-    /// one ended: it is refilled at the same pace, and growing it by doubling copied it over
-    /// and over (fresh pages each time).
-    pub(super) fn take(&mut self) -> Vec<(Key, Option<Value>)> {
-        self.free.clear();
+    /// The entries, leaving none: each key changed with its value now (`None`: removed).
+    /// The next list starts as large as this one ended: it is refilled at the same pace, and
+    /// growing it by doubling copied it over and over (fresh pages each time).
+    pub(super) fn take(&mut self) -> impl Iterator<Item = (Key, Option<Value>)> {
+        let mut free = std::mem::take(&mut self.free);
+        free.sort_unstable();
+        let mut free = free.into_iter().peekable();
         let next = Vec::with_capacity(self.list.len());
         std::mem::replace(&mut self.list, next)
+            .into_iter()
+            .zip(0u32..)
+            .filter_map(move |(entry, at)| {
+                if free.next_if_eq(&at).is_some() {
+                    return None;
+                }
+                Some(entry)
+            })
     }
 }

@@ -11,17 +11,12 @@ impl StateHolder {
         debug_assert!(self.txn.is_none(), "take_delta inside a batch transaction");
         assert!(self.track, "take_delta on a state whose changes are not tracked");
         let mut deletes = Vec::new();
-        let purge = &mut self.purge;
-        // Collected in place (same element size): no allocation, one pass.
         let sets = self
             .changed
             .take()
-            .into_iter()
             .filter_map(|(key, value)| match value {
-                _ if key.is_void() => None,
                 Some(v) => Some((key, v)),
                 None => {
-                    purge.push(key.clone());
                     deletes.push(key);
                     None
                 }
@@ -38,7 +33,7 @@ impl StateHolder {
             sets: self
                 .slots
                 .iter()
-                .filter_map(|(k, s)| s.value.as_ref().map(|v| (k.clone(), v.clone())))
+                .map(|(k, s)| (k.clone(), s.value.clone()))
                 .collect(),
             deletes: Vec::new(),
         }
@@ -60,7 +55,7 @@ impl StateHolder {
             .reserve(delta.sets.len().saturating_sub(self.slots.len()));
         let mut ix = self.order.take();
         for key in delta.deletes {
-            if let Some(Slot { value: Some(old), .. }) = self.slots.remove(&*key) {
+            if let Some(Slot { value: old, .. }) = self.slots.remove(&*key) {
                 self.usage.sub(&key, old.len());
                 if let Some(ix) = &mut ix {
                     ix.remove(&*key);
@@ -82,14 +77,13 @@ impl StateHolder {
             // One hash per entry.
             match self.slots.entry(key) {
                 hashbrown::hash_map::Entry::Occupied(mut e) => {
-                    if let Some(old) = e.get_mut().value.replace(value) {
-                        usage.sub(e.key(), old.len());
-                    }
+                    let old = std::mem::replace(&mut e.get_mut().value, value);
+                    usage.sub(e.key(), old.len());
                     e.get_mut().epoch = 0;
                 }
                 hashbrown::hash_map::Entry::Vacant(e) => {
                     e.insert(Slot {
-                        value: Some(value),
+                        value,
                         epoch: 0,
                         pos: 0,
                     });

@@ -38,30 +38,32 @@ fn rollback_restores_values_and_dirty_sets() {
 }
 
 #[test]
-fn tombstones_a_checkpoint_took_leave_the_map_as_batches_begin() {
+fn a_removed_key_leaves_the_map_at_once_and_the_delta_deletes_it() {
     let mut s = StateHolder::new();
     for i in 0..1000 {
         s.set(&format!("k{i}"), b"v".to_vec()).unwrap();
     }
-    let _ = s.take_delta();
+    let mut replica = StateHolder::new();
+    replica.apply(s.take_delta());
     for i in 0..1000 {
         assert!(s.remove(&format!("k{i}")));
     }
-    // One is written again before the purge reaches it: it stays.
-    let d = s.take_delta();
-    assert_eq!((d.sets.len(), d.deletes.len()), (0, 1000));
+    assert_eq!(s.slots.len(), 0, "no tombstones");
+    // One is written again: deleted, then set (the order `apply` follows).
     s.set("k7", b"w".to_vec()).unwrap();
-    assert_eq!(s.slots.len(), 1000);
-    for _ in 0..4 {
-        s.begin();
-        s.commit();
-    }
-    assert_eq!(s.slots.len(), 1);
-    assert_eq!(s.get("k7"), Some(&b"w"[..]));
-    assert_eq!(
-        s.take_delta().sets,
-        vec![(Key::from("k7"), Value::from(b"w".to_vec()))]
-    );
+    assert_eq!(s.dirty_len(), 1001);
+    let d = s.take_delta();
+    assert_eq!((d.sets.len(), d.deletes.len()), (1, 1000));
+    assert!(d.deletes.contains(&Key::from("k7")));
+    replica.apply(d);
+    let all: Vec<(&str, &[u8])> = replica.iter().collect();
+    assert_eq!(all, vec![("k7", &b"w"[..])]);
+    // Removed again within one checkpoint's changes: the delete alone stays.
+    s.remove("k7");
+    s.set("k7", b"x".to_vec()).unwrap();
+    s.remove("k7");
+    let d = s.take_delta();
+    assert_eq!((d.sets, d.deletes), (vec![], vec![Key::from("k7")]));
 }
 
 #[test]
@@ -160,30 +162,48 @@ fn assert_change_list_mirrors_slots(s: &StateHolder) {
         assert!(s.changed.entries().is_empty());
         return;
     }
-    // Every entry is a changed slot's or void, each slot's its own, the void ones free.
+    // Every entry not free is a changed slot's or a removal, each slot's its own.
     let entries = s.changed.entries();
     let mut free: Vec<u32> = s.changed.free().to_vec();
     free.sort_unstable();
-    let voids: Vec<u32> = (0..entries.len() as u32)
-        .filter(|&i| entries[i as usize].0.is_void())
-        .collect();
-    assert_eq!(free, voids, "free places");
+    free.dedup();
+    assert_eq!(free.len(), s.changed.free().len(), "a place freed twice");
+    assert!(free.last().is_none_or(|&f| (f as usize) < entries.len()));
+    let is_free = |i: usize| free.binary_search(&(i as u32)).is_ok();
     let mut changed_slots = 0;
     for (k, slot) in &s.slots {
         if slot.epoch >= s.gen_start {
             changed_slots += 1;
             let pos = (slot.pos & POS) as usize;
+            assert!(!is_free(pos), "{k:?}: its place is free");
             assert_eq!(&entries[pos].0, k);
             let copy = &entries[pos].1;
-            assert_eq!(copy, &slot.value, "{k:?}");
-            if let (Some(a), Some(b)) = (copy, &slot.value)
+            assert_eq!(copy.as_ref(), Some(&slot.value), "{k:?}");
+            if let (Some(a), b) = (copy, &slot.value)
                 && a.len() > crate::state::value::INLINE_VALUE_BYTES
             {
                 assert_eq!(a.as_ptr(), b.as_ptr(), "{k:?}: one shared allocation");
             }
         }
     }
-    assert_eq!(changed_slots, s.changed.len(), "an entry without a changed slot");
+    // An entry with a value is a changed slot's; one without is a removal, of a key that has
+    // no slot since or a new one whose removal needs no entry of its own.
+    let with_value = (0..entries.len())
+        .filter(|&i| !is_free(i) && entries[i].1.is_some())
+        .count();
+    assert_eq!(
+        changed_slots, with_value,
+        "an entry with a value but no changed slot"
+    );
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if !is_free(i)
+            && v.is_none()
+            && let Some(slot) = s.slots.get(k)
+        {
+            assert!(slot.epoch >= s.gen_start && slot.pos & ABSENT != 0, "{k:?}");
+            assert_ne!((slot.pos & POS) as usize, i, "{k:?}");
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -289,16 +309,23 @@ proptest::proptest! {
                 }
                 Op::Checkpoint => {
                     if saved.is_none() && tracked {
+                        let dirty = s.dirty_len();
                         // Keys that came and went since the last checkpoint are not in it.
                         let want: Vec<String> = std::mem::take(&mut touched)
                             .into_iter()
                             .filter(|k| base.contains_key(k) || model.contains_key(k))
                             .collect();
-                        proptest::prop_assert_eq!(s.dirty_len(), want.len());
                         let d = s.take_delta();
-                        let mut keys: Vec<String> =
-                            d.sets.iter().map(|(k, _)| k.to_string()).chain(d.deletes.iter().map(|k| k.to_string())).collect();
-                        keys.sort();
+                        proptest::prop_assert_eq!(d.sets.len() + d.deletes.len(), dirty);
+                        // Each key once among the sets and once among the deletes; one in
+                        // both was in the checkpoint before (removed, then written again).
+                        let sets: BTreeSet<String> = d.sets.iter().map(|(k, _)| k.to_string()).collect();
+                        let deletes: BTreeSet<String> = d.deletes.iter().map(|k| k.to_string()).collect();
+                        proptest::prop_assert_eq!((sets.len(), deletes.len()), (d.sets.len(), d.deletes.len()));
+                        for k in sets.intersection(&deletes) {
+                            proptest::prop_assert!(base.contains_key(k), "{:?} deleted and set, not in the checkpoint", k);
+                        }
+                        let keys: Vec<String> = sets.union(&deletes).cloned().collect();
                         proptest::prop_assert_eq!(keys, want);
                         base = model.clone();
                         replica.apply(d);
@@ -318,17 +345,8 @@ proptest::proptest! {
                 }
             }
             assert_change_list_mirrors_slots(&s);
-            // A tombstone is only kept for a key the last checkpoint holds, or for one the
-            // last checkpoint deleted (until it is purged); untracked, never.
-            for (k, slot) in &s.slots {
-                if slot.value.is_none() {
-                    proptest::prop_assert!(tracked, "{:?}: a tombstone, untracked", k);
-                    proptest::prop_assert!(
-                        base.contains_key(k.as_str()) || slot.epoch < s.gen_start,
-                        "{:?}: a tombstone of a key that came and went", k
-                    );
-                }
-            }
+            // A removed key leaves no slot.
+            proptest::prop_assert_eq!(s.slots.len(), model.len());
             if !tracked {
                 proptest::prop_assert_eq!(s.dirty_len(), 0);
             }
