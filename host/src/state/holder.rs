@@ -137,9 +137,10 @@ impl Log<'_> {
 /// Point reads and writes are one hash lookup; an ordered index of the keys (for
 /// [`StateHolder::list_keys`]) is built on the first range query and kept up to date after.
 /// `set` and `remove` record a key in the change list with its current value (a key once per
-/// checkpoint; its slot knows where), so [`StateHolder::take_delta`] hands the list to the
-/// checkpoint as it is: the pause of a cut does not look a single key up (only taken
-/// tombstones are, later, a few per batch). Keys and values are shared (`Arc`) between the map,
+/// checkpoint, or twice when removed and written again; its slot knows where), so
+/// [`StateHolder::take_delta`] hands the list to the checkpoint as it is: the pause of a cut
+/// does not look a single key up, and a removed key leaves the map at once (no tombstones to
+/// purge later). Keys and values are shared (`Arc`) between the map,
 /// the index, the change list, the undo log and a checkpoint in flight, so none of them copies
 /// one. Between [`StateHolder::begin`] and [`StateHolder::commit`]/[`StateHolder::rollback`]
 /// the first write of each key records its previous entry, so a failed batch leaves no trace,
@@ -152,7 +153,7 @@ pub struct StateHolder {
     /// Ordered live host entries (keys starting with `!`: timers, TTL records), always kept:
     /// listing timers must not build the index of every key.
     host_keys: BTreeSet<Key>,
-    /// Live (non-tombstone) entries, counted.
+    /// Entries, counted.
     usage: Usage,
     /// Keys changed since the last checkpoint, each once, with their value now (`None`:
     /// removed). A write to a changed key overwrites its value there without reading it

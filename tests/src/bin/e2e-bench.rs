@@ -3,8 +3,8 @@
 //! `native-dedup`), on the same generated input, in alternating
 //! pairs of runs; prints the medians (time and peak memory) and **Cairn ÷ native** as the median
 //! of the pairs' ratios (pairing keeps the ratio meaningful on a machine whose speed drifts);
-//! then the counter with
-//! and without `--admin` (the metrics' cost). The outputs must be
+//! a file store's cost (Cairn with the store ÷ without, the two runs of each round side by
+//! side); then the counter with and without `--admin` (the metrics' cost). The outputs must be
 //! byte-identical.
 //!
 //! `e2e-bench [--events N] [--runs R]` (defaults: 1,000,000 events over 10,000 keys, 5 pairs).
@@ -48,16 +48,21 @@ fn main() -> Result<()> {
         "| operator | variant | Cairn (median) | native (median) | Cairn ÷ native (median of pairs, min–max) | peak RSS, Cairn / native (median) |"
     );
     println!("|---|---|---|---|---|---|");
+    // Per operator: a file store's cost, Cairn with it ÷ without, per run (the two runs of a
+    // round are next to each other).
+    let mut store_costs = Vec::new();
     for (op, config, native_args) in operators {
         let plugin = PathBuf::from(env!("CAIRN_PLUGIN_DIR")).join(format!("{op}.wasm"));
         let native = dir.join(format!("native-{op}"));
         for p in [&native, &plugin] {
             ensure!(p.exists(), "{} is missing: run scripts/bench.sh", p.display());
         }
-        for (name, store) in variants {
-            let (mut tc, mut tn) = (Vec::new(), Vec::new());
-            let (mut mc, mut mn) = (Vec::new(), Vec::new());
-            for r in 0..runs {
+        // Per variant: Cairn's and the native program's times and peak RSS.
+        let mut by: Vec<[Vec<(std::time::Duration, u64)>; 2]> =
+            variants.iter().map(|_| Default::default()).collect();
+        for r in 0..runs {
+            // Each round runs every variant, Cairn then native.
+            for (v, (_, store)) in variants.iter().enumerate() {
                 let _ = std::fs::remove_file(&out_c);
                 let mut c = Command::new(&cairn);
                 c.args(["run", "--plugin"])
@@ -68,49 +73,54 @@ fn main() -> Result<()> {
                     .arg("--output")
                     .arg(&out_c)
                     .env("RUST_LOG", "warn");
-                if store {
+                if *store {
                     let dir = tmp.path().join(format!("ck-{op}-{r}"));
                     c.arg("--store").arg(format!("file:{}", dir.display()));
                     c.args(["--checkpoint-every", "100000"]);
                 }
-                let (t, m) = time_rss(&mut c)?;
-                tc.push(t);
-                mc.push(m);
+                by[v][0].push(time_rss(&mut c)?);
                 let mut n = Command::new(&native);
                 n.arg(&input).arg(&out_n);
                 if native_args {
                     n.args(["1024", config]);
                 }
-                let (t, m) = time_rss(&mut n)?;
-                tn.push(t);
-                mn.push(m);
+                by[v][1].push(time_rss(&mut n)?);
+                ensure!(
+                    same_file(&out_c, &out_n)?,
+                    "{op}: Cairn's output differs from the native program's"
+                );
             }
-            ensure!(
-                same_file(&out_c, &out_n)?,
-                "{op}: Cairn's output differs from the native program's"
-            );
-            let mut ratios: Vec<f64> = tc
-                .iter()
-                .zip(&tn)
-                .map(|(c, n)| c.as_secs_f64() / n.as_secs_f64())
-                .collect();
-            ratios.sort_by(f64::total_cmp);
-            let (c, n) = (median(tc), median(tn));
-            let mib = |mut v: Vec<u64>| {
-                v.sort_unstable();
-                v[v.len() / 2] as f64 / (1 << 20) as f64
+        }
+        for ((name, _), [c, n]) in variants.iter().zip(&by) {
+            let ratios = sorted_ratios(c, n);
+            let secs = |v: &[(std::time::Duration, u64)]| median(v.iter().map(|x| x.0).collect());
+            let mib = |v: &[(std::time::Duration, u64)]| {
+                let mut m: Vec<u64> = v.iter().map(|x| x.1).collect();
+                m.sort_unstable();
+                m[m.len() / 2] as f64 / (1 << 20) as f64
             };
             println!(
                 "| {op} | {name} | {:.3} s | {:.3} s | **{:.2}** ({:.2}–{:.2}) | {:.1} / {:.1} MiB |",
-                c.as_secs_f64(),
-                n.as_secs_f64(),
+                secs(c).as_secs_f64(),
+                secs(n).as_secs_f64(),
                 ratios[ratios.len() / 2],
                 ratios[0],
                 ratios[ratios.len() - 1],
-                mib(mc),
-                mib(mn)
+                mib(c),
+                mib(n)
             );
         }
+        store_costs.push((op, sorted_ratios(&by[1][0], &by[0][0])));
+    }
+    println!();
+    println!("a file store's cost, Cairn with it ÷ without (median of the {runs} rounds' ratios, min–max):");
+    for (op, r) in store_costs {
+        println!(
+            "  {op}: **{:.3}** ({:.3}–{:.3})",
+            r[r.len() / 2],
+            r[0],
+            r[r.len() - 1]
+        );
     }
     // The metrics' cost: the counter with the admin server (Prometheus recorder installed) and
     // without, alternating.
@@ -141,4 +151,15 @@ fn main() -> Result<()> {
         w.as_secs_f64() / wo.as_secs_f64()
     );
     Ok(())
+}
+
+/// `a[i] ÷ b[i]` (times) for every run, sorted.
+fn sorted_ratios(a: &[(std::time::Duration, u64)], b: &[(std::time::Duration, u64)]) -> Vec<f64> {
+    let mut r: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.0.as_secs_f64() / y.0.as_secs_f64())
+        .collect();
+    r.sort_by(f64::total_cmp);
+    r
 }
