@@ -110,20 +110,25 @@ impl Changes {
 
     /// The entries, leaving none: each key changed with its value now (`None`: removed).
     /// The next list starts as large as this one ended: it is refilled at the same pace, and
-    /// growing it by doubling copied it over and over (fresh pages each time).
-    pub(super) fn take(&mut self) -> impl Iterator<Item = (Key, Option<Value>)> {
+    /// growing it by doubling copied it over and over (fresh pages each time). What `keep`
+    /// returns for each entry is collected in place (no allocation) when it is as large.
+    pub(super) fn take<T>(&mut self, mut keep: impl FnMut((Key, Option<Value>)) -> Option<T>) -> Vec<T> {
         let mut free = std::mem::take(&mut self.free);
         free.sort_unstable();
         let mut free = free.into_iter().peekable();
         let next = Vec::with_capacity(self.list.len());
+        let mut at = 0u32;
+        // (`vec::IntoIter` and `filter_map` only: what keeps the collection in place.)
         std::mem::replace(&mut self.list, next)
             .into_iter()
-            .zip(0u32..)
-            .filter_map(move |(entry, at)| {
-                if free.next_if_eq(&at).is_some() {
+            .filter_map(|entry| {
+                let here = at;
+                at += 1;
+                if free.next_if_eq(&here).is_some() {
                     return None;
                 }
-                Some(entry)
+                keep(entry)
             })
+            .collect()
     }
 }

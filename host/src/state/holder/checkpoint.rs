@@ -11,17 +11,14 @@ impl StateHolder {
         debug_assert!(self.txn.is_none(), "take_delta inside a batch transaction");
         assert!(self.track, "take_delta on a state whose changes are not tracked");
         let mut deletes = Vec::new();
-        let sets = self
-            .changed
-            .take()
-            .filter_map(|(key, value)| match value {
-                Some(v) => Some((key, v)),
-                None => {
-                    deletes.push(key);
-                    None
-                }
-            })
-            .collect();
+        // Collected in place (same element size): no allocation, one pass.
+        let sets = self.changed.take(|(key, value)| match value {
+            Some(v) => Some((key, v)),
+            None => {
+                deletes.push(key);
+                None
+            }
+        });
         let delta = StateDelta { sets, deletes };
         self.gen_start = self.next_epoch();
         delta
@@ -66,7 +63,7 @@ impl StateHolder {
             }
         }
         let mut usage = self.usage;
-        for (key, value) in self.in_table_order(delta.sets).into_iter().flatten() {
+        for (key, value) in self.in_table_order(delta.sets) {
             usage.add(&key, value.len());
             if let Some(ix) = &mut ix {
                 ix.insert(key.clone());
@@ -96,34 +93,51 @@ impl StateHolder {
         }
     }
 
-    /// `sets` in runs that, inserted one after the other, walk the table from one end to the
-    /// other instead of probing it at random: entries by their bucket's position, in up to
-    /// 4,096 runs (a counting sort on the hash; the entries are moved once, sequentially
-    /// read). Restoring 1M keys, each insert then finds its bucket in cache; in key order (a
-    /// checkpoint's) it missed almost every time.
-    fn in_table_order(&self, sets: Vec<(Key, Value)>) -> Vec<Vec<(Key, Value)>> {
+    /// `sets` reordered so that, inserted one after the other, they walk the table from one
+    /// end to the other instead of probing it at random: by their bucket's position, in up to
+    /// 4,096 runs (a counting sort on the hash, the entries swapped into place where they
+    /// are: no allocation but 2 bytes per entry). Restoring 1M keys, each insert then finds
+    /// its bucket in cache; in key order (a checkpoint's) it missed almost every time.
+    pub(super) fn in_table_order(&self, mut sets: Vec<(Key, Value)>) -> Vec<(Key, Value)> {
         if sets.len() < 1 << 16 {
-            // Small enough to stay in cache whatever the order: one run, nothing hashed twice.
-            return vec![sets];
+            // Small enough to stay in cache whatever the order: nothing hashed twice.
+            return sets;
         }
         let buckets = (self.slots.capacity() / 7 * 8).next_power_of_two().max(1);
         let bits = buckets.trailing_zeros();
         let run_bits = bits.min(12);
         let shift = bits - run_bits;
         let hasher = self.slots.hasher();
-        let run_of: Vec<u16> = sets
+        let mut run_of: Vec<u16> = sets
             .iter()
             .map(|(k, _)| ((hasher.hash_one(k.as_str()) as usize & (buckets - 1)) >> shift) as u16)
             .collect();
-        let mut sizes = vec![0usize; 1 << run_bits];
+        // Where each run starts and (as entries are placed) where its next entry goes.
+        let mut next = vec![0usize; (1 << run_bits) + 1];
         for &r in &run_of {
-            sizes[r as usize] += 1;
+            next[r as usize + 1] += 1;
         }
-        let mut runs: Vec<Vec<(Key, Value)>> = sizes.into_iter().map(Vec::with_capacity).collect();
-        for (entry, r) in sets.into_iter().zip(run_of) {
-            runs[r as usize].push(entry);
+        for r in 1..next.len() {
+            next[r] += next[r - 1];
         }
-        runs
+        let ends: Vec<usize> = next[1..].to_vec();
+        for r in 0..ends.len() {
+            // Swap each entry of run `r`'s range that belongs elsewhere to its run's next
+            // place, until the range holds its own: every swap places one entry for good.
+            while next[r] < ends[r] {
+                let i = next[r];
+                let t = run_of[i] as usize;
+                if t == r {
+                    next[r] += 1;
+                } else {
+                    let j = next[t];
+                    sets.swap(i, j);
+                    run_of.swap(i, j);
+                    next[t] += 1;
+                }
+            }
+        }
+        sets
     }
 
     /// Replace everything with the given entries (restore path).

@@ -67,6 +67,38 @@ fn a_removed_key_leaves_the_map_at_once_and_the_delta_deletes_it() {
 }
 
 #[test]
+fn table_order_is_a_permutation_by_bucket_position() {
+    use std::hash::BuildHasher;
+    let n = 70_000;
+    let mut s = StateHolder::new();
+    s.slots.reserve(n);
+    let sets: Vec<(Key, Value)> = (0..n)
+        .map(|i| {
+            (
+                Key::from(format!("k{i}").as_str()),
+                Value::from(vec![i as u8; i % 3]),
+            )
+        })
+        .collect();
+    let ordered = s.in_table_order(sets.clone());
+    let buckets = (s.slots.capacity() / 7 * 8).next_power_of_two();
+    let pos: Vec<usize> = ordered
+        .iter()
+        .map(|(k, _)| s.slots.hasher().hash_one(k.as_str()) as usize & (buckets - 1))
+        .collect();
+    // In runs of 1/4096 of the table, in order (within a run, any order).
+    let run = |p: usize| p >> (buckets.trailing_zeros() - 12);
+    assert!(
+        pos.windows(2).all(|w| run(w[0]) <= run(w[1])),
+        "runs out of order"
+    );
+    let (mut a, mut b) = (sets, ordered);
+    a.sort_by(|x, y| x.0.cmp(&y.0));
+    b.sort_by(|x, y| x.0.cmp(&y.0));
+    assert!(a == b, "not the same entries");
+}
+
+#[test]
 fn a_large_restore_in_table_order_holds_every_entry() {
     // Past 65,536 entries `apply` inserts in runs by bucket position.
     let n = 70_000;
