@@ -94,8 +94,15 @@ unsafe impl GlobalAlloc for HugePages {
         match huge(layout) {
             None => unsafe { System.alloc_zeroed(layout) },
             Some(h) => {
-                let p = unsafe { System.alloc_zeroed(h) };
+                // Advised before it is zeroed: `System.alloc_zeroed` at this alignment writes
+                // the zeros itself, which faulted every page in as a small one before the
+                // advice came (a restore's decompression buffer: tens of thousands of faults).
+                let p = unsafe { System.alloc(h) };
                 advise(p, h.size());
+                if !p.is_null() {
+                    // SAFETY: `p` is valid for `h.size()` bytes, just allocated.
+                    unsafe { std::ptr::write_bytes(p, 0, h.size()) };
+                }
                 p
             }
         }
@@ -155,6 +162,27 @@ mod tests {
                     assert_eq!(*q.add(i), (i % 251) as u8);
                 }
                 a.dealloc(q, Layout::from_size_align(to, 8).expect("layout"));
+            }
+        }
+    }
+
+    #[test]
+    fn zeroed_blocks_are_zero_even_where_a_freed_one_was_written() {
+        let a = HugePages;
+        for size in [100, THRESHOLD + 5] {
+            let layout = Layout::from_size_align(size, 8).expect("layout");
+            // SAFETY: fresh blocks of `size` bytes, written or read within, freed with their layout.
+            unsafe {
+                let p = a.alloc(layout);
+                std::ptr::write_bytes(p, 0xAB, size);
+                a.dealloc(p, layout);
+                let q = a.alloc_zeroed(layout);
+                assert!(!q.is_null());
+                assert!(
+                    std::slice::from_raw_parts(q, size).iter().all(|&b| b == 0),
+                    "{size} bytes"
+                );
+                a.dealloc(q, layout);
             }
         }
     }
