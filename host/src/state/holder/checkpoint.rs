@@ -1,6 +1,8 @@
 //! The state holder's checkpoint side: deltas and snapshots taken, and checkpoints applied
 //! on restore.
 
+use hashbrown::hash_map::RawEntryMut;
+
 use super::*;
 
 impl StateHolder {
@@ -63,7 +65,8 @@ impl StateHolder {
             }
         }
         let mut usage = self.usage;
-        for (key, value) in self.in_table_order(delta.sets) {
+        let (sets, hashes) = self.in_table_order(delta.sets);
+        for (i, (key, value)) in sets.into_iter().enumerate() {
             usage.add(&key, value.len());
             if let Some(ix) = &mut ix {
                 ix.insert(key.clone());
@@ -71,19 +74,31 @@ impl StateHolder {
             if key.starts_with('!') {
                 self.host_keys.insert(key.clone());
             }
-            // One hash per entry.
-            match self.slots.entry(key) {
-                hashbrown::hash_map::Entry::Occupied(mut e) => {
+            // One hash per entry (the one the table order was found with, if it was).
+            let hash = match hashes.get(i) {
+                Some(&h) => h,
+                None => self.slots.hasher().hash_one(key.as_str()),
+            };
+            match self
+                .slots
+                .raw_entry_mut()
+                .from_key_hashed_nocheck(hash, key.as_str())
+            {
+                RawEntryMut::Occupied(mut e) => {
                     let old = std::mem::replace(&mut e.get_mut().value, value);
                     usage.sub(e.key(), old.len());
                     e.get_mut().epoch = 0;
                 }
-                hashbrown::hash_map::Entry::Vacant(e) => {
-                    e.insert(Slot {
-                        value,
-                        epoch: 0,
-                        pos: 0,
-                    });
+                RawEntryMut::Vacant(e) => {
+                    e.insert_hashed_nocheck(
+                        hash,
+                        key,
+                        Slot {
+                            value,
+                            epoch: 0,
+                            pos: 0,
+                        },
+                    );
                 }
             }
         }
@@ -96,26 +111,25 @@ impl StateHolder {
     /// `sets` reordered so that, inserted one after the other, they walk the table from one
     /// end to the other instead of probing it at random: by their bucket's position, in up to
     /// 4,096 runs (a counting sort on the hash, the entries swapped into place where they
-    /// are: no allocation but 2 bytes per entry). Restoring 1M keys, each insert then finds
-    /// its bucket in cache; in key order (a checkpoint's) it missed almost every time.
-    pub(super) fn in_table_order(&self, mut sets: Vec<(Key, Value)>) -> Vec<(Key, Value)> {
+    /// are: no allocation but their hashes). Restoring 1M keys, each insert then finds
+    /// its bucket in cache; in key order (a checkpoint's) it missed almost every time. With
+    /// them, each entry's hash (none for few entries, which stay as they are).
+    pub(super) fn in_table_order(&self, mut sets: Vec<(Key, Value)>) -> (Vec<(Key, Value)>, Vec<u64>) {
         if sets.len() < 1 << 16 {
-            // Small enough to stay in cache whatever the order: nothing hashed twice.
-            return sets;
+            // Small enough to stay in cache whatever the order.
+            return (sets, Vec::new());
         }
         let buckets = (self.slots.capacity() / 7 * 8).next_power_of_two().max(1);
         let bits = buckets.trailing_zeros();
         let run_bits = bits.min(12);
         let shift = bits - run_bits;
         let hasher = self.slots.hasher();
-        let mut run_of: Vec<u16> = sets
-            .iter()
-            .map(|(k, _)| ((hasher.hash_one(k.as_str()) as usize & (buckets - 1)) >> shift) as u16)
-            .collect();
+        let mut hashes: Vec<u64> = sets.iter().map(|(k, _)| hasher.hash_one(k.as_str())).collect();
+        let run = |h: u64| (h as usize & (buckets - 1)) >> shift;
         // Where each run starts and (as entries are placed) where its next entry goes.
         let mut next = vec![0usize; (1 << run_bits) + 1];
-        for &r in &run_of {
-            next[r as usize + 1] += 1;
+        for &h in &hashes {
+            next[run(h) + 1] += 1;
         }
         for r in 1..next.len() {
             next[r] += next[r - 1];
@@ -126,18 +140,18 @@ impl StateHolder {
             // place, until the range holds its own: every swap places one entry for good.
             while next[r] < ends[r] {
                 let i = next[r];
-                let t = run_of[i] as usize;
+                let t = run(hashes[i]);
                 if t == r {
                     next[r] += 1;
                 } else {
                     let j = next[t];
                     sets.swap(i, j);
-                    run_of.swap(i, j);
+                    hashes.swap(i, j);
                     next[t] += 1;
                 }
             }
         }
-        sets
+        (sets, hashes)
     }
 
     /// Replace everything with the given entries (restore path).

@@ -80,11 +80,15 @@ fn table_order_is_a_permutation_by_bucket_position() {
             )
         })
         .collect();
-    let ordered = s.in_table_order(sets.clone());
+    let (ordered, hashes) = s.in_table_order(sets.clone());
     let buckets = (s.slots.capacity() / 7 * 8).next_power_of_two();
     let pos: Vec<usize> = ordered
         .iter()
-        .map(|(k, _)| s.slots.hasher().hash_one(k.as_str()) as usize & (buckets - 1))
+        .zip(&hashes)
+        .map(|((k, _), &h)| {
+            assert_eq!(h, s.slots.hasher().hash_one(k.as_str()), "{k:?}: its hash");
+            h as usize & (buckets - 1)
+        })
         .collect();
     // In runs of 1/4096 of the table, in order (within a run, any order).
     let run = |p: usize| p >> (buckets.trailing_zeros() - 12);
