@@ -12,9 +12,13 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use cairn_tests::bench::{arg, median, same_file, time, time_rss, write_input};
+
+/// One timed run: wall time and peak RSS.
+type Run = (Duration, u64);
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -58,8 +62,7 @@ fn main() -> Result<()> {
             ensure!(p.exists(), "{} is missing: run scripts/bench.sh", p.display());
         }
         // Per variant: Cairn's and the native program's times and peak RSS.
-        let mut by: Vec<[Vec<(std::time::Duration, u64)>; 2]> =
-            variants.iter().map(|_| Default::default()).collect();
+        let mut by: Vec<[Vec<Run>; 2]> = variants.iter().map(|_| Default::default()).collect();
         for r in 0..runs {
             // Each round runs every variant, Cairn then native.
             for (v, (_, store)) in variants.iter().enumerate() {
@@ -93,8 +96,8 @@ fn main() -> Result<()> {
         }
         for ((name, _), [c, n]) in variants.iter().zip(&by) {
             let ratios = sorted_ratios(c, n);
-            let secs = |v: &[(std::time::Duration, u64)]| median(v.iter().map(|x| x.0).collect());
-            let mib = |v: &[(std::time::Duration, u64)]| {
+            let secs = |v: &[Run]| median(v.iter().map(|x| x.0).collect());
+            let mib = |v: &[Run]| {
                 let mut m: Vec<u64> = v.iter().map(|x| x.1).collect();
                 m.sort_unstable();
                 m[m.len() / 2] as f64 / (1 << 20) as f64
@@ -110,7 +113,9 @@ fn main() -> Result<()> {
                 mib(n)
             );
         }
-        store_costs.push((op, sorted_ratios(&by[1][0], &by[0][0])));
+        // (`variants`: without the store first, then with it.)
+        let [none, with_store] = [0, 1].map(|v| &by[v][0]);
+        store_costs.push((op, sorted_ratios(with_store, none)));
     }
     println!();
     println!("a file store's cost, Cairn with it ÷ without (median of the {runs} rounds' ratios, min–max):");
@@ -154,7 +159,7 @@ fn main() -> Result<()> {
 }
 
 /// `a[i] ÷ b[i]` (times) for every run, sorted.
-fn sorted_ratios(a: &[(std::time::Duration, u64)], b: &[(std::time::Duration, u64)]) -> Vec<f64> {
+fn sorted_ratios(a: &[Run], b: &[Run]) -> Vec<f64> {
     let mut r: Vec<f64> = a
         .iter()
         .zip(b)
