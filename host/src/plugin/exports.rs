@@ -23,7 +23,7 @@ use wasmtime::component::{
 };
 
 use super::Event;
-use super::host::StoreData;
+use super::bindings::InstanceData;
 use crate::engine::Engine;
 
 /// The interface a 0.2 component exports its operator in.
@@ -75,6 +75,66 @@ impl Contract {
     }
 }
 
+/// How a batch reaches the component, chosen once at load ([`ProcessPath::choose`]); `F` is
+/// the export's index in the component, then its function in an instance.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ProcessPath<F> {
+    /// `process`: a list of events each way.
+    Plain,
+    /// `process-packed`: one buffer each way (cairn-sdk, the C SDK).
+    Packed(F),
+    /// `process-bulk`: lists of tuples (the JavaScript SDK).
+    Bulk(F),
+    /// `process-pickled`: one pickle each way (the Python SDK).
+    Pickled(F),
+}
+
+impl<F> ProcessPath<F> {
+    /// The preference among what a component exports: pickled, bulk, packed, plain.
+    fn choose(packed: Option<F>, bulk: Option<F>, pickled: Option<F>) -> Self {
+        match (pickled, bulk, packed) {
+            (Some(f), _, _) => ProcessPath::Pickled(f),
+            (None, Some(f), _) => ProcessPath::Bulk(f),
+            (None, None, Some(f)) => ProcessPath::Packed(f),
+            (None, None, None) => ProcessPath::Plain,
+        }
+    }
+}
+
+/// How timers that came due reach the component, chosen once at load ([`TimerPath::choose`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TimerPath<F> {
+    /// It exports no timer handler: it may not register timers.
+    None,
+    /// `on-timers`: a list of timers.
+    Plain(F),
+    /// `on-timers-packed`: one buffer each way (preferred).
+    Packed(F),
+}
+
+impl<F> TimerPath<F> {
+    fn choose(plain: Option<F>, packed: Option<F>) -> Self {
+        match (packed, plain) {
+            (Some(f), _) => TimerPath::Packed(f),
+            (None, Some(f)) => TimerPath::Plain(f),
+            (None, None) => TimerPath::None,
+        }
+    }
+
+    /// Whether timers can fire (and so be registered).
+    pub fn enabled(&self) -> bool {
+        !matches!(self, TimerPath::None)
+    }
+
+    fn bind(self, f: impl FnOnce(F) -> wasmtime::Result<Func>) -> wasmtime::Result<TimerPath<Func>> {
+        Ok(match self {
+            TimerPath::None => TimerPath::None,
+            TimerPath::Plain(ix) => TimerPath::Plain(f(ix)?),
+            TimerPath::Packed(ix) => TimerPath::Packed(f(ix)?),
+        })
+    }
+}
+
 /// The exports found in a component.
 #[derive(Debug, Clone)]
 pub(crate) struct ExportIndices {
@@ -82,11 +142,8 @@ pub(crate) struct ExportIndices {
     init: ComponentExportIndex,
     process: ComponentExportIndex,
     on_watermark: ComponentExportIndex,
-    packed: Option<ComponentExportIndex>,
-    bulk: Option<ComponentExportIndex>,
-    pickled: Option<ComponentExportIndex>,
-    timers: Option<ComponentExportIndex>,
-    packed_timers: Option<ComponentExportIndex>,
+    path: ProcessPath<ComponentExportIndex>,
+    timers: TimerPath<ComponentExportIndex>,
 }
 
 /// The name under which `component` exports `interface` (`pkg/name@0.2.0` as written here) at
@@ -212,11 +269,8 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
             init: *init,
             process: *process,
             on_watermark: *on_watermark,
-            packed,
-            bulk,
-            pickled,
-            timers,
-            packed_timers,
+            path: ProcessPath::choose(packed, bulk, pickled),
+            timers: TimerPath::choose(timers, packed_timers),
         }),
         _ => Err(vec!["an export could not be located".into()]),
     }
@@ -242,16 +296,15 @@ pub(crate) struct Exports {
     init: Func,
     process: Func,
     on_watermark: Func,
-    packed: Option<Func>,
-    bulk: Option<Func>,
-    pickled: Option<Func>,
-    timers: Option<Func>,
-    packed_timers: Option<Func>,
+    /// How batches are passed.
+    pub path: ProcessPath<Func>,
+    /// How timers are passed.
+    pub timers: TimerPath<Func>,
 }
 
 /// The function at `ix`, checked to be of the type the host calls it with (`P` -> `R`).
 fn checked<P, R>(
-    store: &mut Store<StoreData>,
+    store: &mut Store<InstanceData>,
     instance: &Instance,
     ix: ComponentExportIndex,
 ) -> wasmtime::Result<Func>
@@ -268,60 +321,53 @@ where
 
 impl ExportIndices {
     /// The exports of `instance`, each checked against the type the host calls it with.
-    pub fn bind(&self, store: &mut Store<StoreData>, instance: &Instance) -> wasmtime::Result<Exports> {
+    pub fn bind(&self, store: &mut Store<InstanceData>, instance: &Instance) -> wasmtime::Result<Exports> {
         let init = checked::<InitP<'_>, InitR>(store, instance, self.init)?;
         let process = checked::<ProcessP<'_>, EventsR>(store, instance, self.process)?;
         let on_watermark = checked::<WatermarkP, EventsR>(store, instance, self.on_watermark)?;
-        let packed = self
-            .packed
-            .map(|ix| checked::<PackedP<'_>, PackedR>(store, instance, ix))
-            .transpose()?;
-        let bulk = self
-            .bulk
-            .map(|ix| checked::<BulkP<'_>, BulkR>(store, instance, ix))
-            .transpose()?;
-        let pickled = self
-            .pickled
-            .map(|ix| checked::<PackedP<'_>, PackedR>(store, instance, ix))
-            .transpose()?;
-        let timers = self
-            .timers
-            .map(|ix| checked::<TimersP<'_>, EventsR>(store, instance, ix))
-            .transpose()?;
-        let packed_timers = self
-            .packed_timers
-            .map(|ix| checked::<PackedP<'_>, PackedR>(store, instance, ix))
-            .transpose()?;
+        let path = match self.path {
+            ProcessPath::Plain => ProcessPath::Plain,
+            ProcessPath::Packed(ix) => {
+                ProcessPath::Packed(checked::<PackedP<'_>, PackedR>(store, instance, ix)?)
+            }
+            ProcessPath::Bulk(ix) => ProcessPath::Bulk(checked::<BulkP<'_>, BulkR>(store, instance, ix)?),
+            ProcessPath::Pickled(ix) => {
+                ProcessPath::Pickled(checked::<PackedP<'_>, PackedR>(store, instance, ix)?)
+            }
+        };
+        let timers = match self.timers {
+            TimerPath::Plain(ix) => {
+                TimerPath::Plain(ix).bind(|ix| checked::<TimersP<'_>, EventsR>(store, instance, ix))?
+            }
+            other => other.bind(|ix| checked::<PackedP<'_>, PackedR>(store, instance, ix))?,
+        };
         Ok(Exports {
             init,
             process,
             on_watermark,
-            packed,
-            bulk,
-            pickled,
+            path,
             timers,
-            packed_timers,
         })
     }
 }
 
 // SAFETY (every `new_unchecked` below): `bind` checked each function's type against exactly
 // these parameter and result types with `Func::typed`, as generated bindings do; the handles
-// are only used with the store they were bound in.
+// are only used with the store they were bound in, and each `Func` is passed only to the
+// call of its own kind (the variant of `ProcessPath`/`TimerPath` it came in).
 impl Exports {
-    /// Whether the component exports `process-packed`.
-    pub fn has_packed(&self) -> bool {
-        self.packed.is_some()
-    }
-
-    pub fn init(&self, store: &mut Store<StoreData>, config: &str) -> wasmtime::Result<Result<(), String>> {
+    pub fn init(
+        &self,
+        store: &mut Store<InstanceData>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
         let f = unsafe { TypedFunc::<InitP<'_>, InitR>::new_unchecked(self.init) };
         Ok(f.call(store, (config,))?.0)
     }
 
     pub fn process(
         &self,
-        store: &mut Store<StoreData>,
+        store: &mut Store<InstanceData>,
         batch: &[Event],
     ) -> wasmtime::Result<Result<Vec<Event>, String>> {
         let f = unsafe { TypedFunc::<ProcessP<'_>, EventsR>::new_unchecked(self.process) };
@@ -330,90 +376,41 @@ impl Exports {
 
     pub fn on_watermark(
         &self,
-        store: &mut Store<StoreData>,
+        store: &mut Store<InstanceData>,
         watermark: i64,
     ) -> wasmtime::Result<Result<Vec<Event>, String>> {
         let f = unsafe { TypedFunc::<WatermarkP, EventsR>::new_unchecked(self.on_watermark) };
         Ok(f.call(store, (watermark,))?.0)
     }
 
-    /// Whether the component exports `on-timers` (or `on-timers-packed`).
-    pub fn has_timers(&self) -> bool {
-        self.timers.is_some() || self.packed_timers.is_some()
-    }
-
-    /// Whether the component exports `on-timers-packed`.
-    pub fn has_packed_timers(&self) -> bool {
-        self.packed_timers.is_some()
-    }
-
-    /// `on-timers-packed`: the fired timers as a packed batch of events with empty values;
-    /// `None` when the component does not export it.
-    pub fn on_timers_packed(
-        &self,
-        store: &mut Store<StoreData>,
-        fired: &[u8],
-    ) -> Option<wasmtime::Result<Result<Vec<u8>, String>>> {
-        Self::bytes_call(self.packed_timers?, store, fired)
-    }
-
-    /// `on-timers`; `None` when the component does not export it.
+    /// `on-timers` (the function of [`TimerPath::Plain`]).
     pub fn on_timers(
-        &self,
-        store: &mut Store<StoreData>,
-        fired: &[Timer],
-    ) -> Option<wasmtime::Result<Result<Vec<Event>, String>>> {
-        let func = self.timers?;
-        let f = unsafe { TypedFunc::<TimersP<'_>, EventsR>::new_unchecked(func) };
-        Some(f.call(store, (fired,)).map(|r| r.0))
-    }
-
-    /// Whether the component exports `process-bulk`.
-    pub fn has_bulk(&self) -> bool {
-        self.bulk.is_some()
-    }
-
-    /// `process-bulk`; `None` when the component does not export it.
-    pub fn process_bulk(
-        &self,
-        store: &mut Store<StoreData>,
-        batch: &[BulkEvent<'_>],
-    ) -> Option<wasmtime::Result<BulkOut>> {
-        let func = self.bulk?;
-        let f = unsafe { TypedFunc::<BulkP<'_>, BulkR>::new_unchecked(func) };
-        Some(f.call(store, (batch,)).map(|r| r.0))
-    }
-
-    /// Whether the component exports `process-pickled`.
-    pub fn has_pickled(&self) -> bool {
-        self.pickled.is_some()
-    }
-
-    /// `process-pickled`; `None` when the component does not export it.
-    pub fn process_pickled(
-        &self,
-        store: &mut Store<StoreData>,
-        batch: &[u8],
-    ) -> Option<wasmtime::Result<Result<Vec<u8>, String>>> {
-        Self::bytes_call(self.pickled?, store, batch)
-    }
-
-    /// `process-packed`; `None` when the component does not export it.
-    pub fn process_packed(
-        &self,
-        store: &mut Store<StoreData>,
-        batch: &[u8],
-    ) -> Option<wasmtime::Result<Result<Vec<u8>, String>>> {
-        Self::bytes_call(self.packed?, store, batch)
-    }
-
-    /// A `process` of type `func(list<u8>) -> result<list<u8>, string>` (checked in `bind`).
-    fn bytes_call(
         func: Func,
-        store: &mut Store<StoreData>,
+        store: &mut Store<InstanceData>,
+        fired: &[Timer],
+    ) -> wasmtime::Result<Result<Vec<Event>, String>> {
+        let f = unsafe { TypedFunc::<TimersP<'_>, EventsR>::new_unchecked(func) };
+        f.call(store, (fired,)).map(|r| r.0)
+    }
+
+    /// `process-bulk` (the function of [`ProcessPath::Bulk`]).
+    pub fn process_bulk(
+        func: Func,
+        store: &mut Store<InstanceData>,
+        batch: &[BulkEvent<'_>],
+    ) -> wasmtime::Result<BulkOut> {
+        let f = unsafe { TypedFunc::<BulkP<'_>, BulkR>::new_unchecked(func) };
+        f.call(store, (batch,)).map(|r| r.0)
+    }
+
+    /// A call of type `func(list<u8>) -> result<list<u8>, string>`: `process-packed`,
+    /// `process-pickled`, `on-timers-packed` (checked in `bind`).
+    pub fn bytes_call(
+        func: Func,
+        store: &mut Store<InstanceData>,
         batch: &[u8],
-    ) -> Option<wasmtime::Result<Result<Vec<u8>, String>>> {
+    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
         let f = unsafe { TypedFunc::<PackedP<'_>, PackedR>::new_unchecked(func) };
-        Some(f.call(store, (batch,)).map(|r| r.0))
+        f.call(store, (batch,)).map(|r| r.0)
     }
 }

@@ -1,3 +1,10 @@
+//! [`OperatorInstance`]: one running operator — a plugin instance in its own wasmtime store,
+//! with its state core ([`OperatorState`]) in the store's data. It owns the calls into the
+//! guest: each is a transaction on the state (rolled back, and the instance replaced, when the
+//! guest fails), passed the way the component takes it ([`ProcessPath`], [`TimerPath`],
+//! decided once at load), under the plugin's deadline, fuel and memory limits. What a state
+//! call *means* is the state core's; this file only sequences calls.
+
 use std::sync::Arc;
 
 use cairn_codec::pickle;
@@ -6,12 +13,12 @@ use wasmtime::{Store, Trap};
 
 use super::Event;
 use super::batch::Batch;
-use super::exports::{BulkEvent, Exports, Timer};
-use super::host::StoreData;
+use super::bindings::InstanceData;
+use super::exports::{BulkEvent, Exports, ProcessPath, Timer, TimerPath};
 use super::{CallError, Plugin, pyjson};
 use crate::engine::Engine;
 use crate::sandbox::{Limiter, Limits, no_authority_wasi};
-use crate::state::{Key, StateHolder, StateQuotas};
+use crate::state::{KeyGroups, OperatorState, StateHolder, StateQuotas};
 
 /// Builds an [`OperatorInstance`]: configuration, limits and a name.
 #[derive(Debug, Clone)]
@@ -71,10 +78,20 @@ impl OperatorBuilder {
     }
 
     /// Like [`OperatorBuilder::build`], starting from restored state.
-    pub fn build_with_state(self, mut state: StateHolder) -> Result<OperatorInstance, CallError> {
+    pub fn build_with_state(self, state: StateHolder) -> Result<OperatorInstance, CallError> {
+        self.build_owning(state, KeyGroups::default())
+    }
+
+    /// Like [`OperatorBuilder::build_with_state`], for an instance that owns only the key
+    /// groups `groups`: the state core refuses its reads, writes and timers of other keys.
+    pub fn build_owning(self, state: StateHolder, groups: KeyGroups) -> Result<OperatorInstance, CallError> {
         let name: Arc<str> = self.name.as_deref().unwrap_or(self.plugin.name()).into();
-        state.set_quotas(quotas(&self.limits));
-        let (store, exports) = instantiate(&self.plugin, &name, &self.limits, state, None)?;
+        let ttl_ms = self
+            .limits
+            .state_ttl
+            .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
+        let state = OperatorState::new(state, quotas(&self.limits), ttl_ms, groups);
+        let (store, exports) = instantiate(&self.plugin, &name, &self.limits, state)?;
         let mut op = OperatorInstance {
             plugin: self.plugin,
             name,
@@ -106,26 +123,16 @@ fn instantiate(
     plugin: &Plugin,
     name: &Arc<str>,
     limits: &Limits,
-    state: StateHolder,
-    watermark: Option<i64>,
-) -> Result<(Store<StoreData>, Exports), CallError> {
+    state: OperatorState,
+) -> Result<(Store<InstanceData>, Exports), CallError> {
     let engine = &plugin.inner.engine;
-    let data = StoreData {
+    let data = InstanceData {
         wasi: no_authority_wasi(name),
         table: ResourceTable::new(),
         limiter: Limiter::new(limits.memory_bytes, limits.table_elements),
         state,
         plugin: name.clone(),
-        key_buf: String::new(),
-        blob_buf: Vec::new(),
         deadline_ticks: Engine::ticks_for(limits.timeout),
-        watermark,
-        timers_enabled: false,
-        ttl_ms: limits
-            .state_ttl
-            .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
-        ttl_buf: String::new(),
-        expired_keys: 0,
     };
     let mut store = Store::new(engine.wasmtime(), data);
     store.limiter(|d| &mut d.limiter);
@@ -140,7 +147,7 @@ fn instantiate(
         .and_then(|instance| plugin.inner.exports.bind(&mut store, &instance));
     match instantiated {
         Ok(exports) => {
-            store.data_mut().timers_enabled = exports.has_timers();
+            store.data_mut().state.enable_timers(exports.timers.enabled());
             Ok((store, exports))
         }
         Err(e) => {
@@ -171,7 +178,7 @@ pub struct OperatorInstance {
     name: Arc<str>,
     config: String,
     limits: Limits,
-    store: Store<StoreData>,
+    store: Store<InstanceData>,
     exports: Exports,
     live: bool,
     /// Fuel burnt by every call so far (counted only when the engine meters fuel).
@@ -220,13 +227,18 @@ impl OperatorInstance {
 
     /// Its state.
     pub fn state(&self) -> &StateHolder {
-        &self.store.data().state
+        self.store.data().state.holder()
+    }
+
+    /// The key groups of its job and the range it owns.
+    pub fn key_groups(&self) -> &KeyGroups {
+        self.store.data().state.key_groups()
     }
 
     /// Its name, configuration and state at once (a checkpoint cut reads the first two while
     /// it takes the state's changes).
     pub fn parts_mut(&mut self) -> (&str, &str, &mut StateHolder) {
-        (&self.name, &self.config, &mut self.store.data_mut().state)
+        (&self.name, &self.config, self.store.data_mut().state.holder_mut())
     }
 
     fn init(&mut self) -> Result<(), CallError> {
@@ -240,12 +252,10 @@ impl OperatorInstance {
         if self.live {
             return Ok(());
         }
+        // The state (with its watermark and counts) moves to the fresh instance.
         let state = std::mem::take(&mut self.store.data_mut().state);
-        let watermark = self.store.data().watermark;
-        let expired = self.store.data().expired_keys;
-        let (store, exports) = instantiate(&self.plugin, &self.name, &self.limits, state, watermark)?;
+        let (store, exports) = instantiate(&self.plugin, &self.name, &self.limits, state)?;
         self.store = store;
-        self.store.data_mut().expired_keys = expired;
         self.exports = exports;
         self.live = true;
         self.init()
@@ -253,9 +263,13 @@ impl OperatorInstance {
 
     /// Process one batch; returns the events the operator emitted.
     pub fn process(&mut self, batch: &[Event]) -> Result<Vec<Event>, CallError> {
-        if !self.exports.has_packed() && !self.exports.has_bulk() && !self.exports.has_pickled() {
-            self.ensure_live()?;
-            return self.call("process", |x, s| x.process(s, batch));
+        self.ensure_live()?;
+        if let ProcessPath::Plain = self.exports.path {
+            let state = &mut self.store.data_mut().state;
+            state.batch_began(batch.iter().map(|e| (e.key.as_str(), e.ts)));
+            let out = self.call("process", |x, s| x.process(s, batch));
+            self.store.data_mut().state.batch_ended();
+            return out;
         }
         let batch = Batch::from_events(batch).map_err(|e| CallError::Input {
             plugin: self.name.to_string(),
@@ -269,42 +283,49 @@ impl OperatorInstance {
     /// allocated on its own.
     pub fn process_batch(&mut self, batch: &Batch) -> Result<Batch, CallError> {
         self.ensure_live()?;
-        if self.exports.has_pickled() {
-            return self.process_pickled(batch);
-        }
-        if self.exports.has_bulk() {
-            let events: Vec<BulkEvent<'_>> = batch.iter().map(|e| (e.key, e.ts, e.value)).collect();
-            let out = self.call("process", |x, s| {
-                x.process_bulk(s, &events)
-                    .unwrap_or_else(|| Ok(Err("no process-bulk".into())))
-            })?;
-            let mut emitted = Batch::with_capacity(out.iter().map(|(k, _, v)| k.len() + v.len() + 16).sum());
-            for (key, ts, value) in &out {
-                emitted.push(key, *ts, value).map_err(|e| CallError::Guest {
-                    plugin: self.name.to_string(),
-                    call: "process",
-                    message: e.to_string(),
-                })?;
+        self.store
+            .data_mut()
+            .state
+            .batch_began(batch.iter().map(|e| (e.key, e.ts)));
+        let out = self.pass_batch(batch);
+        self.store.data_mut().state.batch_ended();
+        out
+    }
+
+    /// The batch to the guest the way it takes it.
+    fn pass_batch(&mut self, batch: &Batch) -> Result<Batch, CallError> {
+        match self.exports.path {
+            ProcessPath::Pickled(f) => self.process_pickled(f, batch),
+            ProcessPath::Bulk(f) => {
+                let events: Vec<BulkEvent<'_>> = batch.iter().map(|e| (e.key, e.ts, e.value)).collect();
+                let out = self.call("process", |_, s| Exports::process_bulk(f, s, &events))?;
+                let mut emitted =
+                    Batch::with_capacity(out.iter().map(|(k, _, v)| k.len() + v.len() + 16).sum());
+                for (key, ts, value) in &out {
+                    emitted.push(key, *ts, value).map_err(|e| CallError::Guest {
+                        plugin: self.name.to_string(),
+                        call: "process",
+                        message: e.to_string(),
+                    })?;
+                }
+                Ok(emitted)
             }
-            return Ok(emitted);
+            ProcessPath::Packed(f) => self.call("process", |_, s| {
+                let out = Exports::bytes_call(f, s, batch.as_bytes())?;
+                Ok(out.and_then(|bytes| {
+                    Batch::from_guest(bytes).map_err(|e| format!("returned a malformed packed batch: {e}"))
+                }))
+            }),
+            ProcessPath::Plain => {
+                let events = batch.to_events();
+                let out = self.call("process", |x, s| x.process(s, &events))?;
+                self.to_batch(&out)
+            }
         }
-        if !self.exports.has_packed() {
-            let events = batch.to_events();
-            let out = self.call("process", |x, s| x.process(s, &events))?;
-            return self.to_batch(&out);
-        }
-        self.call("process", |x, s| {
-            let out = x
-                .process_packed(s, batch.as_bytes())
-                .unwrap_or_else(|| Ok(Err("no process-packed".into())))?;
-            Ok(out.and_then(|bytes| {
-                Batch::from_guest(bytes).map_err(|e| format!("returned a malformed packed batch: {e}"))
-            }))
-        })
     }
 
     /// The batch through `process-pickled` (CPython guests): one pickle each way.
-    fn process_pickled(&mut self, batch: &Batch) -> Result<Batch, CallError> {
+    fn process_pickled(&mut self, f: wasmtime::component::Func, batch: &Batch) -> Result<Batch, CallError> {
         let mut w = pickle::Writer::new(batch.as_bytes().len() + 8 * batch.len());
         for e in batch.iter() {
             w.str(e.key);
@@ -313,10 +334,8 @@ impl OperatorInstance {
             w.tuple(3);
         }
         let input = w.finish();
-        self.call("process", |x, s| {
-            let out = x
-                .process_pickled(s, &input)
-                .unwrap_or_else(|| Ok(Err("no process-pickled".into())))?;
+        self.call("process", |_, s| {
+            let out = Exports::bytes_call(f, s, &input)?;
             Ok(out.and_then(|bytes| {
                 unpickle_events(&bytes).map_err(|e| format!("returned a malformed pickled batch: {e}"))
             }))
@@ -336,12 +355,11 @@ impl OperatorInstance {
     /// time already reached), then `on-watermark`. Returns the events emitted, in that order.
     pub fn on_watermark_batch(&mut self, watermark: i64) -> Result<Batch, CallError> {
         self.ensure_live()?;
-        let data = self.store.data_mut();
-        let old = data.watermark.replace(watermark);
+        let state = &mut self.store.data_mut().state;
         // One transaction for expiry, the timers and the watermark, unless a batch's is open.
-        let owned = !data.state.in_transaction();
-        data.state.begin();
-        let expired = super::host::ttl::advance(data, old, watermark).map_err(|e| CallError::Guest {
+        let owned = !state.in_transaction();
+        state.begin();
+        let expired = state.advance_watermark(watermark).map_err(|e| CallError::Guest {
             plugin: self.name.to_string(),
             call: "on-watermark",
             message: format!("state TTL clean-up: {e}"),
@@ -372,17 +390,17 @@ impl OperatorInstance {
 
     /// State entries expired by state TTL since this operator was built.
     pub fn expired_keys(&self) -> u64 {
-        self.store.data().expired_keys
+        self.store.data().state.expired()
     }
 
     /// The job's watermark as this operator knows it (`timers.current-watermark`).
     pub fn watermark(&self) -> Option<i64> {
-        self.store.data().watermark
+        self.store.data().state.watermark()
     }
 
     /// Set the watermark without telling the operator (a restore: it saw it before).
     pub fn set_watermark(&mut self, watermark: Option<i64>) {
-        self.store.data_mut().watermark = watermark;
+        self.store.data_mut().state.set_watermark(watermark);
     }
 
     /// Fire every timer with `ts <= watermark`, in calls of at most [`TIMERS_PER_CALL`]:
@@ -390,62 +408,43 @@ impl OperatorInstance {
     /// the emitted events in another), else `on-timers`.
     fn fire_timers(&mut self, watermark: i64) -> Result<Batch, CallError> {
         let mut out = Batch::new();
-        if !self.exports.has_timers() || self.store.data().state.timers() == 0 {
-            return Ok(out);
-        }
-        let bound = cairn_codec::timers::after_ts(watermark);
         loop {
-            let entries =
-                self.store
-                    .data()
-                    .state
-                    .list_keys_below(cairn_codec::timers::PREFIX, &bound, TIMERS_PER_CALL);
-            let due: Vec<(&Key, &str, i64)> = entries
-                .iter()
-                .filter_map(|k| {
-                    let (key, ts) = cairn_codec::timers::parse(k)?;
-                    Some((k, key, ts))
-                })
-                .collect();
+            let path = self.exports.timers;
+            if let TimerPath::None = path {
+                return Ok(out);
+            }
+            let due = self
+                .store
+                .data_mut()
+                .state
+                .take_due_timers(watermark, TIMERS_PER_CALL);
             if due.is_empty() {
                 return Ok(out);
             }
-            // A timer fires once: it is gone before its call (and back if the batch fails).
-            // (Removed by the entry listed: its key is not built again.)
-            let state = &mut self.store.data_mut().state;
-            for (k, _, _) in &due {
-                state.remove(k);
-            }
-            if self.exports.has_packed_timers() {
-                let mut fired = Batch::with_capacity(due.iter().map(|(_, key, _)| key.len() + 16).sum());
-                for (_, key, ts) in &due {
-                    fired.push(key, *ts, &[]).map_err(|e| CallError::Guest {
-                        plugin: self.name.to_string(),
-                        call: "on-timers",
-                        message: e.to_string(),
-                    })?;
+            match path {
+                TimerPath::None => return Ok(out),
+                TimerPath::Packed(f) => {
+                    let mut fired = Batch::with_capacity(due.iter().map(|(key, _)| key.len() + 16).sum());
+                    for (key, ts) in &due {
+                        fired.push(key, *ts, &[]).map_err(|e| CallError::Guest {
+                            plugin: self.name.to_string(),
+                            call: "on-timers",
+                            message: e.to_string(),
+                        })?;
+                    }
+                    out.append(&self.call("on-timers", |_, s| {
+                        let emitted = Exports::bytes_call(f, s, fired.as_bytes())?;
+                        Ok(emitted.and_then(|bytes| {
+                            Batch::from_guest(bytes)
+                                .map_err(|e| format!("returned a malformed packed batch: {e}"))
+                        }))
+                    })?);
                 }
-                out.append(&self.call("on-timers", |x, s| {
-                    let emitted = x
-                        .on_timers_packed(s, fired.as_bytes())
-                        .unwrap_or_else(|| Ok(Err("no on-timers-packed".into())))?;
-                    Ok(emitted.and_then(|bytes| {
-                        Batch::from_guest(bytes)
-                            .map_err(|e| format!("returned a malformed packed batch: {e}"))
-                    }))
-                })?);
-            } else {
-                let fired: Vec<Timer> = due
-                    .iter()
-                    .map(|(_, key, ts)| Timer {
-                        key: key.to_string(),
-                        ts: *ts,
-                    })
-                    .collect();
-                let emitted = self.call("on-timers", |x, s| {
-                    x.on_timers(s, &fired).unwrap_or_else(|| Ok(Ok(Vec::new())))
-                })?;
-                out.append(&self.to_batch(&emitted)?);
+                TimerPath::Plain(f) => {
+                    let fired: Vec<Timer> = due.into_iter().map(|(key, ts)| Timer { key, ts }).collect();
+                    let emitted = self.call("on-timers", |_, s| Exports::on_timers(f, s, &fired))?;
+                    out.append(&self.to_batch(&emitted)?);
+                }
             }
         }
     }
@@ -471,7 +470,7 @@ impl OperatorInstance {
     fn call<T>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(&Exports, &mut Store<StoreData>) -> wasmtime::Result<Result<T, String>>,
+        f: impl FnOnce(&Exports, &mut Store<InstanceData>) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, CallError> {
         self.store
             .set_epoch_deadline(Engine::ticks_for(self.limits.timeout));

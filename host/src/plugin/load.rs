@@ -4,8 +4,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, InstancePre, Linker};
 
+use super::bindings::InstanceData;
 use super::exports::{self, Contract, ExportIndices};
-use super::host::StoreData;
 use super::{LoadError, OperatorBuilder, WORLD};
 use crate::engine::{Engine, file_state};
 
@@ -46,7 +46,7 @@ pub(crate) struct PluginInner {
     pub name: String,
     pub digest: [u8; 32],
     pub engine: Engine,
-    pub pre: InstancePre<StoreData>,
+    pub pre: InstancePre<InstanceData>,
     /// Where its exports are.
     pub exports: ExportIndices,
 }
@@ -116,15 +116,15 @@ pub(crate) fn world_problems(engine: &Engine, component: &Component) -> Result<E
 }
 
 /// The host's imports, built once per engine.
-pub(crate) fn linker(engine: &Engine) -> Result<Arc<Linker<StoreData>>, String> {
+pub(crate) fn linker(engine: &Engine) -> Result<Arc<Linker<InstanceData>>, String> {
     /// Its own type, so the engine's memo cannot confuse it with another linker.
-    struct HostLinker(Result<Arc<Linker<StoreData>>, String>);
+    struct HostLinker(Result<Arc<Linker<InstanceData>>, String>);
     engine
         .memo(|engine| {
-            let build = || -> wasmtime::Result<Linker<StoreData>> {
+            let build = || -> wasmtime::Result<Linker<InstanceData>> {
                 let mut linker = Linker::new(engine.wasmtime());
                 wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-                super::host::add_to_linker(&mut linker)?;
+                super::bindings::add_to_linker(&mut linker)?;
                 Ok(linker)
             };
             HostLinker(build().map(Arc::new).map_err(|e| format!("{e:#}")))

@@ -2,10 +2,10 @@
 //! sandbox and call it.
 
 mod batch;
+mod bindings;
 mod error;
 mod event;
 mod exports;
-mod host;
 mod inspect;
 mod instance;
 mod load;

@@ -3,22 +3,8 @@
 //! host's other entries (state TTL bookkeeping, one or two per keyed scope) count as keys.
 
 use cairn_codec::timers;
-use thiserror::Error;
 
-/// A write the state refused.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum StateError {
-    /// A quota would be exceeded.
-    #[error("state quota {limit} = {value} would be exceeded ({detail})")]
-    QuotaExceeded {
-        /// Which limit (`max-keys`, `max-state-bytes`, `max-value-bytes`, `max-timers`).
-        limit: &'static str,
-        /// Its configured value.
-        value: u64,
-        /// What the write attempted.
-        detail: String,
-    },
-}
+pub use super::error::StateError;
 
 /// Quotas applied to every write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

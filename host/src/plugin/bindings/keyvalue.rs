@@ -3,14 +3,14 @@
 //! no `cas`), backed by the operator's state: bucket `default` is the operator-wide scope of
 //! `cairn:operator/state`, with the same dirty tracking, quotas, transactions and checkpoints.
 //! Other bucket names are refused. wasi:keyvalue knows no keys of events, so its entries are
-//! never split between parallel instances. `increment` keeps the number as decimal text (as the
+//! never split between parallel instances. Each function calls the state core with the
+//! operator-wide scope; a refusal is `error.other` with the core's message. `increment` keeps the number as decimal text (as the
 //! Cairn SDKs' counters do); a value that is not one is an error.
 
-use cairn_codec::scoped;
 use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource, ResourceType};
 
-use super::{Store, StoreData};
-use crate::state::Value;
+use super::{Ctx, InstanceData};
+use crate::state::{StateError, Value};
 
 /// The package version Spin 3 components import.
 const DRAFT2: &str = "0.2.0-draft2";
@@ -70,33 +70,31 @@ type R<T> = wasmtime::Result<(Result<T, Error>,)>;
 /// `get-many`'s answer: each key with its value, or none.
 type Found = Vec<Option<(String, Vec<u8>)>>;
 
-/// The state key of `key` in the operator-wide scope.
-fn full(key: &str) -> String {
-    let mut k = String::new();
-    scoped::prefix_into(&mut k, None);
-    k.push_str(key);
-    k
+fn other(e: StateError) -> Error {
+    Error::Other(e.to_string())
 }
 
-fn get(data: &StoreData, key: &str) -> Option<Vec<u8>> {
-    data.state.get_value(&full(key)).map(|v| v.to_vec())
+fn get(data: &mut InstanceData, key: &str) -> Result<Option<Vec<u8>>, Error> {
+    Ok(data.state.get(None, key).map_err(other)?.map(|v| v.to_vec()))
 }
 
-fn set(data: &mut StoreData, key: &str, value: &[u8]) -> Result<(), Error> {
+fn set(data: &mut InstanceData, key: &str, value: &[u8]) -> Result<(), Error> {
     if key.is_empty() {
         return Err(Error::Other("a key must not be empty".into()));
     }
-    data.state
-        .set(&full(key), Value::from(value))
-        .map_err(|e| Error::Other(e.to_string()))
+    data.state.set(None, key, Value::from(value)).map_err(other)
+}
+
+fn delete(data: &mut InstanceData, key: &str) -> Result<(), Error> {
+    data.state.remove(None, key).map(|_| ()).map_err(other)
 }
 
 /// `increment`: the decimal integer stored under `key` (0 when absent) becomes `add(it)`.
-fn increment<T>(data: &mut StoreData, key: &str, add: impl Fn(T) -> Option<T>) -> Result<T, Error>
+fn increment<T>(data: &mut InstanceData, key: &str, add: impl Fn(T) -> Option<T>) -> Result<T, Error>
 where
     T: std::str::FromStr + Default + std::fmt::Display + Copy,
 {
-    let now = match get(data, key) {
+    let now = match get(data, key)? {
         None => T::default(),
         Some(v) => std::str::from_utf8(&v)
             .ok()
@@ -112,86 +110,75 @@ where
 }
 
 /// Up to `limit` keys of the bucket after `after` (a key) or past the first `skip`, in order.
-fn list(s: &mut Store<'_>, after: Option<&str>, skip: usize, limit: usize) -> Vec<String> {
-    let had_index = s.data().state.has_ordered_index();
-    let prefix = full("");
-    let after = after.map(full);
-    let keys: Vec<String> = s
-        .data()
-        .state
-        .list_keys(&prefix, after.as_deref(), skip.saturating_add(limit))
-        .iter()
-        .skip(skip)
-        .map(|k| k[prefix.len()..].to_string())
-        .collect();
-    super::listing_done(s, had_index);
-    keys
+fn list(ctx: &mut Ctx<'_>, after: Option<&str>, skip: usize, limit: usize) -> Result<Vec<String>, Error> {
+    let keys = super::listing(ctx, |state| {
+        state.list_keys(None, "", after, skip.saturating_add(limit))
+    });
+    Ok(keys.map_err(other)?.into_iter().skip(skip).collect())
 }
 
 /// Register the three interfaces of both drafts.
-pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker(linker: &mut Linker<InstanceData>) -> wasmtime::Result<()> {
     add_version(linker, DRAFT2)?;
     add_version(linker, DRAFT)
 }
 
-fn add_version(linker: &mut Linker<StoreData>, version: &str) -> wasmtime::Result<()> {
+fn add_version(linker: &mut Linker<InstanceData>, version: &str) -> wasmtime::Result<()> {
     let draft2 = version == DRAFT2;
     let mut store = linker.instance(&format!("wasi:keyvalue/store@{version}"))?;
     store.resource("bucket", ResourceType::host::<Bucket>(), |_, _| Ok(()))?;
-    store.func_wrap(
-        "open",
-        |_: Store<'_>, (name,): (String,)| -> R<Resource<Bucket>> {
-            if name == BUCKET {
-                Ok((Ok(Resource::new_own(0)),))
-            } else {
-                Ok((Err(Error::Other(format!(
-                    "no bucket {name:?}: a Cairn operator's state is the bucket \"{BUCKET}\""
-                ))),))
-            }
-        },
-    )?;
+    store.func_wrap("open", |_: Ctx<'_>, (name,): (String,)| -> R<Resource<Bucket>> {
+        if name == BUCKET {
+            Ok((Ok(Resource::new_own(0)),))
+        } else {
+            Ok((Err(Error::Other(format!(
+                "no bucket {name:?}: a Cairn operator's state is the bucket \"{BUCKET}\""
+            ))),))
+        }
+    })?;
     store.func_wrap(
         "[method]bucket.get",
-        |s: Store<'_>, (_, key): (Resource<Bucket>, String)| -> R<Option<Vec<u8>>> {
-            Ok((Ok(get(s.data(), &key)),))
+        |mut s: Ctx<'_>, (_, key): (Resource<Bucket>, String)| -> R<Option<Vec<u8>>> {
+            Ok((get(s.data_mut(), &key),))
         },
     )?;
     store.func_wrap(
         "[method]bucket.set",
-        |mut s: Store<'_>, (_, key, value): (Resource<Bucket>, String, Vec<u8>)| -> R<()> {
+        |mut s: Ctx<'_>, (_, key, value): (Resource<Bucket>, String, Vec<u8>)| -> R<()> {
             Ok((set(s.data_mut(), &key, &value),))
         },
     )?;
     store.func_wrap(
         "[method]bucket.delete",
-        |mut s: Store<'_>, (_, key): (Resource<Bucket>, String)| -> R<()> {
-            s.data_mut().state.remove(&full(&key));
-            Ok((Ok(()),))
-        },
+        |mut s: Ctx<'_>, (_, key): (Resource<Bucket>, String)| -> R<()> { Ok((delete(s.data_mut(), &key),)) },
     )?;
     store.func_wrap(
         "[method]bucket.exists",
-        |s: Store<'_>, (_, key): (Resource<Bucket>, String)| -> R<bool> {
-            Ok((Ok(s.data().state.exists(&full(&key))),))
+        |mut s: Ctx<'_>, (_, key): (Resource<Bucket>, String)| -> R<bool> {
+            Ok((s.data_mut().state.exists(None, &key).map_err(other),))
         },
     )?;
     if draft2 {
         store.func_wrap(
             "[method]bucket.list-keys",
-            |mut s: Store<'_>, (_, cursor): (Resource<Bucket>, Option<String>)| -> R<KeyResponse> {
-                let keys = list(&mut s, cursor.as_deref(), 0, PAGE);
-                let cursor = (keys.len() == PAGE).then(|| keys[PAGE - 1].clone());
-                Ok((Ok(KeyResponse { keys, cursor }),))
+            |mut s: Ctx<'_>, (_, cursor): (Resource<Bucket>, Option<String>)| -> R<KeyResponse> {
+                let page = list(&mut s, cursor.as_deref(), 0, PAGE).map(|keys| {
+                    let cursor = (keys.len() == PAGE).then(|| keys[PAGE - 1].clone());
+                    KeyResponse { keys, cursor }
+                });
+                Ok((page,))
             },
         )?;
     } else {
         store.func_wrap(
             "[method]bucket.list-keys",
-            |mut s: Store<'_>, (_, cursor): (Resource<Bucket>, Option<u64>)| -> R<KeyResponseU64> {
+            |mut s: Ctx<'_>, (_, cursor): (Resource<Bucket>, Option<u64>)| -> R<KeyResponseU64> {
                 let skip = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX);
-                let keys = list(&mut s, None, skip, PAGE);
-                let cursor = (keys.len() == PAGE).then(|| (skip + PAGE) as u64);
-                Ok((Ok(KeyResponseU64 { keys, cursor }),))
+                let page = list(&mut s, None, skip, PAGE).map(|keys| {
+                    let cursor = (keys.len() == PAGE).then(|| (skip + PAGE) as u64);
+                    KeyResponseU64 { keys, cursor }
+                });
+                Ok((page,))
             },
         )?;
     }
@@ -201,7 +188,7 @@ fn add_version(linker: &mut Linker<StoreData>, version: &str) -> wasmtime::Resul
     if !draft2 {
         atomics.func_wrap(
             "increment",
-            |mut s: Store<'_>, (_, key, delta): (Resource<Bucket>, String, u64)| -> R<u64> {
+            |mut s: Ctx<'_>, (_, key, delta): (Resource<Bucket>, String, u64)| -> R<u64> {
                 Ok((increment(s.data_mut(), &key, |n: u64| n.checked_add(delta)),))
             },
         )?;
@@ -213,36 +200,42 @@ fn add_version(linker: &mut Linker<StoreData>, version: &str) -> wasmtime::Resul
     })?;
     atomics.func_wrap(
         "increment",
-        |mut s: Store<'_>, (_, key, delta): (Resource<Bucket>, String, i64)| -> R<i64> {
+        |mut s: Ctx<'_>, (_, key, delta): (Resource<Bucket>, String, i64)| -> R<i64> {
             Ok((increment(s.data_mut(), &key, |n: i64| n.checked_add(delta)),))
         },
     )?;
     atomics.func_wrap(
         "[static]cas.new",
-        |mut s: Store<'_>, (_, key): (Resource<Bucket>, String)| -> R<Resource<Cas>> {
-            let current = get(s.data(), &key);
+        |mut s: Ctx<'_>, (_, key): (Resource<Bucket>, String)| -> R<Resource<Cas>> {
+            let current = match get(s.data_mut(), &key) {
+                Ok(c) => c,
+                Err(e) => return Ok((Err(e),)),
+            };
             let r = s.data_mut().table.push(Cas { key, current })?;
             Ok((Ok(r),))
         },
     )?;
     atomics.func_wrap(
         "[method]cas.current",
-        |s: Store<'_>, (cas,): (Resource<Cas>,)| -> R<Option<Vec<u8>>> {
+        |s: Ctx<'_>, (cas,): (Resource<Cas>,)| -> R<Option<Vec<u8>>> {
             Ok((Ok(s.data().table.get(&cas)?.current.clone()),))
         },
     )?;
     atomics.func_wrap(
         "swap",
-        |mut s: Store<'_>,
+        |mut s: Ctx<'_>,
          (cas, value): (Resource<Cas>, Vec<u8>)|
          -> wasmtime::Result<(Result<(), CasError>,)> {
             let (key, expected) = {
                 let c = s.data().table.get(&cas)?;
                 (c.key.clone(), c.current.clone())
             };
-            if get(s.data(), &key) != expected {
+            let now = match get(s.data_mut(), &key) {
+                Ok(now) => now,
+                Err(e) => return Ok((Err(CasError::StoreError(e)),)),
+            };
+            if now != expected {
                 // The handle goes back to the guest with the value now there.
-                let now = get(s.data(), &key);
                 s.data_mut().table.get_mut(&cas)?.current = now;
                 return Ok((Err(CasError::CasFailed(cas)),));
             }
@@ -255,20 +248,20 @@ fn add_version(linker: &mut Linker<StoreData>, version: &str) -> wasmtime::Resul
 }
 
 /// `batch`, the same in both drafts.
-fn add_batch(batch: &mut wasmtime::component::LinkerInstance<'_, StoreData>) -> wasmtime::Result<()> {
+fn add_batch(batch: &mut wasmtime::component::LinkerInstance<'_, InstanceData>) -> wasmtime::Result<()> {
     batch.func_wrap(
         "get-many",
-        |s: Store<'_>, (_, keys): (Resource<Bucket>, Vec<String>)| -> R<Found> {
+        |mut s: Ctx<'_>, (_, keys): (Resource<Bucket>, Vec<String>)| -> R<Found> {
             let out = keys
                 .into_iter()
-                .map(|k| get(s.data(), &k).map(|v| (k, v)))
+                .map(|k| Ok(get(s.data_mut(), &k)?.map(|v| (k, v))))
                 .collect();
-            Ok((Ok(out),))
+            Ok((out,))
         },
     )?;
     batch.func_wrap(
         "set-many",
-        |mut s: Store<'_>, (_, entries): (Resource<Bucket>, Vec<(String, Vec<u8>)>)| -> R<()> {
+        |mut s: Ctx<'_>, (_, entries): (Resource<Bucket>, Vec<(String, Vec<u8>)>)| -> R<()> {
             for (k, v) in &entries {
                 if let Err(e) = set(s.data_mut(), k, v) {
                     return Ok((Err(e),));
@@ -279,9 +272,11 @@ fn add_batch(batch: &mut wasmtime::component::LinkerInstance<'_, StoreData>) -> 
     )?;
     batch.func_wrap(
         "delete-many",
-        |mut s: Store<'_>, (_, keys): (Resource<Bucket>, Vec<String>)| -> R<()> {
+        |mut s: Ctx<'_>, (_, keys): (Resource<Bucket>, Vec<String>)| -> R<()> {
             for k in &keys {
-                s.data_mut().state.remove(&full(k));
+                if let Err(e) = delete(s.data_mut(), k) {
+                    return Ok((Err(e),));
+                }
             }
             Ok((Ok(()),))
         },

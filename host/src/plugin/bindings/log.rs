@@ -3,7 +3,7 @@
 
 use wasmtime::component::{ComponentType, Lift, LinkerInstance};
 
-use super::{Store, StoreData};
+use super::{Ctx, InstanceData};
 
 /// The `level` enum. Its values are only made by lifting them from the guest.
 #[allow(dead_code)]
@@ -24,8 +24,8 @@ enum Level {
 }
 
 /// Register `log`.
-pub(super) fn add(i: &mut LinkerInstance<'_, StoreData>, name: &'static str) -> wasmtime::Result<()> {
-    i.func_wrap(name, |store: Store<'_>, (level, message): (Level, String)| {
+pub(super) fn add(i: &mut LinkerInstance<'_, InstanceData>, name: &'static str) -> wasmtime::Result<()> {
+    i.func_wrap(name, |store: Ctx<'_>, (level, message): (Level, String)| {
         let plugin = &*store.data().plugin;
         match level {
             Level::Trace => tracing::trace!(target: "cairn::guest", plugin, "{message}"),

@@ -1,49 +1,49 @@
 //! `cairn:operator/bulk-state` (0.2.1): many entries of many scopes per call, as WIT values.
-//! For guests whose every call costs much (Python, JavaScript), which can neither afford a call
-//! per entry nor encode the packed layouts themselves at speed. Each entry goes through the
-//! same path as its `state` call (scoped key, TTL, quotas).
+//! For guests whose every call costs much (JavaScript), which can neither afford a call per
+//! entry nor encode the packed layouts themselves at speed. Each entry is one `state` call's
+//! worth of the core.
 
 use std::sync::Arc;
 
 use wasmtime::component::{LinkerInstance, WasmList, WasmStr};
 
-use super::v0_2::{Scope, get_one, remove_one, set_one};
-use super::{Store, StoreData, WitStateError};
+use super::v0_2::{get_one, remove_one, set_one};
+use super::{Ctx, InstanceData, Scope, WitStateError};
 
-type I<'a, 'b> = &'a mut LinkerInstance<'b, StoreData>;
+type I<'a, 'b> = &'a mut LinkerInstance<'b, InstanceData>;
 type R = wasmtime::Result<()>;
 type Name = (Scope, WasmStr);
 type Write = (Scope, WasmStr, Option<WasmList<u8>>);
 
 pub(super) fn get_entries(i: I, name: &'static str) -> R {
-    i.func_wrap(name, |mut store: Store<'_>, (names,): (WasmList<Name>,)| {
+    i.func_wrap(name, |mut ctx: Ctx<'_>, (names,): (WasmList<Name>,)| {
         let mut out: Vec<Option<Arc<[u8]>>> = Vec::with_capacity(names.len());
         for n in 0..names.len() {
-            let Some(entry) = names.get(&mut store, n) else {
+            let Some(entry) = names.get(&mut ctx, n) else {
                 break;
             };
             let (scope, key) = entry?;
-            out.push(get_one(&mut store, &scope, &key)?);
+            out.push(get_one(&mut ctx, &scope, &key)?);
         }
         Ok((out,))
     })
 }
 
 pub(super) fn write_entries(i: I, name: &'static str) -> R {
-    i.func_wrap(name, |mut store: Store<'_>, (writes,): (WasmList<Write>,)| {
+    i.func_wrap(name, |mut ctx: Ctx<'_>, (writes,): (WasmList<Write>,)| {
         for n in 0..writes.len() {
-            let Some(entry) = writes.get(&mut store, n) else {
+            let Some(entry) = writes.get(&mut ctx, n) else {
                 break;
             };
             let (scope, key, value) = entry?;
             match value {
                 Some(v) => {
-                    if let Err(e) = set_one(&mut store, &scope, &key, &v)? {
+                    if let Err(e) = set_one(&mut ctx, &scope, &key, &v)? {
                         return Ok((Err(WitStateError::from(e)),));
                     }
                 }
                 None => {
-                    remove_one(&mut store, &scope, &key)?;
+                    remove_one(&mut ctx, &scope, &key)?;
                 }
             }
         }
