@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the plugins into dist/plugins/: the Rust crates under plugins/ for wasm32-wasip2
+# Build the plugins into dist/plugins/: the Rust crates under plugins/ (the examples) and
+# tests/programs/ (test fixtures) for wasm32-wasip2
 # (dist/plugins/<crate-name>.wasm) and, with no arguments, also the Python, JavaScript and C
 # operators under plugins/<lang>/ with `cairn build` (dist/plugins/<name>.wasm, e.g.
 # counter-python.wasm; installs their pinned toolchains, see scripts/toolchains.sh).
@@ -9,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 if [ "$#" -gt 0 ]; then
   CRATES=("$@")
 else
-  mapfile -t CRATES < <(for d in plugins/*/; do [ -f "$d/Cargo.toml" ] && sed -n 's/^name *= *"\(.*\)"/\1/p' "$d/Cargo.toml" | head -1; done)
+  mapfile -t CRATES < <(for d in plugins/*/ tests/programs/*/; do [ -f "$d/Cargo.toml" ] && sed -n 's/^name *= *"\(.*\)"/\1/p' "$d/Cargo.toml" | head -1; done)
 fi
 ARGS=()
 for c in "${CRATES[@]}"; do ARGS+=(-p "$c"); done

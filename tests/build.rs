@@ -1,4 +1,5 @@
-//! Builds every crate under `plugins/` for wasm32-wasip2 (profile `plugin`) with a nested cargo,
+//! Builds every crate under `plugins/` (the examples) and `tests/programs/` (the test fixtures)
+//! for wasm32-wasip2 (profile `plugin`) with a nested cargo,
 //! in its own target directory beside the outer one, so the tests never load a stale `.wasm`:
 //! cargo re-runs this whenever a plugin, the SDK, the codec or the WIT changes. The tests find
 //! the components through `CAIRN_PLUGIN_DIR` (see `plugin_dir`).
@@ -11,7 +12,7 @@ fn main() {
     // clones of the workspace in different directories that use the same target directory.
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let root = Path::new(&manifest_dir).join("..");
-    for dir in ["plugins", "guest-sdk", "wit", "Cargo.lock"] {
+    for dir in ["plugins", "tests/programs", "guest-sdk", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -22,8 +23,13 @@ fn main() {
         .map(|t| t.join("wasm-plugins"))
         .unwrap_or_else(|| out.join("wasm-plugins"));
     let mut crates = Vec::new();
-    for entry in std::fs::read_dir(root.join("plugins")).expect("plugins/ is readable") {
-        let manifest = entry.expect("a plugins/ entry").path().join("Cargo.toml");
+    let dirs = ["plugins", "tests/programs"]
+        .map(|d| std::fs::read_dir(root.join(d)).expect("plugins/ and tests/programs/ are readable"));
+    for entry in dirs.into_iter().flatten() {
+        let manifest = entry
+            .expect("a plugins/ or tests/programs/ entry")
+            .path()
+            .join("Cargo.toml");
         let Ok(text) = std::fs::read_to_string(&manifest) else {
             continue;
         };

@@ -645,7 +645,9 @@ static void prefetch(const uint8_t *p, uint32_t n) {
     free(want);
 }
 
-bool exports_cairn_operator_packed_operator_process_packed(wbytes *batch, wbytes *ret, wstr *err) {
+/* A packed batch (events, or fired timers with empty values) through `on_event` or
+   `on_timer`, with the batch cache: one buffer in, one out. */
+static bool run_packed(wbytes *batch, wbytes *ret, wstr *err, bool timers) {
     cairn_out out = {0};
     out.packed = true;
     out.blen = 4;
@@ -654,21 +656,28 @@ bool exports_cairn_operator_packed_operator_process_packed(wbytes *batch, wbytes
     message[0] = 0;
     uint32_t n = 0;
     if (batch->len >= 4) memcpy(&n, batch->ptr, 4);
+    if (timers && n && !cairn_the_operator.on_timer) st = cairn_fail("timers fired but the operator has no on_timer");
     cairn_operator_packed_state_usage(&usage);
     cache_on = true;
-    if (!cache && !cache_grow()) st = cairn_fail("out of memory");
+    if (st == CAIRN_OK && !cache && !cache_grow()) st = cairn_fail("out of memory");
     const uint8_t *p = batch->ptr + 4;
     if (st == CAIRN_OK) prefetch(p, n);
-    for (uint32_t i = 0; i < n && st == CAIRN_OK && cairn_the_operator.on_event; i++) {
+    bool handler = timers ? cairn_the_operator.on_timer != NULL : cairn_the_operator.on_event != NULL;
+    for (uint32_t i = 0; i < n && st == CAIRN_OK && handler; i++) {
         uint32_t kl, vl;
         int64_t ts;
         memcpy(&kl, p, 4);
         memcpy(&ts, p + 4 + kl, 8);
         memcpy(&vl, p + 4 + kl + 8, 4);
-        cairn_event ev = {{(const char *)p + 4, kl}, ts, {(const char *)p + 4 + kl + 12, vl}};
+        cairn_str key = {(const char *)p + 4, kl};
         current = (wstr){(uint8_t *)p + 4, kl};
         has_current = true;
-        st = cairn_the_operator.on_event(&ev, &out);
+        if (timers) {
+            st = cairn_the_operator.on_timer(key, ts, &out);
+        } else {
+            cairn_event ev = {key, ts, {(const char *)p + 4 + kl + 12, vl}};
+            st = cairn_the_operator.on_event(&ev, &out);
+        }
         p += 4 + kl + 12 + vl;
     }
     has_current = false;
@@ -679,7 +688,8 @@ bool exports_cairn_operator_packed_operator_process_packed(wbytes *batch, wbytes
     if (st != CAIRN_OK) {
         free(out.buf);
         char text[1200];
-        snprintf(text, sizeof text, "on_event failed: %s", message[0] ? message : "an error status without a message");
+        snprintf(text, sizeof text, "%s failed: %s", timers ? "on_timer" : "on_event",
+                 message[0] ? message : "an error status without a message");
         operator_packed_string_dup(err, text);
         return false;
     }
@@ -687,6 +697,14 @@ bool exports_cairn_operator_packed_operator_process_packed(wbytes *batch, wbytes
     ret->ptr = out.buf;
     ret->len = out.blen;
     return true;
+}
+
+bool exports_cairn_operator_packed_operator_process_packed(wbytes *batch, wbytes *ret, wstr *err) {
+    return run_packed(batch, ret, err, false);
+}
+
+bool exports_cairn_operator_packed_timer_handler_on_timers_packed(wbytes *fired, wbytes *ret, wstr *err) {
+    return run_packed(fired, ret, err, true);
 }
 
 /* ---- JSON ---- */

@@ -13,7 +13,7 @@
  *   CAIRN_OPERATOR(.on_event = on_event);
  *
  * Built by `cairn build` (bindings as `wit-bindgen c` writes them, clang --target=wasm32-wasi,
- * then `cairn componentize`; world `operator-packed` of WIT 0.2.2: batches cross as one buffer
+ * then `cairn componentize`; world `operator-packed` of the current WIT (wit/README.md): batches cross as one buffer
  * each way, reads of a batch are cached, its writes are held back and sent in one call at its
  * end). A callback returns CAIRN_OK, or an error status: the
  * host then discards the call's state writes and applies the job's error policy; set the

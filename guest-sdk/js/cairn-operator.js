@@ -21,10 +21,10 @@
 // and writes are held back and sent in one `write-many-packed` when the call succeeds (written
 // through instead when `usage` shows they might not fit a quota, so a refusal is still thrown
 // by the call that made it). Every host call costs a JS component much; these make few.
-import * as wstate from "cairn:operator/state@0.2.2";
-import * as wpacked from "cairn:operator/packed-state@0.2.2";
-import * as wtimers from "cairn:operator/timers@0.2.2";
-import { log as wlog } from "cairn:operator/log@0.2.2";
+import * as wstate from "cairn:operator/state@0.2.4";
+import * as wpacked from "cairn:operator/packed-state@0.2.4";
+import * as wtimers from "cairn:operator/timers@0.2.4";
+import { log as wlog } from "cairn:operator/log@0.2.4";
 
 const cairn = (() => {
   const encoder = new TextEncoder();

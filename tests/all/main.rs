@@ -4,6 +4,7 @@
 
 mod admin;
 mod backends_cli;
+mod bindings;
 mod c_golden;
 mod checkpoint_damage;
 mod checkpoint_failures;

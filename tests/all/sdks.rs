@@ -245,8 +245,10 @@ fn a_js_project_building_the_old_world_is_told_how_to_fix_it() -> Result<()> {
         ],
     )?;
     assert!(
-        err.contains("cairn:operator/packed-state@0.2.2")
-            && err.contains("write `operator-packed` there, or delete the `steps` line"),
+        err.contains(&format!(
+            "cairn:operator/packed-state@{}",
+            cairn::plugin::CONTRACT_VERSION
+        )) && err.contains("write `operator-packed` there, or delete the `steps` line"),
         "{err}"
     );
     Ok(())

@@ -34,35 +34,43 @@ fn jsonl(events: &[(String, i64)]) -> String {
 }
 
 /// The counter with TTL, written plainly: a key's count starts over when the watermark in force
-/// (the highest ts of the batches before) is `ttl` past the watermark of its last write; writes
-/// made before the first watermark count as made at it.
+/// (the highest ts of the batches before) is `ttl` past its last write's stamp; a write is
+/// stamped with the newest ts of its key in the batch, or the watermark if later, and a stamp
+/// never moves back.
 fn model(events: &[(String, i64)], batch: usize, ttl: i64) -> Vec<u64> {
+    model_with_stamps(events, batch, ttl).0
+}
+
+/// [`model`], and each key's last write stamp at the end.
+fn model_with_stamps(events: &[(String, i64)], batch: usize, ttl: i64) -> (Vec<u64>, HashMap<&str, i64>) {
     let mut count: HashMap<&str, u64> = HashMap::new();
-    let mut written: HashMap<&str, Option<i64>> = HashMap::new();
+    let mut written: HashMap<&str, i64> = HashMap::new();
     let mut wm: Option<i64> = None;
     let mut out = Vec::new();
     for chunk in events.chunks(batch) {
+        let mut newest: HashMap<&str, i64> = HashMap::new();
+        for (k, ts) in chunk {
+            let t = newest.entry(k).or_insert(*ts);
+            *t = (*t).max(*ts);
+        }
         for (k, _) in chunk {
-            let expired = matches!((written.get(k.as_str()), wm), (Some(Some(w)), Some(m)) if m >= w + ttl);
+            let expired = matches!((written.get(k.as_str()), wm), (Some(w), Some(m)) if m >= w + ttl);
             let c = count.entry(k).or_insert(0);
             if expired {
                 *c = 0;
             }
             *c += 1;
             out.push(*c);
-            written.insert(k, wm);
+            let stamp = wm.map_or(newest[k.as_str()], |m| m.max(newest[k.as_str()]));
+            let w = written.entry(k).or_insert(stamp);
+            *w = if expired { stamp } else { (*w).max(stamp) };
         }
         let max = chunk.iter().map(|e| e.1).max();
         if max > wm {
-            if wm.is_none() {
-                for w in written.values_mut() {
-                    w.get_or_insert(max.unwrap_or_default());
-                }
-            }
             wm = max;
         }
     }
-    out
+    (out, written)
 }
 
 fn counts(output: &str) -> Result<Vec<u64>> {
@@ -114,15 +122,10 @@ fn the_counter_with_a_ttl_matches_the_model_and_expired_state_leaves_checkpoints
         let doc: Value = serde_json::from_str(&text)?;
         let expired = doc["operators"][0]["expired_keys"].as_u64().unwrap_or_default();
         let max = evs.iter().map(|e| e.1).max().unwrap_or_default();
-        let mut last_write: HashMap<&str, usize> = HashMap::new();
-        for (i, (k, _)) in evs.iter().enumerate() {
-            last_write.insert(k, i);
-        }
+        let (_, stamps) = model_with_stamps(&evs, batch, ttl);
         let mut live_keys = 0;
-        for (k, i) in last_write {
-            // The watermark in force at its last write: the max ts of the batches before.
-            let before = evs[..i - i % batch].iter().map(|e| e.1).max();
-            let live = before.is_none_or(|w| max < w + ttl);
+        for (k, stamp) in stamps {
+            let live = max < stamp + ttl;
             let entry = format!("\"{}:{k}/count\"", k.len());
             assert_eq!(text.contains(&entry), live, "seed {seed}: key {k} (live: {live})");
             live_keys += usize::from(live);
@@ -191,5 +194,56 @@ fn a_ttl_counter_killed_mid_stream_gives_identical_output() -> Result<()> {
         model(&evs, 128, 300),
         "the uninterrupted run itself is wrong"
     );
+    Ok(())
+}
+
+/// A gap in event time: keys written in the first batch after it are stamped with their own
+/// event time, not with the watermark of the batch before (which is the gap's start, and would
+/// expire them at once).
+#[test]
+fn keys_written_just_after_a_gap_in_event_time_outlive_it() -> Result<()> {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    const T: i64 = 1_700_000_000_000;
+    let mut evs: Vec<(String, i64)> = Vec::new();
+    evs.extend((0..500).map(|i| (format!("a{i}"), T)));
+    evs.extend((0..100).map(|i| (format!("b{i}"), T + 100_000)));
+    evs.extend((0..500).map(|i| (format!("a{i}"), T + 200_000)));
+    let input = dir.path().join("gap.jsonl");
+    fs::write(&input, jsonl(&evs))?;
+    let output = dir.path().join("out.jsonl");
+    let store = format!("file:{}", dir.path().join("ck").display());
+    run_ok(&strs(&run_args(
+        &plugin("counter"),
+        &input,
+        &output,
+        &[
+            "--batch-size",
+            "100",
+            "--state-ttl",
+            "10s",
+            "--store",
+            &store,
+            "--keep-open",
+        ],
+    )))?;
+    let got = counts(&fs::read_to_string(&output)?)?;
+    assert_eq!(got, model(&evs, 100, 10_000));
+    assert!(
+        got[600..].iter().all(|c| *c == 1),
+        "the a keys expired during the gap"
+    );
+    let show = run_ok(&["checkpoints", "show", "latest", "--store", &store, "--json"])?;
+    let text = String::from_utf8_lossy(&show.stdout);
+    let live: Vec<String> = (0..500)
+        .map(|i| format!("a{i}"))
+        .filter(|k| text.contains(&format!("\"{}:{k}/count\"", k.len())))
+        .collect();
+    assert_eq!(
+        live.len(),
+        500,
+        "every a key written after the gap is live: {live:?}"
+    );
+    assert!(!text.contains("b0/count"), "the b keys expired");
     Ok(())
 }

@@ -37,7 +37,7 @@ pub fn plugin(name: &str) -> PathBuf {
     let p = plugin_dir().join(format!("{name}.wasm"));
     assert!(
         p.exists(),
-        "{} is missing: is there a crate plugins/{name}?",
+        "{} is missing: is there a crate plugins/{name} or tests/programs/{name}?",
         p.display()
     );
     p

@@ -9,7 +9,7 @@
             n = cairn.state.incr("count")          # this event's key's count
             out.emit_json(event.key, event.ts, {"count": n})
 
-Build it with `cairn build` (componentize-py, world `operator-pickled` of WIT 0.2.2). The state
+Build it with `cairn build` (componentize-py, world `operator-pickled` of the current WIT). The state
 an operator touches while handling an event (or a timer) is that key's scope; `operator_state`
 is the operator-wide scope and `state.of(key)` another key's. Every write is part of the
 current call's transaction: an exception that escapes a handler fails the call, the host
@@ -102,7 +102,7 @@ class Output:
     def emit_json(self, key: str, ts: int, value):
         """Emit an event whose value is `value` as JSON text (as the Rust SDK writes it).
 
-        Inside Cairn (WIT 0.2.2) the value is taken as it is now in CPython's `marshal` form,
+        Inside Cairn (WIT 0.2.2 and later) the value is taken as it is now in CPython's `marshal` form,
         one C call, and the host writes the JSON text; a value marshal cannot take (a dict
         subclass, say) is written here. Values JSON cannot hold are refused either way."""
         if type(value) is not bytes:

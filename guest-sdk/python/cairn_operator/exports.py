@@ -3,7 +3,7 @@ operator's module. They run the class registered with `@cairn_operator.operator`
 exception that escapes it into the call's error (message and Python traceback, for the host's
 log and error policy) instead of a trap, and hand events over as the host's tuples.
 
-Built for world `operator-pickled` (WIT 0.2.2, what `cairn build` uses) the component exports
+Built for world `operator-pickled` (WIT 0.2.2 and later; `cairn build` uses the current one) the component exports
 `PickledOperator` too, which the host calls instead of `Operator.process`: the batch and the
 emitted events cross as one pickle each, and state calls go through the batched backend
 (`_host.Pickled`). Built for `operator-bulk` (0.2.1) it exports `BulkOperator` instead, with

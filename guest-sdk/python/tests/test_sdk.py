@@ -163,7 +163,7 @@ def test_the_sdk_builds_as_a_wheel_that_installs_and_runs(tmp_path):
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), sdk],
         check=True,
     )
-    (wheel,) = tmp_path.glob("cairn_operator-0.2.2-py3-none-any.whl")
+    (wheel,) = tmp_path.glob("cairn_operator-0.2.4-py3-none-any.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("__init__", "_host", "_json", "exports", "testing"):
         assert f"cairn_operator/{module}.py" in names

@@ -37,7 +37,8 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
             println!("  - {p}");
         }
         println!(
-            "a plugin implements world `operator-core` (or `operator-timers`) of WIT cairn:operator@0.2.4 (0.2.0 to 0.2.3 link too); rebuild it:"
+            "a plugin implements world `operator-core` (or `operator-timers`) of WIT cairn:operator@{} (or an older supported version); rebuild it:",
+            cairn_codec::CONTRACT_VERSION
         );
         println!(
             "  Rust:            cairn_sdk::export!(YourOperator); then cargo build --target wasm32-wasip2 --release"

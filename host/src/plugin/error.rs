@@ -53,10 +53,11 @@ pub enum LoadError {
     /// A component of another world.
     #[error(
         "{path} does not fit Cairn's world {world}: {}; a plugin implements world `operator-core` (or \
-         `operator-timers`) of WIT cairn:operator@0.2.4 (0.2.0 to 0.2.3 link too): in Rust, export it with \
+         `operator-timers`) of WIT cairn:operator@{} (or an older supported version): in Rust, export it with \
          `cairn_sdk::export!(YourOperator);`; in Python, JavaScript or C, build it with `cairn build` \
          (`cairn new --lang python|js|c NAME` makes a project whose SDK does)",
-        problems.join("; ")
+        problems.join("; "),
+        cairn_codec::CONTRACT_VERSION
     )]
     WorldMismatch {
         /// The path given.

@@ -19,6 +19,12 @@ pub use inspect::{Inspection, WasmKind, inspect};
 pub use instance::{OperatorBuilder, OperatorInstance};
 pub use load::Plugin;
 
-/// The world cairn-sdk plugins are built for. Components of `operator-core` (any language) and
-/// of the older 0.1.x worlds run too.
-pub const WORLD: &str = "cairn:operator/operator-packed@0.2.4";
+/// The current version of the `cairn:operator` contract (`cairn_codec::CONTRACT_VERSION`).
+pub use cairn_codec::CONTRACT_VERSION;
+
+/// The world cairn-sdk plugins are built for, at the current version. Components of every
+/// world of every supported version run too (`wit/README.md`).
+pub const WORLD: &str = concat!(
+    "cairn:operator/operator-packed@",
+    cairn_codec::contract_version!()
+);

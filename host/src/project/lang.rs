@@ -8,7 +8,11 @@ use serde::Deserialize;
 use super::{ProjectError, io};
 
 /// The WIT this host runs; written into every project's `.cairn/wit/` at build time.
-const WIT: &str = include_str!("../../../wit/0.2.2/operator.wit");
+const WIT: &str = include_str!(concat!(
+    "../../../wit/",
+    cairn_codec::contract_version!(),
+    "/operator.wit"
+));
 
 /// The Python SDK (package `cairn_operator`), built into the binary.
 const PYTHON_SDK: [(&str, &str); 5] = [
@@ -376,8 +380,8 @@ cairn.operator(
 mod tests {
     use super::WIT;
 
-    /// The Python and JavaScript SDK packages carry the version of the WIT they are built into
-    /// projects with (the JS SDK also imports the host's interfaces at that version).
+    /// Projects are built against the current contract version, and the Python and JavaScript
+    /// SDK packages carry it (the JS SDK also imports the host's interfaces at it).
     #[test]
     fn the_sdk_packages_carry_the_wit_version() {
         let version = WIT
@@ -385,6 +389,11 @@ mod tests {
             .find_map(|l| l.strip_prefix("package cairn:operator@"))
             .expect("a package line")
             .trim_end_matches(';');
+        assert_eq!(
+            version,
+            cairn_codec::CONTRACT_VERSION,
+            "the WIT written into projects"
+        );
         let pyproject = include_str!("../../../guest-sdk/python/pyproject.toml");
         assert!(
             pyproject.contains(&format!("version = \"{version}\"")),

@@ -1,9 +1,10 @@
 //! # cairn-codec
 //!
 //! The byte layouts that cross between the Cairn host and cairn-sdk plugins on the speed paths
-//! of `cairn:operator@0.2.0` (`process-packed`, `get-many-packed`, `write-many-packed`), the
-//! scoped-key form in which keyed state is stored, the key-group hash, and the state quota
-//! rule. One crate, used by both sides, so that they cannot drift apart. `wit/README.md`
+//! of `cairn:operator@0.2` (`process-packed`, `get-many-packed`, `write-many-packed`, …), the
+//! scoped-key form in which keyed state is stored, the key-group hash, the state quota rule,
+//! and the current contract version ([`CONTRACT_VERSION`]). One crate, used by both sides, so
+//! that they cannot drift apart. `wit/README.md`
 //! documents the same layouts for SDKs in other languages; [`golden`] holds byte vectors they
 //! can test against.
 //!
@@ -22,6 +23,20 @@ pub mod state;
 pub mod timers;
 
 use std::fmt;
+
+/// The current version of the `cairn:operator` WIT package, as a literal (for `concat!`):
+/// the one place it is written. The host serves it (and every older supported version),
+/// cairn-sdk and `cairn build` build against it, and tests check every other mention of a
+/// "current" version against it. `wit/README.md` lists every version.
+#[macro_export]
+macro_rules! contract_version {
+    () => {
+        "0.2.4"
+    };
+}
+
+/// The current version of the `cairn:operator` WIT package ([`contract_version!`]).
+pub const CONTRACT_VERSION: &str = contract_version!();
 
 /// Input that does not follow a layout: what was being read, and at which byte.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use super::{
 use crate::state::{StateError, Value};
 
 pub(super) const VERSION: Version = Version {
-    version: "0.2.4",
+    version: cairn_codec::CONTRACT_VERSION,
     type_interfaces: &["types"],
     funcs: &[
         HostFunc {

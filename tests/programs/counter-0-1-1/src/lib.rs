@@ -5,7 +5,7 @@
 //! event; its state is the count under the plain event key, as 0.1 plugins kept it.
 
 wit_bindgen::generate!({
-    path: "../../wit/0.1.1",
+    path: "../../../wit/0.1.1",
     world: "operator",
 });
 

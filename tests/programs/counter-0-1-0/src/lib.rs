@@ -4,7 +4,7 @@
 //! Output matches the `counter` example: `{"count":n}` per event.
 
 wit_bindgen::generate!({
-    path: "../../wit/0.1.0",
+    path: "../../../wit/0.1.0",
     world: "operator",
 });
 

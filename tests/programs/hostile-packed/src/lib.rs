@@ -7,7 +7,7 @@
 //! refuse each, roll the batch back and keep running.
 
 wit_bindgen::generate!({
-    path: "../../wit/0.2.4",
+    path: "../../../wit/0.2.4",
     world: "operator-packed",
 });
 
