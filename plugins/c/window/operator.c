@@ -78,7 +78,7 @@ static cairn_status on_event(const cairn_event *ev, cairn_out *out) {
         if (st) return st;
         assigned = true;
     }
-    if (!assigned) return cairn_incr(CAIRN_OPERATOR_WIDE, "late", 1, NULL);
+    if (!assigned) return cairn_incr(CAIRN_KEY, "late", 1, NULL); /* late events of this key */
     return CAIRN_OK;
 }
 

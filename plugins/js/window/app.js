@@ -85,7 +85,7 @@ cairn.operator(
         cairn.state.setJson(name, [n, cairn.float(sum), cairn.float(lo), cairn.float(hi), cairn.float(mean), cairn.float(m2)]);
         assigned = true;
       }
-      if (!assigned) cairn.operatorState.incr("late");
+      if (!assigned) cairn.state.incr("late"); // late events of this key
     }
 
     onTimer(key, ts, out) {

@@ -89,7 +89,7 @@ class Window:
                 assigned = True
             start -= self.slide
         if not assigned:
-            cairn.operator_state.incr("late")
+            cairn.state.incr("late")  # late events of this key
 
     def on_timer(self, key, ts, out):
         end = ts - self.lateness - self.ooo

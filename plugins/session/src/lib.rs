@@ -9,7 +9,7 @@
 //! * An out-of-order event within `gap_ms` of an open session extends it; one within `gap_ms`
 //!   of two open sessions merges them.
 //! * An event whose own session would already have closed (`ts + gap_ms < watermark`) is
-//!   dropped and counted (`late`, operator-wide).
+//!   dropped and counted (`late`, in its key's state).
 //!
 //! A key's open sessions are one entry of its scope (`sessions`, in start order), each with
 //! its timer.
@@ -43,8 +43,9 @@ fn open() -> ValueState<Vec<Session>> {
     ValueState::new("sessions")
 }
 
+/// Late events of the key being handled.
 fn late() -> ValueState<u64> {
-    ValueState::operator("late")
+    ValueState::new("late")
 }
 
 impl Sessions {

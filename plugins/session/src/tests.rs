@@ -45,7 +45,7 @@ fn sessions_close_a_gap_after_their_last_event() {
     );
     // An event whose session would have closed already is dropped and counted.
     assert!(h.feed(vec![ev("a", 3)]).unwrap().is_empty());
-    assert_eq!(h.state_json("late"), Some(json!(1)));
+    assert_eq!(h.keyed_json("a", "late"), Some(json!(1)));
     // c's session is still open; the rest is gone.
     let out = h.watermark(100).unwrap();
     assert_eq!(emitted(&out), vec![("c".into(), 36, 26, 26, 1)]);
@@ -87,13 +87,13 @@ struct Model {
     gap: i64,
     watermark: Option<i64>,
     open: BTreeMap<String, Vec<Interval>>,
-    late: u64,
+    late: BTreeMap<String, u64>,
 }
 
 impl Model {
     fn event(&mut self, k: &str, ts: i64) {
         if self.watermark.is_some_and(|w| ts + self.gap < w) {
-            self.late += 1;
+            *self.late.entry(k.to_string()).or_default() += 1;
             return;
         }
         let list = self.open.entry(k.to_string()).or_default();
@@ -176,7 +176,9 @@ proptest! {
         got.extend(emitted(&h.watermark(i64::MAX / 2).unwrap()));
         want.extend(m.advance(i64::MAX / 2));
         prop_assert_eq!(got, want);
-        prop_assert_eq!(h.state_json("late").and_then(|v| v.as_u64()).unwrap_or(0), m.late);
+        for (k, n) in &m.late {
+            prop_assert_eq!(h.keyed_json(k, "late").and_then(|v| v.as_u64()), Some(*n), "late events of {}", k);
+        }
         let left: Vec<String> = h.state().into_keys().filter(|k| !k.ends_with("late")).collect();
         prop_assert!(left.is_empty(), "state left behind: {:?}", left);
     }

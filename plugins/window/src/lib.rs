@@ -11,7 +11,8 @@
 //!   key fires then, and the window is emitted as an event with the window's key,
 //!   `ts = end - 1` and value `{"start", "end", "count", "sum", "min", "max", "avg", "stddev"}`,
 //!   and leaves state.
-//! * An event all of whose windows are closed is late: dropped and counted (`late`).
+//! * An event all of whose windows are closed is late: dropped and counted (`late`, in its
+//!   key's state).
 //!
 //! Open windows and their timers live in the key's scope and survive restarts; for a given
 //! batch size the output is the same however often the job was restarted.
@@ -75,8 +76,10 @@ fn write_emitted(
     Ok(())
 }
 
+/// Late events of the key being handled (per key, so that the operator keeps no
+/// operator-wide state and can run split by key group).
 fn late() -> ValueState<u64> {
-    ValueState::operator("late")
+    ValueState::new("late")
 }
 
 /// The state key of the window starting at `start` (in its stream key's scope).
@@ -297,7 +300,7 @@ mod tests {
         assert!(state::with_key("a", || get_window("a", 10)).unwrap().is_some());
         // A late event for [0, 10) is dropped and counted.
         h.send("a", 3, json!({"v": 100})).unwrap();
-        assert_eq!(h.state_json("late"), Some(json!(1)));
+        assert_eq!(h.keyed_json("a", "late"), Some(json!(1)));
         let out = h.watermark(25).unwrap();
         assert_eq!(values(&out)[0]["sum"], 5.0);
     }
@@ -312,7 +315,7 @@ mod tests {
         // Out of order but on time for [0,10); its other window [-5,5) had already closed
         // (end 5 <= watermark 12 - 5), so it is not created.
         assert!(h.feed(one("k", 3, 4)).unwrap().is_empty());
-        assert_eq!(h.state_json("late"), None);
+        assert_eq!(h.keyed_json("a", "late"), None);
         let out = h.watermark(30).unwrap(); // watermark 25: everything up to end 25
         let got: Vec<(i64, f64)> = values(&out)
             .iter()
@@ -344,10 +347,10 @@ mod tests {
             vec![0],
             "[0,10) closes at the batch's watermark 50; [50,60) stays open"
         );
-        assert_eq!(h.state_json("late"), None);
+        assert_eq!(h.keyed_json("a", "late"), None);
         // The next batch sees watermark 50: 3 is late now.
         h.feed(vec![Event::json("a", 4, &1).unwrap()]).unwrap();
-        assert_eq!(h.state_json("late"), Some(json!(1)));
+        assert_eq!(h.keyed_json("a", "late"), Some(json!(1)));
     }
 
     #[test]
