@@ -613,21 +613,7 @@ const cairn = (() => {
     packedOperator: {
       processPacked(batch) {
         return call("process", () => {
-          // Read inline: in the interpreter each method call costs thousands.
-          const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
-          const events = [];
-          const keys = [];
-          let at = 4;
-          for (let n = view.getUint32(0, true); n > 0; n--) {
-            const k = view.getUint32(at, true);
-            const key = decoder.decode(batch.subarray(at + 4, at + 4 + k));
-            at += 4 + k;
-            const ts = view.getInt32(at + 4, true) * TWO32 + view.getUint32(at, true);
-            const len = view.getUint32(at + 8, true);
-            events.push(new Event(key, ts, batch, at + 12, len));
-            keys.push(key);
-            at += 12 + len;
-          }
+          const [events, keys] = unpack(batch);
           const names = prefetchNames();
           if (names) held.prefetch(keys, names);
           const out = new Output();
@@ -636,7 +622,42 @@ const cairn = (() => {
         });
       },
     },
+    // The fired timers as a packed batch of events with empty values (WIT 0.2.3).
+    packedTimerHandler: {
+      onTimersPacked(fired) {
+        return call("onTimer", () => {
+          const [timers] = unpack(fired);
+          const out = new Output();
+          for (let i = 0; i < timers.length; i++) {
+            const t = timers[i];
+            current = t.key;
+            instance.onTimer(t.key, t.ts, out);
+          }
+          return out.packed();
+        });
+      },
+    },
   };
+
+  // The events of a packed batch, and their keys. Read inline: in the interpreter each method
+  // call costs thousands.
+  function unpack(batch) {
+    const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+    const events = [];
+    const keys = [];
+    let at = 4;
+    for (let n = view.getUint32(0, true); n > 0; n--) {
+      const k = view.getUint32(at, true);
+      const key = decoder.decode(batch.subarray(at + 4, at + 4 + k));
+      at += 4 + k;
+      const ts = view.getInt32(at + 4, true) * TWO32 + view.getUint32(at, true);
+      const len = view.getUint32(at + 8, true);
+      events.push(new Event(key, ts, batch, at + 12, len));
+      keys.push(key);
+      at += 12 + len;
+    }
+    return [events, keys];
+  }
 
   return {
     StateError,
@@ -663,3 +684,4 @@ const cairn = (() => {
 export const operator = cairn.exports.operator;
 export const timerHandler = cairn.exports.timerHandler;
 export const packedOperator = cairn.exports.packedOperator;
+export const packedTimerHandler = cairn.exports.packedTimerHandler;

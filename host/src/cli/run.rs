@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use cairn::Limits;
 use cairn::checkpoint::{CheckpointConfig, Compression, open_store};
-use cairn::runtime::{CheckpointSpec, ErrorPolicy, InputLimits, JobSpec, PipelineSpec, Triggers, run_job};
+use cairn::runtime::{CheckpointSpec, ErrorPolicy, InputLimits, JobSpec, PipelineFile, Triggers, run_job};
 use cairn::sandbox::ByteSize;
 use clap::Args;
 
@@ -216,10 +216,10 @@ pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
     let checkpoint = checkpoint_spec(&args.checkpoint)?;
     // `--plugin` is a pipeline of one operator: every rule exists once.
     let spec = match (&args.pipeline, &args.plugin) {
-        (Some(file), _) => PipelineSpec::load(file)?,
+        (Some(file), _) => PipelineFile::load(file)?,
         (None, Some(plugin)) => {
             let config = serde_json::from_str(&config).context("--config is not valid JSON")?;
-            PipelineSpec::single(plugin.clone(), config, args.limits.limits())?
+            PipelineFile::single(plugin.clone(), config, args.limits.limits())?
         }
         (None, None) => bail!("pass --plugin <file.wasm> or --pipeline <file.toml>"),
     };

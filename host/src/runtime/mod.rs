@@ -1,5 +1,7 @@
-//! The pipeline: a JSON Lines source, a chain of operators, a JSON Lines sink, and the loop
-//! that drives them in batches, advancing the watermark.
+//! Running operators over a stream: a JSON Lines source, a chain of operators (`Pipeline`), a
+//! JSON Lines sink, and the loops that drive them in batches, advancing the watermark —
+//! [`run_job`] with checkpoints and recovery (described by a [`JobSpec`]), [`run_pipeline`]
+//! without. A pipeline can be described in a TOML file ([`PipelineFile`]).
 
 mod ahead;
 mod job;
@@ -8,10 +10,10 @@ mod json_check;
 mod jsonl;
 pub mod metrics;
 mod pipeline;
+mod pipeline_file;
 mod run;
 mod sink;
 mod source;
-mod spec;
 mod writer;
 
 pub use job::{
@@ -20,7 +22,7 @@ pub use job::{
 };
 pub use jsonl::{encode_event, parse_line};
 pub use pipeline::Pipeline;
-pub use run::{RunError, RunOptions, RunStats, run};
+pub use pipeline_file::{OperatorEntry, PipelineFile, PipelineFileError};
+pub use run::{RunError, RunOptions, RunStats, run_pipeline};
 pub use sink::{JsonlSink, SinkError};
 pub use source::{InputLimits, JsonlSource, SourceError};
-pub use spec::{OperatorSpec, PipelineSpec, SpecError};

@@ -55,7 +55,7 @@ pub struct RunStats {
 ///
 /// A malformed line stops the run with an error naming the line, after the events before it
 /// were processed and written: nothing is lost and nothing is written past the last good event.
-pub fn run(
+pub fn run_pipeline(
     pipeline: &mut Pipeline,
     source: &mut JsonlSource,
     sink: &mut JsonlSink,

@@ -26,7 +26,7 @@ use crate::{Engine, EngineOptions, Limits, LoadError, OperatorBuilder, Plugin};
 
 /// A problem with a pipeline file.
 #[derive(Debug, Error)]
-pub enum SpecError {
+pub enum PipelineFileError {
     /// The file could not be read.
     #[error("could not read pipeline file {path}")]
     Read {
@@ -64,7 +64,7 @@ pub enum SpecError {
 /// One operator of a pipeline file: its plugin, its configuration and its [`Limits`], whose
 /// fields sit beside `plugin` and `config` in the TOML section.
 #[derive(Debug, Clone)]
-pub struct OperatorSpec {
+pub struct OperatorEntry {
     /// Name (unique in the pipeline); default: the plugin's file stem.
     pub name: Option<String>,
     /// The plugin, relative to the pipeline file.
@@ -75,7 +75,7 @@ pub struct OperatorSpec {
     pub limits: Limits,
 }
 
-impl<'de> Deserialize<'de> for OperatorSpec {
+impl<'de> Deserialize<'de> for OperatorEntry {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let mut table = toml::Table::deserialize(d)?;
@@ -120,7 +120,7 @@ impl<'de> Deserialize<'de> for OperatorSpec {
 /// A pipeline file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PipelineSpec {
+pub struct PipelineFile {
     /// The job's name.
     pub name: Option<String>,
     /// Events per batch.
@@ -130,25 +130,25 @@ pub struct PipelineSpec {
     /// Bytes of one event key (default: the command line's).
     pub max_key_bytes: Option<ByteSize>,
     /// The operators, in order.
-    pub operators: Vec<OperatorSpec>,
+    pub operators: Vec<OperatorEntry>,
     #[serde(skip)]
     dir: PathBuf,
     #[serde(skip)]
     path: String,
-    /// Made by [`PipelineSpec::single`], not read from a file.
+    /// Made by [`PipelineFile::single`], not read from a file.
     #[serde(skip)]
     single: bool,
 }
 
-impl PipelineSpec {
+impl PipelineFile {
     /// Read and check a pipeline file.
-    pub fn load(path: &Path) -> Result<Self, SpecError> {
+    pub fn load(path: &Path) -> Result<Self, PipelineFileError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| PipelineFileError::Read {
             path: shown.clone(),
             source,
         })?;
-        let mut spec: PipelineSpec = toml::from_str(&text).map_err(|e| SpecError::Invalid {
+        let mut spec: PipelineFile = toml::from_str(&text).map_err(|e| PipelineFileError::Invalid {
             path: format!("pipeline file {shown}"),
             message: e.to_string(),
         })?;
@@ -171,14 +171,14 @@ impl PipelineSpec {
         Ok(spec)
     }
 
-    fn invalid(&self, message: &str) -> SpecError {
-        SpecError::Invalid {
+    fn invalid(&self, message: &str) -> PipelineFileError {
+        PipelineFileError::Invalid {
             path: self.path.clone(),
             message: message.to_string(),
         }
     }
 
-    fn name_of(&self, op: &OperatorSpec) -> String {
+    fn name_of(&self, op: &OperatorEntry) -> String {
         op.name.clone().unwrap_or_else(|| {
             op.plugin
                 .file_stem()
@@ -187,7 +187,7 @@ impl PipelineSpec {
         })
     }
 
-    fn limits_of(&self, op: &OperatorSpec) -> Result<Limits, SpecError> {
+    fn limits_of(&self, op: &OperatorEntry) -> Result<Limits, PipelineFileError> {
         op.limits
             .check()
             .map_err(|e| self.invalid(&format!("operator `{}`, {e}", self.name_of(op))))?;
@@ -201,13 +201,17 @@ impl PipelineSpec {
 
     /// A pipeline of one operator (what `cairn run --plugin` runs): the plugin at `plugin`,
     /// with a JSON configuration and limits.
-    pub fn single(plugin: PathBuf, config: serde_json::Value, limits: Limits) -> Result<Self, SpecError> {
+    pub fn single(
+        plugin: PathBuf,
+        config: serde_json::Value,
+        limits: Limits,
+    ) -> Result<Self, PipelineFileError> {
         let spec = Self {
             name: None,
             batch_size: None,
             max_line_bytes: None,
             max_key_bytes: None,
-            operators: vec![OperatorSpec {
+            operators: vec![OperatorEntry {
                 name: None,
                 plugin,
                 config: Some(config),
@@ -222,22 +226,22 @@ impl PipelineSpec {
     }
 
     /// An engine fit for this pipeline.
-    pub fn engine(&self) -> Result<Engine, SpecError> {
+    pub fn engine(&self) -> Result<Engine, PipelineFileError> {
         Ok(Engine::with_options(EngineOptions {
             fuel: self.needs_fuel(),
         })?)
     }
 
     /// Load every plugin and prepare the operators, in order.
-    pub fn builders(&self, engine: &Engine) -> Result<Vec<OperatorBuilder>, SpecError> {
+    pub fn builders(&self, engine: &Engine) -> Result<Vec<OperatorBuilder>, PipelineFileError> {
         self.operators
             .iter()
             .map(|op| {
                 let name = self.name_of(op);
                 let path = self.dir.join(&op.plugin);
                 let plugin = Plugin::load(engine, &path).map_err(|source| match self.single {
-                    true => SpecError::Load(source),
-                    false => SpecError::Plugin {
+                    true => PipelineFileError::Load(source),
+                    false => PipelineFileError::Plugin {
                         path: self.path.clone(),
                         operator: name.clone(),
                         source,
