@@ -15,7 +15,7 @@ use super::store_args::KeyArgs;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The operator: a .wasm component built with cairn-sdk.
+    /// The operator: a WebAssembly component of any language (cairn-sdk in Rust, or `cairn build` for Python, JavaScript or C).
     #[arg(long, required_unless_present = "pipeline", conflicts_with = "pipeline")]
     plugin: Option<PathBuf>,
     /// A pipeline file (TOML) chaining several operators, each with its plugin, config and
