@@ -72,7 +72,7 @@ fn alloc(caller: &mut Caller<'_, ()>, bytes: &[u8]) -> i32 {
 
 fn linker(engine: &Engine, seen: Arc<Mutex<Seen>>, answers: Vec<u8>) -> Result<Linker<()>> {
     let mut l = Linker::new(engine);
-    const PACKED: &str = "cairn:operator/packed-state@0.2.2";
+    const PACKED: &str = concat!("cairn:operator/packed-state@", cairn_codec::contract_version!());
     let s = seen.clone();
     l.func_wrap(
         PACKED,
@@ -152,11 +152,24 @@ fn the_c_sdk_reads_and_writes_the_golden_vectors() -> Result<()> {
     if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
         init.call(&mut store, ())?;
     }
-    let (tag, err) = call(&mut store, &instance, "cairn:operator/operator@0.2.2#init", b"{}")?;
+    let (tag, err) = call(
+        &mut store,
+        &instance,
+        concat!(
+            "cairn:operator/operator@",
+            cairn_codec::contract_version!(),
+            "#init"
+        ),
+        b"{}",
+    )?;
     ensure!(tag == 0, "init failed: {}", String::from_utf8_lossy(&err));
 
     // The golden batch decodes, and the event emitted back encodes to the same bytes.
-    let process = "cairn:operator/packed-operator@0.2.2#process-packed";
+    let process = concat!(
+        "cairn:operator/packed-operator@",
+        cairn_codec::contract_version!(),
+        "#process-packed"
+    );
     let (tag, out) = call(&mut store, &instance, process, &g["batch-one-event"])?;
     ensure!(tag == 0, "process failed: {}", String::from_utf8_lossy(&out));
     assert_eq!(out, g["batch-one-event"]);

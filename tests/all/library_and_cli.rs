@@ -222,7 +222,7 @@ fn load_errors_are_distinct_and_say_what_to_do() -> Result<()> {
     // The smallest valid component: fits no world.
     let other = load_err(Some(b"\0asm\x0d\0\x01\0"))?;
     assert!(
-        other.contains("does not fit Cairn's world cairn:operator/operator-packed@0.2.4"),
+        other.contains(&format!("does not fit Cairn's world {}", cairn::plugin::WORLD)),
         "{other}"
     );
     assert!(other.contains("or `init` (0.1)"), "{other}");
@@ -244,16 +244,17 @@ fn inspect_reports_world_fit() -> Result<()> {
     let counter = plugin("counter");
     let out = run_ok(&["inspect", counter.to_str().unwrap()])?;
     let text = String::from_utf8(out.stdout)?;
+    let v = cairn::plugin::CONTRACT_VERSION;
     for needle in [
-        "component",
-        "cairn:operator/state@0.2.4",
-        "cairn:operator/packed-state@0.2.4",
-        "  cairn:operator/operator@0.2.4",
-        "  cairn:operator/packed-operator@0.2.4",
-        "  cairn:operator/packed-timer-handler@0.2.4",
-        "fits world cairn:operator/operator-packed@0.2.4: yes",
+        "component".to_string(),
+        format!("cairn:operator/state@{v}"),
+        format!("cairn:operator/packed-state@{v}"),
+        format!("  cairn:operator/operator@{v}"),
+        format!("  cairn:operator/packed-operator@{v}"),
+        format!("  cairn:operator/packed-timer-handler@{v}"),
+        format!("fits world cairn:operator/operator-packed@{v}: yes"),
     ] {
-        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        assert!(text.contains(&needle), "missing {needle:?} in:\n{text}");
     }
 
     let dir = tempfile::tempdir()?;
