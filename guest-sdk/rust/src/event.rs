@@ -44,6 +44,12 @@ impl Event {
         crate::json::value_in(&self.value, path).map_err(|e| self.not_json(e))
     }
 
+    /// The JSON text of the value at `path` in the payload (see [`crate::json::text_in`]): for
+    /// keying or comparing events by a field (an id) without building and printing the value.
+    pub fn value_at_text(&self, path: &str) -> Result<Option<std::borrow::Cow<'_, str>>, Error> {
+        crate::json::text_in(&self.value, path).map_err(|e| self.not_json(e))
+    }
+
     fn not_json(&self, e: serde_json::Error) -> Error {
         Error::msg(format_args!(
             "event with key {:?} at ts {}: value is not the expected JSON: {e}",

@@ -46,6 +46,34 @@ pub fn value_in(json: &[u8], path: &str) -> Result<Option<serde_json::Value>, se
     Ok(found)
 }
 
+/// The JSON text of the value at `path` in the document `json` (as [`value_in`] finds it), or
+/// `None` when there is none: for keying or comparing by a field (a dedup's id) without
+/// building the value and printing it again. A field of a flat object is its text as written
+/// in the document, borrowed; anything else is written as `serde_json` writes the value
+/// (`12.50` written in a nested document comes back as `12.5`).
+///
+/// ```
+/// use cairn_sdk::json::text_in;
+/// assert_eq!(text_in(br#"{"id": "a7", "n": 12.5}"#, "n").unwrap().as_deref(), Some("12.5"));
+/// assert_eq!(text_in(br#"{"id": "a7"}"#, "id").unwrap().as_deref(), Some("\"a7\""));
+/// assert_eq!(text_in(br#"{"a": {"b": [1, 2]}}"#, "a.b").unwrap().as_deref(), Some("[1,2]"));
+/// assert_eq!(text_in(br#"{"id": 1}"#, "other").unwrap(), None);
+/// ```
+pub fn text_in<'j>(
+    json: &'j [u8],
+    path: &str,
+) -> Result<Option<std::borrow::Cow<'j, str>>, serde_json::Error> {
+    if !path.is_empty()
+        && !path.contains('.')
+        && let Some(found) = flat::field_in(json, path)
+        // The scanner reads plain ASCII only.
+        && let Ok(found) = found.map(utf8).transpose()
+    {
+        return Ok(found.map(std::borrow::Cow::Borrowed));
+    }
+    Ok(value_in(json, path)?.map(|v| std::borrow::Cow::Owned(v.to_string())))
+}
+
 /// Find the rest of the path (`None`: the value itself) in the value being read; its parts
 /// are split off one at a time, as `path.split('.')` would give them.
 struct At<'p>(Option<&'p str>);

@@ -408,29 +408,30 @@ impl OperatorInstance {
     /// the emitted events in another), else `on-timers`.
     fn fire_timers(&mut self, watermark: i64) -> Result<Batch, CallError> {
         let mut out = Batch::new();
+        let mut too_large = None;
         loop {
-            let path = self.exports.timers;
-            if let TimerPath::None = path {
-                return Ok(out);
-            }
-            let due = self
-                .store
-                .data_mut()
-                .state
-                .take_due_timers(watermark, TIMERS_PER_CALL);
-            if due.is_empty() {
-                return Ok(out);
-            }
-            match path {
+            match self.exports.timers {
                 TimerPath::None => return Ok(out),
                 TimerPath::Packed(f) => {
-                    let mut fired = Batch::with_capacity(due.iter().map(|(key, _)| key.len() + 16).sum());
-                    for (key, ts) in &due {
-                        fired.push(key, *ts, &[]).map_err(|e| CallError::Guest {
+                    let mut fired = Batch::new();
+                    let n =
+                        self.store
+                            .data_mut()
+                            .state
+                            .take_due_timers(watermark, TIMERS_PER_CALL, |key, ts| {
+                                if let Err(e) = fired.push(key, ts, &[]) {
+                                    too_large.get_or_insert(e);
+                                }
+                            });
+                    if let Some(e) = too_large.take() {
+                        return Err(CallError::Guest {
                             plugin: self.name.to_string(),
                             call: "on-timers",
                             message: e.to_string(),
-                        })?;
+                        });
+                    }
+                    if n == 0 {
+                        return Ok(out);
                     }
                     out.append(&self.call("on-timers", |_, s| {
                         let emitted = Exports::bytes_call(f, s, fired.as_bytes())?;
@@ -441,7 +442,19 @@ impl OperatorInstance {
                     })?);
                 }
                 TimerPath::Plain(f) => {
-                    let fired: Vec<Timer> = due.into_iter().map(|(key, ts)| Timer { key, ts }).collect();
+                    let mut fired = Vec::new();
+                    self.store
+                        .data_mut()
+                        .state
+                        .take_due_timers(watermark, TIMERS_PER_CALL, |key, ts| {
+                            fired.push(Timer {
+                                key: key.to_string(),
+                                ts,
+                            })
+                        });
+                    if fired.is_empty() {
+                        return Ok(out);
+                    }
                     let emitted = self.call("on-timers", |_, s| Exports::on_timers(f, s, &fired))?;
                     out.append(&self.to_batch(&emitted)?);
                 }

@@ -1,3 +1,11 @@
+//! [`StateHolder`]: the key-value map under the state core ([`super::OperatorState`]), which
+//! owns what changed since the last checkpoint and how to undo a failed batch. It owns: the
+//! entries (a hash table of slots; an ordered index built on the first listing), their usage
+//! against the quotas, the change list that the next delta is taken from (`changes.rs`; each
+//! changed key once, with its current value), the undo log of the open transaction, and the
+//! restore of checkpointed entries (`checkpoint.rs`). Keys are stored as given: what a key
+//! means (scope, TTL records, timers, key groups) is the state core's business, not this map's.
+
 use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;

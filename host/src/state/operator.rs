@@ -264,23 +264,30 @@ impl OperatorState {
         (self.holder.timers() as u64, self.holder.quotas().max_timers)
     }
 
-    /// Take up to `limit` timers with `ts <= watermark` in (ts, key) order: each fires once,
-    /// so it is removed now (and back if the batch rolls back).
-    pub fn take_due_timers(&mut self, watermark: i64, limit: usize) -> Vec<(String, i64)> {
+    /// Take up to `limit` timers with `ts <= watermark` in (ts, key) order, giving each to
+    /// `fired` as (stream key, ts); how many. A timer fires once: it is removed now (and back
+    /// if the batch rolls back).
+    pub fn take_due_timers(
+        &mut self,
+        watermark: i64,
+        limit: usize,
+        mut fired: impl FnMut(&str, i64),
+    ) -> usize {
         if self.holder.timers() == 0 {
-            return Vec::new();
+            return 0;
         }
         let bound = timers::after_ts(watermark);
         let entries = self.holder.list_keys_below(timers::PREFIX, &bound, limit);
-        let mut due = Vec::with_capacity(entries.len());
+        let mut n = 0;
         for entry in &entries {
             if let Some((key, ts)) = timers::parse(entry) {
-                due.push((key.to_string(), ts));
+                fired(key, ts);
+                n += 1;
             }
             // Removed by the entry listed: its key is not built again.
             self.holder.remove(entry);
         }
-        due
+        n
     }
 
     // ---- usage and scratch -----------------------------------------------------------

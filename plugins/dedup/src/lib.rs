@@ -8,9 +8,9 @@
 //!   key's `dropped`), others pass through unchanged and remember their id and ts. Events
 //!   without the id field pass through.
 //! * All of a key's state is in its scope: `seen/<id>` holds the time the id was kept, and
-//!   `kept/<ts>` the ids kept at `ts`. The key's timer at `ts + within_ms + 1` (the host's
-//!   watermark has then passed `ts` by more than `within_ms`) forgets those of them that were
-//!   not kept again since.
+//!   `kept/<ts>` the ids kept at `ts` and not kept again since (an id kept again, at another
+//!   time, moves to that time's list). The key's timer at `ts + within_ms + 1` (the host's
+//!   watermark has then passed `ts` by more than `within_ms`) forgets the ids of its list.
 
 use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, state, timers};
 use serde::Deserialize;
@@ -32,9 +32,9 @@ pub struct Dedup {
     next: usize,
 }
 
-/// The id of `event`: the JSON text of its `field`, if it has one.
-fn id_of(event: &Event, field: &str) -> Result<Option<String>, Error> {
-    Ok(event.value_at_json(field)?.map(|id| id.to_string()))
+/// The key of the id of `event` (the JSON text of its `field`), if it has one.
+fn seen_of(event: &Event, field: &str) -> Result<Option<String>, Error> {
+    Ok(event.value_at_text(field)?.map(|id| seen_key(&id)))
 }
 
 fn seen_key(id: &str) -> String {
@@ -57,7 +57,7 @@ impl Dedup {
             self.next += 1;
             return Ok(found.take());
         }
-        Ok(id_of(event, &self.field)?.map(|id| (seen_key(&id), kept_key(event.ts))))
+        Ok(seen_of(event, &self.field)?.map(|seen| (seen, kept_key(event.ts))))
     }
 }
 
@@ -81,7 +81,7 @@ impl Operator for Dedup {
         self.next = 0;
         for e in batch {
             self.names
-                .push(id_of(e, &self.field)?.map(|id| (seen_key(&id), kept_key(e.ts))));
+                .push(seen_of(e, &self.field)?.map(|seen| (seen, kept_key(e.ts))));
         }
         let entries = batch
             .iter()
@@ -99,16 +99,28 @@ impl Operator for Dedup {
             return Ok(());
         };
         let ts = event.ts;
-        match state::get_as::<i64>(&seen)? {
-            Some(t) if (ts - t).abs() <= self.within => {
-                ValueState::<u64>::new("dropped").update(|n| n.unwrap_or(0) + 1)?;
-                return Ok(());
+        let earlier = state::get_as::<i64>(&seen)?;
+        if let Some(t) = earlier
+            && (ts - t).abs() <= self.within
+        {
+            ValueState::<u64>::new("dropped").update(|n| n.unwrap_or(0) + 1)?;
+            return Ok(());
+        }
+        let id = &seen["seen/".len()..];
+        if let Some(t) = earlier {
+            // Kept again, at another time: off the list of `t`, whose timer has not fired.
+            let earlier_list = kept_key(t);
+            let mut ids: Vec<String> = state::get_as(&earlier_list)?.unwrap_or_default();
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                state::remove(&earlier_list);
+            } else {
+                state::set_as(&earlier_list, &ids)?;
             }
-            _ => {}
         }
         state::set_as(&seen, &ts)?;
         let mut ids: Vec<String> = state::get_as(&kept)?.unwrap_or_default();
-        ids.push(seen["seen/".len()..].to_string());
+        ids.push(id.to_string());
         state::set_as(&kept, &ids)?;
         timers::register(&event.key, ts + self.within + 1)?;
         out.emit(event);
@@ -127,18 +139,14 @@ impl Operator for Dedup {
         Ok(())
     }
 
-    /// Forget the ids kept at the timer's time minus `within + 1`, unless kept again since.
+    /// Forget the ids kept at the timer's time minus `within + 1` (and not kept again since).
     fn on_timer(&mut self, _key: &str, ts: i64, _out: &mut Output) -> Result<(), Error> {
-        let at = self.kept_at(ts);
-        let kept = kept_key(at);
+        let kept = kept_key(self.kept_at(ts));
         let ids: Vec<String> = state::get_as(&kept)?.unwrap_or_default();
         for id in ids {
-            let seen = format!("seen/{id}");
-            if state::get_as::<i64>(&seen)? == Some(at) {
-                state::remove(&seen);
-            }
+            state::discard(&format!("seen/{id}"));
         }
-        state::remove(&kept);
+        state::discard(&kept);
         Ok(())
     }
 }

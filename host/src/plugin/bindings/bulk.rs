@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wasmtime::component::{LinkerInstance, WasmList, WasmStr};
 
 use super::v0_2::{get_one, remove_one, set_one};
-use super::{Ctx, InstanceData, Scope, WitStateError};
+use super::{Ctx, InstanceData, Scope, WitStateError, each};
 
 type I<'a, 'b> = &'a mut LinkerInstance<'b, InstanceData>;
 type R = wasmtime::Result<()>;
@@ -18,35 +18,20 @@ type Write = (Scope, WasmStr, Option<WasmList<u8>>);
 pub(super) fn get_entries(i: I, name: &'static str) -> R {
     i.func_wrap(name, |mut ctx: Ctx<'_>, (names,): (WasmList<Name>,)| {
         let mut out: Vec<Option<Arc<[u8]>>> = Vec::with_capacity(names.len());
-        for n in 0..names.len() {
-            let Some(entry) = names.get(&mut ctx, n) else {
-                break;
-            };
-            let (scope, key) = entry?;
-            out.push(get_one(&mut ctx, &scope, &key)?);
-        }
+        each(&mut ctx, &names, |ctx, (scope, key)| {
+            out.push(get_one(ctx, &scope, &key)?);
+            Ok(None::<()>)
+        })?;
         Ok((out,))
     })
 }
 
 pub(super) fn write_entries(i: I, name: &'static str) -> R {
     i.func_wrap(name, |mut ctx: Ctx<'_>, (writes,): (WasmList<Write>,)| {
-        for n in 0..writes.len() {
-            let Some(entry) = writes.get(&mut ctx, n) else {
-                break;
-            };
-            let (scope, key, value) = entry?;
-            match value {
-                Some(v) => {
-                    if let Err(e) = set_one(&mut ctx, &scope, &key, &v)? {
-                        return Ok((Err(WitStateError::from(e)),));
-                    }
-                }
-                None => {
-                    remove_one(&mut ctx, &scope, &key)?;
-                }
-            }
-        }
-        Ok((Ok(()),))
+        let refused = each(&mut ctx, &writes, |ctx, (scope, key, value)| match value {
+            Some(v) => Ok(set_one(ctx, &scope, &key, &v)?.err()),
+            None => remove_one(ctx, &scope, &key).map(|_| None),
+        })?;
+        Ok((refused.map_or(Ok(()), |e| Err(WitStateError::from(e))),))
     })
 }

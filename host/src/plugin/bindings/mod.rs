@@ -246,6 +246,27 @@ pub(crate) fn with_scoped<T>(
     Ok(r)
 }
 
+/// Lift the elements of a guest list one at a time (the store is needed between them) and give
+/// each to `f`, until it answers `Some` (an early answer, e.g. a refusal) or the list ends.
+pub(crate) fn each<T, R>(
+    ctx: &mut Ctx<'_>,
+    list: &WasmList<T>,
+    mut f: impl FnMut(&mut Ctx<'_>, T) -> wasmtime::Result<Option<R>>,
+) -> wasmtime::Result<Option<R>>
+where
+    T: wasmtime::component::Lift,
+{
+    for n in 0..list.len() {
+        let Some(item) = list.get(&mut *ctx, n) else {
+            break;
+        };
+        if let Some(early) = f(ctx, item?)? {
+            return Ok(Some(early));
+        }
+    }
+    Ok(None)
+}
+
 /// Copy a packed request out of guest memory (into the state's scratch buffer: the state
 /// changes while it is read) and run `f` on the state with it.
 pub(crate) fn with_request<T>(

@@ -8,8 +8,8 @@ use cairn_codec::{Reader, state as packed};
 use wasmtime::component::{LinkerInstance, WasmList, WasmStr};
 
 use super::{
-    Ctx, HostFunc, InstanceData, Version, WitStateError, listing, lookup, malformed, usage, with_request,
-    with_scoped,
+    Ctx, HostFunc, InstanceData, Version, WitStateError, each, listing, lookup, malformed, usage,
+    with_request, with_scoped,
 };
 use crate::state::{OperatorState, StateError, Value};
 
@@ -159,10 +159,10 @@ fn list_keys(i: I, name: &'static str) -> R {
 fn get_many(i: I, name: &'static str) -> R {
     i.func_wrap(name, |mut ctx: Ctx<'_>, (keys,): (WasmList<WasmStr>,)| {
         let mut out = Vec::with_capacity(keys.len());
-        for n in 0..keys.len() {
-            let Some(key) = keys.get(&mut ctx, n) else { break };
-            out.push(get_one(&mut ctx, &key?)?);
-        }
+        each(&mut ctx, &keys, |ctx, key| {
+            out.push(get_one(ctx, &key)?);
+            Ok(None::<()>)
+        })?;
         Ok((out,))
     })
 }
@@ -171,16 +171,10 @@ fn set_many(i: I, name: &'static str) -> R {
     i.func_wrap(
         name,
         |mut ctx: Ctx<'_>, (entries,): (WasmList<(WasmStr, WasmList<u8>)>,)| {
-            for n in 0..entries.len() {
-                let Some(entry) = entries.get(&mut ctx, n) else {
-                    break;
-                };
-                let (key, value) = entry?;
-                if let Err(e) = set_one(&mut ctx, &key, &value)? {
-                    return Ok((Err(WitStateError::from(e)),));
-                }
-            }
-            Ok((Ok(()),))
+            let refused = each(&mut ctx, &entries, |ctx, (key, value)| {
+                Ok(set_one(ctx, &key, &value)?.err())
+            })?;
+            Ok((refused.map_or(Ok(()), |e| Err(WitStateError::from(e))),))
         },
     )
 }
@@ -188,10 +182,10 @@ fn set_many(i: I, name: &'static str) -> R {
 fn remove_many(i: I, name: &'static str) -> R {
     i.func_wrap(name, |mut ctx: Ctx<'_>, (keys,): (WasmList<WasmStr>,)| {
         let mut removed = 0u32;
-        for n in 0..keys.len() {
-            let Some(key) = keys.get(&mut ctx, n) else { break };
-            removed += u32::from(with_key(&mut ctx, &key?, |state, k| state.remove_plain(k))?);
-        }
+        each(&mut ctx, &keys, |ctx, key| {
+            removed += u32::from(with_key(ctx, &key, |state, k| state.remove_plain(k))?);
+            Ok(None::<()>)
+        })?;
         Ok((removed,))
     })
 }

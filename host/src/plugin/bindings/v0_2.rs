@@ -10,8 +10,8 @@ use cairn_codec::state as packed;
 use wasmtime::component::{LinkerInstance, WasmList, WasmStr};
 
 use super::{
-    Ctx, HostFunc, InstanceData, Scope, Version, WitStateError, listing, lookup, malformed, refused, usage,
-    with_request, with_scoped,
+    Ctx, HostFunc, InstanceData, Scope, Version, WitStateError, each, listing, lookup, malformed, refused,
+    usage, with_request, with_scoped,
 };
 use crate::state::{StateError, Value};
 
@@ -217,10 +217,10 @@ fn get_many(i: I, name: &'static str) -> R {
         name,
         |mut ctx: Ctx<'_>, (scope, keys): (Scope, WasmList<WasmStr>)| {
             let mut out = Vec::with_capacity(keys.len());
-            for n in 0..keys.len() {
-                let Some(key) = keys.get(&mut ctx, n) else { break };
-                out.push(get_one(&mut ctx, &scope, &key?)?);
-            }
+            each(&mut ctx, &keys, |ctx, key| {
+                out.push(get_one(ctx, &scope, &key)?);
+                Ok(None::<()>)
+            })?;
             Ok((out,))
         },
     )
@@ -230,16 +230,10 @@ fn set_many(i: I, name: &'static str) -> R {
     i.func_wrap(
         name,
         |mut ctx: Ctx<'_>, (scope, entries): (Scope, WasmList<(WasmStr, WasmList<u8>)>)| {
-            for n in 0..entries.len() {
-                let Some(entry) = entries.get(&mut ctx, n) else {
-                    break;
-                };
-                let (key, value) = entry?;
-                if let Err(e) = set_one(&mut ctx, &scope, &key, &value)? {
-                    return Ok((Err(WitStateError::from(e)),));
-                }
-            }
-            Ok((Ok(()),))
+            let refused = each(&mut ctx, &entries, |ctx, (key, value)| {
+                Ok(set_one(ctx, &scope, &key, &value)?.err())
+            })?;
+            Ok((refused.map_or(Ok(()), |e| Err(WitStateError::from(e))),))
         },
     )
 }
@@ -249,10 +243,10 @@ fn remove_many(i: I, name: &'static str) -> R {
         name,
         |mut ctx: Ctx<'_>, (scope, keys): (Scope, WasmList<WasmStr>)| {
             let mut removed = 0u32;
-            for n in 0..keys.len() {
-                let Some(key) = keys.get(&mut ctx, n) else { break };
-                removed += u32::from(remove_one(&mut ctx, &scope, &key?)?);
-            }
+            each(&mut ctx, &keys, |ctx, key| {
+                removed += u32::from(remove_one(ctx, &scope, &key)?);
+                Ok(None::<()>)
+            })?;
             Ok((removed,))
         },
     )
