@@ -12,7 +12,8 @@
 //!   time, moves to that time's list). The key's timer at `ts + within_ms + 1` (the host's
 //!   watermark has then passed `ts` by more than `within_ms`) forgets the ids of its list.
 
-use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, key, state, timers};
+use cairn_sdk::key::{self, TimeKey};
+use cairn_sdk::{Config, Error, Event, Operator, Output, ValueState, state, timers};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -28,7 +29,7 @@ pub struct Dedup {
     within: i64,
     /// The state names of the batch's events (`seen/<id>`, `kept/<ts>`), found in
     /// `before_batch` and read in `on_event`, in order.
-    names: Vec<Option<(String, String)>>,
+    names: Vec<Option<(String, TimeKey)>>,
     next: usize,
 }
 
@@ -41,8 +42,8 @@ fn seen_key(id: &str) -> String {
     format!("seen/{}", key::escape(id))
 }
 
-fn kept_key(ts: i64) -> String {
-    format!("kept/{}", key::ordered_i64(ts))
+fn kept_key(ts: i64) -> TimeKey {
+    TimeKey::new("kept/", ts)
 }
 
 impl Dedup {
@@ -52,7 +53,7 @@ impl Dedup {
     }
 
     /// The names an event reads: those found in `before_batch`, or found now.
-    fn names(&mut self, event: &Event) -> Result<Option<(String, String)>, Error> {
+    fn names(&mut self, event: &Event) -> Result<Option<(String, TimeKey)>, Error> {
         if let Some(found) = self.names.get_mut(self.next) {
             self.next += 1;
             return Ok(found.take());
@@ -87,9 +88,7 @@ impl Operator for Dedup {
             .iter()
             .zip(&self.names)
             .filter_map(|(e, n)| Some((e.key.as_str(), n.as_ref()?)));
-        state::prefetch_entries(
-            entries.flat_map(|(k, (seen, kept))| [(k, seen.as_str()), (k, kept.as_str())]),
-        );
+        state::prefetch_entries(entries.flat_map(|(k, (seen, kept))| [(k, seen.as_str()), (k, &**kept)]));
         Ok(())
     }
 
@@ -129,13 +128,8 @@ impl Operator for Dedup {
 
     /// Read the lists the timers forget in one host call.
     fn before_timers(&mut self, fired: &[Event]) -> Result<(), Error> {
-        let names: Vec<String> = fired.iter().map(|t| kept_key(self.kept_at(t.ts))).collect();
-        state::prefetch_entries(
-            fired
-                .iter()
-                .zip(&names)
-                .map(|(t, n)| (t.key.as_str(), n.as_str())),
-        );
+        let names: Vec<TimeKey> = fired.iter().map(|t| kept_key(self.kept_at(t.ts))).collect();
+        state::prefetch_entries(fired.iter().zip(&names).map(|(t, n)| (t.key.as_str(), &**n)));
         Ok(())
     }
 
