@@ -413,7 +413,9 @@ impl OperatorInstance {
             match self.exports.timers {
                 TimerPath::None => return Ok(out),
                 TimerPath::Packed(f) => {
-                    let mut fired = Batch::new();
+                    // Room for the timers due (a stream key of ~16 bytes each, as a guess).
+                    let pending = self.store.data().state.timer_usage().0 as usize;
+                    let mut fired = Batch::with_capacity(pending.min(TIMERS_PER_CALL) * 32);
                     let n =
                         self.store
                             .data_mut()

@@ -47,6 +47,8 @@ pub struct OperatorState {
     pub(super) aux: String,
     /// Scratch: a packed request copied out of guest memory.
     scratch: Vec<u8>,
+    /// Scratch: a call's string arguments (scope, key) copied out of guest memory.
+    args: String,
 }
 
 impl OperatorState {
@@ -317,5 +319,18 @@ impl OperatorState {
     /// Give back the buffer of [`OperatorState::take_scratch`].
     pub fn put_scratch(&mut self, buf: Vec<u8>) {
         self.scratch = buf;
+    }
+
+    /// The reused buffer for a call's string arguments copied out of guest memory; give it
+    /// back with [`OperatorState::put_args`].
+    pub fn take_args(&mut self) -> String {
+        let mut buf = std::mem::take(&mut self.args);
+        buf.clear();
+        buf
+    }
+
+    /// Give back the buffer of [`OperatorState::take_args`].
+    pub fn put_args(&mut self, buf: String) {
+        self.args = buf;
     }
 }

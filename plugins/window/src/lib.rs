@@ -88,9 +88,8 @@ fn window_key(start: i64) -> key::TimeKey {
 }
 
 /// The window starting at `start` of the key whose scope the call is in (`on_event` and
-/// `on_timer` run in their key's scope), if open. Windows are stored in `Stats`' binary form
-/// (`Stats::stored`: 9 bytes for a window of one value, else 49; the 49-byte form for every
-/// window and JSON, which earlier versions stored, still read).
+/// `on_timer` run in their key's scope), if open. Windows are stored in the SDK's binary form
+/// of `Stats` (`Stats::stored`, read back by `Stats::from_stored`).
 fn get_window(k: &str, start: i64) -> Result<Option<Stats>, Error> {
     match state::get_with(&window_key(start), Stats::from_stored) {
         None => Ok(None),

@@ -214,35 +214,29 @@ pub(crate) fn listing<T>(ctx: &mut Ctx<'_>, f: impl FnOnce(&mut OperatorState) -
 /// A scope as the 0.2 `state` functions take it (`none`: operator-wide).
 pub(crate) type Scope = Option<WasmStr>;
 
-/// Copy `scope` and `key` out of guest memory (into the state's scratch buffer) and run `f`
-/// on the state with them.
+/// Copy `scope` and `key` out of guest memory (into the state's argument buffer, as checked
+/// UTF-8) and run `f` on the state with them.
 pub(crate) fn with_scoped<T>(
     ctx: &mut Ctx<'_>,
     scope: &Scope,
     key: &WasmStr,
     f: impl FnOnce(&mut OperatorState, Option<&str>, &str) -> T,
 ) -> wasmtime::Result<T> {
-    let mut buf = ctx.data_mut().state.take_scratch();
+    let mut buf = ctx.data_mut().state.take_args();
     let scope_end = match scope {
         None => None,
         Some(s) => {
-            buf.extend_from_slice(s.to_str(&*ctx)?.as_bytes());
+            buf.push_str(&s.to_str(&*ctx)?);
             Some(buf.len())
         }
     };
-    buf.extend_from_slice(key.to_str(&*ctx)?.as_bytes());
+    buf.push_str(&key.to_str(&*ctx)?);
     let state = &mut ctx.data_mut().state;
-    let r = {
-        let (scope, key) = match scope_end {
-            None => (None, std::str::from_utf8(&buf)?),
-            Some(n) => (
-                Some(std::str::from_utf8(&buf[..n])?),
-                std::str::from_utf8(&buf[n..])?,
-            ),
-        };
-        f(state, scope, key)
+    let r = match scope_end {
+        None => f(state, None, &buf),
+        Some(n) => f(state, Some(&buf[..n]), &buf[n..]),
     };
-    state.put_scratch(buf);
+    state.put_args(buf);
     Ok(r)
 }
 
