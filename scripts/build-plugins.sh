@@ -12,10 +12,22 @@ if [ "$#" -gt 0 ]; then
 else
   mapfile -t CRATES < <(for d in plugins/*/ tests/programs/*/; do [ -f "$d/Cargo.toml" ] && sed -n 's/^name *= *"\(.*\)"/\1/p' "$d/Cargo.toml" | head -1; done)
 fi
+# A crate that is also an rlib (linked natively by the host's benches) is built on its own as a
+# cdylib (`cargo rustc --crate-type cdylib`): cargo does not apply LTO to a crate with an rlib
+# among its crate types (tests/build.rs does the same).
 ARGS=()
-for c in "${CRATES[@]}"; do ARGS+=(-p "$c"); done
+RLIBS=()
+for c in "${CRATES[@]}"; do
+  manifest="$(grep -l "^name = \"$c\"" plugins/*/Cargo.toml tests/programs/*/Cargo.toml | head -1)"
+  if grep -q '"rlib"' "$manifest"; then RLIBS+=("$c"); else ARGS+=(-p "$c"); fi
+done
 echo "==> building plugins: ${CRATES[*]}" >&2
-cargo build --quiet --profile plugin --target wasm32-wasip2 "${ARGS[@]}"
+if [ "${#ARGS[@]}" -gt 0 ]; then
+  cargo build --quiet --profile plugin --target wasm32-wasip2 "${ARGS[@]}"
+fi
+for c in "${RLIBS[@]}"; do
+  cargo rustc --quiet --profile plugin --target wasm32-wasip2 -p "$c" --crate-type cdylib
+done
 mkdir -p dist/plugins
 for c in "${CRATES[@]}"; do
   f="${c//-/_}.wasm"

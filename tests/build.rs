@@ -3,6 +3,11 @@
 //! in its own target directory beside the outer one, so the tests never load a stale `.wasm`:
 //! cargo re-runs this whenever a plugin, the SDK, the codec or the WIT changes. The tests find
 //! the components through `CAIRN_PLUGIN_DIR` (see `plugin_dir`).
+//!
+//! A crate that is also an `rlib` (the examples the host's benches link natively) is built with
+//! `cargo rustc --crate-type cdylib`: cargo does not link-time optimise a crate that has an
+//! rlib among its crate types, and without LTO a plugin takes ~15% more instructions per event
+//! (dedup: 29,471 against 25,273).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +28,8 @@ fn main() {
         .map(|t| t.join("wasm-plugins"))
         .unwrap_or_else(|| out.join("wasm-plugins"));
     let mut crates = Vec::new();
+    // Crates that are rlibs too: built one by one as cdylibs, so that LTO applies.
+    let mut with_rlib = Vec::new();
     let dirs = ["plugins", "tests/programs"]
         .map(|d| std::fs::read_dir(root.join(d)).expect("plugins/ and tests/programs/ are readable"));
     for entry in dirs.into_iter().flatten() {
@@ -37,40 +44,47 @@ fn main() {
             .lines()
             .find_map(|l| l.strip_prefix("name = \"").and_then(|r| r.strip_suffix('"')))
         {
-            crates.push(name.to_string());
+            if text.contains("\"rlib\"") {
+                with_rlib.push(name.to_string());
+            } else {
+                crates.push(name.to_string());
+            }
         }
     }
     crates.sort();
+    with_rlib.sort();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            "plugin",
-            "--target",
-            "wasm32-wasip2",
-        ])
-        .env("CARGO_TARGET_DIR", &target);
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&root)
+            .args(args)
+            .args(["--quiet", "--profile", "plugin", "--target", "wasm32-wasip2"])
+            .env("CARGO_TARGET_DIR", &target);
+        // What the outer cargo set for this build script must not leak into the plugins' build.
+        for var in [
+            "CARGO_ENCODED_RUSTFLAGS",
+            "RUSTFLAGS",
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_BUILD_TARGET",
+        ] {
+            cmd.env_remove(var);
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(
+            status.success(),
+            "building the plugins for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)"
+        );
+    };
+    let mut build = vec!["build"];
     for c in &crates {
-        cmd.args(["-p", c]);
+        build.extend(["-p", c.as_str()]);
     }
-    // What the outer cargo set for this build script must not leak into the plugins' build.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_BUILD_TARGET",
-    ] {
-        cmd.env_remove(var);
+    run(&build);
+    for c in &with_rlib {
+        run(&["rustc", "-p", c.as_str(), "--crate-type", "cdylib"]);
     }
-    let status = cmd.status().expect("cargo runs");
-    assert!(
-        status.success(),
-        "building the plugins for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)"
-    );
+    crates.extend(with_rlib);
     let dir = target.join("wasm32-wasip2").join("plugin");
     // One name per crate, as `dist/plugins/<crate>.wasm` has them.
     let named = out.join("plugins");

@@ -6,10 +6,25 @@
 
 /// Escape one part: `%` → `%25`, `/` → `%2F`.
 pub fn escape(part: &str) -> String {
-    if !part.contains(['%', '/']) {
-        return part.to_string();
+    let mut out = String::with_capacity(part.len());
+    escape_into(part, &mut out);
+    out
+}
+
+/// Append [`escape`]`(part)` to `out` (a byte scan, no formatting machinery: a key is built
+/// on every event).
+pub fn escape_into(part: &str, out: &mut String) {
+    if !part.bytes().any(|b| b == b'%' || b == b'/') {
+        out.push_str(part);
+        return;
     }
-    part.replace('%', "%25").replace('/', "%2F")
+    for c in part.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            c => out.push(c),
+        }
+    }
 }
 
 /// Undo [`escape`].

@@ -111,6 +111,10 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
 pub trait MapKey: Sized {
     /// Encode (the result must sort like `self`).
     fn encode(&self) -> String;
+    /// Append [`MapKey::encode`]`()` to `out` (override it to build keys without allocating).
+    fn encode_into(&self, out: &mut String) {
+        out.push_str(&self.encode());
+    }
     /// Decode what [`MapKey::encode`] produced.
     fn decode(text: &str) -> Option<Self>;
 }
@@ -118,6 +122,9 @@ pub trait MapKey: Sized {
 impl MapKey for String {
     fn encode(&self) -> String {
         key::escape(self)
+    }
+    fn encode_into(&self, out: &mut String) {
+        key::escape_into(self, out)
     }
     fn decode(text: &str) -> Option<Self> {
         key::unescape(text)
@@ -127,6 +134,9 @@ impl MapKey for String {
 impl MapKey for i64 {
     fn encode(&self) -> String {
         key::ordered_i64(*self)
+    }
+    fn encode_into(&self, out: &mut String) {
+        key::push_ordered_i64(out, *self)
     }
     fn decode(text: &str) -> Option<Self> {
         key::parse_ordered_i64(text)
@@ -182,7 +192,16 @@ impl<K: MapKey, V: Serialize + DeserializeOwned> MapState<K, V> {
     }
 
     fn full(&self, k: &K) -> String {
-        format!("{}{}", self.prefix, k.encode())
+        self.entry_key(k)
+    }
+
+    /// The state key of entry `k` (in the map's scope): what to name in
+    /// [`crate::state::prefetch_entries`] to read the entries a batch will need in one call.
+    pub fn entry_key(&self, k: &K) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + 24);
+        key.push_str(&self.prefix);
+        k.encode_into(&mut key);
+        key
     }
 
     /// The value under `k`.
@@ -198,6 +217,11 @@ impl<K: MapKey, V: Serialize + DeserializeOwned> MapState<K, V> {
     /// Remove `k`; returns whether it was present.
     pub fn remove(&self, k: &K) -> bool {
         self.scope.within(|| state::remove(&self.full(k)))
+    }
+
+    /// Remove `k` without asking whether it was present (see [`crate::state::discard`]).
+    pub fn discard(&self, k: &K) {
+        self.scope.within(|| state::discard(&self.full(k)))
     }
 
     /// Whether `k` is present.

@@ -38,8 +38,11 @@ fn seen_of(event: &Event, field: &str) -> Result<Option<String>, Error> {
     Ok(event.value_at_text(field)?.map(|id| seen_key(&id)))
 }
 
+/// `seen/<id>`, the id escaped for a key.
 fn seen_key(id: &str) -> String {
-    format!("seen/{}", key::escape(id))
+    let mut key = String::from("seen/");
+    key::escape_into(id, &mut key);
+    key
 }
 
 fn kept_key(ts: i64) -> TimeKey {
@@ -137,8 +140,11 @@ impl Operator for Dedup {
     fn on_timer(&mut self, _key: &str, ts: i64, _out: &mut Output) -> Result<(), Error> {
         let kept = kept_key(self.kept_at(ts));
         let ids: Vec<String> = state::get_as(&kept)?.unwrap_or_default();
+        let mut seen = String::from("seen/");
         for id in ids {
-            state::discard(&format!("seen/{id}"));
+            seen.truncate("seen/".len());
+            seen.push_str(&id);
+            state::discard(&seen);
         }
         state::discard(&kept);
         Ok(())
