@@ -22,7 +22,7 @@ use cairn_codec::{scoped, timers};
 use super::batch_times::BatchTimes;
 use super::{KeyGroups, StateError, StateHolder, StateQuotas, Value};
 
-/// How many timers a stream key has registered, and the quota (`packed-timers.usage`).
+/// Timers registered and not yet fired, and the `max-timers` quota (`packed-timers.usage`).
 pub type TimerUsage = (u64, u64);
 
 /// The state of one operator instance with every rule a state operation obeys.
