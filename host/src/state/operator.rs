@@ -73,11 +73,6 @@ impl OperatorState {
         &mut self.holder
     }
 
-    /// Give the entries up (the instance is rebuilt around them).
-    pub fn into_holder(self) -> StateHolder {
-        self.holder
-    }
-
     /// The key groups and the owned range.
     pub fn key_groups(&self) -> &KeyGroups {
         &self.groups
@@ -101,11 +96,6 @@ impl OperatorState {
     /// Entries expired by state TTL in this instance's life.
     pub fn expired(&self) -> u64 {
         self.expired
-    }
-
-    /// Carry the expiry count over from the instance this one replaces.
-    pub fn set_expired(&mut self, n: u64) {
-        self.expired = n;
     }
 
     // ---- the batch -------------------------------------------------------------------
