@@ -12,6 +12,7 @@ need_cargo_tool s3s-fs 0.14.1 --features binary
 # Python, JavaScript and C toolchains for the operators in plugins/<lang>/ (pinned; see the file).
 source scripts/toolchains.sh
 need_guest_toolchains
+need_nats_server
 echo "==> pytest guest-sdk/python (the Python SDK under CPython)" >&2
 python -m pytest -q guest-sdk/python/tests >&2
 echo "==> node --test guest-sdk/js/tests (the JavaScript SDK under node)" >&2

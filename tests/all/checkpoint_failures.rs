@@ -82,6 +82,7 @@ fn job(store: &Flaky, input: &std::path::Path, output: &std::path::Path, every: 
         stop: Arc::new(AtomicBool::new(false)),
         on_error: ErrorPolicy::Fail,
         input_limits: Default::default(),
+        io: Default::default(),
         keep_open: false,
         ready: None,
         progress: None,

@@ -23,5 +23,6 @@ mod sandbox;
 mod sdks;
 mod state_cache;
 mod store_conformance;
+mod streams;
 mod timers;
 mod ttl;

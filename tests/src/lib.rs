@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 pub mod bench;
 pub mod guests;
 pub mod native;
+pub mod nats;
 pub mod proxy;
 pub mod redis;
 pub mod s3;

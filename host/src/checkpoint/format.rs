@@ -28,7 +28,7 @@ use crate::store::CheckpointId;
 /// Magic bytes at the start of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"CAIRNCKP";
 /// The format version this build writes and the newest it reads.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// Header length.
 pub const HEADER_LEN: usize = 80;
 /// Flag: payload is LZ4 block-compressed.

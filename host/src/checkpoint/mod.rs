@@ -27,7 +27,7 @@ pub use crypto::{EncryptionKey, KeyError, KeyKind, KeySource};
 pub use error::{CheckpointError, Damage};
 pub use format::{Header, Kind};
 pub use manager::{CheckpointConfig, Checkpointer, CommitInfo, OperatorPart, ResumePoint};
-pub use model::{CheckpointData, HostState, JsonlPosition, OperatorSnapshot, SourcePosition};
+pub use model::{CheckpointData, HostState, JsonlPosition, OperatorSnapshot, SinkPosition, SourcePosition};
 pub use restore::{Restored, RestoredOperator, read_checkpoint, restore};
 
 /// Why a store could not be opened for checkpoints.

@@ -26,6 +26,20 @@ pub struct HostState {
     pub batches: u64,
     /// The watermark (highest event time seen).
     pub watermark: Option<i64>,
+    /// What the sink needs to finish its part of this checkpoint after a restore (format 4;
+    /// empty for a JSON Lines output, whose position is `output_len`).
+    pub sink: SinkPosition,
+}
+
+/// A sink's record at the cut, as the sink wrote it (for a sink that makes its output visible
+/// only once the checkpoint is durable: what it had not yet made visible).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkPosition {
+    /// Which kind of sink wrote it; empty when the sink keeps nothing here.
+    pub kind: String,
+    /// The sink's own record.
+    #[serde(with = "serde_bytes")]
+    pub record: Vec<u8>,
 }
 
 /// A source's position at the cut, as the source wrote it.

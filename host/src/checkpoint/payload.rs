@@ -1,6 +1,8 @@
 //! The payload of a checkpoint (what bincode writes before compression), by format version.
 //!
-//! * **Version 3** (written): as version 2, each key group's sets and deletes written as sorted
+//! * **Version 4** (written): as version 3, the host state ending with the sink's record
+//!   ([`super::model::SinkPosition`]).
+//! * **Version 3** (read): as version 2, each key group's sets and deletes written as sorted
 //!   blocks ([`super::block`]: keys in byte order with shared prefixes elided, then the values
 //!   side by side), which LZ4 compresses further.
 //! * **Version 2** (read): the host's source position is an opaque record of the source
@@ -147,9 +149,47 @@ struct OperatorIn<G> {
 }
 
 #[derive(Deserialize)]
-struct PayloadIn<G> {
-    host: HostState,
+struct PayloadIn<G, H = HostState> {
+    host: H,
     operators: Vec<OperatorIn<G>>,
+}
+
+/// The host state of versions 2 and 3: no sink record (their sinks were JSON Lines files).
+#[derive(Deserialize)]
+struct HostV3 {
+    job: String,
+    source: super::model::SourcePosition,
+    output_len: u64,
+    dead_letter_len: u64,
+    events_in: u64,
+    events_out: u64,
+    batches: u64,
+    watermark: Option<i64>,
+}
+
+impl From<HostV3> for HostState {
+    fn from(h: HostV3) -> Self {
+        HostState {
+            job: h.job,
+            source: h.source,
+            output_len: h.output_len,
+            dead_letter_len: h.dead_letter_len,
+            events_in: h.events_in,
+            events_out: h.events_out,
+            batches: h.batches,
+            watermark: h.watermark,
+            sink: Default::default(),
+        }
+    }
+}
+
+impl<G> PayloadIn<G, HostV3> {
+    fn upgraded(self) -> PayloadIn<G> {
+        PayloadIn {
+            host: self.host.into(),
+            operators: self.operators,
+        }
+    }
 }
 
 impl<G> PayloadIn<G> {
@@ -295,14 +335,18 @@ fn decode_all<'a, T: Deserialize<'a>>(raw: &'a [u8]) -> Result<T, String> {
     Ok(data)
 }
 
-/// Decode a payload of format `version` (1, 2 or 3).
+/// Decode a payload of format `version` (1 to 4).
 pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
     match version {
-        3 => {
+        4 => {
             decode_all::<PayloadIn<GroupIn3<'_>>>(raw)?.into_data(|name, groups| decode_groups(name, &groups))
         }
+        3 => decode_all::<PayloadIn<GroupIn3<'_>, HostV3>>(raw)?
+            .upgraded()
+            .into_data(|name, groups| decode_groups(name, &groups)),
         // The payload is checksummed or authenticated: the groups are taken as written.
-        2 => decode_all::<PayloadIn<GroupIn>>(raw)?
+        2 => decode_all::<PayloadIn<GroupIn, HostV3>>(raw)?
+            .upgraded()
             .into_data(|_, groups| Ok(merge(groups.into_iter().map(|g| (g.delta.sets, g.delta.deletes))))),
         1 => {
             let p: PayloadV1 = decode_all(raw)?;
@@ -324,6 +368,7 @@ pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
                     events_out: h.events_out,
                     batches: h.batches,
                     watermark: h.watermark,
+                    sink: Default::default(),
                 },
                 operators: p
                     .operators

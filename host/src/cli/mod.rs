@@ -8,6 +8,7 @@ mod inspect;
 mod new;
 mod run;
 mod store_args;
+mod streams;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -38,8 +39,15 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run an operator over a JSON Lines input, writing its output as JSON Lines.
+    /// Run operators over an input (a JSON Lines file, stdin, a NATS stream), writing their
+    /// output (a file, stdout, a NATS subject).
     Run(Box<run::RunArgs>),
+    /// Copy events from any input to any output (e.g. a JSON Lines file into a NATS stream, or
+    /// a stream's messages into a file).
+    Cat(streams::CatArgs),
+    /// Manage NATS JetStream streams (create one for a job's input or output).
+    #[cfg(feature = "nats")]
+    Stream(streams::StreamArgs),
     /// Show what a WebAssembly file imports and exports, and whether it fits Cairn's world.
     Inspect(inspect::InspectArgs),
     /// List, show and verify the checkpoints of a store.
@@ -94,6 +102,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(*args, format),
         Command::Inspect(args) => inspect::inspect(args),
+        Command::Cat(args) => streams::cat(args),
+        #[cfg(feature = "nats")]
+        Command::Stream(args) => streams::stream(args),
         Command::Checkpoints(args) => checkpoints::checkpoints(args),
         Command::New(args) => new::new(args),
         Command::Build(args) => build::build(args),

@@ -22,12 +22,31 @@ pub struct RunArgs {
     /// limits; replaces --plugin, --config and the limit flags.
     #[arg(long)]
     pipeline: Option<PathBuf>,
-    /// JSON Lines input file, or `-` for stdin.
+    /// Input: a JSON Lines file, `-` for stdin, or a NATS JetStream stream
+    /// `nats://[USER:PASS@]HOST:PORT/STREAM[?subject=FILTER&start=first|new]` (read until stopped).
     #[arg(long)]
     input: String,
-    /// JSON Lines output file, or `-` for stdout.
+    /// Output: a JSON Lines file, `-` for stdout, or a NATS subject `nats://HOST:PORT/SUBJECT`
+    /// (published exactly once, when each checkpoint is durable).
     #[arg(long)]
     output: String,
+    /// With a stream input that has caught up: how long to wait for more events before
+    /// processing a batch smaller than --batch-size (a file is never cut by time).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+    batch_wait: Duration,
+    /// A NATS credentials file (.creds) for nats:// inputs and outputs, so that no secret is on
+    /// the command line.
+    #[arg(long, env = "CAIRN_NATS_CREDS")]
+    nats_creds: Option<PathBuf>,
+    /// How long a NATS server may stay unreachable before the job fails (keeping its last
+    /// checkpoint); meanwhile it retries with back-off.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    nats_retry: Duration,
+    /// For a broker output: `exactly-once` (published when each checkpoint is durable; needs
+    /// --store) or `at-least-once` (published batch by batch: lower latency, duplicates after a
+    /// crash).
+    #[arg(long, default_value = "exactly-once", value_parser = ["exactly-once", "at-least-once"])]
+    delivery: String,
     /// The operator's configuration: a JSON text, or `@file.json`.
     #[arg(long, default_value = "{}", conflicts_with = "pipeline")]
     config: String,
@@ -260,6 +279,15 @@ pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
         stop,
         on_error,
         input_limits,
+        io: cairn::runtime::IoOptions {
+            batch_wait: args.batch_wait,
+            nats_creds: args.nats_creds.clone(),
+            retry_for: args.nats_retry,
+            delivery: match args.delivery.as_str() {
+                "at-least-once" => cairn::runtime::io::Delivery::AtLeastOnce,
+                _ => cairn::runtime::io::Delivery::ExactlyOnce,
+            },
+        },
         keep_open: args.keep_open,
         ready: admin.as_ref().map(|a| a.readiness()),
         progress: progress_bar(&args),
@@ -270,7 +298,11 @@ pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
     if let Ok(report) = &result
         && !args.quiet
     {
-        let route = format!("{} -> {shown} -> {}", args.input, args.output);
+        let route = format!(
+            "{} -> {shown} -> {}",
+            cairn::runtime::io::shown(&args.input),
+            cairn::runtime::io::shown(&args.output)
+        );
         eprintln!("{}", summary(&route, report, wall, format));
     }
     if let (Some(_), Some(d)) = (&admin, args.admin_linger) {

@@ -5,15 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::ahead::ReadAhead;
+use super::ahead::{Bad, Cut, ReadAhead};
+use super::io::{self, Opening, Sink};
 pub use super::job_spec::{
     CheckpointSpec, DEFAULT_BATCH_SIZE, ErrorPolicy, FINAL_WATERMARK, JobError, JobReport, JobSpec, Mismatch,
     Progress, ProgressHook, Triggers,
 };
 use super::run::feed_batch;
-use super::{JsonlSink, JsonlSource, Pipeline, RunError, RunStats};
+use super::{JsonlSink, Pipeline, RunError, RunStats};
 use crate::checkpoint::{
-    CheckpointError, Checkpointer, CommitInfo, HostState, JsonlPosition, Restored, restore,
+    CheckpointError, Checkpointer, CommitInfo, HostState, JsonlPosition, Restored, SourcePosition, restore,
 };
 use crate::store::StoreError;
 use crate::{Batch, OperatorBuilder};
@@ -87,12 +88,14 @@ struct Ckpt {
 impl Ckpt {
     /// Note the outcome of a checkpoint. A failed one leaves the changes unsaved (the next
     /// checkpoint is full); one refused because another job took the store over ends the job.
-    fn record(&mut self, r: Option<Result<CommitInfo, CheckpointError>>) -> Result<(), CheckpointError> {
+    /// Returns whether a checkpoint committed (its sink's output is then made visible).
+    fn record(&mut self, r: Option<Result<CommitInfo, CheckpointError>>) -> Result<bool, CheckpointError> {
         match r {
             Some(Ok(info)) => {
                 super::metrics::checkpoint(&info);
                 self.committed.push(info);
                 self.unsaved = false;
+                return Ok(true);
             }
             Some(Err(e @ CheckpointError::Store(StoreError::Conflict { .. }))) => return Err(e),
             Some(Err(_)) => {
@@ -102,35 +105,7 @@ impl Ckpt {
             }
             None => {}
         }
-        Ok(())
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn host_state(
-    job: &str,
-    input: &str,
-    batch_size: usize,
-    offset: (u64, u64),
-    sink: &JsonlSink,
-    dead: Option<&JsonlSink>,
-    stats: &RunStats,
-) -> HostState {
-    HostState {
-        job: job.to_string(),
-        source: JsonlPosition {
-            input: input.to_string(),
-            offset: offset.0,
-            line: offset.1,
-            batch_size: Some(batch_size as u64),
-        }
-        .to_source(),
-        output_len: sink.len(),
-        dead_letter_len: dead.map(JsonlSink::len).unwrap_or(0),
-        events_in: stats.events_in,
-        events_out: stats.events_out,
-        batches: stats.batches,
-        watermark: stats.watermark,
+        Ok(false)
     }
 }
 
@@ -155,10 +130,21 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         stop,
         on_error,
         input_limits,
+        io: io_options,
         keep_open,
         ready,
         mut progress,
     } = spec;
+    if checkpoint.is_none() && io::needs_checkpoints(&output, &io_options) {
+        return Err(RunError::from(super::SinkError {
+            output: io::shown(&output),
+            source: std::io::Error::other(
+                "exactly-once output to a broker is published when a checkpoint is durable: pass --store \
+                 (or --delivery at-least-once)",
+            ),
+        })
+        .into());
+    }
     let mut report = JobReport::default();
     let mut restore_took = Duration::ZERO;
     let accept = checkpoint.as_ref().is_some_and(|c| c.accept_plugin_change);
@@ -184,11 +170,9 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         }
     };
     // The batch size: the one asked for, which must be the checkpoint's when resuming.
-    let recorded = restored.as_ref().and_then(|r| {
-        JsonlPosition::from_source(&r.host.source)
-            .and_then(|p| p.batch_size)
-            .map(|b| (r.id, b))
-    });
+    let recorded = restored
+        .as_ref()
+        .and_then(|r| io::recorded_batch_size(&r.host.source).map(|b| (r.id, b)));
     let batch_size = match (batch_size, recorded) {
         (Some(now), Some((checkpoint, then))) if now.max(1) as u64 != then => {
             return Err(Mismatch::BatchSize {
@@ -212,53 +196,36 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         }
     }
     let pipeline = Pipeline::new(ops);
+    let opening = Opening {
+        limits: input_limits,
+        job: &name,
+        batch_size: batch_size as u64,
+        io: &io_options,
+    };
     let (source, sink, stats) = match &restored {
         Some(r) => {
             let h = &r.host;
-            let Some(at) = JsonlPosition::from_source(&h.source) else {
+            if h.source.kind != io::source_kind(&input) {
                 return Err(Mismatch::Source {
                     checkpoint: r.id,
                     kind: h.source.kind.clone(),
+                    now: io::source_kind(&input).to_string(),
                 }
                 .into());
-            };
-            if at.input != input {
-                tracing::warn!(
-                    "checkpoint {} was taken reading {:?}; now reading {:?} from byte {}",
-                    r.id,
-                    at.input,
-                    input,
-                    at.offset
-                );
             }
-            if h.watermark == Some(FINAL_WATERMARK)
-                && let Ok(meta) = std::fs::metadata(&input)
-                && meta.is_file()
-                && meta.len() > at.offset
-            {
-                return Err(Mismatch::Closed {
-                    checkpoint: r.id,
-                    input: input.clone(),
-                    offset: at.offset,
-                    len: meta.len(),
-                }
-                .into());
+            if let Some(at) = JsonlPosition::from_source(&h.source) {
+                check_jsonl_resume(r, &at, &input)?;
             }
             tracing::info!(
                 checkpoint = r.id,
-                input_offset = at.offset,
                 output_len = h.output_len,
                 events_in = h.events_in,
                 "resuming from checkpoint"
             );
             report.restored_from = Some(r.id);
             (
-                JsonlSource::open_at(&input, at.offset, at.line)
-                    .map_err(RunError::from)?
-                    .with_limits(input_limits),
-                JsonlSink::open_at(&output, h.output_len)
-                    .and_then(JsonlSink::in_background)
-                    .map_err(RunError::from)?,
+                io::open_source(&input, Some(&h.source), opening).map_err(RunError::from)?,
+                io::open_sink(&output, Some(h), opening).map_err(RunError::from)?,
                 RunStats {
                     events_in: h.events_in,
                     events_out: h.events_out,
@@ -268,12 +235,8 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             )
         }
         None => (
-            JsonlSource::open(&input)
-                .map_err(RunError::from)?
-                .with_limits(input_limits),
-            JsonlSink::create(&output)
-                .and_then(JsonlSink::in_background)
-                .map_err(RunError::from)?,
+            io::open_source(&input, None, opening).map_err(RunError::from)?,
+            io::open_sink(&output, None, opening).map_err(RunError::from)?,
             RunStats::default(),
         ),
     };
@@ -298,15 +261,20 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     let mut pipeline = pipeline;
     pipeline.set_watermark(stats.watermark);
     // The input is read and parsed a batch or two ahead, on a thread of its own.
-    let source = ReadAhead::spawn(source, batch_size).map_err(|e| {
+    let cut = Cut {
+        size: batch_size,
+        wait: io_options.batch_wait,
+        skip_bad: dead.is_some(),
+    };
+    let source_name = source.name().to_string();
+    let source = ReadAhead::spawn(source, cut).map_err(|e| {
         RunError::from(super::SourceError::Io {
-            input: input.clone(),
+            input: source_name,
             source: e,
         })
     })?;
     let mut live = Live {
         name,
-        batch_size,
         pipeline,
         source,
         sink,
@@ -328,12 +296,24 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         r.store(true, Ordering::Relaxed);
     }
     loop {
-        let pos = live.position();
-        let (batch, failure) = live.source.next_batch();
-        let at_end = batch.len() < batch_size;
+        let pos = live.source.position().clone();
+        let Some(taken) = live.source.next_batch(&stop) else {
+            // Stopped while waiting for input: the batches taken so far are all there is.
+            report.stopped = true;
+            live.finish(&mut ckpt, pos, &mut report)?;
+            break;
+        };
+        let (batch, failure, at_end) = (taken.batch, taken.failure, taken.end);
+        // A stream that has caught up: output held for a checkpoint should not wait for input.
+        let idle_output = taken.caught_up && live.sink.holds_output();
+        if !taken.bad.is_empty() {
+            let n = live.dead_letter_records(&taken.bad)?;
+            super::metrics::dead_lettered(n);
+            report.dead_lettered += n;
+        }
         if !batch.is_empty() {
             let t = Instant::now();
-            match feed_batch(&mut live.pipeline, &mut live.sink, &batch, &mut live.stats) {
+            match feed_batch(&mut live.pipeline, &mut *live.sink, &batch, &mut live.stats) {
                 Ok(()) => {}
                 Err(RunError::Operator(e)) if live.dead.is_some() => {
                     super::metrics::batch_failed();
@@ -345,15 +325,15 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 Err(e) => {
                     super::metrics::batch_failed();
                     // The batch was rolled back: checkpoint the position before it, then stop.
-                    live.finish(&mut ckpt, pos)?;
+                    live.finish(&mut ckpt, pos, &mut report)?;
                     return Err(e.into());
                 }
             }
-            super::metrics::batch(&live.stats, &live.pipeline, t.elapsed(), live.position().0);
+            super::metrics::batch(&live.stats, &live.pipeline, t.elapsed(), live.source.progress());
             if let Some(f) = &mut progress {
                 let ops = live.pipeline.operators();
                 f(&Progress {
-                    input_offset: live.position().0,
+                    input_offset: live.source.progress(),
                     input_len,
                     events_in: live.stats.events_in,
                     state_keys: ops.iter().map(|o| o.state().len() as u64).sum(),
@@ -363,8 +343,9 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             }
         }
         if let Some(e) = failure {
-            // The bad line is not consumed: a fixed input resumes exactly there.
-            live.finish(&mut ckpt, live.position())?;
+            // The bad record is not consumed: a fixed input resumes exactly there.
+            let here = live.source.position().clone();
+            live.finish(&mut ckpt, here, &mut report)?;
             return Err(RunError::from(e).into());
         }
         if at_end && !keep_open && live.stats.watermark != Some(FINAL_WATERMARK) {
@@ -374,45 +355,59 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 Ok(out) => out,
                 Err(e) => {
                     // Rolled back: checkpoint the input's end with event time still open.
-                    live.finish(&mut ckpt, live.position())?;
+                    let here = live.source.position().clone();
+                    live.finish(&mut ckpt, here, &mut report)?;
                     return Err(RunError::Operator(e).into());
                 }
             };
             live.stats.events_out += out.len() as u64;
             live.sink.write_batch(out).map_err(RunError::from)?;
             live.stats.watermark = Some(FINAL_WATERMARK);
-            super::metrics::batch(&live.stats, &live.pipeline, Duration::ZERO, live.position().0);
+            super::metrics::batch(
+                &live.stats,
+                &live.pipeline,
+                Duration::ZERO,
+                live.source.progress(),
+            );
         }
         if at_end || stop.load(Ordering::Relaxed) {
             report.stopped = !at_end;
-            let ops = live.pipeline.operators();
-            report.expired_keys = ops.iter().map(|o| o.expired_keys()).sum();
-            report.state_keys = ops.iter().map(|o| o.state().len() as u64).sum();
-            report.state_bytes = ops.iter().map(|o| o.state().bytes()).sum();
-            live.finish(&mut ckpt, live.position())?;
+            let here = live.source.position().clone();
+            live.finish(&mut ckpt, here, &mut report)?;
             break;
         }
         if let Some(c) = &mut ckpt {
             let r = c.checkpointer.poll();
-            c.record(r)?;
+            if c.record(r)? {
+                live.sink.commit().map_err(RunError::from)?;
+            }
             let due_events = c
                 .triggers
                 .every_events
                 .is_some_and(|n| live.stats.events_in - c.events_at_last >= n);
             let due_time = c.triggers.interval.is_some_and(|d| c.last_at.elapsed() >= d);
-            if due_events || due_time {
+            if due_events || due_time || idle_output {
                 // At most one checkpoint in flight: if the previous one is still being written,
                 // wait for it (backpressure), so checkpoints land where the triggers say.
                 let r = c.checkpointer.wait();
-                c.record(r)?;
-                let host = live.cut(live.position())?;
+                if c.record(r)? {
+                    live.sink.commit().map_err(RunError::from)?;
+                }
+                let host = live.cut(live.source.position().clone())?;
                 if c.checkpointer
-                    .begin(host, live.pipeline.checkpoint_parts(), live.sink.file_handle())?
+                    .begin(host, live.pipeline.checkpoint_parts(), live.sink.durable_file())?
                     .is_some()
                 {
                     c.events_at_last = live.stats.events_in;
                     c.last_at = Instant::now();
                     c.max_pause = c.max_pause.max(c.checkpointer.last_pause());
+                    if idle_output {
+                        // No batch may come to poll it: see it through and publish now.
+                        let r = c.checkpointer.wait();
+                        if c.record(r)? {
+                            live.sink.commit().map_err(RunError::from)?;
+                        }
+                    }
                 }
             }
         }
@@ -426,70 +421,125 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     Ok(report)
 }
 
+/// Refuse to resume a JSON Lines input that cannot continue where the checkpoint left it.
+fn check_jsonl_resume(r: &Restored, at: &JsonlPosition, input: &str) -> Result<(), JobError> {
+    if at.input != input {
+        tracing::warn!(
+            "checkpoint {} was taken reading {:?}; now reading {:?} from byte {}",
+            r.id,
+            at.input,
+            input,
+            at.offset
+        );
+    }
+    if r.host.watermark == Some(FINAL_WATERMARK)
+        && let Ok(meta) = std::fs::metadata(input)
+        && meta.is_file()
+        && meta.len() > at.offset
+    {
+        return Err(Mismatch::Closed {
+            checkpoint: r.id,
+            input: input.to_string(),
+            offset: at.offset,
+            len: meta.len(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// What a running job works on.
 struct Live {
     name: String,
-    batch_size: usize,
     pipeline: Pipeline,
     source: ReadAhead,
-    sink: JsonlSink,
+    sink: Box<dyn Sink>,
     dead: Option<JsonlSink>,
     stats: RunStats,
 }
 
 impl Live {
-    /// Input bytes and lines consumed.
-    fn position(&self) -> (u64, u64) {
-        self.source.position()
-    }
-
-    /// Make the outputs' bytes visible (flushed; the dead-letter file synced) and describe
-    /// the host's side of a checkpoint at input position `pos`.
-    fn cut(&mut self, pos: (u64, u64)) -> Result<HostState, RunError> {
-        self.sink.flush()?;
+    /// Phase one for the outputs (the sink prepared, the dead-letter file synced), and the
+    /// host's side of a checkpoint at source position `pos`.
+    fn cut(&mut self, pos: SourcePosition) -> Result<HostState, RunError> {
+        let (output_len, sink) = self.sink.prepare()?;
         if let Some(d) = &mut self.dead {
             d.sync()?;
         }
-        Ok(host_state(
-            &self.name,
-            self.source.name(),
-            self.batch_size,
-            pos,
-            &self.sink,
-            self.dead.as_ref(),
-            &self.stats,
-        ))
+        Ok(HostState {
+            job: self.name.clone(),
+            source: pos,
+            output_len,
+            dead_letter_len: self.dead.as_ref().map(JsonlSink::len).unwrap_or(0),
+            events_in: self.stats.events_in,
+            events_out: self.stats.events_out,
+            batches: self.stats.batches,
+            watermark: self.stats.watermark,
+            sink,
+        })
     }
 
     /// Take a final checkpoint at `pos` (waiting for it) unless nothing changed since the last
-    /// committed one.
-    fn finish(&mut self, ckpt: &mut Option<Ckpt>, pos: (u64, u64)) -> Result<(), JobError> {
+    /// committed one, and commit the sink's output; without checkpoints, flush the output.
+    fn finish(
+        &mut self,
+        ckpt: &mut Option<Ckpt>,
+        pos: SourcePosition,
+        report: &mut JobReport,
+    ) -> Result<(), JobError> {
+        let ops = self.pipeline.operators();
+        report.expired_keys = ops.iter().map(|o| o.expired_keys()).sum();
+        report.state_keys = ops.iter().map(|o| o.state().len() as u64).sum();
+        report.state_bytes = ops.iter().map(|o| o.state().bytes()).sum();
         let host = self.cut(pos)?;
-        let Some(c) = ckpt else { return Ok(()) };
+        let Some(c) = ckpt else {
+            self.sink.flush().map_err(RunError::from)?;
+            return Ok(());
+        };
         let r = c.checkpointer.wait();
-        c.record(r)?;
+        if c.record(r)? {
+            self.sink.commit().map_err(RunError::from)?;
+        }
         let dirty = self
             .pipeline
             .operators()
             .iter()
             .any(|o| o.state().dirty_len() > 0);
-        if self.stats.events_in == c.events_at_last && !dirty && !c.unsaved {
+        if self.stats.events_in == c.events_at_last && !dirty && !c.unsaved && host.sink.record.is_empty() {
             return Ok(());
         }
-        let info =
-            c.checkpointer
-                .checkpoint_now(host, self.pipeline.checkpoint_parts(), self.sink.file_handle())?;
+        let info = c.checkpointer.checkpoint_now(
+            host,
+            self.pipeline.checkpoint_parts(),
+            self.sink.durable_file(),
+        )?;
         super::metrics::checkpoint(&info);
         super::metrics::state(&self.pipeline);
         c.committed.push(info);
+        self.sink.commit().map_err(RunError::from)?;
         Ok(())
+    }
+
+    /// Records the source refused as events, consumed under the skip policy: each to the
+    /// dead-letter file as `{"error": ..., "record": "<its text>"}`. Returns how many.
+    fn dead_letter_records(&mut self, bad: &[Bad]) -> Result<u64, RunError> {
+        let Some(dead) = &mut self.dead else { return Ok(0) };
+        for b in bad {
+            tracing::warn!(
+                input = self.source.name(),
+                "{}; dead-lettered (error policy: skip)",
+                b.message
+            );
+            dead.write_bad_record(&b.raw, &b.message)?;
+        }
+        Ok(bad.len() as u64)
     }
 
     /// After a failed batch: process its events one at a time; each event that fails on its
     /// own goes to the dead-letter file. Returns how many did.
     fn isolate(&mut self, events: &Batch) -> Result<u64, RunError> {
         let Some(dead) = &mut self.dead else { return Ok(0) };
-        isolate(&mut self.pipeline, &mut self.sink, dead, events, &mut self.stats)
+        isolate(&mut self.pipeline, &mut *self.sink, dead, events, &mut self.stats)
     }
 }
 
@@ -497,7 +547,7 @@ impl Live {
 /// own goes to the dead-letter sink with its error. Returns how many were dead-lettered.
 fn isolate(
     pipeline: &mut Pipeline,
-    sink: &mut JsonlSink,
+    sink: &mut dyn Sink,
     dead: &mut JsonlSink,
     events: &Batch,
     stats: &mut RunStats,

@@ -63,14 +63,17 @@ pub enum Mismatch {
     },
     /// The checkpoint's source position is not one this job's source understands.
     #[error(
-        "checkpoint {checkpoint} was taken reading a source of kind `{kind}`; this job reads a JSON Lines input \
-         and cannot resume from it"
+        "checkpoint {checkpoint} was taken reading a source of kind `{kind}`; this job reads one of kind \
+         `{now}` and cannot resume from it; pass the input the job was started with, or start over with a \
+         new store"
     )]
     Source {
         /// The checkpoint.
         checkpoint: CheckpointId,
         /// The kind of source that wrote the position.
         kind: String,
+        /// The kind of source the job reads now.
+        now: String,
     },
     /// The job ended its event time at the end of its input, and the input grew since.
     #[error(
@@ -163,9 +166,9 @@ pub struct CheckpointSpec {
 pub struct JobSpec {
     /// The job's name (recorded in checkpoints).
     pub name: String,
-    /// Input file or `-`.
+    /// Input: a JSON Lines file, `-` for stdin, or a `nats://` URL.
     pub input: String,
-    /// Output file or `-`.
+    /// Output: a JSON Lines file, `-` for stdout, or a `nats://` URL.
     pub output: String,
     /// The operators, in order.
     pub operators: Vec<OperatorBuilder>,
@@ -181,6 +184,8 @@ pub struct JobSpec {
     pub on_error: ErrorPolicy,
     /// Bounds on input lines.
     pub input_limits: InputLimits,
+    /// How streams are read and written (batch wait, broker credentials and retries).
+    pub io: super::IoOptions,
     /// At the end of the input, leave event time where the events put it (for an input that
     /// will grow and be resumed). By default the job ends with a final watermark of
     /// [`FINAL_WATERMARK`], so every timer fires and every open window closes and is emitted.

@@ -27,6 +27,10 @@ pub fn describe() {
         "Batches an operator failed (rolled back)"
     );
     describe_counter!("cairn_dead_letters_total", "Events sent to the dead-letter file");
+    describe_counter!(
+        "cairn_broker_retries_total",
+        "Calls to a broker (NATS) that failed and were retried"
+    );
     describe_histogram!(
         "cairn_batch_duration_seconds",
         Unit::Seconds,
@@ -163,4 +167,9 @@ pub(crate) fn started(restore: Duration, input_len: Option<u64>) {
     if let Some(n) = input_len {
         gauge!("cairn_input_bytes_total").set(n as f64);
     }
+}
+
+/// A call to a broker failed and is retried.
+pub fn broker_retry() {
+    counter!("cairn_broker_retries_total").increment(1);
 }

@@ -1,14 +1,17 @@
-//! Running operators over a stream: a JSON Lines source, a chain of operators (`Pipeline`), a
-//! JSON Lines sink, and the loops that drive them in batches, advancing the watermark —
+//! Running operators over a stream: a [`Source`] (a JSON Lines file, stdin, a NATS JetStream
+//! stream), a chain of operators (`Pipeline`), a [`Sink`], and the loops that drive them in batches, advancing the watermark —
 //! [`run_job`] with checkpoints and recovery (described by a [`JobSpec`]), [`run_pipeline`]
 //! without. A pipeline can be described in a TOML file ([`PipelineFile`]).
 
 mod ahead;
+pub mod io;
 mod job;
 mod job_spec;
 mod json_check;
 mod jsonl;
 pub mod metrics;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod pipeline;
 mod pipeline_file;
 mod run;
@@ -16,6 +19,7 @@ mod sink;
 mod source;
 mod writer;
 
+pub use io::{IoOptions, Sink, Source, open_sink, open_source};
 pub use job::{
     CheckpointSpec, DEFAULT_BATCH_SIZE, ErrorPolicy, FINAL_WATERMARK, JobError, JobReport, JobSpec, Mismatch,
     Progress, ProgressHook, Triggers, run_job,

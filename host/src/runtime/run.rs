@@ -1,6 +1,8 @@
 use thiserror::Error;
 
-use super::{JsonlSink, JsonlSource, Pipeline, SinkError, SourceError};
+use super::ahead::{Cut, read_batch};
+use super::io::{Sink, Source};
+use super::{Pipeline, SinkError, SourceError};
 use crate::{Batch, CallError};
 
 /// Why a run stopped early.
@@ -55,17 +57,23 @@ pub struct RunStats {
 ///
 /// A malformed line stops the run with an error naming the line, after the events before it
 /// were processed and written: nothing is lost and nothing is written past the last good event.
+/// An unbounded source is read until it ends (use [`super::run_job`] to stop one).
 pub fn run_pipeline(
     pipeline: &mut Pipeline,
-    source: &mut JsonlSource,
-    sink: &mut JsonlSink,
+    source: &mut dyn Source,
+    sink: &mut dyn Sink,
     options: &RunOptions,
 ) -> Result<RunStats, RunError> {
     let mut stats = RunStats::default();
-    let batch_size = options.batch_size.max(1);
+    let cut = Cut {
+        size: options.batch_size.max(1),
+        wait: std::time::Duration::from_millis(50),
+        skip_bad: false,
+    };
+    let never = std::sync::atomic::AtomicBool::new(false);
     loop {
-        let (batch, failure) = read_batch(source, batch_size);
-        let done = batch.len() < batch_size;
+        let taken = read_batch(source, cut, &never, false);
+        let (batch, failure, done) = (taken.batch, taken.failure, taken.end);
         if !batch.is_empty() {
             feed_batch(pipeline, sink, &batch, &mut stats)?;
         }
@@ -86,25 +94,11 @@ pub fn run_pipeline(
     }
 }
 
-/// Read up to `batch_size` events; a read error ends the batch early and is returned beside
-/// the events read before it (which must still be processed: nothing before a bad line is lost).
-pub(crate) fn read_batch(source: &mut JsonlSource, batch_size: usize) -> (Batch, Option<SourceError>) {
-    let mut batch = Batch::new();
-    while batch.len() < batch_size {
-        match source.next_into(&mut batch) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return (batch, Some(e)),
-        }
-    }
-    (batch, None)
-}
-
 /// Process one batch as one transaction across the pipeline (process, then the watermark if
 /// it advanced), then write its output. On failure nothing of the batch is kept or written.
 pub(crate) fn feed_batch(
     pipeline: &mut Pipeline,
-    sink: &mut JsonlSink,
+    sink: &mut dyn Sink,
     batch: &Batch,
     stats: &mut RunStats,
 ) -> Result<(), RunError> {

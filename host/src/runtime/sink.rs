@@ -205,6 +205,18 @@ impl JsonlSink {
         })
     }
 
+    /// Write a record of the input that is not an event, with why, as a JSON line
+    /// `{"error": "...", "record": "<its text, invalid UTF-8 replaced>"}`.
+    pub fn write_bad_record(&mut self, raw: &[u8], error: &str) -> Result<(), SinkError> {
+        self.write_line(|line| {
+            line.extend_from_slice(b"{\"error\":");
+            let _ = serde_json::to_writer(&mut *line, error);
+            line.extend_from_slice(b",\"record\":");
+            let _ = serde_json::to_writer(&mut *line, &String::from_utf8_lossy(raw));
+            line.extend_from_slice(b"}\n");
+        })
+    }
+
     /// Build one line in the reused buffer with `fill`, then write it.
     fn write_line(&mut self, fill: impl FnOnce(&mut Vec<u8>)) -> Result<(), SinkError> {
         let mut line = std::mem::take(&mut self.line);
@@ -245,6 +257,30 @@ impl JsonlSink {
             f.sync_data().map_err(|e| self.failed(e))?;
         }
         Ok(())
+    }
+}
+
+impl super::io::Sink for JsonlSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write_batch(&mut self, out: Batch) -> Result<(), SinkError> {
+        JsonlSink::write_batch(self, out)
+    }
+
+    /// Flushed to the OS; the checkpoint fsyncs the file before it commits.
+    fn prepare(&mut self) -> Result<(u64, crate::checkpoint::SinkPosition), SinkError> {
+        JsonlSink::flush(self)?;
+        Ok((JsonlSink::len(self), Default::default()))
+    }
+
+    fn durable_file(&self) -> Option<File> {
+        self.file_handle()
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        JsonlSink::flush(self)
     }
 }
 

@@ -65,6 +65,11 @@ pub struct JsonlSource {
     line: u64,
     buf: Vec<u8>,
     limits: InputLimits,
+    /// The line the last read refused as malformed: its bytes read so far, and whether more of
+    /// it is unread (a line past `max_line_bytes`).
+    refused: Option<(u64, bool)>,
+    /// Recorded in the position (a job resumes only with its batch size).
+    batch_size: Option<u64>,
 }
 
 impl JsonlSource {
@@ -114,12 +119,20 @@ impl JsonlSource {
             line: 0,
             buf: Vec::with_capacity(256),
             limits: InputLimits::default(),
+            refused: None,
+            batch_size: None,
         }
     }
 
     /// Apply `limits` to the lines read from now on.
     pub fn with_limits(mut self, limits: InputLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Record `n` events per batch in [`super::io::Source::position`].
+    pub fn with_batch_size(mut self, n: u64) -> Self {
+        self.batch_size = Some(n);
         self
     }
 
@@ -165,6 +178,7 @@ impl JsonlSource {
         parse: impl FnOnce(&[u8], u64) -> Result<(), String>,
     ) -> Result<bool, SourceError> {
         let max_line = self.limits.max_line_bytes.0;
+        self.refused = None;
         loop {
             self.buf.clear();
             // At most one byte past the bound: a longer line is refused without reading it all.
@@ -181,6 +195,7 @@ impl JsonlSource {
             let line_no = self.line + 1;
             let content = self.buf.len() - usize::from(self.buf.last() == Some(&b'\n'));
             if content as u64 > max_line {
+                self.refused = Some((n as u64, self.buf.last() != Some(&b'\n')));
                 return Err(SourceError::Malformed {
                     input: self.name.clone(),
                     line: line_no,
@@ -196,15 +211,78 @@ impl JsonlSource {
                 self.offset += n as u64;
                 continue;
             }
-            parse(text, line_no).map_err(|message| SourceError::Malformed {
-                input: self.name.clone(),
-                line: line_no,
-                message,
-            })?;
+            if let Err(message) = parse(text, line_no) {
+                self.refused = Some((n as u64, false));
+                return Err(SourceError::Malformed {
+                    input: self.name.clone(),
+                    line: line_no,
+                    message,
+                });
+            }
             self.line = line_no;
             self.offset += n as u64;
             return Ok(true);
         }
+    }
+}
+
+impl super::io::Source for JsonlSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn position(&self) -> crate::checkpoint::SourcePosition {
+        crate::checkpoint::JsonlPosition {
+            input: self.name.clone(),
+            offset: self.offset,
+            line: self.line,
+            batch_size: self.batch_size,
+        }
+        .to_source()
+    }
+
+    fn progress(&self) -> u64 {
+        self.offset
+    }
+
+    fn next_into(
+        &mut self,
+        batch: &mut Batch,
+        _wait: std::time::Duration,
+    ) -> Result<super::io::Pull, SourceError> {
+        Ok(if JsonlSource::next_into(self, batch)? {
+            super::io::Pull::Event
+        } else {
+            super::io::Pull::End
+        })
+    }
+
+    /// The refused line's first `max_line_bytes` (a longer line's rest is read and dropped).
+    fn skip(&mut self) -> Result<Vec<u8>, SourceError> {
+        let Some((mut n, more)) = self.refused.take() else {
+            return Ok(Vec::new());
+        };
+        let line = trim(&self.buf).to_vec();
+        if more {
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                let m = (&mut self.reader)
+                    .take(1 << 20)
+                    .read_until(b'\n', &mut rest)
+                    .map_err(|source| SourceError::Io {
+                        input: self.name.clone(),
+                        source,
+                    })?;
+                n += m as u64;
+                if m == 0 || rest.last() == Some(&b'\n') {
+                    break;
+                }
+            }
+        }
+        self.offset += n;
+        self.line += 1;
+        Ok(line)
     }
 }
 

@@ -1,0 +1,250 @@
+//! Reading a JetStream stream by stream sequence.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::{KIND, NatsUrl, connect, runtime, with_retry};
+use crate::Batch;
+use crate::checkpoint::SourcePosition;
+use crate::runtime::SourceError;
+use crate::runtime::io::{Opening, Pull, Source};
+use crate::runtime::jsonl::parse_line_into;
+
+/// Where a NATS source stood: the record of positions of kind [`KIND`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NatsPosition {
+    stream: String,
+    /// The stream sequence of the last message handed out (0: none yet).
+    seq: u64,
+    batch_size: u64,
+}
+
+/// The batch size a NATS position records.
+pub fn recorded_batch_size(p: &SourcePosition) -> Option<u64> {
+    serde_json::from_slice::<NatsPosition>(&p.record)
+        .ok()
+        .map(|p| p.batch_size)
+}
+
+type Messages = consumer::pull::Ordered;
+
+/// Events from a JetStream stream, one per message (the body is a JSON Lines line).
+pub struct NatsSource {
+    rt: tokio::runtime::Runtime,
+    name: String,
+    stream: String,
+    messages: Messages,
+    /// The last sequence handed out (or skipped).
+    seq: u64,
+    /// Messages the server had not yet delivered after the last one received.
+    pending: u64,
+    batch_size: u64,
+    max_key: usize,
+    retry_for: Duration,
+    /// The message refused last: its sequence and body.
+    refused: Option<(u64, Vec<u8>)>,
+    /// When receiving started failing (the server unreachable), if it does.
+    failing_since: Option<Instant>,
+}
+
+impl NatsSource {
+    /// Open `url` (`nats://…/STREAM[?subject=FILTER&start=first|new]`) at the position `at`.
+    pub fn open(url: &str, at: Option<&SourcePosition>, how: Opening<'_>) -> Result<Self, SourceError> {
+        let u = NatsUrl::parse(url).map_err(|e| io_err(url, e))?;
+        u.only(&["subject", "start"]).map_err(|e| io_err(&u.shown, e))?;
+        let err = |e: String| io_err(&u.shown, e);
+        let rt = runtime().map_err(|e| err(e.to_string()))?;
+        let filter = u.param("subject").unwrap_or_default().to_string();
+        let start_new = match u.param("start") {
+            None | Some("first") => false,
+            Some("new") => true,
+            Some(other) => return Err(err(format!("start={other}: use start=first or start=new"))),
+        };
+        let at = match at {
+            Some(p) => Some(
+                serde_json::from_slice::<NatsPosition>(&p.record)
+                    .map_err(|e| err(format!("the checkpoint's position is not a NATS position: {e}")))?,
+            ),
+            None => None,
+        };
+        if let Some(p) = &at
+            && p.stream != u.name
+        {
+            return Err(err(format!(
+                "the checkpoint was taken reading stream {}, not {}; pass the stream the job was started with",
+                p.stream, u.name
+            )));
+        }
+        let (messages, seq) = rt.block_on(async {
+            let client = connect(&u, how.io).await?;
+            let js = jetstream::new(client);
+            let stream = with_retry("looking up the stream", how.io.retry_for, not_found, || {
+                js.get_stream(u.name.clone())
+            })
+            .await
+            .map_err(|e| {
+                format!("{e}; create it first, e.g. `cairn stream create {}/{} --subjects <subjects>`", base(&u), u.name)
+            })?;
+            let state = with_retry("reading the stream's state", how.io.retry_for, |_| false, || stream.get_info())
+                .await?
+                .state;
+            let seq = match &at {
+                Some(p) => {
+                    // Messages after the checkpoint's must still be there.
+                    if state.first_sequence > p.seq + 1 && state.last_sequence > p.seq {
+                        return Err(format!(
+                            "the checkpoint read up to sequence {}, but the stream now starts at sequence {}: \
+                             messages {}..{} were removed by its retention before the job read them. Nothing \
+                             was skipped; raise the stream's limits, or start over with a new checkpoint store",
+                            p.seq,
+                            state.first_sequence,
+                            p.seq + 1,
+                            state.first_sequence - 1
+                        ));
+                    }
+                    p.seq
+                }
+                None if start_new => state.last_sequence,
+                None => 0,
+            };
+            let config = consumer::pull::OrderedConfig {
+                filter_subject: filter.clone(),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: seq + 1,
+                },
+                ..Default::default()
+            };
+            let consumer = with_retry("creating a consumer", how.io.retry_for, |_| false, || {
+                stream.create_consumer(config.clone())
+            })
+            .await?;
+            let messages = consumer.messages().await.map_err(|e| format!("reading: {e}"))?;
+            Ok::<_, String>((messages, seq))
+        })
+        .map_err(err)?;
+        Ok(Self {
+            rt,
+            name: u.shown.clone(),
+            stream: u.name.clone(),
+            messages,
+            seq,
+            pending: u64::MAX,
+            batch_size: how.batch_size,
+            max_key: how.limits.max_key_bytes.0 as usize,
+            retry_for: how.io.retry_for,
+            refused: None,
+            failing_since: None,
+        })
+    }
+}
+
+fn not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j) if j.code() == 404)
+}
+
+/// `nats://host:port` of a shown URL.
+fn base(u: &NatsUrl) -> String {
+    u.shown
+        .rsplit_once('/')
+        .map_or(u.shown.clone(), |(b, _)| b.to_string())
+}
+
+fn io_err(input: &str, e: String) -> SourceError {
+    SourceError::Io {
+        input: super::shown(input),
+        source: std::io::Error::other(e),
+    }
+}
+
+impl Source for NatsSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition {
+            kind: KIND.into(),
+            record: serde_json::to_vec(&NatsPosition {
+                stream: self.stream.clone(),
+                seq: self.seq,
+                batch_size: self.batch_size,
+            })
+            .unwrap_or_default(),
+        }
+    }
+
+    fn progress(&self) -> u64 {
+        self.seq
+    }
+
+    fn next_into(&mut self, batch: &mut Batch, wait: Duration) -> Result<Pull, SourceError> {
+        self.refused = None;
+        let messages = &mut self.messages;
+        let next = self
+            .rt
+            .block_on(async { tokio::time::timeout(wait, messages.next()).await });
+        let message = match next {
+            Err(_) if self.pending == 0 => return Ok(Pull::CaughtUp),
+            Err(_) => return Ok(Pull::Waiting),
+            Ok(None) => return Err(io_err(&self.name, "the server ended the consumer".into())),
+            Ok(Some(Err(e))) => {
+                // The ordered consumer recreates itself after a reconnect; give it the time.
+                crate::runtime::metrics::broker_retry();
+                let since = *self.failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.retry_for {
+                    return Err(io_err(
+                        &self.name,
+                        format!(
+                            "reading: {e}; gave up after {} of retries (--nats-retry)",
+                            humantime::format_duration(self.retry_for)
+                        ),
+                    ));
+                }
+                tracing::warn!(input = %self.name, "reading: {e}; retrying");
+                return Ok(Pull::Waiting);
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        if self.failing_since.take().is_some() {
+            tracing::info!(input = %self.name, "reading again");
+        }
+        let info = message
+            .info()
+            .map_err(|e| io_err(&self.name, format!("a message without JetStream metadata: {e}")))?;
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        let body = message.payload.as_ref();
+        match parse_line_into(body, seq, batch, self.max_key) {
+            Ok(()) => {
+                self.seq = seq;
+                self.pending = pending;
+                Ok(Pull::Event)
+            }
+            Err(message) => {
+                self.pending = pending;
+                self.refused = Some((seq, body.to_vec()));
+                Err(SourceError::Malformed {
+                    input: self.name.clone(),
+                    line: seq,
+                    message: format!("message at stream sequence {seq}: {message}"),
+                })
+            }
+        }
+    }
+
+    fn skip(&mut self) -> Result<Vec<u8>, SourceError> {
+        Ok(match self.refused.take() {
+            Some((seq, body)) => {
+                self.seq = seq;
+                body
+            }
+            None => Vec::new(),
+        })
+    }
+
+    fn is_unbounded(&self) -> bool {
+        true
+    }
+}
