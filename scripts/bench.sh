@@ -7,14 +7,21 @@
 # The plugins are built by the cairn-tests crate's build script, like for the tests.
 #   languages  — the counter in Rust, Python, JavaScript and C: events/s, cold and warm start
 #                (tests/src/bin/lang-bench.rs; needs the toolchains of scripts/toolchains.sh)
+#   streams    — the counter NATS -> NATS, exactly-once and at-least-once, beside file -> file:
+#                events/s and publish-to-visible latency (tests/src/bin/stream-bench.rs; needs nats-server)
 # `bash scripts/bench.sh e2e` runs only the end-to-end bench, `bash scripts/bench.sh langs` only
-# the languages bench.
+# the languages bench, `bash scripts/bench.sh streams` only the streams bench.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source "$ROOT/scripts/toolchains.sh"
 if [ "${1:-}" = "langs" ]; then
   need_guest_toolchains
   cargo build --release -p cairn -p cairn-tests --bins >&2
   exec "$CARGO_TARGET_DIR/release/lang-bench" "${@:2}"
+fi
+if [ "${1:-}" = "streams" ]; then
+  need_nats_server
+  cargo build --release -p cairn -p cairn-tests --bins >&2
+  exec "$CARGO_TARGET_DIR/release/stream-bench" "${@:2}"
 fi
 if [ "${1:-}" != "e2e" ]; then
   for b in runtime checkpoint; do
@@ -27,3 +34,5 @@ cargo build --release -p cairn -p cairn-tests --bins >&2
 "$CARGO_TARGET_DIR/release/e2e-bench"
 need_guest_toolchains
 "$CARGO_TARGET_DIR/release/lang-bench"
+need_nats_server
+"$CARGO_TARGET_DIR/release/stream-bench"

@@ -158,13 +158,17 @@ fn newer_format_version_is_refused_with_upgrade_advice() -> Result<()> {
     let f = Fixture::new()?;
     let p = f.path(6);
     let mut b = fs::read(&p)?;
-    b[8..10].copy_from_slice(&4u16.to_le_bytes());
+    let now = cairn::checkpoint::format::VERSION;
+    b[8..10].copy_from_slice(&(now + 1).to_le_bytes());
     let crc = crc32(&b[0..76]);
     b[76..80].copy_from_slice(&crc.to_le_bytes());
     fs::write(&p, b)?;
     f.assert_verify_reports(
         6,
-        "format version 4 is newer than this Cairn understands (3); upgrade cairn",
+        &format!(
+            "format version {} is newer than this Cairn understands ({now}); upgrade cairn",
+            now + 1
+        ),
     )?;
     f.assert_run_falls_back_to(5)
 }

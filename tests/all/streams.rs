@@ -177,40 +177,229 @@ fn streams(nats: &NatsServer) -> Result<()> {
     Ok(())
 }
 
-/// The counter, NATS to NATS: events published before the job starts, the job SIGKILLed at
-/// random moments and the server SIGKILLed and restarted once while it runs; once the input is
-/// consumed, SIGTERM. The output subject holds exactly the file-to-file run's lines, in order.
-/// A checkpoint every 2,500 events: each commit is published in three atomic batches (≤ 1000
-/// messages each).
-#[test]
-fn nats_to_nats_is_exactly_once_across_kills_of_the_job_and_the_server() -> Result<()> {
+/// The file-to-file run of `op_args` over `text`, event time kept open (a stream never ends),
+/// in batches of 100: what a NATS job must publish.
+fn file_run(dir: &std::path::Path, op_args: &[&str], text: &str) -> Result<String> {
+    let input = dir.join("ref-in.jsonl");
+    std::fs::write(&input, text)?;
+    let reference = dir.join("ref.jsonl");
+    let mut args = vec!["run"];
+    args.extend(op_args);
+    let (i, o) = (input.display().to_string(), reference.display().to_string());
+    args.extend([
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--keep-open",
+        "--batch-size",
+        "100",
+    ]);
+    run_ok(&args)?;
+    Ok(std::fs::read_to_string(&reference)?)
+}
+
+/// `cairn run <op_args>` from stream IN to subject `out` with a file store, checkpointing every
+/// 2,500 events (each commit then goes out in three atomic batches of ≤ 1000 messages).
+fn nats_job(nats: &NatsServer, op_args: &[&str], store: &str) -> Vec<String> {
+    let mut v: Vec<String> = vec!["run".into()];
+    v.extend(op_args.iter().map(|s| s.to_string()));
+    for a in [
+        "--input",
+        &nats.url("IN"),
+        "--output",
+        &nats.url("out"),
+        "--store",
+        store,
+        "--batch-size",
+        "100",
+        "--checkpoint-every",
+        "2500",
+        "--nats-retry",
+        "30s",
+    ] {
+        v.push(a.to_string());
+    }
+    v
+}
+
+fn spawn(args: &[String]) -> Result<std::process::Child> {
+    Ok(Command::new(cairn_tests::cairn_bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+/// A small deterministic generator for kill moments.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, m: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % m
+    }
+}
+
+/// Run `args` until the output subject holds `expected_len` bytes (or 300 s pass), then
+/// SIGTERM it; it must exit 0. Returns the output subject's content.
+fn last_run_until_done(
+    nats: &NatsServer,
+    args: &[String],
+    expected_len: usize,
+    dir: &std::path::Path,
+) -> Result<String> {
+    let mut child = spawn(args)?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while read_subject(nats, "OUT", "out", dir)?.len() < expected_len && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    sigterm(&child);
+    let (status, _) = wait_exit(&mut child, Duration::from_secs(30))?;
+    ensure!(status.success(), "the last run: {status}");
+    read_subject(nats, "OUT", "out", dir)
+}
+
+/// `op_args` NATS to NATS: 200k events published before the job starts, the job SIGKILLed at
+/// random moments (one pause past the streams' 1 s duplicate window) and the server SIGKILLed
+/// and restarted once while it runs; once the input is consumed, SIGTERM. The output subject
+/// holds exactly the file-to-file run's lines, in order.
+fn exactly_once_under_kills(op_args: &[&str], seed: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut nats = NatsServer::start()?;
     streams(&nats)?;
-    let n = 200_000;
-    let text = synthetic_input(n, 500, 0);
+    let text = synthetic_input(200_000, 500, 0);
     publish(&text, &nats.url("in"), dir.path())?;
-    // The reference: file to file, event time kept open (a stream never ends).
+    let reference = file_run(dir.path(), op_args, &text)?;
+    ensure!(
+        reference.lines().count() > 1000,
+        "the operator emits enough to compare"
+    );
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let job = nats_job(&nats, op_args, &store);
+    let mut rng = Rng(seed);
+    let kills = kills(10);
+    for k in 0..kills {
+        let mut child = spawn(&job)?;
+        std::thread::sleep(Duration::from_millis(150 + rng.below(900)));
+        if k == kills / 2 {
+            // The server goes away and comes back while the job runs.
+            nats.kill()?;
+            std::thread::sleep(Duration::from_millis(300));
+            nats.restart()?;
+            std::thread::sleep(Duration::from_millis(200 + rng.below(300)));
+        }
+        child.kill()?;
+        child.wait()?;
+        if k == 1 {
+            // Restart only after the server's duplicate window has passed: nothing may rely on it.
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    }
+    let out = last_run_until_done(&nats, &job, reference.len(), dir.path())?;
+    assert_eq!(out.lines().count(), reference.lines().count());
+    assert!(out == reference, "the output differs from the file-to-file run");
+    Ok(())
+}
+
+#[test]
+fn the_counter_nats_to_nats_is_exactly_once_across_kills_of_the_job_and_the_server() -> Result<()> {
+    let counter = plugin("counter").display().to_string();
+    exactly_once_under_kills(&["--plugin", &counter], 0x9E37_79B9_7F4A_7C15)
+}
+
+#[test]
+fn the_window_nats_to_nats_is_exactly_once_across_kills_of_the_job_and_the_server() -> Result<()> {
+    let window = plugin("window").display().to_string();
+    exactly_once_under_kills(
+        &["--plugin", &window, "--config", r#"{"field":"x","size_ms":5000}"#],
+        0x2545_F491_4F6C_DD1D,
+    )
+}
+
+/// Live: events published in chunks while the job runs and is SIGKILLed now and then. The
+/// output is still the file-to-file run's, line for line (the counter's output does not depend
+/// on where batches end, and the stream keeps the publishing order).
+#[test]
+fn a_live_stream_is_exactly_once_across_kills() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nats = NatsServer::start()?;
+    streams(&nats)?;
+    let text = synthetic_input(60_000, 300, 0);
+    let counter = plugin("counter").display().to_string();
+    let reference = file_run(dir.path(), &["--plugin", &counter], &text)?;
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let job = nats_job(&nats, &["--plugin", &counter], &store);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut rng = Rng(0xDEAD_BEEF_1234_5678);
+    let mut child = spawn(&job)?;
+    for (i, chunk) in lines.chunks(5_000).enumerate() {
+        let part: String = chunk.iter().map(|l| format!("{l}\n")).collect();
+        publish(&part, &nats.url("in"), dir.path())?;
+        if i % 3 == 1 {
+            std::thread::sleep(Duration::from_millis(rng.below(400)));
+            child.kill()?;
+            child.wait()?;
+            child = spawn(&job)?;
+        }
+    }
+    child.kill()?;
+    child.wait()?;
+    let out = last_run_until_done(&nats, &job, reference.len(), dir.path())?;
+    assert_eq!(out.lines().count(), reference.lines().count());
+    assert!(out == reference, "the output differs from the file-to-file run");
+    Ok(())
+}
+
+/// A file into NATS and NATS into a file, with checkpoints, and a SIGTERM on a job idle on its
+/// stream, resumed without loss or duplicate.
+#[test]
+fn file_to_nats_and_nats_to_file_and_a_stop_while_idle() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nats = NatsServer::start()?;
+    streams(&nats)?;
+    let counter = plugin("counter").display().to_string();
+    let text = synthetic_input(3_000, 40, 0);
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, &text)?;
-    let reference = dir.path().join("ref.jsonl");
-    let counter = plugin("counter").display().to_string();
+    let store = |n: &str| format!("file:{}", dir.path().join(n).display());
+    // File -> NATS: a file ends, so event time ends too (as file -> file).
+    let file_out = dir.path().join("file-out.jsonl");
+    let i = input.display().to_string();
     run_ok(&[
         "run",
         "--plugin",
         &counter,
         "--input",
-        &input.display().to_string(),
+        &i,
         "--output",
-        &reference.display().to_string(),
-        "--keep-open",
-        "--batch-size",
-        "100",
+        &file_out.display().to_string(),
     ])?;
-    let reference = std::fs::read_to_string(&reference)?;
-    assert_eq!(reference, expected_counts(&text)?);
-
-    let store = format!("file:{}", dir.path().join("ck").display());
+    run_ok(&[
+        "run",
+        "--plugin",
+        &counter,
+        "--input",
+        &i,
+        "--output",
+        &nats.url("out"),
+        "--store",
+        &store("a"),
+    ])?;
+    assert_eq!(
+        read_subject(&nats, "OUT", "out", dir.path())?,
+        std::fs::read_to_string(&file_out)?
+    );
+    // NATS -> file: the first half published, the job stopped while idle, the rest published,
+    // the job resumed; the file holds each output once.
+    let lines: Vec<&str> = text.lines().collect();
+    let half: String = lines[..1500].iter().map(|l| format!("{l}\n")).collect();
+    let rest: String = lines[1500..].iter().map(|l| format!("{l}\n")).collect();
+    publish(&half, &nats.url("in"), dir.path())?;
+    let out = dir.path().join("from-nats.jsonl");
+    let o = out.display().to_string();
     let job = [
         "run",
         "--plugin",
@@ -218,61 +407,71 @@ fn nats_to_nats_is_exactly_once_across_kills_of_the_job_and_the_server() -> Resu
         "--input",
         &nats.url("IN"),
         "--output",
-        &nats.url("out"),
+        &o,
         "--store",
-        &store,
-        "--batch-size",
-        "100",
-        "--checkpoint-every",
-        "2500",
-        "--nats-retry",
-        "30s",
+        &store("b"),
+        "--checkpoint-interval",
+        "200ms",
     ];
-    let spawn = || -> Result<std::process::Child> {
-        Ok(Command::new(cairn_tests::cairn_bin())
-            .args(job)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?)
-    };
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-    let mut below = |m: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % m
-    };
-    let kills = kills(10);
-    for k in 0..kills {
-        let mut child = spawn()?;
-        std::thread::sleep(Duration::from_millis(150 + below(900)));
-        if k == kills / 2 {
-            // The server goes away and comes back while the job runs.
-            nats.kill()?;
-            std::thread::sleep(Duration::from_millis(300));
-            nats.restart()?;
-            std::thread::sleep(Duration::from_millis(200 + below(300)));
+    let mut child = spawn(&job.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    let wait_lines = |n: usize| -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read_to_string(&out).unwrap_or_default().lines().count() < n {
+            ensure!(Instant::now() < deadline, "stuck below {n} lines");
+            std::thread::sleep(Duration::from_millis(50));
         }
-        child.kill()?;
-        child.wait()?;
-    }
-    // The last run: once everything is out, SIGTERM.
-    let mut child = spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut out;
-    loop {
-        out = read_subject(&nats, "OUT", "out", dir.path())?;
-        if out.len() >= reference.len() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        Ok(())
+    };
+    wait_lines(1500)?;
     sigterm(&child);
-    let (status, _) = wait_exit(&mut child, Duration::from_secs(30))?;
-    ensure!(status.success(), "the last run: {status}");
-    let out = read_subject(&nats, "OUT", "out", dir.path())?;
-    assert_eq!(out.lines().count(), reference.lines().count());
-    assert!(out == reference, "the output differs from the file-to-file run");
+    let (status, took) = wait_exit(&mut child, Duration::from_secs(5))?;
+    ensure!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    publish(&rest, &nats.url("in"), dir.path())?;
+    let mut child = spawn(&job.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    wait_lines(3000)?;
+    sigterm(&child);
+    wait_exit(&mut child, Duration::from_secs(5))?;
+    assert_eq!(std::fs::read_to_string(&out)?, expected_counts(&text)?);
+    Ok(())
+}
+
+/// The broker gone for good: the job retries for --nats-retry, then fails, keeping its last
+/// checkpoint; with the server back, a new run goes on without loss or duplicate.
+#[test]
+fn a_job_whose_broker_stays_away_fails_after_the_retry_time_and_resumes_later() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut nats = NatsServer::start()?;
+    streams(&nats)?;
+    let counter = plugin("counter").display().to_string();
+    let text = synthetic_input(2_000, 30, 0);
+    publish(&text, &nats.url("in"), dir.path())?;
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let mut job = nats_job(&nats, &["--plugin", &counter], &store);
+    let at = job.iter().position(|a| a == "--nats-retry").unwrap();
+    job[at + 1] = "2s".into();
+    let mut child = spawn(&job)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_subject(&nats, "OUT", "out", dir.path())?.lines().count() < 2_000 {
+        ensure!(Instant::now() < deadline, "the job published nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nats.kill()?;
+    let (status, _) = wait_exit(&mut child, Duration::from_secs(60))?;
+    assert!(!status.success(), "fails once the retry time is over");
+    nats.restart()?;
+    publish(
+        &synthetic_input(2_500, 30, 0)
+            .lines()
+            .skip(2_000)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+        &nats.url("in"),
+        dir.path(),
+    )?;
+    let all = synthetic_input(2_500, 30, 0);
+    let out = last_run_until_done(&nats, &job, expected_counts(&all)?.len(), dir.path())?;
+    assert_eq!(out, expected_counts(&all)?);
     Ok(())
 }
 

@@ -428,7 +428,7 @@ mod tests {
 
     fn decode_with(threshold: usize, raw: &[u8]) -> Result<CheckpointData, String> {
         TEST_PARALLEL_BYTES.with(|c| c.set(Some(threshold)));
-        let r = decode(3, raw);
+        let r = decode(super::super::format::VERSION, raw);
         TEST_PARALLEL_BYTES.with(|c| c.set(None));
         r
     }

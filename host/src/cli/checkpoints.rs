@@ -196,7 +196,12 @@ fn show(id: &str, args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
     let h = &r.host;
     let at = match JsonlPosition::from_source(&h.source) {
         Some(p) => format!("input {:?} at byte {} (line {})", p.input, p.offset, p.line),
-        None => format!("a source of kind `{}`", h.source.kind),
+        // Other sources write JSON records too (a NATS stream: its name and sequence).
+        None => format!(
+            "a source of kind `{}` at {}",
+            h.source.kind,
+            String::from_utf8_lossy(&h.source.record)
+        ),
     };
     println!(
         "job {:?}: {at}, output at {} bytes, {} events in, {} out, watermark {:?}",

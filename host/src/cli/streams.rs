@@ -21,6 +21,12 @@ pub struct CatArgs {
     /// With a stream input: keep reading once caught up, until SIGINT/SIGTERM.
     #[arg(long)]
     follow: bool,
+    /// Events read before each write (1: publish every line as it comes from a pipe).
+    #[arg(long, default_value_t = 1000)]
+    batch_size: u64,
+    /// With a stream input that has caught up: how long to wait for more before writing.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+    batch_wait: Duration,
     /// A NATS credentials file.
     #[arg(long, env = "CAIRN_NATS_CREDS")]
     nats_creds: Option<std::path::PathBuf>,
@@ -67,12 +73,13 @@ pub fn cat(args: CatArgs) -> Result<ExitCode> {
     let io = IoOptions {
         nats_creds: args.nats_creds,
         delivery: Delivery::AtLeastOnce,
+        batch_wait: args.batch_wait,
         ..IoOptions::default()
     };
     let how = Opening {
         limits: Default::default(),
         job: "cat",
-        batch_size: 1000,
+        batch_size: args.batch_size.max(1),
         io: &io,
     };
     let n = copy(&args.input, &args.output, how, args.follow, &stop)?;

@@ -34,6 +34,7 @@ type Messages = consumer::pull::Ordered;
 /// Events from a JetStream stream, one per message (the body is a JSON Lines line).
 pub struct NatsSource {
     rt: tokio::runtime::Runtime,
+    client: async_nats::Client,
     name: String,
     stream: String,
     messages: Messages,
@@ -78,9 +79,9 @@ impl NatsSource {
                 p.stream, u.name
             )));
         }
-        let (messages, seq) = rt.block_on(async {
+        let (client, messages, seq) = rt.block_on(async {
             let client = connect(&u, how.io).await?;
-            let js = jetstream::new(client);
+            let js = jetstream::new(client.clone());
             let stream = with_retry("looking up the stream", how.io.retry_for, not_found, || {
                 js.get_stream(u.name.clone())
             })
@@ -122,11 +123,12 @@ impl NatsSource {
             })
             .await?;
             let messages = consumer.messages().await.map_err(|e| format!("reading: {e}"))?;
-            Ok::<_, String>((messages, seq))
+            Ok::<_, String>((client, messages, seq))
         })
         .map_err(err)?;
         Ok(Self {
             rt,
+            client,
             name: u.shown.clone(),
             stream: u.name.clone(),
             messages,
@@ -138,6 +140,28 @@ impl NatsSource {
             refused: None,
             failing_since: None,
         })
+    }
+}
+
+impl NatsSource {
+    /// Reading failed (`why`): wait on, retrying, until `--nats-retry` has passed since the
+    /// first failure; then fail.
+    fn failing(&mut self, why: &str) -> Result<Pull, SourceError> {
+        crate::runtime::metrics::broker_retry();
+        let since = *self.failing_since.get_or_insert_with(|| {
+            tracing::warn!(input = %self.name, "reading: {why}; retrying for up to {}", humantime::format_duration(self.retry_for));
+            Instant::now()
+        });
+        if since.elapsed() >= self.retry_for {
+            return Err(io_err(
+                &self.name,
+                format!(
+                    "reading: {why}; gave up after {} of retries (--nats-retry)",
+                    humantime::format_duration(self.retry_for)
+                ),
+            ));
+        }
+        Ok(Pull::Waiting)
     }
 }
 
@@ -187,25 +211,18 @@ impl Source for NatsSource {
             .rt
             .block_on(async { tokio::time::timeout(wait, messages.next()).await });
         let message = match next {
-            Err(_) if self.pending == 0 => return Ok(Pull::CaughtUp),
+            // Nothing came: caught up, unless the server is away (then the wait is a failure).
+            Err(_) if self.client.connection_state() != async_nats::connection::State::Connected => {
+                return self.failing("the NATS server is unreachable");
+            }
+            Err(_) if self.pending == 0 => {
+                self.failing_since = None;
+                return Ok(Pull::CaughtUp);
+            }
             Err(_) => return Ok(Pull::Waiting),
             Ok(None) => return Err(io_err(&self.name, "the server ended the consumer".into())),
-            Ok(Some(Err(e))) => {
-                // The ordered consumer recreates itself after a reconnect; give it the time.
-                crate::runtime::metrics::broker_retry();
-                let since = *self.failing_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= self.retry_for {
-                    return Err(io_err(
-                        &self.name,
-                        format!(
-                            "reading: {e}; gave up after {} of retries (--nats-retry)",
-                            humantime::format_duration(self.retry_for)
-                        ),
-                    ));
-                }
-                tracing::warn!(input = %self.name, "reading: {e}; retrying");
-                return Ok(Pull::Waiting);
-            }
+            // The ordered consumer recreates itself after a reconnect; give it the time.
+            Ok(Some(Err(e))) => return self.failing(&e.to_string()),
             Ok(Some(Ok(m))) => m,
         };
         if self.failing_since.take().is_some() {
