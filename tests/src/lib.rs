@@ -14,6 +14,7 @@ pub mod nats;
 pub mod proxy;
 pub mod redis;
 pub mod s3;
+pub mod server;
 
 /// The repository root: the parent of the package directory cargo runs the tests in (read at
 /// run time, as cargo may reuse a build made in another clone sharing the target directory).

