@@ -66,6 +66,7 @@ fn job(store: &Flaky, input: &std::path::Path, output: &std::path::Path, every: 
         name: "flaky".into(),
         input: input.display().to_string(),
         output: output.display().to_string(),
+        endpoints: None,
         operators: vec![plugin.operator()],
         batch_size: Some(100),
         checkpoint: Some(CheckpointSpec {

@@ -11,6 +11,7 @@ mod checkpoint_failures;
 mod checkpoint_formats;
 mod checkpoint_props;
 mod component_cache;
+mod embedding;
 mod exactly_once;
 mod languages;
 mod library_and_cli;

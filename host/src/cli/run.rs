@@ -273,6 +273,7 @@ pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
         name: args.name.clone().or(name).unwrap_or_else(|| "default".into()),
         input: args.input.clone(),
         output: args.output.clone(),
+        endpoints: None,
         operators,
         batch_size: args.batch_size.or(batch),
         checkpoint,

@@ -153,6 +153,76 @@ pub struct Opening<'a> {
     pub io: &'a IoOptions,
 }
 
+/// Where a job reads and writes. [`Named`] opens `--input` / `--output` names (files, `-`,
+/// `nats://` URLs); an embedder passes its own ([`super::JobSpec::endpoints`]) to read or write
+/// anything else with the same checkpoints and guarantees.
+pub trait Endpoints: Send {
+    /// The kind of source position the source writes (a restore refuses another kind).
+    fn source_kind(&self) -> String;
+
+    /// Open the source, positioned at `at` when resuming.
+    fn open_source(
+        &self,
+        at: Option<&SourcePosition>,
+        how: Opening<'_>,
+    ) -> Result<Box<dyn Source>, SourceError>;
+
+    /// Open the sink, resumed from a restored checkpoint's host state.
+    fn open_sink(&self, restored: Option<&HostState>, how: Opening<'_>) -> Result<Box<dyn Sink>, SinkError>;
+
+    /// Why the sink cannot work without checkpoints, if it cannot (a job without a store is
+    /// then refused with this).
+    fn needs_checkpoints(&self, io: &IoOptions) -> Option<String> {
+        let _ = io;
+        None
+    }
+
+    /// The input file, when the source reads one (its size feeds progress, and a restore
+    /// checks that a closed input did not grow).
+    fn input_file(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// The endpoints `cairn run --input … --output …` names.
+#[derive(Debug, Clone)]
+pub struct Named {
+    /// A JSON Lines file, `-`, or a `nats://` URL.
+    pub input: String,
+    /// A JSON Lines file, `-`, or a `nats://` URL.
+    pub output: String,
+}
+
+impl Endpoints for Named {
+    fn source_kind(&self) -> String {
+        source_kind(&self.input).to_string()
+    }
+
+    fn open_source(
+        &self,
+        at: Option<&SourcePosition>,
+        how: Opening<'_>,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        open_source(&self.input, at, how)
+    }
+
+    fn open_sink(&self, restored: Option<&HostState>, how: Opening<'_>) -> Result<Box<dyn Sink>, SinkError> {
+        open_sink(&self.output, restored, how)
+    }
+
+    fn needs_checkpoints(&self, io: &IoOptions) -> Option<String> {
+        needs_checkpoints(&self.output, io).then(|| {
+            "exactly-once output to a broker is published when a checkpoint is durable: pass --store \
+             (or --delivery at-least-once)"
+                .to_string()
+        })
+    }
+
+    fn input_file(&self) -> Option<&str> {
+        (self.input != "-" && !is_unbounded(&self.input)).then_some(self.input.as_str())
+    }
+}
+
 /// The kind of source position `input` reads and writes.
 pub fn source_kind(input: &str) -> &'static str {
     #[cfg(feature = "nats")]

@@ -124,6 +124,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         name,
         input,
         output,
+        endpoints,
         operators,
         batch_size,
         checkpoint,
@@ -135,13 +136,18 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         ready,
         mut progress,
     } = spec;
-    if checkpoint.is_none() && io::needs_checkpoints(&output, &io_options) {
+    let ends: Box<dyn io::Endpoints> = endpoints.unwrap_or_else(|| {
+        Box::new(io::Named {
+            input: input.clone(),
+            output: output.clone(),
+        })
+    });
+    if checkpoint.is_none()
+        && let Some(why) = ends.needs_checkpoints(&io_options)
+    {
         return Err(RunError::from(super::SinkError {
             output: io::shown(&output),
-            source: std::io::Error::other(
-                "exactly-once output to a broker is published when a checkpoint is durable: pass --store \
-                 (or --delivery at-least-once)",
-            ),
+            source: std::io::Error::other(why),
         })
         .into());
     }
@@ -205,16 +211,16 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     let (source, sink, stats) = match &restored {
         Some(r) => {
             let h = &r.host;
-            if h.source.kind != io::source_kind(&input) {
+            if h.source.kind != ends.source_kind() {
                 return Err(Mismatch::Source {
                     checkpoint: r.id,
                     kind: h.source.kind.clone(),
-                    now: io::source_kind(&input).to_string(),
+                    now: ends.source_kind(),
                 }
                 .into());
             }
             if let Some(at) = JsonlPosition::from_source(&h.source) {
-                check_jsonl_resume(r, &at, &input)?;
+                check_jsonl_resume(r, &at, ends.input_file().unwrap_or(&input))?;
             }
             tracing::info!(
                 checkpoint = r.id,
@@ -224,8 +230,9 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             );
             report.restored_from = Some(r.id);
             (
-                io::open_source(&input, Some(&h.source), opening).map_err(RunError::from)?,
-                io::open_sink(&output, Some(h), opening).map_err(RunError::from)?,
+                ends.open_source(Some(&h.source), opening)
+                    .map_err(RunError::from)?,
+                ends.open_sink(Some(h), opening).map_err(RunError::from)?,
                 RunStats {
                     events_in: h.events_in,
                     events_out: h.events_out,
@@ -235,8 +242,8 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             )
         }
         None => (
-            io::open_source(&input, None, opening).map_err(RunError::from)?,
-            io::open_sink(&output, None, opening).map_err(RunError::from)?,
+            ends.open_source(None, opening).map_err(RunError::from)?,
+            ends.open_sink(None, opening).map_err(RunError::from)?,
             RunStats::default(),
         ),
     };
@@ -252,8 +259,9 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         c.events_at_last = stats.events_in;
     }
     report.events_in_at_start = stats.events_in;
-    let input_len = std::fs::metadata(&input)
-        .ok()
+    let input_len = ends
+        .input_file()
+        .and_then(|f| std::fs::metadata(f).ok())
         .filter(|m| m.is_file())
         .map(|m| m.len());
     super::metrics::started(restore_took, input_len);

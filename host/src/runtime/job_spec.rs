@@ -170,6 +170,9 @@ pub struct JobSpec {
     pub input: String,
     /// Output: a JSON Lines file, `-` for stdout, or a `nats://` URL.
     pub output: String,
+    /// Another source and sink than `input` and `output` name (an embedder's own); `None`:
+    /// those names ([`super::io::Named`]).
+    pub endpoints: Option<Box<dyn super::io::Endpoints>>,
     /// The operators, in order.
     pub operators: Vec<OperatorBuilder>,
     /// Events per batch; `None`: the batch size the restored checkpoint was taken with, else

@@ -19,7 +19,7 @@ mod sink;
 mod source;
 mod writer;
 
-pub use io::{IoOptions, Sink, Source, open_sink, open_source};
+pub use io::{Endpoints, IoOptions, Named, Sink, Source, open_sink, open_source};
 pub use job::{
     CheckpointSpec, DEFAULT_BATCH_SIZE, ErrorPolicy, FINAL_WATERMARK, JobError, JobReport, JobSpec, Mismatch,
     Progress, ProgressHook, Triggers, run_job,
