@@ -515,3 +515,62 @@ fn a_nats_output_without_atomic_batches_or_a_stream_is_a_clear_error() -> Result
     }
     Ok(())
 }
+
+/// `--idle-event-time`: on a stream that goes quiet, event time follows the wall clock, so the
+/// window operator closes its last windows without waiting for more events — as the file run
+/// closes them at the end of its input.
+#[test]
+fn on_request_event_time_follows_the_clock_on_an_idle_stream() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nats = NatsServer::start()?;
+    streams(&nats)?;
+    let window = plugin("window").display().to_string();
+    let op = [
+        "--plugin",
+        window.as_str(),
+        "--config",
+        r#"{"field":"x","size_ms":1000}"#,
+    ];
+    // 50 events over 490 ms of event time: one window, closed only by time.
+    let text = synthetic_input(50, 5, 0);
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, &text)?;
+    let reference = dir.path().join("ref.jsonl");
+    let mut args = vec!["run"];
+    args.extend(op);
+    let (i, r) = (input.display().to_string(), reference.display().to_string());
+    args.extend(["--input", &i, "--output", &r]);
+    run_ok(&args)?;
+    let reference = std::fs::read_to_string(&reference)?;
+    assert!(reference.lines().count() >= 5, "a window per key: {reference}");
+    publish(&text, &nats.url("in"), dir.path())?;
+    let out = dir.path().join("out.jsonl");
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let mut job: Vec<String> = vec!["run".into()];
+    job.extend(op.iter().map(|s| s.to_string()));
+    for a in [
+        "--input",
+        &nats.url("IN"),
+        "--output",
+        &out.display().to_string(),
+        "--store",
+        &store,
+        "--checkpoint-interval",
+        "200ms",
+        "--idle-event-time",
+        "300ms",
+    ] {
+        job.push(a.to_string());
+    }
+    let mut child = spawn(&job)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&out).unwrap_or_default() != reference {
+        ensure!(Instant::now() < deadline, "the windows never closed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sigterm(&child);
+    let (status, _) = wait_exit(&mut child, Duration::from_secs(5))?;
+    ensure!(status.success(), "{status}");
+    assert_eq!(std::fs::read_to_string(&out)?, reference);
+    Ok(())
+}

@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// checkpoint); meanwhile it retries with back-off.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     nats_retry: Duration,
+    /// With a stream input: after this long without events, let event time follow the wall
+    /// clock (windows close and timers fire on an idle stream). Without it, event time moves
+    /// only with events.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idle_event_time: Option<Duration>,
     /// For a broker output: `exactly-once` (published when each checkpoint is durable; needs
     /// --store) or `at-least-once` (published batch by batch: lower latency, duplicates after a
     /// crash).
@@ -284,6 +289,7 @@ pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
             batch_wait: args.batch_wait,
             nats_creds: args.nats_creds.clone(),
             retry_for: args.nats_retry,
+            idle_event_time: args.idle_event_time,
             delivery: match args.delivery.as_str() {
                 "at-least-once" => cairn::runtime::io::Delivery::AtLeastOnce,
                 _ => cairn::runtime::io::Delivery::ExactlyOnce,

@@ -119,6 +119,7 @@ pub(crate) fn read_batch(source: &mut dyn Source, cut: Cut, closed: &AtomicBool,
 /// Batches of a [`Source`], read on a thread.
 pub(crate) struct ReadAhead {
     name: String,
+    unbounded: bool,
     pos: SourcePosition,
     progress: u64,
     batches: Receiver<Taken>,
@@ -129,6 +130,7 @@ impl ReadAhead {
     /// Start reading `source` in batches cut as `cut` says.
     pub(crate) fn spawn(mut source: Box<dyn Source>, cut: Cut) -> std::io::Result<Self> {
         let name = source.name().to_string();
+        let unbounded = source.is_unbounded();
         let pos = source.position();
         let progress = source.progress();
         let (tx, batches) = sync_channel(AHEAD);
@@ -139,6 +141,7 @@ impl ReadAhead {
             .spawn(move || read_all(&mut *source, cut, tx, &flag))?;
         Ok(Self {
             name,
+            unbounded,
             pos,
             progress,
             batches,
@@ -149,6 +152,11 @@ impl ReadAhead {
     /// The input's name.
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the source never ends (a stream).
+    pub(crate) fn is_unbounded(&self) -> bool {
+        self.unbounded
     }
 
     /// Where the source stood after the batches taken so far.
@@ -163,8 +171,11 @@ impl ReadAhead {
 
     /// The next batch, as [`read_batch`] cut it; after the last one, an empty batch marked as
     /// the end. `None` when `stop` was set while waiting for it (the source may be blocked on
-    /// input that never comes: the job stops at the position of the batches it took).
-    pub(crate) fn next_batch(&mut self, stop: &AtomicBool) -> Option<Taken> {
+    /// input that never comes: the job stops at the position of the batches it took). With
+    /// `tick`, an empty batch marked as caught up once no batch came for that long (the job's
+    /// chance to move event time on an idle input).
+    pub(crate) fn next_batch(&mut self, stop: &AtomicBool, tick: Option<Duration>) -> Option<Taken> {
+        let waiting = std::time::Instant::now();
         loop {
             if stop.load(Ordering::Relaxed) {
                 return None;
@@ -175,20 +186,26 @@ impl ReadAhead {
                     self.progress = t.progress;
                     return Some(t);
                 }
+                Err(RecvTimeoutError::Timeout) if tick.is_some_and(|t| waiting.elapsed() >= t) => {
+                    return Some(self.empty(false));
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 // The thread sent its last batch (the end, or one that ended in an error).
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Some(Taken {
-                        batch: Batch::new(),
-                        bad: Vec::new(),
-                        failure: None,
-                        position: self.pos.clone(),
-                        progress: self.progress,
-                        end: true,
-                        caught_up: false,
-                    });
-                }
+                Err(RecvTimeoutError::Disconnected) => return Some(self.empty(true)),
             }
+        }
+    }
+
+    /// An empty batch at the current position: the end, or an idle tick (caught up).
+    fn empty(&self, end: bool) -> Taken {
+        Taken {
+            batch: Batch::new(),
+            bad: Vec::new(),
+            failure: None,
+            position: self.pos.clone(),
+            progress: self.progress,
+            end,
+            caught_up: !end,
         }
     }
 }
@@ -261,7 +278,7 @@ mod tests {
         // Until the malformed line (a job stops there): the third batch.
         for n in 1..=3 {
             let want = read_batch(&mut *inline, cut(4, false), &never, false);
-            let got = ahead.next_batch(&never).unwrap();
+            let got = ahead.next_batch(&never, None).unwrap();
             let events = |b: &Batch| b.iter().map(|e| (e.key.to_string(), e.ts)).collect::<Vec<_>>();
             assert_eq!(events(&got.batch), events(&want.batch));
             assert_eq!(got.failure.is_some(), n == 3);
@@ -273,7 +290,7 @@ mod tests {
         }
         // It ended at the malformed line 12; the position is that line's start.
         assert_eq!(line_of(ahead.position()), 11);
-        assert!(ahead.next_batch(&never).unwrap().batch.is_empty());
+        assert!(ahead.next_batch(&never, None).unwrap().batch.is_empty());
         assert_eq!(line_of(ahead.position()), 11);
     }
 
@@ -310,7 +327,7 @@ mod tests {
                 stop.store(true, Ordering::Relaxed);
             });
             let t = std::time::Instant::now();
-            let got = ahead.next_batch(&stop);
+            let got = ahead.next_batch(&stop, None);
             (got.is_none(), t.elapsed())
         });
         assert!(stopper.0, "stopped, no batch");
@@ -324,7 +341,7 @@ mod tests {
             .collect();
         let never = AtomicBool::new(false);
         let mut ahead = ReadAhead::spawn(source(&text), cut(10, false)).unwrap();
-        let first = ahead.next_batch(&never).unwrap();
+        let first = ahead.next_batch(&never, None).unwrap();
         assert_eq!(first.batch.len(), 10);
         drop(ahead); // the thread's next send fails and it returns
     }

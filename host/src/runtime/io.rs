@@ -109,6 +109,11 @@ pub struct IoOptions {
     /// How long a broker may stay unreachable before the job fails (keeping its last
     /// checkpoint).
     pub retry_for: Duration,
+    /// With a stream input: after this long without events, event time follows the wall clock
+    /// (the watermark moves on by the wall time since the last event, closing windows and
+    /// firing timers) — only when asked (`--idle-event-time`); event time otherwise moves only
+    /// with events.
+    pub idle_event_time: Option<Duration>,
     /// Exactly once (a broker sink publishes when a checkpoint is durable), or at least once
     /// (it publishes each batch at once: lower latency, duplicates after a crash).
     pub delivery: Delivery,
@@ -135,6 +140,7 @@ impl Default for IoOptions {
             batch_wait: DEFAULT_BATCH_WAIT,
             nats_creds: None,
             retry_for: DEFAULT_RETRY_FOR,
+            idle_event_time: None,
             delivery: Delivery::ExactlyOnce,
         }
     }

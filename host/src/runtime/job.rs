@@ -303,17 +303,18 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     if let Some(r) = &_ready.0 {
         r.store(true, Ordering::Relaxed);
     }
+    // Event time on an idle stream, when asked: the watermark at the last event and when it came.
+    let idle = io_options.idle_event_time.filter(|_| live.source.is_unbounded());
+    let mut last_event = (Instant::now(), live.stats.watermark);
     loop {
         let pos = live.source.position().clone();
-        let Some(taken) = live.source.next_batch(&stop) else {
+        let Some(taken) = live.source.next_batch(&stop, idle) else {
             // Stopped while waiting for input: the batches taken so far are all there is.
             report.stopped = true;
             live.finish(&mut ckpt, pos, &mut report)?;
             break;
         };
-        let (batch, failure, at_end) = (taken.batch, taken.failure, taken.end);
-        // A stream that has caught up: output held for a checkpoint should not wait for input.
-        let idle_output = taken.caught_up && live.sink.holds_output();
+        let (batch, failure, at_end, caught_up) = (taken.batch, taken.failure, taken.end, taken.caught_up);
         if !taken.bad.is_empty() {
             let n = live.dead_letter_records(&taken.bad)?;
             super::metrics::dead_lettered(n);
@@ -350,6 +351,18 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 });
             }
         }
+        if !batch.is_empty() {
+            last_event = (Instant::now(), live.stats.watermark);
+        } else if let (Some(d), (at, Some(w))) = (idle, last_event)
+            && caught_up
+            && at.elapsed() >= d
+            && w != FINAL_WATERMARK
+        {
+            let moved = w.saturating_add(at.elapsed().as_millis() as i64);
+            if live.stats.watermark.is_none_or(|now| moved > now) {
+                live.advance_idle(moved, &mut ckpt, &mut report)?;
+            }
+        }
         if let Some(e) = failure {
             // The bad record is not consumed: a fixed input resumes exactly there.
             let here = live.source.position().clone();
@@ -384,6 +397,8 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             live.finish(&mut ckpt, here, &mut report)?;
             break;
         }
+        // A stream that has caught up: output held for a checkpoint should not wait for input.
+        let idle_output = caught_up && live.sink.holds_output();
         if let Some(c) = &mut ckpt {
             let r = c.checkpointer.poll();
             if c.record(r)? {
@@ -526,6 +541,28 @@ impl Live {
         c.committed.push(info);
         self.sink.commit().map_err(RunError::from)?;
         Ok(())
+    }
+
+    /// Move event time to `watermark` on an idle input (one transaction, as a batch).
+    fn advance_idle(
+        &mut self,
+        watermark: i64,
+        ckpt: &mut Option<Ckpt>,
+        report: &mut JobReport,
+    ) -> Result<(), JobError> {
+        match self.pipeline.step(&Batch::new(), Some(watermark)) {
+            Ok(out) => {
+                self.stats.events_out += out.len() as u64;
+                self.sink.write_batch(out).map_err(RunError::from)?;
+                self.stats.watermark = Some(watermark);
+                Ok(())
+            }
+            Err(e) => {
+                let here = self.source.position().clone();
+                self.finish(ckpt, here, report)?;
+                Err(RunError::Operator(e).into())
+            }
+        }
     }
 
     /// Records the source refused as events, consumed under the skip policy: each to the
