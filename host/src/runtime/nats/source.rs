@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::{KIND, NatsUrl, connect, runtime, with_retry};
@@ -49,7 +49,12 @@ pub struct NatsSource {
     refused: Option<(u64, Vec<u8>)>,
     /// When receiving started failing (the server unreachable), if it does.
     failing_since: Option<Instant>,
+    /// Messages received and not yet handed out (not consumed: a restore reads them again).
+    ready: std::collections::VecDeque<jetstream::Message>,
 }
+
+/// Messages taken from the client per trip into its runtime, at most.
+const READY: usize = 512;
 
 impl NatsSource {
     /// Open `url` (`nats://…/STREAM[?subject=FILTER&start=first|new]`) at the position `at`.
@@ -139,6 +144,7 @@ impl NatsSource {
             retry_for: how.io.retry_for,
             refused: None,
             failing_since: None,
+            ready: std::collections::VecDeque::new(),
         })
     }
 }
@@ -206,10 +212,27 @@ impl Source for NatsSource {
 
     fn next_into(&mut self, batch: &mut Batch, wait: Duration) -> Result<Pull, SourceError> {
         self.refused = None;
-        let messages = &mut self.messages;
-        let next = self
-            .rt
-            .block_on(async { tokio::time::timeout(wait, messages.next()).await });
+        let next = match self.ready.pop_front() {
+            Some(m) => Ok(Some(Ok(m))),
+            None => {
+                // One trip into the runtime per burst: wait for a message, then take every
+                // one already delivered (up to READY), so that a busy stream costs one wake-up
+                // per burst rather than one per message.
+                let (messages, ready) = (&mut self.messages, &mut self.ready);
+                self.rt.block_on(async {
+                    let first = tokio::time::timeout(wait, messages.next()).await;
+                    if matches!(first, Ok(Some(Ok(_)))) {
+                        while ready.len() < READY {
+                            match messages.next().now_or_never() {
+                                Some(Some(Ok(m))) => ready.push_back(m),
+                                _ => break,
+                            }
+                        }
+                    }
+                    first
+                })
+            }
+        };
         let message = match next {
             // Nothing came: caught up, unless the server is away (then the wait is a failure).
             Err(_) if self.client.connection_state() != async_nats::connection::State::Connected => {
