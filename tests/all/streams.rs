@@ -574,3 +574,170 @@ fn on_request_event_time_follows_the_clock_on_an_idle_stream() -> Result<()> {
     assert_eq!(std::fs::read_to_string(&out)?, reference);
     Ok(())
 }
+
+/// Run `args` (a job over a stream, writing the file `out`) until `out` has `lines` lines, then
+/// SIGTERM it; returns its stderr. The job must exit 0.
+fn run_until_lines(args: &[String], out: &std::path::Path, lines: usize) -> Result<String> {
+    let mut child = Command::new(cairn_tests::cairn_bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(out).unwrap_or_default().lines().count() < lines {
+        ensure!(Instant::now() < deadline, "stuck below {lines} lines");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sigterm(&child);
+    let (status, _) = wait_exit(&mut child, Duration::from_secs(5))?;
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().context("stderr")?, &mut err)?;
+    ensure!(status.success(), "{status}: {err}");
+    Ok(err)
+}
+
+fn stream_job(input: &str, out: &std::path::Path, store: &str, extra: &[&str]) -> Vec<String> {
+    let counter = plugin("counter").display().to_string();
+    let mut v: Vec<String> = ["run", "--plugin", &counter, "--input", input, "--output"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.push(out.display().to_string());
+    v.extend(["--store", store, "--checkpoint-interval", "100ms"].map(String::from));
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// A password in the URL reaches the server and nothing else: not the log, not the summary,
+/// not the checkpoints; a wrong one fails after --nats-retry without echoing it.
+#[test]
+fn credentials_in_a_url_never_show() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nats = NatsServer::start_with(&["--user", "alice", "--pass", "s3cret-pw"])?;
+    run_ok(&[
+        "stream",
+        "create",
+        &nats.url_as("alice:s3cret-pw", "IN"),
+        "--subjects",
+        "in",
+    ])?;
+    let text = synthetic_input(30, 4, 0);
+    publish(&text, &nats.url_as("alice:s3cret-pw", "in"), dir.path())?;
+    let out = dir.path().join("out.jsonl");
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let job = stream_job(&nats.url_as("alice:s3cret-pw", "IN"), &out, &store, &[]);
+    let err = run_until_lines(&job, &out, 30)?;
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(
+        err.contains("nats://127.0.0.1:"),
+        "the summary names the server: {err}"
+    );
+    for cmd in [
+        &["checkpoints", "list"][..],
+        &["checkpoints", "show", "latest"][..],
+    ] {
+        let mut args = cmd.to_vec();
+        args.extend(["--store", &store]);
+        let shown = run_ok(&args)?;
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert!(!text.contains("s3cret") && !text.contains("alice"), "{text}");
+    }
+    let wrong = stream_job(
+        &nats.url_as("alice:wrong-pw", "IN"),
+        &out,
+        &store,
+        &["--nats-retry", "2s"],
+    );
+    let r = run_cairn(&wrong.iter().map(String::as_str).collect::<Vec<_>>(), b"")?;
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!err.contains("wrong-pw"), "{err}");
+    assert!(err.contains("nats://127.0.0.1:"), "names the server: {err}");
+
+    // A token, and a seed list whose first server is down.
+    let tokened = NatsServer::start_with(&["--auth", "t0ken-xyz"])?;
+    let url = tokened.url_as("t0ken-xyz", "IN");
+    run_ok(&["stream", "create", &url, "--subjects", "in"])?;
+    publish(&text, &tokened.url_as("t0ken-xyz", "in"), dir.path())?;
+    let seeds = url.replacen("nats://", "nats://t0ken-xyz@127.0.0.1:1,", 1);
+    let out2 = dir.path().join("out2.jsonl");
+    let store2 = format!("file:{}", dir.path().join("ck2").display());
+    let err = run_until_lines(&stream_job(&seeds, &out2, &store2, &[]), &out2, 30)?;
+    assert!(!err.contains("t0ken"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out2)?, expected_counts(&text)?);
+    Ok(())
+}
+
+/// `?start=new`: a first start reads only what is published after it.
+#[test]
+fn start_new_reads_only_what_arrives_after_the_first_start() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nats = NatsServer::start()?;
+    streams(&nats)?;
+    let text = synthetic_input(40, 4, 0);
+    let lines: Vec<&str> = text.lines().collect();
+    let (old, new): (String, String) = (
+        lines[..20].iter().map(|l| format!("{l}\n")).collect(),
+        lines[20..].iter().map(|l| format!("{l}\n")).collect(),
+    );
+    publish(&old, &nats.url("in"), dir.path())?;
+    let out = dir.path().join("out.jsonl");
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let job = stream_job(&format!("{}?start=new", nats.url("IN")), &out, &store, &[]);
+    let publisher = {
+        let (url, dir) = (nats.url("in"), dir.path().to_path_buf());
+        std::thread::spawn(move || -> Result<()> {
+            std::thread::sleep(Duration::from_millis(1500));
+            publish(&new, &url, &dir)
+        })
+    };
+    run_until_lines(&job, &out, 20)?;
+    publisher
+        .join()
+        .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
+    let lines_new: String = lines[20..].iter().map(|l| format!("{l}\n")).collect();
+    assert_eq!(std::fs::read_to_string(&out)?, expected_counts(&lines_new)?);
+    Ok(())
+}
+
+/// A checkpoint whose next messages the stream's retention removed: the restore fails naming
+/// both sequences, and nothing is skipped.
+#[test]
+fn a_checkpoint_behind_the_streams_retention_is_refused_naming_both_sequences() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nats = NatsServer::start()?;
+    run_ok(&[
+        "stream",
+        "create",
+        &nats.url("IN"),
+        "--subjects",
+        "in",
+        "--max-messages",
+        "50",
+    ])?;
+    let text = synthetic_input(140, 4, 0);
+    let lines: Vec<&str> = text.lines().collect();
+    let part = |r: std::ops::Range<usize>| -> String { lines[r].iter().map(|l| format!("{l}\n")).collect() };
+    publish(&part(0..40), &nats.url("in"), dir.path())?;
+    let out = dir.path().join("out.jsonl");
+    let store = format!("file:{}", dir.path().join("ck").display());
+    let job = stream_job(&nats.url("IN"), &out, &store, &[]);
+    run_until_lines(&job, &out, 40)?;
+    // 100 more: the stream keeps the last 50 (sequences 91..140); 41..90 are gone unread.
+    publish(&part(40..140), &nats.url("in"), dir.path())?;
+    // (A job that did not refuse would run on: it gets 30 s, then fails the test.)
+    let mut child = Command::new(cairn_tests::cairn_bin())
+        .args(&job)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (status, _) = wait_exit(&mut child, Duration::from_secs(30))?;
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().context("stderr")?, &mut err)?;
+    assert!(
+        err.contains("up to sequence 40") && err.contains("starts at sequence 91"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -11,7 +11,7 @@ use anyhow::Result;
 use crate::server::{ServerProcess, binary, tools_dir};
 
 /// A running nats-server with JetStream. Stopped when dropped.
-pub struct NatsServer(ServerProcess);
+pub struct NatsServer(ServerProcess, Vec<String>);
 
 fn answers(port: u16) -> bool {
     let Ok(s) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -25,7 +25,15 @@ fn answers(port: u16) -> bool {
 impl NatsServer {
     /// Start a server on a free port.
     pub fn start() -> Result<Self> {
-        let mut s = Self(ServerProcess::new("nats-server")?);
+        Self::start_with(&[])
+    }
+
+    /// Start a server with more command-line options (e.g. `--user`, `--pass`).
+    pub fn start_with(args: &[&str]) -> Result<Self> {
+        let mut s = Self(
+            ServerProcess::new("nats-server")?,
+            args.iter().map(|a| a.to_string()).collect(),
+        );
         s.spawn()?;
         Ok(s)
     }
@@ -38,13 +46,19 @@ impl NatsServer {
         )?;
         let mut cmd = Command::new(bin);
         cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.0.port.to_string(), "-sd"])
-            .arg(self.0.dir.path());
+            .arg(self.0.dir.path())
+            .args(&self.1);
         self.0.spawn(cmd, answers)
     }
 
     /// `nats://127.0.0.1:<port>/<name>`.
     pub fn url(&self, name: &str) -> String {
         format!("nats://127.0.0.1:{}/{name}", self.0.port)
+    }
+
+    /// `nats://<userinfo>@127.0.0.1:<port>/<name>`.
+    pub fn url_as(&self, userinfo: &str, name: &str) -> String {
+        format!("nats://{userinfo}@127.0.0.1:{}/{name}", self.0.port)
     }
 
     /// SIGKILL the server (its streams survive in its store directory).

@@ -60,6 +60,9 @@ struct CreateArgs {
     /// Keep messages in memory instead of files.
     #[arg(long)]
     memory: bool,
+    /// Keep at most this many messages (the oldest are removed) [default: no limit].
+    #[arg(long)]
+    max_messages: Option<i64>,
     /// A NATS credentials file.
     #[arg(long, env = "CAIRN_NATS_CREDS")]
     nats_creds: Option<std::path::PathBuf>,
@@ -101,6 +104,7 @@ pub fn stream(args: StreamArgs) -> Result<ExitCode> {
                 allow_atomic: a.allow_atomic,
                 duplicate_window: a.duplicate_window,
                 memory: a.memory,
+                max_messages: a.max_messages,
             };
             let line = cairn::runtime::nats::create_stream(&a.url, &spec, &io).map_err(anyhow::Error::msg)?;
             println!("{line}");

@@ -18,6 +18,8 @@ pub struct StreamSpec {
     pub duplicate_window: Option<Duration>,
     /// Keep messages in memory instead of files.
     pub memory: bool,
+    /// Keep at most this many messages (older ones are removed; `None`: no limit).
+    pub max_messages: Option<i64>,
 }
 
 /// Create (or update to `spec`) the stream `url` names (`nats://HOST:PORT/STREAM`). Returns a
@@ -39,6 +41,7 @@ pub fn create_stream(url: &str, spec: &StreamSpec, io: &IoOptions) -> Result<Str
             } else {
                 stream::StorageType::File
             },
+            max_messages: spec.max_messages.unwrap_or(-1),
             ..Default::default()
         };
         let info = match js.get_stream(u.name.clone()).await {

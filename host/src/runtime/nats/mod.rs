@@ -134,11 +134,25 @@ pub(crate) async fn connect(url: &NatsUrl, io: &IoOptions) -> Result<async_nats:
             )
         })?;
     }
-    let servers: Vec<async_nats::ServerAddr> = url
-        .servers
-        .iter()
-        .map(|s| s.parse().map_err(|e| format!("server address {}: {e}", shown(s))))
-        .collect::<Result<_, _>>()?;
+    // The client does not read credentials from server URLs: take them out (the first
+    // server's that has any) and give the servers without them.
+    let mut secret: Option<(String, Option<String>)> = None;
+    let mut servers = Vec::with_capacity(url.servers.len());
+    for s in &url.servers {
+        let (plain, auth) = split_credentials(s);
+        if secret.is_none() {
+            secret = auth;
+        }
+        let addr: async_nats::ServerAddr = plain
+            .parse()
+            .map_err(|e| format!("server address {}: {e}", shown(s)))?;
+        servers.push(addr);
+    }
+    options = match secret {
+        Some((user, Some(pass))) => options.user_and_password(user, pass),
+        Some((token, None)) => options.token(token),
+        None => options,
+    };
     let client = tokio::time::timeout(io.retry_for, options.connect(servers))
         .await
         .map_err(|_| {
@@ -149,6 +163,46 @@ pub(crate) async fn connect(url: &NatsUrl, io: &IoOptions) -> Result<async_nats:
         })?
         .map_err(|e| format!("could not connect: {e}"))?;
     Ok(client)
+}
+
+/// `scheme://[user[:pass]@]host:port` without its userinfo, and the userinfo (percent-decoded):
+/// `(user, Some(pass))`, or `(token, None)`.
+fn split_credentials(server: &str) -> (String, Option<(String, Option<String>)>) {
+    let Some((scheme, rest)) = server.split_once("://") else {
+        return (server.to_string(), None);
+    };
+    match rest.rsplit_once('@') {
+        None => (server.to_string(), None),
+        Some((info, host)) => {
+            let auth = match info.split_once(':') {
+                Some((u, p)) => (decode(u), Some(decode(p))),
+                None => (decode(info), None),
+            };
+            (format!("{scheme}://{host}"), Some(auth))
+        }
+    }
+}
+
+/// Percent-decoding of a URL's userinfo (`%40` → `@`).
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Retry `op` with back-off (100 ms doubling to 5 s) until it succeeds, it fails for a reason
@@ -205,6 +259,18 @@ mod tests {
         assert_eq!(u.param("start"), Some("new"));
         assert!(u.only(&["subject", "start"]).is_ok());
         assert!(u.only(&["subject"]).unwrap_err().contains("`start`"));
+        assert_eq!(
+            split_credentials("nats://alice:p%40ss@h1:4222"),
+            (
+                "nats://h1:4222".into(),
+                Some(("alice".into(), Some("p@ss".into())))
+            )
+        );
+        assert_eq!(
+            split_credentials("tls://tok3n@h:4222"),
+            ("tls://h:4222".into(), Some(("tok3n".into(), None)))
+        );
+        assert_eq!(split_credentials("nats://h:4222"), ("nats://h:4222".into(), None));
         let t = NatsUrl::parse("tls://tok3n@h:4222/out").unwrap();
         assert_eq!(t.shown, "tls://h:4222/out");
         assert!(!format!("{:?}", t.shown).contains("tok3n"));
