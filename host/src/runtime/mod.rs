@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod nats;
 mod pipeline;
 mod pipeline_file;
+mod resume;
 mod run;
 mod sink;
 mod source;

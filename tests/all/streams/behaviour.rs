@@ -1,5 +1,5 @@
-//! Live streams: a stop by signal while blocked on input, bad input under the error policy,
-//! and NATS JetStream in and out — exactly once across SIGKILLs of the job and of the server.
+//! Jobs over streams: stopping, bad input, mixed inputs and outputs, clear errors, secrets,
+//! where a first start reads, retention, and event time on a quiet stream.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -7,32 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use cairn_tests::nats::NatsServer;
-use cairn_tests::{cairn, expected_counts, kills, plugin, run_cairn, run_ok, synthetic_input};
+use cairn_tests::{cairn, expected_counts, plugin, run_cairn, run_ok, synthetic_input};
 
-fn sigterm(child: &std::process::Child) {
-    // SAFETY: sending a signal to our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-}
-
-/// Wait for `child` to exit, up to `limit`; its status and how long it took.
-fn wait_exit(
-    child: &mut std::process::Child,
-    limit: Duration,
-) -> Result<(std::process::ExitStatus, Duration)> {
-    let t = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait()? {
-            return Ok((s, t.elapsed()));
-        }
-        if t.elapsed() > limit {
-            child.kill()?;
-            anyhow::bail!("still running {limit:?} after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use super::*;
 
 #[test]
 fn sigterm_stops_a_job_blocked_on_a_pipe_with_a_final_checkpoint() -> Result<()> {
@@ -141,218 +118,6 @@ fn malformed_lines_are_dead_lettered_under_skip_and_stop_the_job_under_fail() ->
     Ok(())
 }
 
-/// Publish `text` (JSON Lines) to `url` with `cairn cat`.
-fn publish(text: &str, url: &str, dir: &std::path::Path) -> Result<()> {
-    let file = dir.join(format!("publish-{}.jsonl", text.len()));
-    std::fs::write(&file, text)?;
-    run_ok(&["cat", "--input", &file.display().to_string(), "--output", url])?;
-    Ok(())
-}
-
-/// The messages of a stream's `subject`, as JSON Lines, read with `cairn cat`.
-fn read_subject(nats: &NatsServer, stream: &str, subject: &str, dir: &std::path::Path) -> Result<String> {
-    let file = dir.join("read.jsonl");
-    run_ok(&[
-        "cat",
-        "--input",
-        &format!("{}?subject={subject}", nats.url(stream)),
-        "--output",
-        &file.display().to_string(),
-    ])?;
-    Ok(std::fs::read_to_string(&file)?)
-}
-
-fn streams(nats: &NatsServer) -> Result<()> {
-    run_ok(&["stream", "create", &nats.url("IN"), "--subjects", "in"])?;
-    run_ok(&[
-        "stream",
-        "create",
-        &nats.url("OUT"),
-        "--subjects",
-        "out,out.commit.>",
-        "--allow-atomic",
-        "--duplicate-window",
-        "1s",
-    ])?;
-    Ok(())
-}
-
-/// The file-to-file run of `op_args` over `text`, event time kept open (a stream never ends),
-/// in batches of 100: what a NATS job must publish.
-fn file_run(dir: &std::path::Path, op_args: &[&str], text: &str) -> Result<String> {
-    let input = dir.join("ref-in.jsonl");
-    std::fs::write(&input, text)?;
-    let reference = dir.join("ref.jsonl");
-    let mut args = vec!["run"];
-    args.extend(op_args);
-    let (i, o) = (input.display().to_string(), reference.display().to_string());
-    args.extend([
-        "--input",
-        &i,
-        "--output",
-        &o,
-        "--keep-open",
-        "--batch-size",
-        "100",
-    ]);
-    run_ok(&args)?;
-    Ok(std::fs::read_to_string(&reference)?)
-}
-
-/// `cairn run <op_args>` from stream IN to subject `out` with a file store, checkpointing every
-/// 2,500 events (each commit then goes out in three atomic batches of ≤ 1000 messages).
-fn nats_job(nats: &NatsServer, op_args: &[&str], store: &str) -> Vec<String> {
-    let mut v: Vec<String> = vec!["run".into()];
-    v.extend(op_args.iter().map(|s| s.to_string()));
-    for a in [
-        "--input",
-        &nats.url("IN"),
-        "--output",
-        &nats.url("out"),
-        "--store",
-        store,
-        "--batch-size",
-        "100",
-        "--checkpoint-every",
-        "2500",
-        "--nats-retry",
-        "30s",
-    ] {
-        v.push(a.to_string());
-    }
-    v
-}
-
-fn spawn(args: &[String]) -> Result<std::process::Child> {
-    Ok(Command::new(cairn_tests::cairn_bin())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?)
-}
-
-/// A small deterministic generator for kill moments.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, m: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % m
-    }
-}
-
-/// Run `args` until the output subject holds `expected_len` bytes (or 300 s pass), then
-/// SIGTERM it; it must exit 0. Returns the output subject's content.
-fn last_run_until_done(
-    nats: &NatsServer,
-    args: &[String],
-    expected_len: usize,
-    dir: &std::path::Path,
-) -> Result<String> {
-    let mut child = spawn(args)?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while read_subject(nats, "OUT", "out", dir)?.len() < expected_len && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    sigterm(&child);
-    let (status, _) = wait_exit(&mut child, Duration::from_secs(30))?;
-    ensure!(status.success(), "the last run: {status}");
-    read_subject(nats, "OUT", "out", dir)
-}
-
-/// `op_args` NATS to NATS: 200k events published before the job starts, the job SIGKILLed at
-/// random moments (one pause past the streams' 1 s duplicate window) and the server SIGKILLed
-/// and restarted once while it runs; once the input is consumed, SIGTERM. The output subject
-/// holds exactly the file-to-file run's lines, in order.
-fn exactly_once_under_kills(op_args: &[&str], seed: u64) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut nats = NatsServer::start()?;
-    streams(&nats)?;
-    let text = synthetic_input(200_000, 500, 0);
-    publish(&text, &nats.url("in"), dir.path())?;
-    let reference = file_run(dir.path(), op_args, &text)?;
-    ensure!(
-        reference.lines().count() > 1000,
-        "the operator emits enough to compare"
-    );
-    let store = format!("file:{}", dir.path().join("ck").display());
-    let job = nats_job(&nats, op_args, &store);
-    let mut rng = Rng(seed);
-    let kills = kills(10);
-    for k in 0..kills {
-        let mut child = spawn(&job)?;
-        std::thread::sleep(Duration::from_millis(150 + rng.below(900)));
-        if k == kills / 2 {
-            // The server goes away and comes back while the job runs.
-            nats.kill()?;
-            std::thread::sleep(Duration::from_millis(300));
-            nats.restart()?;
-            std::thread::sleep(Duration::from_millis(200 + rng.below(300)));
-        }
-        child.kill()?;
-        child.wait()?;
-        if k == 1 {
-            // Restart only after the server's duplicate window has passed: nothing may rely on it.
-            std::thread::sleep(Duration::from_millis(1500));
-        }
-    }
-    let out = last_run_until_done(&nats, &job, reference.len(), dir.path())?;
-    assert_eq!(out.lines().count(), reference.lines().count());
-    assert!(out == reference, "the output differs from the file-to-file run");
-    Ok(())
-}
-
-#[test]
-fn the_counter_nats_to_nats_is_exactly_once_across_kills_of_the_job_and_the_server() -> Result<()> {
-    let counter = plugin("counter").display().to_string();
-    exactly_once_under_kills(&["--plugin", &counter], 0x9E37_79B9_7F4A_7C15)
-}
-
-#[test]
-fn the_window_nats_to_nats_is_exactly_once_across_kills_of_the_job_and_the_server() -> Result<()> {
-    let window = plugin("window").display().to_string();
-    exactly_once_under_kills(
-        &["--plugin", &window, "--config", r#"{"field":"x","size_ms":5000}"#],
-        0x2545_F491_4F6C_DD1D,
-    )
-}
-
-/// Live: events published in chunks while the job runs and is SIGKILLed now and then. The
-/// output is still the file-to-file run's, line for line (the counter's output does not depend
-/// on where batches end, and the stream keeps the publishing order).
-#[test]
-fn a_live_stream_is_exactly_once_across_kills() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let nats = NatsServer::start()?;
-    streams(&nats)?;
-    let text = synthetic_input(60_000, 300, 0);
-    let counter = plugin("counter").display().to_string();
-    let reference = file_run(dir.path(), &["--plugin", &counter], &text)?;
-    let store = format!("file:{}", dir.path().join("ck").display());
-    let job = nats_job(&nats, &["--plugin", &counter], &store);
-    let lines: Vec<&str> = text.lines().collect();
-    let mut rng = Rng(0xDEAD_BEEF_1234_5678);
-    let mut child = spawn(&job)?;
-    for (i, chunk) in lines.chunks(5_000).enumerate() {
-        let part: String = chunk.iter().map(|l| format!("{l}\n")).collect();
-        publish(&part, &nats.url("in"), dir.path())?;
-        if i % 3 == 1 {
-            std::thread::sleep(Duration::from_millis(rng.below(400)));
-            child.kill()?;
-            child.wait()?;
-            child = spawn(&job)?;
-        }
-    }
-    child.kill()?;
-    child.wait()?;
-    let out = last_run_until_done(&nats, &job, reference.len(), dir.path())?;
-    assert_eq!(out.lines().count(), reference.lines().count());
-    assert!(out == reference, "the output differs from the file-to-file run");
-    Ok(())
-}
-
 /// A file into NATS and NATS into a file, with checkpoints, and a SIGTERM on a job idle on its
 /// stream, resumed without loss or duplicate.
 #[test]
@@ -433,45 +198,6 @@ fn file_to_nats_and_nats_to_file_and_a_stop_while_idle() -> Result<()> {
     sigterm(&child);
     wait_exit(&mut child, Duration::from_secs(5))?;
     assert_eq!(std::fs::read_to_string(&out)?, expected_counts(&text)?);
-    Ok(())
-}
-
-/// The broker gone for good: the job retries for --nats-retry, then fails, keeping its last
-/// checkpoint; with the server back, a new run goes on without loss or duplicate.
-#[test]
-fn a_job_whose_broker_stays_away_fails_after_the_retry_time_and_resumes_later() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut nats = NatsServer::start()?;
-    streams(&nats)?;
-    let counter = plugin("counter").display().to_string();
-    let text = synthetic_input(2_000, 30, 0);
-    publish(&text, &nats.url("in"), dir.path())?;
-    let store = format!("file:{}", dir.path().join("ck").display());
-    let mut job = nats_job(&nats, &["--plugin", &counter], &store);
-    let at = job.iter().position(|a| a == "--nats-retry").unwrap();
-    job[at + 1] = "2s".into();
-    let mut child = spawn(&job)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while read_subject(&nats, "OUT", "out", dir.path())?.lines().count() < 2_000 {
-        ensure!(Instant::now() < deadline, "the job published nothing");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    nats.kill()?;
-    let (status, _) = wait_exit(&mut child, Duration::from_secs(60))?;
-    assert!(!status.success(), "fails once the retry time is over");
-    nats.restart()?;
-    publish(
-        &synthetic_input(2_500, 30, 0)
-            .lines()
-            .skip(2_000)
-            .map(|l| format!("{l}\n"))
-            .collect::<String>(),
-        &nats.url("in"),
-        dir.path(),
-    )?;
-    let all = synthetic_input(2_500, 30, 0);
-    let out = last_run_until_done(&nats, &job, expected_counts(&all)?.len(), dir.path())?;
-    assert_eq!(out, expected_counts(&all)?);
     Ok(())
 }
 
@@ -573,39 +299,6 @@ fn on_request_event_time_follows_the_clock_on_an_idle_stream() -> Result<()> {
     ensure!(status.success(), "{status}");
     assert_eq!(std::fs::read_to_string(&out)?, reference);
     Ok(())
-}
-
-/// Run `args` (a job over a stream, writing the file `out`) until `out` has `lines` lines, then
-/// SIGTERM it; returns its stderr. The job must exit 0.
-fn run_until_lines(args: &[String], out: &std::path::Path, lines: usize) -> Result<String> {
-    let mut child = Command::new(cairn_tests::cairn_bin())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(out).unwrap_or_default().lines().count() < lines {
-        ensure!(Instant::now() < deadline, "stuck below {lines} lines");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    sigterm(&child);
-    let (status, _) = wait_exit(&mut child, Duration::from_secs(5))?;
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().context("stderr")?, &mut err)?;
-    ensure!(status.success(), "{status}: {err}");
-    Ok(err)
-}
-
-fn stream_job(input: &str, out: &std::path::Path, store: &str, extra: &[&str]) -> Vec<String> {
-    let counter = plugin("counter").display().to_string();
-    let mut v: Vec<String> = ["run", "--plugin", &counter, "--input", input, "--output"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    v.push(out.display().to_string());
-    v.extend(["--store", store, "--checkpoint-interval", "100ms"].map(String::from));
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
 }
 
 /// A password in the URL reaches the server and nothing else: not the log, not the summary,
@@ -731,10 +424,8 @@ fn a_checkpoint_behind_the_streams_retention_is_refused_naming_both_sequences() 
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
-    let (status, _) = wait_exit(&mut child, Duration::from_secs(30))?;
+    let (status, err) = exit_and_stderr(&mut child, Duration::from_secs(30))?;
     assert!(!status.success());
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().context("stderr")?, &mut err)?;
     assert!(
         err.contains("up to sequence 40") && err.contains("starts at sequence 91"),
         "{err}"
