@@ -3,7 +3,8 @@
 //! `cairn` running `counter-0-1-0` over the first events of `input.jsonl`; a run of today's host
 //! resumes from it, continues the chain in today's format, and the output is exactly the counts
 //! of the whole input. Format 2 (entries as a list per key group; format 3 writes sorted
-//! blocks): `tests/fixtures/v2-store` (its README says how it was made) resumes the `window`
+//! blocks): `tests/fixtures/v2-store` and the format-3 `tests/fixtures/v3-store` (their READMEs
+//! say how they were made) resume the `window`
 //! operator, timers and all, into the output of one uninterrupted run.
 
 use std::fs;
@@ -74,15 +75,25 @@ fn a_version_1_store_restores_and_its_chain_continues_in_todays_format() -> Resu
 
 #[test]
 fn a_version_2_store_of_windows_and_timers_resumes_into_the_uninterrupted_output() -> Result<()> {
-    let fixture = repo_root().join("tests/fixtures/v2-store");
+    resumes_into_the_uninterrupted_output("tests/fixtures/v2-store", "window=692  (latest)")
+}
+
+/// Format 3 (before the sink's record joined the host state in format 4), written by the
+/// previous release over the same input.
+#[test]
+fn a_version_3_store_of_windows_and_timers_resumes_into_the_uninterrupted_output() -> Result<()> {
+    resumes_into_the_uninterrupted_output("tests/fixtures/v3-store", "window=44  (latest)")
+}
+
+/// The window fixture store at `fixture` (whose listing shows `latest`) resumed over the full
+/// input gives the output of one uninterrupted run, and its chain goes on in today's format.
+fn resumes_into_the_uninterrupted_output(fixture: &str, latest: &str) -> Result<()> {
+    let fixture = repo_root().join(fixture);
     let dir = tempfile::tempdir()?;
     copy_dir(&fixture, dir.path())?;
     let store = format!("file:{}", dir.path().join("store").display());
     let list = String::from_utf8(run_ok(&["checkpoints", "list", "--store", &store])?.stdout)?;
-    assert!(
-        list.contains("window=692  (latest)") && !list.contains("DAMAGED"),
-        "{list}"
-    );
+    assert!(list.contains(latest) && !list.contains("DAMAGED"), "{list}");
 
     fs::copy(
         dir.path().join("full-input.jsonl"),
