@@ -352,7 +352,8 @@ pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
             let p: PayloadV1 = decode_all(raw)?;
             let h = p.host;
             Ok(CheckpointData {
-                host: HostState {
+                // Version 1 is version 3's host state with the JSONL position in fixed fields.
+                host: HostV3 {
                     job: h.job,
                     source: JsonlPosition {
                         input: h.input,
@@ -368,8 +369,8 @@ pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
                     events_out: h.events_out,
                     batches: h.batches,
                     watermark: h.watermark,
-                    sink: Default::default(),
-                },
+                }
+                .into(),
                 operators: p
                     .operators
                     .into_iter()

@@ -28,6 +28,14 @@ struct Held {
     lines: Vec<u8>,
 }
 
+/// [`Held`] as written, borrowing the lines.
+#[derive(Serialize)]
+struct HeldRef<'a> {
+    first: u64,
+    #[serde(with = "serde_bytes")]
+    lines: &'a [u8],
+}
+
 /// The body of a commit record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CommitRecord {
@@ -410,9 +418,10 @@ impl Sink for NatsSink {
         if self.held.is_empty() {
             return Ok((0, SinkPosition::default()));
         }
-        let held = Held {
+        // Encoded where it lies (no copy of the held output first); reads back as a `Held`.
+        let held = HeldRef {
             first: self.through,
-            lines: self.held.clone(),
+            lines: &self.held,
         };
         let record = bincode::serde::encode_to_vec(&held, bincode::config::standard())
             .map_err(|e| sink_err(&self.name, e))?;
