@@ -3,8 +3,8 @@
 //! `cairn` running `counter-0-1-0` over the first events of `input.jsonl`; a run of today's host
 //! resumes from it, continues the chain in today's format, and the output is exactly the counts
 //! of the whole input. Format 2 (entries as a list per key group; format 3 writes sorted
-//! blocks): `tests/fixtures/v2-store` and the format-3 `tests/fixtures/v3-store` (their READMEs
-//! say how they were made) resume the `window`
+//! blocks): `tests/fixtures/v2-store`, the format-3 `tests/fixtures/v3-store` and the format-4
+//! `tests/fixtures/v4-store` (their READMEs say how they were made) resume the `window`
 //! operator, timers and all, into the output of one uninterrupted run.
 
 use std::fs;
@@ -83,6 +83,13 @@ fn a_version_2_store_of_windows_and_timers_resumes_into_the_uninterrupted_output
 #[test]
 fn a_version_3_store_of_windows_and_timers_resumes_into_the_uninterrupted_output() -> Result<()> {
     resumes_into_the_uninterrupted_output("tests/fixtures/v3-store", "window=44  (latest)")
+}
+
+/// Format 4 (one payload for every key group, before format 5's blocks by key-group range),
+/// written by the previous release over the same input.
+#[test]
+fn a_version_4_store_of_windows_and_timers_resumes_into_the_uninterrupted_output() -> Result<()> {
+    resumes_into_the_uninterrupted_output("tests/fixtures/v4-store", "window=44  (latest)")
 }
 
 /// The window fixture store at `fixture` (whose listing shows `latest`) resumed over the full
