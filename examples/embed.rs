@@ -47,12 +47,7 @@ fn main() -> Result<()> {
     };
     let digest = op.plugin().digest_hex();
     let (name, config, state) = op.parts_mut();
-    let part = OperatorPart {
-        name,
-        plugin_digest: digest,
-        config,
-        state,
-    };
+    let part = OperatorPart::single(name, digest, config, state);
     let info = checkpointer.checkpoint_now(host, vec![part], None)?;
     println!("checkpoint {} written", info.id);
     drop(checkpointer);

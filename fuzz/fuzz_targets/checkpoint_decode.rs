@@ -21,10 +21,11 @@ fn valid(codec: &Codec) -> Vec<u8> {
         },
         operators: vec![OperatorSnapshot {
             name: "op".into(),
-            partition: 0,
             plugin_digest: "00".into(),
             config: "{}".into(),
             key_groups: 128,
+            parallelism: 1,
+            expired: 0,
             state: StateDelta {
                 sets: vec![("1:k/a".into(), b"1".to_vec().into()), ("*/b".into(), vec![0; 40].into())],
                 deletes: vec!["c".into()],
@@ -47,6 +48,9 @@ fuzz_target!(|data: &[u8]| {
     for id in [0, 3, u64::MAX] {
         let _ = plain.decode(id, data);
         let _ = enc.decode(id, data);
+        // Part of the key groups (format 5: the blocks of groups 0..64 only).
+        let _ = plain.decode_part(id, data, &|_| Some(0..64), &mut Default::default());
+        let _ = enc.layout(id, data);
     }
     // Valid checkpoints with the fuzz input XORed over them.
     for codec in [&plain, &enc] {

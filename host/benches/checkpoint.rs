@@ -73,12 +73,7 @@ fn touch(s: &mut StateHolder, round: usize) {
 }
 
 fn part(state: &mut StateHolder) -> Vec<OperatorPart<'_>> {
-    vec![OperatorPart {
-        name: "bench",
-        plugin_digest: "00".into(),
-        config: "{}",
-        state,
-    }]
+    vec![OperatorPart::single("bench", "00".into(), "{}", state)]
 }
 
 fn checkpointer(store: Box<dyn CheckpointStore>, full_every: u32) -> Checkpointer {
@@ -309,10 +304,11 @@ fn window_state_lz4() {
         host: HostState::default(),
         operators: vec![OperatorSnapshot {
             name: "window".into(),
-            partition: 0,
             plugin_digest: op.plugin().digest_hex(),
             config: String::new(),
             key_groups: cairn_codec::scoped::DEFAULT_KEY_GROUPS,
+            parallelism: 1,
+            expired: 0,
             state: op.state().snapshot(),
         }],
     };

@@ -140,7 +140,10 @@ fn metrics_grow_during_a_run_and_end_equal_to_the_summary() -> Result<()> {
         summary.contains(&format!("1000000 events in, {out_lines} out")),
         "{summary}"
     );
-    assert_eq!(m["cairn_state_keys{operator=\"counter\"}"], 10_000.0);
+    assert_eq!(
+        m["cairn_state_keys{operator=\"counter\",instance=\"0\"}"],
+        10_000.0
+    );
     assert!(summary.contains("state 10000 keys"), "{summary}");
     let ckpts = m["cairn_checkpoints_total{kind=\"full\"}"]
         + m.get("cairn_checkpoints_total{kind=\"delta\"}")
@@ -178,7 +181,7 @@ fn fuel_is_counted_when_metered() -> Result<()> {
     let (mut child, mut lines, addr) = with_admin(&input, &output, &extra)?;
     summary_line(&mut lines)?;
     let m = samples(&get(&addr, "/metrics")?.1);
-    let fuel = m["cairn_fuel_consumed_total{operator=\"counter\"}"];
+    let fuel = m["cairn_fuel_consumed_total{operator=\"counter\",instance=\"0\"}"];
     // A counter event costs a few hundred units at least.
     assert!(fuel > 20_000.0 * 100.0, "{fuel}");
     child.kill()?;
@@ -247,6 +250,8 @@ fn the_status_page_shows_the_job_live_in_a_real_browser() -> Result<()> {
         "100000",
         "--batch-size",
         "8",
+        "--parallelism",
+        "2",
     ];
     let (mut child, mut lines, addr) = with_admin(&input, &output, &extra)?;
     let url = format!("http://{addr}/");
@@ -268,8 +273,8 @@ fn the_status_page_shows_the_job_live_in_a_real_browser() -> Result<()> {
     assert_eq!(m["cairn_events_in_total"], 1_500_000.0);
     let keys = dom.split("id=\"op-counter\"").nth(1).context("row")?;
     assert!(
-        keys.contains("<td>5,000</td>"),
-        "state keys of the counter: {keys:.200}"
+        keys.contains("<td>counter</td><td>2</td><td>5,000</td>"),
+        "two instances, state keys of the counter: {keys:.200}"
     );
     let last_id = m["cairn_checkpoint_last_id"];
     assert!(

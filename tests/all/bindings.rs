@@ -169,15 +169,20 @@ fn a_key_of_a_group_the_instance_does_not_own_is_refused_through_every_binding()
             "{via}"
         );
     }
-    // wasi:keyvalue has no keyed scope: its operator-wide entries are every instance's to keep.
+    // wasi:keyvalue has no keyed scope: its entries are operator-wide, which one of several
+    // instances may not write (such an operator runs at parallelism 1: `cairn run` refuses
+    // more); reading is not refused.
     let mut inst = instance(Limits::default(), half());
+    let wide = "write of operator-wide key \"n\" refused: operator-wide state needs parallelism 1 \
+                (this instance owns key groups 0..4 of 8); keep the state in the key's scope, or run the \
+                operator with parallelism 1";
     assert_eq!(
         one(&mut inst, op("kv", "set", &theirs, "n", "1", 5)),
-        Ok(json!({"ok": null}))
+        Ok(json!({"refused": "other", "message": wide}))
     );
     assert_eq!(
         one(&mut inst, op("kv", "get", &theirs, "n", "", 5)),
-        Ok(json!({"ok": "1"}))
+        Ok(json!({"ok": null}))
     );
     // All groups owned (the default): nothing refused.
     let mut all = instance(Limits::default(), KeyGroups::all(8));

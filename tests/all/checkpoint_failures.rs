@@ -68,6 +68,7 @@ fn job(store: &Flaky, input: &std::path::Path, output: &std::path::Path, every: 
         output: output.display().to_string(),
         endpoints: None,
         operators: vec![plugin.operator()],
+        key_groups: None,
         batch_size: Some(100),
         checkpoint: Some(CheckpointSpec {
             store: Box::new(store.clone()),

@@ -29,12 +29,7 @@ fn key(k: u8) -> String {
 }
 
 fn part(state: &mut StateHolder) -> Vec<OperatorPart<'_>> {
-    vec![OperatorPart {
-        name: "op",
-        plugin_digest: "00".into(),
-        config: "{}",
-        state,
-    }]
+    vec![OperatorPart::single("op", "00".into(), "{}", state)]
 }
 
 proptest! {

@@ -122,6 +122,7 @@ fn job(store: &MemoryStore, lines: Vec<String>, out: &Arc<Mutex<Vec<String>>>) -
             out: out.clone(),
         })),
         operators: vec![counter.operator()],
+        key_groups: None,
         batch_size: Some(16),
         checkpoint: Some(CheckpointSpec {
             store: Box::new(store.clone()),

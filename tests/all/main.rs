@@ -18,6 +18,7 @@ mod library_and_cli;
 mod memory;
 mod operability;
 mod operators;
+mod parallel;
 mod pipelines;
 mod s3;
 mod sandbox;

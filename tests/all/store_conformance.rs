@@ -27,12 +27,7 @@ fn hex_key(value: &str) -> KeySource {
 }
 
 fn part(state: &mut StateHolder) -> Vec<OperatorPart<'_>> {
-    vec![OperatorPart {
-        name: "op",
-        plugin_digest: "ab".into(),
-        config: "{}",
-        state,
-    }]
+    vec![OperatorPart::single("op", "ab".into(), "{}", state)]
 }
 
 fn entries(s: &StateHolder) -> Vec<(String, Vec<u8>)> {

@@ -6,8 +6,10 @@
 //! event's key's scope (as Flink's keyed state does): `state::set("count", ..)` is the count
 //! *of this key*. In `init` and `on_watermark` they work in the operator-wide scope; use
 //! [`with_key`] / [`enter_key`] to reach a key's scope there, and [`with_operator`] for
-//! operator-wide entries while handling an event. Keyed entries are split by key group when a
-//! job is rescaled; operator-wide entries are copied to every instance, so keep them small.
+//! operator-wide entries while handling an event. Keyed entries are split by key group across
+//! an operator's parallel instances and move with their group when a job is rescaled;
+//! operator-wide entries do not split: with parallelism above 1 a write to the operator-wide
+//! scope is refused ([`StateError::Invalid`]), so keep state in the key's scope.
 //!
 //! Keys are strings, values bytes; [`get_as`] and [`set_as`] store any serde type as JSON,
 //! which is also how `cairn checkpoints show` displays values.

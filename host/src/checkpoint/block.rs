@@ -177,6 +177,11 @@ pub(super) fn set_count(bytes: &[u8]) -> usize {
     Reader { bytes, at: 0 }.len("the entry count", 3).unwrap_or(0)
 }
 
+/// How many keys the deletes block `bytes` says it holds (0 if it cannot say).
+pub(super) fn delete_count(bytes: &[u8]) -> usize {
+    Reader { bytes, at: 0 }.len("the key count", 2).unwrap_or(0)
+}
+
 /// [`decode_sets`], appending to `out`.
 pub(super) fn decode_sets_into(bytes: &[u8], out: &mut Vec<(Key, Value)>) -> Result<(), String> {
     let mut values = Reader { bytes, at: 0 };

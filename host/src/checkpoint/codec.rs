@@ -1,5 +1,7 @@
-//! Checkpoint bytes <-> [`CheckpointData`]: bincode, then LZ4, then either a CRC32 or
-//! AES-256-GCM (fresh random nonce, the header as associated data).
+//! Checkpoint bytes <-> [`CheckpointData`]: the header (`format.rs`), then the payload
+//! (`ranged.rs` from format 5: an index and blocks by key-group range; `payload.rs` before),
+//! LZ4-compressed, then either a CRC32 or AES-256-GCM (fresh random nonces, the header as
+//! associated data of what its nonce seals).
 
 use std::borrow::Cow;
 
@@ -8,11 +10,16 @@ use aes_gcm::Aes256Gcm;
 use super::compression::Compression;
 use super::crypto::{EncryptionKey, fresh_nonce, open, seal_with};
 use super::format::{FLAG_ENCRYPTED, FLAG_LZ4, HEADER_LEN, Header, Kind, VERSION};
+use super::ranged::{self, DecodeStats, OperatorIndex, Select};
 use super::{CheckpointData, Damage};
 use crate::store::CheckpointId;
 
 /// Largest serialized payload accepted when decoding (guards against absurd length fields).
 const MAX_RAW_LEN: u64 = 64 << 30;
+
+/// A checkpoint's header, what its nonce sealed (opened; LZ4 still to undo) and the blocks
+/// after it (format 5).
+type Opened<'a> = (Header, Cow<'a, [u8]>, &'a [u8]);
 
 /// Encodes and decodes checkpoint bytes, with or without encryption.
 #[derive(Clone, Default)]
@@ -83,7 +90,7 @@ impl Codec {
     }
 
     /// [`Codec::encode`], recording in the header how long the write of checkpoint `at.id - 1`
-    /// took (µs).
+    /// took (µs). Writes format 5 (`ranged.rs`).
     pub fn encode_with(
         &self,
         at: Placement,
@@ -91,8 +98,9 @@ impl Codec {
         previous_write_us: Option<u32>,
         data: &CheckpointData,
     ) -> Result<Vec<u8>, String> {
-        let raw = super::payload::encode(data)?;
-        let compressed = self.compression.compress(&raw)?;
+        let enc = ranged::encode(data, at.id, self.compression, self.cipher.as_ref())?;
+        let tag = if self.cipher.is_some() { 16 } else { 0 };
+        let index_len = enc.index.len() + tag;
         let mut header = Header {
             version: VERSION,
             kind: at.kind,
@@ -101,38 +109,39 @@ impl Codec {
             base: at.base,
             parent: at.parent,
             created_ms,
-            raw_len: raw.len() as u64,
-            payload_len: compressed.len() as u64,
+            raw_len: enc.index_raw_len as u64,
+            payload_len: (4 + index_len + enc.blocks.len()) as u64,
             nonce: [0; 12],
             previous_write_us,
         };
+        let index_len = u32::try_from(index_len).map_err(|_| format!("an index of {index_len} bytes"))?;
+        let mut out = Vec::with_capacity(header.total_len() as usize);
         match &self.cipher {
             None => {
-                let mut out = Vec::with_capacity(HEADER_LEN + compressed.len() + 4);
                 out.extend_from_slice(&header.encode());
-                out.extend_from_slice(&compressed);
-                out.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
-                Ok(out)
+                out.extend_from_slice(&index_len.to_le_bytes());
+                out.extend_from_slice(&enc.index);
+                out.extend_from_slice(&enc.blocks);
+                let crc = crc32fast::hash(&out[HEADER_LEN..]);
+                out.extend_from_slice(&crc.to_le_bytes());
             }
             Some(cipher) => {
                 header.flags |= FLAG_ENCRYPTED;
-                header.payload_len += 16; // the GCM tag
                 // The nonce is part of the associated data: draw it first, then seal.
-                let nonce = fresh_nonce()?;
-                header.nonce = nonce;
+                header.nonce = fresh_nonce()?;
                 let aad = header.encode();
-                let ct = seal_with(cipher, &nonce, &aad, &compressed)?;
-                let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
                 out.extend_from_slice(&aad);
-                out.extend_from_slice(&ct);
-                Ok(out)
+                out.extend_from_slice(&index_len.to_le_bytes());
+                out.extend_from_slice(&seal_with(cipher, &header.nonce, &aad, &enc.index)?);
+                out.extend_from_slice(&enc.blocks);
             }
         }
+        Ok(out)
     }
 
-    /// Check framing and integrity (decrypting if encrypted); returns the header and the
-    /// compressed payload.
-    fn open_payload<'a>(&self, id: CheckpointId, bytes: &'a [u8]) -> Result<(Header, Cow<'a, [u8]>), Damage> {
+    /// Check framing and (for an unencrypted checkpoint) the payload's checksum; returns the
+    /// header and the stored payload.
+    fn frame<'a>(&self, id: CheckpointId, bytes: &'a [u8]) -> Result<(Header, &'a [u8]), Damage> {
         let header = Header::decode(bytes)?;
         if header.sequence != id {
             return Err(Damage::WrongId {
@@ -158,30 +167,44 @@ impl Codec {
         match (&self.cipher, header.encrypted()) {
             (None, true) => Err(Damage::NeedsKey),
             (Some(_), false) => Err(Damage::Unencrypted),
-            (Some(cipher), true) => match open(cipher, &header.nonce, &bytes[..HEADER_LEN], payload) {
-                Some(plain) => Ok((header, Cow::Owned(plain))),
-                None => Err(Damage::Decrypt),
-            },
+            (Some(_), true) => Ok((header, payload)),
             (None, false) => {
                 let stored = u32::from_le_bytes([bytes[end], bytes[end + 1], bytes[end + 2], bytes[end + 3]]);
                 let computed = crc32fast::hash(payload);
                 if stored != computed {
                     return Err(Damage::PayloadChecksum { stored, computed });
                 }
-                Ok((header, Cow::Borrowed(payload)))
+                Ok((header, payload))
             }
         }
     }
 
-    /// Check the framing and integrity of `bytes` (stored as checkpoint `id`) and return its
-    /// header, without decoding the payload. Encrypted checkpoints are authenticated.
-    pub fn verify(&self, id: CheckpointId, bytes: &[u8]) -> Result<Header, Damage> {
-        self.open_payload(id, bytes).map(|(h, _)| h)
+    /// The part of the payload the header's nonce seals (and the header authenticates): the
+    /// whole payload before format 5, the index from format 5 on. Returns it opened (LZ4
+    /// still to undo) and, from format 5 on, the blocks after it.
+    fn open_payload<'a>(&self, id: CheckpointId, bytes: &'a [u8]) -> Result<Opened<'a>, Damage> {
+        let (header, payload) = self.frame(id, bytes)?;
+        let (sealed, rest) = if header.version >= 5 {
+            let len = payload
+                .get(..4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+                .filter(|&l| l <= payload.len() - 4)
+                .ok_or_else(|| Damage::Decode("the index's length runs past the payload".into()))?;
+            (&payload[4..4 + len], &payload[4 + len..])
+        } else {
+            (payload, &payload[payload.len()..])
+        };
+        let opened = match &self.cipher {
+            Some(cipher) => {
+                Cow::Owned(open(cipher, &header.nonce, &bytes[..HEADER_LEN], sealed).ok_or(Damage::Decrypt)?)
+            }
+            None => Cow::Borrowed(sealed),
+        };
+        Ok((header, opened, rest))
     }
 
-    /// Verify and decode checkpoint `id`.
-    pub fn decode(&self, id: CheckpointId, bytes: &[u8]) -> Result<(Header, CheckpointData), Damage> {
-        let (header, payload) = self.open_payload(id, bytes)?;
+    /// Undo LZ4 on what the header describes (`raw_len`).
+    fn decompress(header: &Header, payload: &[u8]) -> Result<Vec<u8>, Damage> {
         let payload_len = payload.len() as u64;
         if header.raw_len > MAX_RAW_LEN || header.raw_len > payload_len.saturating_mul(256) + 64 {
             return Err(Damage::InvalidHeader(format!(
@@ -189,7 +212,6 @@ impl Codec {
                 header.raw_len, payload_len
             )));
         }
-        let payload = &payload[..];
         let raw = if header.flags & FLAG_LZ4 != 0 {
             lz4_flex::block::decompress(payload, header.raw_len as usize)
                 .map_err(|e| Damage::Decompress(e.to_string()))?
@@ -203,7 +225,70 @@ impl Codec {
                 header.raw_len
             )));
         }
-        let data = super::payload::decode(header.version, &raw).map_err(Damage::Decode)?;
+        Ok(raw)
+    }
+
+    /// Check the framing and integrity of `bytes` (stored as checkpoint `id`) and return its
+    /// header, without decoding the payload. Encrypted checkpoints are authenticated (from
+    /// format 5: the index and every block).
+    pub fn verify(&self, id: CheckpointId, bytes: &[u8]) -> Result<Header, Damage> {
+        let (header, index, area) = self.open_payload(id, bytes)?;
+        if header.version >= 5
+            && let Some(cipher) = &self.cipher
+        {
+            let (_, operators) =
+                ranged::read_index(&Self::decompress(&header, &index)?).map_err(Damage::Decode)?;
+            ranged::authenticate(&operators, area, id, cipher)?;
+        }
+        Ok(header)
+    }
+
+    /// The blocks of each operator of checkpoint `id` (format 5; `None` before it, whose
+    /// payload is one block).
+    pub fn layout(&self, id: CheckpointId, bytes: &[u8]) -> Result<Option<Vec<OperatorIndex>>, Damage> {
+        let (header, index, _) = self.open_payload(id, bytes)?;
+        if header.version < 5 {
+            return Ok(None);
+        }
+        let (_, operators) =
+            ranged::read_index(&Self::decompress(&header, &index)?).map_err(Damage::Decode)?;
+        Ok(Some(operators))
+    }
+
+    /// Verify and decode checkpoint `id`.
+    pub fn decode(&self, id: CheckpointId, bytes: &[u8]) -> Result<(Header, CheckpointData), Damage> {
+        self.decode_part(id, bytes, &|_| None, &mut DecodeStats::default())
+    }
+
+    /// Verify and decode the key groups of checkpoint `id` that `select` asks for, per operator
+    /// (operator-wide entries with a range that starts at 0). From format 5 only the blocks that
+    /// overlap are decoded (counted in `stats`); before it, everything is, then filtered.
+    pub fn decode_part(
+        &self,
+        id: CheckpointId,
+        bytes: &[u8],
+        select: Select<'_>,
+        stats: &mut DecodeStats,
+    ) -> Result<(Header, CheckpointData), Damage> {
+        let (header, payload, area) = self.open_payload(id, bytes)?;
+        let raw = Self::decompress(&header, &payload)?;
+        drop(payload);
+        if header.version >= 5 {
+            stats.index_bytes += raw.len() as u64;
+            let (host, operators) = ranged::read_index(&raw).map_err(Damage::Decode)?;
+            let data = ranged::decode(host, operators, area, id, self.cipher.as_ref(), select, stats)?;
+            return Ok((header, data));
+        }
+        stats.blocks += 1;
+        stats.blocks_total += 1;
+        stats.raw_bytes += raw.len() as u64;
+        stats.raw_bytes_total += raw.len() as u64;
+        let mut data = super::payload::decode(header.version, &raw).map_err(Damage::Decode)?;
+        for o in &mut data.operators {
+            if let Some(range) = select(&o.name) {
+                ranged::keep_range(&mut o.state, o.key_groups, &range);
+            }
+        }
         Ok((header, data))
     }
 }
@@ -250,9 +335,10 @@ mod tests {
             proptest::collection::vec((key(), proptest::collection::vec(any::<u8>(), 0..64)), 0..40);
         let deletes = proptest::collection::vec(key(), 0..10);
         let op = (".{0,8}", any::<u32>(), 1u32..200, entries, deletes).prop_map(
-            |(name, partition, key_groups, sets, deletes)| OperatorSnapshot {
+            |(name, parallelism, key_groups, sets, deletes)| OperatorSnapshot {
                 name,
-                partition,
+                parallelism: parallelism % 8 + 1,
+                expired: u64::from(parallelism),
                 plugin_digest: "ab".repeat(32),
                 config: "{\"x\":1}".into(),
                 key_groups,

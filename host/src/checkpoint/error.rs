@@ -62,6 +62,9 @@ pub enum Damage {
     /// Decryption failed.
     #[error("decryption failed: wrong key, or the checkpoint was tampered with")]
     Decrypt,
+    /// A block (format 5) did not authenticate.
+    #[error("decryption failed for {0}: wrong key, or the checkpoint was tampered with")]
+    BlockDecrypt(String),
     /// Not encrypted, but the store is configured for encryption.
     #[error(
         "the checkpoint is not encrypted but a key was given; refusing to mix plain and encrypted checkpoints"

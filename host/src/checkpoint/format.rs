@@ -3,7 +3,7 @@
 //! ```text
 //! offset size field
 //!      0    8 magic "CAIRNCKP"
-//!      8    2 format version (2; 1 is still read)
+//!      8    2 format version (5; 1 to 4 are still read)
 //!     10    1 kind: 0 full, 1 delta
 //!     11    1 flags: bit 0 LZ4-compressed payload, bit 1 AES-256-GCM-encrypted payload
 //!     12    4 how long this process took to write checkpoint `sequence - 1`, µs + 1
@@ -12,15 +12,16 @@
 //!     24    8 base: id of the full checkpoint this chain starts from (itself for a full)
 //!     32    8 parent: id of the previous checkpoint of the chain (u64::MAX for a full)
 //!     40    8 creation time, ms since the Unix epoch
-//!     48    8 length of the serialized payload before compression
+//!     48    8 length of the serialized payload before compression (from format 5: the index's)
 //!     56    8 length of the stored payload
 //!     64   12 AES-GCM nonce (zero when not encrypted)
 //!     76    4 CRC32 of bytes 0..76
 //!     80    … payload
 //!      …    4 CRC32 of the payload (only when not encrypted; GCM's tag covers encrypted ones)
 //! ```
-//! When encrypted, bytes 0..80 are the associated data, so the header cannot be altered either.
-//! The payload's own layout, per version, is in `payload.rs`.
+//! When encrypted, bytes 0..80 are the associated data of what the header's nonce seals (the
+//! payload before format 5, the index from format 5 on), so the header cannot be altered
+//! either. The payload's own layout: `ranged.rs` (format 5), `payload.rs` (formats 1 to 4).
 
 use super::Damage;
 use crate::store::CheckpointId;
@@ -28,7 +29,7 @@ use crate::store::CheckpointId;
 /// Magic bytes at the start of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"CAIRNCKP";
 /// The format version this build writes and the newest it reads.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 /// Header length.
 pub const HEADER_LEN: usize = 80;
 /// Flag: payload is LZ4 block-compressed.

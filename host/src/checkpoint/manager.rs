@@ -47,7 +47,7 @@ pub struct CommitInfo {
     pub deleted: Vec<CheckpointId>,
 }
 
-/// One operator as the checkpoint cut sees it: identity and a handle on its state.
+/// One operator as the checkpoint cut sees it: identity and a handle on each instance's state.
 pub struct OperatorPart<'a> {
     /// Name within the job.
     pub name: &'a str,
@@ -55,8 +55,27 @@ pub struct OperatorPart<'a> {
     pub plugin_digest: String,
     /// Its configuration text.
     pub config: &'a str,
-    /// Its state (the cut takes the delta or a snapshot from it).
-    pub state: &'a mut StateHolder,
+    /// The job's key groups.
+    pub key_groups: u32,
+    /// Entries expired by state TTL over the operator's life, all instances summed.
+    pub expired: u64,
+    /// Each instance's state, their key groups disjoint (the cut takes every one's delta or
+    /// snapshot; the checkpoint holds them as one operator's entries).
+    pub states: Vec<&'a mut StateHolder>,
+}
+
+impl<'a> OperatorPart<'a> {
+    /// One instance that owns every one of the default 128 key groups.
+    pub fn single(name: &'a str, plugin_digest: String, config: &'a str, state: &'a mut StateHolder) -> Self {
+        Self {
+            name,
+            plugin_digest,
+            config,
+            key_groups: cairn_codec::scoped::DEFAULT_KEY_GROUPS,
+            expired: 0,
+            states: vec![state],
+        }
+    }
 }
 
 /// Where the chain continues after a restore.
@@ -265,20 +284,31 @@ impl Checkpointer {
         let operators = operators
             .into_iter()
             .map(|op| {
-                let state = if at.kind == Kind::Full {
-                    let s = op.state.snapshot();
-                    op.state.clear_changes();
-                    s
-                } else {
-                    op.state.take_delta()
-                };
+                let parallelism = op.states.len() as u32;
+                let mut state = crate::state::StateDelta::default();
+                for holder in op.states {
+                    let part = if at.kind == Kind::Full {
+                        let s = holder.snapshot();
+                        holder.clear_changes();
+                        s
+                    } else {
+                        holder.take_delta()
+                    };
+                    if state.sets.is_empty() && state.deletes.is_empty() {
+                        state = part;
+                    } else {
+                        state.sets.extend(part.sets);
+                        state.deletes.extend(part.deletes);
+                    }
+                }
                 keys += state.sets.len() + state.deletes.len();
                 OperatorSnapshot {
                     name: op.name.to_string(),
-                    partition: 0,
                     plugin_digest: op.plugin_digest,
                     config: op.config.to_string(),
-                    key_groups: cairn_codec::scoped::DEFAULT_KEY_GROUPS,
+                    key_groups: op.key_groups,
+                    parallelism,
+                    expired: op.expired,
                     state,
                 }
             })

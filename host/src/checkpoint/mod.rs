@@ -2,6 +2,7 @@
 //!
 //! * [`format`]: the versioned binary header and integrity checks;
 //! * [`codec`]: payload serialization (bincode), compression (LZ4) and the checksum;
+//! * [`ranged`]: format 5's index and blocks by key-group range;
 //! * [`model`]: what a checkpoint holds;
 //! * [`manager`]: full/delta decisions, the background writer, retention;
 //! * [`restore`]: rebuilding state from a base and its deltas, with fallback.
@@ -18,6 +19,7 @@ pub mod inspect;
 pub mod manager;
 pub mod model;
 mod payload;
+pub mod ranged;
 pub mod restore;
 mod state_serde;
 
@@ -28,7 +30,8 @@ pub use error::{CheckpointError, Damage};
 pub use format::{Header, Kind};
 pub use manager::{CheckpointConfig, Checkpointer, CommitInfo, OperatorPart, ResumePoint};
 pub use model::{CheckpointData, HostState, JsonlPosition, OperatorSnapshot, SinkPosition, SourcePosition};
-pub use restore::{Restored, RestoredOperator, read_checkpoint, restore};
+pub use ranged::DecodeStats;
+pub use restore::{Restored, RestoredOperator, read_checkpoint, restore, restore_part};
 
 /// Why a store could not be opened for checkpoints.
 #[derive(Debug, thiserror::Error)]

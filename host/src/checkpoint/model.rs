@@ -94,8 +94,6 @@ impl JsonlPosition {
 pub struct OperatorSnapshot {
     /// The operator's name within the job.
     pub name: String,
-    /// The partition this instance owns (0 when unpartitioned).
-    pub partition: u32,
     /// SHA-256 of the plugin's component, hex.
     pub plugin_digest: String,
     /// The operator's configuration text.
@@ -103,6 +101,11 @@ pub struct OperatorSnapshot {
     /// How many key groups its keyed entries are split into (fixed for a job; recorded so a
     /// job can restore with another parallelism).
     pub key_groups: u32,
+    /// How many instances the cut was taken from (1 before format 5).
+    pub parallelism: u32,
+    /// Entries expired by state TTL over the operator's life, all instances summed (before
+    /// format 5: the host's `!e` entry among the operator's entries).
+    pub expired: u64,
     /// All entries (full checkpoint) or the changes since the parent (delta). The payload
     /// stores them grouped by key group (`payload`).
     pub state: StateDelta,

@@ -1,6 +1,6 @@
 //! The payload of a checkpoint (what bincode writes before compression), by format version.
 //!
-//! * **Version 4** (written): as version 3, the host state ending with the sink's record
+//! * **Version 4** (read; written before format 5's blocks by key-group range, `ranged.rs`): as version 3, the host state ending with the sink's record
 //!   ([`super::model::SinkPosition`]).
 //! * **Version 3** (read): as version 2, each key group's sets and deletes written as sorted
 //!   blocks ([`super::block`]: keys in byte order with shared prefixes elided, then the values
@@ -12,7 +12,9 @@
 //! * **Version 1** (read): the JSONL position in fixed fields, one flat list of entries per
 //!   operator. Decoded into the same in-memory [`CheckpointData`].
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+#[cfg(test)]
+use serde::Serialize;
 
 use super::block;
 use super::model::{CheckpointData, HostState, JsonlPosition, OperatorSnapshot};
@@ -25,7 +27,7 @@ fn config() -> bincode::config::Configuration {
 
 /// The key group of a stored key: its stream key's for keyed entries and timers, `None` for
 /// operator-wide entries and unscoped (0.1) keys.
-fn group_of(key: &str, groups: u32) -> Option<u32> {
+pub(super) fn group_of(key: &str, groups: u32) -> Option<u32> {
     if let Some((stream_key, _)) = cairn_codec::timers::parse(key) {
         return Some(cairn_codec::scoped::key_group(stream_key, groups));
     }
@@ -38,6 +40,7 @@ fn group_of(key: &str, groups: u32) -> Option<u32> {
     }
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct GroupOut {
     group: Option<u32>,
@@ -47,6 +50,7 @@ struct GroupOut {
     deletes: Vec<u8>,
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct OperatorOut<'a> {
     name: &'a str,
@@ -57,15 +61,18 @@ struct OperatorOut<'a> {
     groups: Vec<GroupOut>,
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct PayloadOut<'a> {
     host: &'a HostState,
     operators: Vec<OperatorOut<'a>>,
 }
 
+#[cfg(test)]
 /// One key group's part of a delta: its group, its sets, its deletes.
 type Group = (Option<u32>, Vec<(Key, Value)>, Vec<Key>);
 
+#[cfg(test)]
 /// Split a delta by key group, groups in ascending order (operator-wide first), each keeping
 /// the delta's order.
 fn grouped(d: &StateDelta, groups: u32) -> Vec<Group> {
@@ -83,7 +90,8 @@ fn grouped(d: &StateDelta, groups: u32) -> Vec<Group> {
     by.into_iter().map(|(g, (s, r))| (g, s, r)).collect()
 }
 
-/// Encode `data` as a version-3 payload.
+#[cfg(test)]
+/// Encode `data` as a version-4 payload (written before format 5; tests write it still).
 pub fn encode(data: &CheckpointData) -> Result<Vec<u8>, String> {
     let split: Vec<Vec<Group>> = data
         .operators
@@ -96,7 +104,7 @@ pub fn encode(data: &CheckpointData) -> Result<Vec<u8>, String> {
         .zip(&split)
         .map(|(o, groups)| OperatorOut {
             name: &o.name,
-            partition: o.partition,
+            partition: 0,
             plugin_digest: &o.plugin_digest,
             config: &o.config,
             key_groups: o.key_groups,
@@ -141,6 +149,8 @@ struct GroupIn3<'a> {
 #[derive(Deserialize)]
 struct OperatorIn<G> {
     name: String,
+    /// Always 0 (never used).
+    #[allow(dead_code)]
     partition: u32,
     plugin_digest: String,
     config: String,
@@ -203,10 +213,11 @@ impl<G> PayloadIn<G> {
             let state = state_of(&o.name, o.groups)?;
             operators.push(OperatorSnapshot {
                 name: o.name,
-                partition: o.partition,
                 plugin_digest: o.plugin_digest,
                 config: o.config,
                 key_groups: o.key_groups,
+                parallelism: 1,
+                expired: 0,
                 state,
             });
         }
@@ -235,6 +246,8 @@ struct HostV1 {
 #[derive(Deserialize)]
 struct OperatorV1 {
     name: String,
+    /// Always 0 (never used).
+    #[allow(dead_code)]
     partition: u32,
     plugin_digest: String,
     config: String,
@@ -376,10 +389,11 @@ pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
                     .into_iter()
                     .map(|o| OperatorSnapshot {
                         name: o.name,
-                        partition: o.partition,
                         plugin_digest: o.plugin_digest,
                         config: o.config,
                         key_groups: cairn_codec::scoped::DEFAULT_KEY_GROUPS,
+                        parallelism: 1,
+                        expired: 0,
                         state: StateDelta {
                             sets: o.state.sets,
                             deletes: o.state.deletes,
@@ -418,10 +432,11 @@ mod tests {
             host: HostState::default(),
             operators: vec![OperatorSnapshot {
                 name: "op".into(),
-                partition: 0,
                 plugin_digest: "d".into(),
                 config: "{}".into(),
                 key_groups: cairn_codec::scoped::DEFAULT_KEY_GROUPS,
+                parallelism: 1,
+                expired: 0,
                 state,
             }],
         }
@@ -429,7 +444,7 @@ mod tests {
 
     fn decode_with(threshold: usize, raw: &[u8]) -> Result<CheckpointData, String> {
         TEST_PARALLEL_BYTES.with(|c| c.set(Some(threshold)));
-        let r = decode(super::super::format::VERSION, raw);
+        let r = decode(4, raw);
         TEST_PARALLEL_BYTES.with(|c| c.set(None));
         r
     }

@@ -2,7 +2,8 @@
 
 use super::format::Header;
 use super::manager::ResumePoint;
-use super::{CheckpointData, CheckpointError, Codec, Damage, HostState, Kind};
+use super::ranged::{DecodeStats, Select};
+use super::{CheckpointData, CheckpointError, Codec, Damage, HostState, Kind, OperatorSnapshot};
 use crate::state::StateHolder;
 use crate::store::{CheckpointId, CheckpointStore};
 
@@ -14,14 +15,31 @@ const MAX_CHAIN: usize = 100_000;
 pub struct RestoredOperator {
     /// Name within the job.
     pub name: String,
-    /// Partition.
-    pub partition: u32,
+    /// The job's key groups.
+    pub key_groups: u32,
+    /// How many instances the checkpoint was taken from.
+    pub parallelism: u32,
+    /// Entries expired by state TTL over the operator's life, all instances summed.
+    pub expired: u64,
     /// Plugin digest (hex) at checkpoint time.
     pub plugin_digest: String,
     /// Configuration at checkpoint time.
     pub config: String,
-    /// The state.
+    /// The state (of the key groups asked for).
     pub state: StateHolder,
+}
+
+/// Before format 5 the expired-entry count was the host's entry `!e` among an operator's
+/// entries: take it out (a format-5 cut records it beside the entries), as the count if set.
+fn take_legacy_expired(snap: &mut OperatorSnapshot) -> Option<u64> {
+    let key = cairn_codec::expiry::EXPIRED_COUNT;
+    snap.state.deletes.retain(|k| &**k != key);
+    let at = snap.state.sets.iter().position(|(k, _)| &**k == key)?;
+    let (_, v) = snap.state.sets.remove(at);
+    Some(
+        v.get(..8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes"))),
+    )
 }
 
 /// A restored checkpoint.
@@ -81,6 +99,18 @@ pub fn load_chain(
     codec: &Codec,
     id: CheckpointId,
 ) -> Result<Restored, CheckpointError> {
+    load_chain_part(store, codec, id, &|_| None, &mut DecodeStats::default())
+}
+
+/// Restore the key groups `select` asks for (per operator) of checkpoint `id`: from format 5
+/// on, only the blocks that overlap them are decoded (counted in `stats`).
+pub fn load_chain_part(
+    store: &dyn CheckpointStore,
+    codec: &Codec,
+    id: CheckpointId,
+    select: Select<'_>,
+    stats: &mut DecodeStats,
+) -> Result<Restored, CheckpointError> {
     let damaged = |damage| CheckpointError::Damaged {
         store: store.describe(),
         id,
@@ -100,7 +130,7 @@ pub fn load_chain(
                 });
             }
             Err(e) if cur == id => return Err(e.into()),
-            Ok(Some(bytes)) => codec.decode(cur, &bytes),
+            Ok(Some(bytes)) => codec.decode_part(cur, &bytes, select, stats),
             Ok(None) => Err(Damage::MissingParent { missing: cur }),
             Err(e) => Err(Damage::BrokenChain(e.to_string())),
         };
@@ -144,23 +174,36 @@ pub fn load_chain(
     let mut host = HostState::default();
     let mut header = None;
     for (h, data) in links {
-        for snap in data.operators {
+        for mut snap in data.operators {
             let first = operators.is_empty();
-            let existing = operators
-                .iter_mut()
-                .find(|o| o.name == snap.name && o.partition == snap.partition);
+            let expired = if h.version >= 5 {
+                Some(snap.expired)
+            } else {
+                take_legacy_expired(&mut snap)
+            };
+            let existing = operators.iter_mut().find(|o| o.name == snap.name);
             match existing {
                 Some(op) => {
+                    if op.key_groups != snap.key_groups {
+                        return Err(damaged(Damage::BrokenChain(format!(
+                            "checkpoint {} has {} key groups for operator {:?}, its parent {}",
+                            h.sequence, snap.key_groups, snap.name, op.key_groups
+                        ))));
+                    }
                     op.state.apply(snap.state);
                     op.plugin_digest = snap.plugin_digest;
                     op.config = snap.config;
+                    op.parallelism = snap.parallelism;
+                    op.expired = expired.unwrap_or(op.expired);
                 }
                 None if h.kind == Kind::Full || first => {
                     let mut state = StateHolder::new();
                     state.apply(snap.state);
                     operators.push(RestoredOperator {
                         name: snap.name,
-                        partition: snap.partition,
+                        key_groups: snap.key_groups,
+                        parallelism: snap.parallelism,
+                        expired: expired.unwrap_or(0),
                         plugin_digest: snap.plugin_digest,
                         config: snap.config,
                         state,
@@ -197,10 +240,21 @@ pub fn restore(
     codec: &Codec,
     at: Option<CheckpointId>,
 ) -> Result<Option<Restored>, CheckpointError> {
+    restore_part(store, codec, at, &|_| None, &mut DecodeStats::default())
+}
+
+/// [`restore`] of the key groups `select` asks for (see [`load_chain_part`]).
+pub fn restore_part(
+    store: &dyn CheckpointStore,
+    codec: &Codec,
+    at: Option<CheckpointId>,
+    select: Select<'_>,
+    stats: &mut DecodeStats,
+) -> Result<Option<Restored>, CheckpointError> {
     let ids = store.list()?;
     let newest = ids.last().copied();
     if let Some(id) = at {
-        let mut r = load_chain(store, codec, id)?;
+        let mut r = load_chain_part(store, codec, id, select, stats)?;
         r.is_latest = Some(id) == newest;
         return Ok(Some(r));
     }
@@ -211,7 +265,7 @@ pub fn restore(
     let latest = store.latest()?.unwrap_or(u64::MAX);
     let mut skipped = Vec::new();
     for &id in ids.iter().rev().filter(|&&id| id <= latest) {
-        match load_chain(store, codec, id) {
+        match load_chain_part(store, codec, id, select, stats) {
             Ok(mut r) => {
                 if !skipped.is_empty() {
                     tracing::warn!(

@@ -147,27 +147,47 @@ fn show(id: &str, args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
     let Some(r) = restore(store.as_ref(), &codec, at)? else {
         bail!("no checkpoints in {url}");
     };
+    // This checkpoint's own blocks by key-group range (format 5 on).
+    let layout = match store.get(r.id)? {
+        Some(bytes) => codec.layout(r.id, &bytes).unwrap_or_default(),
+        None => None,
+    };
     let operators: Vec<Value> = r
         .operators
         .iter()
-        .map(|o| {
+        .enumerate()
+        .map(|(i, o)| {
             // The operator's own entries; the host's (timers, TTL records) apart.
             let mut state = serde_json::Map::new();
             let mut timers = Vec::new();
-            let mut expired = 0u64;
             for (k, v) in o.state.iter() {
                 if let Some((key, ts)) = cairn_codec::timers::parse(k) {
                     timers.push(json!({ "key": key, "ts": ts }));
-                } else if k == cairn_codec::expiry::EXPIRED_COUNT {
-                    expired = v.try_into().map_or(0, u64::from_le_bytes);
                 } else if !k.starts_with('!') {
                     state.insert(k.to_string(), value_json(v));
                 }
             }
+            let blocks: Vec<Value> = layout
+                .as_ref()
+                .and_then(|l| l.get(i))
+                .map(|op| {
+                    op.blocks
+                        .iter()
+                        .map(|b| {
+                            json!({
+                                "groups": b.groups.map(|(lo, hi)| json!([lo, hi])),
+                                "sets": b.sets, "deletes": b.deletes,
+                                "raw_bytes": b.raw_len, "stored_bytes": b.stored_len,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             json!({
-                "name": o.name, "partition": o.partition, "plugin_digest": o.plugin_digest,
+                "name": o.name, "key_groups": o.key_groups, "parallelism": o.parallelism,
+                "plugin_digest": o.plugin_digest,
                 "config": o.config, "keys": state.len(), "state": state,
-                "timers": timers, "expired_keys": expired,
+                "timers": timers, "expired_keys": o.expired, "blocks": blocks,
             })
         })
         .collect();
@@ -211,14 +231,25 @@ fn show(id: &str, args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
         let digest = o["plugin_digest"].as_str().unwrap_or_default();
         let timers = o["timers"].as_array().map_or(&[][..], Vec::as_slice);
         println!(
-            "operator {} (partition {}, plugin {}…), {} keys, {} timers, {} keys expired by state TTL so far:",
+            "operator {} ({} key groups, taken at parallelism {}, plugin {}…), {} keys, {} timers, {} keys expired by state TTL so far:",
             o["name"],
-            o["partition"],
+            o["key_groups"],
+            o["parallelism"],
             &digest[..12.min(digest.len())],
             o["keys"],
             timers.len(),
             o["expired_keys"]
         );
+        for b in o["blocks"].as_array().map_or(&[][..], Vec::as_slice) {
+            let groups = match b["groups"].as_array() {
+                Some(r) => format!("key groups {}..{}", r[0], r[1]),
+                None => "operator-wide".to_string(),
+            };
+            println!(
+                "  block {groups}: {} set, {} removed, {} bytes ({} stored) in this checkpoint",
+                b["sets"], b["deletes"], b["raw_bytes"], b["stored_bytes"]
+            );
+        }
         if let Some(m) = o["state"].as_object() {
             for (k, v) in m {
                 println!("  {k} = {v}");

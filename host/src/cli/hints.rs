@@ -3,7 +3,7 @@
 
 use cairn::CallError;
 use cairn::checkpoint::{CheckpointError, KeyError, KeyKind, OpenError};
-use cairn::runtime::{JobError, Mismatch, RunError};
+use cairn::runtime::{JobError, Mismatch, ParallelismError, RunError};
 
 /// A hint for the first error in `e`'s chain that has one.
 pub fn hint(e: &anyhow::Error) -> Option<String> {
@@ -19,6 +19,12 @@ fn for_cause(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             JobError::Checkpoint(c) => for_cause(c),
             JobError::Operator(c) => for_cause(c),
             JobError::Mismatch(m) => for_cause(m),
+            JobError::Parallelism(p) => Some(match p {
+                ParallelismError::KeyGroups(_) => "pass --key-groups from 1 to 32768".into(),
+                _ => {
+                    "pass --parallelism 1 (or `parallelism = 1` for the operator in the pipeline file)".into()
+                }
+            }),
         };
     }
     if let Some(r) = cause.downcast_ref::<RunError>() {
@@ -48,6 +54,9 @@ fn for_cause(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
                     "run an input that grows with --keep-open; for this one, use a new --store to start over, \
                      or --restore-from an earlier checkpoint"
                         .into()
+                }
+                Mismatch::KeyGroups { then, .. } => {
+                    format!("leave --key-groups out (or pass --key-groups {then}), or use a new --store to start over")
                 }
                 Mismatch::BatchSize { then, .. } => {
                     format!(

@@ -60,6 +60,15 @@ pub struct RunArgs {
     /// size its checkpoints were taken with: results depend on batch boundaries.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Instances of each operator, each owning a range of the key groups and running on its own
+    /// thread [default: the pipeline file's, else 1]. A job restores at any parallelism.
+    #[arg(long)]
+    parallelism: Option<u32>,
+    /// Key groups keyed state is split into (1 to 32768), fixed when the job first starts
+    /// [default: the checkpoint's, else the pipeline file's, else 128]. At most this many
+    /// instances can share an operator.
+    #[arg(long)]
+    key_groups: Option<u32>,
     /// The job's name, recorded in its checkpoints [default: the pipeline's name, or "default"].
     #[arg(long)]
     name: Option<String>,
@@ -247,6 +256,16 @@ pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
         }
         (None, None) => bail!("pass --plugin <file.wasm> or --pipeline <file.toml>"),
     };
+    let mut spec = spec;
+    if let Some(n) = args.parallelism {
+        if n == 0 {
+            bail!("--parallelism must be at least 1");
+        }
+        spec.parallelism = Some(n);
+        for op in &mut spec.operators {
+            op.parallelism = None;
+        }
+    }
     let engine = spec.engine()?.with_cache(super::component_cache());
     let operators = spec.builders(&engine)?;
     let shown = operators
@@ -280,6 +299,7 @@ pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
         output: args.output.clone(),
         endpoints: None,
         operators,
+        key_groups: args.key_groups.or(spec.key_groups),
         batch_size: args.batch_size.or(batch),
         checkpoint,
         stop,

@@ -27,6 +27,7 @@ pub struct OperatorBuilder {
     name: Option<String>,
     config: String,
     limits: Limits,
+    parallelism: u32,
 }
 
 impl OperatorBuilder {
@@ -36,7 +37,20 @@ impl OperatorBuilder {
             name: None,
             config: "{}".into(),
             limits: Limits::default(),
+            parallelism: 1,
         }
+    }
+
+    /// How many instances a job runs of it, each owning a range of the key groups (default 1;
+    /// see `runtime::Stage`).
+    pub fn parallelism(mut self, n: u32) -> Self {
+        self.parallelism = n.max(1);
+        self
+    }
+
+    /// The parallelism asked for.
+    pub fn parallelism_ref(&self) -> u32 {
+        self.parallelism
     }
 
     /// The operator's configuration, a JSON text passed to its `init`.

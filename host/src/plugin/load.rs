@@ -49,6 +49,8 @@ pub(crate) struct PluginInner {
     pub pre: InstancePre<InstanceData>,
     /// Where its exports are.
     pub exports: ExportIndices,
+    /// Whether it imports `wasi:keyvalue` (whose state is all operator-wide).
+    pub keyvalue: bool,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -192,6 +194,10 @@ impl Plugin {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| mismatch(vec![format!("{e:#}")]))?;
+        let keyvalue = component
+            .component_type()
+            .imports(engine.wasmtime())
+            .any(|(name, _)| name.starts_with("wasi:keyvalue/"));
         Ok(Self {
             inner: Arc::new(PluginInner {
                 name: name.to_string(),
@@ -199,6 +205,7 @@ impl Plugin {
                 engine: engine.clone(),
                 pre,
                 exports,
+                keyvalue,
             }),
         })
     }
@@ -206,6 +213,19 @@ impl Plugin {
     /// The version of the operator contract the plugin was built for.
     pub fn contract(&self) -> Contract {
         self.inner.exports.contract
+    }
+
+    /// Why the plugin can only run as one instance, if it can: its state is all operator-wide
+    /// (a 0.1.x plugin, or one that keeps its state through `wasi:keyvalue`), and operator-wide
+    /// state cannot be split by key group.
+    pub fn single_instance_only(&self) -> Option<String> {
+        if self.contract() == Contract::V0_1 {
+            Some("it is a 0.1.x plugin, whose state is all operator-wide".into())
+        } else if self.inner.keyvalue {
+            Some("it keeps its state through wasi:keyvalue, which is all operator-wide".into())
+        } else {
+            None
+        }
     }
 
     /// The plugin's name (file stem), used in logs and errors.

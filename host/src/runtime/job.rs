@@ -9,14 +9,14 @@ use super::ahead::{Bad, Cut, ReadAhead};
 use super::io::{self, Opening, Sink};
 pub use super::job_spec::{
     CheckpointSpec, DEFAULT_BATCH_SIZE, ErrorPolicy, FINAL_WATERMARK, JobError, JobReport, JobSpec, Mismatch,
-    Progress, ProgressHook, Triggers,
+    ParallelismError, Progress, ProgressHook, Triggers,
 };
-use super::resume::{build_operators, check_jsonl_resume};
+use super::resume::{build_stages, check_jsonl_resume, check_parallelism, key_groups, restore_job};
 use super::run::feed_batch;
-use super::{JsonlSink, Pipeline, RunError, RunStats};
+use super::{JsonlSink, Pipeline, RunError, RunStats, Stage};
 use crate::Batch;
 use crate::checkpoint::{
-    CheckpointError, Checkpointer, CommitInfo, HostState, JsonlPosition, Restored, SourcePosition, restore,
+    CheckpointError, Checkpointer, CommitInfo, HostState, JsonlPosition, SourcePosition,
 };
 use crate::store::StoreError;
 
@@ -73,6 +73,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         output,
         endpoints,
         operators,
+        key_groups: asked_groups,
         batch_size,
         checkpoint,
         stop,
@@ -101,13 +102,19 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     let mut report = JobReport::default();
     let mut restore_took = Duration::ZERO;
     let accept = checkpoint.as_ref().is_some_and(|c| c.accept_plugin_change);
-    let (mut ckpt, mut restored) = match checkpoint {
+    let (mut ckpt, restored) = match checkpoint {
         None => (None, None),
         Some(c) => {
             let t = Instant::now();
-            let restored = restore(c.store.as_ref(), &c.codec, c.restore_from)?;
+            let restored = restore_job(
+                c.store.as_ref(),
+                &c.codec,
+                c.restore_from,
+                &operators,
+                asked_groups,
+            )?;
             restore_took = t.elapsed();
-            let resume = restored.as_ref().map(Restored::resume_point);
+            let resume = restored.as_ref().map(|(r, _)| r.resume_point());
             let checkpointer = Checkpointer::start(c.store, c.codec, c.config, resume)?;
             let ckpt = Ckpt {
                 checkpointer,
@@ -125,7 +132,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     // The batch size: the one asked for, which must be the checkpoint's when resuming.
     let recorded = restored
         .as_ref()
-        .and_then(|r| io::recorded_batch_size(&r.host.source).map(|b| (r.id, b)));
+        .and_then(|(r, _)| io::recorded_batch_size(&r.host.source).map(|b| (r.id, b)));
     let batch_size = match (batch_size, recorded) {
         (Some(now), Some((checkpoint, then))) if now.max(1) as u64 != then => {
             return Err(Mismatch::BatchSize {
@@ -140,15 +147,21 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         (None, None) => DEFAULT_BATCH_SIZE,
     }
     .max(1);
-    let mut ops = build_operators(operators, restored.as_mut(), accept)?;
+    let groups = key_groups(asked_groups, restored.as_ref().map(|(r, _)| r))?;
+    check_parallelism(&operators, groups)?;
+    let (mut restored, instances) = match restored {
+        Some((r, i)) => (Some(r), Some(i)),
+        None => (None, None),
+    };
+    let mut ops = build_stages(operators, restored.as_mut().zip(instances), groups, accept)?;
     if ckpt.is_none() {
         // No checkpoint will be taken: nothing needs to remember what changed, and a removed
         // key can leave the map at once.
-        for op in &mut ops {
+        for op in ops.iter_mut().flat_map(|s| s.instances_mut()) {
             op.parts_mut().2.untrack();
         }
     }
-    let pipeline = Pipeline::new(ops);
+    let pipeline = Pipeline::of_stages(ops);
     let opening = Opening {
         limits: input_limits,
         job: &name,
@@ -292,8 +305,8 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                     input_offset: live.source.progress(),
                     input_len,
                     events_in: live.stats.events_in,
-                    state_keys: ops.iter().map(|o| o.state().len() as u64).sum(),
-                    state_bytes: ops.iter().map(|o| o.state().bytes()).sum(),
+                    state_keys: ops.iter().map(Stage::state_keys).sum(),
+                    state_bytes: ops.iter().map(Stage::state_bytes).sum(),
                     last_checkpoint: ckpt.as_ref().and_then(|c| c.committed.last()).map(|c| c.id),
                 });
             }
@@ -431,9 +444,9 @@ impl Live {
         report: &mut JobReport,
     ) -> Result<(), JobError> {
         let ops = self.pipeline.operators();
-        report.expired_keys = ops.iter().map(|o| o.expired_keys()).sum();
-        report.state_keys = ops.iter().map(|o| o.state().len() as u64).sum();
-        report.state_bytes = ops.iter().map(|o| o.state().bytes()).sum();
+        report.expired_keys = ops.iter().map(Stage::expired_this_run).sum();
+        report.state_keys = ops.iter().map(Stage::state_keys).sum();
+        report.state_bytes = ops.iter().map(Stage::state_bytes).sum();
         let host = self.cut(pos)?;
         let Some(c) = ckpt else {
             self.sink.flush().map_err(RunError::from)?;
@@ -443,11 +456,7 @@ impl Live {
         if c.record(r)? {
             self.sink.commit().map_err(RunError::from)?;
         }
-        let dirty = self
-            .pipeline
-            .operators()
-            .iter()
-            .any(|o| o.state().dirty_len() > 0);
+        let dirty = self.pipeline.operators().iter().any(|o| o.dirty_keys() > 0);
         if self.stats.events_in == c.events_at_last && !dirty && !c.unsaved && host.sink.record.is_empty() {
             return Ok(());
         }

@@ -27,6 +27,57 @@ pub enum JobError {
     /// The checkpoint does not match the job as configured now.
     #[error(transparent)]
     Mismatch(#[from] Mismatch),
+    /// An operator cannot run with the parallelism asked for.
+    #[error(transparent)]
+    Parallelism(#[from] ParallelismError),
+}
+
+/// Why an operator cannot run with the parallelism asked for.
+#[derive(Debug, Error)]
+pub enum ParallelismError {
+    /// The plugin's state is all operator-wide.
+    #[error(
+        "operator `{operator}` cannot run with parallelism {parallelism}: {why}; run it with parallelism 1"
+    )]
+    SingleInstance {
+        /// The operator.
+        operator: String,
+        /// The parallelism asked for.
+        parallelism: u32,
+        /// Why it runs as one instance only.
+        why: String,
+    },
+    /// More instances than key groups.
+    #[error(
+        "operator `{operator}` cannot run with parallelism {parallelism}: the job has {groups} key groups, and \
+         each instance owns at least one; lower the parallelism or (for a new job) raise --key-groups"
+    )]
+    TooMany {
+        /// The operator.
+        operator: String,
+        /// The parallelism asked for.
+        parallelism: u32,
+        /// The job's key groups.
+        groups: u32,
+    },
+    /// The checkpoint holds operator-wide entries, which one of several instances cannot own.
+    #[error(
+        "operator `{operator}` cannot be restored with parallelism {parallelism}: checkpoint {checkpoint} \
+         holds {entries} operator-wide entries, which cannot be split by key group; run it with parallelism 1"
+    )]
+    OperatorWide {
+        /// The operator.
+        operator: String,
+        /// The parallelism asked for.
+        parallelism: u32,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Its operator-wide entries.
+        entries: usize,
+    },
+    /// The number of key groups is out of bounds.
+    #[error("{0} key groups: a job has 1 to 32768")]
+    KeyGroups(u32),
 }
 
 /// How a checkpoint differs from the job that would resume from it. Resuming could feed an
@@ -104,6 +155,20 @@ pub enum Mismatch {
         /// The batch size now.
         now: u64,
     },
+    /// Another number of key groups than the checkpoint's.
+    #[error(
+        "checkpoint {checkpoint} splits keyed state into {then} key groups, this run asks for {now}; the \
+         number of key groups is fixed when a job first starts: leave --key-groups out (or pass {then}), or \
+         start over with a new store"
+    )]
+    KeyGroups {
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// Its key groups.
+        then: u32,
+        /// The key groups asked for.
+        now: u32,
+    },
     /// An operator's configuration changed.
     #[error(
         "operator `{operator}`: the configuration changed since checkpoint {checkpoint} ({then} then, {now} now)"
@@ -173,8 +238,12 @@ pub struct JobSpec {
     /// Another source and sink than `input` and `output` name (an embedder's own); `None`:
     /// those names ([`super::io::Named`]).
     pub endpoints: Option<Box<dyn super::io::Endpoints>>,
-    /// The operators, in order.
+    /// The operators, in order (each with its parallelism, `OperatorBuilder::parallelism`).
     pub operators: Vec<OperatorBuilder>,
+    /// How many key groups keyed state is split into (1 to 32,768), fixed when the job first
+    /// starts; `None`: the restored checkpoint's, else 128. A restore with another number is
+    /// refused.
+    pub key_groups: Option<u32>,
     /// Events per batch; `None`: the batch size the restored checkpoint was taken with, else
     /// [`DEFAULT_BATCH_SIZE`]. Results depend on batch boundaries (the watermark moves between
     /// batches), so a job resumes only with the batch size its checkpoints were taken with.

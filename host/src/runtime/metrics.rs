@@ -120,16 +120,19 @@ pub(crate) fn batch(stats: &RunStats, pipeline: &Pipeline, took: Duration, input
 
 /// The operators' state gauges and expiry counters.
 pub(crate) fn state(pipeline: &Pipeline) {
-    for op in pipeline.operators() {
-        let name = op.name().to_string();
-        let s = op.state();
-        gauge!("cairn_state_keys", "operator" => name.clone()).set(s.len() as f64);
-        gauge!("cairn_state_bytes", "operator" => name.clone()).set(s.bytes() as f64);
-        gauge!("cairn_state_dirty_keys", "operator" => name.clone()).set(s.dirty_len() as f64);
-        if let Some(f) = op.fuel_consumed() {
-            counter!("cairn_fuel_consumed_total", "operator" => name.clone()).absolute(f);
+    for stage in pipeline.operators() {
+        let name = stage.name().to_string();
+        for (i, op) in stage.instances().iter().enumerate() {
+            let labels = [("operator", name.clone()), ("instance", i.to_string())];
+            let s = op.state();
+            gauge!("cairn_state_keys", &labels).set(s.len() as f64);
+            gauge!("cairn_state_bytes", &labels).set(s.bytes() as f64);
+            gauge!("cairn_state_dirty_keys", &labels).set(s.dirty_len() as f64);
+            if let Some(f) = op.fuel_consumed() {
+                counter!("cairn_fuel_consumed_total", &labels).absolute(f);
+            }
         }
-        counter!("cairn_state_expired_keys_total", "operator" => name).absolute(op.expired_keys());
+        counter!("cairn_state_expired_keys_total", "operator" => name).absolute(stage.expired_keys());
     }
 }
 

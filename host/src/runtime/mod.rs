@@ -18,12 +18,13 @@ mod resume;
 mod run;
 mod sink;
 mod source;
+mod stage;
 mod writer;
 
 pub use io::{Endpoints, IoOptions, Named, Sink, Source, open_sink, open_source};
 pub use job::{
     CheckpointSpec, DEFAULT_BATCH_SIZE, ErrorPolicy, FINAL_WATERMARK, JobError, JobReport, JobSpec, Mismatch,
-    Progress, ProgressHook, Triggers, run_job,
+    ParallelismError, Progress, ProgressHook, Triggers, run_job,
 };
 pub use jsonl::{encode_event, parse_line};
 pub use pipeline::Pipeline;
@@ -31,3 +32,4 @@ pub use pipeline_file::{OperatorEntry, PipelineFile, PipelineFileError};
 pub use run::{RunError, RunOptions, RunStats, run_pipeline};
 pub use sink::{JsonlSink, SinkError};
 pub use source::{InputLimits, JsonlSource, SourceError};
+pub use stage::Stage;

@@ -1,20 +1,36 @@
+//! [`Pipeline`]: a chain of operators, each one's output the next one's input. Each operator
+//! is a [`Stage`] of one or more instances; the outputs of one stage are routed by their own key
+//! to the next stage's instances (a re-key), so stages of different parallelism follow each
+//! other.
+
+use super::stage::Stage;
 use crate::{Batch, CallError, OperatorInstance};
 
 /// A chain of operators: each one's output is the next one's input.
 #[derive(Debug, Default)]
 pub struct Pipeline {
-    operators: Vec<OperatorInstance>,
+    operators: Vec<Stage>,
 }
 
 impl Pipeline {
-    /// A pipeline of `operators`, in order.
+    /// A pipeline of single-instance `operators`, in order.
     pub fn new(operators: Vec<OperatorInstance>) -> Self {
-        Self { operators }
+        Self::of_stages(operators.into_iter().map(Stage::single).collect())
+    }
+
+    /// A pipeline of `stages`, in order.
+    pub fn of_stages(stages: Vec<Stage>) -> Self {
+        Self { operators: stages }
     }
 
     /// The operators, in order.
-    pub fn operators(&self) -> &[OperatorInstance] {
+    pub fn operators(&self) -> &[Stage] {
         &self.operators
+    }
+
+    /// The operators, mutable.
+    pub fn operators_mut(&mut self) -> &mut [Stage] {
+        &mut self.operators
     }
 
     /// Set every operator's watermark without calling it (a restored job).
@@ -26,19 +42,7 @@ impl Pipeline {
 
     /// Every operator as a checkpoint cut sees it.
     pub fn checkpoint_parts(&mut self) -> Vec<crate::checkpoint::OperatorPart<'_>> {
-        self.operators
-            .iter_mut()
-            .map(|op| {
-                let plugin_digest = op.plugin().digest_hex();
-                let (name, config, state) = op.parts_mut();
-                crate::checkpoint::OperatorPart {
-                    name,
-                    plugin_digest,
-                    config,
-                    state,
-                }
-            })
-            .collect()
+        self.operators.iter_mut().map(Stage::checkpoint_part).collect()
     }
 
     /// Run one batch through every operator and then advance event time, as one transaction:

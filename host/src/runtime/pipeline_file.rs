@@ -4,11 +4,14 @@
 //! ```toml
 //! name = "sensors"            # job name (optional)
 //! batch_size = 1024           # optional
+//! key_groups = 128            # optional; fixed when the job first starts
+//! parallelism = 1             # optional; each operator's default
 //!
 //! [[operators]]
 //! name = "dedup"              # optional; default: the plugin's file stem; must be unique
 //! plugin = "../dist/plugins/dedup.wasm"   # relative to this file
 //! config = { id_field = "id", within_ms = 60000 }
+//! parallelism = 2             # optional: instances, each owning a range of key groups
 //! timeout = "5s"              # limits (`Limits`), all optional, defaults as on the command line
 //! memory_limit = "64MiB"
 //!
@@ -73,6 +76,8 @@ pub struct OperatorEntry {
     pub config: Option<serde_json::Value>,
     /// The limits (defaults for the fields not given).
     pub limits: Limits,
+    /// Instances (default: the pipeline's `parallelism`, else 1).
+    pub parallelism: Option<u32>,
 }
 
 impl<'de> Deserialize<'de> for OperatorEntry {
@@ -89,6 +94,17 @@ impl<'de> Deserialize<'de> for OperatorEntry {
             Some(_) => return Err(D::Error::custom("`plugin` must be a string (a path)")),
             None => return Err(D::Error::missing_field("plugin")),
         };
+        let parallelism = match table.remove("parallelism") {
+            None => None,
+            Some(toml::Value::Integer(n)) if (1..=i64::from(crate::state::MAX_KEY_GROUPS)).contains(&n) => {
+                Some(n as u32)
+            }
+            Some(_) => {
+                return Err(D::Error::custom(
+                    "`parallelism` must be a whole number from 1 to 32768",
+                ));
+            }
+        };
         let config = table
             .remove("config")
             .map(serde_json::Value::deserialize)
@@ -104,7 +120,7 @@ impl<'de> Deserialize<'de> for OperatorEntry {
         let limits = Limits::deserialize(toml::Value::Table(table)).map_err(|e| {
             let e = e.to_string().replace('\n', " ");
             D::Error::custom(format!(
-                "operator `{shown}`: {} (an operator takes `name`, `plugin`, `config` and the limits)",
+                "operator `{shown}`: {} (an operator takes `name`, `plugin`, `config`, `parallelism` and the limits)",
                 e.trim()
             ))
         })?;
@@ -113,6 +129,7 @@ impl<'de> Deserialize<'de> for OperatorEntry {
             plugin,
             config,
             limits,
+            parallelism,
         })
     }
 }
@@ -129,6 +146,10 @@ pub struct PipelineFile {
     pub max_line_bytes: Option<ByteSize>,
     /// Bytes of one event key (default: the command line's).
     pub max_key_bytes: Option<ByteSize>,
+    /// Key groups of a new job (default 128; a restored job keeps its checkpoint's).
+    pub key_groups: Option<u32>,
+    /// Instances of each operator that does not say (default 1).
+    pub parallelism: Option<u32>,
     /// The operators, in order.
     pub operators: Vec<OperatorEntry>,
     #[serde(skip)]
@@ -156,6 +177,9 @@ impl PipelineFile {
         spec.path = format!("pipeline file {shown}");
         if spec.operators.is_empty() {
             return Err(spec.invalid("it has no [[operators]]"));
+        }
+        if spec.parallelism == Some(0) {
+            return Err(spec.invalid("`parallelism` must be at least 1"));
         }
         let mut names = Vec::new();
         for op in &spec.operators {
@@ -211,11 +235,14 @@ impl PipelineFile {
             batch_size: None,
             max_line_bytes: None,
             max_key_bytes: None,
+            key_groups: None,
+            parallelism: None,
             operators: vec![OperatorEntry {
                 name: None,
                 plugin,
                 config: Some(config),
                 limits,
+                parallelism: None,
             }],
             dir: PathBuf::new(),
             path: "the command line (--plugin and its flags)".into(),
@@ -255,7 +282,8 @@ impl PipelineFile {
                     .operator()
                     .name(name)
                     .config(config)
-                    .limits(self.limits_of(op)?))
+                    .limits(self.limits_of(op)?)
+                    .parallelism(op.parallelism.or(self.parallelism).unwrap_or(1)))
             })
             .collect()
     }

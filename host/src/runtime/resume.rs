@@ -1,25 +1,174 @@
-//! What a restored checkpoint must match before a job resumes from it: the operators (by name,
-//! in order), each plugin and its configuration (unless a change is accepted), and, for a JSON
-//! Lines input, an input that can go on where the checkpoint left it.
+//! Restoring a job and what a restored checkpoint must match before the job resumes from it:
+//! the key groups, the operators (by name, in order), each plugin and its configuration (unless
+//! a change is accepted), the parallelism each operator can run with, and, for a JSON Lines
+//! input, an input that can go on where the checkpoint left it. Operators are built here as
+//! [`Stage`]s of their instances.
 
-use super::job_spec::{FINAL_WATERMARK, JobError, Mismatch};
+use super::job_spec::{FINAL_WATERMARK, JobError, Mismatch, ParallelismError};
+use super::stage::Stage;
 use crate::OperatorBuilder;
-use crate::checkpoint::{JsonlPosition, Restored};
+use crate::checkpoint::ranged::is_operator_wide;
+use crate::checkpoint::restore::load_chain_part;
+use crate::checkpoint::{Codec, DecodeStats, JsonlPosition, Restored, restore_part};
+use crate::state::{KeyGroups, MAX_KEY_GROUPS, StateHolder};
+use crate::store::{CheckpointId, CheckpointStore};
 
 fn short(d: &str) -> &str {
     &d[..d.len().min(12)]
 }
 
-pub(super) fn build_operators(
+/// The job's key groups: the checkpoint's (formats 1 to 4: 128), which `asked` must match,
+/// or for a new job `asked` or 128.
+pub(super) fn key_groups(asked: Option<u32>, restored: Option<&Restored>) -> Result<u32, JobError> {
+    let recorded = restored.and_then(|r| r.operators.first().map(|o| (r.id, o.key_groups)));
+    let g = match (asked, recorded) {
+        (Some(now), Some((checkpoint, then))) if now != then => {
+            return Err(Mismatch::KeyGroups {
+                checkpoint,
+                then,
+                now,
+            }
+            .into());
+        }
+        (_, Some((_, then))) => then,
+        (Some(now), None) => now,
+        (None, None) => cairn_codec::scoped::DEFAULT_KEY_GROUPS,
+    };
+    if g == 0 || g > MAX_KEY_GROUPS {
+        return Err(ParallelismError::KeyGroups(g).into());
+    }
+    Ok(g)
+}
+
+/// Refuse a parallelism an operator cannot run with in a job of `groups` key groups.
+pub(super) fn check_parallelism(builders: &[OperatorBuilder], groups: u32) -> Result<(), JobError> {
+    for b in builders {
+        let n = b.parallelism_ref();
+        if n == 1 {
+            continue;
+        }
+        let operator = b.name_or_plugin().to_string();
+        if let Some(why) = b.plugin_ref().single_instance_only() {
+            return Err(ParallelismError::SingleInstance {
+                operator,
+                parallelism: n,
+                why,
+            }
+            .into());
+        }
+        if n > groups {
+            return Err(ParallelismError::TooMany {
+                operator,
+                parallelism: n,
+                groups,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Per operator, its instances' restored states (`None` at parallelism 1: the state is in the
+/// restored operator).
+pub(super) type InstanceStates = Vec<Option<Vec<StateHolder>>>;
+
+/// Restore a job: the newest restorable checkpoint (or `at`). Operators of parallelism 1 are
+/// restored whole; each instance of an operator of parallelism N > 1 decodes only the blocks of
+/// its own key groups, into `instances` (per operator: `None` at 1).
+pub(super) fn restore_job(
+    store: &dyn CheckpointStore,
+    codec: &Codec,
+    at: Option<CheckpointId>,
+    builders: &[OperatorBuilder],
+    asked_groups: Option<u32>,
+) -> Result<Option<(Restored, InstanceStates)>, JobError> {
+    let parallelism = |name: &str| {
+        builders
+            .iter()
+            .find(|b| b.name_or_plugin() == name)
+            .map_or(1, OperatorBuilder::parallelism_ref)
+    };
+    // Nothing of a parallel operator yet: no range starts at u32::MAX.
+    let nothing = || Some(u32::MAX..u32::MAX);
+    let Some(mut restored) = restore_part(
+        store,
+        codec,
+        at,
+        &|name| (parallelism(name) > 1).then(nothing).flatten(),
+        &mut DecodeStats::default(),
+    )?
+    else {
+        return Ok(None);
+    };
+    let groups = key_groups(asked_groups, Some(&restored))?;
+    let id = restored.id;
+    let mut instances = Vec::with_capacity(restored.operators.len());
+    for op in &mut restored.operators {
+        let n = parallelism(&op.name);
+        if n == 1 {
+            instances.push(None);
+            continue;
+        }
+        if n > groups {
+            return Err(ParallelismError::TooMany {
+                operator: op.name.clone(),
+                parallelism: n,
+                groups,
+            }
+            .into());
+        }
+        let name = op.name.clone();
+        let mut parts = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let range = KeyGroups::for_instance(groups, i, n)
+                .map_err(|_| ParallelismError::KeyGroups(groups))?
+                .owned();
+            let select = |o: &str| if o == name { Some(range.clone()) } else { nothing() };
+            let mut r = load_chain_part(store, codec, id, &select, &mut DecodeStats::default())?;
+            let op = r.operators.iter_mut().find(|o| o.name == name);
+            parts.push(op.map(|o| std::mem::take(&mut o.state)).unwrap_or_default());
+        }
+        let wide = parts[0].iter().filter(|(k, _)| is_operator_wide(k)).count();
+        if wide > 0 {
+            return Err(ParallelismError::OperatorWide {
+                operator: name,
+                parallelism: n,
+                checkpoint: id,
+                entries: wide,
+            }
+            .into());
+        }
+        instances.push(Some(parts));
+    }
+    Ok(Some((restored, instances)))
+}
+
+/// Build every operator's instances: instance `i` of `N` owns the key groups
+/// `KeyGroups::for_instance(groups, i, N)`; restored ones start from their checkpoint's state
+/// (checked to be the same operators, plugins and configurations unless a change is accepted).
+pub(super) fn build_stages(
     builders: Vec<OperatorBuilder>,
-    restored: Option<&mut Restored>,
+    restored: Option<(&mut Restored, InstanceStates)>,
+    groups: u32,
     accept_change: bool,
-) -> Result<Vec<crate::OperatorInstance>, JobError> {
-    let Some(restored) = restored else {
-        return builders
-            .into_iter()
-            .map(|b| b.build().map_err(JobError::from))
-            .collect();
+) -> Result<Vec<Stage>, JobError> {
+    let build = |b: OperatorBuilder, mut states: Vec<StateHolder>, expired: u64| -> Result<Stage, JobError> {
+        let n = b.parallelism_ref();
+        states.resize_with(n as usize, StateHolder::new);
+        let mut instances = Vec::with_capacity(n as usize);
+        for (i, state) in states.into_iter().enumerate() {
+            let owned = if n == 1 {
+                KeyGroups::all(groups)
+            } else {
+                KeyGroups::for_instance(groups, i as u32, n)
+                    .map_err(|_| ParallelismError::KeyGroups(groups))?
+            };
+            instances.push(b.clone().build_owning(state, owned)?);
+        }
+        Ok(Stage::new(instances, groups, expired))
+    };
+    let Some((restored, mut instances)) = restored else {
+        return builders.into_iter().map(|b| build(b, Vec::new(), 0)).collect();
     };
     let names: Vec<String> = builders.iter().map(|b| b.name_or_plugin().to_string()).collect();
     let saved: Vec<String> = restored.operators.iter().map(|o| o.name.clone()).collect();
@@ -31,8 +180,12 @@ pub(super) fn build_operators(
         }
         .into());
     }
-    let mut ops = Vec::new();
-    for (b, saved) in builders.into_iter().zip(restored.operators.iter_mut()) {
+    let mut stages = Vec::new();
+    for ((b, saved), parts) in builders
+        .into_iter()
+        .zip(restored.operators.iter_mut())
+        .zip(instances.iter_mut())
+    {
         let digest = b.plugin_ref().digest_hex();
         if !accept_change {
             if digest != saved.plugin_digest {
@@ -54,10 +207,12 @@ pub(super) fn build_operators(
                 .into());
             }
         }
-        let state = std::mem::take(&mut saved.state);
-        ops.push(b.build_with_state(state)?);
+        let states = parts
+            .take()
+            .unwrap_or_else(|| vec![std::mem::take(&mut saved.state)]);
+        stages.push(build(b, states, saved.expired)?);
     }
-    Ok(ops)
+    Ok(stages)
 }
 
 /// Refuse to resume a JSON Lines input that cannot continue where the checkpoint left it.

@@ -39,6 +39,22 @@ pub enum StateError {
         /// The groups the instance owns.
         owned: Range<u32>,
     },
+    /// A write to the operator-wide scope by one of several instances: such state cannot be
+    /// split by key group.
+    #[error(
+        "write of operator-wide key {key:?} refused: operator-wide state needs parallelism 1 (this \
+         instance owns key groups {}..{} of {groups}); keep the state in the key's scope, or run \
+         the operator with parallelism 1",
+        owned.start, owned.end
+    )]
+    OperatorWide {
+        /// The key.
+        key: String,
+        /// The job's number of key groups.
+        groups: u32,
+        /// The groups the instance owns.
+        owned: Range<u32>,
+    },
     /// A timer was registered by a component that cannot be told when it fires.
     #[error(
         "timers need the `cairn:operator/timer-handler` export (`on-timers`), which this component lacks"

@@ -7,7 +7,8 @@
 //!
 //! * a (scope, key) pair becomes the scoped key it is stored under (`cairn_codec::scoped`);
 //! * a keyed scope's key group is checked against the groups the instance owns
-//!   ([`KeyGroups`]): reads, writes and timers of another instance's keys are refused;
+//!   ([`KeyGroups`]): reads, writes and timers of another instance's keys are refused, and so
+//!   are writes to the operator-wide scope by one of several instances;
 //! * state TTL applies (an expired scope reads as empty; a write first clears it and records
 //!   its write time — see `ttl.rs`);
 //! * quotas refuse writes, changes are tracked for the next checkpoint and undone when a batch
@@ -139,8 +140,10 @@ impl OperatorState {
     /// the scope's group is owned.
     #[inline]
     fn compose(&mut self, what: &'static str, scope: Option<&str>, key: &str) -> Result<(), StateError> {
-        if let Some(s) = scope {
-            self.groups.check(what, s, || key.to_string())?;
+        match scope {
+            Some(s) => self.groups.check(what, s, || key.to_string())?,
+            None if what == "write" => self.groups.check_operator_wide(|| key.to_string())?,
+            None => {}
         }
         self.key.clear();
         scoped::compose_into(&mut self.key, scope, key);

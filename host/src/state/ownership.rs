@@ -1,7 +1,9 @@
 //! Key groups and which of them an operator instance owns. A stream key (a keyed scope)
 //! belongs to key group `cairn_codec::scoped::key_group(scope, G)`; instance `i` of `N` owns
 //! the contiguous groups `[⌊i·G/N⌋, ⌊(i+1)·G/N⌋)` (Flink's assignment). The state core checks
-//! every keyed operation against the owned range ([`KeyGroups::check`]).
+//! every keyed operation against the owned range ([`KeyGroups::check`]), and refuses writes to
+//! the operator-wide scope by an instance that does not own every group
+//! ([`KeyGroups::check_operator_wide`]): such state cannot be split.
 
 use std::ops::Range;
 
@@ -126,6 +128,21 @@ impl KeyGroups {
             scope: scope.to_string(),
             key: key(),
             group,
+            groups: self.count,
+            owned: self.owned.clone(),
+        })
+    }
+}
+
+impl KeyGroups {
+    /// Refuse a write of operator-wide `key` unless every group is owned (parallelism 1).
+    #[inline]
+    pub fn check_operator_wide(&self, key: impl FnOnce() -> String) -> Result<(), StateError> {
+        if self.is_all() {
+            return Ok(());
+        }
+        Err(StateError::OperatorWide {
+            key: key(),
             groups: self.count,
             owned: self.owned.clone(),
         })

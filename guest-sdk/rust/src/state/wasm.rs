@@ -18,7 +18,8 @@
 //! * a write is held back only when it cannot be refused: held-back keys count as new keys and
 //!   held-back values at their full size against the quotas (from `usage`), and a write that
 //!   might not fit first sends what is held back, then goes to the host alone and gets the
-//!   host's exact answer;
+//!   host's exact answer; so does every operator-wide write (one of several instances may not
+//!   write operator-wide state);
 //! * `list_keys` (and what is built on it) first sends what is held back;
 //! * timer registrations are held back too (0.2.4's `packed-timers`), as long as the
 //!   timers the host has (from its `usage`) plus every registration held back or sent since
@@ -487,7 +488,9 @@ impl Cache {
             bytes.saturating_add(extra),
         )
         .is_ok();
-        if !fits || self.arena.len() > ARENA_LIMIT {
+        // An operator-wide write is refused by an instance that is one of several (such state
+        // cannot be split by key group): it is never held back, so the refusal is its answer.
+        if !fits || scope.is_none() || self.arena.len() > ARENA_LIMIT {
             // It might be refused (or the cache is large): send what is held back, then let
             // the host answer this write itself.
             self.flush()?;

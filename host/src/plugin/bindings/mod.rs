@@ -126,7 +126,9 @@ impl From<StateError> for WitStateError {
     fn from(e: StateError) -> Self {
         match e {
             StateError::QuotaExceeded { .. } => WitStateError::QuotaExceeded(e.to_string()),
-            StateError::NotOwned { .. } | StateError::NoTimerHandler => WitStateError::Invalid(e.to_string()),
+            StateError::NotOwned { .. } | StateError::OperatorWide { .. } | StateError::NoTimerHandler => {
+                WitStateError::Invalid(e.to_string())
+            }
         }
     }
 }

@@ -6,8 +6,8 @@
 //!
 //! Operations: `["set", k, v]`, `["remove", k]`, `["discard", k]`, `["get", k]`, `["exists", k]`,
 //! `["list", prefix]`, `["prefetch", [k…]]`, `["get_many", [k…]]`, `["set_many", [[k, v]…]]`,
-//! `["remove_many", [k…]]`, `["fail"]`. Values are strings. Keys are in the event key's
-//! scope.
+//! `["remove_many", [k…]]`, `["fail"]`, and `["set_wide", k, v]` (a write to the operator-wide
+//! scope). Values are strings. Keys are in the event key's scope but for `set_wide`'s.
 
 use cairn_sdk::serde_json::{Value, json};
 use cairn_sdk::{Config, Error, Event, Operator, Output, state};
@@ -54,6 +54,10 @@ impl Operator for Model {
             let name = s(&a[0])?;
             let answer = match name {
                 "set" => written(state::set(s(&a[1])?, s(&a[2])?.as_bytes())),
+                "set_wide" => {
+                    let (k, v) = (s(&a[1])?, s(&a[2])?);
+                    written(state::with_operator(|| state::set(k, v.as_bytes())))
+                }
                 "remove" => json!(state::remove(s(&a[1])?)),
                 "discard" => {
                     state::discard(s(&a[1])?);

@@ -1,0 +1,209 @@
+//! [`Stage`]: one operator of a pipeline as N instances, each its own plugin instance (store,
+//! sandbox, state) owning the contiguous key groups `[⌊i·G/N⌋, ⌊(i+1)·G/N⌋)` (Flink's
+//! assignment, `state::KeyGroups`).
+//!
+//! A batch is split by key group (each key's events reach its instance in input order), the
+//! instances run at once on scoped threads, and their outputs are joined **instance by
+//! instance**: instance 0's outputs (in the order it made them), then instance 1's, and so on;
+//! on a watermark, likewise. So for a given input, batch size and N the output is always the
+//! same, and each key's outputs keep their order whatever N is. At N = 1 a batch goes through
+//! untouched. The stage is one transaction with the rest of the pipeline: its instances begin,
+//! commit and roll back together.
+
+use crate::checkpoint::OperatorPart;
+use crate::{Batch, CallError, OperatorInstance};
+
+/// One operator's instances.
+#[derive(Debug)]
+pub struct Stage {
+    instances: Vec<OperatorInstance>,
+    /// The job's key groups.
+    groups: u32,
+    /// The instance that owns each key group (empty at N = 1).
+    owner: Vec<u16>,
+    /// Entries expired by state TTL before this run (restored), added to the instances'.
+    expired_before: u64,
+    /// Sub-batches, one per instance (reused).
+    parts: Vec<Batch>,
+}
+
+impl Stage {
+    /// A stage of `instances`, instance `i` owning the groups `KeyGroups::for_instance(groups,
+    /// i, N)` (as each was built with).
+    pub fn new(instances: Vec<OperatorInstance>, groups: u32, expired_before: u64) -> Self {
+        let n = instances.len() as u32;
+        let owner = if n > 1 {
+            let mut owner = vec![0u16; groups as usize];
+            for (i, inst) in instances.iter().enumerate() {
+                for g in inst.key_groups().owned() {
+                    owner[g as usize] = i as u16;
+                }
+            }
+            owner
+        } else {
+            Vec::new()
+        };
+        let parts = (0..instances.len()).map(|_| Batch::new()).collect();
+        Self {
+            instances,
+            groups,
+            owner,
+            expired_before,
+            parts,
+        }
+    }
+
+    /// A stage of one instance that owns every group.
+    pub fn single(instance: OperatorInstance) -> Self {
+        let groups = instance.key_groups().count();
+        Self::new(vec![instance], groups, 0)
+    }
+
+    /// Its instances, in order of their key groups.
+    pub fn instances(&self) -> &[OperatorInstance] {
+        &self.instances
+    }
+
+    /// Its instances, mutable (a job that takes no checkpoints stops tracking changes).
+    pub fn instances_mut(&mut self) -> &mut [OperatorInstance] {
+        &mut self.instances
+    }
+
+    /// The operator's name.
+    pub fn name(&self) -> &str {
+        self.instances[0].name()
+    }
+
+    /// Entries expired by state TTL over the operator's life (restored, plus every instance's).
+    pub fn expired_keys(&self) -> u64 {
+        self.expired_before + self.instances.iter().map(|i| i.expired_keys()).sum::<u64>()
+    }
+
+    /// Entries expired by state TTL in this run, all instances.
+    pub fn expired_this_run(&self) -> u64 {
+        self.instances.iter().map(|i| i.expired_keys()).sum()
+    }
+
+    /// Keys in state, all instances.
+    pub fn state_keys(&self) -> u64 {
+        self.instances.iter().map(|i| i.state().len() as u64).sum()
+    }
+
+    /// Bytes in state, all instances.
+    pub fn state_bytes(&self) -> u64 {
+        self.instances.iter().map(|i| i.state().bytes()).sum()
+    }
+
+    /// Keys changed since the last checkpoint, all instances.
+    pub fn dirty_keys(&self) -> u64 {
+        self.instances.iter().map(|i| i.state().dirty_len() as u64).sum()
+    }
+
+    /// Set every instance's watermark without calling it (a restored job).
+    pub fn set_watermark(&mut self, watermark: Option<i64>) {
+        for i in &mut self.instances {
+            i.set_watermark(watermark);
+        }
+    }
+
+    /// Open a transaction in every instance.
+    pub fn begin_batch(&mut self) {
+        for i in &mut self.instances {
+            i.begin_batch();
+        }
+    }
+
+    /// Keep every instance's writes since [`Stage::begin_batch`].
+    pub fn commit_batch(&mut self) {
+        for i in &mut self.instances {
+            i.commit_batch();
+        }
+    }
+
+    /// Undo every instance's writes since [`Stage::begin_batch`].
+    pub fn rollback_batch(&mut self) {
+        for i in &mut self.instances {
+            i.rollback_batch();
+        }
+    }
+
+    /// Process `batch`: each event by the instance that owns its key.
+    pub fn process_batch(&mut self, batch: &Batch) -> Result<Batch, CallError> {
+        if self.instances.len() == 1 {
+            return self.instances[0].process_batch(batch);
+        }
+        for p in &mut self.parts {
+            p.clear();
+        }
+        for e in batch.iter() {
+            let g = cairn_codec::scoped::key_group(e.key, self.groups);
+            let part = &mut self.parts[self.owner[g as usize] as usize];
+            // A part is never larger than the batch it comes from.
+            part.push(e.key, e.ts, e.value).expect("a part of a batch fits");
+        }
+        let parts = &self.parts;
+        on_each(&mut self.instances, |i, inst| {
+            if parts[i].is_empty() {
+                Ok(Batch::new())
+            } else {
+                inst.process_batch(&parts[i])
+            }
+        })
+    }
+
+    /// Advance every instance's event time to `watermark` (timers fire).
+    pub fn on_watermark_batch(&mut self, watermark: i64) -> Result<Batch, CallError> {
+        if self.instances.len() == 1 {
+            return self.instances[0].on_watermark_batch(watermark);
+        }
+        on_each(&mut self.instances, |_, inst| inst.on_watermark_batch(watermark))
+    }
+
+    /// The operator as a checkpoint cut sees it: every instance's state.
+    pub fn checkpoint_part(&mut self) -> OperatorPart<'_> {
+        let expired = self.expired_keys();
+        let key_groups = self.groups;
+        let plugin_digest = self.instances[0].plugin().digest_hex();
+        let mut states = Vec::with_capacity(self.instances.len());
+        let mut name = "";
+        let mut config = "";
+        for inst in &mut self.instances {
+            let (n, c, state) = inst.parts_mut();
+            name = n;
+            config = c;
+            states.push(state);
+        }
+        OperatorPart {
+            name,
+            plugin_digest,
+            config,
+            key_groups,
+            expired,
+            states,
+        }
+    }
+}
+
+/// Run `call` on every instance at once (the first on this thread), joining the outputs in
+/// instance order; the first instance's error (in that order) if any failed.
+fn on_each(
+    instances: &mut [OperatorInstance],
+    call: impl Fn(usize, &mut OperatorInstance) -> Result<Batch, CallError> + Sync,
+) -> Result<Batch, CallError> {
+    let call = &call;
+    let results: Vec<Result<Batch, CallError>> = std::thread::scope(|s| {
+        let mut rest = instances.iter_mut().enumerate();
+        let (i0, first) = rest.next().expect("a stage has an instance");
+        let handles: Vec<_> = rest.map(|(i, inst)| s.spawn(move || call(i, inst))).collect();
+        let mut results = vec![call(i0, first)];
+        for h in handles {
+            results.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        results
+    });
+    let mut out = Batch::new();
+    for r in results {
+        out.append(&r?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,319 @@
+//! Parallel instances (`--parallelism N`): each instance owns a range of the key groups, a
+//! checkpoint taken at N restores at any M, and the output's multiset and each key's sequence
+//! of outputs do not depend on N (for a given input and batch size). Real plugins, real runs of
+//! the `cairn` binary, a real file store.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use cairn_tests::{kills, plugin, run_args, run_cairn, run_ok, sigkill_exactly_once, strs, synthetic_input};
+
+/// The example operators with configurations that make them keep state, fire timers and (for
+/// dedup) drop events of the synthetic input.
+fn operators() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("counter", "{}"),
+        ("window", r#"{"field":"x","size_ms":200}"#),
+        ("dedup", r#"{"id_field":"x","within_ms":400}"#),
+        ("session", r#"{"gap_ms":40}"#),
+    ]
+}
+
+/// Each key's outputs in order, and (through the map's order) the multiset of all of them.
+fn per_key(output: &str) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in output.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("output line {line}"))?;
+        let key = v["key"].as_str().context("an output without a key")?.to_string();
+        keys.entry(key).or_default().push(line.to_string());
+    }
+    Ok(keys)
+}
+
+fn sorted_lines(output: &str) -> Vec<&str> {
+    let mut l: Vec<&str> = output.lines().collect();
+    l.sort_unstable();
+    l
+}
+
+/// `cairn run` of `op` over `input` into `output`, with `extra` flags.
+fn run(dir: &Path, op: (&str, &str), input: &str, output: &str, extra: &[&str]) -> Result<String> {
+    let out = dir.join(output);
+    let mut args = vec!["--config", op.1, "--batch-size", "64"];
+    args.extend_from_slice(extra);
+    run_ok(&strs(&run_args(&plugin(op.0), &dir.join(input), &out, &args)))?;
+    Ok(fs::read_to_string(out)?)
+}
+
+#[test]
+fn a_checkpoint_taken_at_n_instances_resumes_at_m_with_the_same_outputs_per_key() -> Result<()> {
+    // Out-of-order events (up to 30 ms late) over 300 keys.
+    let text = synthetic_input(12_000, 300, 30);
+    let first: String = text.lines().take(7_000).map(|l| format!("{l}\n")).collect();
+    for op in operators() {
+        let dir = tempfile::tempdir()?;
+        fs::write(dir.path().join("all.jsonl"), &text)?;
+        let reference = run(dir.path(), op, "all.jsonl", "reference.jsonl", &[])?;
+        assert!(
+            reference.lines().count() > 500,
+            "{}: {} outputs",
+            op.0,
+            reference.lines().count()
+        );
+        let reference_keys = per_key(&reference)?;
+        for (n, m) in [(2, 1), (1, 4), (4, 2)] {
+            let store = format!("file:{}", dir.path().join(format!("store-{n}-{m}")).display());
+            let input = format!("input-{n}-{m}.jsonl");
+            let output = format!("output-{n}-{m}.jsonl");
+            // The first part at N, event time kept open, then the whole input at M.
+            fs::write(dir.path().join(&input), &first)?;
+            let (sn, sm) = (n.to_string(), m.to_string());
+            let ckpt = ["--store", store.as_str(), "--checkpoint-every", "1000"];
+            let mut at_n = vec!["--parallelism", sn.as_str(), "--keep-open"];
+            at_n.extend_from_slice(&ckpt);
+            run(dir.path(), op, &input, &output, &at_n)?;
+            let show = run_ok(&["checkpoints", "show", "latest", "--store", &store, "--json"])?;
+            let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
+            assert_eq!(doc["operators"][0]["parallelism"], n, "{}: {doc:.300}", op.0);
+            assert_eq!(doc["operators"][0]["key_groups"], 128);
+            fs::write(dir.path().join(&input), &text)?;
+            let mut at_m = vec!["--parallelism", sm.as_str()];
+            at_m.extend_from_slice(&ckpt);
+            let resumed = run(dir.path(), op, &input, &output, &at_m)?;
+            assert_eq!(
+                sorted_lines(&resumed),
+                sorted_lines(&reference),
+                "{}: {n} -> {m} instances: the outputs' multiset",
+                op.0
+            );
+            assert!(
+                per_key(&resumed)? == reference_keys,
+                "{}: {n} -> {m} instances: a key's outputs in another order",
+                op.0
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_same_input_gives_the_same_output_at_every_parallelism_and_run() -> Result<()> {
+    let text = synthetic_input(8_000, 500, 20);
+    let dir = tempfile::tempdir()?;
+    fs::write(dir.path().join("in.jsonl"), &text)?;
+    for op in operators() {
+        let one = run(dir.path(), op, "in.jsonl", "one.jsonl", &[])?;
+        for n in ["2", "3", "8"] {
+            let a = run(dir.path(), op, "in.jsonl", "a.jsonl", &["--parallelism", n])?;
+            let b = run(dir.path(), op, "in.jsonl", "b.jsonl", &["--parallelism", n])?;
+            assert_eq!(
+                a, b,
+                "{} at parallelism {n}: the output order is deterministic",
+                op.0
+            );
+            assert_eq!(sorted_lines(&a), sorted_lines(&one), "{} at {n}", op.0);
+            assert!(per_key(&a)? == per_key(&one)?, "{} at {n}: per-key order", op.0);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn sigkilled_parallel_jobs_restart_byte_identical_at_the_same_parallelism() -> Result<()> {
+    let text = synthetic_input(60_000, 2_000, 25);
+    for (op, config) in [("window", r#"{"field":"x","size_ms":200}"#), ("counter", "{}")] {
+        let wasm = plugin(op).display().to_string();
+        sigkill_exactly_once(
+            &[
+                "--plugin",
+                &wasm,
+                "--config",
+                config,
+                "--parallelism",
+                "3",
+                "--batch-size",
+                "128",
+            ],
+            &text,
+            &["--checkpoint-every", "5000"],
+            kills(4),
+            2,
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn key_groups_are_recorded_and_a_restore_with_another_number_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    fs::write(dir.path().join("in.jsonl"), synthetic_input(2_000, 50, 0))?;
+    let store = format!("file:{}", dir.path().join("store").display());
+    let counter = ("counter", "{}");
+    let ckpt = [
+        "--store",
+        store.as_str(),
+        "--keep-open",
+        "--key-groups",
+        "16",
+        "--parallelism",
+        "16",
+    ];
+    run(dir.path(), counter, "in.jsonl", "out.jsonl", &ckpt)?;
+    let show = run_ok(&["checkpoints", "show", "latest", "--store", &store, "--json"])?;
+    let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
+    assert_eq!(doc["operators"][0]["key_groups"], 16);
+    assert_eq!(doc["operators"][0]["parallelism"], 16);
+    // Blocks by key-group range, every group's keys in one of them.
+    let blocks = doc["operators"][0]["blocks"].as_array().context("blocks")?;
+    let sets: u64 = blocks.iter().map(|b| b["sets"].as_u64().unwrap_or(0)).sum();
+    assert!(blocks.len() > 4 && sets >= 50, "{blocks:?}");
+    let text = String::from_utf8(run_ok(&["checkpoints", "show", "latest", "--store", &store])?.stdout)?;
+    assert!(text.contains("16 key groups, taken at parallelism 16"), "{text}");
+    assert!(text.contains("block key groups 0..1:"), "{text}");
+
+    // Without --key-groups the checkpoint's 16 are kept (17 instances would be too many).
+    let args = run_args(
+        &plugin("counter"),
+        &dir.path().join("in.jsonl"),
+        &dir.path().join("out.jsonl"),
+        &["--store", &store, "--keep-open", "--parallelism", "17"],
+    );
+    let out = run_cairn(&strs(&args), b"")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("operator `counter` cannot run with parallelism 17: the job has 16 key groups"),
+        "{err}"
+    );
+    // Another number of groups: refused, naming both.
+    let args = run_args(
+        &plugin("counter"),
+        &dir.path().join("in.jsonl"),
+        &dir.path().join("out.jsonl"),
+        &["--store", &store, "--key-groups", "128"],
+    );
+    let out = run_cairn(&strs(&args), b"")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("splits keyed state into 16 key groups, this run asks for 128"),
+        "{err}"
+    );
+    assert!(err.contains("hint: leave --key-groups out"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn operators_whose_state_is_operator_wide_run_as_one_instance_only() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    fs::write(dir.path().join("in.jsonl"), synthetic_input(100, 5, 0))?;
+    for (program, why) in [
+        (
+            "counter-0-1-0",
+            "it is a 0.1.x plugin, whose state is all operator-wide",
+        ),
+        ("kv-counter", "it keeps its state through wasi:keyvalue"),
+    ] {
+        let args = run_args(
+            &plugin(program),
+            &dir.path().join("in.jsonl"),
+            &dir.path().join("out.jsonl"),
+            &["--parallelism", "2"],
+        );
+        let out = run_cairn(&strs(&args), b"")?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{program}");
+        assert!(
+            err.contains(&format!("cannot run with parallelism 2: {why}"))
+                && err.contains("hint: pass --parallelism 1"),
+            "{program}: {err}"
+        );
+        assert!(
+            !dir.path().join("out.jsonl").exists()
+                || fs::read_to_string(dir.path().join("out.jsonl"))?.is_empty()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn operator_wide_writes_are_refused_at_n_and_a_checkpoint_holding_them_stays_at_1() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let line = |key: &str, ts: i64, ops: &str| format!("{{\"key\":\"{key}\",\"ts\":{ts},\"value\":{ops}}}\n");
+    let text: String = (0..40)
+        .map(|i| {
+            line(
+                &format!("k{i}"),
+                i,
+                r#"[["set","n","1"],["set_wide","total","1"]]"#,
+            )
+        })
+        .collect();
+    fs::write(dir.path().join("in.jsonl"), &text)?;
+    let model = ("state-model", "{}");
+    // At parallelism 2 every keyed write is taken, every operator-wide one refused.
+    let out = run(
+        dir.path(),
+        model,
+        "in.jsonl",
+        "two.jsonl",
+        &["--parallelism", "2"],
+    )?;
+    let answers: Vec<String> = out
+        .lines()
+        .map(|l| Ok(serde_json::from_str::<serde_json::Value>(l)?["value"].to_string()))
+        .collect::<Result<_>>()?;
+    assert_eq!(
+        answers.iter().filter(|a| *a == "\"ok\"").count(),
+        40,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|a| *a == "\"refused\"").count(),
+        40,
+        "{answers:?}"
+    );
+
+    // At 1 they are taken; that checkpoint cannot be restored at 2.
+    let store = format!("file:{}", dir.path().join("store").display());
+    let out = run(
+        dir.path(),
+        model,
+        "in.jsonl",
+        "one.jsonl",
+        &["--store", &store, "--keep-open"],
+    )?;
+    assert!(!out.contains("refused"), "{out}");
+    let args = run_args(
+        &plugin("state-model"),
+        &dir.path().join("in.jsonl"),
+        &dir.path().join("one.jsonl"),
+        &[
+            "--config",
+            "{}",
+            "--batch-size",
+            "64",
+            "--store",
+            &store,
+            "--parallelism",
+            "2",
+        ],
+    );
+    let run = run_cairn(&strs(&args), b"")?;
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        err.contains("operator `state-model` cannot be restored with parallelism 2")
+            && err.contains("holds 1 operator-wide entries"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("one.jsonl"))?,
+        out,
+        "the output is untouched"
+    );
+    Ok(())
+}
