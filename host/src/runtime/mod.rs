@@ -19,6 +19,7 @@ mod run;
 mod sink;
 mod source;
 mod stage;
+mod worker;
 mod writer;
 
 pub use io::{Endpoints, IoOptions, Named, Sink, Source, open_sink, open_source};

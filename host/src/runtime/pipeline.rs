@@ -51,12 +51,16 @@ impl Pipeline {
         for op in &mut self.operators {
             op.begin_batch();
         }
-        let result = self.process(batch).and_then(|mut out| {
-            if let Some(w) = watermark {
-                out.append(&self.on_watermark(w)?);
-            }
-            Ok(out)
-        });
+        let result = match self.operators.as_mut_slice() {
+            // One operator: its events and its watermark in one hand-over to its instances.
+            [only] => only.step(batch, watermark),
+            _ => self.process(batch).and_then(|mut out| {
+                if let Some(w) = watermark {
+                    out.append(&self.on_watermark(w)?);
+                }
+                Ok(out)
+            }),
+        };
         for op in &mut self.operators {
             if result.is_ok() {
                 op.commit_batch();

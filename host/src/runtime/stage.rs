@@ -3,13 +3,15 @@
 //! assignment, `state::KeyGroups`).
 //!
 //! A batch is split by key group (each key's events reach its instance in input order), the
-//! instances run at once on scoped threads, and their outputs are joined **instance by
-//! instance**: instance 0's outputs (in the order it made them), then instance 1's, and so on;
-//! on a watermark, likewise. So for a given input, batch size and N the output is always the
+//! instances run at once (the first on the job's thread, each other one on a thread of its own),
+//! and their outputs are joined **instance by instance**: instance 0's outputs of the batch's
+//! events (in the order it made them), then instance 1's, and so on; then the outputs of timers
+//! and the watermark, instance by instance likewise. So for a given input, batch size and N the output is always the
 //! same, and each key's outputs keep their order whatever N is. At N = 1 a batch goes through
 //! untouched. The stage is one transaction with the rest of the pipeline: its instances begin,
 //! commit and roll back together.
 
+use super::worker::Worker;
 use crate::checkpoint::OperatorPart;
 use crate::{Batch, CallError, OperatorInstance};
 
@@ -25,6 +27,8 @@ pub struct Stage {
     expired_before: u64,
     /// Sub-batches, one per instance (reused).
     parts: Vec<Batch>,
+    /// A thread for each instance but the first (which runs on the job's thread).
+    workers: Vec<Worker>,
 }
 
 impl Stage {
@@ -44,12 +48,17 @@ impl Stage {
             Vec::new()
         };
         let parts = (0..instances.len()).map(|_| Batch::new()).collect();
+        let name = instances.first().map_or("", |i| i.name()).to_string();
+        let workers = (1..instances.len())
+            .map(|i| Worker::new(&format!("cairn-{name}-{i}")))
+            .collect();
         Self {
             instances,
             groups,
             owner,
             expired_before,
             parts,
+            workers,
         }
     }
 
@@ -127,11 +136,8 @@ impl Stage {
         }
     }
 
-    /// Process `batch`: each event by the instance that owns its key.
-    pub fn process_batch(&mut self, batch: &Batch) -> Result<Batch, CallError> {
-        if self.instances.len() == 1 {
-            return self.instances[0].process_batch(batch);
-        }
+    /// Split `batch` by the instance that owns each event's key (into `self.parts`).
+    fn route(&mut self, batch: &Batch) {
         for p in &mut self.parts {
             p.clear();
         }
@@ -141,14 +147,19 @@ impl Stage {
             // A part is never larger than the batch it comes from.
             part.push(e.key, e.ts, e.value).expect("a part of a batch fits");
         }
+    }
+
+    /// Process `batch`: each event by the instance that owns its key.
+    pub fn process_batch(&mut self, batch: &Batch) -> Result<Batch, CallError> {
+        if self.instances.len() == 1 {
+            return self.instances[0].process_batch(batch);
+        }
+        self.route(batch);
         let parts = &self.parts;
-        on_each(&mut self.instances, |i, inst| {
-            if parts[i].is_empty() {
-                Ok(Batch::new())
-            } else {
-                inst.process_batch(&parts[i])
-            }
-        })
+        let outs = on_each(&mut self.instances, &self.workers, |i, inst| {
+            process(inst, &parts[i])
+        })?;
+        Ok(joined(outs.iter()))
     }
 
     /// Advance every instance's event time to `watermark` (timers fire).
@@ -156,7 +167,37 @@ impl Stage {
         if self.instances.len() == 1 {
             return self.instances[0].on_watermark_batch(watermark);
         }
-        on_each(&mut self.instances, |_, inst| inst.on_watermark_batch(watermark))
+        let outs = on_each(&mut self.instances, &self.workers, |_, inst| {
+            inst.on_watermark_batch(watermark)
+        })?;
+        Ok(joined(outs.iter()))
+    }
+
+    /// [`Stage::process_batch`], then (if given) [`Stage::on_watermark_batch`], in one
+    /// hand-over to each instance's thread; the outputs of the events come first (instance by
+    /// instance), then those of timers and the watermark (instance by instance), as the two
+    /// calls one after the other would give them.
+    pub fn step(&mut self, batch: &Batch, watermark: Option<i64>) -> Result<Batch, CallError> {
+        if self.instances.len() == 1 {
+            let mut out = process(&mut self.instances[0], batch)?;
+            if let Some(w) = watermark {
+                out.append(&self.instances[0].on_watermark_batch(w)?);
+            }
+            return Ok(out);
+        }
+        self.route(batch);
+        let parts = &self.parts;
+        let outs = on_each(&mut self.instances, &self.workers, |i, inst| {
+            let out = process(inst, &parts[i])?;
+            let timed = match watermark {
+                Some(w) => inst.on_watermark_batch(w)?,
+                None => Batch::new(),
+            };
+            Ok((out, timed))
+        })?;
+        let mut out = joined(outs.iter().map(|(o, _)| o));
+        out.append(&joined(outs.iter().map(|(_, t)| t)));
+        Ok(out)
     }
 
     /// The operator as a checkpoint cut sees it: every instance's state.
@@ -184,26 +225,48 @@ impl Stage {
     }
 }
 
-/// Run `call` on every instance at once (the first on this thread), joining the outputs in
-/// instance order; the first instance's error (in that order) if any failed.
-fn on_each(
-    instances: &mut [OperatorInstance],
-    call: impl Fn(usize, &mut OperatorInstance) -> Result<Batch, CallError> + Sync,
-) -> Result<Batch, CallError> {
-    let call = &call;
-    let results: Vec<Result<Batch, CallError>> = std::thread::scope(|s| {
-        let mut rest = instances.iter_mut().enumerate();
-        let (i0, first) = rest.next().expect("a stage has an instance");
-        let handles: Vec<_> = rest.map(|(i, inst)| s.spawn(move || call(i, inst))).collect();
-        let mut results = vec![call(i0, first)];
-        for h in handles {
-            results.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        }
-        results
-    });
-    let mut out = Batch::new();
-    for r in results {
-        out.append(&r?);
+fn process(inst: &mut OperatorInstance, part: &Batch) -> Result<Batch, CallError> {
+    if part.is_empty() {
+        Ok(Batch::new())
+    } else {
+        inst.process_batch(part)
     }
-    Ok(out)
+}
+
+fn joined<'a>(outs: impl Iterator<Item = &'a Batch>) -> Batch {
+    let mut out = Batch::new();
+    for o in outs {
+        out.append(o);
+    }
+    out
+}
+
+/// Run `call` on every instance at once — the first on this thread, the others on the stage's
+/// workers — and give the results in instance order; the first instance's error (in that
+/// order) if any failed.
+fn on_each<T: Send>(
+    instances: &mut [OperatorInstance],
+    workers: &[Worker],
+    call: impl Fn(usize, &mut OperatorInstance) -> Result<T, CallError> + Sync,
+) -> Result<Vec<T>, CallError> {
+    let call = &call;
+    let (first, rest) = instances.split_first_mut().expect("a stage has an instance");
+    let mut results: Vec<Option<Result<T, CallError>>> = (0..rest.len()).map(|_| None).collect();
+    let result0 = {
+        let mut running = Vec::with_capacity(rest.len());
+        for ((i, inst), slot) in rest.iter_mut().enumerate().zip(results.iter_mut()) {
+            running.push(workers[i].start(move || *slot = Some(call(i + 1, inst))));
+        }
+        let r = call(0, first);
+        for job in running {
+            job.wait();
+        }
+        r
+    };
+    let mut all = Vec::with_capacity(results.len() + 1);
+    all.push(result0?);
+    for r in results {
+        all.push(r.expect("every instance was called")?);
+    }
+    Ok(all)
 }
