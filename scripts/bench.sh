@@ -9,8 +9,11 @@
 #                (tests/src/bin/lang-bench.rs; needs the toolchains of scripts/toolchains.sh)
 #   streams    — the counter NATS -> NATS, exactly-once and at-least-once, beside file -> file:
 #                events/s and publish-to-visible latency (tests/src/bin/stream-bench.rs; needs nats-server)
+#   parallel   — counter, window and dedup end to end at --parallelism 1, 2 and 4: events/s,
+#                N ÷ 1, CPU time per thread (part of the end-to-end bench)
 # `bash scripts/bench.sh e2e` runs only the end-to-end bench, `bash scripts/bench.sh langs` only
-# the languages bench, `bash scripts/bench.sh streams` only the streams bench.
+# the languages bench, `bash scripts/bench.sh streams` only the streams bench,
+# `bash scripts/bench.sh parallel` only the parallel table.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source "$ROOT/scripts/toolchains.sh"
 if [ "${1:-}" = "langs" ]; then
@@ -22,6 +25,10 @@ if [ "${1:-}" = "streams" ]; then
   need_nats_server
   cargo build --release -p cairn -p cairn-tests --bins >&2
   exec "$CARGO_TARGET_DIR/release/stream-bench" "${@:2}"
+fi
+if [ "${1:-}" = "parallel" ]; then
+  cargo build --release -p cairn -p cairn-tests --bins >&2
+  exec "$CARGO_TARGET_DIR/release/e2e-bench" --only parallel "${@:2}"
 fi
 if [ "${1:-}" != "e2e" ]; then
   for b in runtime checkpoint; do

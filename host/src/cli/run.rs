@@ -331,6 +331,12 @@ pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
             cairn::runtime::io::shown(&args.output)
         );
         eprintln!("{}", summary(&route, report, wall, format));
+        let cpu: Vec<String> = report
+            .thread_cpu
+            .iter()
+            .map(|(n, d)| format!("{n} {:.2} s", d.as_secs_f64()))
+            .collect();
+        tracing::debug!("CPU time per thread: {}", cpu.join(", "));
     }
     if let (Some(_), Some(d)) = (&admin, args.admin_linger) {
         tracing::info!(
@@ -377,6 +383,9 @@ fn summary(route: &str, r: &cairn::runtime::JobReport, wall: Duration, format: s
                 "dead_lettered": r.dead_lettered,
                 "checkpoint_failures": r.checkpoint_failures,
                 "stopped": r.stopped,
+                "thread_cpu_s": r.thread_cpu.iter()
+                    .map(|(n, d)| (n.clone(), serde_json::json!(d.as_secs_f64())))
+                    .collect::<serde_json::Map<_, _>>(),
             }
         })
         .to_string(),

@@ -224,6 +224,7 @@ fn read_all(source: &mut dyn Source, cut: Cut, tx: SyncSender<Taken>, closed: &A
         idle_ok = !taken.batch.is_empty();
         let last = taken.failure.is_some() || taken.end;
         if closed.load(Ordering::Relaxed) || tx.send(taken).is_err() || last {
+            super::cpu::record("input");
             return;
         }
     }

@@ -395,12 +395,16 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             }
         }
     }
-    report.stats = live.stats;
+    report.stats = live.stats.clone();
     if let Some(c) = ckpt {
         report.checkpoints = c.committed;
         report.checkpoint_failures = c.failures;
         report.max_pause = c.max_pause;
     }
+    // Its threads end (and record their CPU time) as the job's parts are dropped.
+    drop(live);
+    super::cpu::record("job");
+    report.thread_cpu = super::cpu::take();
     Ok(report)
 }
 

@@ -316,4 +316,8 @@ pub struct JobReport {
     pub checkpoint_failures: u64,
     /// `stats.events_in` when this run started (non-zero when it resumed).
     pub events_in_at_start: u64,
+    /// CPU time of each of the job's threads (Linux; empty elsewhere), by name: `job` (the
+    /// thread that ran `run_job`: batches, operators' first instances, checkpoint cuts),
+    /// `input`, `output`, and `<operator>-<i>` for an operator's instance `i > 0`.
+    pub thread_cpu: Vec<(String, Duration)>,
 }

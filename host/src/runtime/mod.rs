@@ -4,6 +4,7 @@
 //! without. A pipeline can be described in a TOML file ([`PipelineFile`]).
 
 mod ahead;
+mod cpu;
 pub mod io;
 mod job;
 mod job_spec;

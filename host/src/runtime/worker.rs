@@ -30,14 +30,16 @@ impl Worker {
     pub(crate) fn new(name: &str) -> Self {
         let (jobs, rx) = channel::<Job>();
         let (tx, done) = channel();
+        let shown = name.strip_prefix("cairn-").unwrap_or(name).to_string();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
                 for job in rx {
                     if tx.send(catch_unwind(AssertUnwindSafe(job))).is_err() {
-                        return;
+                        break;
                     }
                 }
+                super::cpu::record(&shown);
             })
             .ok();
         Self {

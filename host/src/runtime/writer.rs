@@ -195,4 +195,5 @@ fn write_all(rx: Receiver<Msg>, out: Box<dyn Write + Send>, written: u64, failed
         }
     }
     w.put(true, failed);
+    super::cpu::record("output");
 }

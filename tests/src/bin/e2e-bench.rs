@@ -7,8 +7,14 @@
 //! side); then the counter with and without `--admin` (the metrics' cost). The outputs must be
 //! byte-identical.
 //!
-//! `e2e-bench [--events N] [--runs R]` (defaults: 1,000,000 events over 10,000 keys, 5 pairs).
-//! `scripts/bench.sh` runs it after building everything in release.
+//! Then the same three jobs (no checkpoints) at parallelism 1, 2 and 4 (`--parallelism`), in
+//! rounds that run all three side by side: events/s, N ÷ 1 (median of the rounds' ratios), and
+//! the CPU time of each of the job's threads (from the run's JSON summary). Their outputs must
+//! hold the same lines as parallelism 1's (order aside).
+//!
+//! `e2e-bench [--events N] [--runs R] [--only parallel]` (defaults: 1,000,000 events over
+//! 10,000 keys, 5 pairs). `scripts/bench.sh` runs it after building everything in release;
+//! `scripts/bench.sh parallel` the parallel table alone.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -37,12 +43,11 @@ fn main() -> Result<()> {
     write_input(&input, events, 10_000)?;
     let out_c = tmp.path().join("cairn.jsonl");
     let out_n = tmp.path().join("native.jsonl");
+    if args.iter().any(|a| a == "parallel") {
+        return parallel(&cairn, &input, events, runs, tmp.path());
+    }
     // (operator, its configuration, whether its native program takes the batch and config)
-    let operators: [(&str, &str, bool); 3] = [
-        ("counter", "{}", false),
-        ("window", r#"{"field":"temp","size_ms":10000}"#, true),
-        ("dedup", r#"{"id_field":"temp","within_ms":5000}"#, true),
-    ];
+    let operators = OPERATORS;
     let variants: [(&str, bool); 2] = [
         ("no checkpoints", false),
         ("file store, checkpoint every 100k events", true),
@@ -155,7 +160,139 @@ fn main() -> Result<()> {
         wo.as_secs_f64(),
         w.as_secs_f64() / wo.as_secs_f64()
     );
+    println!();
+    parallel(&cairn, &input, events, runs, tmp.path())
+}
+
+/// The operators the bench runs, with their configurations and whether their native program
+/// takes the batch size and configuration.
+const OPERATORS: [(&str, &str, bool); 3] = [
+    ("counter", "{}", false),
+    ("window", r#"{"field":"temp","size_ms":10000}"#, true),
+    ("dedup", r#"{"id_field":"temp","within_ms":5000}"#, true),
+];
+
+/// One run at a parallelism: wall time (from start to exit), the summary's CPU per thread.
+struct ParallelRun {
+    wall: f64,
+    cpu: Vec<(String, f64)>,
+}
+
+/// The parallel table: each operator at parallelism 1, 2 and 4, `runs` rounds.
+fn parallel(
+    cairn: &std::path::Path,
+    input: &std::path::Path,
+    events: usize,
+    runs: usize,
+    tmp: &std::path::Path,
+) -> Result<()> {
+    const LEVELS: [u32; 3] = [1, 2, 4];
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "parallel instances, {events} events over 10,000 keys, batch 1024, no checkpoints, {cores} cores, {runs} rounds of N = 1, 2, 4:"
+    );
+    println!(
+        "| operator | N | events/s (median) | N ÷ 1 (median of rounds, min–max) | CPU s per thread (median) |"
+    );
+    println!("|---|---|---|---|---|");
+    for (op, config, _) in OPERATORS {
+        let plugin = PathBuf::from(env!("CAIRN_PLUGIN_DIR")).join(format!("{op}.wasm"));
+        let mut by: Vec<Vec<ParallelRun>> = LEVELS.iter().map(|_| Vec::new()).collect();
+        let mut reference = None;
+        for _ in 0..runs {
+            for (l, n) in LEVELS.iter().enumerate() {
+                let out = tmp.join(format!("par-{op}-{n}.jsonl"));
+                let mut c = Command::new(cairn);
+                c.args(["--log-format", "json", "run", "--plugin"])
+                    .arg(&plugin)
+                    .args([
+                        "--config",
+                        config,
+                        "--batch-size",
+                        "1024",
+                        "--parallelism",
+                        &n.to_string(),
+                    ])
+                    .arg("--input")
+                    .arg(input)
+                    .arg("--output")
+                    .arg(&out)
+                    .env("RUST_LOG", "warn");
+                let t = std::time::Instant::now();
+                let o = c.output().with_context(|| format!("running {c:?}"))?;
+                let wall = t.elapsed().as_secs_f64();
+                ensure!(
+                    o.status.success(),
+                    "{c:?} failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                let summary = String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .find(|v| v.get("summary").is_some())
+                    .context("the run's JSON summary")?;
+                let cpu = summary["summary"]["thread_cpu_s"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let digest = lines_digest(&out)?;
+                match reference {
+                    None => reference = Some(digest),
+                    Some(r) => ensure!(r == digest, "{op} at parallelism {n}: other lines than at 1"),
+                }
+                by[l].push(ParallelRun { wall, cpu });
+            }
+        }
+        for (l, n) in LEVELS.iter().enumerate() {
+            let mut walls: Vec<f64> = by[l].iter().map(|r| r.wall).collect();
+            walls.sort_by(f64::total_cmp);
+            let mut ratios: Vec<f64> = by[0]
+                .iter()
+                .zip(&by[l])
+                .map(|(one, r)| one.wall / r.wall)
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            // Median CPU per thread name, in the order the first run lists them.
+            let names: Vec<String> = by[l][0].cpu.iter().map(|(k, _)| k.clone()).collect();
+            let cpu: Vec<String> = names
+                .iter()
+                .map(|name| {
+                    let mut v: Vec<f64> = by[l]
+                        .iter()
+                        .filter_map(|r| r.cpu.iter().find(|(k, _)| k == name).map(|(_, c)| *c))
+                        .collect();
+                    v.sort_by(f64::total_cmp);
+                    format!("{name} {:.2}", v[v.len() / 2])
+                })
+                .collect();
+            println!(
+                "| {op} | {n} | {:.0} | **{:.2}** ({:.2}–{:.2}) | {} |",
+                events as f64 / walls[walls.len() / 2],
+                ratios[ratios.len() / 2],
+                ratios[0],
+                ratios[ratios.len() - 1],
+                cpu.join(", ")
+            );
+        }
+    }
     Ok(())
+}
+
+/// The lines of a file as a multiset: their count and the sum of their hashes.
+fn lines_digest(path: &std::path::Path) -> Result<(u64, u64)> {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    use std::io::BufRead;
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    let (mut n, mut sum) = (0u64, 0u64);
+    for line in std::io::BufReader::new(std::fs::File::open(path)?).lines() {
+        n += 1;
+        sum = sum.wrapping_add(hasher.hash_one(line?));
+    }
+    Ok((n, sum))
 }
 
 /// `a[i] ÷ b[i]` (times) for every run, sorted.
