@@ -46,8 +46,36 @@ fn record(name: &'static str, d: Duration) {
         .push(d.as_secs_f64());
 }
 
+/// Key `count` in the scope of stream key `sensor-<i>` (as an operator's keyed state is stored).
 fn key(i: usize) -> String {
-    format!("sensor-{i:07}")
+    cairn_codec::scoped::compose(Some(&format!("sensor-{i:07}")), "count")
+}
+
+/// The instance of 4 (over the default 128 key groups) that owns key `i`.
+fn owner_of_4(i: usize) -> usize {
+    let g = cairn_codec::scoped::key_group(&format!("sensor-{i:07}"), 128);
+    (g / 32) as usize
+}
+
+/// The big state split among 4 instances by key group.
+fn big_state_in_4() -> Vec<StateHolder> {
+    let mut parts: Vec<StateHolder> = (0..4).map(|_| StateHolder::new()).collect();
+    for i in 0..KEYS {
+        parts[owner_of_4(i)].set(&key(i), value(i, 0)).unwrap();
+    }
+    for p in &mut parts {
+        p.clear_changes();
+    }
+    parts
+}
+
+/// [`touch`], each key in the instance that owns it.
+fn touch_in_4(parts: &mut [StateHolder], round: usize) {
+    let start = (round * 7919) % 100;
+    for j in 0..DIRTY {
+        let i = (j * 100 + start) % KEYS;
+        parts[owner_of_4(i)].set(&key(i), value(i, round + 1)).unwrap();
+    }
 }
 
 fn value(i: usize, round: usize) -> Vec<u8> {
@@ -70,6 +98,18 @@ fn touch(s: &mut StateHolder, round: usize) {
         let i = (j * 100 + start) % KEYS;
         s.set(&key(i), value(i, round + 1)).unwrap();
     }
+}
+
+/// One operator of 4 instances, as a cut sees it.
+fn cut(four: &mut [StateHolder]) -> Vec<OperatorPart<'_>> {
+    vec![OperatorPart {
+        name: "bench",
+        plugin_digest: "00".into(),
+        config: "{}",
+        key_groups: 128,
+        expired: 0,
+        states: four.iter_mut().collect(),
+    }]
 }
 
 fn part(state: &mut StateHolder) -> Vec<OperatorPart<'_>> {
@@ -159,6 +199,29 @@ fn bench_checkpoints(c: &mut Criterion) {
         })
     });
 
+    // The same cut over 4 instances (the same keys, each in its owner's state).
+    let mut four = big_state_in_4();
+    let mut ck = checkpointer(Box::new(MemoryStore::new()), u32::MAX);
+    ck.checkpoint_now(HostState::default(), cut(&mut four), None)
+        .unwrap();
+    g.bench_function("pause: cut of a 10k-key delta over 4 instances", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                touch_in_4(&mut four, round);
+                let t = Instant::now();
+                ck.begin(HostState::default(), cut(&mut four), None).unwrap();
+                let d = t.elapsed();
+                ck.wait().unwrap().unwrap();
+                total += d;
+                record("pause: cut of a 10k-key delta over 4 instances", d);
+            }
+            total
+        })
+    });
+    drop((ck, four));
+
     // Restore of the newest checkpoint: full base (1M keys) + deltas.
     let store = MemoryStore::new();
     let mut ck = checkpointer(Box::new(store.clone()), 3);
@@ -239,6 +302,10 @@ fn summary() {
     println!(
         "| processing-thread pause, 10k dirty keys | {} | | |",
         ms(m("pause: cut of a 10k-key delta"))
+    );
+    println!(
+        "| processing-thread pause, 10k dirty keys over 4 instances | {} | | |",
+        ms(m("pause: cut of a 10k-key delta over 4 instances"))
     );
     println!(
         "| restore, 1M keys (full + 3 deltas) | | {} | |",

@@ -317,3 +317,109 @@ fn operator_wide_writes_are_refused_at_n_and_a_checkpoint_holding_them_stays_at_
     );
     Ok(())
 }
+
+/// Killed with SIGKILL at random points of progress and restarted each time at another
+/// parallelism: the final output holds the lines of an uninterrupted run at 1, each key's in the
+/// same order.
+#[test]
+fn sigkilled_and_restarted_at_other_parallelisms_the_outputs_per_key_are_the_same() -> Result<()> {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let text = synthetic_input(200_000, 1_000, 25);
+    let dir = tempfile::tempdir()?;
+    fs::write(dir.path().join("in.jsonl"), &text)?;
+    let op = ("window", r#"{"field":"x","size_ms":200}"#);
+    let reference = run(dir.path(), op, "in.jsonl", "reference.jsonl", &[])?;
+    let out = dir.path().join("out.jsonl");
+    let store = format!("file:{}", dir.path().join("store").display());
+    let total = reference.len() as u64;
+    let mut at = 0u64;
+    let mut landed = Vec::new();
+    let levels = ["3", "1", "4", "2"];
+    let kills = kills(4);
+    for k in 0..kills {
+        let n = levels[k % levels.len()];
+        let args = run_args(
+            &plugin(op.0),
+            &dir.path().join("in.jsonl"),
+            &out,
+            &[
+                "--config",
+                op.1,
+                "--batch-size",
+                "64",
+                "--store",
+                &store,
+                "--checkpoint-every",
+                "2000",
+                "--parallelism",
+                n,
+            ],
+        );
+        let mut child = cairn_tests::cairn()
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        // Kill once the output has grown by a share of the whole.
+        let target = at + total / (kills as u64 + 2);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            let len = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            if len >= target || Instant::now() > deadline {
+                child.kill()?;
+                child.wait()?;
+                at = len;
+                landed.push((n, len));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    // The kills landed mid-run, each at a later point.
+    assert!(
+        landed.len() == kills && landed.iter().all(|&(_, l)| l > 0 && l < total),
+        "kills at {landed:?} of {total} bytes"
+    );
+    // The last run, at 2, finishes.
+    let args = run_args(
+        &plugin(op.0),
+        &dir.path().join("in.jsonl"),
+        &out,
+        &[
+            "--config",
+            op.1,
+            "--batch-size",
+            "64",
+            "--store",
+            &store,
+            "--checkpoint-every",
+            "2000",
+            "--parallelism",
+            "2",
+        ],
+    );
+    run_ok(&strs(&args))?;
+    let got = fs::read_to_string(&out)?;
+    assert_eq!(
+        sorted_lines(&got),
+        sorted_lines(&reference),
+        "the outputs' multiset"
+    );
+    assert!(
+        per_key(&got)? == per_key(&reference)?,
+        "a key's outputs in another order"
+    );
+    let verify = run_ok(&["checkpoints", "verify", "--store", &store, "--json"])?;
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout)?;
+    assert!(
+        report["checkpoints"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|c| c["error"].is_null())),
+        "{report}"
+    );
+    Ok(())
+}

@@ -117,7 +117,7 @@ pub struct LimitArgs {
     /// Fuel (about one unit per wasm instruction) per call; unbounded when absent.
     #[arg(long)]
     fuel: Option<u64>,
-    /// Maximum linear memory of the plugin (e.g. 256MiB, 64M, 1G).
+    /// Maximum linear memory of the plugin, per instance (e.g. 256MiB, 64M, 1G).
     #[arg(long, default_value_t = ByteSize(Limits::default().memory_bytes as u64))]
     memory_limit: ByteSize,
     /// Maximum total bytes of the operator's state (keys + values).

@@ -86,6 +86,11 @@ impl OperatorBuilder {
         &self.config
     }
 
+    /// The limits (each instance's).
+    pub fn limits_ref(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Instantiate the plugin and call its `init` with the configuration.
     pub fn build(self) -> Result<OperatorInstance, CallError> {
         self.build_with_state(StateHolder::new())

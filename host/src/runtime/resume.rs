@@ -165,6 +165,15 @@ pub(super) fn build_stages(
             };
             instances.push(b.clone().build_owning(state, owned)?);
         }
+        if n > 1 {
+            let memory = b.limits_ref().memory_bytes as u64;
+            tracing::info!(
+                "operator `{}`: {n} instances over {groups} key groups, each with its own memory limit of {} MiB ({} MiB in all)",
+                b.name_or_plugin(),
+                memory >> 20,
+                (memory * u64::from(n)) >> 20
+            );
+        }
         Ok(Stage::new(instances, groups, expired))
     };
     let Some((restored, mut instances)) = restored else {
