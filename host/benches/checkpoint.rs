@@ -394,7 +394,14 @@ fn window_state_lz4() {
             let bytes = codec.encode(at, 0, &data).unwrap();
             let took = t.elapsed();
             let h = Header::decode(&bytes).unwrap();
-            raw = h.raw_len;
+            // Format 5: the index's raw length in the header, the blocks' in the index.
+            let blocks = codec.layout(1, &bytes).unwrap().unwrap_or_default();
+            raw = h.raw_len
+                + blocks
+                    .iter()
+                    .flat_map(|o| &o.blocks)
+                    .map(|b| b.raw_len)
+                    .sum::<u64>();
             (c, h.payload_len, took)
         })
         .collect();

@@ -423,3 +423,31 @@ fn sigkilled_and_restarted_at_other_parallelisms_the_outputs_per_key_are_the_sam
     );
     Ok(())
 }
+
+#[test]
+fn state_quotas_are_the_operators_shared_among_its_instances() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let text: String = (0..40)
+        .map(|i| format!("{{\"key\":\"k{i}\",\"ts\":{i},\"value\":[[\"set\",\"n\",\"1\"]]}}\n"))
+        .collect();
+    fs::write(dir.path().join("in.jsonl"), &text)?;
+    let model = ("state-model", "{}");
+    for n in ["1", "2", "4"] {
+        let out = run(
+            dir.path(),
+            model,
+            "in.jsonl",
+            "out.jsonl",
+            &["--max-keys", "10", "--parallelism", n],
+        )?;
+        let ok = out.lines().filter(|l| l.contains("\"ok\"")).count();
+        let refused = out.lines().filter(|l| l.contains("\"refused\"")).count();
+        assert_eq!(ok + refused, 40, "{out}");
+        // Never more keys than the operator's quota, whatever the parallelism.
+        assert!(ok <= 10 && ok >= 10 - 3, "parallelism {n}: {ok} keys written");
+        if n == "1" {
+            assert_eq!(ok, 10);
+        }
+    }
+    Ok(())
+}

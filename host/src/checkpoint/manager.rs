@@ -94,6 +94,9 @@ pub struct ResumePoint {
 
 struct WriteJob {
     at: Placement,
+    /// Per operator (by index), the states of its instances after the first, joined to the
+    /// operator's on the writer thread (the cut only moves them out).
+    more: Vec<(usize, Vec<crate::state::StateDelta>)>,
     /// How long the write of checkpoint `at.id - 1` took, µs, if this process wrote it.
     previous_write_us: Option<u32>,
     data: CheckpointData,
@@ -281,27 +284,37 @@ impl Checkpointer {
             },
         };
         let mut keys = 0;
+        let mut more = Vec::new();
         let operators = operators
             .into_iter()
-            .map(|op| {
+            .enumerate()
+            .map(|(i, op)| {
                 let parallelism = op.states.len() as u32;
-                let mut state = crate::state::StateDelta::default();
-                for holder in op.states {
-                    let part = if at.kind == Kind::Full {
-                        let s = holder.snapshot();
-                        holder.clear_changes();
-                        s
-                    } else {
-                        holder.take_delta()
-                    };
-                    if state.sets.is_empty() && state.deletes.is_empty() {
-                        state = part;
-                    } else {
-                        state.sets.extend(part.sets);
-                        state.deletes.extend(part.deletes);
-                    }
+                let mut parts: Vec<crate::state::StateDelta> = op
+                    .states
+                    .into_iter()
+                    .map(|holder| {
+                        if at.kind == Kind::Full {
+                            let s = holder.snapshot();
+                            holder.clear_changes();
+                            s
+                        } else {
+                            holder.take_delta()
+                        }
+                    })
+                    .collect();
+                keys += parts
+                    .iter()
+                    .map(|p| p.sets.len() + p.deletes.len())
+                    .sum::<usize>();
+                let state = if parts.is_empty() {
+                    Default::default()
+                } else {
+                    parts.remove(0)
+                };
+                if !parts.is_empty() {
+                    more.push((i, parts));
                 }
-                keys += state.sets.len() + state.deletes.len();
                 OperatorSnapshot {
                     name: op.name.to_string(),
                     plugin_digest: op.plugin_digest,
@@ -319,6 +332,7 @@ impl Checkpointer {
             .map(|(_, d)| u32::try_from(d.as_micros()).unwrap_or(u32::MAX - 1));
         let job = WriteJob {
             at,
+            more,
             previous_write_us,
             data: CheckpointData { host, operators },
             output,
@@ -380,6 +394,14 @@ impl Writer {
             })?;
         }
         let mut data = job.data;
+        for (i, parts) in job.more {
+            let state = &mut data.operators[i].state;
+            state.sets.reserve(parts.iter().map(|p| p.sets.len()).sum());
+            for p in parts {
+                state.sets.extend(p.sets);
+                state.deletes.extend(p.deletes);
+            }
+        }
         // Deltas are taken unsorted on the processing thread; sort here for stable bytes.
         for op in &mut data.operators {
             op.state.sets.sort_unstable_by(|a, b| a.0.cmp(&b.0));

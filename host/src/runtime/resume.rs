@@ -163,7 +163,8 @@ pub(super) fn build_stages(
                 KeyGroups::for_instance(groups, i as u32, n)
                     .map_err(|_| ParallelismError::KeyGroups(groups))?
             };
-            instances.push(b.clone().build_owning(state, owned)?);
+            let limits = super::stage::instance_limits(b.limits_ref(), i as u32, n);
+            instances.push(b.clone().limits(limits).build_owning(state, owned)?);
         }
         if n > 1 {
             let memory = b.limits_ref().memory_bytes as u64;

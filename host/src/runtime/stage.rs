@@ -13,7 +13,22 @@
 
 use super::worker::Worker;
 use crate::checkpoint::OperatorPart;
-use crate::{Batch, CallError, OperatorInstance};
+use crate::{Batch, CallError, Limits, OperatorInstance};
+
+/// The limits of instance `index` of `n`: the operator's state quotas (keys, bytes, timers)
+/// shared out (their sum is the operator's, so a checkpoint taken at any parallelism fits them
+/// at any other); a value's size, memory, time and fuel are each instance's own.
+pub fn instance_limits(limits: &Limits, index: u32, n: u32) -> Limits {
+    let share = |total: u64| {
+        let (n, i) = (u64::from(n.max(1)), u64::from(index));
+        total / n + u64::from(i < total % n)
+    };
+    let mut l = limits.clone();
+    l.max_keys = share(limits.max_keys);
+    l.max_state_bytes = share(limits.max_state_bytes);
+    l.max_timers = share(limits.max_timers);
+    l
+}
 
 /// One operator's instances.
 #[derive(Debug)]
