@@ -444,7 +444,7 @@ fn state_quotas_are_the_operators_shared_among_its_instances() -> Result<()> {
         let refused = out.lines().filter(|l| l.contains("\"refused\"")).count();
         assert_eq!(ok + refused, 40, "{out}");
         // Never more keys than the operator's quota, whatever the parallelism.
-        assert!(ok <= 10 && ok >= 10 - 3, "parallelism {n}: {ok} keys written");
+        assert!((7..=10).contains(&ok), "parallelism {n}: {ok} keys written");
         if n == "1" {
             assert_eq!(ok, 10);
         }
