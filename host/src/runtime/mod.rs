@@ -34,4 +34,4 @@ pub use pipeline_file::{OperatorEntry, PipelineFile, PipelineFileError};
 pub use run::{RunError, RunOptions, RunStats, run_pipeline};
 pub use sink::{JsonlSink, SinkError};
 pub use source::{InputLimits, JsonlSource, SourceError};
-pub use stage::Stage;
+pub use stage::{Stage, instance_limits};
