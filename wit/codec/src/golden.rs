@@ -127,8 +127,11 @@ mod tests {
     /// vectors.
     #[test]
     fn the_language_neutral_file_holds_the_same_vectors() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../guest-sdk/golden/packed.txt");
-        let text = std::fs::read_to_string(path).expect("guest-sdk/golden/packed.txt");
+        // The package's directory as cargo runs the test (a build shared between clones may
+        // have been compiled in another one).
+        let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+        let path = format!("{dir}/../../guest-sdk/golden/packed.txt");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         let lines: Vec<(&str, &str)> = text
             .lines()
