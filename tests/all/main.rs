@@ -28,3 +28,4 @@ mod store_conformance;
 mod streams;
 mod timers;
 mod ttl;
+mod upgrades;

@@ -87,8 +87,9 @@ pub struct ResumePoint {
     pub base: CheckpointId,
     /// Deltas in its chain after the base.
     pub deltas: u32,
-    /// Whether it was the newest checkpoint (otherwise the next checkpoint is full, so the
-    /// newer ones are not mixed into a chain that skips them).
+    /// Whether the chain can go on with a delta: it was the newest checkpoint (otherwise the
+    /// next checkpoint is full, so the newer ones are not mixed into a chain that skips them)
+    /// and the job has the same operators (a runtime sets it false when they changed).
     pub was_latest: bool,
 }
 

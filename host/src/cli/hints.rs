@@ -45,10 +45,14 @@ fn for_cause(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         }
         if let Some(m) = cause.downcast_ref::<Mismatch>() {
             return Some(match m {
-                Mismatch::Operators { .. } => {
-                    "run with the operators the checkpoint was taken with, or use a new --store to start over"
-                        .into()
-                }
+                Mismatch::Dropped { dropped, .. } => format!(
+                    "pass --allow-dropped-state to resume without the state of {}, or --rename-operator OLD=NEW if an \
+                     operator was renamed",
+                    dropped.join(", ")
+                ),
+                Mismatch::Rename { .. } => "name an operator of the checkpoint in --rename-operator OLD=NEW \
+                                            (`cairn checkpoints show latest --store …` lists them)"
+                    .into(),
                 Mismatch::Source { .. } => "use a new --store for this input".into(),
                 Mismatch::Closed { .. } => {
                     "run an input that grows with --keep-open; for this one, use a new --store to start over, \
@@ -63,8 +67,12 @@ fn for_cause(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
                         "resume with --batch-size {then} (or batch_size = {then} in the pipeline file), or use a new --store to start over"
                     )
                 }
-                Mismatch::Plugin { .. } | Mismatch::Config { .. } => {
+                Mismatch::Plugin { .. } => {
                     "pass --accept-plugin-change to resume with it anyway, or use a new --store to start over"
+                        .into()
+                }
+                Mismatch::Config { .. } => {
+                    "pass --accept-config-change to resume with it anyway, or use a new --store to start over"
                         .into()
                 }
             });

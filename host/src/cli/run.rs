@@ -179,9 +179,28 @@ pub struct CheckpointArgs {
     /// Resume from this checkpoint id instead of the newest (point-in-time restore).
     #[arg(long)]
     restore_from: Option<u64>,
-    /// Resume even though the plugin or its configuration changed since the checkpoint.
+    /// Resume even though an operator's plugin changed since the checkpoint.
     #[arg(long)]
     accept_plugin_change: bool,
+    /// Resume even though an operator's configuration changed since the checkpoint.
+    #[arg(long)]
+    accept_config_change: bool,
+    /// Resume although the checkpoint holds the state of operators the job no longer has
+    /// (that state is left behind).
+    #[arg(long)]
+    allow_dropped_state: bool,
+    /// An operator renamed since the checkpoint: its state carries over (repeat for several).
+    #[arg(long, value_name = "OLD=NEW", value_parser = parse_rename)]
+    rename_operator: Vec<(String, String)>,
+}
+
+fn parse_rename(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((old, new)) if !old.is_empty() && !new.is_empty() => Ok((old.to_string(), new.to_string())),
+        _ => Err(format!(
+            "{s:?} is not OLD=NEW (the operator's name in the checkpoint, then its name now)"
+        )),
+    }
 }
 
 /// Read `--config`: inline JSON or `@path`; it must be valid JSON.
@@ -227,6 +246,9 @@ fn checkpoint_spec(args: &CheckpointArgs) -> Result<Option<CheckpointSpec>> {
         triggers,
         restore_from: args.restore_from,
         accept_plugin_change: args.accept_plugin_change,
+        accept_config_change: args.accept_config_change,
+        allow_dropped_state: args.allow_dropped_state,
+        renames: args.rename_operator.clone(),
     }))
 }
 

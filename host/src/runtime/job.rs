@@ -27,7 +27,8 @@ struct Ckpt {
     events_at_last: u64,
     committed: Vec<CommitInfo>,
     max_pause: Duration,
-    /// The newest checkpoint attempt failed: what it covered is not saved anywhere.
+    /// Something is not saved in any checkpoint yet: the newest attempt failed, or the job
+    /// restored with other operators than its checkpoint held.
     unsaved: bool,
     failures: u64,
 }
@@ -101,7 +102,13 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     }
     let mut report = JobReport::default();
     let mut restore_took = Duration::ZERO;
-    let accept = checkpoint.as_ref().is_some_and(|c| c.accept_plugin_change);
+    let waive = checkpoint
+        .as_ref()
+        .map_or(Default::default(), |c| super::resume::Waivers {
+            plugin: c.accept_plugin_change,
+            config: c.accept_config_change,
+            dropped: c.allow_dropped_state,
+        });
     let (mut ckpt, restored) = match checkpoint {
         None => (None, None),
         Some(c) => {
@@ -112,9 +119,22 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 c.restore_from,
                 &operators,
                 asked_groups,
+                &c.renames,
             )?;
             restore_took = t.elapsed();
-            let resume = restored.as_ref().map(|(r, _)| r.resume_point());
+            // Operators added, dropped, renamed or moved: the chain goes on with a full
+            // checkpoint, so that no delta names an operator its base does not hold (or
+            // misses one it does).
+            let names: Vec<&str> = operators.iter().map(|b| b.name_or_plugin()).collect();
+            let changed = restored.as_ref().is_some_and(|(r, _)| {
+                let saved: Vec<&str> = r.operators.iter().map(|o| o.name.as_str()).collect();
+                saved != names || !c.renames.is_empty()
+            });
+            let resume = restored.as_ref().map(|(r, _)| {
+                let mut p = r.resume_point();
+                p.was_latest &= !changed;
+                p
+            });
             let checkpointer = Checkpointer::start(c.store, c.codec, c.config, resume)?;
             let ckpt = Ckpt {
                 checkpointer,
@@ -123,7 +143,8 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 events_at_last: 0,
                 committed: Vec::new(),
                 max_pause: Duration::ZERO,
-                unsaved: false,
+                // Operators changed: the job checkpoints them even if no event comes.
+                unsaved: changed,
                 failures: 0,
             };
             (Some(ckpt), restored)
@@ -153,7 +174,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         Some((r, i)) => (Some(r), Some(i)),
         None => (None, None),
     };
-    let mut ops = build_stages(operators, restored.as_mut().zip(instances), groups, accept)?;
+    let mut ops = build_stages(operators, restored.as_mut().zip(instances), groups, waive)?;
     if ckpt.is_none() {
         // No checkpoint will be taken: nothing needs to remember what changed, and a removed
         // key can leave the map at once.

@@ -84,18 +84,30 @@ pub enum ParallelismError {
 /// operator state it does not understand: the job refuses unless told to accept the change.
 #[derive(Debug, Error)]
 pub enum Mismatch {
-    /// Other operators (by name, in order).
+    /// The checkpoint holds the state of operators the job no longer has.
     #[error(
-        "checkpoint {checkpoint} holds operators {saved:?} but the job now has {now:?}; run with the same \
-         operators, or start over with a new store"
+        "checkpoint {checkpoint} holds the state of operators {dropped:?}, which the job (operators {now:?}) no \
+         longer has; resuming would leave that state behind"
     )]
-    Operators {
+    Dropped {
         /// The checkpoint.
         checkpoint: CheckpointId,
-        /// Its operators.
-        saved: Vec<String>,
-        /// The job's.
+        /// The operators whose state would be left behind.
+        dropped: Vec<String>,
+        /// The job's operators.
         now: Vec<String>,
+    },
+    /// A rename names an operator the checkpoint does not hold.
+    #[error(
+        "operator `{old}` is not in checkpoint {checkpoint} (it holds {saved:?}), so it cannot be renamed"
+    )]
+    Rename {
+        /// The old name given.
+        old: String,
+        /// The checkpoint.
+        checkpoint: CheckpointId,
+        /// The operators it holds.
+        saved: Vec<String>,
     },
     /// An operator's plugin changed (its digest).
     #[error(
@@ -223,8 +235,15 @@ pub struct CheckpointSpec {
     pub triggers: Triggers,
     /// Restore this checkpoint instead of the newest.
     pub restore_from: Option<CheckpointId>,
-    /// Resume even if a plugin or its configuration changed since the checkpoint.
+    /// Resume even if an operator's plugin changed since the checkpoint.
     pub accept_plugin_change: bool,
+    /// Resume even if an operator's configuration changed since the checkpoint.
+    pub accept_config_change: bool,
+    /// Resume although the checkpoint holds the state of operators the job no longer has
+    /// (that state is left behind).
+    pub allow_dropped_state: bool,
+    /// Operators renamed since the checkpoint: (old name, new name).
+    pub renames: Vec<(String, String)>,
 }
 
 /// A job: input, operators, output, and optionally checkpoints.

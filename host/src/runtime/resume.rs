@@ -1,7 +1,8 @@
 //! Restoring a job and what a restored checkpoint must match before the job resumes from it:
-//! the key groups, the operators (by name, in order), each plugin and its configuration (unless
-//! a change is accepted), the parallelism each operator can run with, and, for a JSON Lines
-//! input, an input that can go on where the checkpoint left it. Operators are built here as
+//! the key groups, the operators (matched by name, after renames; a new one starts empty, a
+//! dropped one is refused unless allowed), each plugin and its configuration (unless a change
+//! is accepted), the parallelism each operator can run with, and, for a JSON Lines input, an
+//! input that can go on where the checkpoint left it. Operators are built here as
 //! [`Stage`]s of their instances.
 
 use super::job_spec::{FINAL_WATERMARK, JobError, Mismatch, ParallelismError};
@@ -81,8 +82,18 @@ pub(super) fn restore_job(
     at: Option<CheckpointId>,
     builders: &[OperatorBuilder],
     asked_groups: Option<u32>,
+    renames: &[(String, String)],
 ) -> Result<Option<(Restored, InstanceStates)>, JobError> {
-    let parallelism = |name: &str| {
+    // An operator's name now, given its name in the checkpoint.
+    let current = |saved: &str| -> String {
+        renames
+            .iter()
+            .find(|(old, _)| old == saved)
+            .map_or(saved, |(_, new)| new.as_str())
+            .to_string()
+    };
+    let parallelism = |saved: &str| {
+        let name = current(saved);
         builders
             .iter()
             .find(|b| b.name_or_plugin() == name)
@@ -100,6 +111,18 @@ pub(super) fn restore_job(
     else {
         return Ok(None);
     };
+    let saved: Vec<String> = restored.operators.iter().map(|o| o.name.clone()).collect();
+    if let Some((old, _)) = renames.iter().find(|(old, _)| !saved.contains(old)) {
+        return Err(Mismatch::Rename {
+            old: old.clone(),
+            checkpoint: restored.id,
+            saved,
+        }
+        .into());
+    }
+    for op in &mut restored.operators {
+        op.name = current(&op.name);
+    }
     let groups = key_groups(asked_groups, Some(&restored))?;
     let id = restored.id;
     let mut instances = Vec::with_capacity(restored.operators.len());
@@ -123,7 +146,13 @@ pub(super) fn restore_job(
             let range = KeyGroups::for_instance(groups, i, n)
                 .map_err(|_| ParallelismError::KeyGroups(groups))?
                 .owned();
-            let select = |o: &str| if o == name { Some(range.clone()) } else { nothing() };
+            let select = |o: &str| {
+                if current(o) == name {
+                    Some(range.clone())
+                } else {
+                    nothing()
+                }
+            };
             let mut r = load_chain_part(store, codec, id, &select, &mut DecodeStats::default())?;
             let op = r.operators.iter_mut().find(|o| o.name == name);
             parts.push(op.map(|o| std::mem::take(&mut o.state)).unwrap_or_default());
@@ -143,14 +172,27 @@ pub(super) fn restore_job(
     Ok(Some((restored, instances)))
 }
 
+/// What a restore may waive.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Waivers {
+    /// A changed plugin.
+    pub plugin: bool,
+    /// A changed configuration.
+    pub config: bool,
+    /// State of operators the job no longer has.
+    pub dropped: bool,
+}
+
 /// Build every operator's instances: instance `i` of `N` owns the key groups
-/// `KeyGroups::for_instance(groups, i, N)`; restored ones start from their checkpoint's state
-/// (checked to be the same operators, plugins and configurations unless a change is accepted).
+/// `KeyGroups::for_instance(groups, i, N)`. A restored operator — matched by name, whatever
+/// its place in the pipeline — starts from its checkpoint's state (its plugin and
+/// configuration checked unchanged unless waived); an operator the checkpoint does not hold
+/// starts empty; the state of an operator the job no longer has is refused unless waived.
 pub(super) fn build_stages(
     builders: Vec<OperatorBuilder>,
     restored: Option<(&mut Restored, InstanceStates)>,
     groups: u32,
-    accept_change: bool,
+    waive: Waivers,
 ) -> Result<Vec<Stage>, JobError> {
     let build = |b: OperatorBuilder, mut states: Vec<StateHolder>, expired: u64| -> Result<Stage, JobError> {
         let n = b.parallelism_ref();
@@ -181,43 +223,66 @@ pub(super) fn build_stages(
         return builders.into_iter().map(|b| build(b, Vec::new(), 0)).collect();
     };
     let names: Vec<String> = builders.iter().map(|b| b.name_or_plugin().to_string()).collect();
-    let saved: Vec<String> = restored.operators.iter().map(|o| o.name.clone()).collect();
-    if names != saved {
-        return Err(Mismatch::Operators {
-            checkpoint: restored.id,
-            saved,
-            now: names,
+    let dropped: Vec<String> = restored
+        .operators
+        .iter()
+        .map(|o| o.name.clone())
+        .filter(|n| !names.contains(n))
+        .collect();
+    if !dropped.is_empty() {
+        if !waive.dropped {
+            return Err(Mismatch::Dropped {
+                checkpoint: restored.id,
+                dropped,
+                now: names,
+            }
+            .into());
         }
-        .into());
+        tracing::warn!(
+            "checkpoint {}: leaving the state of operators {dropped:?} behind (--allow-dropped-state)",
+            restored.id
+        );
     }
     let mut stages = Vec::new();
-    for ((b, saved), parts) in builders
-        .into_iter()
-        .zip(restored.operators.iter_mut())
-        .zip(instances.iter_mut())
-    {
+    for b in builders {
+        let name = b.name_or_plugin().to_string();
+        let Some(at) = restored.operators.iter().position(|o| o.name == name) else {
+            tracing::info!(
+                "operator `{name}` is not in checkpoint {}: it starts with empty state",
+                restored.id
+            );
+            stages.push(build(b, Vec::new(), 0)?);
+            continue;
+        };
+        let saved = &mut restored.operators[at];
         let digest = b.plugin_ref().digest_hex();
-        if !accept_change {
-            if digest != saved.plugin_digest {
+        if digest != saved.plugin_digest {
+            if !waive.plugin {
                 return Err(Mismatch::Plugin {
-                    operator: saved.name.clone(),
+                    operator: name,
                     checkpoint: restored.id,
                     then: short(&saved.plugin_digest).to_string(),
                     now: short(&digest).to_string(),
                 }
                 .into());
             }
-            if b.config_ref() != saved.config {
-                return Err(Mismatch::Config {
-                    operator: saved.name.clone(),
-                    checkpoint: restored.id,
-                    then: saved.config.clone(),
-                    now: b.config_ref().to_string(),
-                }
-                .into());
-            }
+            tracing::info!(
+                "operator `{name}`: the plugin changed since checkpoint {} ({}… then, {}… now); resuming with it",
+                restored.id,
+                short(&saved.plugin_digest),
+                short(&digest)
+            );
         }
-        let states = parts
+        if b.config_ref() != saved.config && !waive.config {
+            return Err(Mismatch::Config {
+                operator: name,
+                checkpoint: restored.id,
+                then: saved.config.clone(),
+                now: b.config_ref().to_string(),
+            }
+            .into());
+        }
+        let states = instances[at]
             .take()
             .unwrap_or_else(|| vec![std::mem::take(&mut saved.state)]);
         stages.push(build(b, states, saved.expired)?);

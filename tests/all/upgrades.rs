@@ -1,0 +1,211 @@
+//! Changing a job between runs: operators are matched with their checkpointed state by name,
+//! whatever their place in the pipeline; a renamed operator carries its state over with
+//! `--rename-operator`, an added one starts empty, a dropped one is refused unless
+//! `--allow-dropped-state`; a changed configuration needs `--accept-config-change`.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Result;
+use cairn_tests::{expected_counts, plugin, run_cairn, run_ok, strs, synthetic_input};
+
+/// A job's files: the whole input, its first part, a store.
+struct Job {
+    dir: tempfile::TempDir,
+    text: String,
+    first: String,
+}
+
+impl Job {
+    fn new() -> Result<Self> {
+        let text = synthetic_input(6_000, 50, 0);
+        let first = text.lines().take(2_500).map(|l| format!("{l}\n")).collect();
+        Ok(Self {
+            dir: tempfile::tempdir()?,
+            text,
+            first,
+        })
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn store(&self) -> String {
+        format!("file:{}", self.path("store"))
+    }
+
+    /// A pipeline file of `(name, plugin, config)` operators.
+    fn pipeline(&self, file: &str, ops: &[(&str, &Path, &str)]) -> Result<String> {
+        let mut toml = String::new();
+        for (name, plugin, config) in ops {
+            toml.push_str(&format!(
+                "[[operators]]\nname = \"{name}\"\nplugin = \"{}\"\nconfig = {config}\n",
+                plugin.display()
+            ));
+        }
+        fs::write(self.path(file), toml)?;
+        Ok(self.path(file))
+    }
+
+    /// `cairn run` over the first part (event time kept open) or the whole input.
+    fn args(&self, whole: bool, what: &[&str], extra: &[&str]) -> Result<Vec<String>> {
+        fs::write(
+            self.path("in.jsonl"),
+            if whole { &self.text } else { &self.first },
+        )?;
+        let mut a: Vec<String> = vec!["run".into()];
+        a.extend(what.iter().map(|s| s.to_string()));
+        for s in [
+            "--input",
+            &self.path("in.jsonl"),
+            "--output",
+            &self.path("out.jsonl"),
+            "--store",
+            &self.store(),
+            "--batch-size",
+            "100",
+        ] {
+            a.push(s.to_string());
+        }
+        if !whole {
+            a.push("--keep-open".into());
+        }
+        a.extend(extra.iter().map(|s| s.to_string()));
+        Ok(a)
+    }
+
+    fn run(&self, whole: bool, what: &[&str], extra: &[&str]) -> Result<String> {
+        run_ok(&strs(&self.args(whole, what, extra)?))?;
+        Ok(fs::read_to_string(self.path("out.jsonl"))?)
+    }
+
+    /// The error of a run that must fail, and the output left as it was.
+    fn refused(&self, whole: bool, what: &[&str], extra: &[&str]) -> Result<String> {
+        let before = fs::read_to_string(self.path("out.jsonl"))?;
+        let out = run_cairn(&strs(&self.args(whole, what, extra)?), b"")?;
+        assert!(!out.status.success());
+        assert_eq!(
+            fs::read_to_string(self.path("out.jsonl"))?,
+            before,
+            "the output is untouched"
+        );
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn a_renamed_plugin_file_carries_its_state_over_with_rename_operator() -> Result<()> {
+    let job = Job::new()?;
+    let counter = plugin("counter");
+    let v2 = job.dir.path().join("counter-v2.wasm");
+    fs::copy(&counter, &v2)?;
+    job.run(false, &["--plugin", &counter.display().to_string()], &[])?;
+    // Named after its file, the operator is now `counter-v2`: `counter`'s state would be lost.
+    let v2s = v2.display().to_string();
+    let err = job.refused(true, &["--plugin", &v2s], &[])?;
+    assert!(
+        err.contains("holds the state of operators [\"counter\"], which the job (operators [\"counter-v2\"]) no longer has"),
+        "{err}"
+    );
+    assert!(err.contains("--rename-operator OLD=NEW"), "{err}");
+    let err = job.refused(
+        true,
+        &["--plugin", &v2s],
+        &["--rename-operator", "count=counter-v2"],
+    )?;
+    assert!(err.contains("operator `count` is not in checkpoint"), "{err}");
+    let out = job.run(
+        true,
+        &["--plugin", &v2s],
+        &["--rename-operator", "counter=counter-v2"],
+    )?;
+    assert_eq!(out, expected_counts(&job.text)?);
+    let show = run_ok(&["checkpoints", "show", "latest", "--store", &job.store(), "--json"])?;
+    let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
+    assert_eq!(doc["operators"][0]["name"], "counter-v2");
+    Ok(())
+}
+
+#[test]
+fn a_reordered_pipeline_resumes_an_added_operator_starts_empty_a_dropped_one_is_refused() -> Result<()> {
+    let job = Job::new()?;
+    let counter = plugin("counter");
+    let aggregate = plugin("aggregate");
+    let stats = r#"{ field = "count" }"#;
+    // Two counters in a row count each key's events twice over: both emit the same counts.
+    let ab = job.pipeline("ab.toml", &[("a", &counter, "{}"), ("b", &counter, "{}")])?;
+    job.run(false, &["--pipeline", &ab], &[])?;
+    let ba = job.pipeline("ba.toml", &[("b", &counter, "{}"), ("a", &counter, "{}")])?;
+    let out = job.run(false, &["--pipeline", &ba], &[])?;
+    assert_eq!(
+        out,
+        expected_counts(&job.first)?,
+        "each counter went on from its own state"
+    );
+
+    // An operator added: it starts with empty state, the others keep theirs.
+    let bas = job.pipeline(
+        "bas.toml",
+        &[
+            ("b", &counter, "{}"),
+            ("a", &counter, "{}"),
+            ("stats", &aggregate, stats),
+        ],
+    )?;
+    job.run(true, &["--pipeline", &bas], &[])?;
+    let show = run_ok(&["checkpoints", "show", "latest", "--store", &job.store(), "--json"])?;
+    let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
+    // The aggregate saw the counts from the point it was added (its count per key is the
+    // number of the key's events after the first part), and they went on from the counters'
+    // restored state (the largest is the key's count over the whole input).
+    let events_of = |k: &str, text: &str| {
+        text.lines()
+            .filter(|l| l.contains(&format!("\"key\":\"{k}\"")))
+            .count()
+    };
+    for k in ["k7", "k31"] {
+        let agg = &doc["operators"][2]["state"][format!("{}:{k}/agg", k.len())];
+        assert_eq!(
+            agg["count"],
+            events_of(k, &job.text) - events_of(k, &job.first),
+            "{k}: {agg}"
+        );
+        assert_eq!(agg["max"], events_of(k, &job.text) as f64, "{k}: {agg}");
+    }
+
+    // An operator dropped: refused, naming it; then allowed.
+    let ba2 = job.pipeline("ba2.toml", &[("b", &counter, "{}"), ("a", &counter, "{}")])?;
+    let err = job.refused(true, &["--pipeline", &ba2], &[])?;
+    assert!(err.contains("holds the state of operators [\"stats\"]"), "{err}");
+    assert!(err.contains("hint: pass --allow-dropped-state"), "{err}");
+    job.run(true, &["--pipeline", &ba2], &["--allow-dropped-state"])?;
+    let show = run_ok(&["checkpoints", "show", "latest", "--store", &job.store(), "--json"])?;
+    let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
+    assert_eq!(doc["operators"].as_array().map(Vec::len), Some(2));
+    Ok(())
+}
+
+#[test]
+fn a_changed_configuration_needs_accept_config_change() -> Result<()> {
+    let job = Job::new()?;
+    let window = plugin("window").display().to_string();
+    let config = |size: u32| format!(r#"{{"field":"x","size_ms":{size}}}"#);
+    job.run(false, &["--plugin", &window, "--config", &config(100)], &[])?;
+    let err = job.refused(
+        true,
+        &["--plugin", &window, "--config", &config(200)],
+        &["--accept-plugin-change"],
+    )?;
+    assert!(
+        err.contains("operator `window`: the configuration changed since checkpoint"),
+        "{err}"
+    );
+    assert!(err.contains("hint: pass --accept-config-change"), "{err}");
+    job.run(
+        true,
+        &["--plugin", &window, "--config", &config(200)],
+        &["--accept-config-change"],
+    )?;
+    Ok(())
+}
