@@ -79,6 +79,7 @@ fn job(store: &Flaky, input: &std::path::Path, output: &std::path::Path, every: 
                 every_events: Some(every),
             },
             restore_from: None,
+            restore_savepoint: None,
             accept_plugin_change: false,
             accept_config_change: false,
             allow_dropped_state: false,

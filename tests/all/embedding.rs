@@ -133,6 +133,7 @@ fn job(store: &MemoryStore, lines: Vec<String>, out: &Arc<Mutex<Vec<String>>>) -
                 every_events: Some(32),
             },
             restore_from: None,
+            restore_savepoint: None,
             accept_plugin_change: false,
             accept_config_change: false,
             allow_dropped_state: false,

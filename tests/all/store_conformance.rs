@@ -5,7 +5,7 @@
 use anyhow::Result;
 use cairn::checkpoint::{
     CheckpointConfig, Checkpointer, Codec, HostState, KeyError, KeySource, OpenError, OperatorPart,
-    copy_store, crypto, restore,
+    copy_store, crypto, restore, savepoint,
 };
 use cairn::state::StateHolder;
 #[cfg(feature = "rocksdb")]
@@ -97,6 +97,21 @@ fn suite(open: Opener, key: KeySource) -> Result<()> {
     let r6 = restore(store.as_ref(), &codec, Some(6))?.expect("checkpoint 6");
     assert_eq!(r6.chain, vec![4, 5, 6]);
     assert_eq!(entries(&r6.operators[0].state), snapshots[5]);
+    // A savepoint of 6: one self-contained full checkpoint, beside the chain (not in it).
+    let mut store = store;
+    let sp = savepoint::pin(store.as_mut(), &codec, Some(6), "before-seven")?;
+    assert_eq!(sp.checkpoint, 6);
+    assert_eq!(
+        store.list()?,
+        vec![4, 5, 6, 7],
+        "a savepoint is not a checkpoint of the chain"
+    );
+    let err = savepoint::pin(store.as_mut(), &codec, Some(5), "before-seven").expect_err("taken");
+    assert!(err.to_string().contains("exists already"), "{err}");
+    assert!(
+        savepoint::pin(store.as_mut(), &codec, None, "42").is_err(),
+        "all digits"
+    );
     let err = restore(store.as_ref(), &codec, Some(2))
         .expect_err("2 was retired")
         .to_string();
@@ -183,6 +198,32 @@ fn suite(open: Opener, key: KeySource) -> Result<()> {
         .expect_err("damaged source refused")
         .to_string();
     assert!(e.contains("checkpoint 6") && e.contains("truncated"), "{e}");
+
+    // The savepoint of 6 still restores 6's state (its chain is damaged now), until unpinned.
+    let mut store = store;
+    let any = &|_: &str| None;
+    let r = savepoint::load(
+        store.as_ref(),
+        &codec,
+        "before-seven",
+        any,
+        &mut Default::default(),
+    )?;
+    assert_eq!((r.id, entries(&r.operators[0].state)), (6, snapshots[5].clone()));
+    assert_eq!(r.host.events_in, 6);
+    assert_eq!(savepoint::list(store.as_ref())?.len(), 1);
+    savepoint::unpin(store.as_mut(), "before-seven")?;
+    assert!(savepoint::list(store.as_ref())?.is_empty());
+    let err = savepoint::load(
+        store.as_ref(),
+        &codec,
+        "before-seven",
+        any,
+        &mut Default::default(),
+    )
+    .expect_err("released")
+    .to_string();
+    assert!(err.contains("there is no savepoint \"before-seven\""), "{err}");
     Ok(())
 }
 

@@ -18,7 +18,12 @@ struct Job {
 
 impl Job {
     fn new() -> Result<Self> {
-        let text = synthetic_input(6_000, 50, 0);
+        Self::sized(6_000)
+    }
+
+    /// A job over `n` events (the first 2,500 its first part).
+    fn sized(n: usize) -> Result<Self> {
+        let text = synthetic_input(n, 50, 0);
         let first = text.lines().take(2_500).map(|l| format!("{l}\n")).collect();
         Ok(Self {
             dir: tempfile::tempdir()?,
@@ -207,5 +212,61 @@ fn a_changed_configuration_needs_accept_config_change() -> Result<()> {
         &["--plugin", &window, "--config", &config(200)],
         &["--accept-config-change"],
     )?;
+    Ok(())
+}
+
+#[test]
+fn a_savepoint_outlives_retention_and_a_job_starts_from_it() -> Result<()> {
+    let job = Job::sized(15_000)?;
+    let counter = plugin("counter").display().to_string();
+    let store = job.store();
+    job.run(false, &["--plugin", &counter], &["--checkpoint-every", "500"])?;
+    let pinned = run_ok(&[
+        "checkpoints",
+        "pin",
+        "latest",
+        "--as",
+        "first-part",
+        "--store",
+        &store,
+    ])?;
+    let said = String::from_utf8(pinned.stdout)?;
+    let pinned: u64 = said
+        .split("checkpoint ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    let at_pin = fs::read_to_string(job.path("out.jsonl"))?;
+    // 50 and more checkpoints later, with 2 kept, the pinned one is long gone from the chain.
+    let out = job.run(
+        true,
+        &["--plugin", &counter],
+        &["--checkpoint-every", "20", "--max-retained", "2"],
+    )?;
+    assert_eq!(out, expected_counts(&job.text)?);
+    let list = String::from_utf8(run_ok(&["checkpoints", "list", "--store", &store])?.stdout)?;
+    assert!(list.contains("savepoint \"first-part\""), "{list}");
+    let ids: Vec<u64> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(
+        !ids.contains(&pinned) && ids.iter().max().is_some_and(|&m| m >= pinned + 50),
+        "pinned {pinned}, kept {ids:?}"
+    );
+    // Start over from the savepoint with the output as it was then: the same final output.
+    fs::write(job.path("out.jsonl"), &at_pin)?;
+    let again = job.run(true, &["--plugin", &counter], &["--restore-from", "first-part"])?;
+    assert_eq!(again, expected_counts(&job.text)?);
+    // Names that are not savepoints are clear errors; unpin releases it.
+    fs::write(job.path("out.jsonl"), &at_pin)?;
+    let err = job.refused(true, &["--plugin", &counter], &["--restore-from", "second-part"])?;
+    assert!(
+        err.contains("there is no savepoint \"second-part\"") && err.contains("first-part"),
+        "{err}"
+    );
+    run_ok(&["checkpoints", "unpin", "first-part", "--store", &store])?;
+    let list = String::from_utf8(run_ok(&["checkpoints", "list", "--store", &store])?.stdout)?;
+    assert!(!list.contains("savepoint"), "{list}");
     Ok(())
 }

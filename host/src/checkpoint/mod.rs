@@ -5,7 +5,8 @@
 //! * [`ranged`]: format 5's index and blocks by key-group range;
 //! * [`model`]: what a checkpoint holds;
 //! * [`manager`]: full/delta decisions, the background writer, retention;
-//! * [`restore`]: rebuilding state from a base and its deltas, with fallback.
+//! * [`restore`]: rebuilding state from a base and its deltas, with fallback;
+//! * [`savepoint`]: checkpoints pinned under a name, self-contained, kept until unpinned.
 //!
 //! Uses [`crate::store`] for the bytes; knows nothing of WASM.
 
@@ -21,6 +22,7 @@ pub mod model;
 mod payload;
 pub mod ranged;
 pub mod restore;
+pub mod savepoint;
 mod state_serde;
 
 pub use codec::Codec;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use cairn::checkpoint::inspect::{self, Listed};
-use cairn::checkpoint::{JsonlPosition, copy_store, restore};
+use cairn::checkpoint::{JsonlPosition, copy_store, restore, savepoint};
 use clap::{Args, Subcommand};
 
 use super::store_args::StoreArgs;
@@ -42,6 +42,24 @@ enum CheckpointsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Pin a checkpoint (with its chain) as a savepoint: one self-contained full checkpoint under
+    /// a name, never deleted by retention or a TTL; `cairn run --restore-from NAME` starts from it.
+    Pin {
+        /// A checkpoint id, or `latest`.
+        id: String,
+        /// The savepoint's name (letters, digits, '.', '_', '-'; not all digits).
+        #[arg(long = "as", value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Release a savepoint.
+    Unpin {
+        /// The savepoint's name.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Copy every committed checkpoint (byte for byte, encryption kept) into an empty store,
     /// e.g. from file: to redis://, so the job can resume there.
     Copy {
@@ -60,7 +78,40 @@ pub fn checkpoints(args: CheckpointsArgs) -> Result<ExitCode> {
         CheckpointsCommand::Show { id, store, json } => show(&id, &store, json),
         CheckpointsCommand::Verify { store, json } => verify(&store, json),
         CheckpointsCommand::Copy { from, to } => copy(&from, &to),
+        CheckpointsCommand::Pin { id, name, store } => pin(&id, &name, &store),
+        CheckpointsCommand::Unpin { name, store } => unpin(&name, &store),
     }
+}
+
+/// `latest` or a checkpoint id.
+fn checkpoint_id(id: &str) -> Result<Option<u64>> {
+    Ok(match id {
+        "latest" => None,
+        n => Some(
+            n.parse::<u64>()
+                .with_context(|| format!("{n:?} is not a checkpoint id (a number, or `latest`)"))?,
+        ),
+    })
+}
+
+fn pin(id: &str, name: &str, args: &StoreArgs) -> Result<ExitCode> {
+    let (mut store, codec) = args.open()?;
+    let s = savepoint::pin(store.as_mut(), &codec, checkpoint_id(id)?, name)?;
+    println!(
+        "savepoint {:?}: checkpoint {} pinned, {} bytes, in {}",
+        s.name, s.checkpoint, s.bytes, args.store
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unpin(name: &str, args: &StoreArgs) -> Result<ExitCode> {
+    let (mut store, _) = args.open()?;
+    let s = savepoint::unpin(store.as_mut(), name)?;
+    println!(
+        "savepoint {:?} (checkpoint {}) released from {}",
+        s.name, s.checkpoint, args.store
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn time_text(ms: u64) -> String {
@@ -72,8 +123,9 @@ fn list(args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
     let url = &args.store;
     let (store, codec) = args.open()?;
     let rows = inspect::list(store.as_ref(), &codec)?;
+    let savepoints = savepoint::list(store.as_ref())?;
     if as_json {
-        let rows: Vec<Value> = rows
+        let mut rows: Vec<Value> = rows
             .iter()
             .map(|r| match r {
                 Listed::Ok(s) => {
@@ -84,8 +136,20 @@ fn list(args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
                 Listed::Damaged(d) => json!(d),
             })
             .collect();
+        rows.extend(savepoints.iter().map(|s| {
+            json!({ "savepoint": s.name, "checkpoint": s.checkpoint, "bytes": s.bytes, "pinned": time_text(s.pinned_ms) })
+        }));
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
+    }
+    for s in &savepoints {
+        println!(
+            "savepoint {:?}: checkpoint {}, {} bytes, pinned {}",
+            s.name,
+            s.checkpoint,
+            s.bytes,
+            time_text(s.pinned_ms)
+        );
     }
     if rows.is_empty() {
         println!("no checkpoints in {url}");

@@ -19,6 +19,9 @@ fn for_cause(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             JobError::Checkpoint(c) => for_cause(c),
             JobError::Operator(c) => for_cause(c),
             JobError::Mismatch(m) => for_cause(m),
+            JobError::Savepoint(_) => {
+                Some("`cairn checkpoints list --store …` lists the store's savepoints and checkpoints".into())
+            }
             JobError::Parallelism(p) => Some(match p {
                 ParallelismError::KeyGroups(_) => "pass --key-groups from 1 to 32768".into(),
                 _ => {

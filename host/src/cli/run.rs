@@ -176,9 +176,10 @@ pub struct CheckpointArgs {
     /// Keep this many restorable checkpoints (and the bases they need).
     #[arg(long, default_value_t = 3)]
     max_retained: usize,
-    /// Resume from this checkpoint id instead of the newest (point-in-time restore).
+    /// Resume from this checkpoint id instead of the newest (point-in-time restore), or from
+    /// the savepoint of this name (`cairn checkpoints pin`).
     #[arg(long)]
-    restore_from: Option<u64>,
+    restore_from: Option<String>,
     /// Resume even though an operator's plugin changed since the checkpoint.
     #[arg(long)]
     accept_plugin_change: bool,
@@ -229,6 +230,17 @@ fn checkpoint_spec(args: &CheckpointArgs) -> Result<Option<CheckpointSpec>> {
     };
     let (store, codec) = open_store(url, &args.key.source()?)?;
     let codec = codec.with_compression(args.checkpoint_compression);
+    // A checkpoint id (digits) or a savepoint's name.
+    let (restore_from, restore_savepoint) = match &args.restore_from {
+        None => (None, None),
+        Some(at) => match at.parse::<u64>() {
+            Ok(id) => (Some(id), None),
+            Err(_) if cairn::checkpoint::savepoint::valid_name(at) => (None, Some(at.clone())),
+            Err(_) => {
+                bail!("--restore-from {at:?} is neither a checkpoint id (a number) nor a savepoint's name")
+            }
+        },
+    };
     let mut triggers = Triggers {
         interval: args.checkpoint_interval,
         every_events: args.checkpoint_every,
@@ -244,7 +256,8 @@ fn checkpoint_spec(args: &CheckpointArgs) -> Result<Option<CheckpointSpec>> {
             max_retained: args.max_retained,
         },
         triggers,
-        restore_from: args.restore_from,
+        restore_from,
+        restore_savepoint,
         accept_plugin_change: args.accept_plugin_change,
         accept_config_change: args.accept_config_change,
         allow_dropped_state: args.allow_dropped_state,

@@ -117,6 +117,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 c.store.as_ref(),
                 &c.codec,
                 c.restore_from,
+                c.restore_savepoint.as_deref(),
                 &operators,
                 asked_groups,
                 &c.renames,

@@ -30,6 +30,9 @@ pub enum JobError {
     /// An operator cannot run with the parallelism asked for.
     #[error(transparent)]
     Parallelism(#[from] ParallelismError),
+    /// The savepoint to restore could not be read.
+    #[error(transparent)]
+    Savepoint(#[from] crate::checkpoint::savepoint::SavepointError),
 }
 
 /// Why an operator cannot run with the parallelism asked for.
@@ -235,6 +238,8 @@ pub struct CheckpointSpec {
     pub triggers: Triggers,
     /// Restore this checkpoint instead of the newest.
     pub restore_from: Option<CheckpointId>,
+    /// Restore this savepoint (`checkpoint::savepoint`) instead of the newest checkpoint.
+    pub restore_savepoint: Option<String>,
     /// Resume even if an operator's plugin changed since the checkpoint.
     pub accept_plugin_change: bool,
     /// Resume even if an operator's configuration changed since the checkpoint.

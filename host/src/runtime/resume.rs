@@ -10,7 +10,7 @@ use super::stage::Stage;
 use crate::OperatorBuilder;
 use crate::checkpoint::ranged::is_operator_wide;
 use crate::checkpoint::restore::load_chain_part;
-use crate::checkpoint::{Codec, DecodeStats, JsonlPosition, Restored, restore_part};
+use crate::checkpoint::{Codec, DecodeStats, JsonlPosition, Restored, restore_part, savepoint};
 use crate::state::{KeyGroups, MAX_KEY_GROUPS, StateHolder};
 use crate::store::{CheckpointId, CheckpointStore};
 
@@ -80,10 +80,19 @@ pub(super) fn restore_job(
     store: &dyn CheckpointStore,
     codec: &Codec,
     at: Option<CheckpointId>,
+    savepoint: Option<&str>,
     builders: &[OperatorBuilder],
     asked_groups: Option<u32>,
     renames: &[(String, String)],
 ) -> Result<Option<(Restored, InstanceStates)>, JobError> {
+    // The chain of `id`, or the savepoint, decoded as far as `select` asks.
+    let load =
+        |id: CheckpointId, select: crate::checkpoint::ranged::Select<'_>| -> Result<Restored, JobError> {
+            Ok(match savepoint {
+                Some(name) => savepoint::load(store, codec, name, select, &mut DecodeStats::default())?,
+                None => load_chain_part(store, codec, id, select, &mut DecodeStats::default())?,
+            })
+        };
     // An operator's name now, given its name in the checkpoint.
     let current = |saved: &str| -> String {
         renames
@@ -101,14 +110,12 @@ pub(super) fn restore_job(
     };
     // Nothing of a parallel operator yet: no range starts at u32::MAX.
     let nothing = || Some(u32::MAX..u32::MAX);
-    let Some(mut restored) = restore_part(
-        store,
-        codec,
-        at,
-        &|name| (parallelism(name) > 1).then(nothing).flatten(),
-        &mut DecodeStats::default(),
-    )?
-    else {
+    let first = |name: &str| (parallelism(name) > 1).then(nothing).flatten();
+    let restored = match savepoint {
+        Some(_) => Some(load(0, &first)?),
+        None => restore_part(store, codec, at, &first, &mut DecodeStats::default())?,
+    };
+    let Some(mut restored) = restored else {
         return Ok(None);
     };
     let saved: Vec<String> = restored.operators.iter().map(|o| o.name.clone()).collect();
@@ -153,7 +160,7 @@ pub(super) fn restore_job(
                     nothing()
                 }
             };
-            let mut r = load_chain_part(store, codec, id, &select, &mut DecodeStats::default())?;
+            let mut r = load(id, &select)?;
             let op = r.operators.iter_mut().find(|o| o.name == name);
             parts.push(op.map(|o| std::mem::take(&mut o.state)).unwrap_or_default());
         }
