@@ -1,7 +1,8 @@
 //! Changing a job between runs: operators are matched with their checkpointed state by name,
 //! whatever their place in the pipeline; a renamed operator carries its state over with
 //! `--rename-operator`, an added one starts empty, a dropped one is refused unless
-//! `--allow-dropped-state`; a changed configuration needs `--accept-config-change`.
+//! `--allow-dropped-state`; a changed configuration needs `--accept-config-change`. Savepoints
+//! outlive retention; `cairn state export|get` read state out as stored.
 
 use std::fs;
 use std::path::Path;
@@ -268,5 +269,106 @@ fn a_savepoint_outlives_retention_and_a_job_starts_from_it() -> Result<()> {
     run_ok(&["checkpoints", "unpin", "first-part", "--store", &store])?;
     let list = String::from_utf8(run_ok(&["checkpoints", "list", "--store", &store])?.stdout)?;
     assert!(!list.contains("savepoint"), "{list}");
+    Ok(())
+}
+
+#[test]
+fn state_is_exported_as_stored_from_a_checkpoint_or_savepoint_encrypted_too() -> Result<()> {
+    let job = Job::new()?;
+    let window = plugin("window").display().to_string();
+    let key = ["--passphrase-env", "CAIRN_TEST_PASSPHRASE"];
+    // The passphrase is in the environment of the processes this test starts.
+    let with_env = |args: &[&str]| -> Result<std::process::Output> {
+        let out = cairn_tests::cairn()
+            .args(args)
+            .env("CAIRN_TEST_PASSPHRASE", "correct horse")
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(out)
+    };
+    let run = job.args(
+        false,
+        &["--plugin", &window, "--config", r#"{"field":"x","size_ms":500}"#],
+        &key,
+    )?;
+    with_env(&strs(&run))?;
+    let store = job.store();
+    let exported = job.path("window.jsonl");
+    let mut export = vec![
+        "state",
+        "export",
+        "--store",
+        &store,
+        "--operator",
+        "window",
+        "--output",
+        &exported,
+    ];
+    export.extend_from_slice(&key);
+    let said = String::from_utf8(with_env(&export)?.stderr)?;
+    assert!(said.contains("entries exported"), "{said}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&exported)?.permissions().mode() & 0o777, 0o600);
+    }
+    let text = fs::read_to_string(&exported)?;
+    let lines: Vec<serde_json::Value> = text.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(lines[0]["operator"], "window");
+    assert_eq!(lines[0]["key_groups"], 128);
+    // The same entries as `checkpoints show` restores: keyed values as stored, and timers.
+    let mut show = vec!["checkpoints", "show", "latest", "--store", &store, "--json"];
+    show.extend_from_slice(&key);
+    let doc: serde_json::Value = serde_json::from_slice(&with_env(&show)?.stdout)?;
+    let state = doc["operators"][0]["state"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let entries: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("key").is_some()).collect();
+    assert_eq!(entries.len(), state.len(), "{text:.300}");
+    // The window keeps binary values: base64, the bytes as stored.
+    let bytes = |l: &serde_json::Value| -> Result<Vec<u8>> {
+        use base64::Engine as _;
+        Ok(match (l.get("value"), l["value_b64"].as_str()) {
+            (Some(v), _) => v.to_string().into_bytes(),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b)?,
+            (None, None) => anyhow::bail!("no value: {l}"),
+        })
+    };
+    let timers = lines.iter().filter(|l| l.get("timer").is_some()).count();
+    assert_eq!(
+        timers,
+        doc["operators"][0]["timers"].as_array().map_or(0, Vec::len)
+    );
+    assert!(timers > 0);
+    // One entry, and the same from a savepoint.
+    let some = entries[entries.len() / 2];
+    let (scope, k) = (
+        some["scope"].as_str().unwrap_or_default(),
+        some["key"].as_str().unwrap_or_default(),
+    );
+    let mut get = vec![
+        "state",
+        "get",
+        "--store",
+        &store,
+        "--operator",
+        "window",
+        "--scope",
+        scope,
+        k,
+    ];
+    get.extend_from_slice(&key);
+    let got = with_env(&get)?.stdout;
+    assert_eq!(got, [bytes(some)?, b"\n".to_vec()].concat());
+    let mut pin = vec!["checkpoints", "pin", "latest", "--as", "sp", "--store", &store];
+    pin.extend_from_slice(&key);
+    with_env(&pin)?;
+    get.extend_from_slice(&["--checkpoint", "sp"]);
+    assert_eq!(with_env(&get)?.stdout, got);
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! * [`model`]: what a checkpoint holds;
 //! * [`manager`]: full/delta decisions, the background writer, retention;
 //! * [`restore`]: rebuilding state from a base and its deltas, with fallback;
-//! * [`savepoint`]: checkpoints pinned under a name, self-contained, kept until unpinned.
+//! * [`savepoint`]: checkpoints pinned under a name, self-contained, kept until unpinned;
+//! * [`export`]: an operator's state as JSON Lines (the state processor).
 //!
 //! Uses [`crate::store`] for the bytes; knows nothing of WASM.
 
@@ -15,6 +16,7 @@ pub mod codec;
 mod compression;
 pub mod crypto;
 mod error;
+pub mod export;
 pub mod format;
 pub mod inspect;
 pub mod manager;

@@ -7,6 +7,7 @@ mod hints;
 mod inspect;
 mod new;
 mod run;
+mod state;
 mod store_args;
 mod streams;
 
@@ -50,8 +51,11 @@ enum Command {
     Stream(streams::StreamArgs),
     /// Show what a WebAssembly file imports and exports, and whether it fits Cairn's world.
     Inspect(inspect::InspectArgs),
-    /// List, show and verify the checkpoints of a store.
+    /// List, show and verify the checkpoints of a store; pin savepoints.
     Checkpoints(checkpoints::CheckpointsArgs),
+    /// Read an operator's state out of a checkpoint or savepoint (export as JSON Lines, get one
+    /// entry).
+    State(state::StateArgs),
     /// Create a new plugin crate (an operator with a native test) ready to build for wasm32-wasip2.
     New(new::NewArgs),
     /// Build the operator project in a directory (its cairn.toml says how); prints the
@@ -108,6 +112,7 @@ pub fn main() -> ExitCode {
         #[cfg(feature = "nats")]
         Command::Stream(args) => streams::stream(args),
         Command::Checkpoints(args) => checkpoints::checkpoints(args),
+        Command::State(args) => state::state(args),
         Command::New(args) => new::new(args),
         Command::Build(args) => build::build(args),
         Command::Componentize(args) => componentize::componentize(args),
