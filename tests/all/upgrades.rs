@@ -372,3 +372,102 @@ fn state_is_exported_as_stored_from_a_checkpoint_or_savepoint_encrypted_too() ->
     assert_eq!(with_env(&get)?.stdout, got);
     Ok(())
 }
+
+#[test]
+fn export_import_export_round_trips_and_the_imported_state_resumes_alike() -> Result<()> {
+    let job = Job::new()?;
+    let window = plugin("window").display().to_string();
+    let key = ["--passphrase-env", "CAIRN_TEST_PASSPHRASE"];
+    let cmd = |args: &[&str]| -> Result<std::process::Output> {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&key);
+        let out = cairn_tests::cairn()
+            .args(&all)
+            .env("CAIRN_TEST_PASSPHRASE", "correct horse")
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(out)
+    };
+    // A window with timers and state TTL records, in an encrypted store.
+    let op = [
+        "--plugin",
+        window.as_str(),
+        "--config",
+        r#"{"field":"x","size_ms":500}"#,
+        "--state-ttl",
+        "2s",
+    ];
+    cmd(&strs(&job.args(false, &op, &[])?))?;
+    let (a, b, c) = (
+        job.store(),
+        format!("file:{}", job.path("b")),
+        format!("file:{}", job.path("c")),
+    );
+    let export = |store: &str, file: &str| -> Result<String> {
+        cmd(&[
+            "state",
+            "export",
+            "--store",
+            store,
+            "--operator",
+            "window",
+            "--output",
+            &job.path(file),
+        ])?;
+        Ok(fs::read_to_string(job.path(file))?)
+    };
+    let first = export(&a, "a.jsonl")?;
+    assert!(
+        first.contains("\"timer\"") && first.contains("\"host\":\"!w/"),
+        "{first:.400}"
+    );
+    // Into a copy of the job's store, over its newest checkpoint; and into an empty store.
+    run_ok(&["checkpoints", "copy", "--from", &a, "--to", &b])?;
+    let input = job.path("a.jsonl");
+    let import = [
+        "state",
+        "import",
+        "--operator",
+        "window",
+        "--input",
+        input.as_str(),
+    ];
+    cmd(&[&import[..], &["--store", &b, "--into-latest"]].concat())?;
+    cmd(&[&import[..], &["--store", &c]].concat())?;
+    let refused = cairn_tests::cairn()
+        .args([&import[..], &["--store", &c], &key[..]].concat())
+        .env("CAIRN_TEST_PASSPHRASE", "correct horse")
+        .output()?;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --into-latest"));
+    assert_eq!(export(&b, "b.jsonl")?, first, "byte for byte through import");
+    assert_eq!(export(&c, "c.jsonl")?, first, "byte for byte into an empty store");
+    // The job resumed from its own checkpoint and from the imported one: the same output.
+    let cut = fs::read_to_string(job.path("out.jsonl"))?;
+    let resumed = |store: &str| -> Result<String> {
+        fs::write(job.path("out.jsonl"), &cut)?;
+        let mut args = job.args(true, &op, &[])?;
+        let at = args.iter().position(|x| x == "--store").unwrap_or(0) + 1;
+        args[at] = store.to_string();
+        cmd(&strs(&args))?;
+        Ok(fs::read_to_string(job.path("out.jsonl"))?)
+    };
+    let from_a = resumed(&a)?;
+    assert!(from_a.len() > cut.len());
+    assert_eq!(resumed(&b)?, from_a);
+    // The new job of the empty store starts its input from the beginning, with the state.
+    fs::write(job.path("out.jsonl"), "")?;
+    let mut args = job.args(true, &op, &[])?;
+    let at = args.iter().position(|x| x == "--store").unwrap_or(0) + 1;
+    args[at] = c.clone();
+    cmd(&strs(&args))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&cmd(&["checkpoints", "show", "latest", "--store", &c, "--json"])?.stdout)?;
+    assert_eq!(doc["host"]["events_in"], 6_000);
+    assert_eq!(doc["host"]["source"]["kind"], "jsonl");
+    Ok(())
+}

@@ -7,7 +7,7 @@
 //! * [`manager`]: full/delta decisions, the background writer, retention;
 //! * [`restore`]: rebuilding state from a base and its deltas, with fallback;
 //! * [`savepoint`]: checkpoints pinned under a name, self-contained, kept until unpinned;
-//! * [`export`]: an operator's state as JSON Lines (the state processor).
+//! * [`export`], [`import`]: an operator's state as JSON Lines and back (the state processor).
 //!
 //! Uses [`crate::store`] for the bytes; knows nothing of WASM.
 
@@ -18,6 +18,7 @@ pub mod crypto;
 mod error;
 pub mod export;
 pub mod format;
+pub mod import;
 pub mod inspect;
 pub mod manager;
 pub mod model;

@@ -53,8 +53,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// List, show and verify the checkpoints of a store; pin savepoints.
     Checkpoints(checkpoints::CheckpointsArgs),
-    /// Read an operator's state out of a checkpoint or savepoint (export as JSON Lines, get one
-    /// entry).
+    /// An operator's state: export it from a checkpoint or savepoint as JSON Lines, import such
+    /// lines as a checkpoint, get one entry.
     State(state::StateArgs),
     /// Create a new plugin crate (an operator with a native test) ready to build for wasm32-wasip2.
     New(new::NewArgs),

@@ -1,11 +1,11 @@
-//! `cairn state`: an operator's state at a checkpoint or savepoint, read out (the state
-//! processor; `cairn::checkpoint::export`).
+//! `cairn state`: an operator's state at a checkpoint or savepoint, read out and written back
+//! (the state processor; `cairn::checkpoint::{export, import}`).
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use cairn::checkpoint::{Restored, export, restore, savepoint};
+use cairn::checkpoint::{Restored, export, import, restore, savepoint};
 use clap::{Args, Subcommand};
 
 use super::store_args::StoreArgs;
@@ -34,6 +34,32 @@ enum StateCommand {
         #[arg(long)]
         output: Option<std::path::PathBuf>,
     },
+    /// Build an operator's state from JSON Lines as `export` writes them and write it as a full
+    /// checkpoint: into an empty store (a job that starts with it), or with --into-latest over
+    /// the newest checkpoint (that operator's state replaced or added, the rest kept).
+    Import {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The operator (its name in the job).
+        #[arg(long)]
+        operator: String,
+        /// The lines (default: stdin).
+        #[arg(long)]
+        input: Option<std::path::PathBuf>,
+        /// The operator's plugin (its digest is recorded) [default: the export's header, else
+        /// the checkpoint's].
+        #[arg(long)]
+        plugin: Option<std::path::PathBuf>,
+        /// The operator's configuration [default: the export's header, else the checkpoint's].
+        #[arg(long)]
+        config: Option<String>,
+        /// The job's name, for a new job.
+        #[arg(long, default_value = "default")]
+        job: String,
+        /// Write over the newest checkpoint of the store instead of needing an empty store.
+        #[arg(long)]
+        into_latest: bool,
+    },
     /// Print one entry's value as stored (exit 1 when absent).
     Get {
         #[command(flatten)]
@@ -54,6 +80,45 @@ enum StateCommand {
 
 pub fn state(args: StateArgs) -> Result<ExitCode> {
     match args.command {
+        StateCommand::Import {
+            store,
+            operator,
+            input,
+            plugin,
+            config,
+            job,
+            into_latest,
+        } => {
+            use sha2::Digest as _;
+            let plugin_digest = match &plugin {
+                Some(p) => Some(hex::encode(sha2::Sha256::digest(
+                    std::fs::read(p).with_context(|| format!("could not read plugin {}", p.display()))?,
+                ))),
+                None => None,
+            };
+            let config = config.map(|c| super::run::read_config(&c)).transpose()?;
+            let (mut st, codec) = store.open()?;
+            let target = import::ImportTarget {
+                operator: operator.clone(),
+                plugin_digest,
+                config,
+                job,
+                into_latest,
+            };
+            let id = match &input {
+                Some(path) => {
+                    let f = std::fs::File::open(path)
+                        .with_context(|| format!("could not open {}", path.display()))?;
+                    import::import(st.as_mut(), &codec, &target, &mut std::io::BufReader::new(f))?
+                }
+                None => import::import(st.as_mut(), &codec, &target, &mut std::io::stdin().lock())?,
+            };
+            eprintln!(
+                "operator {operator:?} imported into {} as checkpoint {id}",
+                store.store
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         StateCommand::Export {
             store,
             operator,

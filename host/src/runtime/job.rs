@@ -193,7 +193,10 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     let (source, sink, stats) = match &restored {
         Some(r) => {
             let h = &r.host;
-            if h.source.kind != ends.source_kind() {
+            // A checkpoint made without a source (`cairn state import` into an empty store):
+            // the input is read from its start.
+            let started = !h.source.kind.is_empty();
+            if started && h.source.kind != ends.source_kind() {
                 return Err(Mismatch::Source {
                     checkpoint: r.id,
                     kind: h.source.kind.clone(),
@@ -212,7 +215,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             );
             report.restored_from = Some(r.id);
             (
-                ends.open_source(Some(&h.source), opening)
+                ends.open_source(started.then_some(&h.source), opening)
                     .map_err(RunError::from)?,
                 ends.open_sink(Some(h), opening).map_err(RunError::from)?,
                 RunStats {
