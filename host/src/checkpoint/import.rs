@@ -217,15 +217,7 @@ pub fn import(
             r.host.clone(),
             r.operators
                 .iter()
-                .map(|o| OperatorSnapshot {
-                    name: o.name.clone(),
-                    plugin_digest: o.plugin_digest.clone(),
-                    config: o.config.clone(),
-                    key_groups: o.key_groups,
-                    parallelism: o.parallelism,
-                    expired: o.expired,
-                    state: o.state.snapshot(),
-                })
+                .map(super::RestoredOperator::to_snapshot)
                 .collect::<Vec<_>>(),
         ),
         None => (

@@ -29,6 +29,36 @@ pub struct RestoredOperator {
     pub state: StateHolder,
 }
 
+impl RestoredOperator {
+    /// A restored operator of `snap`'s entries (a full checkpoint's).
+    pub fn from_snapshot(snap: OperatorSnapshot) -> Self {
+        let mut state = StateHolder::new();
+        state.apply(snap.state);
+        Self {
+            name: snap.name,
+            key_groups: snap.key_groups,
+            parallelism: snap.parallelism,
+            expired: snap.expired,
+            plugin_digest: snap.plugin_digest,
+            config: snap.config,
+            state,
+        }
+    }
+
+    /// All of it as a full checkpoint's snapshot.
+    pub fn to_snapshot(&self) -> OperatorSnapshot {
+        OperatorSnapshot {
+            name: self.name.clone(),
+            plugin_digest: self.plugin_digest.clone(),
+            config: self.config.clone(),
+            key_groups: self.key_groups,
+            parallelism: self.parallelism,
+            expired: self.expired,
+            state: self.state.snapshot(),
+        }
+    }
+}
+
 /// Before format 5 the expired-entry count was the host's entry `!e` among an operator's
 /// entries: take it out (a format-5 cut records it beside the entries), as the count if set.
 fn take_legacy_expired(snap: &mut OperatorSnapshot) -> Option<u64> {
@@ -197,17 +227,8 @@ pub fn load_chain_part(
                     op.expired = expired.unwrap_or(op.expired);
                 }
                 None if h.kind == Kind::Full || first => {
-                    let mut state = StateHolder::new();
-                    state.apply(snap.state);
-                    operators.push(RestoredOperator {
-                        name: snap.name,
-                        key_groups: snap.key_groups,
-                        parallelism: snap.parallelism,
-                        expired: expired.unwrap_or(0),
-                        plugin_digest: snap.plugin_digest,
-                        config: snap.config,
-                        state,
-                    });
+                    snap.expired = expired.unwrap_or(0);
+                    operators.push(RestoredOperator::from_snapshot(snap));
                 }
                 None => {
                     return Err(damaged(Damage::BrokenChain(format!(

@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::Placement;
 use super::ranged::{DecodeStats, Select};
 use super::restore::{Restored, restore};
-use super::{CheckpointData, CheckpointError, Codec, Kind, OperatorSnapshot};
-use crate::state::StateHolder;
+use super::{CheckpointData, CheckpointError, Codec, Kind};
 use crate::store::{CheckpointId, CheckpointStore};
 
 const INDEX: &str = "savepoints";
@@ -131,15 +130,7 @@ pub fn pin(
         operators: r
             .operators
             .iter()
-            .map(|o| OperatorSnapshot {
-                name: o.name.clone(),
-                plugin_digest: o.plugin_digest.clone(),
-                config: o.config.clone(),
-                key_groups: o.key_groups,
-                parallelism: o.parallelism,
-                expired: o.expired,
-                state: o.state.snapshot(),
-            })
+            .map(super::RestoredOperator::to_snapshot)
             .collect(),
     };
     let at = Placement {
@@ -216,19 +207,7 @@ pub fn load(
     let operators = data
         .operators
         .into_iter()
-        .map(|snap| {
-            let mut state = StateHolder::new();
-            state.apply(snap.state);
-            super::RestoredOperator {
-                name: snap.name,
-                key_groups: snap.key_groups,
-                parallelism: snap.parallelism,
-                expired: snap.expired,
-                plugin_digest: snap.plugin_digest,
-                config: snap.config,
-                state,
-            }
-        })
+        .map(super::RestoredOperator::from_snapshot)
         .collect();
     Ok(Restored {
         id,
