@@ -266,6 +266,120 @@ fn overlaps(b: &BlockRef, want: &Option<Range<u32>>) -> bool {
     }
 }
 
+/// Blocks of at least this many bytes in all (before compression) are decoded on two threads.
+const PARALLEL_BYTES: u64 = 1 << 20;
+
+/// One block's entries, appended to `into`.
+fn decode_block(
+    name: &str,
+    ordinal: usize,
+    b: &BlockRef,
+    area: &[u8],
+    id: CheckpointId,
+    cipher: Option<&Aes256Gcm>,
+    into: &mut StateDelta,
+) -> Result<(), Damage> {
+    let at = |e: String| Damage::Decode(format!("operator {name} {}: {e}", shown(b.groups)));
+    let stored = usize::try_from(b.offset)
+        .ok()
+        .zip(usize::try_from(b.stored_len).ok())
+        .and_then(|(off, len)| area.get(off..off.checked_add(len)?))
+        .ok_or_else(|| {
+            at(format!(
+                "bytes {}+{} lie outside the payload",
+                b.offset, b.stored_len
+            ))
+        })?;
+    let opened;
+    let compressed = match cipher {
+        None => stored,
+        Some(c) => {
+            if stored.len() < 12 {
+                return Err(at("shorter than its nonce".into()));
+            }
+            let nonce: [u8; 12] = stored[..12].try_into().expect("12 bytes");
+            opened = open(c, &nonce, &block_aad(id, ordinal, b.groups), &stored[12..])
+                .ok_or_else(|| Damage::BlockDecrypt(format!("operator {name} {}", shown(b.groups))))?;
+            &opened[..]
+        }
+    };
+    if b.raw_len > (compressed.len() as u64).saturating_mul(256) + 64 {
+        return Err(at(format!(
+            "{} raw bytes are impossible for {}",
+            b.raw_len,
+            compressed.len()
+        )));
+    }
+    let raw = lz4_flex::block::decompress(compressed, b.raw_len as usize).map_err(|e| at(e.to_string()))?;
+    if raw.len() as u64 != b.raw_len || raw.len() < 4 {
+        return Err(at(format!(
+            "{} bytes after decompression, the index says {}",
+            raw.len(),
+            b.raw_len
+        )));
+    }
+    let sets_len = u32::from_le_bytes(raw[..4].try_into().expect("4 bytes")) as usize;
+    let rest = &raw[4..];
+    if sets_len > rest.len() {
+        return Err(at(format!("a sets block of {sets_len} bytes in {}", rest.len())));
+    }
+    let from = into.sets.len();
+    block::decode_sets_into(&rest[..sets_len], &mut into.sets).map_err(|e| at(format!("sets: {e}")))?;
+    let deletes = block::decode_deletes(&rest[sets_len..]).map_err(|e| at(format!("deletes: {e}")))?;
+    if (into.sets.len() - from) as u64 != b.sets || deletes.len() as u64 != b.deletes {
+        return Err(at("holds other counts than the index says".into()));
+    }
+    into.deletes.extend(deletes);
+    Ok(())
+}
+
+/// The blocks `wanted` of operator `name`, in order; when there is much to decode (a restore
+/// of a large state), the second half on a scoped thread. An error is the first damaged
+/// block's.
+fn decode_blocks(
+    name: &str,
+    ordinal: usize,
+    wanted: &[&BlockRef],
+    area: &[u8],
+    id: CheckpointId,
+    cipher: Option<&Aes256Gcm>,
+) -> Result<StateDelta, Damage> {
+    let decode = |part: &[&BlockRef]| -> Result<StateDelta, Damage> {
+        let mut d = StateDelta::default();
+        d.sets.reserve(part.iter().map(|b| b.sets as usize).sum());
+        for b in part {
+            decode_block(name, ordinal, b, area, id, cipher, &mut d)?;
+        }
+        Ok(d)
+    };
+    let bytes: u64 = wanted.iter().map(|b| b.raw_len).sum();
+    if bytes < PARALLEL_BYTES || wanted.len() < 2 {
+        return decode(wanted);
+    }
+    let mut behind = 0;
+    let mid = wanted
+        .iter()
+        .position(|b| {
+            behind += b.raw_len;
+            behind * 2 >= bytes
+        })
+        .map_or(wanted.len() - 1, |i| (i + 1).min(wanted.len() - 1));
+    let (first, second) = wanted.split_at(mid);
+    let (a, b) = std::thread::scope(|s| {
+        let b = s.spawn(|| decode(second));
+        (decode(first), b.join())
+    });
+    let mut a = a?;
+    let b = b.map_err(|_| {
+        Damage::Decode(format!(
+            "operator {name}: the thread decoding half its blocks panicked"
+        ))
+    })??;
+    a.sets.extend(b.sets);
+    a.deletes.extend(b.deletes);
+    Ok(a)
+}
+
 /// Decode the blocks `select` asks for from `area` (the blocks after the index).
 pub(super) fn decode(
     host: HostState,
@@ -279,7 +393,7 @@ pub(super) fn decode(
     let mut out = Vec::with_capacity(operators.len());
     for (ordinal, o) in operators.into_iter().enumerate() {
         let want = select(&o.name);
-        let mut state = StateDelta::default();
+        let mut wanted = Vec::new();
         let mut partial = false;
         for b in &o.blocks {
             stats.blocks_total += 1;
@@ -287,65 +401,12 @@ pub(super) fn decode(
             if !overlaps(b, &want) {
                 continue;
             }
-            let at = |e: String| Damage::Decode(format!("operator {} {}: {e}", o.name, shown(b.groups)));
-            let stored = usize::try_from(b.offset)
-                .ok()
-                .zip(usize::try_from(b.stored_len).ok())
-                .and_then(|(off, len)| area.get(off..off.checked_add(len)?))
-                .ok_or_else(|| {
-                    at(format!(
-                        "bytes {}+{} lie outside the payload",
-                        b.offset, b.stored_len
-                    ))
-                })?;
-            let opened;
-            let compressed = match cipher {
-                None => stored,
-                Some(c) => {
-                    if stored.len() < 12 {
-                        return Err(at("shorter than its nonce".into()));
-                    }
-                    let nonce: [u8; 12] = stored[..12].try_into().expect("12 bytes");
-                    opened = open(c, &nonce, &block_aad(id, ordinal, b.groups), &stored[12..]).ok_or_else(
-                        || Damage::BlockDecrypt(format!("operator {} {}", o.name, shown(b.groups))),
-                    )?;
-                    &opened[..]
-                }
-            };
-            if b.raw_len > (compressed.len() as u64).saturating_mul(256) + 64 {
-                return Err(at(format!(
-                    "{} raw bytes are impossible for {}",
-                    b.raw_len,
-                    compressed.len()
-                )));
-            }
-            let raw =
-                lz4_flex::block::decompress(compressed, b.raw_len as usize).map_err(|e| at(e.to_string()))?;
-            if raw.len() as u64 != b.raw_len || raw.len() < 4 {
-                return Err(at(format!(
-                    "{} bytes after decompression, the index says {}",
-                    raw.len(),
-                    b.raw_len
-                )));
-            }
             stats.blocks += 1;
             stats.raw_bytes += b.raw_len;
             partial |= matches!((&want, b.groups), (Some(r), Some((lo, hi))) if lo < r.start || hi > r.end);
-            let sets_len = u32::from_le_bytes(raw[..4].try_into().expect("4 bytes")) as usize;
-            let rest = &raw[4..];
-            if sets_len > rest.len() {
-                return Err(at(format!("a sets block of {sets_len} bytes in {}", rest.len())));
-            }
-            let from = state.sets.len();
-            block::decode_sets_into(&rest[..sets_len], &mut state.sets)
-                .map_err(|e| at(format!("sets: {e}")))?;
-            let deletes =
-                block::decode_deletes(&rest[sets_len..]).map_err(|e| at(format!("deletes: {e}")))?;
-            if (state.sets.len() - from) as u64 != b.sets || deletes.len() as u64 != b.deletes {
-                return Err(at("holds other counts than the index says".into()));
-            }
-            state.deletes.extend(deletes);
+            wanted.push(b);
         }
+        let mut state = decode_blocks(&o.name, ordinal, &wanted, area, id, cipher)?;
         if let Some(r) = &want
             && partial
         {
@@ -402,176 +463,5 @@ pub(super) fn authenticate(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::checkpoint::codec::Placement;
-    use crate::checkpoint::{Codec, EncryptionKey, Kind};
-    use crate::state::KeyGroups;
-
-    /// An operator of `keys` keyed entries (and two operator-wide ones).
-    fn data(keys: usize, groups: u32) -> CheckpointData {
-        let mut state = StateDelta::default();
-        for i in 0..keys {
-            let scoped = cairn_codec::scoped::compose(Some(&format!("sensor-{i}")), "count");
-            let value = format!("{{\"count\":{}}}", i % 977);
-            state
-                .sets
-                .push((Key::from(scoped.as_str()), Value::from(value.into_bytes())));
-        }
-        for k in ["late", "total"] {
-            let scoped = cairn_codec::scoped::compose(None, k);
-            state
-                .sets
-                .push((Key::from(scoped.as_str()), Value::from(&b"1"[..])));
-        }
-        CheckpointData {
-            host: HostState::default(),
-            operators: vec![OperatorSnapshot {
-                name: "op".into(),
-                plugin_digest: "d".into(),
-                config: "{}".into(),
-                key_groups: groups,
-                parallelism: 4,
-                expired: 7,
-                state,
-            }],
-        }
-    }
-
-    fn full(id: u64) -> Placement {
-        Placement {
-            id,
-            kind: Kind::Full,
-            base: id,
-            parent: None,
-        }
-    }
-
-    fn sorted(mut s: StateDelta) -> Vec<(Key, Value)> {
-        s.sets.sort_by(|a, b| a.0.cmp(&b.0));
-        s.sets
-    }
-
-    #[test]
-    fn an_instance_decodes_the_index_and_only_the_blocks_of_its_own_groups() {
-        let key = EncryptionKey::from_bytes([5; 32]);
-        for codec in [Codec::plain(), Codec::encrypted(&key)] {
-            for (groups, n) in [(128, 4), (128, 3), (1000, 7)] {
-                let d = data(20_000, groups);
-                let bytes = codec.encode(full(3), 0, &d).unwrap();
-                let mut union = Vec::new();
-                for i in 0..n {
-                    let range = KeyGroups::for_instance(groups, i, n).unwrap().owned();
-                    let mut stats = DecodeStats::default();
-                    let (_, part) = codec
-                        .decode_part(3, &bytes, &|_| Some(range.clone()), &mut stats)
-                        .unwrap();
-                    let op = &part.operators[0];
-                    assert_eq!((op.parallelism, op.expired, op.key_groups), (4, 7, groups));
-                    // Exactly its entries: its groups' keyed ones, the operator-wide ones with 0.
-                    for (k, _) in &op.state.sets {
-                        match group_of(k, groups) {
-                            Some(g) => assert!(range.contains(&g), "{k} in group {g}, not in {range:?}"),
-                            None => assert_eq!(range.start, 0, "{k}"),
-                        }
-                    }
-                    // Its share of the blocks' bytes and at most one block more (the blocks at
-                    // the ends of its range, where another instance's groups begin, are decoded
-                    // whole; when the range is not aligned to blocks, two such blocks).
-                    let largest = codec.layout(3, &bytes).unwrap().unwrap()[0]
-                        .blocks
-                        .iter()
-                        .map(|b| b.raw_len)
-                        .max()
-                        .unwrap();
-                    let share =
-                        stats.raw_bytes_total * u64::from(range.end - range.start) / u64::from(groups);
-                    // With a power of two of both, a range is whole blocks or inside one block
-                    // (spans are powers of two): at most one block beyond the share. Otherwise
-                    // a block at each end may be another instance's in part.
-                    let ends = if groups.is_power_of_two() && n.is_power_of_two() {
-                        1
-                    } else {
-                        2
-                    };
-                    assert!(
-                        stats.raw_bytes <= share + ends * largest,
-                        "instance {i} of {n} ({groups} groups) decoded {} bytes; share {share}, block {largest}",
-                        stats.raw_bytes
-                    );
-                    assert!(stats.blocks < stats.blocks_total, "{stats:?}");
-                    union.extend(op.state.sets.iter().cloned());
-                }
-                let mut whole = StateDelta {
-                    sets: union,
-                    deletes: Vec::new(),
-                };
-                whole.sets.sort_by(|a, b| a.0.cmp(&b.0));
-                assert_eq!(
-                    whole.sets,
-                    sorted(d.operators[0].state.clone()),
-                    "{groups} groups, {n} instances"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn a_block_moved_between_operators_or_checkpoints_does_not_authenticate() {
-        let codec = Codec::encrypted(&EncryptionKey::from_bytes([6; 32]));
-        // Two operators with the same entries: their blocks have the same ranges and lengths.
-        let mut d = data(40_000, 128);
-        let mut twin = d.operators[0].clone();
-        twin.name = "twin".into();
-        d.operators.push(twin);
-        let a = codec.encode(full(3), 0, &d).unwrap();
-        let layout = codec.layout(3, &a).unwrap().unwrap();
-        let (ours, theirs) = (&layout[0].blocks, &layout[1].blocks);
-        assert!(ours.len() >= 4, "{} blocks", ours.len());
-        let stored: usize = layout
-            .iter()
-            .flat_map(|o| &o.blocks)
-            .map(|b| b.stored_len as usize)
-            .sum();
-        let area = a.len() - stored;
-        let at = |b: &BlockRef| area + b.offset as usize;
-        // Operator 0's block 1 swapped with the twin's: the index still fits, the blocks not.
-        let (x, y) = (&ours[1], &theirs[1]);
-        assert_eq!((x.groups, x.stored_len), (y.groups, y.stored_len));
-        let len = x.stored_len as usize;
-        let mut swapped = a.clone();
-        swapped[at(x)..at(x) + len].copy_from_slice(&a[at(y)..at(y) + len]);
-        swapped[at(y)..at(y) + len].copy_from_slice(&a[at(x)..at(x) + len]);
-        assert!(codec.decode(3, &swapped).is_err());
-        assert!(codec.verify(3, &swapped).is_err());
-        // The same block from checkpoint 4 (same entries) in checkpoint 3.
-        let b = codec.encode(full(4), 0, &d).unwrap();
-        let b_layout = codec.layout(4, &b).unwrap().unwrap();
-        let b_stored: usize = b_layout
-            .iter()
-            .flat_map(|o| &o.blocks)
-            .map(|b| b.stored_len as usize)
-            .sum();
-        let from = b.len() - b_stored + b_layout[0].blocks[1].offset as usize;
-        assert_eq!(b_layout[0].blocks[1].stored_len, x.stored_len);
-        let mut moved = a.clone();
-        moved[at(x)..at(x) + len].copy_from_slice(&b[from..from + len]);
-        assert!(codec.decode(3, &moved).is_err());
-        assert!(codec.verify(3, &moved).is_err());
-        assert!(codec.verify(3, &a).is_ok());
-        // An instance of groups the moved block does not hold does not notice it.
-        let away = ours
-            .iter()
-            .find(|b| b.groups.is_some_and(|(lo, _)| lo >= 64))
-            .unwrap()
-            .groups
-            .unwrap();
-        assert!(x.groups.is_some_and(|(_, hi)| hi <= away.0));
-        let only = |_: &str| Some(away.0..128);
-        assert!(
-            codec
-                .decode_part(3, &moved, &only, &mut DecodeStats::default())
-                .is_ok()
-        );
-    }
-}
+#[path = "ranged_tests.rs"]
+mod tests;
