@@ -337,9 +337,9 @@ fn sigkilled_and_restarted_at_other_parallelisms_the_outputs_per_key_are_the_sam
     let mut landed = Vec::new();
     let levels = ["3", "1", "4", "2"];
     let kills = kills(4);
-    for k in 0..kills {
-        let n = levels[k % levels.len()];
-        let args = run_args(
+    // The job at parallelism `n`, checkpointing into the one store.
+    let args_at = |n: &str| {
+        run_args(
             &plugin(op.0),
             &dir.path().join("in.jsonl"),
             &out,
@@ -355,7 +355,11 @@ fn sigkilled_and_restarted_at_other_parallelisms_the_outputs_per_key_are_the_sam
                 "--parallelism",
                 n,
             ],
-        );
+        )
+    };
+    for k in 0..kills {
+        let n = levels[k % levels.len()];
+        let args = args_at(n);
         let mut child = cairn_tests::cairn()
             .args(&args)
             .stdout(Stdio::null())
@@ -385,23 +389,7 @@ fn sigkilled_and_restarted_at_other_parallelisms_the_outputs_per_key_are_the_sam
         "kills at {landed:?} of {total} bytes"
     );
     // The last run, at 2, finishes.
-    let args = run_args(
-        &plugin(op.0),
-        &dir.path().join("in.jsonl"),
-        &out,
-        &[
-            "--config",
-            op.1,
-            "--batch-size",
-            "64",
-            "--store",
-            &store,
-            "--checkpoint-every",
-            "2000",
-            "--parallelism",
-            "2",
-        ],
-    );
+    let args = args_at("2");
     run_ok(&strs(&args))?;
     let got = fs::read_to_string(&out)?;
     assert_eq!(
