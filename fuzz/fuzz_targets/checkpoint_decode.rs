@@ -26,6 +26,7 @@ fn valid(codec: &Codec) -> Vec<u8> {
             key_groups: 128,
             parallelism: 1,
             expired: 0,
+            state_version: 1,
             state: StateDelta {
                 sets: vec![("1:k/a".into(), b"1".to_vec().into()), ("*/b".into(), vec![0; 40].into())],
                 deletes: vec!["c".into()],

@@ -707,6 +707,52 @@ bool exports_cairn_operator_packed_timer_handler_on_timers_packed(wbytes *fired,
     return run_packed(fired, ret, err, true);
 }
 
+/* ---- migration (WIT 0.2.5) ---- */
+
+typedef exports_cairn_operator_migration_rewrite_t wrewrite;
+
+bool exports_cairn_operator_migration_migrate(uint32_t from_version, exports_cairn_operator_migration_list_entry_t *page,
+                                               exports_cairn_operator_migration_list_rewrite_t *ret, wstr *err) {
+    cairn_status st = CAIRN_OK;
+    message[0] = 0;
+    wrewrite *out = calloc(page->len ? page->len : 1, sizeof *out);
+    if (!out) st = cairn_fail("out of memory");
+    if (st == CAIRN_OK && !cairn_the_operator.migrate)
+        st = cairn_fail("the operator declares a new state version but has no migrate callback: state of version %u "
+                        "cannot be read",
+                        (unsigned)from_version);
+    size_t done = 0;
+    for (; done < page->len && st == CAIRN_OK; done++) {
+        exports_cairn_operator_migration_entry_t *e = &page->ptr[done];
+        has_current = e->scope.is_some;
+        if (has_current) current = e->scope.val;
+        cairn_rewrite r = {CAIRN_KEEP, {0, 0}};
+        st = cairn_the_operator.migrate(from_version, (cairn_str){(const char *)e->key.ptr, e->key.len},
+                                        (cairn_str){(const char *)e->value.ptr, e->value.len}, &r);
+        if (st != CAIRN_OK) break;
+        if (r.kind == CAIRN_SET) {
+            out[done].tag = EXPORTS_CAIRN_OPERATOR_MIGRATION_REWRITE_SET;
+            out[done].val.set = (wbytes){copy(r.value.ptr, r.value.len), r.value.len};
+        } else {
+            out[done].tag =
+                r.kind == CAIRN_REMOVE ? EXPORTS_CAIRN_OPERATOR_MIGRATION_REWRITE_REMOVE : EXPORTS_CAIRN_OPERATOR_MIGRATION_REWRITE_KEEP;
+        }
+    }
+    has_current = false;
+    exports_cairn_operator_migration_list_entry_free(page);
+    if (st != CAIRN_OK) {
+        exports_cairn_operator_migration_list_rewrite_t all = {out, done};
+        exports_cairn_operator_migration_list_rewrite_free(&all);
+        char text[1200];
+        snprintf(text, sizeof text, "migrate failed: %s", message[0] ? message : "an error status without a message");
+        operator_packed_string_dup(err, text);
+        return false;
+    }
+    ret->ptr = out;
+    ret->len = done;
+    return true;
+}
+
 /* ---- JSON ---- */
 
 size_t cairn_fmt_f64(char *buf, double x) {

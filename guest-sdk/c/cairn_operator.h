@@ -61,15 +61,27 @@ typedef struct {
 #define CAIRN_OPERATOR_WIDE ((cairn_scope){1, {0, 0}})
 cairn_scope cairn_scope_of(cairn_str key);
 
+/* What becomes of one entry of older state in a migration: kept, set to `value` (copied by
+ * the SDK), or removed. */
+typedef enum { CAIRN_KEEP = 0, CAIRN_SET = 1, CAIRN_REMOVE = 2 } cairn_rewrite_kind;
+typedef struct {
+    cairn_rewrite_kind kind;
+    cairn_str value;
+} cairn_rewrite;
+
 /* The operator: any callback may be NULL (on_event then drops events). `prefetch` (optional,
  * NULL-terminated) names the entries on_event reads in its event's key's scope: the SDK fetches
- * them for the whole batch in one host call. */
+ * them for the whole batch in one host call. `migrate` rewrites one entry of state an older
+ * state version wrote (`state_version` in cairn.toml; the entry's scope is CAIRN_KEY while it
+ * runs, CAIRN_OPERATOR_WIDE for an operator-wide entry): called for every entry, before any
+ * event, when the host resumes from a checkpoint of version `from_version`; NULL refuses. */
 typedef struct {
     const char *const *prefetch;
     cairn_status (*init)(cairn_str config);
     cairn_status (*on_event)(const cairn_event *ev, cairn_out *out);
     cairn_status (*on_timer)(cairn_str key, int64_t ts, cairn_out *out);
     cairn_status (*on_watermark)(int64_t watermark, cairn_out *out);
+    cairn_status (*migrate)(uint32_t from_version, cairn_str key, cairn_str value, cairn_rewrite *rewrite);
 } cairn_operator;
 
 #define CAIRN_OPERATOR(...) const cairn_operator cairn_the_operator = {__VA_ARGS__}

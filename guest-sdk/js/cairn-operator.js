@@ -21,15 +21,17 @@
 // and writes are held back and sent in one `write-many-packed` when the call succeeds (written
 // through instead when `usage` shows they might not fit a quota, so a refusal is still thrown
 // by the call that made it). Every host call costs a JS component much; these make few.
-import * as wstate from "cairn:operator/state@0.2.4";
-import * as wpacked from "cairn:operator/packed-state@0.2.4";
-import * as wtimers from "cairn:operator/timers@0.2.4";
-import { log as wlog } from "cairn:operator/log@0.2.4";
+import * as wstate from "cairn:operator/state@0.2.5";
+import * as wpacked from "cairn:operator/packed-state@0.2.5";
+import * as wtimers from "cairn:operator/timers@0.2.5";
+import { log as wlog } from "cairn:operator/log@0.2.5";
 
 const cairn = (() => {
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();
   const CURRENT = Symbol("current key");
+  // What `migrate` returns to remove an entry.
+  const REMOVE = Symbol("remove");
   let current; // the key whose scope `state` means, or undefined
   let registered = null;
   let instance = null;
@@ -622,6 +624,33 @@ const cairn = (() => {
         });
       },
     },
+    // State an older state version wrote, a page at a time (WIT 0.2.5): each entry in its
+    // scope to the operator's `migrate(fromVersion, entry)`, which returns the new bytes,
+    // undefined (keep) or cairn.REMOVE.
+    migration: {
+      migrate(fromVersion, page) {
+        return call("migrate", () => {
+          if (!instance.migrate) {
+            throw new Error(
+              `the operator declares a new state version but defines no migrate(fromVersion, entry): state of version ${fromVersion} cannot be read`,
+            );
+          }
+          const out = [];
+          for (let i = 0; i < page.length; i++) {
+            const e = page[i];
+            const entry = { scope: e.scope === null ? undefined : e.scope, key: e.key, value: e.value };
+            current = entry.scope;
+            const r = instance.migrate(fromVersion, entry);
+            if (r === undefined || r === null) out.push({ tag: "keep" });
+            else if (r === REMOVE) out.push({ tag: "remove" });
+            else if (r instanceof Uint8Array) out.push({ tag: "set", val: r });
+            else if (typeof r === "string") out.push({ tag: "set", val: encoder.encode(r) });
+            else throw new Error(`migrate returned ${typeof r} for key ${JSON.stringify(e.key)}: return a Uint8Array or string, undefined (keep) or cairn.REMOVE`);
+          }
+          return out;
+        });
+      },
+    },
     // The fired timers as a packed batch of events with empty values (WIT 0.2.3).
     packedTimerHandler: {
       onTimersPacked(fired) {
@@ -677,6 +706,7 @@ const cairn = (() => {
       registered = cls;
       return cls;
     },
+    REMOVE,
     exports,
   };
 })();
@@ -685,3 +715,4 @@ export const operator = cairn.exports.operator;
 export const timerHandler = cairn.exports.timerHandler;
 export const packedOperator = cairn.exports.packedOperator;
 export const packedTimerHandler = cairn.exports.packedTimerHandler;
+export const migration = cairn.exports.migration;

@@ -84,6 +84,22 @@ export class Harness {
     return this.call(() => unpack(this.mod.packedOperator.processPacked(Uint8Array.from(Buffer.concat(batch)))));
   }
 
+  /** Hand `entries` ([scope, key, value]; scope undefined: operator-wide) to the operator's
+   * `migrate` as the host does when it resumes state of an older state version; the
+   * rewrites ({tag: "keep" | "set" | "remove", val}). On an error nothing is kept. */
+  migrate(fromVersion, entries) {
+    const page = entries.map(([scope, key, value]) => ({ scope, key, value: bytes(value) }));
+    const saved = [new Map(host.mem.entries), new Set(host.mem.timers)];
+    let rewrites;
+    try {
+      rewrites = this.mod.migration.migrate(fromVersion, page);
+    } catch (e) {
+      [host.mem.entries, host.mem.timers] = saved;
+      throw typeof e === "string" ? new Error(e) : e;
+    }
+    return rewrites.map((r) => (r.tag === "set" ? { tag: "set", val: new TextDecoder().decode(r.val) } : { tag: r.tag }));
+  }
+
   /** Move event time to `wm`: due timers in (ts, key) order (and ones registered meanwhile),
    * then onWatermark; the emitted events. */
   watermark(wm) {

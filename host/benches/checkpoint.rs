@@ -108,6 +108,7 @@ fn cut(four: &mut [StateHolder]) -> Vec<OperatorPart<'_>> {
         config: "{}",
         key_groups: 128,
         expired: 0,
+        state_version: 0,
         states: four.iter_mut().collect(),
     }]
 }
@@ -376,6 +377,7 @@ fn window_state_lz4() {
             key_groups: cairn_codec::scoped::DEFAULT_KEY_GROUPS,
             parallelism: 1,
             expired: 0,
+            state_version: 0,
             state: op.state().snapshot(),
         }],
     };

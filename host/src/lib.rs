@@ -29,6 +29,8 @@ pub mod state;
 pub mod store;
 
 pub use engine::{Engine, EngineOptions};
-pub use plugin::{Batch, CallError, Event, EventRef, LoadError, OperatorBuilder, OperatorInstance, Plugin};
+pub use plugin::{
+    Batch, CallError, Event, EventRef, LoadError, Migrated, OperatorBuilder, OperatorInstance, Plugin,
+};
 pub use sandbox::Limits;
 pub use state::StateHolder;

@@ -82,6 +82,7 @@ fn job(store: &Flaky, input: &std::path::Path, output: &std::path::Path, every: 
             restore_savepoint: None,
             accept_plugin_change: false,
             accept_config_change: false,
+            migration_timeout: cairn::runtime::DEFAULT_MIGRATION_TIMEOUT,
             allow_dropped_state: false,
             renames: Vec::new(),
         }),

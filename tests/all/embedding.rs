@@ -136,6 +136,7 @@ fn job(store: &MemoryStore, lines: Vec<String>, out: &Arc<Mutex<Vec<String>>>) -
             restore_savepoint: None,
             accept_plugin_change: false,
             accept_config_change: false,
+            migration_timeout: cairn::runtime::DEFAULT_MIGRATION_TIMEOUT,
             allow_dropped_state: false,
             renames: Vec::new(),
         }),

@@ -16,6 +16,7 @@ mod exactly_once;
 mod languages;
 mod library_and_cli;
 mod memory;
+mod migration;
 mod operability;
 mod operators;
 mod parallel;

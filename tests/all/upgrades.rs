@@ -5,100 +5,10 @@
 //! outlive retention; `cairn state export|get` read state out as stored.
 
 use std::fs;
-use std::path::Path;
 
 use anyhow::Result;
-use cairn_tests::{expected_counts, plugin, run_cairn, run_ok, strs, synthetic_input};
-
-/// A job's files: the whole input, its first part, a store.
-struct Job {
-    dir: tempfile::TempDir,
-    text: String,
-    first: String,
-}
-
-impl Job {
-    fn new() -> Result<Self> {
-        Self::sized(6_000)
-    }
-
-    /// A job over `n` events (the first 2,500 its first part).
-    fn sized(n: usize) -> Result<Self> {
-        let text = synthetic_input(n, 50, 0);
-        let first = text.lines().take(2_500).map(|l| format!("{l}\n")).collect();
-        Ok(Self {
-            dir: tempfile::tempdir()?,
-            text,
-            first,
-        })
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-
-    fn store(&self) -> String {
-        format!("file:{}", self.path("store"))
-    }
-
-    /// A pipeline file of `(name, plugin, config)` operators.
-    fn pipeline(&self, file: &str, ops: &[(&str, &Path, &str)]) -> Result<String> {
-        let mut toml = String::new();
-        for (name, plugin, config) in ops {
-            toml.push_str(&format!(
-                "[[operators]]\nname = \"{name}\"\nplugin = \"{}\"\nconfig = {config}\n",
-                plugin.display()
-            ));
-        }
-        fs::write(self.path(file), toml)?;
-        Ok(self.path(file))
-    }
-
-    /// `cairn run` over the first part (event time kept open) or the whole input.
-    fn args(&self, whole: bool, what: &[&str], extra: &[&str]) -> Result<Vec<String>> {
-        fs::write(
-            self.path("in.jsonl"),
-            if whole { &self.text } else { &self.first },
-        )?;
-        let mut a: Vec<String> = vec!["run".into()];
-        a.extend(what.iter().map(|s| s.to_string()));
-        for s in [
-            "--input",
-            &self.path("in.jsonl"),
-            "--output",
-            &self.path("out.jsonl"),
-            "--store",
-            &self.store(),
-            "--batch-size",
-            "100",
-        ] {
-            a.push(s.to_string());
-        }
-        if !whole {
-            a.push("--keep-open".into());
-        }
-        a.extend(extra.iter().map(|s| s.to_string()));
-        Ok(a)
-    }
-
-    fn run(&self, whole: bool, what: &[&str], extra: &[&str]) -> Result<String> {
-        run_ok(&strs(&self.args(whole, what, extra)?))?;
-        Ok(fs::read_to_string(self.path("out.jsonl"))?)
-    }
-
-    /// The error of a run that must fail, and the output left as it was.
-    fn refused(&self, whole: bool, what: &[&str], extra: &[&str]) -> Result<String> {
-        let before = fs::read_to_string(self.path("out.jsonl"))?;
-        let out = run_cairn(&strs(&self.args(whole, what, extra)?), b"")?;
-        assert!(!out.status.success());
-        assert_eq!(
-            fs::read_to_string(self.path("out.jsonl"))?,
-            before,
-            "the output is untouched"
-        );
-        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
+use cairn_tests::job::Job;
+use cairn_tests::{expected_counts, plugin, run_ok, strs};
 
 #[test]
 fn a_renamed_plugin_file_carries_its_state_over_with_rename_operator() -> Result<()> {
@@ -218,7 +128,7 @@ fn a_changed_configuration_needs_accept_config_change() -> Result<()> {
 
 #[test]
 fn a_savepoint_outlives_retention_and_a_job_starts_from_it() -> Result<()> {
-    let job = Job::sized(15_000)?;
+    let job = Job::sized(15_000, 50, 2_500)?;
     let counter = plugin("counter").display().to_string();
     let store = job.store();
     job.run(false, &["--plugin", &counter], &["--checkpoint-every", "500"])?;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod bench;
 pub mod guests;
+pub mod job;
 pub mod native;
 pub mod nats;
 pub mod proxy;

@@ -180,3 +180,30 @@ test("the packed layouts are the codec's golden vectors, on the ASCII and the by
     assert.deepEqual(out.map((e) => e.value), ["7", "absent"], label);
   }
 });
+
+test("migrate rewrites each entry of an older state version in its scope", async () => {
+  const h = await load(
+    app(`cairn.operator(class {
+      onEvent(event, out) {
+        cairn.state.set("count", new Uint8Array([7, 0, 0, 0]));
+        cairn.state.set("old", "x");
+        cairn.state.set("kept", "y");
+      }
+      migrate(fromVersion, entry) {
+        if (cairn.state.get(entry.key) === undefined) throw new Error("not in the entry's scope");
+        if (entry.key === "count") return JSON.stringify({ n: new DataView(entry.value.buffer, entry.value.byteOffset).getUint32(0, true) });
+        if (entry.key === "old") return cairn.REMOVE;
+        return undefined;
+      }
+    });`),
+  );
+  h.sendAll([["a", 1, {}]]);
+  const four = new Uint8Array([7, 0, 0, 0]);
+  assert.deepEqual(
+    h.migrate(1, [["a", "count", four], ["a", "old", "x"], ["a", "kept", "y"]]),
+    [{ tag: "set", val: '{"n":7}' }, { tag: "remove" }, { tag: "keep" }],
+  );
+  assert.throws(() => h.migrate(1, [["b", "count", four]]), /not in the entry's scope/);
+  const plain = await load(app(`cairn.operator(class { onEvent() {} });`));
+  assert.throws(() => plain.migrate(1, [["a", "count", four]]), /defines no migrate/);
+});

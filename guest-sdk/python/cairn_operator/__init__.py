@@ -32,6 +32,8 @@ from . import _host, _json
 from ._host import InvalidState, QuotaExceeded, StateError
 
 __all__ = [
+    "REMOVE",
+    "Entry",
     "Event",
     "InvalidState",
     "Output",
@@ -247,7 +249,12 @@ def operator(cls):
     dict, `{}` when none was given) and may define `on_event(event, out)`, `on_batch(events,
     out)`, `on_timer(key, ts, out)` and `on_watermark(watermark, out)`. A class attribute
     `prefetch = ("name", ...)` names entries of the event's key that the operator reads for
-    (nearly) every event: they are read for the whole batch in one host call."""
+    (nearly) every event: they are read for the whole batch in one host call.
+
+    An operator whose state layout changed declares `state_version = N` in cairn.toml and
+    defines `migrate(from_version, entry)`: called for every entry of state an older version
+    wrote (an `Entry(scope, key, value)`, in the entry's scope), before any event, it returns
+    the new bytes, `None` to keep the entry, or `REMOVE`."""
     _registered[0] = cls
     return cls
 
@@ -301,3 +308,60 @@ def _on_watermark(op, wm, out):
     f = getattr(op, "on_watermark", None)
     if f is not None:
         f(wm, out)
+
+
+class Entry(tuple):
+    """One entry of state as an older version of the operator wrote it: `scope` (the stream
+    key, or None for the operator-wide scope), `key`, `value` (bytes)."""
+
+    __slots__ = ()
+    scope = _field(0, "The stream key whose scope holds it (None: operator-wide).")
+    key = _field(1, "The key within the scope.")
+    value = _field(2, "The stored bytes.")
+
+    def __new__(cls, scope, key: str, value: bytes):
+        return tuple.__new__(cls, (scope, key, value))
+
+    def json(self):
+        """The value decoded from JSON."""
+        return _json.loads(self.value)
+
+    def __repr__(self):
+        return f"Entry(scope={self.scope!r}, key={self.key!r}, value={self.value!r})"
+
+
+class _Remove:
+    def __repr__(self):
+        return "REMOVE"
+
+
+# What `migrate` returns to remove an entry.
+REMOVE = _Remove()
+
+
+def _migrate(op, from_version, entries):
+    """Each entry's rewrite: None (keep), REMOVE, or the new bytes."""
+    f = getattr(op, "migrate", None)
+    if f is None:
+        raise RuntimeError(
+            f"{type(op).__name__} declares a new state version but defines no migrate(from_version, entry): "
+            f"state of version {from_version} cannot be read"
+        )
+    out = []
+    cur = _current
+    try:
+        for e in entries:
+            cur[0] = e[0]
+            r = f(from_version, e)
+            if r is None or r is REMOVE:
+                out.append(r)
+            elif isinstance(r, (bytes, bytearray, memoryview)):
+                out.append(bytes(r))
+            else:
+                raise TypeError(
+                    f"migrate returned {type(r).__name__} for key {e[1]!r} of scope {e[0]!r}: "
+                    "return bytes, None (keep) or cairn_operator.REMOVE"
+                )
+    finally:
+        cur[0] = None
+    return out

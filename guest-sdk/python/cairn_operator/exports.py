@@ -8,7 +8,9 @@ Built for world `operator-pickled` (WIT 0.2.2 and later; `cairn build` uses the 
 emitted events cross as one pickle each, and state calls go through the batched backend
 (`_host.Pickled`). Built for `operator-bulk` (0.2.1) it exports `BulkOperator` instead, with
 lists of tuples (`_host.Batched`). Built for `operator-timers` it runs the same
-operator with a host call per state call."""
+operator with a host call per state call. From WIT 0.2.5 `operator-pickled` exports
+`Migration` too: the host hands it the state an older state version wrote, and the operator's
+`migrate(from_version, entry)` rewrites it."""
 
 import gc
 import traceback
@@ -24,10 +26,10 @@ try:
 except ImportError:  # plain CPython (an operator's own tests): nothing is exported
     _exports = None
 
-__all__ = ["Operator", "TimerHandler", "BulkOperator", "PickledOperator"]
+__all__ = ["Operator", "TimerHandler", "BulkOperator", "PickledOperator", "Migration"]
 
 if _exports is None:
-    Operator = TimerHandler = BulkOperator = PickledOperator = None
+    Operator = TimerHandler = BulkOperator = PickledOperator = Migration = None
 else:
     _op = [None]
     _map = map
@@ -101,3 +103,22 @@ else:
 
     else:
         PickledOperator = None
+
+    if hasattr(_exports, "Migration"):
+        from wit_world.exports import migration as _migration
+
+        _KEEP = _migration.Rewrite_Keep()
+        _REMOVE = _migration.Rewrite_Remove()
+
+        class Migration(_exports.Migration):
+            def migrate(self, from_version, page):
+                entries = [_cairn.Entry(e.scope, e.key, e.value) for e in page]
+                done = []
+                _run("migrate", lambda out: done.extend(_cairn._migrate(_op[0], from_version, entries)))
+                return [
+                    _KEEP if r is None else _REMOVE if r is _cairn.REMOVE else _migration.Rewrite_Set(r)
+                    for r in done
+                ]
+
+    else:
+        Migration = None

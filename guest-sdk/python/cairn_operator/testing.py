@@ -74,6 +74,28 @@ class Harness:
             out += self.watermark(max(e.ts for e in batch))
         return out
 
+    def migrate(self, from_version, entries=None):
+        """Hand state to the operator's `migrate` as the host does when it resumes state of an
+        older state version: `entries` ((scope, key, value) tuples), or by default every entry
+        the in-memory host holds. Applies the rewrites (bytes: set, REMOVE: remove, None: keep)
+        and returns them; on an error nothing changes."""
+        mem = _host.memory
+        if entries is None:
+            entries = sorted(((s, k, v) for (s, k), v in mem.entries.items()), key=lambda e: (e[0] is not None, e[0] or "", e[1]))
+        page = [_cairn.Entry(*e) for e in entries]
+        saved = (dict(mem.entries), set(mem.timers))
+        try:
+            rewrites = _cairn._migrate(self.op, from_version, page)
+        except BaseException:
+            mem.entries, mem.timers = saved
+            raise
+        for e, r in zip(page, rewrites):
+            if r is _cairn.REMOVE:
+                mem.entries.pop((e.scope, e.key), None)
+            elif r is not None:
+                mem.entries[(e.scope, e.key)] = r
+        return rewrites
+
     def state(self, key=None):
         """The entries of `key`'s scope (None: the operator-wide scope), as a dict."""
         return {k: v for (s, k), v in _host.memory.entries.items() if s == key}

@@ -164,7 +164,7 @@ def test_the_sdk_builds_as_a_wheel_that_installs_and_runs(tmp_path):
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), sdk],
         check=True,
     )
-    (wheel,) = tmp_path.glob("cairn_operator-0.2.4-py3-none-any.whl")
+    (wheel,) = tmp_path.glob("cairn_operator-0.2.5-py3-none-any.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("__init__", "_host", "_json", "exports", "testing"):
         assert f"cairn_operator/{module}.py" in names
@@ -233,3 +233,43 @@ def test_emit_json_takes_the_value_as_it_is_when_emitted():
     ]
     with pytest.raises(TypeError):
         cairn._encoded([("k", 4, (__import__("marshal").dumps({1, 2}, 2),))])
+
+
+def test_migrate_rewrites_each_entry_in_its_scope():
+    class V2:
+        def migrate(self, from_version, entry):
+            # It runs in the entry's scope: the entry reads back through `state`.
+            assert cairn.state.get(entry.key) == entry.value
+            if entry.key == "count":
+                return cairn.dumps({"n": int.from_bytes(entry.value, "little")}).encode()
+            if entry.key == "old":
+                return cairn.REMOVE
+            return None
+
+    Harness(V2)  # installs the in-memory host
+    four = (7).to_bytes(4, "little")
+    for name, value in [("count", four), ("old", b"x"), ("kept", b"y")]:
+        cairn.state.of("a").set(name, value)
+    entries = [cairn.Entry("a", "count", four), cairn.Entry("a", "old", b"x"), cairn.Entry("a", "kept", b"y")]
+    assert cairn._migrate(V2(), 1, entries) == [b'{"n":7}', cairn.REMOVE, None]
+    assert entries[0].scope == "a" and entries[0].key == "count" and entries[1].value == b"x"
+
+    class Wrong:
+        def migrate(self, from_version, entry):
+            return 42
+
+    with pytest.raises(TypeError, match="return bytes, None"):
+        cairn._migrate(Wrong(), 1, entries[:1])
+    with pytest.raises(RuntimeError, match="defines no migrate"):
+        cairn._migrate(object(), 1, entries[:1])
+
+
+def test_the_harness_migrates_what_the_host_holds():
+    class V2:
+        def migrate(self, from_version, entry):
+            return cairn.dumps({"n": int.from_bytes(entry.value, "little")}).encode()
+
+    h = Harness(V2)
+    cairn.state.of("a").set("count", (3).to_bytes(4, "little"))
+    assert h.migrate(1) == [b'{"n":3}']
+    assert h.state("a") == {"count": b'{"n":3}'}

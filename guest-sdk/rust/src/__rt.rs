@@ -110,3 +110,88 @@ pub fn on_timers<T: Operator>(
         crate::operator::fire_timers(op, &timers, out)
     })
 }
+
+/// `migration.migrate` export: each entry in its scope, one rewrite each, in order.
+pub fn migrate<T: Operator>(
+    slot: &RefCell<Option<T>>,
+    from_version: u32,
+    page: Vec<crate::migration::Entry>,
+) -> Result<Vec<crate::migration::Rewrite>, String> {
+    let mut rewrites = Vec::with_capacity(page.len());
+    run(slot, usize::MAX, |op, _out| {
+        for entry in &page {
+            let _scope = match &entry.scope {
+                Some(k) => state::enter_key(k),
+                None => state::enter_operator(),
+            };
+            let r = op.migrate(from_version, entry).map_err(|e| {
+                crate::Error::msg(format_args!(
+                    "migrating key {:?} of scope {:?} from state version {from_version}: {e}",
+                    entry.key, entry.scope
+                ))
+            })?;
+            rewrites.push(r);
+        }
+        Ok(())
+    })?;
+    Ok(rewrites)
+}
+
+/// The `migration.migrate` export with the generated bindings' types.
+#[cfg(target_arch = "wasm32")]
+pub fn migrate_wit<T: Operator>(
+    slot: &RefCell<Option<T>>,
+    from_version: u32,
+    page: Vec<crate::__bindings::exports::cairn::operator::migration::Entry>,
+) -> Result<Vec<crate::__bindings::exports::cairn::operator::migration::Rewrite>, String> {
+    use crate::__bindings::exports::cairn::operator::migration::Rewrite as W;
+    let page = page
+        .into_iter()
+        .map(|e| crate::migration::Entry {
+            scope: e.scope,
+            key: e.key,
+            value: e.value,
+        })
+        .collect();
+    Ok(migrate(slot, from_version, page)?
+        .into_iter()
+        .map(|r| match r {
+            crate::migration::Rewrite::Keep => W::Keep,
+            crate::migration::Rewrite::Set(v) => W::Set(v),
+            crate::migration::Rewrite::Remove => W::Remove,
+        })
+        .collect())
+}
+
+/// `s` as a byte array of its length (the declaration's section).
+pub const fn bytes<const N: usize>(s: &str) -> [u8; N] {
+    let b = s.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = b[i];
+        i += 1;
+    }
+    out
+}
+
+/// Refuse, when the plugin is compiled, a declaration the host would refuse when it loads it:
+/// an empty name or one with whitespace, `=` or `,`.
+pub const fn check_declared(payload: &str) {
+    let b = payload.as_bytes();
+    let mut i = 0;
+    // "name=" then the name up to the newline.
+    if b.len() > 5 && b[0] == b'n' && b[1] == b'a' && b[2] == b'm' && b[3] == b'e' && b[4] == b'=' {
+        i = 5;
+        assert!(b[i] != b'\n', "export!: the operator name is empty");
+        while b[i] != b'\n' {
+            let c = b[i];
+            assert!(
+                c > b' ' && c != b'=' && c != b',' && c != 0x7f,
+                "export!: an operator name may not hold whitespace, control characters, `=` or `,`"
+            );
+            i += 1;
+        }
+    }
+    let _ = i;
+}

@@ -36,6 +36,7 @@ mod event;
 pub mod json;
 pub mod key;
 pub mod log;
+pub mod migration;
 mod operator;
 pub mod state;
 pub mod stats;
@@ -75,9 +76,31 @@ pub mod packed;
 /// Export a type implementing [`Operator`] as the component's `operator` world.
 ///
 /// Use it once per plugin crate, at the top level of `lib.rs`:
-/// `cairn_sdk::export!(MyOperator);`
+/// `cairn_sdk::export!(MyOperator);`, or with a declaration the host reads without running
+/// the plugin: `cairn_sdk::export!(MyOperator, name = "counter", state_version = 2);` — the
+/// operator's name (its state is keyed by it unless the pipeline names the operator) and the
+/// version of its state layout (0 when not declared; a newer one migrates older state with
+/// [`Operator::migrate`]). Either may be left out.
 #[macro_export]
 macro_rules! export {
+    ($ty:ty, name = $name:literal, state_version = $v:literal $(,)?) => {
+        $crate::__declare!(concat!(
+            "name=",
+            $name,
+            "\nstate-version=",
+            stringify!($v),
+            "\n"
+        ));
+        $crate::export!($ty);
+    };
+    ($ty:ty, name = $name:literal $(,)?) => {
+        $crate::__declare!(concat!("name=", $name, "\n"));
+        $crate::export!($ty);
+    };
+    ($ty:ty, state_version = $v:literal $(,)?) => {
+        $crate::__declare!(concat!("state-version=", stringify!($v), "\n"));
+        $crate::export!($ty);
+    };
     ($ty:ty) => {
         // Only a wasm build exports anything: natively (unit tests, benches) several plugins
         // can then be linked into one binary. There the operator is still checked (and used).
@@ -139,6 +162,18 @@ macro_rules! export {
                 }
             }
 
+            impl $crate::__bindings::exports::cairn::operator::migration::Guest for __CairnExport {
+                fn migrate(
+                    from_version: u32,
+                    page: ::std::vec::Vec<$crate::__bindings::exports::cairn::operator::migration::Entry>,
+                ) -> ::std::result::Result<
+                    ::std::vec::Vec<$crate::__bindings::exports::cairn::operator::migration::Rewrite>,
+                    ::std::string::String,
+                > {
+                    __CAIRN_INSTANCE.with(|slot| $crate::__rt::migrate_wit::<$ty>(slot, from_version, page))
+                }
+            }
+
             impl $crate::__bindings::exports::cairn::operator::packed_operator::Guest for __CairnExport {
                 fn process_packed(
                     batch: ::std::vec::Vec<u8>,
@@ -149,5 +184,24 @@ macro_rules! export {
 
     $crate::__bindings::__export_operator_world!(__CairnExport with_types_in $crate::__bindings);
         };
+    };
+}
+
+/// The declaration section of [`export!`] (`cairn_codec::declared`): a custom section of the
+/// plugin's core module, which the component keeps.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __declare {
+    ($payload:expr) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            const __P: &str = $payload;
+            #[unsafe(link_section = "cairn-operator")]
+            #[used]
+            static __CAIRN_DECLARED: [u8; __P.len()] = $crate::__rt::bytes(__P);
+        };
+        // Checked natively too, so that a bad declaration fails `cargo test`.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = $crate::__rt::check_declared($payload);
     };
 }

@@ -1,3 +1,4 @@
+use crate::migration::{Entry, Rewrite};
 use crate::{Config, Error, Event, Output};
 
 /// A stream operator. The host calls [`Operator::init`] once per instance (again after a
@@ -43,6 +44,18 @@ pub trait Operator: Sized + 'static {
     fn before_timers(&mut self, timers: &[Event]) -> Result<(), Error> {
         let _ = timers;
         Ok(())
+    }
+
+    /// Rewrite one entry of state written under the older state version `from_version`
+    /// (see [`crate::migration`]). Runs in the entry's scope, after [`Operator::init`], before
+    /// any event; state calls made here apply too. The default refuses, so that a plugin that
+    /// declares a new state version without saying how old state reads cannot resume from it.
+    fn migrate(&mut self, from_version: u32, entry: &Entry) -> Result<Rewrite, Error> {
+        let _ = entry;
+        Err(Error::msg(format_args!(
+            "this operator declares a new state version but does not migrate state of version \
+             {from_version}: implement Operator::migrate"
+        )))
     }
 
     /// Handle a whole batch. The default calls [`Operator::before_batch`], then

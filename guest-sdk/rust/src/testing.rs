@@ -82,6 +82,44 @@ impl<O: Operator> Harness<O> {
         }
     }
 
+    /// Migrate the state as the host does when this operator resumes state of the older state
+    /// version `from_version`: every entry (not the timers) to [`Operator::migrate`], in its
+    /// scope, and its rewrite applied; one transaction. Returns the rewrites, in key order.
+    pub fn migrate(&mut self, from_version: u32) -> Result<Vec<crate::migration::Rewrite>, Error> {
+        use crate::migration::{Entry, Rewrite};
+        let entries: Vec<Entry> = state::native::snapshot()
+            .into_iter()
+            .filter_map(|(k, value)| {
+                let (scope, key) = cairn_codec::scoped::split(&k).ok()?;
+                Some(Entry {
+                    scope: scope.map(str::to_string),
+                    key: key.to_string(),
+                    value,
+                })
+            })
+            .collect();
+        let mut rewrites = Vec::with_capacity(entries.len());
+        self.transaction(|op, _| {
+            for e in &entries {
+                let _scope = match &e.scope {
+                    Some(k) => state::enter_key(k),
+                    None => state::enter_operator(),
+                };
+                let r = op.migrate(from_version, e)?;
+                match &r {
+                    Rewrite::Keep => {}
+                    Rewrite::Set(v) => state::set(&e.key, v)?,
+                    Rewrite::Remove => {
+                        state::remove(&e.key);
+                    }
+                }
+                rewrites.push(r);
+            }
+            Ok(())
+        })?;
+        Ok(rewrites)
+    }
+
     /// Process a batch of events; returns what the operator emitted.
     pub fn batch(&mut self, events: Vec<Event>) -> Result<Vec<Event>, Error> {
         self.transaction(|op, out| op.on_batch(events, out))

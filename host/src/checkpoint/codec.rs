@@ -236,8 +236,8 @@ impl Codec {
         if header.version >= 5
             && let Some(cipher) = &self.cipher
         {
-            let (_, operators) =
-                ranged::read_index(&Self::decompress(&header, &index)?).map_err(Damage::Decode)?;
+            let (_, operators) = ranged::read_index(header.version, &Self::decompress(&header, &index)?)
+                .map_err(Damage::Decode)?;
             ranged::authenticate(&operators, area, id, cipher)?;
         }
         Ok(header)
@@ -250,8 +250,8 @@ impl Codec {
         if header.version < 5 {
             return Ok(None);
         }
-        let (_, operators) =
-            ranged::read_index(&Self::decompress(&header, &index)?).map_err(Damage::Decode)?;
+        let (_, operators) = ranged::read_index(header.version, &Self::decompress(&header, &index)?)
+            .map_err(Damage::Decode)?;
         Ok(Some(operators))
     }
 
@@ -275,7 +275,7 @@ impl Codec {
         drop(payload);
         if header.version >= 5 {
             stats.index_bytes += raw.len() as u64;
-            let (host, operators) = ranged::read_index(&raw).map_err(Damage::Decode)?;
+            let (host, operators) = ranged::read_index(header.version, &raw).map_err(Damage::Decode)?;
             let data = ranged::decode(host, operators, area, id, self.cipher.as_ref(), select, stats)?;
             return Ok((header, data));
         }
@@ -339,6 +339,7 @@ mod tests {
                 name,
                 parallelism: parallelism % 8 + 1,
                 expired: u64::from(parallelism),
+                state_version: parallelism / 3,
                 plugin_digest: "ab".repeat(32),
                 config: "{\"x\":1}".into(),
                 key_groups,

@@ -2,7 +2,7 @@
 //! state processor's export, `cairn state export`):
 //!
 //! ```text
-//! {"operator": NAME, "key_groups": G, "parallelism": N, "expired": E, "plugin_digest": …, "config": …}
+//! {"operator": NAME, "key_groups": G, "parallelism": N, "expired": E, "state_version": V, "plugin_digest": …, "config": …}
 //! {"scope": "<stream key>" | null, "key": "<key>", "value": <the exact bytes, when valid one-line JSON>}
 //! {"scope": …, "key": …, "value_b64": "<the bytes, base64>"}             (any other bytes)
 //! {"timer": <ts>, "scope": "<stream key>"}                              (a registered timer)
@@ -66,7 +66,7 @@ fn entry(stored: &str, bytes: &[u8]) -> (Map<String, Value>, Option<Box<RawValue
 pub fn export(op: &RestoredOperator, out: &mut dyn Write) -> io::Result<u64> {
     let header = json!({
         "operator": op.name, "key_groups": op.key_groups, "parallelism": op.parallelism,
-        "expired": op.expired, "plugin_digest": op.plugin_digest, "config": op.config,
+        "expired": op.expired, "state_version": op.state_version, "plugin_digest": op.plugin_digest, "config": op.config,
     });
     writeln!(out, "{header}")?;
     let mut entries: Vec<(&str, &[u8])> = op.state.iter().collect();
@@ -120,6 +120,7 @@ mod tests {
             key_groups: 128,
             parallelism: 2,
             expired: 3,
+            state_version: 2,
             plugin_digest: "ab".into(),
             config: "{}".into(),
             state,

@@ -3,7 +3,7 @@
 //! ```text
 //! offset size field
 //!      0    8 magic "CAIRNCKP"
-//!      8    2 format version (5; 1 to 4 are still read)
+//!      8    2 format version (6; 1 to 5 are still read)
 //!     10    1 kind: 0 full, 1 delta
 //!     11    1 flags: bit 0 LZ4-compressed payload, bit 1 AES-256-GCM-encrypted payload
 //!     12    4 how long this process took to write checkpoint `sequence - 1`, µs + 1
@@ -21,7 +21,7 @@
 //! ```
 //! When encrypted, bytes 0..80 are the associated data of what the header's nonce seals (the
 //! payload before format 5, the index from format 5 on), so the header cannot be altered
-//! either. The payload's own layout: `ranged.rs` (format 5), `payload.rs` (formats 1 to 4).
+//! either. The payload's own layout: `ranged.rs` (formats 5 and 6), `payload.rs` (formats 1 to 4).
 
 use super::Damage;
 use crate::store::CheckpointId;
@@ -29,7 +29,7 @@ use crate::store::CheckpointId;
 /// Magic bytes at the start of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"CAIRNCKP";
 /// The format version this build writes and the newest it reads.
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
 /// Header length.
 pub const HEADER_LEN: usize = 80;
 /// Flag: payload is LZ4 block-compressed.

@@ -20,6 +20,9 @@ pub struct ImportTarget {
     pub operator: String,
     /// SHA-256 of its plugin, hex.
     pub plugin_digest: Option<String>,
+    /// The state version its plugin declares (else the export's header's, else the newest
+    /// checkpoint's, else 0).
+    pub state_version: Option<u32>,
     /// Its configuration text.
     pub config: Option<String>,
     /// The job's name (a new job).
@@ -210,6 +213,15 @@ pub fn import(
             .and_then(|v| v.as_u64())
             .map_or(1, |p| p as u32),
         expired: from_header("expired").and_then(|v| v.as_u64()).unwrap_or(0),
+        state_version: target
+            .state_version
+            .or_else(|| {
+                from_header("state_version")
+                    .and_then(|v| v.as_u64())
+                    .and_then(|v| u32::try_from(v).ok())
+            })
+            .or_else(|| previous.map(|p| p.state_version))
+            .unwrap_or(0),
         state: parsed.state.snapshot(),
     };
     let (host, mut operators) = match &latest {

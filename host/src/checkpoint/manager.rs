@@ -59,6 +59,8 @@ pub struct OperatorPart<'a> {
     pub key_groups: u32,
     /// Entries expired by state TTL over the operator's life, all instances summed.
     pub expired: u64,
+    /// The state version its plugin declares.
+    pub state_version: u32,
     /// Each instance's state, their key groups disjoint (the cut takes every one's delta or
     /// snapshot; the checkpoint holds them as one operator's entries).
     pub states: Vec<&'a mut StateHolder>,
@@ -73,6 +75,7 @@ impl<'a> OperatorPart<'a> {
             config,
             key_groups: cairn_codec::scoped::DEFAULT_KEY_GROUPS,
             expired: 0,
+            state_version: 0,
             states: vec![state],
         }
     }
@@ -323,6 +326,7 @@ impl Checkpointer {
                     key_groups: op.key_groups,
                     parallelism,
                     expired: op.expired,
+                    state_version: op.state_version,
                     state,
                 }
             })

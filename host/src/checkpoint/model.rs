@@ -106,6 +106,9 @@ pub struct OperatorSnapshot {
     /// Entries expired by state TTL over the operator's life, all instances summed (before
     /// format 5: the host's `!e` entry among the operator's entries).
     pub expired: u64,
+    /// The state version its plugin declared (0 before format 6, and for plugins that declare
+    /// none): a plugin of a newer one migrates the state on restore.
+    pub state_version: u32,
     /// All entries (full checkpoint) or the changes since the parent (delta). The payload
     /// stores them grouped by key group (`payload`).
     pub state: StateDelta,

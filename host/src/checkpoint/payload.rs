@@ -218,6 +218,7 @@ impl<G> PayloadIn<G> {
                 key_groups: o.key_groups,
                 parallelism: 1,
                 expired: 0,
+                state_version: 0,
                 state,
             });
         }
@@ -394,6 +395,7 @@ pub fn decode(version: u16, raw: &[u8]) -> Result<CheckpointData, String> {
                         key_groups: cairn_codec::scoped::DEFAULT_KEY_GROUPS,
                         parallelism: 1,
                         expired: 0,
+                        state_version: 0,
                         state: StateDelta {
                             sets: o.state.sets,
                             deletes: o.state.deletes,
@@ -437,6 +439,7 @@ mod tests {
                 key_groups: cairn_codec::scoped::DEFAULT_KEY_GROUPS,
                 parallelism: 1,
                 expired: 0,
+                state_version: 0,
                 state,
             }],
         }

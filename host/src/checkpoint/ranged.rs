@@ -90,6 +90,10 @@ pub struct OperatorIndex {
     pub expired: u64,
     /// Its blocks, operator-wide first, then by key group.
     pub blocks: Vec<BlockRef>,
+    /// The state version its plugin declared (format 6; 0 before): not in `Index`'s bincode,
+    /// but in the list after it, so that format 5's indexes read as they are.
+    #[serde(skip)]
+    pub state_version: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -231,9 +235,11 @@ pub(super) fn encode(
             parallelism: o.parallelism,
             expired: o.expired,
             blocks: refs,
+            state_version: o.state_version,
         });
     }
-    let index = bincode::serde::encode_to_vec(
+    let versions: Vec<u32> = operators.iter().map(|o| o.state_version).collect();
+    let mut index = bincode::serde::encode_to_vec(
         Index {
             host: data.host.clone(),
             operators,
@@ -241,6 +247,9 @@ pub(super) fn encode(
         bincode::config::standard(),
     )
     .map_err(|e| e.to_string())?;
+    // Format 6: the operators' state versions after the index.
+    bincode::serde::encode_into_std_write(&versions, &mut index, bincode::config::standard())
+        .map_err(|e| e.to_string())?;
     Ok(Encoded {
         index_raw_len: index.len(),
         index: compression.compress(&index)?,
@@ -248,10 +257,27 @@ pub(super) fn encode(
     })
 }
 
-/// The operators' index of a checkpoint: `index` is the decompressed index.
-pub(super) fn read_index(index: &[u8]) -> Result<(HostState, Vec<OperatorIndex>), String> {
-    let (i, used): (Index, usize) = bincode::serde::decode_from_slice(index, bincode::config::standard())
-        .map_err(|e| format!("index: {e}"))?;
+/// The operators' index of a checkpoint of format `version` (5 or later): `index` is the
+/// decompressed index (from format 6 followed by the operators' state versions).
+pub(super) fn read_index(version: u16, index: &[u8]) -> Result<(HostState, Vec<OperatorIndex>), String> {
+    let config = bincode::config::standard();
+    let (mut i, mut used): (Index, usize) =
+        bincode::serde::decode_from_slice(index, config).map_err(|e| format!("index: {e}"))?;
+    if version >= 6 {
+        let (versions, n): (Vec<u32>, usize) = bincode::serde::decode_from_slice(&index[used..], config)
+            .map_err(|e| format!("index's state versions: {e}"))?;
+        if versions.len() != i.operators.len() {
+            return Err(format!(
+                "index: {} state versions for {} operators",
+                versions.len(),
+                i.operators.len()
+            ));
+        }
+        for (o, v) in i.operators.iter_mut().zip(versions) {
+            o.state_version = v;
+        }
+        used += n;
+    }
     if used != index.len() {
         return Err(format!("index: {} trailing bytes", index.len() - used));
     }
@@ -419,6 +445,7 @@ pub(super) fn decode(
             key_groups: o.key_groups,
             parallelism: o.parallelism,
             expired: o.expired,
+            state_version: o.state_version,
             state,
         });
     }

@@ -29,6 +29,7 @@ fn data(keys: usize, groups: u32) -> CheckpointData {
             key_groups: groups,
             parallelism: 4,
             expired: 7,
+            state_version: 3,
             state,
         }],
     }

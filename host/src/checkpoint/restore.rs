@@ -21,6 +21,8 @@ pub struct RestoredOperator {
     pub parallelism: u32,
     /// Entries expired by state TTL over the operator's life, all instances summed.
     pub expired: u64,
+    /// The state version its plugin declared (0: none, or a checkpoint before format 6).
+    pub state_version: u32,
     /// Plugin digest (hex) at checkpoint time.
     pub plugin_digest: String,
     /// Configuration at checkpoint time.
@@ -39,6 +41,7 @@ impl RestoredOperator {
             key_groups: snap.key_groups,
             parallelism: snap.parallelism,
             expired: snap.expired,
+            state_version: snap.state_version,
             plugin_digest: snap.plugin_digest,
             config: snap.config,
             state,
@@ -54,6 +57,7 @@ impl RestoredOperator {
             key_groups: self.key_groups,
             parallelism: self.parallelism,
             expired: self.expired,
+            state_version: self.state_version,
             state: self.state.snapshot(),
         }
     }

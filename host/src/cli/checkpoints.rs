@@ -249,7 +249,7 @@ fn show(id: &str, args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
                 .unwrap_or_default();
             json!({
                 "name": o.name, "key_groups": o.key_groups, "parallelism": o.parallelism,
-                "plugin_digest": o.plugin_digest,
+                "state_version": o.state_version, "plugin_digest": o.plugin_digest,
                 "config": o.config, "keys": state.len(), "state": state,
                 "timers": timers, "expired_keys": o.expired, "blocks": blocks,
             })
@@ -295,10 +295,11 @@ fn show(id: &str, args: &StoreArgs, as_json: bool) -> Result<ExitCode> {
         let digest = o["plugin_digest"].as_str().unwrap_or_default();
         let timers = o["timers"].as_array().map_or(&[][..], Vec::as_slice);
         println!(
-            "operator {} ({} key groups, taken at parallelism {}, plugin {}…), {} keys, {} timers, {} keys expired by state TTL so far:",
+            "operator {} ({} key groups, taken at parallelism {}, state version {}, plugin {}…), {} keys, {} timers, {} keys expired by state TTL so far:",
             o["name"],
             o["key_groups"],
             o["parallelism"],
+            o["state_version"],
             &digest[..12.min(digest.len())],
             o["keys"],
             timers.len(),

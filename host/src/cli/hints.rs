@@ -3,7 +3,7 @@
 
 use cairn::CallError;
 use cairn::checkpoint::{CheckpointError, KeyError, KeyKind, OpenError};
-use cairn::runtime::{JobError, Mismatch, ParallelismError, RunError};
+use cairn::runtime::{JobError, MigrationError, Mismatch, ParallelismError, RunError};
 
 /// A hint for the first error in `e`'s chain that has one.
 pub fn hint(e: &anyhow::Error) -> Option<String> {
@@ -22,6 +22,25 @@ fn for_cause(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             JobError::Savepoint(_) => {
                 Some("`cairn checkpoints list --store …` lists the store's savepoints and checkpoints".into())
             }
+            JobError::Migration(m) => Some(match m {
+                MigrationError::Failed {
+                    source: CallError::Timeout { .. },
+                    ..
+                } => "raise --migration-timeout (the whole migration) or --timeout (each call of it)".into(),
+                MigrationError::Failed { source, .. } => {
+                    return call(source).map(|_| {
+                        "fix the plugin's migrate function and run again; meanwhile the previous plugin resumes from \
+                         the checkpoint"
+                            .into()
+                    });
+                }
+                MigrationError::Downgrade { .. } => {
+                    "run the newer plugin, or --restore-from a checkpoint or savepoint taken before the upgrade".into()
+                }
+                MigrationError::Unsupported { .. } => {
+                    "implement the plugin's migrate function (Operator::migrate in Rust, `migrate` in Python)".into()
+                }
+            }),
             JobError::Parallelism(p) => Some(match p {
                 ParallelismError::KeyGroups(_) => "pass --key-groups from 1 to 32768".into(),
                 _ => {

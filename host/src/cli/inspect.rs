@@ -20,6 +20,19 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
         WasmKind::CoreModule => "core module",
     };
     println!("{}: {kind}", args.file.display());
+    match &report.declared {
+        Ok(d) => {
+            let name = d.name.as_deref().unwrap_or("(not declared: the file stem)");
+            let version = d
+                .state_version
+                .map_or("0 (not declared)".to_string(), |v| v.to_string());
+            let migrates = if report.migrates { "yes" } else { "no" };
+            println!("operator name: {name}");
+            println!("state version: {version}");
+            println!("migrates older state: {migrates}");
+        }
+        Err(e) => println!("declaration: unreadable: {e}"),
+    }
     println!("imports:");
     for i in &report.imports {
         println!("  {i}");

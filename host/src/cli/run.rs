@@ -180,7 +180,8 @@ pub struct CheckpointArgs {
     /// the savepoint of this name (`cairn checkpoints pin`).
     #[arg(long)]
     restore_from: Option<String>,
-    /// Resume even though an operator's plugin changed since the checkpoint.
+    /// Resume even though an operator's plugin changed since the checkpoint (a plugin that
+    /// declares a state version needs no flag: the same version resumes, a newer migrates).
     #[arg(long)]
     accept_plugin_change: bool,
     /// Resume even though an operator's configuration changed since the checkpoint.
@@ -193,6 +194,10 @@ pub struct CheckpointArgs {
     /// An operator renamed since the checkpoint: its state carries over (repeat for several).
     #[arg(long, value_name = "OLD=NEW", value_parser = parse_rename)]
     rename_operator: Vec<(String, String)>,
+    /// How long migrating a checkpoint's state to a plugin's newer state version may take in
+    /// all, e.g. `90s`, `10m` (each call also keeps the plugin's --timeout).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    migration_timeout: std::time::Duration,
 }
 
 fn parse_rename(s: &str) -> Result<(String, String), String> {
@@ -262,6 +267,7 @@ fn checkpoint_spec(args: &CheckpointArgs) -> Result<Option<CheckpointSpec>> {
         accept_config_change: args.accept_config_change,
         allow_dropped_state: args.allow_dropped_state,
         renames: args.rename_operator.clone(),
+        migration_timeout: args.migration_timeout,
     }))
 }
 

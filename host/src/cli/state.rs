@@ -90,17 +90,24 @@ pub fn state(args: StateArgs) -> Result<ExitCode> {
             into_latest,
         } => {
             use sha2::Digest as _;
-            let plugin_digest = match &plugin {
-                Some(p) => Some(hex::encode(sha2::Sha256::digest(
-                    std::fs::read(p).with_context(|| format!("could not read plugin {}", p.display()))?,
-                ))),
-                None => None,
+            let (plugin_digest, state_version) = match &plugin {
+                Some(p) => {
+                    let bytes =
+                        std::fs::read(p).with_context(|| format!("could not read plugin {}", p.display()))?;
+                    let declared = cairn::plugin::read_declared(&p.display().to_string(), &bytes)?;
+                    (
+                        Some(hex::encode(sha2::Sha256::digest(&bytes))),
+                        declared.state_version,
+                    )
+                }
+                None => (None, None),
             };
             let config = config.map(|c| super::run::read_config(&c)).transpose()?;
             let (mut st, codec) = store.open()?;
             let target = import::ImportTarget {
                 operator: operator.clone(),
                 plugin_digest,
+                state_version,
                 config,
                 job,
                 into_latest,

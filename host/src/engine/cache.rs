@@ -7,7 +7,7 @@
 //! artifact is deleted and the component recompiled. The directory is created private (0700):
 //! loading an artifact runs its machine code, so only this user may write there.
 //!
-//! A plugin file's digest is remembered too (`digests/`, named by the file's device, inode,
+//! A plugin file's digest and declaration are remembered too (`digests-2/`, named by the file's device, inode,
 //! size, modification and change times): loading an unchanged file by path then neither reads
 //! nor hashes it (0.2 ms for the Rust counter, tens of ms for an 18 MB Python component). A
 //! file whose modification time is under two seconds old is not remembered (it may still be
@@ -62,9 +62,10 @@ impl ComponentCache {
             .join(format!("{}-{}.cwasm", hex::encode(digest), engine.fingerprint()))
     }
 
-    /// Where the digest of the file with metadata `meta` is remembered.
+    /// Where the digest of the file with metadata `meta` is remembered, with its declaration.
     fn digest_path(&self, meta: &fs::Metadata) -> PathBuf {
-        self.dir.join("digests").join(state_name(meta))
+        // `digests/` held the digest alone, before components declared anything.
+        self.dir.join("digests-2").join(state_name(meta))
     }
 
     /// The marker of a verified artifact file with metadata `meta`.
@@ -82,15 +83,18 @@ impl ComponentCache {
         }
     }
 
-    /// The SHA-256 of the file whose metadata is `meta`, as remembered when a file with
-    /// exactly that metadata was last loaded.
-    pub fn known_digest(&self, meta: &fs::Metadata) -> Option<[u8; 32]> {
-        fs::read(self.digest_path(meta)).ok()?.try_into().ok()
+    /// The SHA-256 of the file whose metadata is `meta`, and its declaration (the payload of
+    /// its `cairn-operator` section, encoded again), as remembered when a file with exactly
+    /// that metadata was last loaded.
+    pub fn known_digest(&self, meta: &fs::Metadata) -> Option<([u8; 32], Vec<u8>)> {
+        let bytes = fs::read(self.digest_path(meta)).ok()?;
+        let (digest, declared) = bytes.split_at_checked(32)?;
+        Some((digest.try_into().ok()?, declared.to_vec()))
     }
 
-    /// Remember `digest` for the file whose metadata is `meta` (read before its bytes were,
-    /// and unchanged after). Recently modified files are not remembered.
-    pub fn remember_digest(&self, meta: &fs::Metadata, digest: &[u8; 32]) {
+    /// Remember `digest` and `declared` for the file whose metadata is `meta` (read before its
+    /// bytes were, and unchanged after). Recently modified files are not remembered.
+    pub fn remember_digest(&self, meta: &fs::Metadata, digest: &[u8; 32], declared: &[u8]) {
         let settled = meta
             .modified()
             .ok()
@@ -103,7 +107,7 @@ impl ComponentCache {
         let write = || -> std::io::Result<()> {
             create_private_dir(path.parent().expect("digests/ has a parent"))?;
             let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            fs::write(&tmp, digest)?;
+            fs::write(&tmp, [&digest[..], declared].concat())?;
             fs::rename(&tmp, &path)
         };
         if let Err(e) = write() {

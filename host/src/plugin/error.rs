@@ -67,6 +67,18 @@ pub enum LoadError {
         /// What is missing or wrong, one item each.
         problems: Vec<String>,
     },
+    /// The component's declaration (its `cairn-operator` section) cannot be read.
+    #[error(
+        "{path} declares its operator name and state version in a custom section `cairn-operator` that \
+         cannot be read: {message}; rebuild it (cairn-sdk: `export!(Op, name = \"…\", state_version = N)`; \
+         other languages: `name` and `state_version` in cairn.toml's [operator], then `cairn build`)"
+    )]
+    BadDeclaration {
+        /// The path given.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Why a call into a plugin failed. The batch's state writes have been rolled back.

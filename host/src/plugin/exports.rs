@@ -8,7 +8,8 @@
 //!   the optional `cairn:operator/bulk-operator@0.2.x` (0.2.1), `process-pickled` in the
 //!   optional `cairn:operator/pickled-operator@0.2.x` (0.2.2), `on-timers` in the optional
 //!   `cairn:operator/timer-handler@0.2.x`, `on-timers-packed` in the optional
-//!   `cairn:operator/packed-timer-handler@0.2.x` (0.2.3). An interface is found at any 0.2
+//!   `cairn:operator/packed-timer-handler@0.2.x` (0.2.3), `migrate` in the optional
+//!   `cairn:operator/migration@0.2.x` (0.2.5). An interface is found at any 0.2
 //!   minor version: a
 //!   component built for 0.2.1 exports `...@0.2.1`.
 //!
@@ -47,6 +48,33 @@ const TIMERS_EXPORT: &str = "on-timers";
 /// The optional interface of the packed `on-timers` (0.2.3).
 const PACKED_TIMERS_INTERFACE: &str = "cairn:operator/packed-timer-handler@0.2.3";
 const PACKED_TIMERS_EXPORT: &str = "on-timers-packed";
+/// The optional interface of state migration (0.2.5).
+const MIGRATION_INTERFACE: &str = "cairn:operator/migration@0.2.5";
+const MIGRATION_EXPORT: &str = "migrate";
+
+/// One entry of state as `migrate` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct MigrationEntry {
+    pub scope: Option<String>,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// What `migrate` makes of one entry.
+#[derive(Debug, Clone, PartialEq, Eq, ComponentType, Lift)]
+#[component(variant)]
+pub enum Rewrite {
+    /// Leave it.
+    #[component(name = "keep")]
+    Keep,
+    /// Store these bytes instead.
+    #[component(name = "set")]
+    Set(Vec<u8>),
+    /// Remove it.
+    #[component(name = "remove")]
+    Remove,
+}
 
 /// A timer that came due, as `on-timers` takes it.
 #[derive(Debug, Clone, PartialEq, Eq, ComponentType, Lower)]
@@ -144,6 +172,8 @@ pub(crate) struct ExportIndices {
     on_watermark: ComponentExportIndex,
     path: ProcessPath<ComponentExportIndex>,
     timers: TimerPath<ComponentExportIndex>,
+    /// `migration.migrate`, if exported (0.2.5).
+    pub migrate: Option<ComponentExportIndex>,
 }
 
 /// The name under which `component` exports `interface` (`pkg/name@0.2.0` as written here) at
@@ -260,6 +290,7 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
     let pickled = optional(PICKLED_INTERFACE, PICKLED_EXPORT, &mut problems);
     let timers = optional(TIMERS_INTERFACE, TIMERS_EXPORT, &mut problems);
     let packed_timers = optional(PACKED_TIMERS_INTERFACE, PACKED_TIMERS_EXPORT, &mut problems);
+    let migrate = optional(MIGRATION_INTERFACE, MIGRATION_EXPORT, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -271,6 +302,7 @@ pub(crate) fn find(engine: &Engine, component: &Component) -> Result<ExportIndic
             on_watermark: *on_watermark,
             path: ProcessPath::choose(packed, bulk, pickled),
             timers: TimerPath::choose(timers, packed_timers),
+            migrate,
         }),
         _ => Err(vec!["an export could not be located".into()]),
     }
@@ -284,6 +316,8 @@ type WatermarkP = (i64,);
 type PackedP<'a> = (&'a [u8],);
 type PackedR = (Result<Vec<u8>, String>,);
 type TimersP<'a> = (&'a [Timer],);
+type MigrateP<'a> = (u32, &'a [MigrationEntry]);
+type MigrateR = (Result<Vec<Rewrite>, String>,);
 /// An event as `process-bulk` takes it.
 pub(crate) type BulkEvent<'a> = (&'a str, i64, &'a [u8]);
 type BulkP<'a> = (&'a [BulkEvent<'a>],);
@@ -300,6 +334,8 @@ pub(crate) struct Exports {
     pub path: ProcessPath<Func>,
     /// How timers are passed.
     pub timers: TimerPath<Func>,
+    /// `migrate`, if exported.
+    pub migrate: Option<Func>,
 }
 
 /// The function at `ix`, checked to be of the type the host calls it with (`P` -> `R`).
@@ -341,12 +377,17 @@ impl ExportIndices {
             }
             other => other.bind(|ix| checked::<PackedP<'_>, PackedR>(store, instance, ix))?,
         };
+        let migrate = self
+            .migrate
+            .map(|ix| checked::<MigrateP<'_>, MigrateR>(store, instance, ix))
+            .transpose()?;
         Ok(Exports {
             init,
             process,
             on_watermark,
             path,
             timers,
+            migrate,
         })
     }
 }
@@ -401,6 +442,17 @@ impl Exports {
     ) -> wasmtime::Result<BulkOut> {
         let f = unsafe { TypedFunc::<BulkP<'_>, BulkR>::new_unchecked(func) };
         f.call(store, (batch,)).map(|r| r.0)
+    }
+
+    /// `migrate` (the function of [`Exports::migrate`]).
+    pub fn migrate(
+        func: Func,
+        store: &mut Store<InstanceData>,
+        from_version: u32,
+        page: &[MigrationEntry],
+    ) -> wasmtime::Result<Result<Vec<Rewrite>, String>> {
+        let f = unsafe { TypedFunc::<MigrateP<'_>, MigrateR>::new_unchecked(func) };
+        f.call(store, (from_version, page)).map(|r| r.0)
     }
 
     /// A call of type `func(list<u8>) -> result<list<u8>, string>`: `process-packed`,

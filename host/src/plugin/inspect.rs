@@ -26,6 +26,10 @@ pub struct Inspection {
     pub problems: Vec<String>,
     /// The world it fits (by the contract version it was built for), or the current one.
     pub world: &'static str,
+    /// Its declared operator name and state version (a component's `cairn-operator` section).
+    pub declared: Result<super::Declared, String>,
+    /// Whether it can migrate older state (it exports `migration`).
+    pub migrates: bool,
 }
 
 /// Inspect the file at `path`. Fails only when it cannot be read or is not valid WebAssembly.
@@ -49,6 +53,8 @@ pub fn inspect(engine: &Engine, path: &Path) -> Result<Inspection, LoadError> {
                 exports: module.exports().map(|e| e.name().to_string()).collect(),
                 problems: vec!["a core module, not a component; build with --target wasm32-wasip2".into()],
                 world: WORLD,
+                declared: Ok(Default::default()),
+                migrates: false,
             })
         }
         Preamble::Component => {
@@ -59,7 +65,9 @@ pub fn inspect(engine: &Engine, path: &Path) -> Result<Inspection, LoadError> {
                 Ok(e) if e.contract == super::Contract::V0_1 => "cairn:operator/operator@0.1.1",
                 _ => WORLD,
             };
+            let migrates = found.as_ref().is_ok_and(|e| e.migrate.is_some());
             let mut problems = found.err().unwrap_or_default();
+            let declared = super::declared::read(&shown, &bytes).map_err(|e| e.to_string());
             if problems.is_empty()
                 && let Err(e) = crate::plugin::Plugin::from_bytes(engine, "inspect", &shown, &bytes)
             {
@@ -77,6 +85,8 @@ pub fn inspect(engine: &Engine, path: &Path) -> Result<Inspection, LoadError> {
                     .collect(),
                 problems,
                 world,
+                declared,
+                migrates,
             })
         }
     }

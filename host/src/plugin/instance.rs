@@ -5,6 +5,8 @@
 //! decided once at load), under the plugin's deadline, fuel and memory limits. What a state
 //! call *means* is the state core's; this file only sequences calls.
 
+mod migrate;
+
 use std::sync::Arc;
 
 use cairn_codec::pickle;
@@ -19,6 +21,8 @@ use super::{CallError, Plugin, pyjson};
 use crate::engine::Engine;
 use crate::sandbox::{Limiter, Limits, no_authority_wasi};
 use crate::state::{KeyGroups, OperatorState, StateHolder, StateQuotas};
+
+pub use migrate::Migrated;
 
 /// Builds an [`OperatorInstance`]: configuration, limits and a name.
 #[derive(Debug, Clone)]

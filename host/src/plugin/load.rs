@@ -4,6 +4,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, InstancePre, Linker};
 
+use cairn_codec::declared::Declared;
+
 use super::bindings::InstanceData;
 use super::exports::{self, Contract, ExportIndices};
 use super::{LoadError, OperatorBuilder, WORLD};
@@ -51,6 +53,8 @@ pub(crate) struct PluginInner {
     pub exports: ExportIndices,
     /// Whether it imports `wasi:keyvalue` (whose state is all operator-wide).
     pub keyvalue: bool,
+    /// Its declared operator name and state version.
+    pub declared: Declared,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -136,10 +140,12 @@ pub(crate) fn linker(engine: &Engine) -> Result<Arc<Linker<InstanceData>>, Strin
 }
 
 impl Plugin {
-    /// Load, compile and check the component at `path`. The plugin's name is the file stem.
+    /// Load, compile and check the component at `path`. The plugin's name is the name it
+    /// declares, else the file stem.
     ///
     /// With a component cache, an unchanged file loaded before is neither read nor hashed:
-    /// its digest is remembered by its metadata and its compiled artifact mapped.
+    /// its digest and declaration are remembered by its metadata and its compiled artifact
+    /// mapped.
     pub fn load(engine: &Engine, path: impl AsRef<Path>) -> Result<Self, LoadError> {
         let path = path.as_ref();
         let name = path
@@ -150,27 +156,31 @@ impl Plugin {
         let cache = engine.cache();
         let before = cache.and_then(|_| std::fs::metadata(path).ok());
         if let (Some(cache), Some(meta)) = (cache, &before)
-            && let Some(digest) = cache.known_digest(meta)
+            && let Some((digest, declared)) = cache.known_digest(meta)
+            && let Ok(declared) = Declared::parse(&declared)
             && let Some(component) = cache.artifact(engine, &digest)
         {
             tracing::debug!(plugin = shown, "component ready (known file)");
-            return Self::from_component(engine, &name, &shown, component, digest);
+            return Self::from_component(engine, &name, &shown, component, digest, declared);
         }
         let bytes = read_wasm(path)?;
         let plugin = Self::from_bytes(engine, &name, &shown, &bytes)?;
         if let (Some(cache), Some(before)) = (cache, before)
             && std::fs::metadata(path).is_ok_and(|after| file_state(&before) == file_state(&after))
         {
-            cache.remember_digest(&before, &plugin.inner.digest);
+            let declared = plugin.inner.declared.encode();
+            cache.remember_digest(&before, &plugin.inner.digest, declared.as_bytes());
         }
         Ok(plugin)
     }
 
-    /// Compile and check a component from memory; `shown` names it in errors.
+    /// Compile and check a component from memory; `shown` names it in errors, `name` is its
+    /// name unless it declares one.
     pub fn from_bytes(engine: &Engine, name: &str, shown: &str, bytes: &[u8]) -> Result<Self, LoadError> {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let declared = super::declared::read(shown, bytes)?;
         let component = compile_digested(engine, shown, bytes, &digest)?;
-        Self::from_component(engine, name, shown, component, digest)
+        Self::from_component(engine, name, shown, component, digest, declared)
     }
 
     /// Check a compiled component against the worlds and prepare its instantiation.
@@ -180,6 +190,7 @@ impl Plugin {
         shown: &str,
         component: Component,
         digest: [u8; 32],
+        declared: Declared,
     ) -> Result<Self, LoadError> {
         let mismatch = |problems| LoadError::WorldMismatch {
             path: shown.into(),
@@ -200,12 +211,13 @@ impl Plugin {
             .any(|(name, _)| name.starts_with("wasi:keyvalue/"));
         Ok(Self {
             inner: Arc::new(PluginInner {
-                name: name.to_string(),
+                name: declared.name.clone().unwrap_or_else(|| name.to_string()),
                 digest,
                 engine: engine.clone(),
                 pre,
                 exports,
                 keyvalue,
+                declared,
             }),
         })
     }
@@ -228,9 +240,25 @@ impl Plugin {
         }
     }
 
-    /// The plugin's name (file stem), used in logs and errors.
+    /// The plugin's name (the declared one, else the file stem): an operator's name unless
+    /// the pipeline gives another; used in logs and errors.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// What the component declares: its operator name and state version.
+    pub fn declared(&self) -> &Declared {
+        &self.inner.declared
+    }
+
+    /// The version of the state layout it reads and writes (0 when it declares none).
+    pub fn state_version(&self) -> u32 {
+        self.inner.declared.version()
+    }
+
+    /// Whether it can migrate state of an older state version (it exports `migration`).
+    pub fn can_migrate(&self) -> bool {
+        self.inner.exports.migrate.is_some()
     }
 
     /// SHA-256 of the component's bytes; recorded in checkpoints.

@@ -3,6 +3,7 @@
 
 mod batch;
 mod bindings;
+mod declared;
 mod error;
 mod event;
 mod exports;
@@ -11,12 +12,15 @@ mod instance;
 mod load;
 mod pyjson;
 
+pub use cairn_codec::declared::Declared;
+
 pub use batch::{Batch, EventRef, Iter as BatchIter, TooLarge};
+pub use declared::read as read_declared;
 pub use error::{CallError, LoadError};
 pub use event::Event;
-pub use exports::Contract;
+pub use exports::{Contract, Rewrite};
 pub use inspect::{Inspection, WasmKind, inspect};
-pub use instance::{OperatorBuilder, OperatorInstance};
+pub use instance::{Migrated, OperatorBuilder, OperatorInstance};
 pub use load::Plugin;
 
 /// The current version of the `cairn:operator` contract (`cairn_codec::CONTRACT_VERSION`).

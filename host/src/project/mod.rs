@@ -5,6 +5,7 @@
 //! [operator]
 //! name = "counter"
 //! lang = "python"            # rust | python | js | c
+//! state_version = 2          # optional: the version of the state layout (0 when absent)
 //!
 //! [build]                    # optional: these are the language's defaults
 //! steps = [["componentize-py", "-d", "{wit}", "-w", "operator-pickled", "componentize", "app",
@@ -18,7 +19,9 @@
 //! runs one of this host's own commands (`componentize`) in-process. So a project builds with nothing but
 //! the language's toolchain, and always against the WIT of the `cairn` that will run it.
 //! A missing tool is named with its install command; nothing is installed behind the user's
-//! back.
+//! back. The built component of a Python, JavaScript or C project gets a `cairn-operator`
+//! section declaring `name` and `state_version` (`cairn_codec::declared`); a Rust crate
+//! declares them in `cairn_sdk::export!`.
 
 mod componentize;
 mod lang;
@@ -141,10 +144,13 @@ pub struct Manifest {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorSection {
-    /// The operator's name (the component's file name).
+    /// The operator's name (the component's file name, and the name it declares).
     pub name: String,
     /// Its language.
     pub lang: Lang,
+    /// The version of its state layout, declared in the component (not for Rust, whose
+    /// crate declares it in `cairn_sdk::export!`).
+    pub state_version: Option<u32>,
 }
 
 /// `[build]`.
@@ -195,6 +201,14 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ProjectError> {
     let dir = &std::path::absolute(dir).map_err(io("resolving", dir))?;
     let manifest = Manifest::read(dir)?;
     let lang = manifest.operator.lang;
+    if lang == Lang::Rust && manifest.operator.state_version.is_some() {
+        return Err(ProjectError::BadManifest {
+            path: dir.join("cairn.toml"),
+            message: "a Rust operator declares its state version in its crate: \
+                      `cairn_sdk::export!(Op, name = \"…\", state_version = N)`; remove `state_version` here"
+                .into(),
+        });
+    }
     let support = dir.join(".cairn");
     let output = match out {
         Some(o) => std::path::absolute(o).map_err(io("resolving", o))?,
@@ -256,7 +270,25 @@ pub fn build(dir: &Path, out: Option<&Path>) -> Result<PathBuf, ProjectError> {
     if !output.is_file() {
         return Err(ProjectError::NoOutput { output });
     }
+    if lang != Lang::Rust {
+        declare(&output, &manifest.operator)?;
+    }
     Ok(output)
+}
+
+/// Append the declaration of `op` (its name and state version) to the component at `path`.
+fn declare(path: &Path, op: &OperatorSection) -> Result<(), ProjectError> {
+    use std::io::Write;
+    let declared = cairn_codec::declared::Declared {
+        name: Some(op.name.clone()),
+        state_version: op.state_version,
+    };
+    let section = cairn_codec::declared::custom_section(declared.encode().as_bytes());
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(&section))
+        .map_err(io("declaring the operator's name and state version in", path))
 }
 
 /// `program`'s path: itself when it names a file, else the first match on `PATH`.

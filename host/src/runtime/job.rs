@@ -102,13 +102,15 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
     }
     let mut report = JobReport::default();
     let mut restore_took = Duration::ZERO;
-    let waive = checkpoint
+    let rules = checkpoint
         .as_ref()
-        .map_or(Default::default(), |c| super::resume::Waivers {
+        .map_or(Default::default(), |c| super::resume::ResumeRules {
             plugin: c.accept_plugin_change,
             config: c.accept_config_change,
             dropped: c.allow_dropped_state,
+            migration_timeout: c.migration_timeout,
         });
+    let mut migrating = false;
     let (mut ckpt, restored) = match checkpoint {
         None => (None, None),
         Some(c) => {
@@ -123,14 +125,18 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 &c.renames,
             )?;
             restore_took = t.elapsed();
+            migrating = restored
+                .as_ref()
+                .is_some_and(|(r, _)| super::migrate::needed(&operators, r));
             // Operators added, dropped, renamed or moved: the chain goes on with a full
             // checkpoint, so that no delta names an operator its base does not hold (or
             // misses one it does).
             let names: Vec<&str> = operators.iter().map(|b| b.name_or_plugin()).collect();
+            // So does a migrated state, before any event (`migrate.rs`).
             let changed = restored.as_ref().is_some_and(|(r, _)| {
                 let saved: Vec<&str> = r.operators.iter().map(|o| o.name.as_str()).collect();
                 saved != names || !c.renames.is_empty()
-            });
+            }) || migrating;
             let resume = restored.as_ref().map(|(r, _)| {
                 let mut p = r.resume_point();
                 p.was_latest &= !changed;
@@ -175,7 +181,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         Some((r, i)) => (Some(r), Some(i)),
         None => (None, None),
     };
-    let mut ops = build_stages(operators, restored.as_mut().zip(instances), groups, waive)?;
+    let mut ops = build_stages(operators, restored.as_mut().zip(instances), groups, rules)?;
     if ckpt.is_none() {
         // No checkpoint will be taken: nothing needs to remember what changed, and a removed
         // key can leave the map at once.
@@ -282,6 +288,15 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
             if let Some(r) = &self.0 {
                 r.store(false, Ordering::Relaxed);
             }
+        }
+    }
+    if migrating {
+        // The migrated state is checkpointed (in full, with the plugin's digest and state
+        // version) before any event: until then the old checkpoint stays the newest.
+        let here = live.source.position().clone();
+        live.finish(&mut ckpt, here, &mut report)?;
+        if let Some(c) = &mut ckpt {
+            c.unsaved = false;
         }
     }
     let _ready = Ready(ready);

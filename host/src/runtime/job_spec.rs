@@ -33,6 +33,9 @@ pub enum JobError {
     /// The savepoint to restore could not be read.
     #[error(transparent)]
     Savepoint(#[from] crate::checkpoint::savepoint::SavepointError),
+    /// A plugin of another state version cannot take the checkpoint's state.
+    #[error(transparent)]
+    Migration(#[from] super::MigrationError),
 }
 
 /// Why an operator cannot run with the parallelism asked for.
@@ -240,7 +243,9 @@ pub struct CheckpointSpec {
     pub restore_from: Option<CheckpointId>,
     /// Restore this savepoint (`checkpoint::savepoint`) instead of the newest checkpoint.
     pub restore_savepoint: Option<String>,
-    /// Resume even if an operator's plugin changed since the checkpoint.
+    /// Resume even if an operator's plugin changed since the checkpoint (needed only for
+    /// plugins that declare no state version: one that does resumes by itself at the same
+    /// version and migrates from an older one).
     pub accept_plugin_change: bool,
     /// Resume even if an operator's configuration changed since the checkpoint.
     pub accept_config_change: bool,
@@ -249,6 +254,9 @@ pub struct CheckpointSpec {
     pub allow_dropped_state: bool,
     /// Operators renamed since the checkpoint: (old name, new name).
     pub renames: Vec<(String, String)>,
+    /// How long migrating the state of a checkpoint to a plugin's newer state version may take
+    /// in all ([`super::DEFAULT_MIGRATION_TIMEOUT`] by default).
+    pub migration_timeout: Duration,
 }
 
 /// A job: input, operators, output, and optionally checkpoints.

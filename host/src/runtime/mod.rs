@@ -11,6 +11,7 @@ mod job_spec;
 mod json_check;
 mod jsonl;
 pub mod metrics;
+mod migrate;
 #[cfg(feature = "nats")]
 pub mod nats;
 mod pipeline;
@@ -29,6 +30,7 @@ pub use job::{
     ParallelismError, Progress, ProgressHook, Triggers, run_job,
 };
 pub use jsonl::{encode_event, parse_line};
+pub use migrate::{DEFAULT_MIGRATION_TIMEOUT, MigrationError};
 pub use pipeline::Pipeline;
 pub use pipeline_file::{OperatorEntry, PipelineFile, PipelineFileError};
 pub use run::{RunError, RunOptions, RunStats, run_pipeline};

@@ -259,9 +259,11 @@ impl PipelineFile {
         })?)
     }
 
-    /// Load every plugin and prepare the operators, in order.
+    /// Load every plugin and prepare the operators, in order. An operator the file does not
+    /// name is named by its plugin (the name it declares, else its file's stem).
     pub fn builders(&self, engine: &Engine) -> Result<Vec<OperatorBuilder>, PipelineFileError> {
-        self.operators
+        let builders = self
+            .operators
             .iter()
             .map(|op| {
                 let name = self.name_of(op);
@@ -278,13 +280,27 @@ impl PipelineFile {
                     None => "{}".to_string(),
                     Some(v) => v.to_string(),
                 };
-                Ok(plugin
-                    .operator()
-                    .name(name)
-                    .config(config)
+                let b = plugin.operator();
+                let b = match &op.name {
+                    Some(n) => b.name(n.clone()),
+                    None => b,
+                };
+                Ok(b.config(config)
                     .limits(self.limits_of(op)?)
                     .parallelism(op.parallelism.or(self.parallelism).unwrap_or(1)))
             })
-            .collect()
+            .collect::<Result<Vec<_>, PipelineFileError>>()?;
+        let mut names: Vec<&str> = Vec::new();
+        for b in &builders {
+            let name = b.name_or_plugin();
+            if names.contains(&name) {
+                return Err(self.invalid(&format!(
+                    "two operators are named `{name}` (their plugins declare it); give each a unique `name` \
+                     (state is kept per name)"
+                )));
+            }
+            names.push(name);
+        }
+        Ok(builders)
     }
 }

@@ -179,27 +179,43 @@ pub(super) fn restore_job(
     Ok(Some((restored, instances)))
 }
 
-/// What a restore may waive.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Waivers {
+/// What a restore may waive (a changed plugin or configuration, dropped state), and how long a
+/// migration of restored state may take.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ResumeRules {
     /// A changed plugin.
     pub plugin: bool,
     /// A changed configuration.
     pub config: bool,
     /// State of operators the job no longer has.
     pub dropped: bool,
+    /// How long a migration may take in all.
+    pub migration_timeout: std::time::Duration,
+}
+
+impl Default for ResumeRules {
+    fn default() -> Self {
+        Self {
+            plugin: false,
+            config: false,
+            dropped: false,
+            migration_timeout: super::DEFAULT_MIGRATION_TIMEOUT,
+        }
+    }
 }
 
 /// Build every operator's instances: instance `i` of `N` owns the key groups
 /// `KeyGroups::for_instance(groups, i, N)`. A restored operator — matched by name, whatever
-/// its place in the pipeline — starts from its checkpoint's state (its plugin and
-/// configuration checked unchanged unless waived); an operator the checkpoint does not hold
-/// starts empty; the state of an operator the job no longer has is refused unless waived.
+/// its place in the pipeline — starts from its checkpoint's state (its configuration checked
+/// unchanged unless waived; its plugin too, unless the plugin declares a state version: then
+/// the same version resumes, a newer one migrates the state, an older one is refused); an
+/// operator the checkpoint does not hold starts empty; the state of an operator the job no
+/// longer has is refused unless waived.
 pub(super) fn build_stages(
     builders: Vec<OperatorBuilder>,
     restored: Option<(&mut Restored, InstanceStates)>,
     groups: u32,
-    waive: Waivers,
+    rules: ResumeRules,
 ) -> Result<Vec<Stage>, JobError> {
     let build = |b: OperatorBuilder, mut states: Vec<StateHolder>, expired: u64| -> Result<Stage, JobError> {
         let n = b.parallelism_ref();
@@ -237,7 +253,7 @@ pub(super) fn build_stages(
         .filter(|n| !names.contains(n))
         .collect();
     if !dropped.is_empty() {
-        if !waive.dropped {
+        if !rules.dropped {
             return Err(Mismatch::Dropped {
                 checkpoint: restored.id,
                 dropped,
@@ -262,9 +278,20 @@ pub(super) fn build_stages(
             continue;
         };
         let saved = &mut restored.operators[at];
+        let migrate = super::migrate::check(&b, restored.id, saved.state_version)?;
         let digest = b.plugin_ref().digest_hex();
-        if digest != saved.plugin_digest {
-            if !waive.plugin {
+        let declared = b.plugin_ref().declared().state_version.is_some();
+        if digest != saved.plugin_digest && declared && !migrate {
+            tracing::info!(
+                "operator `{name}`: the plugin changed since checkpoint {} ({}… then, {}… now) and declares the \
+                 same state version {}; resuming with it",
+                restored.id,
+                short(&saved.plugin_digest),
+                short(&digest),
+                saved.state_version
+            );
+        } else if digest != saved.plugin_digest && !migrate {
+            if !rules.plugin {
                 return Err(Mismatch::Plugin {
                     operator: name,
                     checkpoint: restored.id,
@@ -280,7 +307,7 @@ pub(super) fn build_stages(
                 short(&digest)
             );
         }
-        if b.config_ref() != saved.config && !waive.config {
+        if b.config_ref() != saved.config && !rules.config {
             return Err(Mismatch::Config {
                 operator: name,
                 checkpoint: restored.id,
@@ -292,7 +319,18 @@ pub(super) fn build_stages(
         let states = instances[at]
             .take()
             .unwrap_or_else(|| vec![std::mem::take(&mut saved.state)]);
-        stages.push(build(b, states, saved.expired)?);
+        let mut stage = build(b, states, saved.expired)?;
+        if migrate {
+            let watermark = restored.host.watermark;
+            super::migrate::run(
+                &mut stage,
+                restored.id,
+                saved.state_version,
+                watermark,
+                rules.migration_timeout,
+            )?;
+        }
+        stages.push(stage);
     }
     Ok(stages)
 }

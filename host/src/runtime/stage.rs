@@ -220,6 +220,7 @@ impl Stage {
         let expired = self.expired_keys();
         let key_groups = self.groups;
         let plugin_digest = self.instances[0].plugin().digest_hex();
+        let state_version = self.instances[0].plugin().state_version();
         let mut states = Vec::with_capacity(self.instances.len());
         let mut name = "";
         let mut config = "";
@@ -235,6 +236,7 @@ impl Stage {
             config,
             key_groups,
             expired,
+            state_version,
             states,
         }
     }

@@ -203,6 +203,63 @@ impl OperatorState {
             .collect())
     }
 
+    // ---- migration ---------------------------------------------------------------------
+
+    /// The scoped keys a state migration hands the guest, in order: every keyed and
+    /// operator-wide entry, never the host's own records (timers, TTL stamps) nor the entries
+    /// of an expired scope. Taken once, before the migration writes anything, so that what it
+    /// writes is not handed to it again.
+    pub fn migration_keys(&mut self) -> Vec<String> {
+        let all: Vec<String> = self
+            .holder
+            .iter()
+            .filter(|(k, _)| scoped::check(k).is_ok())
+            .map(|(k, _)| k.to_string())
+            .collect();
+        let mut keys = Vec::with_capacity(all.len());
+        // Keys of one scope are adjacent: its expiry is looked up once.
+        let mut last: Option<(Option<String>, bool)> = None;
+        for k in all {
+            let scope = scoped::split(&k).ok().and_then(|(s, _)| s).map(str::to_string);
+            let expired = match &last {
+                Some((s, e)) if *s == scope => *e,
+                _ => {
+                    let e = self.expired_scope(scope.as_deref());
+                    last = Some((scope, e));
+                    e
+                }
+            };
+            if !expired {
+                keys.push(k);
+            }
+        }
+        keys
+    }
+
+    /// The value of stored (scoped) key `scoped`, as [`OperatorState::migration_keys`] lists.
+    pub fn migration_value(&self, scoped: &str) -> Option<&Value> {
+        self.holder.get_value(scoped)
+    }
+
+    /// A migration's rewrite of the entry (`scope`, `key`): `Some` stores the value (subject to
+    /// the quotas), `None` removes it. A rewrite is not a write in event time: the scope's TTL
+    /// stamp stays as it was.
+    pub fn rewrite(
+        &mut self,
+        scope: Option<&str>,
+        key: &str,
+        value: Option<Value>,
+    ) -> Result<(), StateError> {
+        self.compose("write", scope, key)?;
+        match value {
+            Some(v) => self.holder.set(&self.key, v),
+            None => {
+                self.holder.remove(&self.key);
+                Ok(())
+            }
+        }
+    }
+
     // ---- plain entries (0.1.x: keys stored as they are, all operator-wide) -------------
 
     /// The value under the plain key `key`.

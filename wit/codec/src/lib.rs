@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod declared;
 pub mod expiry;
 pub mod golden;
 pub mod pickle;
@@ -31,7 +32,7 @@ use std::fmt;
 #[macro_export]
 macro_rules! contract_version {
     () => {
-        "0.2.4"
+        "0.2.5"
     };
 }
 
