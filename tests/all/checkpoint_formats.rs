@@ -3,8 +3,9 @@
 //! `cairn` running `counter-0-1-0` over the first events of `input.jsonl`; a run of today's host
 //! resumes from it, continues the chain in today's format, and the output is exactly the counts
 //! of the whole input. Format 2 (entries as a list per key group; format 3 writes sorted
-//! blocks): `tests/fixtures/v2-store`, the format-3 `tests/fixtures/v3-store` and the format-4
-//! `tests/fixtures/v4-store` (their READMEs say how they were made) resume the `window`
+//! blocks): `tests/fixtures/v2-store`, the format-3 `tests/fixtures/v3-store`, the format-4
+//! `tests/fixtures/v4-store` and the format-5 `tests/fixtures/v5-store` (their READMEs say how
+//! they were made) resume the `window`
 //! operator, timers and all, into the output of one uninterrupted run.
 
 use std::fs;
@@ -90,6 +91,19 @@ fn a_version_3_store_of_windows_and_timers_resumes_into_the_uninterrupted_output
 #[test]
 fn a_version_4_store_of_windows_and_timers_resumes_into_the_uninterrupted_output() -> Result<()> {
     resumes_into_the_uninterrupted_output("tests/fixtures/v4-store", "window=44  (latest)")
+}
+
+/// Format 5 (blocks by key-group range, before format 6 recorded each operator's state
+/// version), written by the previous release over the same input: its operators read as state
+/// version 0.
+#[test]
+fn a_version_5_store_of_windows_and_timers_resumes_into_the_uninterrupted_output() -> Result<()> {
+    let fixture = repo_root().join("tests/fixtures/v5-store");
+    let store = format!("file:{}", fixture.join("store").display());
+    let show = run_ok(&["checkpoints", "show", "latest", "--store", &store, "--json"])?;
+    let doc: serde_json::Value = serde_json::from_slice(&show.stdout)?;
+    assert_eq!(doc["operators"][0]["state_version"], 0, "{doc}");
+    resumes_into_the_uninterrupted_output("tests/fixtures/v5-store", "window=44  (latest)")
 }
 
 /// The window fixture store at `fixture` (whose listing shows `latest`) resumed over the full

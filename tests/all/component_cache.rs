@@ -86,7 +86,7 @@ fn an_unchanged_plugin_file_is_not_hashed_again_and_a_changed_one_is() -> Result
     let dir = tempfile::tempdir()?;
     let cache = ComponentCache::new(dir.path().join("c"));
     let engine = Engine::new()?.with_cache(Some(cache.clone()));
-    let digests = dir.path().join("c/digests");
+    let digests = dir.path().join("c/digests-2");
     let remembered = || fs::read_dir(&digests).map_or(0, |d| d.count());
     let file = dir.path().join("op.wasm");
     let age = |f: &std::path::Path| -> Result<()> {
@@ -124,5 +124,17 @@ fn an_unchanged_plugin_file_is_not_hashed_again_and_a_changed_one_is() -> Result
         Plugin::load(&Engine::new()?, plugin("dedup"))?.digest()
     );
     assert_ne!(dedup.digest(), counter.digest());
+
+    // What a file declares is remembered with its digest: a load that neither reads nor
+    // hashes it still knows its operator name and state version.
+    let v1 = dir.path().join("v1.wasm");
+    fs::copy(plugin("counter-v1"), &v1)?;
+    age(&v1)?;
+    let known = remembered();
+    let first = Plugin::load(&engine, &v1)?;
+    let again = Plugin::load(&engine, &v1)?;
+    assert_eq!(remembered(), known + 1);
+    assert_eq!((again.name(), again.state_version()), ("counter", 1));
+    assert_eq!(again.declared(), first.declared());
     works(&engine)
 }

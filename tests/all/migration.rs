@@ -16,7 +16,7 @@ use cairn_tests::job::Job;
 use cairn_tests::{cairn, expected_counts, plugin, run_ok, strs};
 
 /// A job of `n` events over `keys` keys, the first half its first part.
-fn job(n: usize, keys: usize) -> Result<Job> {
+fn new_job(n: usize, keys: usize) -> Result<Job> {
     Job::sized(n, keys, n / 2)
 }
 
@@ -59,7 +59,12 @@ fn count_of(job: &Job, scope: &str) -> Result<Vec<u8>> {
         scope,
         "count",
     ])?;
-    Ok(out.stdout)
+    // Printed with a newline after the value's bytes.
+    let mut v = out.stdout;
+    if v.last() == Some(&b'\n') {
+        v.pop();
+    }
+    Ok(v)
 }
 
 fn latest_operator(job: &Job) -> Result<serde_json::Value> {
@@ -69,8 +74,8 @@ fn latest_operator(job: &Job) -> Result<serde_json::Value> {
 /// v1 over the first half, then `v2` over the whole input: byte-identical to v1 uninterrupted,
 /// and the state is v2's afterwards.
 fn upgrade_and_compare(v2: &Path, n: usize, keys: usize) -> Result<Job> {
-    let job = job(n, keys)?;
-    let v1 = plugin("counter_v1");
+    let job = new_job(n, keys)?;
+    let v1 = plugin("counter-v1");
     run(&job, &v1, false, &[])?;
     let op = latest_operator(&job)?;
     assert_eq!(op["name"], "counter", "{op}");
@@ -78,7 +83,8 @@ fn upgrade_and_compare(v2: &Path, n: usize, keys: usize) -> Result<Job> {
     // One key's count as v1 keeps it: 4 little-endian bytes.
     let before = count_of(&job, "k1")?;
     assert_eq!(before.len(), 4, "{before:?}");
-    let log = run(&job, v2, true, &[])?;
+    // Every checkpoint kept, to find the one taken at the upgrade.
+    let log = run(&job, v2, true, &["--max-retained", "1000"])?;
     assert!(
         log.contains("migrating the state of checkpoint") && log.contains("from version 1 to 2"),
         "{log}"
@@ -101,7 +107,7 @@ fn upgrade_and_compare(v2: &Path, n: usize, keys: usize) -> Result<Job> {
 
 #[test]
 fn a_rust_v2_migrates_v1_state_and_output_stays_exact() -> Result<()> {
-    let job = upgrade_and_compare(&plugin("counter_v2"), 1_000_000, 10_000)?;
+    let job = upgrade_and_compare(&plugin("counter-v2"), 1_000_000, 10_000)?;
     // The first checkpoint after the upgrade is full and was taken before any event: the
     // chain's first entry of state version 2.
     let list = run_ok(&["checkpoints", "list", "--store", &job.store(), "--json"])?;
@@ -113,7 +119,7 @@ fn a_rust_v2_migrates_v1_state_and_output_stays_exact() -> Result<()> {
         .find(|c| c["kind"] == "full" && c["events_in"] == 500_000);
     assert!(v2_full.is_some(), "a full checkpoint at the upgrade: {list}");
     // Back to v1: an older state version is refused, naming both.
-    let err = refused(&job, &plugin("counter_v1"), &[])?;
+    let err = refused(&job, &plugin("counter-v1"), &[])?;
     assert!(
         err.contains("holds state version 2, and this plugin declares version 1, which is older"),
         "{err}"
@@ -166,9 +172,9 @@ class Counter:
 
 #[test]
 fn a_failed_migration_leaves_the_checkpoint_and_v1_resumes_from_it() -> Result<()> {
-    let job = job(60_000, 500)?;
-    let v1 = plugin("counter_v1");
-    let v2 = plugin("counter_v2");
+    let job = new_job(60_000, 500)?;
+    let v1 = plugin("counter-v1");
+    let v2 = plugin("counter-v2");
     run(&job, &v1, false, &[])?;
     // Fails on one key's entry, whatever page it is in.
     let err = refused(
@@ -206,18 +212,19 @@ fn a_failed_migration_leaves_the_checkpoint_and_v1_resumes_from_it() -> Result<(
 
 #[test]
 fn a_sigkill_during_migration_leaves_the_checkpoint_and_v1_resumes_from_it() -> Result<()> {
-    let job = job(60_000, 500)?;
-    let v1 = plugin("counter_v1");
+    let job = new_job(60_000, 500)?;
+    let v1 = plugin("counter-v1");
     run(&job, &v1, false, &[])?;
     let before = latest(&job)?;
     // A slow migration (about a second per hundred entries), killed once it has begun.
-    let what = with(&plugin("counter_v2"));
+    let what = with(&plugin("counter-v2"));
     let args = job.args(
         true,
         &strs(&what),
         &["--config", r#"{"spin":3000000}"#, "--accept-config-change"],
     )?;
     let mut child = cairn()
+        .env("CAIRN_LOG", "info")
         .args(&args[..])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -246,10 +253,10 @@ fn a_sigkill_during_migration_leaves_the_checkpoint_and_v1_resumes_from_it() -> 
 
 #[test]
 fn the_declared_name_keys_state_and_the_same_version_resumes_a_changed_plugin() -> Result<()> {
-    let job = job(20_000, 100)?;
+    let job = new_job(20_000, 100)?;
     // A file of any name: the state is the declared operator's, `counter`.
     let renamed: PathBuf = job.dir.path().join("counter-build-17.wasm");
-    fs::copy(plugin("counter_v1"), &renamed)?;
+    fs::copy(plugin("counter-v1"), &renamed)?;
     run(&job, &renamed, false, &[])?;
     assert_eq!(latest_operator(&job)?["name"], "counter");
     // Another build (another digest) declaring the same state version resumes by itself.
@@ -264,18 +271,36 @@ fn the_declared_name_keys_state_and_the_same_version_resumes_a_changed_plugin() 
         "{log}"
     );
     assert_eq!(job.output()?, expected_counts(&job.text)?);
-    // A plugin that declares no version keeps the old rule.
+    // A plugin that declares no state version has version 0: older than 1.
     let err = refused(&job, &plugin("counter"), &[])?;
+    assert!(
+        err.contains("this plugin declares version 0, which is older"),
+        "{err}"
+    );
+
+    // Between plugins that declare no version, a change keeps the old rule.
+    let plain = job.dir.path().join("plain");
+    fs::create_dir(&plain)?;
+    let undeclared = plain.join("counter.wasm");
+    fs::copy(plugin("counter"), &undeclared)?;
+    let other = new_job(20_000, 100)?;
+    run(&other, &undeclared, false, &[])?;
+    let mut bytes = fs::read(&undeclared)?;
+    bytes.extend(custom_section("build-info", b"rebuilt"));
+    fs::write(&undeclared, bytes)?;
+    let err = refused(&other, &undeclared, &[])?;
     assert!(err.contains("the plugin changed since checkpoint"), "{err}");
     assert!(err.contains("--accept-plugin-change"), "{err}");
+    run(&other, &undeclared, true, &["--accept-plugin-change"])?;
+    assert_eq!(other.output()?, expected_counts(&other.text)?);
     Ok(())
 }
 
 #[test]
 fn parallel_instances_each_migrate_their_key_groups() -> Result<()> {
-    let job = job(40_000, 300)?;
-    run(&job, &plugin("counter_v1"), false, &["--parallelism", "2"])?;
-    let log = run(&job, &plugin("counter_v2"), true, &["--parallelism", "3"])?;
+    let job = new_job(40_000, 300)?;
+    run(&job, &plugin("counter-v1"), false, &["--parallelism", "2"])?;
+    let log = run(&job, &plugin("counter-v2"), true, &["--parallelism", "3"])?;
     assert!(log.contains("300 entries"), "{log}");
     // Instances emit in their own order: compare line sets and each key's sequence.
     let mut got: Vec<String> = job.output()?.lines().map(String::from).collect();

@@ -4,9 +4,9 @@
 use std::fs;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
-use crate::{run_cairn, run_ok, strs, synthetic_input};
+use crate::{cairn, run_cairn, strs, synthetic_input};
 
 /// A job's files: the whole input, its first part, a store.
 pub struct Job {
@@ -92,10 +92,15 @@ impl Job {
         self.output()
     }
 
-    /// A run that must succeed; its log (stderr).
+    /// A run that must succeed; its log (stderr) at level info.
     pub fn run_log(&self, whole: bool, what: &[&str], extra: &[&str]) -> Result<String> {
-        let out = run_ok(&strs(&self.args(whole, what, extra)?))?;
-        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+        let args = self.args(whole, what, extra)?;
+        let out = cairn().env("CAIRN_LOG", "info").args(&args).output()?;
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            bail!("cairn {} failed ({}):\n{log}", args.join(" "), out.status);
+        }
+        Ok(log)
     }
 
     /// The output file's text.

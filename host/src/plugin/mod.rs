@@ -22,6 +22,10 @@ pub use exports::{Contract, Rewrite};
 pub use inspect::{Inspection, WasmKind, inspect};
 pub use instance::{Migrated, OperatorBuilder, OperatorInstance};
 pub use load::Plugin;
+/// Write a CPython `marshal` (version 2) value as JSON, exactly as serde_json would: what the
+/// host does with the values a Python operator emits with `out.emit_json` (public for the fuzz
+/// target `marshal_json`).
+pub use pyjson::write as marshal_to_json;
 
 /// The current version of the `cairn:operator` contract (`cairn_codec::CONTRACT_VERSION`).
 pub use cairn_codec::CONTRACT_VERSION;

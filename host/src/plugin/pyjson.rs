@@ -12,7 +12,7 @@ use std::io::Write;
 const MAX_DEPTH: usize = 128;
 
 /// Append the JSON text of the marshalled value `m` to `out`; what is wrong, otherwise.
-pub(crate) fn write(m: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+pub fn write(m: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     let mut r = Reader(cairn_codec::Reader::new(m));
     r.value(out, 0)?;
     r.0.finish(WHAT).map_err(|e| e.to_string())
