@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Fuzz a target for a bounded time: bash scripts/fuzz.sh <checkpoint_decode|jsonl_parse|codec_decode> [seconds]
-# Needs the nightly toolchain; installs cargo-fuzz if missing.
+# Fuzz a target for a bounded time: bash scripts/fuzz.sh <target> [seconds]
+# Targets (fuzz/fuzz_targets/): checkpoint_decode jsonl_parse codec_decode pickle_decode marshal_json
+# Runs on the pinned stable toolchain (a fresh machine has no nightly): cargo-fuzz (pinned,
+# installed into the tools cache) drives libFuzzer with RUSTC_BOOTSTRAP=1 for its coverage
+# options, without a sanitizer (safe Rust needs none to find panics, overflows and bad indexing).
+# Prints libFuzzer's final statistics (executions, crashes); a crash leaves its input under
+# fuzz/artifacts/<target>/ and the script fails.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-TARGET="${1:?usage: scripts/fuzz.sh <checkpoint_decode|jsonl_parse|codec_decode> [seconds]}"
+TARGETS="checkpoint_decode jsonl_parse codec_decode pickle_decode marshal_json"
+TARGET="${1:?usage: scripts/fuzz.sh <$(echo "$TARGETS" | tr ' ' '|')> [seconds]}"
 SECS="${2:-600}"
-if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-  echo "==> installing cargo-fuzz" >&2
-  cargo +nightly install cargo-fuzz --locked
-fi
+need_cargo_tool cargo-fuzz 0.13.2
 cd fuzz
-# The fuzz crate has its own target dir (sanitizer builds do not mix with the others).
-CARGO_TARGET_DIR="${CARGO_TARGET_DIR}/fuzz" cargo +nightly fuzz run "$TARGET" -- -max_total_time="$SECS" -rss_limit_mb=4096
+# The fuzz crate has its own target dir (fuzzing builds do not mix with the others).
+RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="${CARGO_TARGET_DIR}/fuzz" \
+  cargo fuzz run --sanitizer none -O "$TARGET" -- -max_total_time="$SECS" -rss_limit_mb=4096 -print_final_stats=1

@@ -3,7 +3,9 @@
 #![no_main]
 
 use cairn::checkpoint::codec::Placement;
-use cairn::checkpoint::{CheckpointData, Codec, EncryptionKey, HostState, JsonlPosition, Kind, OperatorSnapshot};
+use cairn::checkpoint::{
+    CheckpointData, Codec, EncryptionKey, HostState, JsonlPosition, Kind, OperatorSnapshot,
+};
 use cairn::state::StateDelta;
 use libfuzzer_sys::fuzz_target;
 
@@ -15,6 +17,7 @@ fn valid(codec: &Codec) -> Vec<u8> {
                 input: "in".into(),
                 offset: 42,
                 line: 2,
+                batch_size: Some(100),
             }
             .to_source(),
             ..HostState::default()
@@ -28,7 +31,10 @@ fn valid(codec: &Codec) -> Vec<u8> {
             expired: 0,
             state_version: 1,
             state: StateDelta {
-                sets: vec![("1:k/a".into(), b"1".to_vec().into()), ("*/b".into(), vec![0; 40].into())],
+                sets: vec![
+                    ("1:k/a".into(), b"1".to_vec().into()),
+                    ("*/b".into(), vec![0; 40].into()),
+                ],
                 deletes: vec!["c".into()],
             },
         }],

@@ -255,7 +255,7 @@ impl Lang {
     pub fn template(self, name: &str) -> Vec<(&'static str, String)> {
         let manifest = format!(
             "# Built by `cairn build`; run by `cairn run --plugin {}`.\n\
-             [operator]\nname = \"{name}\"\nlang = \"{self}\"\n\n[build]\n# Run in this directory; {{wit}}, {{sdk}}, {{dir}} (.cairn/) and {{out}} are filled in;\n# {{cairn}} runs cairn's own command (componentize).\nsteps = [\n{}]\noutput = \"{}\"\n",
+             [operator]\nname = \"{name}\"\nlang = \"{self}\"\n# The version of the state layout: raise it when the state changes shape, and write\n# `migrate` (docs/upgrades.md).\n# state_version = 1\n\n[build]\n# Run in this directory; {{wit}}, {{sdk}}, {{dir}} (.cairn/) and {{out}} are filled in;\n# {{cairn}} runs cairn's own command (componentize).\nsteps = [\n{}]\noutput = \"{}\"\n",
             self.default_output(name).display(),
             self.default_steps(name)
                 .iter()
