@@ -51,14 +51,7 @@ impl OperatorInstance {
             ));
         }
         self.begin_batch();
-        let result = self.walk(from_version, started + timeout).map_err(|e| match e {
-            Err(()) => CallError::Timeout {
-                plugin: self.name.to_string(),
-                call: "migrate",
-                timeout,
-            },
-            Ok(e) => e,
-        });
+        let result = self.walk(from_version, started + timeout, timeout);
         if result.is_ok() {
             self.commit_batch();
         } else if self.store.data().state.in_transaction() {
@@ -68,8 +61,13 @@ impl OperatorInstance {
         result
     }
 
-    /// The migration; `Err(Err(()))` when its time ran out.
-    fn walk(&mut self, from_version: u32, deadline: Instant) -> Result<Migrated, Result<CallError, ()>> {
+    /// The migration, which must end by `deadline` (`total` after it began).
+    fn walk(&mut self, from_version: u32, deadline: Instant, total: Duration) -> Result<Migrated, CallError> {
+        let out_of_time = |name: &str| CallError::Timeout {
+            plugin: name.to_string(),
+            call: "migrate",
+            timeout: total,
+        };
         let keys = self.store.data_mut().state.migration_keys();
         let mut done = Migrated::default();
         let mut rest = &keys[..];
@@ -104,7 +102,7 @@ impl OperatorInstance {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Err(()));
+                return Err(out_of_time(&self.name));
             }
             self.limits.timeout = timeout.min(left).max(Duration::from_millis(1));
             let f = self.exports.migrate.expect("checked above");
@@ -112,15 +110,17 @@ impl OperatorInstance {
             self.limits.timeout = timeout;
             let rewrites = match answer {
                 Ok(r) => r,
-                Err(CallError::Timeout { .. }) if Instant::now() >= deadline => return Err(Err(())),
-                Err(e) => return Err(Ok(e)),
+                Err(CallError::Timeout { .. }) if Instant::now() >= deadline => {
+                    return Err(out_of_time(&self.name));
+                }
+                Err(e) => return Err(e),
             };
             if rewrites.len() != page.len() {
-                return Err(Ok(self.migration_error(format!(
+                return Err(self.migration_error(format!(
                     "`migrate` returned {} rewrites for a page of {} entries (one per entry, in order)",
                     rewrites.len(),
                     page.len()
-                ))));
+                )));
             }
             done.pages += 1;
             done.entries += page.len() as u64;
@@ -138,10 +138,10 @@ impl OperatorInstance {
                 };
                 let state = &mut self.store.data_mut().state;
                 if let Err(e) = state.rewrite(entry.scope.as_deref(), &entry.key, value) {
-                    return Err(Ok(self.migration_error(format!(
+                    return Err(self.migration_error(format!(
                         "the rewrite of key {:?} in scope {:?} was refused: {e}",
                         entry.key, entry.scope
-                    ))));
+                    )));
                 }
             }
         }
