@@ -140,6 +140,9 @@ impl S3Store {
             })?;
             builder = builder.with_config(key, v);
         }
+        // reqwest's rustls has no provider of its own (host/Cargo.toml): ring, for the whole
+        // process, unless one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let store = builder.build().map_err(|e| bad(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
