@@ -1,5 +1,5 @@
 //! What the bench binaries (`e2e-bench`, `lang-bench`) share: their flags, the generated input,
-//! timing a command (and its peak memory), medians.
+//! timing a command (wall and CPU time, peak memory), medians.
 
 use std::path::Path;
 use std::process::Command;
@@ -52,11 +52,23 @@ pub fn time(cmd: &mut Command) -> Result<Duration> {
     Ok(d)
 }
 
-/// Run `cmd` to success: how long it took and its peak resident memory in bytes (the
-/// kernel's `ru_maxrss` for that one child, read by `wait4`). The kernel counts the memory the
-/// child had before its `exec` — a copy of this process — so keep this process small (compare
-/// outputs with [`same_file`], not by reading them whole).
-pub fn time_rss(cmd: &mut Command) -> Result<(Duration, u64)> {
+/// What one run of a whole process cost.
+#[derive(Clone, Copy, Debug)]
+pub struct Measured {
+    /// From spawning it to its exit.
+    pub wall: Duration,
+    /// CPU time, user and system, of the process and every thread it ran (`ru_utime` +
+    /// `ru_stime`).
+    pub cpu: Duration,
+    /// Peak resident memory in bytes (`ru_maxrss`).
+    pub rss: u64,
+}
+
+/// Run `cmd` to success and measure it (the kernel's `rusage` for that one child, read by
+/// `wait4`). The kernel counts the memory the child had before its `exec` — a copy of this
+/// process — so keep this process small (compare outputs with [`same_file`], not by reading
+/// them whole).
+pub fn measure(cmd: &mut Command) -> Result<Measured> {
     use std::io::{Read, Seek};
     let mut err = tempfile::tempfile()?;
     let t = Instant::now();
@@ -71,7 +83,7 @@ pub fn time_rss(cmd: &mut Command) -> Result<(Duration, u64)> {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `pid` is our own child, not waited for yet; both pointers are valid.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let d = t.elapsed();
+    let wall = t.elapsed();
     ensure!(
         r == pid,
         "waiting for {cmd:?}: {}",
@@ -83,7 +95,14 @@ pub fn time_rss(cmd: &mut Command) -> Result<(Duration, u64)> {
         err.read_to_string(&mut text)?;
         anyhow::bail!("{cmd:?} failed: {text}");
     }
-    Ok((d, usage.ru_maxrss.max(0) as u64 * 1024))
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Ok(Measured {
+        wall,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        rss: usage.ru_maxrss.max(0) as u64 * 1024,
+    })
 }
 
 /// Whether two files hold the same bytes, read in 64 KiB chunks.
