@@ -290,8 +290,24 @@ def delete_timer(key, ts):
     return _timers.delete(key, ts) if IN_HOST else memory.delete(key, ts)
 
 
+# The host's watermark, read once per call into the operator: it moves between calls, never
+# inside one. Empty: not read in this call yet.
+_watermark = []
+
+
+def begin_call():
+    """A call into the operator begins: nothing cached from an earlier call is used."""
+    backend.begin()
+    del _watermark[:]
+
+
 def watermark():
-    return _timers.current_watermark() if IN_HOST else memory.watermark
+    if not IN_HOST:
+        return memory.watermark
+    wm = _watermark
+    if not wm:
+        wm.append(_timers.current_watermark())
+    return wm[0]
 
 
 _LEVELS = ("trace", "debug", "info", "warn", "error")

@@ -41,7 +41,7 @@ else:
         value as bytes), or the call's error with the traceback. Writes held back are sent
         before the call returns."""
         out = _cairn.Output()
-        _backend.begin()
+        _host.begin_call()
         # No cycle collection while the call runs: every event and emitted tuple it holds would
         # be traversed again at each collection. Garbage it makes is collected after it.
         collecting = gc.isenabled()

@@ -273,3 +273,20 @@ def test_the_harness_migrates_what_the_host_holds():
     cairn.state.of("a").set("count", (3).to_bytes(4, "little"))
     assert h.migrate(1) == [b'{"n":3}']
     assert h.state("a") == {"count": b'{"n":3}'}
+
+
+def test_loads_answers_and_fails_as_json_loads_does():
+    import json
+
+    cases = [b'{"a":1}', "[1,2]", b" 1", b"1 ", b"\xef\xbb\xbf1", b"", b'{"a":1}x', '"\\ud800"', b"\xff",
+             "NaN", b'{"a":1,"a":2}', "1e400", '"é"', "é".encode("utf-16"), b"[1,", "{}", b"null"]
+    for text in cases:
+        try:
+            want = ("ok", json.loads(text))
+        except Exception as e:  # noqa: BLE001 (the same exception, whichever it is)
+            want = ("err", type(e), str(e))
+        try:
+            got = ("ok", _json.loads(text))
+        except Exception as e:  # noqa: BLE001
+            got = ("err", type(e), str(e))
+        assert repr(got) == repr(want), text

@@ -85,7 +85,8 @@ fn main() -> Result<()> {
         // Fill the shared cache, so that every round's start is warm.
         time(&mut run(plugin, &one, &tmp.path().join("o1"), &cache))?;
     }
-    time(&mut run(&window, &one, &tmp.path().join("o1"), &cache))?;
+    let config = r#"{"field":"temp","size_ms":10000}"#;
+    time(run(&window, &one, &tmp.path().join("o1"), &cache).args(["--config", config]))?;
     let mut rounds: Vec<Vec<(Duration, Duration, f64)>> = plugins.iter().map(|_| Vec::new()).collect();
     for _ in 0..runs {
         for (i, (name, plugin)) in plugins.iter().enumerate() {
@@ -147,7 +148,6 @@ fn main() -> Result<()> {
     );
 
     // The newcomer's Python operator, warm.
-    let config = r#"{"field":"temp","size_ms":10000}"#;
     let mut rates = Vec::new();
     for _ in 0..runs {
         let out = tmp.path().join("window.jsonl");
