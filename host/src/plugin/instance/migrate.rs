@@ -104,13 +104,17 @@ impl OperatorInstance {
             if left.is_zero() {
                 return Err(out_of_time(&self.name));
             }
+            // The call's limit is what is left of the migration's when that is less: a call
+            // stopped at that limit ran out of the migration's time (whichever clock tick
+            // stopped it, a little before or after `deadline`).
+            let cut = left < timeout;
             self.limits.timeout = timeout.min(left).max(Duration::from_millis(1));
             let f = self.exports.migrate.expect("checked above");
             let answer = self.call("migrate", |_, s| Exports::migrate(f, s, from_version, &page));
             self.limits.timeout = timeout;
             let rewrites = match answer {
                 Ok(r) => r,
-                Err(CallError::Timeout { .. }) if Instant::now() >= deadline => {
+                Err(CallError::Timeout { .. }) if cut || Instant::now() >= deadline => {
                     return Err(out_of_time(&self.name));
                 }
                 Err(e) => return Err(e),
