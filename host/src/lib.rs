@@ -20,6 +20,8 @@
 pub mod admin;
 pub mod alloc;
 pub mod checkpoint;
+#[cfg(feature = "nats")]
+pub mod cluster;
 pub mod engine;
 pub mod plugin;
 pub mod project;

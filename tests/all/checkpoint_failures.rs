@@ -69,6 +69,7 @@ fn job(store: &Flaky, input: &std::path::Path, output: &std::path::Path, every: 
         endpoints: None,
         operators: vec![plugin.operator()],
         key_groups: None,
+        owned_groups: None,
         batch_size: Some(100),
         checkpoint: Some(CheckpointSpec {
             store: Box::new(store.clone()),

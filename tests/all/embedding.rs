@@ -123,6 +123,7 @@ fn job(store: &MemoryStore, lines: Vec<String>, out: &Arc<Mutex<Vec<String>>>) -
         })),
         operators: vec![counter.operator()],
         key_groups: None,
+        owned_groups: None,
         batch_size: Some(16),
         checkpoint: Some(CheckpointSpec {
             store: Box::new(store.clone()),

@@ -5,6 +5,8 @@ mod checkpoints;
 mod componentize;
 mod hints;
 mod inspect;
+#[cfg(feature = "nats")]
+mod job;
 mod new;
 mod run;
 mod state;
@@ -49,6 +51,15 @@ enum Command {
     /// Manage NATS JetStream streams (create one for a job's input or output).
     #[cfg(feature = "nats")]
     Stream(streams::StreamArgs),
+    /// Sharded jobs on NATS JetStream: create one, see where its shards stand, export its output.
+    #[cfg(feature = "nats")]
+    Job(job::JobArgs),
+    /// Route a JSON Lines file's events to a sharded job's input (safe to re-run).
+    #[cfg(feature = "nats")]
+    Ingest(job::IngestArgs),
+    /// Run shards of a sharded job: take leases, process, commit; hand over and fail over.
+    #[cfg(feature = "nats")]
+    Worker(job::WorkerArgs),
     /// Show what a WebAssembly file imports and exports, and whether it fits Cairn's world.
     Inspect(inspect::InspectArgs),
     /// List, show and verify the checkpoints of a store; pin savepoints.
@@ -108,6 +119,12 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(*args, format),
         Command::Inspect(args) => inspect::inspect(args),
+        #[cfg(feature = "nats")]
+        Command::Job(args) => job::job(args),
+        #[cfg(feature = "nats")]
+        Command::Ingest(args) => job::ingest(args),
+        #[cfg(feature = "nats")]
+        Command::Worker(args) => job::worker(args),
         Command::Cat(args) => streams::cat(args),
         #[cfg(feature = "nats")]
         Command::Stream(args) => streams::stream(args),

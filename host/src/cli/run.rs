@@ -341,6 +341,7 @@ pub fn run(args: RunArgs, format: super::LogFormat) -> Result<ExitCode> {
         endpoints: None,
         operators,
         key_groups: args.key_groups.or(spec.key_groups),
+        owned_groups: None,
         batch_size: args.batch_size.or(batch),
         checkpoint,
         stop,

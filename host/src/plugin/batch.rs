@@ -166,6 +166,32 @@ impl Batch {
         self.iter().map(|e| e.to_event()).collect()
     }
 
+    /// Where the next event pushed will start (for [`Batch::event_at`]).
+    pub(crate) fn end(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The event that starts at `at`, an [`Batch::end`] taken before it was pushed.
+    pub(crate) fn event_at(&self, at: usize) -> Option<EventRef<'_>> {
+        if at < 4 || at >= self.buf.len() {
+            return None;
+        }
+        Iter {
+            rest: self.buf.get(at..)?,
+            left: 1,
+        }
+        .next()
+    }
+
+    /// Take back the last event, which starts at `at` (its [`Batch::end`] before the push).
+    pub(crate) fn pop_last(&mut self, at: usize) {
+        if at >= 4 && at < self.buf.len() && self.count > 0 {
+            self.buf.truncate(at);
+            self.count -= 1;
+            self.buf[..4].copy_from_slice(&self.count.to_le_bytes());
+        }
+    }
+
     /// The encoding, as passed to `process-packed`.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf

@@ -75,6 +75,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         endpoints,
         operators,
         key_groups: asked_groups,
+        owned_groups,
         batch_size,
         checkpoint,
         stop,
@@ -122,6 +123,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 c.restore_savepoint.as_deref(),
                 &operators,
                 asked_groups,
+                owned_groups.as_ref(),
                 &c.renames,
             )?;
             restore_took = t.elapsed();
@@ -181,7 +183,13 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
         Some((r, i)) => (Some(r), Some(i)),
         None => (None, None),
     };
-    let mut ops = build_stages(operators, restored.as_mut().zip(instances), groups, rules)?;
+    let mut ops = build_stages(
+        operators,
+        restored.as_mut().zip(instances),
+        groups,
+        owned_groups.as_ref(),
+        rules,
+    )?;
     if ckpt.is_none() {
         // No checkpoint will be taken: nothing needs to remember what changed, and a removed
         // key can leave the map at once.

@@ -81,6 +81,23 @@ pub enum ParallelismError {
         /// Its operator-wide entries.
         entries: usize,
     },
+    /// The job's own key groups (a shard's) are not a range of its groups, or too few for the
+    /// operator's instances.
+    #[error(
+        "operator `{operator}` cannot run with parallelism {parallelism} over key groups {}..{} of {groups}: \
+         each instance owns at least one of the job's groups; lower the parallelism",
+        owned.start, owned.end
+    )]
+    Owned {
+        /// The operator.
+        operator: String,
+        /// The job's own groups.
+        owned: std::ops::Range<u32>,
+        /// The job's key groups.
+        groups: u32,
+        /// The parallelism asked for.
+        parallelism: u32,
+    },
     /// The number of key groups is out of bounds.
     #[error("{0} key groups: a job has 1 to 32768")]
     KeyGroups(u32),
@@ -276,6 +293,10 @@ pub struct JobSpec {
     /// starts; `None`: the restored checkpoint's, else 128. A restore with another number is
     /// refused.
     pub key_groups: Option<u32>,
+    /// The key groups this job owns (a shard of a sharded job, [`crate::cluster`]); `None`: all.
+    /// Its operators' instances share them, and the state core refuses a key of another group
+    /// and operator-wide state unless every group is owned.
+    pub owned_groups: Option<std::ops::Range<u32>>,
     /// Events per batch; `None`: the batch size the restored checkpoint was taken with, else
     /// [`DEFAULT_BATCH_SIZE`]. Results depend on batch boundaries (the watermark moves between
     /// batches), so a job resumes only with the batch size its checkpoints were taken with.

@@ -169,12 +169,19 @@ impl PipelineFile {
             path: shown.clone(),
             source,
         })?;
-        let mut spec: PipelineFile = toml::from_str(&text).map_err(|e| PipelineFileError::Invalid {
-            path: format!("pipeline file {shown}"),
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &dir, &format!("pipeline file {shown}"))
+    }
+
+    /// Read and check a pipeline's TOML text (`shown` says where it came from in errors);
+    /// plugins are found relative to `dir`.
+    pub fn parse(text: &str, dir: &Path, shown: &str) -> Result<Self, PipelineFileError> {
+        let mut spec: PipelineFile = toml::from_str(text).map_err(|e| PipelineFileError::Invalid {
+            path: shown.to_string(),
             message: e.to_string(),
         })?;
-        spec.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        spec.path = format!("pipeline file {shown}");
+        spec.dir = dir.to_path_buf();
+        spec.path = shown.to_string();
         if spec.operators.is_empty() {
             return Err(spec.invalid("it has no [[operators]]"));
         }

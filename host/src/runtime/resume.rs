@@ -5,6 +5,8 @@
 //! input that can go on where the checkpoint left it. Operators are built here as
 //! [`Stage`]s of their instances.
 
+use std::ops::Range;
+
 use super::job_spec::{FINAL_WATERMARK, JobError, Mismatch, ParallelismError};
 use super::stage::Stage;
 use crate::OperatorBuilder;
@@ -83,6 +85,7 @@ pub(super) fn restore_job(
     savepoint: Option<&str>,
     builders: &[OperatorBuilder],
     asked_groups: Option<u32>,
+    owned: Option<&Range<u32>>,
     renames: &[(String, String)],
 ) -> Result<Option<(Restored, InstanceStates)>, JobError> {
     // The chain of `id`, or the savepoint, decoded as far as `select` asks.
@@ -150,9 +153,7 @@ pub(super) fn restore_job(
         let name = op.name.clone();
         let mut parts = Vec::with_capacity(n as usize);
         for i in 0..n {
-            let range = KeyGroups::for_instance(groups, i, n)
-                .map_err(|_| ParallelismError::KeyGroups(groups))?
-                .owned();
+            let range = instance_groups(&name, groups, owned, i, n)?.owned();
             let select = |o: &str| {
                 if current(o) == name {
                     Some(range.clone())
@@ -177,6 +178,37 @@ pub(super) fn restore_job(
         instances.push(Some(parts));
     }
     Ok(Some((restored, instances)))
+}
+
+/// The key groups instance `i` of `n` of `operator` owns: its share of the job's (`owned`,
+/// a shard's; else all `groups`).
+fn instance_groups(
+    operator: &str,
+    groups: u32,
+    owned: Option<&Range<u32>>,
+    i: u32,
+    n: u32,
+) -> Result<KeyGroups, JobError> {
+    let within = owned.cloned().unwrap_or(0..groups);
+    if within.start >= within.end || within.end > groups {
+        return Err(ParallelismError::Owned {
+            operator: operator.to_string(),
+            owned: within,
+            groups,
+            parallelism: n,
+        }
+        .into());
+    }
+    if n > within.end - within.start {
+        return Err(ParallelismError::Owned {
+            operator: operator.to_string(),
+            owned: within,
+            groups,
+            parallelism: n,
+        }
+        .into());
+    }
+    KeyGroups::split(groups, within, i, n).map_err(|_| ParallelismError::KeyGroups(groups).into())
 }
 
 /// What a restore may waive (a changed plugin or configuration, dropped state), and how long a
@@ -215,6 +247,7 @@ pub(super) fn build_stages(
     builders: Vec<OperatorBuilder>,
     restored: Option<(&mut Restored, InstanceStates)>,
     groups: u32,
+    owned: Option<&Range<u32>>,
     rules: ResumeRules,
 ) -> Result<Vec<Stage>, JobError> {
     let build = |b: OperatorBuilder, mut states: Vec<StateHolder>, expired: u64| -> Result<Stage, JobError> {
@@ -222,12 +255,7 @@ pub(super) fn build_stages(
         states.resize_with(n as usize, StateHolder::new);
         let mut instances = Vec::with_capacity(n as usize);
         for (i, state) in states.into_iter().enumerate() {
-            let owned = if n == 1 {
-                KeyGroups::all(groups)
-            } else {
-                KeyGroups::for_instance(groups, i as u32, n)
-                    .map_err(|_| ParallelismError::KeyGroups(groups))?
-            };
+            let owned = instance_groups(b.name_or_plugin(), groups, owned, i as u32, n)?;
             let limits = super::stage::instance_limits(b.limits_ref(), i as u32, n);
             instances.push(b.clone().limits(limits).build_owning(state, owned)?);
         }

@@ -76,14 +76,22 @@ impl KeyGroups {
 
     /// The groups instance `index` of `instances` owns: `[⌊i·G/N⌋, ⌊(i+1)·G/N⌋)`.
     pub fn for_instance(count: u32, index: u32, instances: u32) -> Result<Self, KeyGroupsError> {
-        if instances == 0 || instances > count || index >= instances {
+        Self::split(count, 0..count, index, instances)
+    }
+
+    /// The groups instance `index` of `instances` owns when they share the groups `within`
+    /// (a shard's, [`crate::cluster`]): `within` cut as [`KeyGroups::for_instance`] cuts all of
+    /// them; `within` itself for a single instance.
+    pub fn split(count: u32, within: Range<u32>, index: u32, instances: u32) -> Result<Self, KeyGroupsError> {
+        let len = within.end.saturating_sub(within.start);
+        if instances == 0 || instances > len || index >= instances {
             return Err(KeyGroupsError::Instance {
                 index,
                 instances,
-                count,
+                count: len,
             });
         }
-        let bound = |i: u32| (u64::from(i) * u64::from(count) / u64::from(instances)) as u32;
+        let bound = |i: u32| within.start + (u64::from(i) * u64::from(len) / u64::from(instances)) as u32;
         Self::range(count, bound(index)..bound(index + 1))
     }
 

@@ -19,7 +19,7 @@ pub use redis::RedisStore;
 pub use rocks::RocksStore;
 #[cfg(feature = "s3")]
 pub use s3::{S3Options, S3Store};
-pub use url::{StoreUrl, open};
+pub use url::{StoreUrl, namespaced, open};
 
 /// A checkpoint id: its sequence number, increasing within a store namespace.
 pub type CheckpointId = u64;

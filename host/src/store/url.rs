@@ -138,6 +138,45 @@ impl std::str::FromStr for StoreUrl {
     }
 }
 
+/// The URL of namespace `sub` (`a/b`: path segments of letters, digits, `-` and `_`) inside
+/// the store at `url`: a subdirectory of a file or RocksDB store, a longer key prefix of a
+/// Redis or S3 store. A sharded job keeps each shard's and each owner's checkpoints apart so.
+pub fn namespaced(url: &str, sub: &str) -> Result<String, StoreError> {
+    let bad = |reason: &str| StoreError::BadUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let segments_ok = !sub.is_empty()
+        && sub
+            .split('/')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    if !segments_ok {
+        return Err(bad(&format!("{sub:?} is not a namespace (segments of letters, digits, - and _)")));
+    }
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let with_query = |b: String| match query {
+        Some(q) => format!("{b}?{q}"),
+        None => b,
+    };
+    Ok(match url.parse::<StoreUrl>()? {
+        StoreUrl::Memory => return Err(bad("memory: is one process's own; give a store that every worker reaches")),
+        StoreUrl::File(_) | StoreUrl::Rocks(_) | StoreUrl::S3 { .. } => {
+            with_query(format!("{}/{sub}", base.trim_end_matches('/')))
+        }
+        StoreUrl::Redis { prefix, .. } => {
+            let prefix = format!("{prefix}:{}", sub.replace('/', ":"));
+            let mut pairs: Vec<String> = query
+                .unwrap_or("")
+                .split('&')
+                .filter(|p| !p.is_empty() && !p.starts_with("prefix="))
+                .map(str::to_string)
+                .collect();
+            pairs.insert(0, format!("prefix={prefix}"));
+            format!("{base}?{}", pairs.join("&"))
+        }
+    })
+}
+
 /// Open the store a URL names.
 pub fn open(url: &str) -> Result<Box<dyn CheckpointStore>, StoreError> {
     Ok(match url.parse::<StoreUrl>()? {
@@ -182,6 +221,25 @@ pub fn open(url: &str) -> Result<Box<dyn CheckpointStore>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_nest_in_every_kind_of_store() {
+        assert_eq!(namespaced("file:/tmp/x/", "shard-1/epoch-7").unwrap(), "file:/tmp/x/shard-1/epoch-7");
+        assert_eq!(
+            namespaced("s3://b/jobs?endpoint=http://h:1&allow_http=true", "shard-0").unwrap(),
+            "s3://b/jobs/shard-0?endpoint=http://h:1&allow_http=true"
+        );
+        assert_eq!(
+            namespaced("redis://127.0.0.1:6380/2?ttl=60&prefix=demo", "shard-3/epoch-9").unwrap(),
+            "redis://127.0.0.1:6380/2?prefix=demo:shard-3:epoch-9&ttl=60"
+        );
+        assert_eq!(
+            namespaced("redis://127.0.0.1:6380", "s").unwrap(),
+            "redis://127.0.0.1:6380?prefix=cairn:s"
+        );
+        assert!(namespaced("memory:", "s").is_err());
+        assert!(namespaced("file:/x", "../up").is_err());
+    }
 
     #[test]
     fn parses_every_form() {

@@ -22,8 +22,11 @@ mod source;
 use std::time::{Duration, Instant};
 
 pub use admin::{StreamSpec, create_stream};
-pub use sink::{NatsSink, OUTPUTS_PER_BATCH, commit_subject};
-pub use source::{NatsSource, recorded_batch_size};
+pub(crate) use sink::{atomic_batch, last_commit};
+pub use sink::{
+    CommitRecord, FENCED, NatsSink, OUTPUTS_PER_BATCH, ShardCommit, ShardLink, ShardRecord, commit_subject,
+};
+pub use source::{END_HEADER, NatsSource, ShardInput, recorded_batch_size};
 
 use super::io::{IoOptions, shown};
 

@@ -37,11 +37,66 @@ struct HeldRef<'a> {
 }
 
 /// The body of a commit record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CommitRecord {
-    job: String,
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    /// The job.
+    pub job: String,
     /// Outputs published by the job so far.
-    through: u64,
+    pub through: u64,
+    /// A shard's commit: the shard, its owner's epoch, the checkpoint it makes current and the
+    /// input position that checkpoint holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+}
+
+/// What a shard's commit record adds ([`crate::cluster`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// The shard.
+    pub shard: u32,
+    /// The epoch of the owner that committed (its lease's revision when acquired).
+    pub epoch: u64,
+    /// The checkpoint this commit makes current: (the epoch that wrote it, its id); `None`
+    /// before the first checkpoint.
+    pub checkpoint: Option<(u64, u64)>,
+    /// The input stream sequence that checkpoint read up to.
+    pub input_seq: u64,
+    /// Events the shard had read by then.
+    pub events_in: u64,
+    /// The shard's input ended and every output is published.
+    #[serde(default)]
+    pub done: bool,
+}
+
+/// What a shard's job, its checkpoint store and its sink tell each other: the checkpoint the
+/// store made durable last, where the job's input stood after each batch, whether the sink
+/// was fenced, and the last commit.
+#[derive(Debug, Default)]
+pub struct ShardLink {
+    /// The last checkpoint put in the store: (epoch, id).
+    pub checkpoint: std::sync::Mutex<Option<(u64, u64)>>,
+    /// The input sequence and events read after the last batch.
+    pub progress: std::sync::Mutex<(u64, u64)>,
+    /// A newer owner committed: this one may never publish again.
+    pub fenced: std::sync::atomic::AtomicBool,
+    /// The last commit: its record and its sequence on the commit subject.
+    pub last: std::sync::Mutex<Option<(CommitRecord, u64)>>,
+}
+
+/// A shard's sink: where its commit subject stood when its checkpoint was chosen, and the
+/// shared [`ShardLink`].
+#[derive(Debug, Clone)]
+pub struct ShardCommit {
+    /// The shard.
+    pub shard: u32,
+    /// This owner's epoch.
+    pub epoch: u64,
+    /// Outputs published by the last commit read (the one whose checkpoint was restored).
+    pub through: u64,
+    /// Its sequence: the fence of this owner's first commit.
+    pub fence: u64,
+    /// Shared with the job's store and the worker.
+    pub link: std::sync::Arc<ShardLink>,
 }
 
 /// The kind of sink record a NATS sink writes.
@@ -70,6 +125,8 @@ pub struct NatsSink {
     batches: u64,
     /// `--delivery exactly-once` (else each batch is published at once, acknowledged).
     exactly_once: bool,
+    /// A shard's sink, and the input position its last prepare covered.
+    shard: Option<(ShardCommit, (u64, u64))>,
 }
 
 fn sink_err(output: &str, e: impl std::fmt::Display) -> SinkError {
@@ -99,6 +156,27 @@ impl NatsSink {
     /// Open `url` (`nats://…/SUBJECT[?commit=SUBJECT]`), resuming from a restored checkpoint's
     /// host state: what it held and the commit subject has not recorded is published first.
     pub fn open(url: &str, restored: Option<&HostState>, how: Opening<'_>) -> Result<Self, SinkError> {
+        Self::open_with(url, restored, how, None)
+    }
+
+    /// Open a shard's sink: every commit carries a [`ShardRecord`], and the first is fenced
+    /// by the commit read when the shard's checkpoint was chosen (`shard.fence`), not by the
+    /// commit subject as it is now.
+    pub fn open_shard(
+        url: &str,
+        restored: Option<&HostState>,
+        how: Opening<'_>,
+        shard: ShardCommit,
+    ) -> Result<Self, SinkError> {
+        Self::open_with(url, restored, how, Some(shard))
+    }
+
+    fn open_with(
+        url: &str,
+        restored: Option<&HostState>,
+        how: Opening<'_>,
+        shard: Option<ShardCommit>,
+    ) -> Result<Self, SinkError> {
         let u = NatsUrl::parse(url).map_err(|e| sink_err(&super::shown(url), e))?;
         let name = u.shown.clone();
         u.only(&["commit"]).map_err(|e| sink_err(&name, e))?;
@@ -154,7 +232,8 @@ impl NatsSink {
                         info.config.subjects.join(",")
                     ));
                 }
-                let (through, fence) = last_commit(&stream, &commit_subject, retry_for).await?;
+                let (last, fence) = last_commit(&stream, &commit_subject, retry_for).await?;
+                let through = last.through;
                 Ok::<_, String>((client, js, stream, through, fence))
             })
             .map_err(|e| sink_err(&name, e))?;
@@ -175,7 +254,13 @@ impl NatsSink {
             line: Vec::new(),
             batches: 0,
             exactly_once,
+            shard: None,
         };
+        if let Some(c) = shard {
+            (sink.through, sink.fence) = (c.through, c.fence);
+            let at = *c.link.progress.lock().unwrap_or_else(|p| p.into_inner());
+            sink.shard = Some((c, at));
+        }
         if let Some(h) = restored.map(|h| &h.sink).filter(|s| s.kind == SINK_KIND) {
             sink.finish_restored(h)?;
         }
@@ -235,14 +320,23 @@ impl NatsSink {
     fn publish_batch(&mut self, chunk: &[u8]) -> Result<(), SinkError> {
         let n = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
         let through = self.through + n;
-        let record = serde_json::to_vec(&CommitRecord {
+        let commit = CommitRecord {
             job: self.job.clone(),
             through,
-        })
-        .map_err(|e| sink_err(&self.name, e))?;
+            shard: self.shard.as_ref().map(|(c, (input_seq, events_in))| ShardRecord {
+                shard: c.shard,
+                epoch: c.epoch,
+                checkpoint: *c.link.checkpoint.lock().unwrap_or_else(|p| p.into_inner()),
+                input_seq: *input_seq,
+                events_in: *events_in,
+                done: false,
+            }),
+        };
+        let record = serde_json::to_vec(&commit).map_err(|e| sink_err(&self.name, e))?;
         let (client, js, stream) = (&self.client, &self.js, &self.stream);
         let (subject, commit_subject, fence) = (&self.subject, &self.commit_subject, self.fence);
         let retry_for = self.retry_for;
+        let ours = &commit;
         self.batches += 1;
         let batch_id = format!("{}-{}-{}", std::process::id(), through, self.batches);
         let result = self.rt.block_on(async {
@@ -258,9 +352,9 @@ impl NatsSink {
                             // The batch may have been stored and only its answer lost: the commit
                             // subject says.
                             match last_commit(stream, commit_subject, Duration::ZERO).await {
-                                Ok((t, seq)) if t == through && seq > fence => Ok(seq),
-                                Ok((t, seq)) if seq != fence => Err(Attempt::Fenced(format!(
-                                    "another run of this job published meanwhile (commit subject {commit_subject} \
+                                Ok((r, seq)) if r == *ours && seq > fence => Ok(seq),
+                                Ok((CommitRecord { through: t, .. }, seq)) if seq != fence => Err(Attempt::Fenced(format!(
+                                    "{FENCED}: another run of this job published meanwhile (commit subject {commit_subject} \
                                      at sequence {seq}, {t} outputs; this run expected sequence {fence}): this run \
                                      stops without publishing"
                                 ))),
@@ -276,16 +370,27 @@ impl NatsSink {
             Ok(seq) => {
                 self.fence = seq;
                 self.through = through;
+                if let Some((c, _)) = &self.shard {
+                    *c.link.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((commit, seq));
+                }
                 Ok(())
             }
-            Err(e) => Err(sink_err(&self.name, e)),
+            Err(e) => {
+                if let (Some((c, _)), true) = (&self.shard, e.contains(&format!("{FENCED}:"))) {
+                    c.link.fenced.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Err(sink_err(&self.name, e))
+            }
         }
     }
 }
 
+/// How the error of a publish refused by the fence starts.
+pub const FENCED: &str = "FENCED";
+
 /// Why an atomic batch was not stored.
 #[derive(Debug)]
-enum Attempt {
+pub(crate) enum Attempt {
     /// Another writer moved the commit subject: never retried.
     Fenced(String),
     /// Anything else (the server away, a timeout): retried.
@@ -300,8 +405,11 @@ impl std::fmt::Display for Attempt {
     }
 }
 
+/// Publish `chunk`'s lines (JSON lines) on `subject` and `record` on `commit_subject` as one
+/// atomic batch whose commit expects `commit_subject`'s last sequence to be `fence`; the
+/// record's sequence.
 #[allow(clippy::too_many_arguments)]
-async fn atomic_batch(
+pub(crate) async fn atomic_batch(
     client: &async_nats::Client,
     js: &jetstream::Context,
     subject: &str,
@@ -342,11 +450,11 @@ async fn atomic_batch(
 
 /// The last commit record on `commit_subject`: (outputs published, its sequence); (0, 0)
 /// when there is none.
-async fn last_commit(
+pub(crate) async fn last_commit(
     stream: &jetstream::stream::Stream,
     commit_subject: &str,
     retry_for: Duration,
-) -> Result<(u64, u64), String> {
+) -> Result<(CommitRecord, u64), String> {
     let found = with_retry(
         "reading the last commit record",
         retry_for,
@@ -359,9 +467,9 @@ async fn last_commit(
             let r: CommitRecord = serde_json::from_slice(&m.payload).map_err(|e| {
                 format!("the last message on commit subject {commit_subject} is not a commit record: {e}")
             })?;
-            Ok((r.through, m.sequence))
+            Ok((r, m.sequence))
         }
-        Err(e) if e.contains("no message found") => Ok((0, 0)),
+        Err(e) if e.contains("no message found") => Ok((CommitRecord::default(), 0)),
         Err(e) => Err(e),
     }
 }
@@ -415,6 +523,9 @@ impl Sink for NatsSink {
     /// The outputs not yet published go into the checkpoint.
     fn prepare(&mut self) -> Result<(u64, SinkPosition), SinkError> {
         self.prepared = self.held.len();
+        if let Some((c, at)) = &mut self.shard {
+            *at = *c.link.progress.lock().unwrap_or_else(|p| p.into_inner());
+        }
         if self.held.is_empty() {
             return Ok((0, SinkPosition::default()));
         }
@@ -438,7 +549,11 @@ impl Sink for NatsSink {
     fn commit(&mut self) -> Result<(), SinkError> {
         let n = std::mem::take(&mut self.prepared);
         if n == 0 {
-            return Ok(());
+            // A shard commits every checkpoint, outputs or not: the record makes it current.
+            return match self.shard {
+                Some(_) => self.publish_batch(&[]),
+                None => Ok(()),
+            };
         }
         let held = std::mem::take(&mut self.held);
         let r = self.publish(&held[..n]);

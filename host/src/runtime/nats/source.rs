@@ -20,6 +20,26 @@ struct NatsPosition {
     /// The stream sequence of the last message handed out (0: none yet).
     seq: u64,
     batch_size: u64,
+    /// A shard's input: the subjects whose end marker was read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ended: Vec<String>,
+}
+
+/// The header that marks the end of a bounded input on one subject (`cairn ingest` writes it
+/// after the last event of each key group's subject).
+pub const END_HEADER: &str = "Cairn-End";
+
+/// What a shard of a sharded job reads ([`crate::cluster`]): its key groups' subjects. Its
+/// batches are cut by count only (never by time), so that its output does not depend on
+/// when events arrive; it ends when every subject has its end marker.
+#[derive(Debug, Clone)]
+pub struct ShardInput {
+    /// One subject per key group, `owned` in order.
+    pub subjects: Vec<String>,
+    /// The job's key groups.
+    pub key_groups: u32,
+    /// The groups the shard owns.
+    pub owned: std::ops::Range<u32>,
 }
 
 /// The batch size a NATS position records.
@@ -51,6 +71,8 @@ pub struct NatsSource {
     failing_since: Option<Instant>,
     /// Messages received and not yet handed out (not consumed: a restore reads them again).
     ready: std::collections::VecDeque<jetstream::Message>,
+    /// A shard's input, and the subjects that ended.
+    shard: Option<(ShardInput, Vec<String>)>,
 }
 
 /// Messages taken from the client per trip into its runtime, at most.
@@ -59,6 +81,25 @@ const READY: usize = 512;
 impl NatsSource {
     /// Open `url` (`nats://…/STREAM[?subject=FILTER&start=first|new]`) at the position `at`.
     pub fn open(url: &str, at: Option<&SourcePosition>, how: Opening<'_>) -> Result<Self, SourceError> {
+        Self::open_with(url, at, how, None)
+    }
+
+    /// Open a shard's input (`url` names the job's input stream) at the position `at`.
+    pub fn open_shard(
+        url: &str,
+        at: Option<&SourcePosition>,
+        how: Opening<'_>,
+        shard: ShardInput,
+    ) -> Result<Self, SourceError> {
+        Self::open_with(url, at, how, Some(shard))
+    }
+
+    fn open_with(
+        url: &str,
+        at: Option<&SourcePosition>,
+        how: Opening<'_>,
+        shard: Option<ShardInput>,
+    ) -> Result<Self, SourceError> {
         let u = NatsUrl::parse(url).map_err(|e| io_err(url, e))?;
         u.only(&["subject", "start"]).map_err(|e| io_err(&u.shown, e))?;
         let err = |e: String| io_err(&u.shown, e);
@@ -117,7 +158,8 @@ impl NatsSource {
                 None => 0,
             };
             let config = consumer::pull::OrderedConfig {
-                filter_subject: filter.clone(),
+                filter_subject: if shard.is_some() { String::new() } else { filter.clone() },
+                filter_subjects: shard.as_ref().map(|s| s.subjects.clone()).unwrap_or_default(),
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: seq + 1,
                 },
@@ -145,7 +187,15 @@ impl NatsSource {
             refused: None,
             failing_since: None,
             ready: std::collections::VecDeque::new(),
+            shard: shard.map(|s| (s, at.map(|p| p.ended).unwrap_or_default())),
         })
+    }
+
+    /// A shard's input whose every subject has ended.
+    fn all_ended(&self) -> bool {
+        self.shard
+            .as_ref()
+            .is_some_and(|(s, ended)| ended.len() >= s.subjects.len())
     }
 }
 
@@ -201,6 +251,7 @@ impl Source for NatsSource {
                 stream: self.stream.clone(),
                 seq: self.seq,
                 batch_size: self.batch_size,
+                ended: self.shard.as_ref().map(|(_, e)| e.clone()).unwrap_or_default(),
             })
             .unwrap_or_default(),
         }
@@ -211,7 +262,40 @@ impl Source for NatsSource {
     }
 
     fn next_into(&mut self, batch: &mut Batch, wait: Duration) -> Result<Pull, SourceError> {
+        loop {
+            let pull = self.next_message(batch, wait)?;
+            // A shard cuts its batches by count only: caught up, it waits on.
+            return Ok(match pull {
+                Some(Pull::CaughtUp) if self.shard.is_some() => Pull::Waiting,
+                Some(p) => p,
+                None if self.all_ended() => Pull::End,
+                None => continue,
+            });
+        }
+    }
+
+    fn skip(&mut self) -> Result<Vec<u8>, SourceError> {
+        Ok(match self.refused.take() {
+            Some((seq, body)) => {
+                self.seq = seq;
+                body
+            }
+            None => Vec::new(),
+        })
+    }
+
+    fn is_unbounded(&self) -> bool {
+        true
+    }
+}
+
+impl NatsSource {
+    /// The next message into `batch`; `None` for an end marker (consumed).
+    fn next_message(&mut self, batch: &mut Batch, wait: Duration) -> Result<Option<Pull>, SourceError> {
         self.refused = None;
+        if self.all_ended() {
+            return Ok(Some(Pull::End));
+        }
         let next = match self.ready.pop_front() {
             Some(m) => Ok(Some(Ok(m))),
             None => {
@@ -236,16 +320,16 @@ impl Source for NatsSource {
         let message = match next {
             // Nothing came: caught up, unless the server is away (then the wait is a failure).
             Err(_) if self.client.connection_state() != async_nats::connection::State::Connected => {
-                return self.failing("the NATS server is unreachable");
+                return self.failing("the NATS server is unreachable").map(Some);
             }
             Err(_) if self.pending == 0 => {
                 self.failing_since = None;
-                return Ok(Pull::CaughtUp);
+                return Ok(Some(Pull::CaughtUp));
             }
-            Err(_) => return Ok(Pull::Waiting),
+            Err(_) => return Ok(Some(Pull::Waiting)),
             Ok(None) => return Err(io_err(&self.name, "the server ended the consumer".into())),
             // The ordered consumer recreates itself after a reconnect; give it the time.
-            Ok(Some(Err(e))) => return self.failing(&e.to_string()),
+            Ok(Some(Err(e))) => return self.failing(&e.to_string()).map(Some),
             Ok(Some(Ok(m))) => m,
         };
         if self.failing_since.take().is_some() {
@@ -255,12 +339,44 @@ impl Source for NatsSource {
             .info()
             .map_err(|e| io_err(&self.name, format!("a message without JetStream metadata: {e}")))?;
         let (seq, pending) = (info.stream_sequence, info.pending);
+        if let Some((_, ended)) = &mut self.shard
+            && message.headers.as_ref().is_some_and(|h| h.get(END_HEADER).is_some())
+        {
+            let subject = message.subject.to_string();
+            if !ended.contains(&subject) {
+                ended.push(subject);
+            }
+            self.seq = seq;
+            self.pending = pending;
+            return Ok(None);
+        }
         let body = message.payload.as_ref();
+        let at = batch.end();
         match parse_line_into(body, seq, batch, self.max_key) {
             Ok(()) => {
-                self.seq = seq;
                 self.pending = pending;
-                Ok(Pull::Event)
+                if let Some((shard, _)) = &self.shard
+                    && let Some(e) = batch.event_at(at)
+                {
+                    let group = cairn_codec::scoped::key_group(e.key, shard.key_groups);
+                    if !shard.owned.contains(&group) {
+                        let key = e.key.to_string();
+                        batch.pop_last(at);
+                        self.refused = Some((seq, body.to_vec()));
+                        return Err(SourceError::Malformed {
+                            input: self.name.clone(),
+                            line: seq,
+                            message: format!(
+                                "message at stream sequence {seq} on {}: key {key:?} is in key group {group}, not \
+                                 one of this shard's groups {}..{}; publish each event on its key group's subject \
+                                 (`cairn ingest` does)",
+                                message.subject, shard.owned.start, shard.owned.end
+                            ),
+                        });
+                    }
+                }
+                self.seq = seq;
+                Ok(Some(Pull::Event))
             }
             Err(message) => {
                 self.pending = pending;
@@ -272,19 +388,5 @@ impl Source for NatsSource {
                 })
             }
         }
-    }
-
-    fn skip(&mut self) -> Result<Vec<u8>, SourceError> {
-        Ok(match self.refused.take() {
-            Some((seq, body)) => {
-                self.seq = seq;
-                body
-            }
-            None => Vec::new(),
-        })
-    }
-
-    fn is_unbounded(&self) -> bool {
-        true
     }
 }
