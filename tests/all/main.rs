@@ -10,6 +10,7 @@ mod checkpoint_damage;
 mod checkpoint_failures;
 mod checkpoint_formats;
 mod checkpoint_props;
+mod cluster;
 mod component_cache;
 mod embedding;
 mod exactly_once;

@@ -91,6 +91,10 @@ pub struct IngestArgs {
     /// A JSON Lines file of events; re-running after a crash adds none twice.
     #[arg(long)]
     input: PathBuf,
+    /// More input will follow: do not end the job's input (a later run with the file grown
+    /// goes on after the lines stored so far; the run without this flag ends it).
+    #[arg(long)]
+    keep_open: bool,
 }
 
 #[derive(Debug, Args)]
@@ -125,7 +129,9 @@ pub fn job(args: JobArgs) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&shards)?);
             } else {
-                println!("shard  groups    owner                 epoch  position  events_in  outputs  lag  done");
+                println!(
+                    "shard  groups    owner                 epoch  position  events_in  outputs  lag  done"
+                );
                 for s in &shards {
                     println!(
                         "{:>5}  {:>4}-{:<4} {:<20} {:>6} {:>9} {:>10} {:>8} {:>4}  {}",
@@ -147,7 +153,8 @@ pub fn job(args: JobArgs) -> Result<ExitCode> {
             let counts = if output.as_os_str() == "-" {
                 cluster::export(&at.coordinator, &name, &mut std::io::stdout().lock(), &at.io())?
             } else {
-                let file = std::fs::File::create(&output).with_context(|| format!("creating {}", output.display()))?;
+                let file = std::fs::File::create(&output)
+                    .with_context(|| format!("creating {}", output.display()))?;
                 let mut w = std::io::BufWriter::new(file);
                 let c = cluster::export(&at.coordinator, &name, &mut w, &at.io())?;
                 std::io::Write::flush(&mut w)?;
@@ -164,16 +171,22 @@ pub fn job(args: JobArgs) -> Result<ExitCode> {
 }
 
 pub fn ingest(args: IngestArgs) -> Result<ExitCode> {
-    let r = cluster::ingest(&args.at.coordinator, &args.name, &args.input, &args.at.io())?;
+    let r = cluster::ingest(
+        &args.at.coordinator,
+        &args.name,
+        &args.input,
+        !args.keep_open,
+        &args.at.io(),
+    )?;
     eprintln!(
         "ingested {} events into job {} ({} lines were there already){}",
         r.published,
         args.name,
         r.skipped,
-        if r.ended {
-            "; every key group's subject ended"
-        } else {
-            "; the input had already ended"
+        match (r.ended, args.keep_open) {
+            (true, _) => "; every key group's subject ended",
+            (false, true) => "; the input stays open",
+            (false, false) => "; the input had already ended",
         }
     );
     Ok(ExitCode::SUCCESS)

@@ -156,7 +156,11 @@ fn read_job_file(
     }
     let store = match table.remove("store") {
         Some(toml::Value::String(s)) => s,
-        _ => return Err(bad("it needs `store = \"<checkpoint store URL>\"` that every worker reaches".into())),
+        _ => {
+            return Err(bad(
+                "it needs `store = \"<checkpoint store URL>\"` that every worker reaches".into(),
+            ));
+        }
     };
     crate::store::namespaced(&store, "shard-0").map_err(|e| bad(format!("`store`: {e}")))?;
     if store.split('?').next().is_some_and(|s| s.contains('@')) {
@@ -203,7 +207,10 @@ fn read_job_file(
             let digest = hex::encode(Sha256::digest(&bytes));
             if !op.contains_key("name") {
                 let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned());
-                op.insert("name".into(), toml::Value::String(stem.unwrap_or_else(|| "operator".into())));
+                op.insert(
+                    "name".into(),
+                    toml::Value::String(stem.unwrap_or_else(|| "operator".into())),
+                );
             }
             op.insert("plugin".into(), toml::Value::String(format!("{digest}.wasm")));
             plugins.push((digest, bytes));

@@ -16,7 +16,8 @@ use bytes::Bytes;
 
 use super::record::{ClusterError, connected, coordinator, job_record, nats_err};
 use crate::runtime::IoOptions;
-use crate::runtime::nats::END_HEADER;
+use crate::runtime::nats::{END_HEADER, with_retry};
+use async_nats::jetstream::stream::{LastRawMessageError, LastRawMessageErrorKind};
 
 /// The header holding a message's line number in the ingested file.
 pub const LINE_HEADER: &str = "Cairn-Line";
@@ -36,21 +37,43 @@ pub struct IngestReport {
 }
 
 /// Publish the events of `input` (JSON Lines) to job `name`'s input subjects, resuming after
-/// whatever an earlier run stored, and end every subject.
-pub fn ingest(url: &str, name: &str, input: &Path, io: &IoOptions) -> Result<IngestReport, ClusterError> {
+/// whatever an earlier run stored, and (with `end`) end every subject: a later run with a
+/// longer file goes on after the lines stored so far until one ends the input.
+pub fn ingest(
+    url: &str,
+    name: &str,
+    input: &Path,
+    end: bool,
+    io: &IoOptions,
+) -> Result<IngestReport, ClusterError> {
     let u = coordinator(url)?;
     let (rt, client, js) = connected(&u, io)?;
-    let record = rt.block_on(job_record(&js, &u, name))?;
+    let record = rt.block_on(job_record(&js, &u, name, io.retry_for))?;
     let names = record.names();
     let stream = rt
-        .block_on(js.get_stream(names.input_stream()))
-        .map_err(|e| nats_err(&u, format!("opening stream {}: {e}", names.input_stream())))?;
+        .block_on(with_retry(
+            "opening the input stream",
+            io.retry_for,
+            |_| false,
+            || js.get_stream(names.input_stream()),
+        ))
+        .map_err(|e| nats_err(&u, e))?;
     // Where an earlier run stopped: the highest line of any subject, and whether it ended.
     let mut after = 0u64;
     let mut ended = 0u32;
     for g in 0..record.key_groups {
-        let last = rt.block_on(stream.get_last_raw_message_by_subject(&names.input_subject(g)));
-        let Ok(m) = last else { continue };
+        let subject = names.input_subject(g);
+        let last = rt.block_on(with_retry(
+            "reading where an earlier ingest stopped",
+            io.retry_for,
+            |e: &LastRawMessageError| e.kind() == LastRawMessageErrorKind::NoMessageFound,
+            || stream.get_last_raw_message_by_subject(&subject),
+        ));
+        let m = match last {
+            Ok(m) => m,
+            Err(e) if e.contains("no message found") => continue,
+            Err(e) => return Err(nats_err(&u, e)),
+        };
         let h = m.headers;
         if h.get(END_HEADER).is_some() {
             ended += 1;
@@ -99,6 +122,9 @@ pub fn ingest(url: &str, name: &str, input: &Path, io: &IoOptions) -> Result<Ing
     }
     sent += rt.block_on(send(&client, &js, &stream, &u, &mut pending, line_no, io))?;
     report.published = sent;
+    if !end {
+        return Ok(report);
+    }
     // The end markers, one per key group's subject, carrying the file's line count.
     let total = line_no.max(after);
     for g in 0..record.key_groups {
@@ -152,39 +178,46 @@ async fn send(
     }
     let n = pending.len();
     let mut attempt = 0u32;
-    let r = crate::runtime::nats::with_retry("ingesting", io.retry_for, |_: &String| false, || {
-        attempt += 1;
-        let id = format!("ingest-{}-{through}-{attempt}", std::process::id());
-        let pending = &*pending;
-        async move {
-            for (i, (subject, h, body)) in pending.iter().enumerate() {
-                let mut h = h.clone();
-                h.insert("Nats-Batch-Id", id.as_str());
-                h.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
-                if i + 1 < n {
-                    client
-                        .publish_with_headers(subject.clone(), h, body.clone())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                } else {
-                    h.insert("Nats-Batch-Commit", "1");
-                    let ack = js
-                        .publish_with_headers(subject.clone(), h, body.clone())
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .await;
-                    if let Err(e) = ack {
-                        // Stored although the answer was lost? The batch's last message says.
-                        if e.kind() != PublishErrorKind::WrongLastSequence && stored(stream, &pending[n - 1]).await {
-                            return Ok(());
+    let r = with_retry(
+        "ingesting",
+        io.retry_for,
+        |_: &String| false,
+        || {
+            attempt += 1;
+            let id = format!("ingest-{}-{through}-{attempt}", std::process::id());
+            let pending = &*pending;
+            async move {
+                for (i, (subject, h, body)) in pending.iter().enumerate() {
+                    let mut h = h.clone();
+                    h.insert("Nats-Batch-Id", id.as_str());
+                    h.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+                    if i + 1 < n {
+                        client
+                            .publish_with_headers(subject.clone(), h, body.clone())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    } else {
+                        h.insert("Nats-Batch-Commit", "1");
+                        let ack = js
+                            .publish_with_headers(subject.clone(), h, body.clone())
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .await;
+                        if let Err(e) = ack {
+                            // Stored although the answer was lost? The batch's last message says.
+                            if e.kind() != PublishErrorKind::WrongLastSequence
+                                && stored(stream, &pending[n - 1]).await
+                            {
+                                return Ok(());
+                            }
+                            return Err(e.to_string());
                         }
-                        return Err(e.to_string());
                     }
                 }
+                Ok::<(), String>(())
             }
-            Ok::<(), String>(())
-        }
-    })
+        },
+    )
     .await;
     r.map_err(|e| nats_err(u, e))?;
     pending.clear();

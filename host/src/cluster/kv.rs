@@ -29,11 +29,7 @@ pub enum Refused {
 }
 
 /// Create (or open) a bucket whose keys may each carry a TTL.
-pub async fn bucket(
-    js: &jetstream::Context,
-    name: &str,
-    replicas: usize,
-) -> Result<kv::Store, String> {
+pub async fn bucket(js: &jetstream::Context, name: &str, replicas: usize) -> Result<kv::Store, String> {
     if let Ok(b) = js.get_key_value(name).await {
         return Ok(b);
     }

@@ -27,7 +27,9 @@ pub enum ClusterError {
         message: String,
     },
     /// There is no such job on the coordinator.
-    #[error("no job named {name:?} on {coordinator}; create it with `cairn job create --coordinator {coordinator} --job <job.toml>`")]
+    #[error(
+        "no job named {name:?} on {coordinator}; create it with `cairn job create --coordinator {coordinator} --job <job.toml>`"
+    )]
     NoJob {
         /// The job's name.
         name: String,
@@ -103,7 +105,9 @@ impl JobRecord {
 pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty()
         || name.len() > 48
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         return Err(format!(
             "job name {name:?}: use 1 to 48 letters, digits, `-` and `_` (it names NATS subjects and streams)"
@@ -220,24 +224,43 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The record of job `name`.
+/// The record of job `name`, retrying for up to `retry_for` while the servers do not answer
+/// (a cluster electing a leader).
 pub async fn job_record(
     js: &jetstream::Context,
     url: &NatsUrl,
     name: &str,
+    retry_for: std::time::Duration,
 ) -> Result<JobRecord, ClusterError> {
     let no_job = || ClusterError::NoJob {
         name: name.to_string(),
         coordinator: url.shown.trim_end_matches("/_").to_string(),
     };
-    let Ok(jobs) = js.get_key_value(JOBS_BUCKET).await else {
-        return Err(no_job());
+    let started = std::time::Instant::now();
+    let bytes = loop {
+        let attempt = async {
+            let jobs = match js.get_key_value(JOBS_BUCKET).await {
+                Ok(b) => b,
+                Err(e) if e.to_string().contains("not found") => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            };
+            jobs.get(name).await.map_err(|e| e.to_string())
+        };
+        match attempt.await {
+            Ok(Some(b)) => break b,
+            Ok(None) => return Err(no_job()),
+            Err(e) if started.elapsed() >= retry_for => {
+                return Err(nats_err(
+                    url,
+                    format!("reading job {name:?}: {e} (gave up after --nats-retry)"),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!("reading job {name:?}: {e}; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
     };
-    let bytes = jobs
-        .get(name)
-        .await
-        .map_err(|e| nats_err(url, format!("reading job {name:?}: {e}")))?
-        .ok_or_else(no_job)?;
     serde_json::from_slice(&bytes)
         .map_err(|e| nats_err(url, format!("job {name:?}'s record is not a job record: {e}")))
 }

@@ -85,6 +85,9 @@ pub fn run_shard(ctx: &ShardContext, shard: u32, epoch: u64, stop: Arc<AtomicBoo
         return ShardEnd::Done;
     }
     let link = Arc::new(ShardLink::default());
+    // Until this owner's first checkpoint, a commit (the rest of a restored checkpoint's
+    // output) makes the restored checkpoint current again.
+    *link.checkpoint.lock().unwrap_or_else(|p| p.into_inner()) = restored.checkpoint;
     *link.progress.lock().unwrap_or_else(|p| p.into_inner()) = (restored.input_seq, restored.events_in);
     if seq > 0 {
         *link.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((last.clone(), seq));
@@ -109,7 +112,11 @@ pub fn run_shard(ctx: &ShardContext, shard: u32, epoch: u64, stop: Arc<AtomicBoo
             names.commit_subject(shard)
         ),
         shard: ShardInput {
-            subjects: ctx.record.groups_of(shard).map(|g| names.input_subject(g)).collect(),
+            subjects: ctx
+                .record
+                .groups_of(shard)
+                .map(|g| names.input_subject(g))
+                .collect(),
             key_groups: ctx.record.key_groups,
             owned: ctx.record.groups_of(shard),
         },
@@ -171,7 +178,12 @@ pub fn run_shard(ctx: &ShardContext, shard: u32, epoch: u64, stop: Arc<AtomicBoo
 }
 
 /// Publish the shard's last commit record again, marked done, fenced by the last commit.
-async fn commit_done(js: &jetstream::Context, names: &Names, shard: u32, link: &ShardLink) -> Result<(), String> {
+async fn commit_done(
+    js: &jetstream::Context,
+    names: &Names,
+    shard: u32,
+    link: &ShardLink,
+) -> Result<(), String> {
     let last = link.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let Some((mut record, seq)) = last else {
         return Err("the shard ended without a commit".into());
@@ -198,7 +210,9 @@ async fn commit_done(js: &jetstream::Context, names: &Names, shard: u32, link: &
         Err(e) => {
             let e = e.to_string();
             if e.contains("wrong last sequence") {
-                Err(format!("{FENCED}: another owner committed shard {shard} meanwhile ({e})"))
+                Err(format!(
+                    "{FENCED}: another owner committed shard {shard} meanwhile ({e})"
+                ))
             } else {
                 Err(format!("committing shard {shard} done: {e}"))
             }
@@ -219,12 +233,26 @@ impl Endpoints for ShardEndpoints {
         crate::runtime::nats::KIND.into()
     }
 
-    fn open_source(&self, at: Option<&SourcePosition>, how: Opening<'_>) -> Result<Box<dyn Source>, SourceError> {
-        Ok(Box::new(NatsSource::open_shard(&self.input, at, how, self.shard.clone())?))
+    fn open_source(
+        &self,
+        at: Option<&SourcePosition>,
+        how: Opening<'_>,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        Ok(Box::new(NatsSource::open_shard(
+            &self.input,
+            at,
+            how,
+            self.shard.clone(),
+        )?))
     }
 
     fn open_sink(&self, restored: Option<&HostState>, how: Opening<'_>) -> Result<Box<dyn Sink>, SinkError> {
-        Ok(Box::new(NatsSink::open_shard(&self.output, restored, how, self.commit.clone())?))
+        Ok(Box::new(NatsSink::open_shard(
+            &self.output,
+            restored,
+            how,
+            self.commit.clone(),
+        )?))
     }
 
     fn needs_checkpoints(&self, _io: &IoOptions) -> Option<String> {

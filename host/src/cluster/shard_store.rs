@@ -6,8 +6,9 @@
 //! (a zombie and its successor) therefore never write the same name, and a checkpoint a
 //! zombie writes after it lost the shard is never named by a commit record: its commit is
 //! fenced. [`CheckpointStore::latest`] is always empty — the job restores the checkpoint the
-//! last commit record names (`restore_from`) — which also makes the new owner's first
-//! checkpoint a full one, so that its chain lies in its own namespace. Once the owner has
+//! last commit record names (`restore_from`) — and [`CheckpointStore::list`] lists the owner's
+//! own checkpoints only, so the restored one is never the newest: the owner's first checkpoint
+//! is full, and its chains lie in its own namespace. Once the owner has
 //! committed a checkpoint of its own, the namespace it restored from is deleted.
 
 use std::sync::Arc;
@@ -106,14 +107,10 @@ impl CheckpointStore for ShardStore {
         }
     }
 
+    /// This owner's own checkpoints only: the one restored is then never "the newest", so the
+    /// owner's first checkpoint is full and its chains never reach into another namespace.
     fn list(&self) -> Result<Vec<CheckpointId>, StoreError> {
-        let mut ids = self.own.list()?;
-        if let Some(r) = &self.restored {
-            ids.extend(r.list()?);
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(ids)
+        self.own.list()
     }
 
     fn latest(&self) -> Result<Option<CheckpointId>, StoreError> {

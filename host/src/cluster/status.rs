@@ -40,7 +40,7 @@ pub fn status(url: &str, name: &str, io: &IoOptions) -> Result<Vec<ShardStatus>,
     let u = coordinator(url)?;
     let (rt, _client, js) = connected(&u, io)?;
     rt.block_on(async {
-        let record = job_record(&js, &u, name).await?;
+        let record = job_record(&js, &u, name, io.retry_for).await?;
         let names = record.names();
         let leases = js
             .get_key_value(names.leases_bucket())
@@ -57,7 +57,10 @@ pub fn status(url: &str, name: &str, io: &IoOptions) -> Result<Vec<ShardStatus>,
                 .await
                 .map_err(|e| nats_err(&u, e))?;
             let s = last.shard.clone().unwrap_or_default();
-            let owner = match read(&leases, &Names::lease_key(shard)).await.map_err(|e| nats_err(&u, e))? {
+            let owner = match read(&leases, &Names::lease_key(shard))
+                .await
+                .map_err(|e| nats_err(&u, e))?
+            {
                 Ok((v, _)) => serde_json::from_slice::<Lease>(&v).ok().map(|l| l.worker),
                 Err(_) => None,
             };
@@ -98,7 +101,7 @@ pub fn export(url: &str, name: &str, out: &mut dyn Write, io: &IoOptions) -> Res
     let u = coordinator(url)?;
     let (rt, _client, js) = connected(&u, io)?;
     rt.block_on(async {
-        let record = job_record(&js, &u, name).await?;
+        let record = job_record(&js, &u, name, io.retry_for).await?;
         let names = record.names();
         let stream = js
             .get_stream(names.output_stream())

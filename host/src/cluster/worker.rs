@@ -15,7 +15,9 @@ use tokio::io::AsyncReadExt;
 
 use super::assign::{Action, Seen, plan};
 use super::kv::{Lease, Refused, live_keys, put_ttl, read};
-use super::record::{ClusterError, JobRecord, Names, PLUGINS, connected, coordinator, error_chain, job_record, nats_err};
+use super::record::{
+    ClusterError, JobRecord, Names, PLUGINS, connected, coordinator, error_chain, job_record, nats_err,
+};
 use super::shard::{ShardContext, ShardEnd, read_last, run_shard};
 use crate::checkpoint::KeySource;
 use crate::engine::ComponentCache;
@@ -74,15 +76,16 @@ pub fn run_worker(opts: WorkerOptions) -> Result<WorkerReport, ClusterError> {
     }
     let u = coordinator(&opts.coordinator)?;
     let (rt, _client, js) = connected(&u, &opts.io)?;
-    let record = rt.block_on(job_record(&js, &u, &opts.job))?;
+    let record = rt.block_on(job_record(&js, &u, &opts.job, opts.io.retry_for))?;
     let operators = rt.block_on(load_plugins(&js, &u, &record, &opts))?;
     let names = record.names();
-    let (leases, members) = rt.block_on(async {
-        let l = js.get_key_value(names.leases_bucket()).await;
-        let m = js.get_key_value(names.members_bucket()).await;
-        Ok::<_, String>((l.map_err(|e| e.to_string())?, m.map_err(|e| e.to_string())?))
-    })
-    .map_err(|e| nats_err(&u, format!("opening the job's buckets: {e}")))?;
+    let (leases, members) = rt
+        .block_on(async {
+            let l = js.get_key_value(names.leases_bucket()).await;
+            let m = js.get_key_value(names.members_bucket()).await;
+            Ok::<_, String>((l.map_err(|e| e.to_string())?, m.map_err(|e| e.to_string())?))
+        })
+        .map_err(|e| nats_err(&u, format!("opening the job's buckets: {e}")))?;
     let ctx = Arc::new(ShardContext {
         coordinator: opts.coordinator.clone(),
         url: u.clone(),
@@ -118,14 +121,22 @@ pub fn run_worker(opts: WorkerOptions) -> Result<WorkerReport, ClusterError> {
                 .unwrap_or_else(|_| ShardEnd::Failed("the shard's thread panicked".into()));
             match end {
                 ShardEnd::Done => {
-                    tracing::info!(shard, epoch = r.epoch, "shard done: input ended, every output committed");
+                    tracing::info!(
+                        shard,
+                        epoch = r.epoch,
+                        "shard done: input ended, every output committed"
+                    );
                     report.finished.push(shard);
                     done.push(shard);
                 }
                 ShardEnd::Stopped => tracing::info!(shard, epoch = r.epoch, "shard stopped and committed"),
                 ShardEnd::Fenced(e) => {
                     report.fenced += 1;
-                    tracing::warn!(shard, epoch = r.epoch, "FENCED: shard {shard} dropped, its state with it ({e})");
+                    tracing::warn!(
+                        shard,
+                        epoch = r.epoch,
+                        "FENCED: shard {shard} dropped, its state with it ({e})"
+                    );
                 }
                 ShardEnd::Failed(e) => tracing::error!(shard, epoch = r.epoch, "shard {shard} failed: {e}"),
             }
@@ -154,7 +165,17 @@ pub fn run_worker(opts: WorkerOptions) -> Result<WorkerReport, ClusterError> {
         }
         let ids: Vec<u32> = running.keys().copied().collect();
         for action in plan(&me, &members_now, &seen, &ids) {
-            act(&rt, &js, &names, &ctx, &mut running, action, &me, opts.lease_ttl, leaving);
+            act(
+                &rt,
+                &js,
+                &names,
+                &ctx,
+                &mut running,
+                action,
+                &me,
+                opts.lease_ttl,
+                leaving,
+            );
         }
         std::thread::sleep(tick.saturating_sub(round.elapsed()));
     }
@@ -175,11 +196,13 @@ fn act(
 ) {
     let bucket = names.leases_bucket();
     let lease = |epoch: u64| {
-        Bytes::from(serde_json::to_vec(&Lease {
-            worker: me.to_string(),
-            epoch,
-        })
-        .unwrap_or_default())
+        Bytes::from(
+            serde_json::to_vec(&Lease {
+                worker: me.to_string(),
+                epoch,
+            })
+            .unwrap_or_default(),
+        )
     };
     match action {
         Action::Acquire { shard } if !leaving => {
@@ -239,10 +262,21 @@ fn act(
                 r.stop.store(true, Ordering::Relaxed);
             }
             // Renewed until the shard has stopped (then deleted by the reaper).
-            match rt.block_on(put_ttl(js, &bucket, &Names::lease_key(shard), lease(r.epoch), Some(rev), ttl)) {
+            match rt.block_on(put_ttl(
+                js,
+                &bucket,
+                &Names::lease_key(shard),
+                lease(r.epoch),
+                Some(rev),
+                ttl,
+            )) {
                 Ok(new) => r.rev = new,
                 Err(Refused::Moved) => {
-                    tracing::warn!(shard, epoch = r.epoch, "lost the lease of shard {shard}; stopping it");
+                    tracing::warn!(
+                        shard,
+                        epoch = r.epoch,
+                        "lost the lease of shard {shard}; stopping it"
+                    );
                     r.stop.store(true, Ordering::Relaxed);
                 }
                 Err(Refused::Failed(e)) => tracing::warn!(shard, "renewing the lease of shard {shard}: {e}"),
@@ -250,7 +284,11 @@ fn act(
         }
         Action::Drop { shard } => {
             if let Some(r) = running.get(&shard) {
-                tracing::warn!(shard, epoch = r.epoch, "shard {shard} is leased to another worker now; stopping it");
+                tracing::warn!(
+                    shard,
+                    epoch = r.epoch,
+                    "shard {shard} is leased to another worker now; stopping it"
+                );
                 r.stop.store(true, Ordering::Relaxed);
             }
         }
@@ -267,12 +305,19 @@ async fn heartbeat(
     leaving: bool,
 ) -> Result<Vec<String>, String> {
     if !leaving {
-        put_ttl(js, &names.members_bucket(), me, Bytes::from_static(b"{}"), None, ttl)
-            .await
-            .map_err(|e| match e {
-                Refused::Moved => "heartbeat refused".to_string(),
-                Refused::Failed(e) => e,
-            })?;
+        put_ttl(
+            js,
+            &names.members_bucket(),
+            me,
+            Bytes::from_static(b"{}"),
+            None,
+            ttl,
+        )
+        .await
+        .map_err(|e| match e {
+            Refused::Moved => "heartbeat refused".to_string(),
+            Refused::Failed(e) => e,
+        })?;
     }
     let mut live = live_keys(members).await?;
     if leaving {
@@ -298,7 +343,10 @@ async fn look(
         }
         let s = match read(leases, &Names::lease_key(shard)).await? {
             Ok((value, rev)) => match serde_json::from_slice::<Lease>(&value) {
-                Ok(l) => Seen::Held { worker: l.worker, rev },
+                Ok(l) => Seen::Held {
+                    worker: l.worker,
+                    rev,
+                },
                 Err(_) => Seen::Held {
                     worker: String::new(),
                     rev,

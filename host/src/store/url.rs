@@ -147,11 +147,15 @@ pub fn namespaced(url: &str, sub: &str) -> Result<String, StoreError> {
         reason: reason.to_string(),
     };
     let segments_ok = !sub.is_empty()
-        && sub
-            .split('/')
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        && sub.split('/').all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
     if !segments_ok {
-        return Err(bad(&format!("{sub:?} is not a namespace (segments of letters, digits, - and _)")));
+        return Err(bad(&format!(
+            "{sub:?} is not a namespace (segments of letters, digits, - and _)"
+        )));
     }
     let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let with_query = |b: String| match query {
@@ -159,7 +163,11 @@ pub fn namespaced(url: &str, sub: &str) -> Result<String, StoreError> {
         None => b,
     };
     Ok(match url.parse::<StoreUrl>()? {
-        StoreUrl::Memory => return Err(bad("memory: is one process's own; give a store that every worker reaches")),
+        StoreUrl::Memory => {
+            return Err(bad(
+                "memory: is one process's own; give a store that every worker reaches",
+            ));
+        }
         StoreUrl::File(_) | StoreUrl::Rocks(_) | StoreUrl::S3 { .. } => {
             with_query(format!("{}/{sub}", base.trim_end_matches('/')))
         }
@@ -224,7 +232,10 @@ mod tests {
 
     #[test]
     fn namespaces_nest_in_every_kind_of_store() {
-        assert_eq!(namespaced("file:/tmp/x/", "shard-1/epoch-7").unwrap(), "file:/tmp/x/shard-1/epoch-7");
+        assert_eq!(
+            namespaced("file:/tmp/x/", "shard-1/epoch-7").unwrap(),
+            "file:/tmp/x/shard-1/epoch-7"
+        );
         assert_eq!(
             namespaced("s3://b/jobs?endpoint=http://h:1&allow_http=true", "shard-0").unwrap(),
             "s3://b/jobs/shard-0?endpoint=http://h:1&allow_http=true"

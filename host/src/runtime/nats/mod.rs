@@ -22,10 +22,10 @@ mod source;
 use std::time::{Duration, Instant};
 
 pub use admin::{StreamSpec, create_stream};
-pub(crate) use sink::{atomic_batch, last_commit};
 pub use sink::{
     CommitRecord, FENCED, NatsSink, OUTPUTS_PER_BATCH, ShardCommit, ShardLink, ShardRecord, commit_subject,
 };
+pub(crate) use sink::{atomic_batch, last_commit};
 pub use source::{END_HEADER, NatsSource, ShardInput, recorded_batch_size};
 
 use super::io::{IoOptions, shown};

@@ -323,14 +323,17 @@ impl NatsSink {
         let commit = CommitRecord {
             job: self.job.clone(),
             through,
-            shard: self.shard.as_ref().map(|(c, (input_seq, events_in))| ShardRecord {
-                shard: c.shard,
-                epoch: c.epoch,
-                checkpoint: *c.link.checkpoint.lock().unwrap_or_else(|p| p.into_inner()),
-                input_seq: *input_seq,
-                events_in: *events_in,
-                done: false,
-            }),
+            shard: self
+                .shard
+                .as_ref()
+                .map(|(c, (input_seq, events_in))| ShardRecord {
+                    shard: c.shard,
+                    epoch: c.epoch,
+                    checkpoint: *c.link.checkpoint.lock().unwrap_or_else(|p| p.into_inner()),
+                    input_seq: *input_seq,
+                    events_in: *events_in,
+                    done: false,
+                }),
         };
         let record = serde_json::to_vec(&commit).map_err(|e| sink_err(&self.name, e))?;
         let (client, js, stream) = (&self.client, &self.js, &self.stream);

@@ -340,7 +340,10 @@ impl NatsSource {
             .map_err(|e| io_err(&self.name, format!("a message without JetStream metadata: {e}")))?;
         let (seq, pending) = (info.stream_sequence, info.pending);
         if let Some((_, ended)) = &mut self.shard
-            && message.headers.as_ref().is_some_and(|h| h.get(END_HEADER).is_some())
+            && message
+                .headers
+                .as_ref()
+                .is_some_and(|h| h.get(END_HEADER).is_some())
         {
             let subject = message.subject.to_string();
             if !ended.contains(&subject) {
