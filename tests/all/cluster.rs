@@ -386,3 +386,108 @@ fn a_sharded_job_survives_kills_pauses_a_join_and_a_leader_failure() -> Result<(
         seed,
     )
 }
+
+/// `cairn ingest` SIGKILLed at random moments and run again until it finishes stores every
+/// event once: one worker then counts each key's events exactly.
+#[test]
+fn an_ingest_killed_and_run_again_adds_every_event_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let nats = cairn_tests::nats::NatsServer::start()?;
+    let url = nats.url("x").trim_end_matches("/x").to_string();
+    let job = d.join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "name = \"ingested\"\nshards = 4\nkey_groups = 64\nstore = \"file:{}\"\n\n[[operators]]\n\
+             name = \"counter\"\nplugin = \"{}\"\n",
+            d.join("store").display(),
+            plugin("counter").display()
+        ),
+    )?;
+    run_ok(&[
+        "job",
+        "create",
+        "--coordinator",
+        &url,
+        "--job",
+        &job.display().to_string(),
+    ])?;
+    let input = d.join("events.jsonl");
+    cairn_tests::bench::write_input(&input, 200_000, 3_000)?;
+    let f = input.display().to_string();
+    let args = [
+        "ingest",
+        "--coordinator",
+        &url,
+        "--name",
+        "ingested",
+        "--input",
+        &f,
+    ];
+    let mut rng = Rng(0x5eed);
+    for _ in 0..3 {
+        let mut child = cairn().args(args).stderr(Stdio::null()).spawn()?;
+        std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
+        child.kill()?;
+        child.wait()?;
+    }
+    run_ok(&args)?;
+    let again = run_ok(&args)?;
+    ensure!(
+        String::from_utf8_lossy(&again.stderr).contains("ingested 0 events"),
+        "a run after the end adds nothing: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let w = cairn()
+        .args([
+            "worker",
+            "--coordinator",
+            &url,
+            "--name",
+            "ingested",
+            "--exit-when-done",
+        ])
+        .env("CAIRN_CACHE_DIR", d.join("cache"))
+        .output()?;
+    ensure!(
+        w.status.success(),
+        "worker: {}",
+        String::from_utf8_lossy(&w.stderr)
+    );
+    let out = d.join("out.jsonl");
+    run_ok(&[
+        "job",
+        "export",
+        "--coordinator",
+        &url,
+        "--name",
+        "ingested",
+        "--output",
+        &out.display().to_string(),
+    ])?;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for l in std::fs::read_to_string(&input)?.lines() {
+        let v: serde_json::Value = serde_json::from_str(l)?;
+        *counts
+            .entry(v["key"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for l in std::fs::read_to_string(&out)?.lines() {
+        let v: serde_json::Value = serde_json::from_str(l)?;
+        let key = v["key"].as_str().unwrap_or_default().to_string();
+        let n = seen.entry(key.clone()).or_default();
+        *n += 1;
+        ensure!(
+            v["value"]["count"] == *n,
+            "key {key}: count {} where {n} was due",
+            v["value"]["count"]
+        );
+    }
+    ensure!(
+        seen == counts,
+        "every key counted exactly as often as it was in the file"
+    );
+    Ok(())
+}
