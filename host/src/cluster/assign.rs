@@ -10,7 +10,7 @@ use cairn_codec::scoped::scope_hash;
 /// The live worker that should own `shard`: the one with the highest rendezvous score. A
 /// joining worker takes over only the shards whose highest score is now its own; a leaving
 /// one's shards spread over the rest.
-pub fn owner_of<'a>(shard: u32, members: &'a [String]) -> Option<&'a str> {
+pub fn owner_of(shard: u32, members: &[String]) -> Option<&str> {
     members
         .iter()
         .max_by_key(|m| (scope_hash(&format!("{m}\u{0}{shard}")), m.as_str()))

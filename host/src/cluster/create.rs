@@ -126,11 +126,11 @@ pub fn create_job(
     })
 }
 
+/// Plugins' bytes by their SHA-256 (hex).
+type Plugins = Vec<(String, Vec<u8>)>;
+
 /// The job a job file describes, and its plugins' bytes by digest.
-fn read_job_file(
-    path: &Path,
-    cache: Option<ComponentCache>,
-) -> Result<(JobRecord, Vec<(String, Vec<u8>)>), ClusterError> {
+fn read_job_file(path: &Path, cache: Option<ComponentCache>) -> Result<(JobRecord, Plugins), ClusterError> {
     let shown = path.display().to_string();
     let bad = |message: String| ClusterError::JobFile {
         path: shown.clone(),
@@ -232,8 +232,7 @@ fn read_job_file(
     let spec = PipelineFile::parse(&pipeline, tmp.path(), &format!("job file {shown}"))
         .map_err(|e| bad(format!("{e}")))?;
     let engine = spec.engine().map_err(|e| bad(e.to_string()))?.with_cache(cache);
-    spec.builders(&engine)
-        .map_err(|e| bad(format!("{}", error_chain(&e))))?;
+    spec.builders(&engine).map_err(|e| bad(error_chain(&e)))?;
     let digests = plugins.iter().map(|(d, _)| d.clone()).collect();
     Ok((
         JobRecord {

@@ -96,7 +96,7 @@ pub fn ingest(
         source,
     })?;
     let mut report = IngestReport {
-        skipped: after.min(u64::MAX),
+        skipped: after,
         ..Default::default()
     };
     let mut pending: Vec<(String, HeaderMap, Bytes)> = Vec::with_capacity(BATCH);

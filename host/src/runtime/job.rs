@@ -122,8 +122,7 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, JobError> {
                 c.restore_from,
                 c.restore_savepoint.as_deref(),
                 &operators,
-                asked_groups,
-                owned_groups.as_ref(),
+                (asked_groups, owned_groups.as_ref()),
                 &c.renames,
             )?;
             restore_took = t.elapsed();

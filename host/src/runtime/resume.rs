@@ -84,8 +84,7 @@ pub(super) fn restore_job(
     at: Option<CheckpointId>,
     savepoint: Option<&str>,
     builders: &[OperatorBuilder],
-    asked_groups: Option<u32>,
-    owned: Option<&Range<u32>>,
+    (asked_groups, owned): (Option<u32>, Option<&Range<u32>>),
     renames: &[(String, String)],
 ) -> Result<Option<(Restored, InstanceStates)>, JobError> {
     // The chain of `id`, or the savepoint, decoded as far as `select` asks.
