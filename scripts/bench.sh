@@ -9,11 +9,14 @@
 #                (tests/src/bin/lang-bench.rs; needs the toolchains of scripts/toolchains.sh)
 #   streams    — the counter NATS -> NATS, exactly-once and at-least-once, beside file -> file:
 #                events/s and publish-to-visible latency (tests/src/bin/stream-bench.rs; needs nats-server)
+#   cluster    — a sharded job (16 shards) run by 1, 2 and 3 workers beside `cairn run` NATS -> NATS:
+#                events/s, CPU per event, commit latency, failover time (tests/src/bin/cluster-bench.rs)
 #   parallel   — counter, window and dedup end to end at --parallelism 1, 2 and 4: events/s,
 #                N ÷ 1, CPU time per thread (part of the end-to-end bench)
 # `bash scripts/bench.sh e2e` runs only the end-to-end bench, `bash scripts/bench.sh langs` only
 # the languages bench, `bash scripts/bench.sh streams` only the streams bench,
-# `bash scripts/bench.sh parallel` only the parallel table.
+# `bash scripts/bench.sh parallel` only the parallel table, `bash scripts/bench.sh cluster` only
+# the sharded-job bench.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source "$ROOT/scripts/toolchains.sh"
 if [ "${1:-}" = "langs" ]; then
@@ -25,6 +28,11 @@ if [ "${1:-}" = "streams" ]; then
   need_nats_server
   cargo build --release -p cairn -p cairn-tests --bins >&2
   exec "$CARGO_TARGET_DIR/release/stream-bench" "${@:2}"
+fi
+if [ "${1:-}" = "cluster" ]; then
+  need_nats_server
+  cargo build --release -p cairn -p cairn-tests --bins >&2
+  exec "$CARGO_TARGET_DIR/release/cluster-bench" "${@:2}"
 fi
 if [ "${1:-}" = "parallel" ]; then
   cargo build --release -p cairn -p cairn-tests --bins >&2
@@ -43,3 +51,4 @@ need_guest_toolchains
 "$CARGO_TARGET_DIR/release/lang-bench"
 need_nats_server
 "$CARGO_TARGET_DIR/release/stream-bench"
+"$CARGO_TARGET_DIR/release/cluster-bench"

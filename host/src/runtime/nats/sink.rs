@@ -342,6 +342,7 @@ impl NatsSink {
         let ours = &commit;
         self.batches += 1;
         let batch_id = format!("{}-{}-{}", std::process::id(), through, self.batches);
+        let started = std::time::Instant::now();
         let result = self.rt.block_on(async {
             let mut attempt = 0u32;
             with_retry("publishing output", retry_for, |e: &Attempt| matches!(e, Attempt::Fenced(_)), || {
@@ -374,6 +375,12 @@ impl NatsSink {
                 self.fence = seq;
                 self.through = through;
                 if let Some((c, _)) = &self.shard {
+                    tracing::debug!(
+                        shard = c.shard,
+                        outputs = n,
+                        commit_us = started.elapsed().as_micros() as u64,
+                        "committed"
+                    );
                     *c.link.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((commit, seq));
                 }
                 Ok(())
