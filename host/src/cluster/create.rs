@@ -120,7 +120,7 @@ pub fn create_job(
             record.shards,
             record.key_groups,
             record.store,
-            names.input_subject(0).replace(".in.0", ".in.<key group>"),
+            format!("cairn.{}.in.<shard>.<key group>", record.name),
             names.output_stream()
         ))
     })

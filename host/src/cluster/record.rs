@@ -97,6 +97,7 @@ impl JobRecord {
     pub fn names(&self) -> Names {
         Names {
             job: self.name.clone(),
+            per_shard: (self.key_groups / self.shards.max(1)).max(1),
         }
     }
 }
@@ -120,14 +121,11 @@ pub fn check_name(name: &str) -> Result<(), String> {
 #[derive(Debug, Clone)]
 pub struct Names {
     job: String,
+    /// Key groups per shard.
+    per_shard: u32,
 }
 
 impl Names {
-    /// The names of job `job`.
-    pub fn of(job: &str) -> Self {
-        Self { job: job.to_string() }
-    }
-
     /// The input stream: `CAIRN_<job>_IN`, capturing `cairn.<job>.in.>`.
     pub fn input_stream(&self) -> String {
         format!("CAIRN_{}_IN", self.job)
@@ -138,9 +136,15 @@ impl Names {
         format!("CAIRN_{}_OUT", self.job)
     }
 
-    /// Key group `group`'s input subject: `cairn.<job>.in.<group>`.
+    /// Key group `group`'s input subject: `cairn.<job>.in.<shard>.<group>`, its shard first so
+    /// that a shard reads its groups with one wildcard ([`Names::shard_input`]).
     pub fn input_subject(&self, group: u32) -> String {
-        format!("cairn.{}.in.{group}", self.job)
+        format!("cairn.{}.in.{}.{group}", self.job, group / self.per_shard)
+    }
+
+    /// Every input subject of shard `shard`: `cairn.<job>.in.<shard>.*`.
+    pub fn shard_input(&self, shard: u32) -> String {
+        format!("cairn.{}.in.{shard}.*", self.job)
     }
 
     /// Shard `shard`'s output subject: `cairn.<job>.out.<shard>`.

@@ -112,11 +112,8 @@ pub fn run_shard(ctx: &ShardContext, shard: u32, epoch: u64, stop: Arc<AtomicBoo
             names.commit_subject(shard)
         ),
         shard: ShardInput {
-            subjects: ctx
-                .record
-                .groups_of(shard)
-                .map(|g| names.input_subject(g))
-                .collect(),
+            subjects: vec![names.shard_input(shard)],
+            ends: ctx.record.groups_of(shard).len(),
             key_groups: ctx.record.key_groups,
             owned: ctx.record.groups_of(shard),
         },

@@ -65,7 +65,7 @@ pub fn status(url: &str, name: &str, io: &IoOptions) -> Result<Vec<ShardStatus>,
                 Err(_) => None,
             };
             // The lag: what an ephemeral consumer from the position would still deliver.
-            let subjects: Vec<String> = groups.clone().map(|g| names.input_subject(g)).collect();
+            let subjects = vec![names.shard_input(shard)];
             let c = input
                 .create_consumer(consumer::pull::Config {
                     filter_subjects: subjects,

@@ -42,7 +42,8 @@ fn wait_cpu(child: Child) -> Result<(Duration, bool)> {
     // SAFETY: our own child, not waited for yet.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     ensure!(r == pid, "wait4: {}", std::io::Error::last_os_error());
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let tv =
+        |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     Ok((tv(usage.ru_utime) + tv(usage.ru_stime), ok))
 }
@@ -64,11 +65,21 @@ fn job_file(dir: &Path, name: &str, counter: &Path) -> Result<PathBuf> {
 fn worker(cairn: &Path, url: &str, name: &str, id: &str, dir: &Path, exit: bool) -> Result<Child> {
     let log = std::fs::File::create(dir.join(format!("{name}-{id}.log")))?;
     let mut c = Command::new(cairn);
-    c.args(["worker", "--coordinator", url, "--name", name, "--worker-id", id, "--lease-ttl", "3s"])
-        .env("CAIRN_LOG", "info,cairn::runtime::nats::sink=debug")
-        .env("CAIRN_CACHE_DIR", dir.join("cache"))
-        .stdout(Stdio::null())
-        .stderr(log);
+    c.args([
+        "worker",
+        "--coordinator",
+        url,
+        "--name",
+        name,
+        "--worker-id",
+        id,
+        "--lease-ttl",
+        "3s",
+    ])
+    .env("CAIRN_LOG", "info,cairn::runtime::nats::sink=debug")
+    .env("CAIRN_CACHE_DIR", dir.join("cache"))
+    .stdout(Stdio::null())
+    .stderr(log);
     if exit {
         c.arg("--exit-when-done");
     }
@@ -98,7 +109,11 @@ fn main() -> Result<()> {
     let events = arg(&args, "--events", 1_000_000)?;
     let exe = std::env::current_exe()?;
     let cairn = exe.parent().context("the bench's directory")?.join("cairn");
-    ensure!(cairn.exists(), "{} is missing: run scripts/bench.sh cluster", cairn.display());
+    ensure!(
+        cairn.exists(),
+        "{} is missing: run scripts/bench.sh cluster",
+        cairn.display()
+    );
     let counter = PathBuf::from(env!("CAIRN_PLUGIN_DIR")).join("counter.wasm");
     let tmp = tempfile::tempdir()?;
     let d = tmp.path();
@@ -107,23 +122,67 @@ fn main() -> Result<()> {
     let input = d.join("in.jsonl");
     write_input(&input, events, 10_000)?;
     let inp = input.display().to_string();
-    println!("sharded job: the counter, {events} events over 10,000 keys, 16 shards, batch 1024, one nats-server:");
+    println!(
+        "sharded job: the counter, {events} events over 10,000 keys, 16 shards, batch 1024, one nats-server:"
+    );
     println!("| run | wall s | events/s | CPU s | CPU µs/event | commits | commit p50 / p99 ms |");
     println!("|---|---|---|---|---|---|---|");
     // `cairn run` NATS -> NATS: the stream read from the start, SIGTERM once every output is there.
-    run(&cairn, &["stream", "create", &format!("{url}/BASE_IN"), "--subjects", "base.in"])?;
-    run(&cairn, &["stream", "create", &format!("{url}/BASE_OUT"), "--subjects", "base.out,base.out.commit.>", "--allow-atomic"])?;
-    run(&cairn, &["cat", "--input", &inp, "--output", &format!("{url}/base.in")])?;
+    run(
+        &cairn,
+        &[
+            "stream",
+            "create",
+            &format!("{url}/BASE_IN"),
+            "--subjects",
+            "base.in",
+        ],
+    )?;
+    run(
+        &cairn,
+        &[
+            "stream",
+            "create",
+            &format!("{url}/BASE_OUT"),
+            "--subjects",
+            "base.out,base.out.commit.>",
+            "--allow-atomic",
+        ],
+    )?;
+    run(
+        &cairn,
+        &["cat", "--input", &inp, "--output", &format!("{url}/base.in")],
+    )?;
     let t = Instant::now();
     let job = Command::new(&cairn)
-        .args(["run", "--plugin", &counter.display().to_string(), "--input", &format!("{url}/BASE_IN")])
-        .args(["--output", &format!("{url}/base.out"), "--store", &format!("file:{}", d.join("base").display())])
+        .args([
+            "run",
+            "--plugin",
+            &counter.display().to_string(),
+            "--input",
+            &format!("{url}/BASE_IN"),
+        ])
+        .args([
+            "--output",
+            &format!("{url}/base.out"),
+            "--store",
+            &format!("file:{}", d.join("base").display()),
+        ])
         .args(["--checkpoint-every", "50000", "--batch-size", "1024"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let mut reader = Command::new(&cairn)
-        .args(["cat", "--follow", "--batch-wait", "1ms", "--input", &format!("{url}/BASE_OUT?subject=base.out"), "--output", "-"])
+        .args([
+            "cat",
+            "--follow",
+            "--batch-wait",
+            "1ms",
+            "--input",
+            &format!("{url}/BASE_OUT?subject=base.out"),
+            "--output",
+            "-",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -153,8 +212,21 @@ fn main() -> Result<()> {
     let mut one_us = 0.0;
     for n in 1..=3 {
         let name = format!("bench{n}");
-        run(&cairn, &["job", "create", "--coordinator", &url, "--job", &job_file(d, &name, &counter)?.display().to_string()])?;
-        run(&cairn, &["ingest", "--coordinator", &url, "--name", &name, "--input", &inp])?;
+        run(
+            &cairn,
+            &[
+                "job",
+                "create",
+                "--coordinator",
+                &url,
+                "--job",
+                &job_file(d, &name, &counter)?.display().to_string(),
+            ],
+        )?;
+        run(
+            &cairn,
+            &["ingest", "--coordinator", &url, "--name", &name, "--input", &inp],
+        )?;
         let t = Instant::now();
         let workers: Vec<Child> = (1..=n)
             .map(|i| worker(&cairn, &url, &name, &format!("w{i}"), d, true))
@@ -162,11 +234,17 @@ fn main() -> Result<()> {
         let mut cpu = Duration::ZERO;
         for w in workers {
             let (c, ok) = wait_cpu(w)?;
-            ensure!(ok, "a worker of {name} failed (see {}/{name}-w*.log)", d.display());
+            ensure!(
+                ok,
+                "a worker of {name} failed (see {}/{name}-w*.log)",
+                d.display()
+            );
             cpu += c;
         }
         let wall = t.elapsed();
-        let mut lat: Vec<u64> = (1..=n).flat_map(|i| commits(&d.join(format!("{name}-w{i}.log")))).collect();
+        let mut lat: Vec<u64> = (1..=n)
+            .flat_map(|i| commits(&d.join(format!("{name}-w{i}.log"))))
+            .collect();
         let us = cpu.as_secs_f64() * 1e6 / events as f64;
         if n == 1 {
             one_us = us;
@@ -193,7 +271,17 @@ fn main() -> Result<()> {
 /// and committed again, by the other.
 fn failover(cairn: &Path, url: &str, d: &Path, counter: &Path, input: &Path) -> Result<()> {
     let name = "failover";
-    run(cairn, &["job", "create", "--coordinator", url, "--job", &job_file(d, name, counter)?.display().to_string()])?;
+    run(
+        cairn,
+        &[
+            "job",
+            "create",
+            "--coordinator",
+            url,
+            "--job",
+            &job_file(d, name, counter)?.display().to_string(),
+        ],
+    )?;
     let text = std::fs::read_to_string(input)?;
     let lines: Vec<&str> = text.lines().take(400_000).collect();
     let feed = d.join("feed.jsonl");
@@ -218,7 +306,10 @@ fn failover(cairn: &Path, url: &str, d: &Path, counter: &Path, input: &Path) -> 
     let b = worker(cairn, url, name, "b", d, true)?;
     std::thread::sleep(Duration::from_secs(6));
     let status = || -> Result<Vec<serde_json::Value>> {
-        Ok(serde_json::from_str(&run(cairn, &["job", "status", "--coordinator", url, "--name", name, "--json"])?)?)
+        Ok(serde_json::from_str(&run(
+            cairn,
+            &["job", "status", "--coordinator", url, "--name", name, "--json"],
+        )?)?)
     };
     let before = status()?;
     let held: BTreeMap<u64, u64> = before
@@ -236,17 +327,17 @@ fn failover(cairn: &Path, url: &str, d: &Path, counter: &Path, input: &Path) -> 
         if acquired.is_none() && now.iter().filter(moved).all(|s| s["owner"] == "b") {
             acquired = Some(killed.elapsed());
         }
-        if now
-            .iter()
-            .filter(moved)
-            .all(|s| s["epoch"].as_u64() != held.get(&s["shard"].as_u64().unwrap_or(0)).copied() || s["done"] == true)
-        {
+        if now.iter().filter(moved).all(|s| {
+            s["epoch"].as_u64() != held.get(&s["shard"].as_u64().unwrap_or(0)).copied() || s["done"] == true
+        }) {
             committed = Some(killed.elapsed());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = a.wait();
-    feeder.join().map_err(|_| anyhow::anyhow!("the feeder panicked"))??;
+    feeder
+        .join()
+        .map_err(|_| anyhow::anyhow!("the feeder panicked"))??;
     let (_, ok) = wait_cpu(b)?;
     ensure!(ok, "worker b failed");
     match (acquired, committed) {

@@ -34,8 +34,10 @@ pub const END_HEADER: &str = "Cairn-End";
 /// when events arrive; it ends when every subject has its end marker.
 #[derive(Debug, Clone)]
 pub struct ShardInput {
-    /// One subject per key group, `owned` in order.
+    /// The subjects to read (filters: one wildcard for all of a shard's groups).
     pub subjects: Vec<String>,
+    /// How many subjects end (one per key group): the input ends when every one has.
+    pub ends: usize,
     /// The job's key groups.
     pub key_groups: u32,
     /// The groups the shard owns.
@@ -195,7 +197,7 @@ impl NatsSource {
     fn all_ended(&self) -> bool {
         self.shard
             .as_ref()
-            .is_some_and(|(s, ended)| ended.len() >= s.subjects.len())
+            .is_some_and(|(s, ended)| ended.len() >= s.ends)
     }
 }
 
