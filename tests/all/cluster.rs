@@ -17,6 +17,8 @@ use anyhow::{Context, Result, bail, ensure};
 use cairn_tests::nats::NatsCluster;
 use cairn_tests::{cairn, cairn_bin, plugin, run_ok};
 
+use crate::streams::Rng;
+
 const SHARDS: u32 = 16;
 const GROUPS: u32 = 128;
 const BATCH: usize = 256;
@@ -28,17 +30,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 /// The operators, as a pipeline file's `[[operators]]`.

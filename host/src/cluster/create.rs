@@ -115,12 +115,13 @@ pub fn create_job(
             .await
             .map_err(|e| err(format!("recording job {}: {e}", record.name)))?;
         Ok(format!(
-            "job {}: {} shards over {} key groups, store {}, input subjects {}, output stream {}",
+            "job {}: {} shards over {} key groups, store {}, input subjects cairn.{}.in.<shard>.<key group>, \
+             output stream {}",
             record.name,
             record.shards,
             record.key_groups,
             record.store,
-            format!("cairn.{}.in.<shard>.<key group>", record.name),
+            record.name,
             names.output_stream()
         ))
     })

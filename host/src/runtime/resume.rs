@@ -189,16 +189,7 @@ fn instance_groups(
     n: u32,
 ) -> Result<KeyGroups, JobError> {
     let within = owned.cloned().unwrap_or(0..groups);
-    if within.start >= within.end || within.end > groups {
-        return Err(ParallelismError::Owned {
-            operator: operator.to_string(),
-            owned: within,
-            groups,
-            parallelism: n,
-        }
-        .into());
-    }
-    if n > within.end - within.start {
+    if within.start >= within.end || within.end > groups || n > within.end - within.start {
         return Err(ParallelismError::Owned {
             operator: operator.to_string(),
             owned: within,
