@@ -199,11 +199,12 @@ fn chaos(events: usize, actions: usize, seed: u64) -> Result<()> {
     for i in (1..kinds.len()).rev() {
         kinds.swap(i, rng.below(i as u64 + 1) as usize);
     }
-    let step = events / (actions + 1);
+    // Every pause feeds half a step more: the file lasts for every action.
+    let step = events / (actions * 3 / 2 + 1);
     let mut fed = 0;
     let mut joined = false;
     for (a, kind) in kinds.iter().enumerate() {
-        fed += step;
+        fed = (fed + step).min(lines.len());
         ingest(&url, &feed, &lines, fed, false)?;
         std::thread::sleep(Duration::from_millis(500 + rng.below(1500)));
         let w = rng.below(workers.len() as u64) as usize;
@@ -221,7 +222,7 @@ fn chaos(events: usize, actions: usize, seed: u64) -> Result<()> {
                 );
                 workers[w].signal(libc::SIGSTOP);
                 // Input for its shards' new owners while it sleeps.
-                fed += step / 2;
+                fed = (fed + step / 2).min(lines.len());
                 ingest(&url, &feed, &lines, fed, false)?;
                 std::thread::sleep(Duration::from_secs(LEASE_SECS * 3));
                 workers[w].signal(libc::SIGCONT);
