@@ -144,8 +144,8 @@ fn ingest(url: &str, file: &Path, lines: &[&str], n: usize, end: bool) -> Result
 }
 
 /// Every shard's status.
-fn status(url: &str) -> Result<Vec<serde_json::Value>> {
-    let out = run_ok(&["job", "status", "--coordinator", url, "--name", "chaos", "--json"])?;
+fn status(url: &str, job: &str) -> Result<Vec<serde_json::Value>> {
+    let out = run_ok(&["job", "status", "--coordinator", url, "--name", job, "--json"])?;
     Ok(serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)?)
 }
 
@@ -248,7 +248,7 @@ fn chaos(events: usize, actions: usize, seed: u64) -> Result<()> {
     let t = Instant::now();
     loop {
         // (The cluster may still be electing leaders after the last restart.)
-        let s = status(&url).unwrap_or_default();
+        let s = status(&url, "chaos").unwrap_or_default();
         if s.len() == SHARDS as usize && s.iter().all(|s| s["done"] == true) {
             break;
         }
@@ -481,5 +481,83 @@ fn an_ingest_killed_and_run_again_adds_every_event_once() -> Result<()> {
         seen == counts,
         "every key counted exactly as often as it was in the file"
     );
+    Ok(())
+}
+
+/// A job of 16 shards over three events: the shards without any event end too (a record that
+/// says they are done), so the worker leaves and the export holds the three outputs.
+#[test]
+fn shards_without_events_end_too() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let nats = cairn_tests::nats::NatsServer::start()?;
+    let url = nats.url("x").trim_end_matches("/x").to_string();
+    let job = d.join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "name = \"sparse\"\nshards = 16\nstore = \"file:{}\"\n\n[[operators]]\nname = \"counter\"\n\
+             plugin = \"{}\"\n",
+            d.join("store").display(),
+            plugin("counter").display()
+        ),
+    )?;
+    run_ok(&[
+        "job",
+        "create",
+        "--coordinator",
+        &url,
+        "--job",
+        &job.display().to_string(),
+    ])?;
+    let input = d.join("events.jsonl");
+    std::fs::write(
+        &input,
+        "{\"key\":\"a\",\"ts\":1,\"value\":{}}\n{\"key\":\"b\",\"ts\":2,\"value\":{}}\n{\"key\":\"a\",\"ts\":3,\"value\":{}}\n",
+    )?;
+    let f = input.display().to_string();
+    run_ok(&["ingest", "--coordinator", &url, "--name", "sparse", "--input", &f])?;
+    let w = cairn()
+        .args([
+            "worker",
+            "--coordinator",
+            &url,
+            "--name",
+            "sparse",
+            "--exit-when-done",
+        ])
+        .env("CAIRN_CACHE_DIR", d.join("cache"))
+        .output()?;
+    ensure!(
+        w.status.success(),
+        "worker: {}",
+        String::from_utf8_lossy(&w.stderr)
+    );
+    let s = status(&url, "sparse")?;
+    ensure!(
+        s.len() == 16 && s.iter().all(|s| s["done"] == true),
+        "every shard done: {s:?}"
+    );
+    let out = run_ok(&[
+        "job",
+        "export",
+        "--coordinator",
+        &url,
+        "--name",
+        "sparse",
+        "--output",
+        "-",
+    ])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let counts: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .map(|v| format!("{}={}", v["key"], v["value"]["count"]))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut sorted = counts.clone();
+    sorted.sort();
+    ensure!(sorted == ["\"a\"=1", "\"a\"=2", "\"b\"=1"], "outputs: {counts:?}");
     Ok(())
 }

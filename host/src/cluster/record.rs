@@ -126,6 +126,11 @@ pub struct Names {
 }
 
 impl Names {
+    /// The name shard `shard`'s job runs under (in its checkpoints and commit records).
+    pub fn shard_job(&self, shard: u32) -> String {
+        format!("{}.shard-{shard}", self.job)
+    }
+
     /// The input stream: `CAIRN_<job>_IN`, capturing `cairn.<job>.in.>`.
     pub fn input_stream(&self) -> String {
         format!("CAIRN_{}_IN", self.job)

@@ -14,8 +14,8 @@ use crate::OperatorBuilder;
 use crate::checkpoint::{CheckpointConfig, HostState, KeySource, SourcePosition};
 use crate::runtime::io::{Endpoints, Opening, Sink, Source};
 use crate::runtime::nats::{
-    CommitRecord, FENCED, NatsSink, NatsSource, ShardCommit, ShardInput, ShardLink, atomic_batch, connect,
-    last_commit, runtime,
+    CommitRecord, FENCED, NatsSink, NatsSource, ShardCommit, ShardInput, ShardLink, ShardRecord,
+    atomic_batch, connect, last_commit, runtime,
 };
 use crate::runtime::{
     CheckpointSpec, ErrorPolicy, InputLimits, IoOptions, JobSpec, SinkError, SourceError, Triggers, run_job,
@@ -127,7 +127,7 @@ pub fn run_shard(ctx: &ShardContext, shard: u32, epoch: u64, stop: Arc<AtomicBoo
     };
     let progress_link = link.clone();
     let spec = JobSpec {
-        name: format!("{}.shard-{shard}", ctx.record.name),
+        name: names.shard_job(shard),
         input: ends.input.clone(),
         output: ends.output.clone(),
         endpoints: Some(Box::new(ends)),
@@ -164,7 +164,7 @@ pub fn run_shard(ctx: &ShardContext, shard: u32, epoch: u64, stop: Arc<AtomicBoo
     let fenced = |e: String| ShardEnd::Fenced(e);
     match run_job(spec) {
         Ok(report) if report.stopped => ShardEnd::Stopped,
-        Ok(_) => match rt.block_on(commit_done(&js, &names, shard, &link)) {
+        Ok(_) => match rt.block_on(commit_done(&js, &names, shard, epoch, &link)) {
             Ok(()) => ShardEnd::Done,
             Err(e) if e.starts_with(FENCED) => fenced(e),
             Err(e) => failed(e),
@@ -174,17 +174,32 @@ pub fn run_shard(ctx: &ShardContext, shard: u32, epoch: u64, stop: Arc<AtomicBoo
     }
 }
 
-/// Publish the shard's last commit record again, marked done, fenced by the last commit.
+/// Publish the shard's last commit record again, marked done, fenced by the last commit (a
+/// shard whose input held no event has none: its first record says it is done).
 async fn commit_done(
     js: &jetstream::Context,
     names: &Names,
     shard: u32,
+    epoch: u64,
     link: &ShardLink,
 ) -> Result<(), String> {
     let last = link.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let Some((mut record, seq)) = last else {
-        return Err("the shard ended without a commit".into());
-    };
+    let (input_seq, events_in) = *link.progress.lock().unwrap_or_else(|p| p.into_inner());
+    let (mut record, seq) = last.unwrap_or_else(|| {
+        let record = CommitRecord {
+            job: names.shard_job(shard),
+            through: 0,
+            shard: Some(ShardRecord {
+                shard,
+                epoch,
+                checkpoint: None,
+                input_seq,
+                events_in,
+                done: false,
+            }),
+        };
+        (record, 0)
+    });
     if let Some(s) = &mut record.shard {
         s.done = true;
     }
