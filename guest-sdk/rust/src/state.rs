@@ -317,6 +317,46 @@ pub fn set_as<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), Error> 
     })
 }
 
+/// Append `item` to the JSON array stored under `key` (a new key holds `[item]`) without
+/// decoding the elements already there: the stored text gains `,<item>` before its `]`. The
+/// bytes are those `set_as` would write for the whole list, so either may read or write it.
+///
+/// ```
+/// use cairn_sdk::state;
+/// # state::native::reset(Default::default());
+/// state::push_as("ids", "a")?;
+/// state::push_as("ids", "b")?;
+/// assert_eq!(state::get_as::<Vec<String>>("ids")?, Some(vec!["a".into(), "b".into()]));
+/// # Ok::<(), cairn_sdk::Error>(())
+/// ```
+pub fn push_as<T: Serialize + ?Sized>(key: &str, item: &T) -> Result<(), Error> {
+    let mut list = Vec::new();
+    let found = get_with(key, |old| {
+        let text = old.trim_ascii();
+        let (Some(b'['), Some(b']')) = (text.first(), text.last()) else {
+            return false;
+        };
+        list.extend_from_slice(&text[..text.len() - 1]);
+        if !text[1..text.len() - 1].trim_ascii().is_empty() {
+            list.push(b',');
+        }
+        true
+    });
+    match found {
+        None => list.push(b'['),
+        Some(true) => {}
+        Some(false) => {
+            return Err(Error::msg(format_args!(
+                "state key {key:?} does not hold a JSON array, so an item cannot be appended to it"
+            )));
+        }
+    }
+    serde_json::to_writer(&mut list, item)?;
+    list.push(b']');
+    set(key, &list)?;
+    Ok(())
+}
+
 /// The key under which the host stores `key` of `scope` (`None`: operator-wide), as
 /// checkpoints and `cairn checkpoints show` display it.
 pub fn scoped_key(scope: Option<&str>, key: &str) -> String {

@@ -121,9 +121,7 @@ impl Operator for Dedup {
             }
         }
         state::set_as(&seen, &ts)?;
-        let mut ids: Vec<String> = state::get_as(&kept)?.unwrap_or_default();
-        ids.push(id.to_string());
-        state::set_as(&kept, &ids)?;
+        state::push_as(&kept, id)?;
         timers::register(&event.key, ts + self.within + 1)?;
         out.emit(event);
         Ok(())
