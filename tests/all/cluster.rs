@@ -379,20 +379,15 @@ fn a_sharded_job_survives_kills_pauses_a_join_and_a_leader_failure() -> Result<(
     )
 }
 
-/// `cairn ingest` SIGKILLed at random moments and run again until it finishes stores every
-/// event once: one worker then counts each key's events exactly.
-#[test]
-fn an_ingest_killed_and_run_again_adds_every_event_once() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let d = dir.path();
-    let nats = cairn_tests::nats::NatsServer::start()?;
-    let url = nats.url("x").trim_end_matches("/x").to_string();
+/// Create job `name`: the counter over `shards` shards of `groups` key groups, checkpoints
+/// under `d`.
+fn counter_job(url: &str, name: &str, shards: u32, groups: u32, d: &Path) -> Result<()> {
     let job = d.join("job.toml");
     std::fs::write(
         &job,
         format!(
-            "name = \"ingested\"\nshards = 4\nkey_groups = 64\nstore = \"file:{}\"\n\n[[operators]]\n\
-             name = \"counter\"\nplugin = \"{}\"\n",
+            "name = \"{name}\"\nshards = {shards}\nkey_groups = {groups}\nstore = \"file:{}\"\n\n\
+             [[operators]]\nname = \"counter\"\nplugin = \"{}\"\n",
             d.join("store").display(),
             plugin("counter").display()
         ),
@@ -401,10 +396,36 @@ fn an_ingest_killed_and_run_again_adds_every_event_once() -> Result<()> {
         "job",
         "create",
         "--coordinator",
-        &url,
+        url,
         "--job",
         &job.display().to_string(),
     ])?;
+    Ok(())
+}
+
+/// Run one worker of job `name` until every shard is done; it must leave cleanly.
+fn worker_to_the_end(url: &str, name: &str, d: &Path) -> Result<()> {
+    let w = cairn()
+        .args(["worker", "--coordinator", url, "--name", name, "--exit-when-done"])
+        .env("CAIRN_CACHE_DIR", d.join("cache"))
+        .output()?;
+    ensure!(
+        w.status.success(),
+        "worker: {}",
+        String::from_utf8_lossy(&w.stderr)
+    );
+    Ok(())
+}
+
+/// `cairn ingest` SIGKILLed at random moments and run again until it finishes stores every
+/// event once: one worker then counts each key's events exactly.
+#[test]
+fn an_ingest_killed_and_run_again_adds_every_event_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let nats = cairn_tests::nats::NatsServer::start()?;
+    let url = nats.url("x").trim_end_matches("/x").to_string();
+    counter_job(&url, "ingested", 4, 64, d)?;
     let input = d.join("events.jsonl");
     cairn_tests::bench::write_input(&input, 200_000, 3_000)?;
     let f = input.display().to_string();
@@ -431,22 +452,7 @@ fn an_ingest_killed_and_run_again_adds_every_event_once() -> Result<()> {
         "a run after the end adds nothing: {}",
         String::from_utf8_lossy(&again.stderr)
     );
-    let w = cairn()
-        .args([
-            "worker",
-            "--coordinator",
-            &url,
-            "--name",
-            "ingested",
-            "--exit-when-done",
-        ])
-        .env("CAIRN_CACHE_DIR", d.join("cache"))
-        .output()?;
-    ensure!(
-        w.status.success(),
-        "worker: {}",
-        String::from_utf8_lossy(&w.stderr)
-    );
+    worker_to_the_end(&url, "ingested", d)?;
     let out = d.join("out.jsonl");
     run_ok(&[
         "job",
@@ -492,24 +498,7 @@ fn shards_without_events_end_too() -> Result<()> {
     let d = dir.path();
     let nats = cairn_tests::nats::NatsServer::start()?;
     let url = nats.url("x").trim_end_matches("/x").to_string();
-    let job = d.join("job.toml");
-    std::fs::write(
-        &job,
-        format!(
-            "name = \"sparse\"\nshards = 16\nstore = \"file:{}\"\n\n[[operators]]\nname = \"counter\"\n\
-             plugin = \"{}\"\n",
-            d.join("store").display(),
-            plugin("counter").display()
-        ),
-    )?;
-    run_ok(&[
-        "job",
-        "create",
-        "--coordinator",
-        &url,
-        "--job",
-        &job.display().to_string(),
-    ])?;
+    counter_job(&url, "sparse", 16, 128, d)?;
     let input = d.join("events.jsonl");
     std::fs::write(
         &input,
@@ -517,22 +506,7 @@ fn shards_without_events_end_too() -> Result<()> {
     )?;
     let f = input.display().to_string();
     run_ok(&["ingest", "--coordinator", &url, "--name", "sparse", "--input", &f])?;
-    let w = cairn()
-        .args([
-            "worker",
-            "--coordinator",
-            &url,
-            "--name",
-            "sparse",
-            "--exit-when-done",
-        ])
-        .env("CAIRN_CACHE_DIR", d.join("cache"))
-        .output()?;
-    ensure!(
-        w.status.success(),
-        "worker: {}",
-        String::from_utf8_lossy(&w.stderr)
-    );
+    worker_to_the_end(&url, "sparse", d)?;
     let s = status(&url, "sparse")?;
     ensure!(
         s.len() == 16 && s.iter().all(|s| s["done"] == true),
