@@ -136,3 +136,26 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
+
+/// A reader following `url` (a stream filtered to the output subject), its lines on a pipe.
+pub fn follow(
+    cairn: &Path,
+    url: &str,
+) -> Result<(std::process::Child, std::io::BufReader<std::process::ChildStdout>)> {
+    let mut child = Command::new(cairn)
+        .args([
+            "cat",
+            "--follow",
+            "--batch-wait",
+            "1ms",
+            "--input",
+            url,
+            "--output",
+            "-",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let out = std::io::BufReader::new(child.stdout.take().context("stdout")?);
+    Ok((child, out))
+}

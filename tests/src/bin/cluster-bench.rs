@@ -14,13 +14,13 @@
 //! everything and runs it.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use cairn_tests::bench::{arg, write_input};
+use cairn_tests::bench::{arg, follow, write_input};
 use cairn_tests::nats::NatsServer;
 
 fn run(cairn: &Path, args: &[&str]) -> Result<String> {
@@ -172,22 +172,9 @@ fn main() -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let mut reader = Command::new(&cairn)
-        .args([
-            "cat",
-            "--follow",
-            "--batch-wait",
-            "1ms",
-            "--input",
-            &format!("{url}/BASE_OUT?subject=base.out"),
-            "--output",
-            "-",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let (mut reader, lines) = follow(&cairn, &format!("{url}/BASE_OUT?subject=base.out"))?;
     let mut seen = 0;
-    for line in BufReader::new(reader.stdout.take().context("stdout")?).lines() {
+    for line in lines.lines() {
         line?;
         seen += 1;
         if seen == events {

@@ -10,13 +10,13 @@
 //! `stream-bench [--events N] [--rate R] [--seconds S]` (defaults 200,000 events; 2,000 events/s
 //! for 10 s). `scripts/bench.sh streams` builds everything and runs it.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, ensure};
-use cairn_tests::bench::{arg, write_input};
+use cairn_tests::bench::{arg, follow, write_input};
 use cairn_tests::nats::NatsServer;
 
 fn now_ms() -> i64 {
@@ -33,26 +33,6 @@ fn run(cairn: &Path, args: &[&str]) -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
-}
-
-/// A reader following `url` (a stream filtered to the output subject), its lines on a pipe.
-fn follow(cairn: &Path, url: &str) -> Result<(Child, BufReader<std::process::ChildStdout>)> {
-    let mut child = Command::new(cairn)
-        .args([
-            "cat",
-            "--follow",
-            "--batch-wait",
-            "1ms",
-            "--input",
-            url,
-            "--output",
-            "-",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let out = BufReader::new(child.stdout.take().context("stdout")?);
-    Ok((child, out))
 }
 
 fn sigterm(child: &mut Child) -> Result<()> {
