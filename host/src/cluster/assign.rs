@@ -1,9 +1,11 @@
 //! Who should own which shard, and what a worker does about it: rendezvous hashing over the
-//! live workers ([`owner_of`]), and one round of a worker's decisions ([`plan`]) from what it
-//! sees of the leases. Pure: the worker runs it against the buckets, the tests against a
-//! simulated clock.
+//! live workers ([`owner_of`]), one round of a worker's decisions ([`plan`]) from what it sees
+//! of the leases, when a starting worker may take shards ([`Settle`]) and how long a failing
+//! shard waits before it is started again ([`Backoff`]). Pure: the worker runs it against the
+//! buckets, the tests against a simulated clock.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use cairn_codec::scoped::scope_hash;
 
@@ -102,6 +104,79 @@ pub fn plan(me: &str, members: &[String], seen: &BTreeMap<u32, Seen>, running: &
     actions
 }
 
+/// Whether a starting worker may take free shards: once it has seen the same live workers in
+/// two rounds in a row. Workers started together then see one another before any of them
+/// takes a shard: without it the first to look takes every shard and hands most of them over a
+/// round later, each handover a last checkpoint and commit. Once settled, a worker stays so
+/// (a worker that dies leaves shards that the others must take at once).
+#[derive(Debug, Default)]
+pub struct Settle {
+    last: Option<Vec<String>>,
+    settled: bool,
+}
+
+impl Settle {
+    /// This round's live workers (sorted); whether free shards may be taken.
+    pub fn observe(&mut self, members: &[String]) -> bool {
+        if !self.settled {
+            self.settled = self.last.as_deref() == Some(members);
+            self.last = Some(members.to_vec());
+        }
+        self.settled
+    }
+}
+
+/// The shards that failed on this worker and when each may be started again: after the n-th
+/// failure in a row, `first · 2^(n-1)`, at most `max`. A shard that stopped any other way
+/// (handed over, done, fenced) starts again at once.
+#[derive(Debug)]
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
+    failing: BTreeMap<u32, (u32, Instant)>,
+}
+
+impl Backoff {
+    /// Waits from `first` doubling up to `max`.
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Self {
+            first,
+            max,
+            failing: BTreeMap::new(),
+        }
+    }
+
+    /// `shard` failed at `now`: how long it waits before it may start again.
+    pub fn failed(&mut self, shard: u32, now: Instant) -> Duration {
+        let n = self.failing.get(&shard).map_or(0, |f| f.0) + 1;
+        let wait = self.first.saturating_mul(1 << (n - 1).min(20)).min(self.max);
+        self.failing.insert(shard, (n, now + wait));
+        wait
+    }
+
+    /// `shard` stopped without failing (its failures no longer count).
+    pub fn ended_well(&mut self, shard: u32) {
+        self.failing.remove(&shard);
+    }
+
+    /// Whether `shard` may be started at `now`.
+    pub fn may_start(&self, shard: u32, now: Instant) -> bool {
+        self.failing.get(&shard).is_none_or(|&(_, at)| now >= at)
+    }
+}
+
+/// `actions` without the acquisitions this round must not make: every one until the worker
+/// has settled, and those of shards waiting after failures.
+pub fn allowed(actions: Vec<Action>, settled: bool, backoff: &Backoff, now: Instant) -> Vec<Action> {
+    actions
+        .into_iter()
+        .filter(|a| match a {
+            Action::Acquire { shard } => settled && backoff.may_start(*shard, now),
+            _ => true,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +203,76 @@ mod tests {
         }
         assert!(per.values().all(|&n| n >= 8), "unbalanced: {per:?}");
         assert!((8..=24).contains(&moved), "{moved} of 64 moved to the new worker");
+    }
+
+    #[test]
+    fn a_worker_settles_once_it_sees_the_same_workers_twice() {
+        let mut s = Settle::default();
+        assert!(!s.observe(&names(1)), "the first round never takes shards");
+        assert!(!s.observe(&names(2)), "another worker appeared");
+        assert!(s.observe(&names(2)));
+        assert!(s.observe(&names(3)), "settled stays settled");
+    }
+
+    #[test]
+    fn workers_started_together_hand_nothing_over() {
+        // Three workers register one after the other, a round apart at most: each takes only
+        // its own shards, so no lease is ever released to another.
+        let all = names(3);
+        let mut settle: Vec<Settle> = (0..3).map(|_| Settle::default()).collect();
+        let mut held: BTreeMap<u32, String> = BTreeMap::new();
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let now = Instant::now();
+        for round in 0..4 {
+            let members: Vec<String> = all[..(round + 1).min(3)].to_vec();
+            for (i, me) in members.clone().iter().enumerate() {
+                let seen: BTreeMap<u32, Seen> = (0..16)
+                    .map(|s| {
+                        let seen = held.get(&s).map_or(Seen::Free, |w| Seen::Held {
+                            worker: w.clone(),
+                            rev: 1,
+                        });
+                        (s, seen)
+                    })
+                    .collect();
+                let running: Vec<u32> = held.iter().filter(|(_, w)| *w == me).map(|(s, _)| *s).collect();
+                let settled = settle[i].observe(&members);
+                for a in allowed(plan(me, &members, &seen, &running), settled, &backoff, now) {
+                    match a {
+                        Action::Acquire { shard } => {
+                            held.insert(shard, me.clone());
+                        }
+                        Action::Release { shard, .. } => panic!("{me} handed shard {shard} over"),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        assert_eq!(held.len(), 16, "every shard is taken: {held:?}");
+        for (s, w) in &held {
+            assert_eq!(Some(w.as_str()), owner_of(*s, &all));
+        }
+    }
+
+    #[test]
+    fn a_failing_shard_waits_longer_each_time() {
+        let t0 = Instant::now();
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
+        assert!(b.may_start(3, t0));
+        assert_eq!(b.failed(3, t0), Duration::from_secs(1));
+        assert!(!b.may_start(3, t0) && b.may_start(3, t0 + Duration::from_secs(1)));
+        assert!(b.may_start(4, t0), "other shards are not held back");
+        assert_eq!(b.failed(3, t0), Duration::from_secs(2));
+        assert_eq!(b.failed(3, t0), Duration::from_secs(4));
+        assert_eq!(b.failed(3, t0), Duration::from_secs(5), "at most max");
+        let acquire = vec![Action::Acquire { shard: 3 }, Action::Drop { shard: 4 }];
+        assert_eq!(
+            allowed(acquire.clone(), true, &b, t0),
+            vec![Action::Drop { shard: 4 }]
+        );
+        b.ended_well(3);
+        assert_eq!(allowed(acquire.clone(), true, &b, t0), acquire);
+        assert_eq!(allowed(acquire, false, &b, t0), vec![Action::Drop { shard: 4 }]);
     }
 
     /// A simulated coordinator: leases with a TTL on a simulated clock, written by revision

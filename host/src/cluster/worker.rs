@@ -13,7 +13,7 @@ use async_nats::jetstream::{self, kv::Store};
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use super::assign::{Action, Seen, plan};
+use super::assign::{Action, Backoff, Seen, Settle, allowed, plan};
 use super::kv::{Lease, Refused, live_keys, put_ttl, read};
 use super::record::{
     ClusterError, JobRecord, Names, PLUGINS, connected, coordinator, error_chain, job_record, nats_err,
@@ -23,6 +23,11 @@ use crate::checkpoint::KeySource;
 use crate::engine::ComponentCache;
 use crate::runtime::{IoOptions, PipelineFile};
 
+/// How long a shard that failed waits before this worker starts it again, the first time; each
+/// failure in a row doubles it, up to [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest a failing shard waits.
+const LAST_RETRY: Duration = Duration::from_secs(60);
 /// How a worker runs.
 pub struct WorkerOptions {
     /// `nats://host:port[,host:port…]` (credentials allowed).
@@ -106,6 +111,8 @@ pub fn run_worker(opts: WorkerOptions) -> Result<WorkerReport, ClusterError> {
     let mut done: Vec<u32> = Vec::new();
     let mut report = WorkerReport::default();
     let tick = opts.lease_ttl / 3;
+    let mut settle = Settle::default();
+    let mut backoff = Backoff::new(FIRST_RETRY, LAST_RETRY);
     loop {
         let round = Instant::now();
         let leaving = opts.stop.load(Ordering::Relaxed);
@@ -129,16 +136,28 @@ pub fn run_worker(opts: WorkerOptions) -> Result<WorkerReport, ClusterError> {
                     report.finished.push(shard);
                     done.push(shard);
                 }
-                ShardEnd::Stopped => tracing::info!(shard, epoch = r.epoch, "shard stopped and committed"),
+                ShardEnd::Stopped => {
+                    tracing::info!(shard, epoch = r.epoch, "shard stopped and committed");
+                    backoff.ended_well(shard);
+                }
                 ShardEnd::Fenced(e) => {
                     report.fenced += 1;
+                    backoff.ended_well(shard);
                     tracing::warn!(
                         shard,
                         epoch = r.epoch,
                         "FENCED: shard {shard} dropped, its state with it ({e})"
                     );
                 }
-                ShardEnd::Failed(e) => tracing::error!(shard, epoch = r.epoch, "shard {shard} failed: {e}"),
+                ShardEnd::Failed(e) => {
+                    let wait = backoff.failed(shard, Instant::now());
+                    tracing::error!(
+                        shard,
+                        epoch = r.epoch,
+                        "shard {shard} failed: {e}; starting it again in {}",
+                        humantime::format_duration(wait)
+                    )
+                }
             }
             // Free the lease for whoever should own the shard now.
             let _ = rt.block_on(leases.delete_expect_revision(Names::lease_key(shard), Some(r.rev)));
@@ -164,7 +183,14 @@ pub fn run_worker(opts: WorkerOptions) -> Result<WorkerReport, ClusterError> {
             return Ok(report);
         }
         let ids: Vec<u32> = running.keys().copied().collect();
-        for action in plan(&me, &members_now, &seen, &ids) {
+        let settled = settle.observe(&members_now);
+        let actions = allowed(
+            plan(&me, &members_now, &seen, &ids),
+            settled,
+            &backoff,
+            Instant::now(),
+        );
+        for action in actions {
             act(
                 &rt,
                 &js,
