@@ -28,6 +28,7 @@ use crate::runtime::{IoOptions, PipelineFile};
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// The longest a failing shard waits.
 const LAST_RETRY: Duration = Duration::from_secs(60);
+
 /// How a worker runs.
 pub struct WorkerOptions {
     /// `nats://host:port[,host:port…]` (credentials allowed).
@@ -154,7 +155,7 @@ pub fn run_worker(opts: WorkerOptions) -> Result<WorkerReport, ClusterError> {
                     tracing::error!(
                         shard,
                         epoch = r.epoch,
-                        "shard {shard} failed: {e}; starting it again in {}",
+                        "shard {shard} failed: {e}; this worker starts it again in {}",
                         humantime::format_duration(wait)
                     )
                 }
