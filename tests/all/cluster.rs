@@ -424,7 +424,7 @@ fn an_ingest_killed_and_run_again_adds_every_event_once() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     let nats = cairn_tests::nats::NatsServer::start()?;
-    let url = nats.url("x").trim_end_matches("/x").to_string();
+    let url = nats.coordinator();
     counter_job(&url, "ingested", 4, 64, d)?;
     let input = d.join("events.jsonl");
     cairn_tests::bench::write_input(&input, 200_000, 3_000)?;
@@ -497,7 +497,7 @@ fn shards_without_events_end_too() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     let nats = cairn_tests::nats::NatsServer::start()?;
-    let url = nats.url("x").trim_end_matches("/x").to_string();
+    let url = nats.coordinator();
     counter_job(&url, "sparse", 16, 128, d)?;
     let input = d.join("events.jsonl");
     std::fs::write(

@@ -56,6 +56,11 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}/{name}", self.0.port)
     }
 
+    /// `nats://127.0.0.1:<port>`: the server itself, as `--coordinator` takes it.
+    pub fn coordinator(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.0.port)
+    }
+
     /// `nats://<userinfo>@127.0.0.1:<port>/<name>`.
     pub fn url_as(&self, userinfo: &str, name: &str) -> String {
         format!("nats://{userinfo}@127.0.0.1:{}/{name}", self.0.port)

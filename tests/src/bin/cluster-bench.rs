@@ -118,7 +118,7 @@ fn main() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let d = tmp.path();
     let nats = NatsServer::start()?;
-    let url = nats.url("x").trim_end_matches("/x").to_string();
+    let url = nats.coordinator();
     let input = d.join("in.jsonl");
     write_input(&input, events, 10_000)?;
     let inp = input.display().to_string();
