@@ -296,24 +296,28 @@ pub fn get_as<T: DeserializeOwned>(key: &str) -> Result<Option<T>, Error> {
         })
 }
 
-/// Store `value` under `key` as JSON.
-pub fn set_as<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), Error> {
+/// `f` given an empty byte buffer that is reused from call to call, so that encoding a value
+/// allocates nothing once warm (a fresh one when `f` itself nests a call, through a `Serialize`
+/// impl that writes state).
+fn with_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     thread_local! {
-        // Reused for every write, so encoding allocates nothing once warm.
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     BUF.with(|buf| match buf.try_borrow_mut() {
         Ok(mut b) => {
             b.clear();
-            serde_json::to_writer(&mut *b, value)?;
-            set(key, &b)?;
-            Ok(())
+            f(&mut b)
         }
-        // Only when a `Serialize` impl itself writes state.
-        Err(_) => {
-            set(key, &serde_json::to_vec(value)?)?;
-            Ok(())
-        }
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// Store `value` under `key` as JSON.
+pub fn set_as<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), Error> {
+    with_buf(|b| {
+        serde_json::to_writer(&mut *b, value)?;
+        set(key, b)?;
+        Ok(())
     })
 }
 
@@ -330,31 +334,32 @@ pub fn set_as<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<(), Error> 
 /// # Ok::<(), cairn_sdk::Error>(())
 /// ```
 pub fn push_as<T: Serialize + ?Sized>(key: &str, item: &T) -> Result<(), Error> {
-    let mut list = Vec::new();
-    let found = get_with(key, |old| {
-        let text = old.trim_ascii();
-        let (Some(b'['), Some(b']')) = (text.first(), text.last()) else {
-            return false;
-        };
-        list.extend_from_slice(&text[..text.len() - 1]);
-        if !text[1..text.len() - 1].trim_ascii().is_empty() {
-            list.push(b',');
+    with_buf(|list| {
+        let found = get_with(key, |old| {
+            let text = old.trim_ascii();
+            let (Some(b'['), Some(b']')) = (text.first(), text.last()) else {
+                return false;
+            };
+            list.extend_from_slice(&text[..text.len() - 1]);
+            if !text[1..text.len() - 1].trim_ascii().is_empty() {
+                list.push(b',');
+            }
+            true
+        });
+        match found {
+            None => list.push(b'['),
+            Some(true) => {}
+            Some(false) => {
+                return Err(Error::msg(format_args!(
+                    "state key {key:?} does not hold a JSON array, so an item cannot be appended to it"
+                )));
+            }
         }
-        true
-    });
-    match found {
-        None => list.push(b'['),
-        Some(true) => {}
-        Some(false) => {
-            return Err(Error::msg(format_args!(
-                "state key {key:?} does not hold a JSON array, so an item cannot be appended to it"
-            )));
-        }
-    }
-    serde_json::to_writer(&mut list, item)?;
-    list.push(b']');
-    set(key, &list)?;
-    Ok(())
+        serde_json::to_writer(&mut *list, item)?;
+        list.push(b']');
+        set(key, list)?;
+        Ok(())
+    })
 }
 
 /// The key under which the host stores `key` of `scope` (`None`: operator-wide), as
